@@ -1,0 +1,136 @@
+//! The shared topology every role of one side reads: `config/shared/pool.toml` through
+//! [`PoolGlobalConfig`], `config/shared/proxy.toml` through [`ProxyGlobalConfig`].
+
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+use stratum_apps::key_utils::Secp256k1PublicKey;
+
+/// Pool side: where the pool, the mint, the pool's stats and web roles listen, and how work is
+/// turned into ehash.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PoolGlobalConfig {
+    pub pool: PoolTopology,
+    pub mint: MintTopology,
+    pub stats: StatsTopology,
+    pub web: WebTopology,
+    pub ehash: EhashConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PoolTopology {
+    /// Miners and translators connect here (Noise SV2).
+    pub listen_address: SocketAddr,
+    /// The mint connects here (Noise SV2 with the mint-quote extension).
+    pub mint_link_address: SocketAddr,
+    /// Monitoring HTTP API (`/api/v1/...`, `/metrics`).
+    pub monitoring_address: SocketAddr,
+    /// The pool's Noise authority public key: what every peer of the pool pins.
+    pub authority_public_key: Secp256k1PublicKey,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MintTopology {
+    /// Cashu HTTP API.
+    pub http_address: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StatsTopology {
+    /// Where the role feeding stats connects.
+    pub ingest_address: SocketAddr,
+    /// Stats HTTP JSON API.
+    pub http_address: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebTopology {
+    pub address: SocketAddr,
+}
+
+/// How accepted work becomes ehash.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EhashConfig {
+    /// Cashu currency unit of the tokens (`hash`).
+    pub unit: String,
+    /// Work, in difficulty-1 shares, that earns one unit of ehash.
+    pub unit_work: f64,
+}
+
+/// Miner side: the translator's upstream and downstream, its wallet, and the proxy's stats and
+/// web roles.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProxyGlobalConfig {
+    pub translator: TranslatorTopology,
+    pub wallet: WalletTopology,
+    pub stats: StatsTopology,
+    pub web: WebTopology,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TranslatorTopology {
+    /// SV1 miners connect here.
+    pub downstream_address: SocketAddr,
+    /// The SV2 pool (Noise).
+    pub upstream_address: SocketAddr,
+    /// The pool's authority key, pinned by the translator.
+    pub upstream_authority_public_key: Secp256k1PublicKey,
+    /// Monitoring HTTP API.
+    pub monitoring_address: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WalletTopology {
+    /// Wallet HTTP API (bound to loopback by default).
+    pub api_address: SocketAddr,
+    /// The mint's Cashu HTTP API, as the wallet reaches it.
+    pub mint_url: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn repo_file(rel: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../..")
+            .join(rel)
+    }
+
+    #[test]
+    fn shipped_pool_global_config_loads() {
+        let c: PoolGlobalConfig =
+            crate::load_with_env(&repo_file("config/shared/pool.toml"), vec![]).unwrap();
+        assert_eq!(c.pool.listen_address.port(), 34254);
+        assert_eq!(c.mint.http_address.port(), 3338);
+        assert_eq!(c.ehash.unit, "hash");
+        assert!(c.ehash.unit_work > 0.0);
+    }
+
+    #[test]
+    fn shipped_proxy_global_config_loads() {
+        let c: ProxyGlobalConfig =
+            crate::load_with_env(&repo_file("config/shared/proxy.toml"), vec![]).unwrap();
+        assert_eq!(c.translator.downstream_address.port(), 34255);
+        assert_eq!(c.web.address.port(), 3030);
+    }
+
+    #[test]
+    fn bad_authority_key_is_named() {
+        let text = std::fs::read_to_string(repo_file("config/shared/pool.toml"))
+            .unwrap()
+            .replace(
+                "9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH72",
+                "not-a-key",
+            );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pool.toml");
+        std::fs::write(&path, text).unwrap();
+        let err = crate::load_with_env::<PoolGlobalConfig, _>(&path, vec![]).unwrap_err();
+        assert!(
+            matches!(&err, crate::ConfigError::BadValue { key, .. } if key == "pool.authority_public_key"),
+            "{err:?}"
+        );
+    }
+}

@@ -1,0 +1,14 @@
+//! Typed configuration for every Hashpool role.
+//!
+//! One loader ([`load`]) reads a TOML file into a typed struct, applies environment overrides
+//! (`HASHPOOL__SECTION__KEY`), and names the file and the key when anything is missing or
+//! malformed. The shared topology lives in [`PoolGlobalConfig`] and [`ProxyGlobalConfig`].
+
+mod global;
+mod loader;
+
+pub use global::{
+    EhashConfig, MintTopology, PoolGlobalConfig, PoolTopology, ProxyGlobalConfig, StatsTopology,
+    TranslatorTopology, WalletTopology, WebTopology,
+};
+pub use loader::{load, load_with_env, ConfigError, ENV_PREFIX, ENV_SEPARATOR};

@@ -1,0 +1,10 @@
+//! SV2 plumbing shared by every role: one way to turn a message into a frame, one way to decode
+//! a frame (with TLVs), one reader task per Noise connection, and reconnect back-off.
+
+mod backoff;
+mod frame;
+mod reader;
+
+pub use backoff::Backoff;
+pub use frame::{decode_frame, encode, FrameError, OutFrame, Sv2Message};
+pub use reader::{spawn_reader, IncomingFrames};

@@ -1,0 +1,256 @@
+//! Template Distribution server: one session per pool (or jd-client) connection.
+
+use std::sync::Arc;
+
+use binary_sv2::{B016MOwned, B064KOwned, Seq064KOwned, Str0255Owned};
+use common_messages_sv2::{Protocol, SetupConnectionErrorOwned, SetupConnectionSuccess};
+use hashpool_sv2_io::{decode_frame, encode, spawn_reader, Sv2Message};
+use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned, TemplateDistributionOwned};
+use stratum_apps::{
+    key_utils::{Secp256k1PublicKey, Secp256k1SecretKey},
+    network_helpers::{accept_noise_connection, noise_stream::NoiseTcpWriteHalf},
+};
+use template_distribution_sv2::{
+    RequestTransactionDataErrorOwned, RequestTransactionDataSuccessOwned,
+    ERROR_CODE_REQUEST_TRANSACTION_DATA_STALE_TEMPLATE_ID,
+    ERROR_CODE_REQUEST_TRANSACTION_DATA_TEMPLATE_ID_NOT_FOUND,
+};
+use tokio::{net::TcpListener, sync::broadcast};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::{
+    state::{ChainEvent, Shared},
+    template::{self, Template},
+};
+
+/// Noise identity of the provider.
+#[derive(Clone, Copy)]
+pub struct Identity {
+    pub public: Secp256k1PublicKey,
+    pub secret: Secp256k1SecretKey,
+    pub cert_validity_secs: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("noise: {0:?}")]
+    Noise(stratum_apps::network_helpers::Error),
+    #[error("bad frame: {0}")]
+    Frame(#[from] hashpool_sv2_io::FrameError),
+    #[error("peer closed the connection")]
+    Closed,
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+}
+
+/// Accepts connections until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Shared,
+    id: Identity,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!("accept failed: {e}");
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shared.lock().counters.connections += 1;
+            match session(stream, &shared, id, shutdown).await {
+                Ok(()) | Err(SessionError::Closed) => info!(%peer, "template client disconnected"),
+                Err(e) => warn!(%peer, "template client dropped: {e}"),
+            }
+        });
+    }
+}
+
+async fn session(
+    stream: tokio::net::TcpStream,
+    shared: &Shared,
+    id: Identity,
+    shutdown: CancellationToken,
+) -> Result<(), SessionError> {
+    let noise = accept_noise_connection(stream, id.public, id.secret, id.cert_validity_secs)
+        .await
+        .map_err(SessionError::Noise)?;
+    let (reader, mut writer) = noise.into_split();
+    let mut frames = spawn_reader(reader, 32);
+    let mut events = shared.subscribe();
+    let mut setup_done = false;
+    let mut reserved_size: Option<u32> = None;
+
+    loop {
+        tokio::select! {
+            frame = frames.recv() => {
+                let mut frame = match frame {
+                    Some(Ok(f)) => f,
+                    Some(Err(_)) | None => return Err(SessionError::Closed),
+                };
+                let (_, message, _) = decode_frame(&mut frame, &[])?;
+                match message {
+                    AnyMessageOwned::Common(CommonMessagesOwned::SetupConnection(m)) => {
+                        if setup_done {
+                            return Err(SessionError::Protocol("second SetupConnection".into()));
+                        }
+                        if m.protocol != Protocol::TemplateDistributionProtocol
+                            || m.min_version > 2 || m.max_version < 2
+                        {
+                            let refusal = SetupConnectionErrorOwned {
+                                flags: 0,
+                                error_code: Str0255Owned::new(
+                                    if m.protocol != Protocol::TemplateDistributionProtocol {
+                                        b"unsupported-protocol".to_vec()
+                                    } else {
+                                        b"protocol-version-mismatch".to_vec()
+                                    },
+                                )
+                                .expect("short code"),
+                            };
+                            send(&mut writer, CommonMessagesOwned::SetupConnectionError(refusal)).await?;
+                            return Err(SessionError::Protocol(format!(
+                                "refused SetupConnection for {:?}", m.protocol
+                            )));
+                        }
+                        setup_done = true;
+                        send(&mut writer, CommonMessagesOwned::SetupConnectionSuccess(
+                            SetupConnectionSuccess { used_version: 2, flags: 0 },
+                        )).await?;
+                    }
+                    _ if !setup_done => {
+                        return Err(SessionError::Protocol("message before SetupConnection".into()));
+                    }
+                    AnyMessageOwned::TemplateDistribution(m) => {
+                        handle_template_message(m, shared, &mut writer, &mut reserved_size).await?;
+                    }
+                    other => {
+                        return Err(SessionError::Protocol(format!("unexpected message {other}")));
+                    }
+                }
+            }
+            event = events.recv() => {
+                let Some(reserved) = reserved_size else { continue };
+                match event {
+                    Ok(ChainEvent::NewTip { .. }) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        send_new_tip(shared, &mut writer, reserved).await?;
+                    }
+                    Ok(ChainEvent::MempoolChanged) => {
+                        let t = shared.new_template(reserved, false);
+                        send_template(&mut writer, &t).await?;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                }
+            }
+            _ = shutdown.cancelled() => return Ok(()),
+        }
+    }
+}
+
+async fn handle_template_message(
+    message: TemplateDistributionOwned,
+    shared: &Shared,
+    writer: &mut NoiseTcpWriteHalf,
+    reserved_size: &mut Option<u32>,
+) -> Result<(), SessionError> {
+    match message {
+        TemplateDistributionOwned::CoinbaseOutputConstraints(c) => {
+            debug!(
+                size = c.coinbase_output_max_additional_size,
+                "coinbase output constraints"
+            );
+            *reserved_size = Some(c.coinbase_output_max_additional_size);
+            send_new_tip(shared, writer, c.coinbase_output_max_additional_size).await?;
+        }
+        TemplateDistributionOwned::RequestTransactionData(r) => {
+            let reply = match shared.template(r.template_id) {
+                Some((t, true)) => TemplateDistributionOwned::RequestTransactionDataSuccess(
+                    RequestTransactionDataSuccessOwned {
+                        template_id: r.template_id,
+                        excess_data: B064KOwned::new(Vec::new()).expect("empty"),
+                        transaction_list: transaction_list(&t),
+                    },
+                ),
+                found => TemplateDistributionOwned::RequestTransactionDataError(
+                    RequestTransactionDataErrorOwned {
+                        template_id: r.template_id,
+                        error_code: Str0255Owned::new(
+                            if found.is_some() {
+                                ERROR_CODE_REQUEST_TRANSACTION_DATA_STALE_TEMPLATE_ID
+                            } else {
+                                ERROR_CODE_REQUEST_TRANSACTION_DATA_TEMPLATE_ID_NOT_FOUND
+                            }
+                            .as_bytes()
+                            .to_vec(),
+                        )
+                        .expect("short code"),
+                    },
+                ),
+            };
+            send(writer, reply).await?;
+        }
+        TemplateDistributionOwned::SubmitSolution(s) => match shared.submit_solution(&s) {
+            Ok((height, hash)) => info!(height, %hash, "block connected"),
+            Err(e) => warn!(template_id = s.template_id, "solution refused: {e}"),
+        },
+        other => {
+            return Err(SessionError::Protocol(format!(
+                "a template client does not send {other}"
+            )))
+        }
+    }
+    Ok(())
+}
+
+fn transaction_list(t: &Template) -> Seq064KOwned<B016MOwned> {
+    let txs: Vec<B016MOwned> = t
+        .transactions
+        .iter()
+        .map(|tx| B016MOwned::new(bitcoin::consensus::serialize(tx)).expect("a tx fits 16 MiB"))
+        .collect();
+    Seq064KOwned::new(txs).expect("a block holds fewer than 65536 transactions")
+}
+
+async fn send_new_tip(
+    shared: &Shared,
+    writer: &mut NoiseTcpWriteHalf,
+    reserved: u32,
+) -> Result<(), SessionError> {
+    let t = shared.new_template(reserved, true);
+    let prev_hash = {
+        let st = shared.lock();
+        template::prev_hash_message(&st.chain, t.id)
+    };
+    send_template(writer, &t).await?;
+    send(writer, TemplateDistributionOwned::SetNewPrevHash(prev_hash)).await
+}
+
+async fn send_template(
+    writer: &mut NoiseTcpWriteHalf,
+    t: &Arc<Template>,
+) -> Result<(), SessionError> {
+    send(
+        writer,
+        TemplateDistributionOwned::NewTemplate(t.message.clone()),
+    )
+    .await
+}
+
+async fn send(
+    writer: &mut NoiseTcpWriteHalf,
+    message: impl Sv2Message,
+) -> Result<(), SessionError> {
+    let frame = encode(message)?;
+    writer
+        .write_frame(frame)
+        .await
+        .map_err(|_| SessionError::Closed)
+}
