@@ -1,1 +1,91 @@
+//! Hashpool's SV2 mining pool: serves miners over Noise (standard and extended channels,
+//! vardiff), builds their jobs from a template provider's templates, validates shares with
+//! channels_sv2 and submits blocks. Every accepted share passes through
+//! [`accepted_share::ShareSink::on_share_accepted`].
 
+pub mod accepted_share;
+pub mod config;
+pub mod context;
+pub mod downstream;
+pub mod job_source;
+pub mod monitoring;
+pub mod stats;
+pub mod template_receiver;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use stratum_apps::monitoring::MonitoringServer;
+use tokio::{net::TcpListener, sync::mpsc, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub use config::{PoolConfig, PoolRunConfig};
+use context::PoolContext;
+use job_source::JobSource;
+use stats::PoolStats;
+
+/// How often the monitoring API's snapshot of channels is refreshed.
+const MONITORING_REFRESH: Duration = Duration::from_secs(1);
+
+pub struct RunningPool {
+    pub listen_address: SocketAddr,
+    pub context: Arc<PoolContext>,
+    /// Ends when every task of the pool has stopped.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Binds the miner listener, starts the template provider client and the monitoring server.
+pub async fn start(
+    config: PoolRunConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningPool> {
+    let jobs = Arc::new(JobSource::new(
+        config.pool.coinbase_reward_script.script_pubkey(),
+    ));
+    let stats = Arc::new(PoolStats::default());
+    let (solutions_tx, solutions_rx) = mpsc::channel(256);
+    let ctx = Arc::new(
+        PoolContext::new(config.clone(), jobs.clone(), stats.clone(), solutions_tx)
+            .map_err(anyhow::Error::msg)?,
+    );
+    let listener = TcpListener::bind(config.listen_address)
+        .await
+        .with_context(|| format!("binding the miner listener {}", config.listen_address))?;
+    let listen_address = listener.local_addr()?;
+    info!(%listen_address, server_id = config.pool.server_id, "pool listening for miners");
+
+    let monitoring = MonitoringServer::new(
+        config.monitoring_address,
+        None,
+        Some(Arc::new(monitoring::PoolMonitoring(ctx.clone()))),
+        MONITORING_REFRESH,
+    )
+    .map_err(|e| anyhow::anyhow!("monitoring server: {e}"))?;
+
+    let mut tasks = JoinSet::new();
+    tasks.spawn(downstream::serve(listener, ctx.clone(), shutdown.clone()));
+    tasks.spawn(template_receiver::run(
+        config.template_provider.clone(),
+        jobs,
+        solutions_rx,
+        stats,
+        shutdown.clone(),
+    ));
+    let monitoring_shutdown = shutdown.clone();
+    let monitoring_address = config.monitoring_address;
+    tasks.spawn(async move {
+        if let Err(e) = monitoring
+            .run(async move { monitoring_shutdown.cancelled().await })
+            .await
+        {
+            tracing::error!(%monitoring_address, "monitoring server failed: {e}");
+        }
+    });
+    let task = tokio::spawn(async move { while tasks.join_next().await.is_some() {} });
+    Ok(RunningPool {
+        listen_address,
+        context: ctx,
+        task,
+    })
+}

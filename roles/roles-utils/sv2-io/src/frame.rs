@@ -78,3 +78,9 @@ pub fn decode_frame(
         .map_err(|e| err(format!("{e:?}")))?;
     Ok((header, message.into_owned(), tlvs))
 }
+
+/// A protocol string field as text (invalid UTF-8 is replaced, never an error: these are names
+/// and codes for logs and lookups).
+pub fn text(s: &binary_sv2::Str0255Owned) -> String {
+    String::from_utf8_lossy(s.as_bytes()).into_owned()
+}

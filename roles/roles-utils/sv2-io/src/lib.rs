@@ -4,7 +4,9 @@
 mod backoff;
 mod frame;
 mod reader;
+mod signal;
 
 pub use backoff::Backoff;
-pub use frame::{decode_frame, encode, FrameError, OutFrame, Sv2Message};
+pub use frame::{decode_frame, encode, text, FrameError, OutFrame, Sv2Message};
 pub use reader::{spawn_reader, IncomingFrames};
+pub use signal::shutdown_signal;

@@ -1,1 +1,63 @@
+//! SV2 CPU miner on a standard channel, for local runs and tests. Hashing runs on OS threads;
+//! the connection runs on tokio and reconnects with back-off when the pool goes away.
 
+mod hasher;
+mod session;
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+};
+
+use stratum_apps::key_utils::Secp256k1PublicKey;
+use tokio_util::sync::CancellationToken;
+
+pub use session::run;
+
+#[derive(Debug, Clone)]
+pub struct MinerOptions {
+    pub pool_address: SocketAddr,
+    /// Pool authority key to pin; `None` accepts any (local use only).
+    pub pool_authority_key: Option<Secp256k1PublicKey>,
+    pub user_identity: String,
+    pub device_id: String,
+    pub threads: usize,
+    /// Hashrate announced to the pool (H/s). With `limit_hashrate`, also the pace of hashing.
+    pub nominal_hashrate: f32,
+    pub limit_hashrate: bool,
+}
+
+/// What the miner has done so far (read by tests and logged).
+#[derive(Debug, Default)]
+pub struct MinerStats {
+    pub hashes: AtomicU64,
+    pub shares_submitted: AtomicU64,
+    pub shares_acknowledged: AtomicU64,
+    pub shares_rejected: AtomicU64,
+    pub set_targets: AtomicU64,
+    pub jobs: AtomicU64,
+    pub connections: AtomicU64,
+    pub connected: AtomicBool,
+}
+
+impl MinerStats {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// A running miner.
+pub struct Miner {
+    pub stats: Arc<MinerStats>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts mining in the background until `shutdown`.
+pub fn start(options: MinerOptions, shutdown: CancellationToken) -> Miner {
+    let stats = Arc::new(MinerStats::default());
+    let task = tokio::spawn(run(options, stats.clone(), shutdown));
+    Miner { stats, task }
+}

@@ -1,1 +1,60 @@
-fn main() {}
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::Parser;
+use mining_device::MinerOptions;
+use stratum_apps::key_utils::Secp256k1PublicKey;
+use tokio_util::sync::CancellationToken;
+
+/// SV2 CPU miner (standard channel).
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Pool address.
+    #[arg(long, default_value = "127.0.0.1:34254")]
+    pool: SocketAddr,
+    /// Pool authority public key to pin (base58check).
+    #[arg(long)]
+    pool_pubkey: Option<Secp256k1PublicKey>,
+    /// User identity sent when opening the channel.
+    #[arg(short, long, default_value = "hashpool-cpu-miner")]
+    user_identity: String,
+    /// Device id sent in SetupConnection.
+    #[arg(long, default_value = "cpu-0")]
+    device_id: String,
+    /// Hashing threads.
+    #[arg(short, long, default_value_t = 1)]
+    threads: usize,
+    /// Hashrate announced to the pool, in H/s.
+    #[arg(long, default_value_t = 100_000.0)]
+    nominal_hashrate: f32,
+    /// Hash no faster than the nominal hashrate.
+    #[arg(long)]
+    limit_hashrate: bool,
+    /// Also log to this file (rotated daily).
+    #[arg(short = 'f', long)]
+    log_file: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let _log = hashpool_logging::init(args.log_file.as_deref())?;
+    let shutdown = CancellationToken::new();
+    let miner = mining_device::start(
+        MinerOptions {
+            pool_address: args.pool,
+            pool_authority_key: args.pool_pubkey,
+            user_identity: args.user_identity,
+            device_id: args.device_id,
+            threads: args.threads,
+            nominal_hashrate: args.nominal_hashrate,
+            limit_hashrate: args.limit_hashrate,
+        },
+        shutdown.clone(),
+    );
+    hashpool_sv2_io::shutdown_signal().await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    miner.task.await?;
+    Ok(())
+}

@@ -26,18 +26,9 @@ async fn main() -> anyhow::Result<()> {
     let running = template_provider::start(config, shutdown.clone())
         .await
         .context("starting the template provider")?;
-    shutdown_on_signal(shutdown).await;
-    running.task.await.context("template provider task")?;
-    Ok(())
-}
-
-async fn shutdown_on_signal(shutdown: CancellationToken) {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler cannot fail on unix");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    hashpool_sv2_io::shutdown_signal().await;
     tracing::info!("shutting down");
     shutdown.cancel();
+    running.task.await.context("template provider task")?;
+    Ok(())
 }

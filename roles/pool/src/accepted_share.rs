@@ -1,0 +1,47 @@
+//! The one place an accepted share is handled. Everything that follows from a share the pool
+//! accepted (stats now; ehash accrual next) starts in [`ShareSink::on_share_accepted`].
+
+use std::sync::Arc;
+
+use crate::stats::PoolStats;
+
+/// Work a share proves, in difficulty-1 units: linear in its target's difficulty.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct ShareWork(pub f64);
+
+/// A share that passed validation.
+#[derive(Debug, Clone)]
+pub struct AcceptedShare {
+    pub channel_id: u32,
+    pub user_identity: String,
+    /// Header hash of the share (its identity: duplicates are refused before this point).
+    pub share_hash: [u8; 32],
+    pub work: ShareWork,
+    /// The share also met the network target.
+    pub block_found: bool,
+}
+
+pub struct ShareSink {
+    stats: Arc<PoolStats>,
+}
+
+impl ShareSink {
+    pub fn new(stats: Arc<PoolStats>) -> Self {
+        Self { stats }
+    }
+
+    /// Called for every accepted share, before it is acknowledged to the miner.
+    pub fn on_share_accepted(&self, share: &AcceptedShare) {
+        self.stats.record_accepted(share.work.0, share.block_found);
+        tracing::trace!(
+            channel_id = share.channel_id,
+            user = %share.user_identity,
+            work = share.work.0,
+            "share accepted"
+        );
+    }
+
+    pub fn on_share_rejected(&self) {
+        self.stats.record_rejected();
+    }
+}

@@ -1,0 +1,122 @@
+//! The pool's configuration: its own file (`config/pool.config.toml`) plus the shared topology
+//! (`config/shared/pool.toml`).
+
+use std::net::SocketAddr;
+
+use hashpool_config::PoolGlobalConfig;
+use serde::Deserialize;
+use stratum_apps::{
+    config_helpers::CoinbaseRewardScript,
+    key_utils::{Secp256k1PublicKey, Secp256k1SecretKey},
+};
+
+/// `config/pool.config.toml`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PoolConfig {
+    pub pool: PoolSettings,
+    pub template_provider: TemplateProviderSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PoolSettings {
+    /// Secret half of the authority key whose public half is in the shared config.
+    pub authority_secret_key: Secp256k1SecretKey,
+    /// Validity of the Noise certificate handed to each miner.
+    pub cert_validity_secs: u64,
+    /// Where block rewards go: an output descriptor (`addr(...)`, `raw(...)`, `tr(...)`...).
+    pub coinbase_reward_script: CoinbaseRewardScript,
+    /// Tag in every coinbase scriptSig (`Sv2/<tag>/`).
+    pub pool_signature: String,
+    /// Distinguishes this instance's extranonce space from other pool instances'.
+    pub server_id: u16,
+    /// Vardiff aims every channel at this share rate.
+    pub shares_per_minute: f32,
+    /// Accepted shares acknowledged together in one SubmitShares.Success.
+    pub share_batch_size: usize,
+    /// How often each channel's share rate is checked for a difficulty change.
+    pub vardiff_interval_secs: u64,
+    /// Channels one connection may open.
+    pub max_channels_per_connection: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TemplateProviderSettings {
+    pub address: SocketAddr,
+    /// Pinned when set; without it any provider key is accepted (only for local setups).
+    #[serde(default)]
+    pub authority_public_key: Option<Secp256k1PublicKey>,
+    /// Reconnect back-off: starts at `reconnect_initial_ms`, doubles up to `reconnect_max_ms`.
+    pub reconnect_initial_ms: u64,
+    pub reconnect_max_ms: u64,
+}
+
+/// Everything the pool needs to run, from both files.
+#[derive(Debug, Clone)]
+pub struct PoolRunConfig {
+    pub listen_address: SocketAddr,
+    pub monitoring_address: SocketAddr,
+    pub authority_public_key: Secp256k1PublicKey,
+    pub pool: PoolSettings,
+    pub template_provider: TemplateProviderSettings,
+}
+
+impl PoolRunConfig {
+    pub fn new(global: &PoolGlobalConfig, own: PoolConfig) -> Self {
+        Self {
+            listen_address: global.pool.listen_address,
+            monitoring_address: global.pool.monitoring_address,
+            authority_public_key: global.pool.authority_public_key,
+            pool: own.pool,
+            template_provider: own.template_provider,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn repo(rel: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(rel)
+    }
+
+    #[test]
+    fn shipped_local_configs_load_and_keys_match() {
+        let global: PoolGlobalConfig =
+            hashpool_config::load_with_env(&repo("config/shared/pool.toml"), vec![]).unwrap();
+        let own: PoolConfig =
+            hashpool_config::load_with_env(&repo("config/pool.config.toml"), vec![]).unwrap();
+        let run = PoolRunConfig::new(&global, own);
+        // The secret in the role file must be the half of the public key every peer pins.
+        let derived: Secp256k1PublicKey = run.pool.authority_secret_key.into();
+        assert_eq!(derived.to_string(), run.authority_public_key.to_string());
+        assert!(run.pool.shares_per_minute > 0.0);
+    }
+
+    #[test]
+    fn bad_descriptor_is_refused_naming_the_key() {
+        let text = std::fs::read_to_string(repo("config/pool.config.toml")).unwrap();
+        let text = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("coinbase_reward_script") {
+                    "coinbase_reward_script = \"nonsense(\"".to_string()
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pool.toml");
+        std::fs::write(&path, text).unwrap();
+        let err = hashpool_config::load_with_env::<PoolConfig, _>(&path, vec![]).unwrap_err();
+        assert!(
+            err.to_string().contains("pool.coinbase_reward_script"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,159 @@
+//! The channels of one connection, and what happens to them when work changes.
+
+use std::collections::HashMap;
+
+use channels_sv2::{
+    server::{extended::ExtendedChannel, standard::StandardChannel},
+    Vardiff, VardiffState,
+};
+use mining_sv2::SetTargetOwned;
+use parsers_sv2::MiningOwned;
+use tracing::{debug, warn};
+
+use super::channel::{target_to_u256, PoolChannel};
+use crate::job_source::{JobEvent, Sequenced, Snapshot};
+
+pub enum ChannelKind {
+    Standard(StandardChannel),
+    Extended(ExtendedChannel),
+}
+
+pub struct ChannelEntry {
+    pub kind: ChannelKind,
+    pub vardiff: VardiffState,
+    /// Job events up to this sequence number were in the snapshot the channel started from.
+    pub bootstrap_seq: u64,
+}
+
+impl ChannelEntry {
+    pub fn channel(&self) -> &dyn PoolChannel {
+        match &self.kind {
+            ChannelKind::Standard(c) => c,
+            ChannelKind::Extended(c) => c,
+        }
+    }
+
+    pub fn channel_mut(&mut self) -> &mut dyn PoolChannel {
+        match &mut self.kind {
+            ChannelKind::Standard(c) => c,
+            ChannelKind::Extended(c) => c,
+        }
+    }
+}
+
+/// Channels of one connection, shared with the monitoring API.
+pub struct ChannelSet {
+    pub client_id: usize,
+    pub vendor: String,
+    pub group_channel_id: u32,
+    pub channels: HashMap<u32, ChannelEntry>,
+}
+
+impl ChannelSet {
+    pub fn new(client_id: usize, group_channel_id: u32) -> Self {
+        Self {
+            client_id,
+            vendor: String::new(),
+            group_channel_id,
+            channels: HashMap::new(),
+        }
+    }
+
+    /// Gives a new channel the current work: the current template (as a future job activated
+    /// by the current tip) and any pending future template.
+    pub fn bootstrap(entry: &mut ChannelEntry, snapshot: &Snapshot) -> Vec<MiningOwned> {
+        entry.bootstrap_seq = snapshot.seq;
+        let mut out = Vec::new();
+        let channel = entry.channel_mut();
+        if let Some((template, prev_hash)) = &snapshot.current {
+            let mut as_future = template.template.clone();
+            as_future.future_template = true;
+            let mut tip = (**prev_hash).clone();
+            tip.template_id = as_future.template_id;
+            match channel
+                .apply_template(as_future, template.outputs.clone())
+                .and_then(|job| Ok((job, channel.apply_prev_hash(tip)?)))
+            {
+                Ok((job, prev)) => {
+                    out.push(job);
+                    out.push(prev);
+                }
+                Err(e) => warn!(
+                    channel_id = channel.channel_id(),
+                    "cannot start channel on current work: {e}"
+                ),
+            }
+        }
+        if let Some(future) = &snapshot.pending_future {
+            match channel.apply_template(future.template.clone(), future.outputs.clone()) {
+                Ok(job) => out.push(job),
+                Err(e) => warn!(
+                    channel_id = channel.channel_id(),
+                    "future template refused: {e}"
+                ),
+            }
+        }
+        out
+    }
+
+    /// Applies a job event to every channel that has not seen it; returns the messages to send.
+    pub fn on_job_event(&mut self, event: &Sequenced) -> Vec<MiningOwned> {
+        let mut out = Vec::new();
+        for entry in self.channels.values_mut() {
+            if event.seq <= entry.bootstrap_seq {
+                continue;
+            }
+            let channel = entry.channel_mut();
+            let result = match &event.event {
+                JobEvent::Template(t) => {
+                    channel.apply_template(t.template.clone(), t.outputs.clone())
+                }
+                JobEvent::PrevHash(p) => channel.apply_prev_hash((**p).clone()),
+                JobEvent::ProviderLost => continue,
+            };
+            match result {
+                Ok(message) => out.push(message),
+                Err(e) => debug!(
+                    channel_id = channel.channel_id(),
+                    "job event not applied: {e}"
+                ),
+            }
+        }
+        out
+    }
+
+    /// Runs vardiff on every channel; returns SetTarget for those whose target moved.
+    pub fn run_vardiff(&mut self) -> Vec<MiningOwned> {
+        let mut out = Vec::new();
+        for (id, entry) in self.channels.iter_mut() {
+            let (hashrate, target, spm) = {
+                let c = entry.channel();
+                (c.nominal_hashrate(), c.target(), c.shares_per_minute())
+            };
+            let new_hashrate = match entry.vardiff.try_vardiff(hashrate, &target, spm) {
+                Ok(Some(h)) => h,
+                Ok(None) => continue,
+                Err(e) => {
+                    warn!(channel_id = id, "vardiff failed: {e:?}");
+                    continue;
+                }
+            };
+            match entry.channel_mut().update(new_hashrate, None) {
+                Ok(new_target) if new_target != target => {
+                    debug!(
+                        channel_id = id,
+                        hashrate = new_hashrate,
+                        "vardiff: new target"
+                    );
+                    out.push(MiningOwned::SetTarget(SetTargetOwned {
+                        channel_id: *id,
+                        maximum_target: target_to_u256(&new_target),
+                    }));
+                }
+                Ok(_) => {}
+                Err(code) => warn!(channel_id = id, "vardiff update refused: {code}"),
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,255 @@
+//! Miner connections: Noise accept, SetupConnection, channels, shares. One task per connection
+//! owns it; the channels live behind a lock shared only with the monitoring API.
+
+mod channel;
+pub mod channel_set;
+mod open;
+mod shares;
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use binary_sv2::Str0255Owned;
+use common_messages_sv2::{Protocol, SetupConnectionErrorOwned, SetupConnectionSuccess};
+use hashpool_sv2_io::{decode_frame, encode, spawn_reader};
+use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned, MiningOwned};
+use stratum_apps::network_helpers::{accept_noise_connection, noise_stream::NoiseTcpWriteHalf};
+use tokio::{net::TcpListener, sync::broadcast};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+pub use channel::{target_to_u256, u256_to_target, PoolChannel};
+use channel_set::ChannelSet;
+
+use crate::context::PoolContext;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DownstreamError {
+    #[error("noise handshake failed: {0:?}")]
+    Noise(stratum_apps::network_helpers::Error),
+    #[error("undecodable frame: {0}")]
+    Frame(#[from] hashpool_sv2_io::FrameError),
+    #[error("connection closed")]
+    Closed,
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+}
+
+/// Accepts miners until `shutdown`.
+pub async fn serve(listener: TcpListener, ctx: Arc<PoolContext>, shutdown: CancellationToken) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let ctx = ctx.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            match Connection::run(stream, &ctx, shutdown).await {
+                Ok(()) | Err(DownstreamError::Closed) => debug!(%peer, "miner disconnected"),
+                Err(e) => warn!(%peer, "miner connection dropped: {e}"),
+            }
+        });
+    }
+}
+
+struct Connection {
+    writer: NoiseTcpWriteHalf,
+    channels: Arc<Mutex<ChannelSet>>,
+    setup_done: bool,
+    /// Set when a reply must be the last thing the connection sends.
+    close_after_send: Option<DownstreamError>,
+}
+
+impl Connection {
+    async fn run(
+        stream: tokio::net::TcpStream,
+        ctx: &Arc<PoolContext>,
+        shutdown: CancellationToken,
+    ) -> Result<(), DownstreamError> {
+        let noise = accept_noise_connection(
+            stream,
+            ctx.config.authority_public_key,
+            ctx.config.pool.authority_secret_key,
+            ctx.config.pool.cert_validity_secs,
+        )
+        .await
+        .map_err(DownstreamError::Noise)?;
+        let (reader, writer) = noise.into_split();
+        let mut frames = spawn_reader(reader, 256);
+        let mut job_events = ctx.jobs.subscribe();
+        let client_id = ctx.next_client_id();
+        let channels = Arc::new(Mutex::new(ChannelSet::new(
+            client_id,
+            ctx.next_channel_id(),
+        )));
+        ctx.registry.insert(client_id, channels.clone());
+        ctx.stats.connection_opened();
+        let mut conn = Connection {
+            writer,
+            channels,
+            setup_done: false,
+            close_after_send: None,
+        };
+        let mut vardiff = tokio::time::interval(Duration::from_secs(
+            ctx.config.pool.vardiff_interval_secs.max(1),
+        ));
+        vardiff.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+        let result = loop {
+            let out = tokio::select! {
+                frame = frames.recv() => {
+                    let mut frame = match frame {
+                        Some(Ok(f)) => f,
+                        Some(Err(_)) | None => break Err(DownstreamError::Closed),
+                    };
+                    let message = match decode_frame(&mut frame, &[]) {
+                        Ok((_, m, _)) => m,
+                        Err(e) => break Err(e.into()),
+                    };
+                    match conn.on_message(ctx, message) {
+                        Ok(out) => out,
+                        Err(e) => break Err(e),
+                    }
+                }
+                event = job_events.recv() => match event {
+                    Ok(event) => conn.lock().on_job_event(&event)
+                        .into_iter().map(AnyMessageOwned::Mining).collect(),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        warn!(client_id, missed = n, "connection fell behind on job updates; restarting its channels' work");
+                        conn.rebootstrap(ctx)
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break Ok(()),
+                },
+                _ = vardiff.tick() => conn.lock().run_vardiff()
+                    .into_iter().map(AnyMessageOwned::Mining).collect(),
+                _ = shutdown.cancelled() => break Ok(()),
+            };
+            if let Err(e) = conn.send_all(out).await {
+                break Err(e);
+            }
+            if let Some(e) = conn.close_after_send.take() {
+                break Err(e);
+            }
+        };
+        ctx.registry.remove(client_id);
+        ctx.stats.connection_closed();
+        result
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ChannelSet> {
+        self.channels.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn send_all(&mut self, messages: Vec<AnyMessageOwned>) -> Result<(), DownstreamError> {
+        for m in messages {
+            self.writer
+                .write_frame(encode(m)?)
+                .await
+                .map_err(|_| DownstreamError::Closed)?;
+        }
+        Ok(())
+    }
+
+    /// After missing job events, every channel restarts from the current snapshot.
+    fn rebootstrap(&mut self, ctx: &PoolContext) -> Vec<AnyMessageOwned> {
+        let snapshot = ctx.jobs.snapshot();
+        let mut set = self.lock();
+        set.channels
+            .values_mut()
+            .flat_map(|entry| ChannelSet::bootstrap(entry, &snapshot))
+            .map(AnyMessageOwned::Mining)
+            .collect()
+    }
+
+    fn on_message(
+        &mut self,
+        ctx: &PoolContext,
+        message: AnyMessageOwned,
+    ) -> Result<Vec<AnyMessageOwned>, DownstreamError> {
+        match message {
+            AnyMessageOwned::Common(CommonMessagesOwned::SetupConnection(setup)) => {
+                if self.setup_done {
+                    return Err(DownstreamError::Protocol("second SetupConnection".into()));
+                }
+                if setup.protocol != Protocol::MiningProtocol
+                    || setup.min_version > 2
+                    || setup.max_version < 2
+                {
+                    // The refusal is sent, then the connection closes.
+                    let code = if setup.protocol != Protocol::MiningProtocol {
+                        "unsupported-protocol"
+                    } else {
+                        "protocol-version-mismatch"
+                    };
+                    self.close_after_send = Some(DownstreamError::Protocol(format!(
+                        "SetupConnection refused: {code}"
+                    )));
+                    return Ok(vec![refusal(code)]);
+                }
+                self.setup_done = true;
+                self.lock().vendor = hashpool_sv2_io::text(&setup.vendor);
+                info!(vendor = %hashpool_sv2_io::text(&setup.vendor), device = %hashpool_sv2_io::text(&setup.device_id), "miner connected");
+                Ok(vec![AnyMessageOwned::Common(
+                    CommonMessagesOwned::SetupConnectionSuccess(SetupConnectionSuccess {
+                        used_version: 2,
+                        flags: 0,
+                    }),
+                )])
+            }
+            _ if !self.setup_done => Err(DownstreamError::Protocol(
+                "message before SetupConnection".into(),
+            )),
+            AnyMessageOwned::Mining(m) => {
+                let out = self.on_mining_message(ctx, m)?;
+                Ok(out.into_iter().map(AnyMessageOwned::Mining).collect())
+            }
+            other => Err(DownstreamError::Protocol(format!(
+                "a miner does not send {other}"
+            ))),
+        }
+    }
+
+    fn on_mining_message(
+        &mut self,
+        ctx: &PoolContext,
+        message: MiningOwned,
+    ) -> Result<Vec<MiningOwned>, DownstreamError> {
+        let mut set = self.lock();
+        match message {
+            MiningOwned::OpenStandardMiningChannel(m) => Ok(open::standard(ctx, &mut set, m)),
+            MiningOwned::OpenExtendedMiningChannel(m) => Ok(open::extended(ctx, &mut set, m)),
+            MiningOwned::UpdateChannel(m) => Ok(open::update(&mut set, m)),
+            MiningOwned::CloseChannel(m) => {
+                if set.channels.remove(&m.channel_id).is_some() {
+                    info!(channel_id = m.channel_id, reason = %hashpool_sv2_io::text(&m.reason_code), "channel closed by miner");
+                }
+                Ok(vec![])
+            }
+            MiningOwned::SubmitSharesStandard(s) => Ok(shares::standard(ctx, &mut set, s)),
+            MiningOwned::SubmitSharesExtended(s) => Ok(shares::extended(ctx, &mut set, s)),
+            other => Err(DownstreamError::Protocol(format!(
+                "a miner does not send {other}"
+            ))),
+        }
+    }
+}
+
+fn refusal(code: &str) -> AnyMessageOwned {
+    AnyMessageOwned::Common(CommonMessagesOwned::SetupConnectionError(
+        SetupConnectionErrorOwned {
+            flags: 0,
+            error_code: Str0255Owned::new(code.as_bytes().to_vec()).expect("short code"),
+        },
+    ))
+}

@@ -1,0 +1,211 @@
+//! OpenStandardMiningChannel, OpenExtendedMiningChannel and UpdateChannel.
+
+use binary_sv2::{B032Owned, Str0255Owned};
+use channels_sv2::{
+    server::{
+        error::{ExtendedChannelError, StandardChannelError},
+        extended::ExtendedChannel,
+        standard::StandardChannel,
+    },
+    VardiffState,
+};
+use mining_sv2::{
+    OpenExtendedMiningChannelOwned, OpenExtendedMiningChannelSuccessOwned,
+    OpenMiningChannelErrorOwned, OpenStandardMiningChannelOwned,
+    OpenStandardMiningChannelSuccessOwned, SetTargetOwned, UpdateChannelErrorOwned,
+    UpdateChannelOwned, ERROR_CODE_OPEN_MINING_CHANNEL_CHANNEL_CAPACITY_EXHAUSTED,
+    ERROR_CODE_OPEN_MINING_CHANNEL_MIN_EXTRANONCE_SIZE_TOO_LARGE,
+    ERROR_CODE_UPDATE_CHANNEL_INVALID_CHANNEL_ID,
+};
+use parsers_sv2::MiningOwned;
+use tracing::info;
+
+use super::{
+    channel::{target_to_u256, u256_to_target},
+    channel_set::{ChannelEntry, ChannelKind, ChannelSet},
+};
+use crate::context::PoolContext;
+
+fn code(s: &str) -> Str0255Owned {
+    Str0255Owned::new(s.as_bytes().to_vec()).expect("error codes are short")
+}
+
+fn open_error(request_id: u32, error_code: &str) -> Vec<MiningOwned> {
+    vec![MiningOwned::OpenMiningChannelError(
+        OpenMiningChannelErrorOwned {
+            request_id,
+            error_code: code(error_code),
+        },
+    )]
+}
+
+fn standard_error_code(e: &StandardChannelError) -> &'static str {
+    match e {
+        StandardChannelError::OpenChannelInvalidNominalHashrate(c)
+        | StandardChannelError::OpenChannelInvalidMaxTarget(c) => c,
+        _ => "invalid-channel-parameters",
+    }
+}
+
+fn extended_error_code(e: &ExtendedChannelError) -> &'static str {
+    match e {
+        ExtendedChannelError::OpenChannelInvalidNominalHashrate(c)
+        | ExtendedChannelError::OpenChannelInvalidMaxTarget(c)
+        | ExtendedChannelError::RequestedMinExtranonceSizeTooLarge(c) => c,
+        _ => "invalid-channel-parameters",
+    }
+}
+
+fn capacity_left(ctx: &PoolContext, set: &ChannelSet) -> bool {
+    set.channels.len() < ctx.config.pool.max_channels_per_connection
+}
+
+fn new_vardiff() -> VardiffState {
+    VardiffState::new().expect("the default vardiff parameters are valid")
+}
+
+pub fn standard(
+    ctx: &PoolContext,
+    set: &mut ChannelSet,
+    m: OpenStandardMiningChannelOwned,
+) -> Vec<MiningOwned> {
+    if !capacity_left(ctx, set) {
+        return open_error(
+            m.request_id,
+            ERROR_CODE_OPEN_MINING_CHANNEL_CHANNEL_CAPACITY_EXHAUSTED,
+        );
+    }
+    let Ok(prefix) = ctx.extranonces().allocate_standard() else {
+        return open_error(
+            m.request_id,
+            ERROR_CODE_OPEN_MINING_CHANNEL_CHANNEL_CAPACITY_EXHAUSTED,
+        );
+    };
+    let channel_id = ctx.next_channel_id();
+    let user = hashpool_sv2_io::text(&m.user_identity);
+    let channel = match StandardChannel::new_for_pool(
+        channel_id,
+        user.clone(),
+        prefix,
+        u256_to_target(&m.max_target),
+        m.nominal_hash_rate,
+        ctx.config.pool.share_batch_size,
+        ctx.config.pool.shares_per_minute,
+        ctx.config.pool.pool_signature.clone(),
+        None,
+    ) {
+        Ok(c) => c,
+        Err(e) => return open_error(m.request_id, standard_error_code(&e)),
+    };
+    let success =
+        MiningOwned::OpenStandardMiningChannelSuccess(OpenStandardMiningChannelSuccessOwned {
+            request_id: m.request_id,
+            channel_id,
+            target: target_to_u256(channel.get_target()),
+            extranonce_prefix: B032Owned::new(channel.get_extranonce_prefix().to_vec())
+                .expect("an extranonce prefix is at most 32 bytes"),
+            group_channel_id: set.group_channel_id,
+        });
+    info!(channel_id, %user, hashrate = m.nominal_hash_rate, "standard channel opened");
+    let mut entry = ChannelEntry {
+        kind: ChannelKind::Standard(channel),
+        vardiff: new_vardiff(),
+        bootstrap_seq: 0,
+    };
+    let mut out = vec![success];
+    out.extend(ChannelSet::bootstrap(&mut entry, &ctx.jobs.snapshot()));
+    set.channels.insert(channel_id, entry);
+    out
+}
+
+pub fn extended(
+    ctx: &PoolContext,
+    set: &mut ChannelSet,
+    m: OpenExtendedMiningChannelOwned,
+) -> Vec<MiningOwned> {
+    if !capacity_left(ctx, set) {
+        return open_error(
+            m.request_id,
+            ERROR_CODE_OPEN_MINING_CHANNEL_CHANNEL_CAPACITY_EXHAUSTED,
+        );
+    }
+    let (prefix, rollable) = {
+        let mut allocator = ctx.extranonces();
+        let rollable = allocator.rollable_extranonce_size();
+        match allocator.allocate_extended(m.min_extranonce_size as usize) {
+            Ok(p) => (p, rollable),
+            Err(_) if (m.min_extranonce_size as usize) > rollable as usize => {
+                return open_error(
+                    m.request_id,
+                    ERROR_CODE_OPEN_MINING_CHANNEL_MIN_EXTRANONCE_SIZE_TOO_LARGE,
+                )
+            }
+            Err(_) => {
+                return open_error(
+                    m.request_id,
+                    ERROR_CODE_OPEN_MINING_CHANNEL_CHANNEL_CAPACITY_EXHAUSTED,
+                )
+            }
+        }
+    };
+    let channel_id = ctx.next_channel_id();
+    let user = hashpool_sv2_io::text(&m.user_identity);
+    let channel = match ExtendedChannel::new_for_pool(
+        channel_id,
+        user.clone(),
+        prefix,
+        u256_to_target(&m.max_target),
+        m.nominal_hash_rate,
+        true,
+        rollable as u16,
+        ctx.config.pool.share_batch_size,
+        ctx.config.pool.shares_per_minute,
+        ctx.config.pool.pool_signature.clone(),
+        None,
+    ) {
+        Ok(c) => c,
+        Err(e) => return open_error(m.request_id, extended_error_code(&e)),
+    };
+    let success =
+        MiningOwned::OpenExtendedMiningChannelSuccess(OpenExtendedMiningChannelSuccessOwned {
+            request_id: m.request_id,
+            channel_id,
+            target: target_to_u256(channel.get_target()),
+            extranonce_size: channel.get_rollable_extranonce_size(),
+            extranonce_prefix: B032Owned::new(channel.get_extranonce_prefix().to_vec())
+                .expect("an extranonce prefix is at most 32 bytes"),
+            group_channel_id: set.group_channel_id,
+        });
+    info!(channel_id, %user, hashrate = m.nominal_hash_rate, "extended channel opened");
+    let mut entry = ChannelEntry {
+        kind: ChannelKind::Extended(channel),
+        vardiff: new_vardiff(),
+        bootstrap_seq: 0,
+    };
+    let mut out = vec![success];
+    out.extend(ChannelSet::bootstrap(&mut entry, &ctx.jobs.snapshot()));
+    set.channels.insert(channel_id, entry);
+    out
+}
+
+pub fn update(set: &mut ChannelSet, m: UpdateChannelOwned) -> Vec<MiningOwned> {
+    let error = |c: &str| {
+        vec![MiningOwned::UpdateChannelError(UpdateChannelErrorOwned {
+            channel_id: m.channel_id,
+            error_code: code(c),
+        })]
+    };
+    let Some(entry) = set.channels.get_mut(&m.channel_id) else {
+        return error(ERROR_CODE_UPDATE_CHANNEL_INVALID_CHANNEL_ID);
+    };
+    match entry
+        .channel_mut()
+        .update(m.nominal_hash_rate, Some(u256_to_target(&m.maximum_target)))
+    {
+        Ok(target) => vec![MiningOwned::SetTarget(SetTargetOwned {
+            channel_id: m.channel_id,
+            maximum_target: target_to_u256(&target),
+        })],
+        Err(c) => error(c),
+    }
+}

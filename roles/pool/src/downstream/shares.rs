@@ -1,0 +1,192 @@
+//! SubmitSharesStandard / SubmitSharesExtended: validation by channels_sv2, the accepted-share
+//! hook, batched SubmitShares.Success, precise SubmitShares.Error, block solutions.
+
+use binary_sv2::{B064KOwned, Str0255Owned};
+use channels_sv2::{
+    server::share_accounting::{ShareValidationError, ShareValidationResult},
+    Vardiff,
+};
+use mining_sv2::{
+    CloseChannelOwned, SubmitSharesErrorOwned, SubmitSharesExtendedOwned,
+    SubmitSharesStandardOwned, SubmitSharesSuccess, ERROR_CODE_SUBMIT_SHARES_INVALID_CHANNEL_ID,
+    ERROR_CODE_SUBMIT_SHARES_INVALID_SHARE,
+};
+use parsers_sv2::MiningOwned;
+use template_distribution_sv2::SubmitSolutionOwned;
+use tracing::{info, warn};
+
+use super::channel_set::{ChannelEntry, ChannelKind, ChannelSet};
+use crate::{
+    accepted_share::{AcceptedShare, ShareWork},
+    context::PoolContext,
+};
+
+/// The fields of a share both kinds carry.
+struct ShareHeader {
+    channel_id: u32,
+    sequence_number: u32,
+    version: u32,
+    ntime: u32,
+    nonce: u32,
+}
+
+pub fn standard(
+    ctx: &PoolContext,
+    set: &mut ChannelSet,
+    s: SubmitSharesStandardOwned,
+) -> Vec<MiningOwned> {
+    let header = ShareHeader {
+        channel_id: s.channel_id,
+        sequence_number: s.sequence_number,
+        version: s.version,
+        ntime: s.ntime,
+        nonce: s.nonce,
+    };
+    handle(ctx, set, header, |entry| match &mut entry.kind {
+        ChannelKind::Standard(c) => Some(c.validate_share(s)),
+        ChannelKind::Extended(_) => None,
+    })
+}
+
+pub fn extended(
+    ctx: &PoolContext,
+    set: &mut ChannelSet,
+    s: SubmitSharesExtendedOwned,
+) -> Vec<MiningOwned> {
+    let header = ShareHeader {
+        channel_id: s.channel_id,
+        sequence_number: s.sequence_number,
+        version: s.version,
+        ntime: s.ntime,
+        nonce: s.nonce,
+    };
+    handle(ctx, set, header, |entry| match &mut entry.kind {
+        ChannelKind::Extended(c) => Some(c.validate_share(s)),
+        ChannelKind::Standard(_) => None,
+    })
+}
+
+fn share_error(h: &ShareHeader, code: &str) -> MiningOwned {
+    MiningOwned::SubmitSharesError(SubmitSharesErrorOwned {
+        channel_id: h.channel_id,
+        sequence_number: h.sequence_number,
+        error_code: Str0255Owned::new(code.as_bytes().to_vec()).expect("error codes are short"),
+    })
+}
+
+fn handle(
+    ctx: &PoolContext,
+    set: &mut ChannelSet,
+    h: ShareHeader,
+    validate: impl FnOnce(
+        &mut ChannelEntry,
+    ) -> Option<Result<ShareValidationResult, ShareValidationError>>,
+) -> Vec<MiningOwned> {
+    let Some(entry) = set.channels.get_mut(&h.channel_id) else {
+        ctx.shares.on_share_rejected();
+        return vec![share_error(&h, ERROR_CODE_SUBMIT_SHARES_INVALID_CHANNEL_ID)];
+    };
+    let work_before = entry.channel().share_accounting().get_share_work_sum();
+    // A share of the wrong kind for its channel names a channel that, for it, does not exist.
+    let Some(result) = validate(entry) else {
+        ctx.shares.on_share_rejected();
+        return vec![share_error(&h, ERROR_CODE_SUBMIT_SHARES_INVALID_CHANNEL_ID)];
+    };
+    let (hash, block) = match result {
+        Ok(ShareValidationResult::Valid(hash)) => (hash, None),
+        Ok(ShareValidationResult::BlockFound(hash, template_id, coinbase)) => {
+            (hash, Some((template_id, coinbase)))
+        }
+        Err(e) => {
+            ctx.shares.on_share_rejected();
+            return rejected(set, &h, e);
+        }
+    };
+    let channel = entry.channel();
+    // channels_sv2 credits each share with its job target's difficulty; the difference in
+    // the work sum is exactly that credit.
+    let work = ShareWork(channel.share_accounting().get_share_work_sum() - work_before);
+    let share = AcceptedShare {
+        channel_id: h.channel_id,
+        user_identity: channel.user_identity().to_string(),
+        share_hash: *hash.as_ref(),
+        work,
+        block_found: block.is_some(),
+    };
+    ctx.shares.on_share_accepted(&share);
+    entry.vardiff.increment_shares_since_last_update();
+
+    let accounting = entry.channel().share_accounting();
+    let mut out = Vec::new();
+    if block.is_some() || accounting.should_acknowledge() {
+        out.push(MiningOwned::SubmitSharesSuccess(SubmitSharesSuccess {
+            channel_id: h.channel_id,
+            last_sequence_number: accounting.get_last_share_sequence_number(),
+            new_submits_accepted_count: accounting.get_last_batch_accepted(),
+            new_shares_sum: accounting.get_last_batch_work_sum(),
+        }));
+    }
+    if let Some((template_id, coinbase)) = block {
+        submit_block(ctx, &h, template_id, coinbase);
+    }
+    out
+}
+
+fn submit_block(ctx: &PoolContext, h: &ShareHeader, template_id: Option<u64>, coinbase: Vec<u8>) {
+    let Some(template_id) = template_id else {
+        // Custom jobs' blocks go out through job declaration, not the template provider.
+        return;
+    };
+    info!(channel_id = h.channel_id, template_id, "block found");
+    let coinbase_tx = match B064KOwned::new(coinbase) {
+        Ok(c) => c,
+        Err(e) => {
+            warn!("block coinbase does not fit a SubmitSolution: {e:?}");
+            return;
+        }
+    };
+    let solution = SubmitSolutionOwned {
+        template_id,
+        version: h.version,
+        header_timestamp: h.ntime,
+        header_nonce: h.nonce,
+        coinbase_tx,
+    };
+    if ctx.solutions.try_send(solution).is_err() {
+        warn!(
+            template_id,
+            "block solution queue full or closed; solution dropped"
+        );
+    }
+}
+
+fn rejected(set: &mut ChannelSet, h: &ShareHeader, e: ShareValidationError) -> Vec<MiningOwned> {
+    let code = match e {
+        ShareValidationError::Invalid(c)
+        | ShareValidationError::Stale(c)
+        | ShareValidationError::InvalidJobId(c)
+        | ShareValidationError::DoesNotMeetTarget(c)
+        | ShareValidationError::VersionRollingNotAllowed(c)
+        | ShareValidationError::DuplicateShare(c)
+        | ShareValidationError::BadExtranonceSize(c) => c,
+        ShareValidationError::InvalidCoinbase | ShareValidationError::NoChainTip => {
+            ERROR_CODE_SUBMIT_SHARES_INVALID_SHARE
+        }
+        ShareValidationError::SeenSharesBudgetExhausted => {
+            // Forgetting accepted hashes would let duplicates through: close the channel.
+            warn!(
+                channel_id = h.channel_id,
+                "duplicate-share budget exhausted; closing channel"
+            );
+            set.channels.remove(&h.channel_id);
+            return vec![
+                share_error(h, ERROR_CODE_SUBMIT_SHARES_INVALID_SHARE),
+                MiningOwned::CloseChannel(CloseChannelOwned {
+                    channel_id: h.channel_id,
+                    reason_code: Str0255Owned::new(b"share-rate-too-high".to_vec()).expect("short"),
+                }),
+            ];
+        }
+    };
+    vec![share_error(h, code)]
+}

@@ -1,0 +1,157 @@
+//! The work the pool hands out: the latest template and chain tip from the template provider,
+//! with the pool's coinbase outputs. Connections bootstrap new channels from a snapshot and
+//! follow changes through numbered [`JobEvent`]s, so a channel never applies an event its
+//! snapshot already contained.
+
+use std::sync::{Arc, Mutex};
+
+use bitcoin::{ScriptBuf, TxOut};
+use template_distribution_sv2::{NewTemplateOwned, SetNewPrevHashOwned};
+use tokio::sync::broadcast;
+
+/// A template with the pool's outputs for it (they must sum to the value it leaves).
+#[derive(Debug, Clone)]
+pub struct PoolTemplate {
+    pub template: NewTemplateOwned,
+    pub outputs: Vec<TxOut>,
+}
+
+#[derive(Debug, Clone)]
+pub enum JobEvent {
+    Template(Arc<PoolTemplate>),
+    PrevHash(Arc<SetNewPrevHashOwned>),
+    /// The template provider went away: no new work until it is back.
+    ProviderLost,
+}
+
+/// A numbered event: `seq` orders events and snapshots.
+#[derive(Debug, Clone)]
+pub struct Sequenced {
+    pub seq: u64,
+    pub event: JobEvent,
+}
+
+/// What a new channel needs to start mining.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Last event included in this snapshot.
+    pub seq: u64,
+    /// The template for the current tip and that tip.
+    pub current: Option<(Arc<PoolTemplate>, Arc<SetNewPrevHashOwned>)>,
+    /// A future template whose SetNewPrevHash has not arrived yet.
+    pub pending_future: Option<Arc<PoolTemplate>>,
+}
+
+#[derive(Default)]
+struct State {
+    seq: u64,
+    current_template: Option<Arc<PoolTemplate>>,
+    prev_hash: Option<Arc<SetNewPrevHashOwned>>,
+    pending_future: Vec<Arc<PoolTemplate>>,
+}
+
+pub struct JobSource {
+    reward_script: ScriptBuf,
+    state: Mutex<State>,
+    events: broadcast::Sender<Sequenced>,
+}
+
+impl JobSource {
+    pub fn new(reward_script: ScriptBuf) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        Self {
+            reward_script,
+            state: Mutex::new(State::default()),
+            events,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Sequenced> {
+        self.events.subscribe()
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let st = self.lock();
+        Snapshot {
+            seq: st.seq,
+            current: st.current_template.clone().zip(st.prev_hash.clone()),
+            pending_future: st.pending_future.last().cloned(),
+        }
+    }
+
+    /// Whether miners have work (a template and a tip).
+    pub fn has_work(&self) -> bool {
+        let st = self.lock();
+        st.current_template.is_some() && st.prev_hash.is_some()
+    }
+
+    /// The pool's coinbase outputs for a template: everything to the reward script.
+    pub fn outputs_for(&self, template: &NewTemplateOwned) -> Vec<TxOut> {
+        vec![TxOut {
+            value: bitcoin::Amount::from_sat(template.coinbase_tx_value_remaining),
+            script_pubkey: self.reward_script.clone(),
+        }]
+    }
+
+    /// Size the pool's outputs take in a coinbase (for CoinbaseOutputConstraints).
+    pub fn reward_outputs_template(&self) -> Vec<TxOut> {
+        vec![TxOut {
+            value: bitcoin::Amount::from_sat(0),
+            script_pubkey: self.reward_script.clone(),
+        }]
+    }
+
+    pub fn on_new_template(&self, template: NewTemplateOwned) {
+        let outputs = self.outputs_for(&template);
+        let t = Arc::new(PoolTemplate { template, outputs });
+        let mut st = self.lock();
+        if t.template.future_template {
+            st.pending_future.push(t.clone());
+            // A provider sends SetNewPrevHash right after each future template; keep a few.
+            if st.pending_future.len() > 8 {
+                st.pending_future.remove(0);
+            }
+        } else {
+            st.current_template = Some(t.clone());
+        }
+        self.publish(&mut st, JobEvent::Template(t));
+    }
+
+    pub fn on_set_new_prev_hash(&self, prev_hash: SetNewPrevHashOwned) {
+        let p = Arc::new(prev_hash);
+        let mut st = self.lock();
+        if let Some(pos) = st
+            .pending_future
+            .iter()
+            .position(|t| t.template.template_id == p.template_id)
+        {
+            st.current_template = Some(st.pending_future.remove(pos));
+        } else {
+            tracing::warn!(
+                template_id = p.template_id,
+                "SetNewPrevHash for a template never announced as future"
+            );
+            st.current_template = None;
+        }
+        st.pending_future.clear();
+        st.prev_hash = Some(p.clone());
+        self.publish(&mut st, JobEvent::PrevHash(p));
+    }
+
+    /// Forget the provider's work: a new provider session starts from scratch.
+    pub fn on_provider_lost(&self) {
+        let mut st = self.lock();
+        st.pending_future.clear();
+        self.publish(&mut st, JobEvent::ProviderLost);
+    }
+
+    fn publish(&self, st: &mut State, event: JobEvent) {
+        st.seq += 1;
+        // Sent under the lock so snapshot sequence numbers and events agree.
+        let _ = self.events.send(Sequenced { seq: st.seq, event });
+    }
+}

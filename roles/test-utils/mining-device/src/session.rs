@@ -1,0 +1,287 @@
+//! The miner's connection to the pool: setup, one standard channel, jobs, targets, shares.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use binary_sv2::{Str0255Owned, U256Owned};
+use bitcoin::Target;
+use common_messages_sv2::{Protocol, SetupConnectionOwned};
+use hashpool_sv2_io::{decode_frame, encode, spawn_reader, text, Backoff, Sv2Message};
+use mining_sv2::{NewMiningJobOwned, OpenStandardMiningChannelOwned, SubmitSharesStandard};
+use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned, MiningOwned};
+use stratum_apps::network_helpers::{connect_with_noise, noise_stream::NoiseTcpWriteHalf};
+use tokio::{net::TcpStream, sync::mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::{
+    hasher::{self, FoundShare, Work, WorkSlot},
+    MinerOptions, MinerStats,
+};
+
+/// SetupConnection flag: this device needs standard jobs (no extended ones via a group).
+const REQUIRES_STANDARD_JOBS: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+enum MinerError {
+    #[error("connect: {0}")]
+    Connect(std::io::Error),
+    #[error("noise handshake: {0:?}")]
+    Noise(stratum_apps::network_helpers::Error),
+    #[error("frame: {0}")]
+    Frame(#[from] hashpool_sv2_io::FrameError),
+    #[error("pool closed the connection")]
+    Closed,
+    #[error("pool refused: {0}")]
+    Refused(String),
+}
+
+/// Mines until `shutdown`, reconnecting with back-off whenever the pool goes away.
+pub async fn run(options: MinerOptions, stats: Arc<MinerStats>, shutdown: CancellationToken) {
+    let slot = Arc::new(WorkSlot::default());
+    let (share_tx, mut shares) = mpsc::channel(4096);
+    let stop = Arc::new(AtomicBool::new(false));
+    let limit = options
+        .limit_hashrate
+        .then_some(options.nominal_hashrate as f64);
+    let threads = hasher::spawn(
+        options.threads,
+        limit,
+        slot.clone(),
+        share_tx,
+        stats.clone(),
+        stop.clone(),
+    );
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    loop {
+        let result = tokio::select! {
+            r = session(&options, &stats, &slot, &mut shares, &mut backoff) => r,
+            _ = shutdown.cancelled() => break,
+        };
+        slot.set(None);
+        stats.connected.store(false, Ordering::Relaxed);
+        let delay = backoff.next_delay();
+        match result {
+            Ok(()) => info!("pool session ended"),
+            Err(e) => warn!(
+                retry_in_ms = delay.as_millis() as u64,
+                "pool connection lost: {e}"
+            ),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    // Hashing threads notice `stop` within one batch; wait for them off the runtime.
+    let _ = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+    })
+    .await;
+}
+
+fn s(v: &str) -> Str0255Owned {
+    Str0255Owned::new(v.as_bytes().to_vec())
+        .unwrap_or_else(|_| Str0255Owned::new(v.as_bytes()[..255].to_vec()).expect("255 bytes fit"))
+}
+
+/// State of the one channel this device opens.
+#[derive(Default)]
+struct ChannelState {
+    channel_id: Option<u32>,
+    target: Option<Target>,
+    future_jobs: HashMap<u32, NewMiningJobOwned>,
+    active_job: Option<NewMiningJobOwned>,
+    prev_hash: Option<([u8; 32], u32, u32)>,
+    sequence: u32,
+}
+
+impl ChannelState {
+    fn work(&self) -> Option<Work> {
+        let job = self.active_job.as_ref()?;
+        let (prev_hash, min_ntime, nbits) = self.prev_hash?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as u32)
+            .unwrap_or(min_ntime);
+        let job_min = job.min_ntime.clone().into_inner().unwrap_or(min_ntime);
+        Some(Work {
+            job_id: job.job_id,
+            version: job.version,
+            prev_hash,
+            merkle_root: job.merkle_root.to_array(),
+            ntime: now.clamp(job_min, job_min.saturating_add(3600)),
+            nbits,
+            target: self.target?,
+        })
+    }
+}
+
+async fn session(
+    options: &MinerOptions,
+    stats: &MinerStats,
+    slot: &WorkSlot,
+    shares: &mut mpsc::Receiver<FoundShare>,
+    backoff: &mut Backoff,
+) -> Result<(), MinerError> {
+    let stream = TcpStream::connect(options.pool_address)
+        .await
+        .map_err(MinerError::Connect)?;
+    let noise = connect_with_noise(stream, options.pool_authority_key)
+        .await
+        .map_err(MinerError::Noise)?;
+    let (reader, mut writer) = noise.into_split();
+    let mut frames = spawn_reader(reader, 256);
+    send(
+        &mut writer,
+        CommonMessagesOwned::SetupConnection(SetupConnectionOwned {
+            protocol: Protocol::MiningProtocol,
+            min_version: 2,
+            max_version: 2,
+            flags: REQUIRES_STANDARD_JOBS,
+            endpoint_host: s(&options.pool_address.ip().to_string()),
+            endpoint_port: options.pool_address.port(),
+            vendor: s("hashpool"),
+            hardware_version: s("cpu"),
+            firmware: s(env!("CARGO_PKG_VERSION")),
+            device_id: s(&options.device_id),
+        }),
+    )
+    .await?;
+    // Drain shares found on work of an earlier connection: they cannot be submitted now.
+    while shares.try_recv().is_ok() {}
+
+    let mut ch = ChannelState::default();
+    loop {
+        tokio::select! {
+            frame = frames.recv() => {
+                let mut frame = match frame {
+                    Some(Ok(f)) => f,
+                    _ => return Err(MinerError::Closed),
+                };
+                let (_, message, _) = decode_frame(&mut frame, &[])?;
+                if let Some(reply) = on_message(message, options, stats, &mut ch, slot, backoff)? {
+                    send(&mut writer, reply).await?;
+                }
+            }
+            share = shares.recv() => {
+                let Some(share) = share else { return Ok(()) };
+                let Some(channel_id) = ch.channel_id else { continue };
+                ch.sequence = ch.sequence.wrapping_add(1);
+                send(&mut writer, MiningOwned::SubmitSharesStandard(SubmitSharesStandard {
+                    channel_id,
+                    sequence_number: ch.sequence,
+                    job_id: share.job_id,
+                    nonce: share.nonce,
+                    ntime: share.ntime,
+                    version: share.version,
+                })).await?;
+                stats.shares_submitted.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn on_message(
+    message: AnyMessageOwned,
+    options: &MinerOptions,
+    stats: &MinerStats,
+    ch: &mut ChannelState,
+    slot: &WorkSlot,
+    backoff: &mut Backoff,
+) -> Result<Option<AnyMessageOwned>, MinerError> {
+    let mining = match message {
+        AnyMessageOwned::Common(CommonMessagesOwned::SetupConnectionSuccess(_)) => {
+            stats.connections.fetch_add(1, Ordering::Relaxed);
+            let open = OpenStandardMiningChannelOwned {
+                request_id: 1,
+                user_identity: s(&options.user_identity),
+                nominal_hash_rate: options.nominal_hashrate,
+                max_target: U256Owned::from([0xffu8; 32]),
+            };
+            return Ok(Some(
+                MiningOwned::OpenStandardMiningChannel(open).into_any(),
+            ));
+        }
+        AnyMessageOwned::Common(CommonMessagesOwned::SetupConnectionError(e)) => {
+            return Err(MinerError::Refused(text(&e.error_code)));
+        }
+        AnyMessageOwned::Mining(m) => m,
+        other => {
+            debug!("ignoring {other}");
+            return Ok(None);
+        }
+    };
+    let mut work_changed = false;
+    match mining {
+        MiningOwned::OpenStandardMiningChannelSuccess(m) => {
+            info!(channel_id = m.channel_id, "channel open");
+            ch.channel_id = Some(m.channel_id);
+            ch.target = Some(Target::from_le_bytes(m.target.to_array()));
+            stats.connected.store(true, Ordering::Relaxed);
+            backoff.reset();
+            work_changed = true;
+        }
+        MiningOwned::OpenMiningChannelError(e) => {
+            return Err(MinerError::Refused(text(&e.error_code)));
+        }
+        MiningOwned::NewMiningJob(job) => {
+            stats.jobs.fetch_add(1, Ordering::Relaxed);
+            if job.min_ntime.clone().into_inner().is_some() {
+                ch.active_job = Some(job);
+                work_changed = true;
+            } else {
+                ch.future_jobs.insert(job.job_id, job);
+            }
+        }
+        MiningOwned::SetNewPrevHash(p) => {
+            ch.prev_hash = Some((p.prev_hash.to_array(), p.min_ntime, p.nbits));
+            if let Some(job) = ch.future_jobs.remove(&p.job_id) {
+                ch.active_job = Some(job);
+            }
+            ch.future_jobs.clear();
+            work_changed = true;
+        }
+        MiningOwned::SetTarget(t) => {
+            stats.set_targets.fetch_add(1, Ordering::Relaxed);
+            ch.target = Some(Target::from_le_bytes(t.maximum_target.to_array()));
+            work_changed = true;
+        }
+        MiningOwned::SubmitSharesSuccess(s) => {
+            stats
+                .shares_acknowledged
+                .fetch_add(s.new_submits_accepted_count as u64, Ordering::Relaxed);
+        }
+        MiningOwned::SubmitSharesError(e) => {
+            stats.shares_rejected.fetch_add(1, Ordering::Relaxed);
+            debug!(code = %text(&e.error_code), "share rejected");
+        }
+        MiningOwned::CloseChannel(c) => {
+            return Err(MinerError::Refused(format!(
+                "channel closed: {}",
+                text(&c.reason_code)
+            )));
+        }
+        other => debug!("ignoring {other}"),
+    }
+    if work_changed {
+        slot.set(ch.work());
+    }
+    Ok(None)
+}
+
+async fn send(writer: &mut NoiseTcpWriteHalf, msg: impl Sv2Message) -> Result<(), MinerError> {
+    writer
+        .write_frame(encode(msg)?)
+        .await
+        .map_err(|_| MinerError::Closed)
+}
