@@ -54,6 +54,13 @@ pub async fn run(
         };
         stats.set_provider_connected(false);
         jobs.on_provider_lost();
+        // Solutions name templates of the lost session: a new session cannot connect them.
+        while let Ok(s) = solutions.try_recv() {
+            warn!(
+                template_id = s.template_id,
+                "dropping a block solution: its template provider session ended"
+            );
+        }
         let delay = backoff.next_delay();
         match result {
             Ok(()) => info!("template provider session ended"),

@@ -1,1 +1,253 @@
+//! Harness for end-to-end tests: starts the template provider, the pool and miners in-process
+//! on 127.0.0.1 with ports the OS picks, and reads their state the way an operator would
+//! (monitoring and status HTTP APIs).
 
+pub mod raw_client;
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+use pool::{config::PoolSettings, config::TemplateProviderSettings, PoolRunConfig, RunningPool};
+use stratum_apps::{
+    config_helpers::CoinbaseRewardScript,
+    key_utils::{Secp256k1PublicKey, Secp256k1SecretKey},
+    monitoring::{StandardChannelInfo, Sv2ClientChannelsResponse, Sv2ClientsResponse},
+};
+use template_provider::{
+    config::{ChainConfig, MempoolConfig, ServerConfig},
+    http::StatusResponse,
+    RunningProvider, TemplateProviderConfig,
+};
+use tokio_util::sync::CancellationToken;
+
+/// The well-known SRI test authority keypair (local and test use only).
+pub const AUTHORITY_PUBLIC_KEY: &str = "9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH72";
+pub const AUTHORITY_SECRET_KEY: &str = "mkDLTBBRxdBv998612qipDYoTK3YUrqLe8uWw7gu3iXbSrn2n";
+/// Regtest proof-of-work limit.
+pub const REGTEST_NBITS: u32 = 0x207f_ffff;
+
+pub fn public_key() -> Secp256k1PublicKey {
+    AUTHORITY_PUBLIC_KEY.parse().expect("valid test key")
+}
+
+pub fn secret_key() -> Secp256k1SecretKey {
+    AUTHORITY_SECRET_KEY.parse().expect("valid test key")
+}
+
+/// Logs to the test output, once per test binary; `RUST_LOG` selects levels.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// A loopback address with a port that was free a moment ago (for servers whose API takes an
+/// address rather than a listener).
+pub fn free_address() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local address")
+}
+
+pub fn loopback_any_port() -> SocketAddr {
+    "127.0.0.1:0".parse().expect("valid address")
+}
+
+pub struct TestProvider {
+    pub running: RunningProvider,
+    pub shutdown: CancellationToken,
+}
+
+impl TestProvider {
+    pub async fn start(
+        data_dir: &Path,
+        listen: SocketAddr,
+        nbits: u32,
+        synthetic_tx_interval_ms: u64,
+    ) -> anyhow::Result<Self> {
+        let config = TemplateProviderConfig {
+            template_provider: ServerConfig {
+                listen_address: listen,
+                http_address: loopback_any_port(),
+                authority_public_key: public_key(),
+                authority_secret_key: secret_key(),
+                cert_validity_secs: 3600,
+            },
+            chain: ChainConfig {
+                data_dir: data_dir.to_path_buf(),
+                nbits,
+            },
+            mempool: MempoolConfig {
+                synthetic_tx_interval_ms,
+                synthetic_tx_fee_sats: 1_000,
+                max_transactions: 20,
+            },
+        };
+        let shutdown = CancellationToken::new();
+        let running = template_provider::start(config, shutdown.clone()).await?;
+        Ok(Self { running, shutdown })
+    }
+
+    pub async fn status(&self) -> anyhow::Result<StatusResponse> {
+        let url = format!("http://{}/status", self.running.http_address);
+        Ok(reqwest::get(url).await?.error_for_status()?.json().await?)
+    }
+
+    /// Stops the provider and waits until every one of its tasks has ended.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.running.task)
+            .await
+            .context("template provider did not stop")??;
+        Ok(())
+    }
+}
+
+pub struct TestPool {
+    pub running: RunningPool,
+    pub monitoring: SocketAddr,
+    pub shutdown: CancellationToken,
+}
+
+pub struct PoolOptions {
+    pub shares_per_minute: f32,
+    pub share_batch_size: usize,
+    pub vardiff_interval_secs: u64,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            shares_per_minute: 6.0,
+            share_batch_size: 1,
+            vardiff_interval_secs: 1,
+        }
+    }
+}
+
+impl TestPool {
+    pub async fn start(provider: SocketAddr, options: PoolOptions) -> anyhow::Result<Self> {
+        let monitoring = free_address();
+        let config = PoolRunConfig {
+            listen_address: loopback_any_port(),
+            monitoring_address: monitoring,
+            authority_public_key: public_key(),
+            pool: PoolSettings {
+                authority_secret_key: secret_key(),
+                cert_validity_secs: 3600,
+                coinbase_reward_script: CoinbaseRewardScript::from_descriptor(
+                    "raw(00147a5ee1a1a4a5b35c3e0e2d4bd6c1a7bb17b3d7c1)",
+                )
+                .map_err(|e| anyhow::anyhow!("reward script: {e}"))?,
+                pool_signature: "hashpool-test".into(),
+                server_id: 7,
+                shares_per_minute: options.shares_per_minute,
+                share_batch_size: options.share_batch_size,
+                vardiff_interval_secs: options.vardiff_interval_secs,
+                max_channels_per_connection: 16,
+            },
+            template_provider: TemplateProviderSettings {
+                address: provider,
+                authority_public_key: Some(public_key()),
+                reconnect_initial_ms: 100,
+                reconnect_max_ms: 1_000,
+            },
+        };
+        let shutdown = CancellationToken::new();
+        let running = pool::start(config, shutdown.clone()).await?;
+        let pool = Self {
+            running,
+            monitoring,
+            shutdown,
+        };
+        wait_until(
+            Duration::from_secs(20),
+            "pool monitoring API to answer",
+            || async { pool.clients().await.is_ok() },
+        )
+        .await?;
+        Ok(pool)
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.running.listen_address
+    }
+
+    pub async fn clients(&self) -> anyhow::Result<Sv2ClientsResponse> {
+        let url = format!("http://{}/api/v1/clients", self.monitoring);
+        Ok(reqwest::get(url).await?.error_for_status()?.json().await?)
+    }
+
+    /// Every standard channel the pool serves, as its monitoring API reports them.
+    pub async fn standard_channels(&self) -> anyhow::Result<Vec<StandardChannelInfo>> {
+        let mut out = Vec::new();
+        for client in self.clients().await?.items {
+            let url = format!(
+                "http://{}/api/v1/clients/{}/channels",
+                self.monitoring, client.client_id
+            );
+            let r: Sv2ClientChannelsResponse =
+                reqwest::get(url).await?.error_for_status()?.json().await?;
+            out.extend(r.standard_channels);
+        }
+        Ok(out)
+    }
+
+    /// Accepted shares over every channel, from the monitoring API.
+    pub async fn shares_accepted(&self) -> u64 {
+        self.standard_channels()
+            .await
+            .map(|cs| cs.iter().map(|c| c.shares_accepted as u64).sum())
+            .unwrap_or(0)
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.running.task)
+            .await
+            .context("pool did not stop")??;
+        Ok(())
+    }
+}
+
+pub fn miner_options(
+    pool: SocketAddr,
+    user: &str,
+    hashrate: f32,
+    limit: bool,
+) -> mining_device::MinerOptions {
+    mining_device::MinerOptions {
+        pool_address: pool,
+        pool_authority_key: Some(public_key()),
+        user_identity: user.to_string(),
+        device_id: user.to_string(),
+        threads: 1,
+        nominal_hashrate: hashrate,
+        limit_hashrate: limit,
+    }
+}
+
+/// Polls `check` every 100 ms until it holds; fails after `timeout` naming what was awaited.
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

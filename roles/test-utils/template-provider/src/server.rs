@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::{
-    state::{ChainEvent, Shared},
+    state::{ChainEvent, Shared, SolutionError},
     template::{self, Template},
 };
 
@@ -199,6 +199,9 @@ async fn handle_template_message(
         }
         TemplateDistributionOwned::SubmitSolution(s) => match shared.submit_solution(&s) {
             Ok((height, hash)) => info!(height, %hash, "block connected"),
+            // Several shares of one template can meet the network target; the later ones
+            // arrive after the tip moved on. That is normal, not a fault.
+            Err(e @ SolutionError::StaleTemplate(_)) => info!(template_id = s.template_id, "{e}"),
             Err(e) => warn!(template_id = s.template_id, "solution refused: {e}"),
         },
         other => {

@@ -47,6 +47,16 @@ pub struct Counters {
     pub connections: u64,
 }
 
+fn first_template_id() -> u64 {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    // Room for a thousand templates per millisecond of uptime before ids of a later start
+    // could overlap.
+    millis.saturating_mul(1_000).max(1)
+}
+
 pub struct ProviderState {
     pub chain: Chain,
     pub mempool: Mempool,
@@ -70,7 +80,8 @@ impl Shared {
                 chain,
                 mempool: Mempool::default(),
                 templates: BTreeMap::new(),
-                next_template_id: 1,
+                // Ids keep increasing across restarts: clients may still hold ids from before.
+                next_template_id: first_template_id(),
                 counters: Counters::default(),
             })),
             events,

@@ -1,0 +1,151 @@
+//! A bare SV2 client for tests that speak to the pool the way a faulty or hostile peer would.
+
+use std::{net::SocketAddr, time::Duration};
+
+use anyhow::{anyhow, bail};
+use binary_sv2::{Str0255Owned, U256Owned};
+use codec_sv2::SerializedFrame;
+use common_messages_sv2::{Protocol, SetupConnectionOwned};
+use hashpool_sv2_io::{decode_frame, encode, spawn_reader, IncomingFrames, Sv2Message};
+use mining_sv2::OpenStandardMiningChannelOwned;
+use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned, MiningOwned};
+use stratum_apps::{
+    key_utils::Secp256k1PublicKey,
+    network_helpers::{connect_with_noise, noise_stream::NoiseTcpWriteHalf},
+};
+use tokio::net::TcpStream;
+
+pub struct RawClient {
+    writer: NoiseTcpWriteHalf,
+    frames: IncomingFrames,
+}
+
+fn s(v: &str) -> Str0255Owned {
+    Str0255Owned::new(v.as_bytes().to_vec()).expect("short test string")
+}
+
+pub fn setup_connection(protocol: Protocol) -> SetupConnectionOwned {
+    SetupConnectionOwned {
+        protocol,
+        min_version: 2,
+        max_version: 2,
+        flags: 1,
+        endpoint_host: s("127.0.0.1"),
+        endpoint_port: 0,
+        vendor: s("test"),
+        hardware_version: s("raw"),
+        firmware: s("0"),
+        device_id: s("raw"),
+    }
+}
+
+impl RawClient {
+    pub async fn connect(
+        addr: SocketAddr,
+        key: Option<Secp256k1PublicKey>,
+    ) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        let noise = connect_with_noise(stream, key)
+            .await
+            .map_err(|e| anyhow!("noise handshake: {e:?}"))?;
+        let (reader, writer) = noise.into_split();
+        Ok(Self {
+            writer,
+            frames: spawn_reader(reader, 64),
+        })
+    }
+
+    pub async fn send(&mut self, msg: impl Sv2Message) -> anyhow::Result<()> {
+        self.writer
+            .write_frame(encode(msg)?)
+            .await
+            .map_err(|e| anyhow!("send: {e:?}"))
+    }
+
+    /// Sends a frame with any header and payload, valid or not.
+    pub async fn send_raw(
+        &mut self,
+        ext_type: u16,
+        msg_type: u8,
+        payload: &[u8],
+    ) -> anyhow::Result<()> {
+        let mut bytes = Vec::with_capacity(6 + payload.len());
+        bytes.extend_from_slice(&ext_type.to_le_bytes());
+        bytes.push(msg_type);
+        bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes()[..3]);
+        bytes.extend_from_slice(payload);
+        let frame =
+            SerializedFrame::from_bytes(bytes.into()).map_err(|e| anyhow!("frame: {e:?}"))?;
+        self.writer
+            .write_frame(frame)
+            .await
+            .map_err(|e| anyhow!("send: {e:?}"))
+    }
+
+    /// The next message, or an error if the connection closed or nothing came in time.
+    pub async fn recv(&mut self, timeout: Duration) -> anyhow::Result<AnyMessageOwned> {
+        match tokio::time::timeout(timeout, self.frames.recv()).await {
+            Err(_) => bail!("no message within {timeout:?}"),
+            Ok(Some(Ok(mut f))) => Ok(decode_frame(&mut f, &[])?.1),
+            Ok(_) => bail!("connection closed"),
+        }
+    }
+
+    /// Reads until a message matches `pick`, skipping others (jobs, targets).
+    pub async fn recv_until<T>(
+        &mut self,
+        timeout: Duration,
+        mut pick: impl FnMut(&AnyMessageOwned) -> Option<T>,
+    ) -> anyhow::Result<T> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let m = self.recv(left).await?;
+            if let Some(t) = pick(&m) {
+                return Ok(t);
+            }
+        }
+    }
+
+    /// Whether the peer closes the connection within `timeout` (messages before that are
+    /// skipped).
+    pub async fn closed_within(&mut self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.frames.recv()).await {
+                Err(_) => return false,
+                Ok(Some(Ok(_))) => continue,
+                Ok(_) => return true,
+            }
+        }
+    }
+
+    /// SetupConnection for mining, then OpenStandardMiningChannel; returns the channel id.
+    pub async fn open_standard_channel(&mut self, user: &str) -> anyhow::Result<u32> {
+        self.send(CommonMessagesOwned::SetupConnection(setup_connection(
+            Protocol::MiningProtocol,
+        )))
+        .await?;
+        match self.recv(Duration::from_secs(10)).await? {
+            AnyMessageOwned::Common(CommonMessagesOwned::SetupConnectionSuccess(_)) => {}
+            other => bail!("expected SetupConnection.Success, got {other}"),
+        }
+        self.send(MiningOwned::OpenStandardMiningChannel(
+            OpenStandardMiningChannelOwned {
+                request_id: 42,
+                user_identity: s(user),
+                nominal_hash_rate: 1_000.0,
+                max_target: U256Owned::from([0xff; 32]),
+            },
+        ))
+        .await?;
+        self.recv_until(Duration::from_secs(10), |m| match m {
+            AnyMessageOwned::Mining(MiningOwned::OpenStandardMiningChannelSuccess(s)) => {
+                Some(s.channel_id)
+            }
+            _ => None,
+        })
+        .await
+    }
+}
