@@ -25,6 +25,10 @@ use channel_set::ChannelSet;
 
 use crate::context::PoolContext;
 
+/// Largest payload a miner has reason to send (SetCustomMiningJob with a full coinbase is
+/// well under this); anything bigger is refused before decoding.
+pub const MAX_MINER_FRAME_PAYLOAD: usize = 1 << 17;
+
 #[derive(Debug, thiserror::Error)]
 pub enum DownstreamError {
     #[error("noise handshake failed: {0:?}")]
@@ -33,6 +37,8 @@ pub enum DownstreamError {
     Frame(#[from] hashpool_sv2_io::FrameError),
     #[error("connection closed")]
     Closed,
+    #[error("unreadable transport frame (bad encryption or framing): {0}")]
+    Transport(String),
     #[error("protocol violation: {0}")]
     Protocol(String),
 }
@@ -111,8 +117,17 @@ impl Connection {
                 frame = frames.recv() => {
                     let mut frame = match frame {
                         Some(Ok(f)) => f,
-                        Some(Err(_)) | None => break Err(DownstreamError::Closed),
+                        Some(Err(stratum_apps::network_helpers::Error::SocketClosed)) | None => {
+                            break Err(DownstreamError::Closed)
+                        }
+                        Some(Err(e)) => break Err(DownstreamError::Transport(format!("{e:?}"))),
                     };
+                    let size = frame.header().payload_length();
+                    if size > MAX_MINER_FRAME_PAYLOAD {
+                        break Err(DownstreamError::Protocol(format!(
+                            "frame payload of {size} bytes exceeds {MAX_MINER_FRAME_PAYLOAD}"
+                        )));
+                    }
                     let message = match decode_frame(&mut frame, &[]) {
                         Ok((_, m, _)) => m,
                         Err(e) => break Err(e.into()),
