@@ -74,6 +74,8 @@ impl RawClient {
         bytes.push(msg_type);
         bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes()[..3]);
         bytes.extend_from_slice(payload);
+        // `.into()`: the slice type differs when `with_buffer_pool` is unified into the build.
+        #[allow(clippy::useless_conversion)]
         let frame =
             SerializedFrame::from_bytes(bytes.into()).map_err(|e| anyhow!("frame: {e:?}"))?;
         self.writer

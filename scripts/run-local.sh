@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Installs what the build needs and builds (scripts/setup.sh), then starts a local run with the
+# configs in config/: template provider (regtest), pool and one SV2 CPU miner. Logs go to .hashpool/logs/; the chain is kept in .hashpool/data/.
+# Ctrl-C stops every role.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+BIN="${CARGO_TARGET_DIR:-target}/debug"
+LOGS=.hashpool/logs
+mkdir -p "$LOGS" .hashpool/data
+
+for port in 18447 18443 34254 9108; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        echo "error: port $port is already in use (another local run?). Stop it and try again." >&2
+        exit 1
+    fi
+done
+
+pids=()
+stopping=0
+cleanup() {
+    [ "$stopping" = 1 ] && return
+    stopping=1
+    echo
+    echo "==> stopping"
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+wait_http() { # url what
+    for _ in $(seq 1 100); do
+        curl -fsS "$1" >/dev/null 2>&1 && return 0
+        sleep 0.2
+    done
+    echo "error: $2 did not come up; see $LOGS/" >&2
+    exit 1
+}
+
+"$BIN/template-provider" -c config/template-provider.config.toml -f "$LOGS/template-provider.log" >/dev/null &
+pids+=($!)
+wait_http http://127.0.0.1:18443/status "template provider"
+
+"$BIN/pool" -c config/pool.config.toml -g config/shared/pool.toml -f "$LOGS/pool.log" >/dev/null &
+pids+=($!)
+wait_http http://127.0.0.1:9108/api/v1/health "pool"
+
+"$BIN/mining-device" --pool 127.0.0.1:34254 \
+    --pool-pubkey 9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH72 \
+    --user-identity local-miner --nominal-hashrate 50000 --limit-hashrate \
+    -f "$LOGS/mining-device.log" >/dev/null &
+pids+=($!)
+
+cat <<MSG
+==> local run is up
+    chain status      http://127.0.0.1:18443/status
+    pool monitoring   http://127.0.0.1:9108/api/v1/clients   (Prometheus: /metrics)
+    logs              $LOGS/
+Ctrl-C stops everything.
+MSG
+wait -n "${pids[@]}" || true
+[ "$stopping" = 1 ] || echo "a role exited; see $LOGS/" >&2
