@@ -49,7 +49,10 @@ async fn serves_templates_tips_and_transaction_data() -> anyhow::Result<()> {
     };
     assert!(t.future_template);
     assert_eq!(t.coinbase_prefix.as_bytes(), &[0x51], "BIP34 height 1");
-    assert!(t.coinbase_tx_value_remaining > 5_000_000_000, "subsidy plus fees");
+    assert!(
+        t.coinbase_tx_value_remaining > 5_000_000_000,
+        "subsidy plus fees"
+    );
     let TemplateDistributionOwned::SetNewPrevHash(p) = tdp(c.recv(WAIT).await?) else {
         panic!("expected SetNewPrevHash after the future template")
     };
@@ -79,7 +82,11 @@ async fn serves_templates_tips_and_transaction_data() -> anyhow::Result<()> {
         .await?;
     assert_eq!(data.template_id, t.template_id);
     let fees = t.coinbase_tx_value_remaining - 5_000_000_000;
-    assert_eq!(data.transaction_list.len() as u64 * 1_000, fees, "1000 sat per synthetic tx");
+    assert_eq!(
+        data.transaction_list.len() as u64 * 1_000,
+        fees,
+        "1000 sat per synthetic tx"
+    );
     assert!(!data.transaction_list.is_empty());
 
     c.send(TemplateDistributionOwned::RequestTransactionData(
