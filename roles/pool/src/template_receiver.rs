@@ -4,9 +4,8 @@
 
 use std::{sync::Arc, time::Duration};
 
-use binary_sv2::Str0255Owned;
 use common_messages_sv2::{Protocol, SetupConnectionOwned};
-use hashpool_sv2_io::{decode_frame, encode, spawn_reader, Backoff, Sv2Message};
+use hashpool_sv2_io::{decode_frame, spawn_reader, str0255, Backoff, SendError, Sv2Message};
 use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned, TemplateDistributionOwned};
 use stratum_apps::{
     coinbase_output_constraints::coinbase_output_constraints_message,
@@ -29,6 +28,8 @@ enum ProviderError {
     Frame(#[from] hashpool_sv2_io::FrameError),
     #[error("connection closed")]
     Closed,
+    #[error("cannot send: {0}")]
+    Send(#[from] SendError),
     #[error("setup refused: {0}")]
     SetupRefused(String),
     #[error("unexpected message: {0}")]
@@ -150,7 +151,7 @@ async fn session(
 }
 
 fn setup_connection() -> SetupConnectionOwned {
-    let s = |v: &str| Str0255Owned::new(v.as_bytes().to_vec()).expect("short string");
+    let s = str0255;
     SetupConnectionOwned {
         protocol: Protocol::TemplateDistributionProtocol,
         min_version: 2,
@@ -175,8 +176,5 @@ async fn next_message(
 }
 
 async fn send(writer: &mut NoiseTcpWriteHalf, msg: impl Sv2Message) -> Result<(), ProviderError> {
-    writer
-        .write_frame(encode(msg)?)
-        .await
-        .map_err(|_| ProviderError::Closed)
+    Ok(hashpool_sv2_io::send(writer, msg).await?)
 }

@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use anyhow::{anyhow, bail};
-use binary_sv2::{Str0255Owned, U256Owned};
+use binary_sv2::U256Owned;
 use codec_sv2::SerializedFrame;
 use common_messages_sv2::{Protocol, SetupConnectionOwned};
 use hashpool_sv2_io::{decode_frame, encode, spawn_reader, IncomingFrames, Sv2Message};
@@ -20,9 +20,7 @@ pub struct RawClient {
     frames: IncomingFrames,
 }
 
-fn s(v: &str) -> Str0255Owned {
-    Str0255Owned::new(v.as_bytes().to_vec()).expect("short test string")
-}
+use hashpool_sv2_io::str0255 as s;
 
 pub fn setup_connection(protocol: Protocol) -> SetupConnectionOwned {
     SetupConnectionOwned {

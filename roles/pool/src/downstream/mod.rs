@@ -11,7 +11,6 @@ use std::{
     time::Duration,
 };
 
-use binary_sv2::Str0255Owned;
 use common_messages_sv2::{Protocol, SetupConnectionErrorOwned, SetupConnectionSuccess};
 use hashpool_sv2_io::{decode_frame, encode, spawn_reader};
 use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned, MiningOwned};
@@ -264,7 +263,7 @@ fn refusal(code: &str) -> AnyMessageOwned {
     AnyMessageOwned::Common(CommonMessagesOwned::SetupConnectionError(
         SetupConnectionErrorOwned {
             flags: 0,
-            error_code: Str0255Owned::new(code.as_bytes().to_vec()).expect("short code"),
+            error_code: hashpool_sv2_io::str0255(code),
         },
     ))
 }

@@ -1,6 +1,6 @@
 //! OpenStandardMiningChannel, OpenExtendedMiningChannel and UpdateChannel.
 
-use binary_sv2::{B032Owned, Str0255Owned};
+use binary_sv2::B032Owned;
 use channels_sv2::{
     server::{
         error::{ExtendedChannelError, StandardChannelError},
@@ -26,9 +26,7 @@ use super::{
 };
 use crate::context::PoolContext;
 
-fn code(s: &str) -> Str0255Owned {
-    Str0255Owned::new(s.as_bytes().to_vec()).expect("error codes are short")
-}
+use hashpool_sv2_io::str0255 as code;
 
 fn open_error(request_id: u32, error_code: &str) -> Vec<MiningOwned> {
     vec![MiningOwned::OpenMiningChannelError(
@@ -58,10 +56,6 @@ fn extended_error_code(e: &ExtendedChannelError) -> &'static str {
 
 fn capacity_left(ctx: &PoolContext, set: &ChannelSet) -> bool {
     set.channels.len() < ctx.config.pool.max_channels_per_connection
-}
-
-fn new_vardiff() -> VardiffState {
-    VardiffState::new().expect("the default vardiff parameters are valid")
 }
 
 pub fn standard(
@@ -107,15 +101,13 @@ pub fn standard(
             group_channel_id: set.group_channel_id,
         });
     info!(channel_id, %user, hashrate = m.nominal_hash_rate, "standard channel opened");
-    let mut entry = ChannelEntry {
-        kind: ChannelKind::Standard(channel),
-        vardiff: new_vardiff(),
-        bootstrap_seq: 0,
-    };
-    let mut out = vec![success];
-    out.extend(ChannelSet::bootstrap(&mut entry, &ctx.jobs.snapshot()));
-    set.channels.insert(channel_id, entry);
-    out
+    register(
+        ctx,
+        set,
+        channel_id,
+        ChannelKind::Standard(channel),
+        success,
+    )
 }
 
 pub fn extended(
@@ -177,9 +169,26 @@ pub fn extended(
             group_channel_id: set.group_channel_id,
         });
     info!(channel_id, %user, hashrate = m.nominal_hash_rate, "extended channel opened");
+    register(
+        ctx,
+        set,
+        channel_id,
+        ChannelKind::Extended(channel),
+        success,
+    )
+}
+
+/// Adds an opened channel: its Success message, then the current work.
+fn register(
+    ctx: &PoolContext,
+    set: &mut ChannelSet,
+    channel_id: u32,
+    kind: ChannelKind,
+    success: MiningOwned,
+) -> Vec<MiningOwned> {
     let mut entry = ChannelEntry {
-        kind: ChannelKind::Extended(channel),
-        vardiff: new_vardiff(),
+        kind,
+        vardiff: VardiffState::new().expect("the default vardiff parameters are valid"),
         bootstrap_seq: 0,
     };
     let mut out = vec![success];

@@ -1,7 +1,7 @@
 //! SubmitSharesStandard / SubmitSharesExtended: validation by channels_sv2, the accepted-share
 //! hook, batched SubmitShares.Success, precise SubmitShares.Error, block solutions.
 
-use binary_sv2::{B064KOwned, Str0255Owned};
+use binary_sv2::B064KOwned;
 use channels_sv2::{
     server::share_accounting::{ShareValidationError, ShareValidationResult},
     Vardiff,
@@ -70,7 +70,7 @@ fn share_error(h: &ShareHeader, code: &str) -> MiningOwned {
     MiningOwned::SubmitSharesError(SubmitSharesErrorOwned {
         channel_id: h.channel_id,
         sequence_number: h.sequence_number,
-        error_code: Str0255Owned::new(code.as_bytes().to_vec()).expect("error codes are short"),
+        error_code: hashpool_sv2_io::str0255(code),
     })
 }
 
@@ -183,7 +183,7 @@ fn rejected(set: &mut ChannelSet, h: &ShareHeader, e: ShareValidationError) -> V
                 share_error(h, ERROR_CODE_SUBMIT_SHARES_INVALID_SHARE),
                 MiningOwned::CloseChannel(CloseChannelOwned {
                     channel_id: h.channel_id,
-                    reason_code: Str0255Owned::new(b"share-rate-too-high".to_vec()).expect("short"),
+                    reason_code: hashpool_sv2_io::str0255("share-rate-too-high"),
                 }),
             ];
         }

@@ -84,3 +84,47 @@ pub fn decode_frame(
 pub fn text(s: &binary_sv2::Str0255Owned) -> String {
     String::from_utf8_lossy(s.as_bytes()).into_owned()
 }
+
+/// A protocol string field from text, cut to the 255 bytes the field holds (at a character
+/// boundary).
+pub fn str0255(v: &str) -> binary_sv2::Str0255Owned {
+    let mut end = v.len().min(255);
+    while !v.is_char_boundary(end) {
+        end -= 1;
+    }
+    binary_sv2::Str0255Owned::new(v.as_bytes()[..end].to_vec()).expect("at most 255 bytes")
+}
+
+/// Why a message could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error(transparent)]
+    Encode(#[from] FrameError),
+    #[error("connection closed")]
+    Closed,
+}
+
+/// Frames and writes one message.
+pub async fn send(
+    writer: &mut stratum_apps::network_helpers::noise_stream::NoiseTcpWriteHalf,
+    message: impl Sv2Message,
+) -> Result<(), SendError> {
+    writer
+        .write_frame(encode(message)?)
+        .await
+        .map_err(|_| SendError::Closed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn str0255_cuts_long_text_at_a_char_boundary() {
+        assert_eq!(str0255("abc").as_bytes(), b"abc");
+        let long = "é".repeat(200); // 400 bytes
+        let cut = str0255(&long);
+        assert_eq!(cut.as_bytes().len(), 254);
+        assert!(std::str::from_utf8(cut.as_bytes()).is_ok());
+    }
+}

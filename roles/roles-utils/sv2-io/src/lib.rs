@@ -7,6 +7,8 @@ mod reader;
 mod signal;
 
 pub use backoff::Backoff;
-pub use frame::{decode_frame, encode, text, FrameError, OutFrame, Sv2Message};
+pub use frame::{
+    decode_frame, encode, send, str0255, text, FrameError, OutFrame, SendError, Sv2Message,
+};
 pub use reader::{spawn_reader, IncomingFrames};
 pub use signal::shutdown_signal;

@@ -9,10 +9,12 @@ use std::{
     time::Duration,
 };
 
-use binary_sv2::{Str0255Owned, U256Owned};
+use binary_sv2::U256Owned;
 use bitcoin::Target;
 use common_messages_sv2::{Protocol, SetupConnectionOwned};
-use hashpool_sv2_io::{decode_frame, encode, spawn_reader, text, Backoff, Sv2Message};
+use hashpool_sv2_io::{
+    decode_frame, spawn_reader, str0255 as s, text, Backoff, SendError, Sv2Message,
+};
 use mining_sv2::{NewMiningJobOwned, OpenStandardMiningChannelOwned, SubmitSharesStandard};
 use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned, MiningOwned};
 use stratum_apps::network_helpers::{connect_with_noise, noise_stream::NoiseTcpWriteHalf};
@@ -38,6 +40,8 @@ enum MinerError {
     Frame(#[from] hashpool_sv2_io::FrameError),
     #[error("pool closed the connection")]
     Closed,
+    #[error("cannot send: {0}")]
+    Send(#[from] SendError),
     #[error("pool refused: {0}")]
     Refused(String),
 }
@@ -87,11 +91,6 @@ pub async fn run(options: MinerOptions, stats: Arc<MinerStats>, shutdown: Cancel
         }
     })
     .await;
-}
-
-fn s(v: &str) -> Str0255Owned {
-    Str0255Owned::new(v.as_bytes().to_vec())
-        .unwrap_or_else(|_| Str0255Owned::new(v.as_bytes()[..255].to_vec()).expect("255 bytes fit"))
 }
 
 /// State of the one channel this device opens.
@@ -280,8 +279,5 @@ fn on_message(
 }
 
 async fn send(writer: &mut NoiseTcpWriteHalf, msg: impl Sv2Message) -> Result<(), MinerError> {
-    writer
-        .write_frame(encode(msg)?)
-        .await
-        .map_err(|_| MinerError::Closed)
+    Ok(hashpool_sv2_io::send(writer, msg).await?)
 }

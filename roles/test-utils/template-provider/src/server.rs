@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use binary_sv2::{B016MOwned, B064KOwned, Seq064KOwned, Str0255Owned};
+use binary_sv2::{B016MOwned, B064KOwned, Seq064KOwned};
 use common_messages_sv2::{Protocol, SetupConnectionErrorOwned, SetupConnectionSuccess};
-use hashpool_sv2_io::{decode_frame, encode, spawn_reader, Sv2Message};
+use hashpool_sv2_io::{decode_frame, spawn_reader, str0255, SendError, Sv2Message};
 use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned, TemplateDistributionOwned};
 use stratum_apps::{
     key_utils::{Secp256k1PublicKey, Secp256k1SecretKey},
@@ -40,6 +40,8 @@ enum SessionError {
     Frame(#[from] hashpool_sv2_io::FrameError),
     #[error("peer closed the connection")]
     Closed,
+    #[error("cannot send: {0}")]
+    Send(#[from] SendError),
     #[error("protocol violation: {0}")]
     Protocol(String),
 }
@@ -107,14 +109,11 @@ async fn session(
                         {
                             let refusal = SetupConnectionErrorOwned {
                                 flags: 0,
-                                error_code: Str0255Owned::new(
-                                    if m.protocol != Protocol::TemplateDistributionProtocol {
-                                        b"unsupported-protocol".to_vec()
-                                    } else {
-                                        b"protocol-version-mismatch".to_vec()
-                                    },
-                                )
-                                .expect("short code"),
+                                error_code: str0255(if m.protocol != Protocol::TemplateDistributionProtocol {
+                                    "unsupported-protocol"
+                                } else {
+                                    "protocol-version-mismatch"
+                                }),
                             };
                             send(&mut writer, CommonMessagesOwned::SetupConnectionError(refusal)).await?;
                             return Err(SessionError::Protocol(format!(
@@ -182,16 +181,11 @@ async fn handle_template_message(
                 found => TemplateDistributionOwned::RequestTransactionDataError(
                     RequestTransactionDataErrorOwned {
                         template_id: r.template_id,
-                        error_code: Str0255Owned::new(
-                            if found.is_some() {
-                                ERROR_CODE_REQUEST_TRANSACTION_DATA_STALE_TEMPLATE_ID
-                            } else {
-                                ERROR_CODE_REQUEST_TRANSACTION_DATA_TEMPLATE_ID_NOT_FOUND
-                            }
-                            .as_bytes()
-                            .to_vec(),
-                        )
-                        .expect("short code"),
+                        error_code: str0255(if found.is_some() {
+                            ERROR_CODE_REQUEST_TRANSACTION_DATA_STALE_TEMPLATE_ID
+                        } else {
+                            ERROR_CODE_REQUEST_TRANSACTION_DATA_TEMPLATE_ID_NOT_FOUND
+                        }),
                     },
                 ),
             };
@@ -251,9 +245,7 @@ async fn send(
     writer: &mut NoiseTcpWriteHalf,
     message: impl Sv2Message,
 ) -> Result<(), SessionError> {
-    let frame = encode(message)?;
-    writer
-        .write_frame(frame)
+    hashpool_sv2_io::send(writer, message)
         .await
-        .map_err(|_| SessionError::Closed)
+        .map_err(SessionError::from)
 }
