@@ -1,0 +1,63 @@
+//! The mint-quote extension of Stratum V2 (see `SPEC.md` beside this crate).
+//!
+//! Pool and mint exchange quote requests, responses and errors; the pool announces quotes on a
+//! miner's connection; a miner names its locking key in a TLV on the channel-open message.
+//! This crate holds the messages and their strict decoding only: it knows nothing about roles.
+
+mod locking_key;
+mod messages;
+
+pub use locking_key::{locking_key_from_tlvs, locking_key_tlv, LockingKey, LOCKING_KEY_LEN};
+pub use messages::{
+    MintQuoteError, MintQuoteErrorOwned, MintQuoteMessage, MintQuoteRequest, MintQuoteRequestOwned,
+    MintQuoteResponse, MintQuoteResponseOwned, QuoteAnnouncement, QuoteAnnouncementOwned,
+};
+
+/// Extension type, in the experimental range 0x4000..=0x7fff.
+pub const EXTENSION_TYPE: u16 = 0x4861;
+
+/// Pool -> mint: create a paid, locked quote.
+pub const MESSAGE_TYPE_MINT_QUOTE_REQUEST: u8 = 0x01;
+/// Mint -> pool: the quote for a request.
+pub const MESSAGE_TYPE_MINT_QUOTE_RESPONSE: u8 = 0x02;
+/// Mint -> pool: a request that will not be honoured as sent.
+pub const MESSAGE_TYPE_MINT_QUOTE_ERROR: u8 = 0x03;
+/// Pool -> miner (channel message): a quote for the channel's locking key is ready to mint.
+pub const MESSAGE_TYPE_QUOTE_ANNOUNCEMENT: u8 = 0x04;
+
+/// TLV field type of the locking key on OpenStandardMiningChannel / OpenExtendedMiningChannel.
+pub const TLV_FIELD_LOCKING_KEY: u8 = 0x01;
+
+/// No message of this extension is larger than this (the largest, an error, is under 600 bytes).
+pub const MAX_MESSAGE_SIZE: usize = 1024;
+
+/// Error codes of MintQuote.Error.
+pub mod error_code {
+    /// The locking key is not a valid compressed secp256k1 public key.
+    pub const INVALID_LOCKING_KEY: &str = "invalid-locking-key";
+    /// The amount is zero or beyond what the mint issues in one quote.
+    pub const AMOUNT_OUT_OF_RANGE: &str = "amount-out-of-range";
+    /// The unit is not the mint's ehash unit.
+    pub const UNIT_MISMATCH: &str = "unit-mismatch";
+    /// The mint could not store the quote; the pool retries with the same request id.
+    pub const TEMPORARY_FAILURE: &str = "temporary-failure";
+}
+
+/// Why bytes could not be read as a message of this extension.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ExtError {
+    #[error("unknown mint-quote message type {0:#04x}")]
+    UnknownMessageType(u8),
+    #[error("message of {0} bytes exceeds the extension's limit")]
+    Oversized(usize),
+    #[error("message does not decode: {0}")]
+    Malformed(String),
+    #[error("{0} bytes after the end of the message")]
+    TrailingBytes(usize),
+    #[error("locking key must be {LOCKING_KEY_LEN} bytes, got {0}")]
+    BadKeyLength(usize),
+    #[error("locking key is not a valid compressed secp256k1 point")]
+    InvalidKey,
+    #[error("field `{0}` is empty")]
+    EmptyField(&'static str),
+}
