@@ -309,7 +309,7 @@ mod tests {
     fn locking_key_tlv_round_trips_and_is_validated() {
         let tlv = crate::locking_key_tlv(&key());
         assert_eq!(
-            crate::locking_key_from_tlvs(&[tlv.clone()]).unwrap(),
+            crate::locking_key_from_tlvs(std::slice::from_ref(&tlv)).unwrap(),
             Some(key())
         );
         assert_eq!(crate::locking_key_from_tlvs(&[]).unwrap(), None);
