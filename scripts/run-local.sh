@@ -48,6 +48,7 @@ wait_http http://127.0.0.1:9108/api/v1/health "pool"
 "$BIN/mining-device" --pool 127.0.0.1:34254 \
     --pool-pubkey 9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH72 \
     --user-identity local-miner --nominal-hashrate 50000 --limit-hashrate \
+    --locking-key 0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798 \
     -f "$LOGS/mining-device.log" >/dev/null &
 pids+=($!)
 

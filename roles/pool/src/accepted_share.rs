@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use ext_mint_quote::LockingKey;
+
 use crate::stats::PoolStats;
 
 /// Work a share proves, in difficulty-1 units: linear in its target's difficulty.
@@ -13,6 +15,8 @@ pub struct ShareWork(pub f64);
 #[derive(Debug, Clone)]
 pub struct AcceptedShare {
     pub channel_id: u32,
+    /// Whose ehash this share earns.
+    pub locking_key: LockingKey,
     pub user_identity: String,
     /// Header hash of the share (its identity: duplicates are refused before this point).
     pub share_hash: [u8; 32],

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use ext_mint_quote::LockingKey;
 use hashpool_config::PoolGlobalConfig;
 use serde::Deserialize;
 use stratum_apps::{
@@ -37,6 +38,23 @@ pub struct PoolSettings {
     pub vardiff_interval_secs: u64,
     /// Channels one connection may open.
     pub max_channels_per_connection: usize,
+    /// Offer the mint-quote extension (ehash) to miners.
+    pub mint_quote_extension: bool,
+    /// Key that channels without one of their own accrue ehash to (66 hex characters). Without
+    /// it, a channel that names no key (locking-key TLV or a key as user identity) is refused.
+    #[serde(default, deserialize_with = "optional_locking_key")]
+    pub default_locking_key: Option<LockingKey>,
+}
+
+fn optional_locking_key<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<LockingKey>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    LockingKey::from_hex(&text)
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("`{text}`: {e}")))
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -120,6 +120,8 @@ pub struct PoolOptions {
     pub shares_per_minute: f32,
     pub share_batch_size: usize,
     pub vardiff_interval_secs: u64,
+    pub mint_quote_extension: bool,
+    pub default_locking_key: Option<ext_mint_quote::LockingKey>,
 }
 
 impl Default for PoolOptions {
@@ -128,6 +130,8 @@ impl Default for PoolOptions {
             shares_per_minute: 6.0,
             share_batch_size: 1,
             vardiff_interval_secs: 1,
+            mint_quote_extension: true,
+            default_locking_key: None,
         }
     }
 }
@@ -152,6 +156,8 @@ impl TestPool {
                 share_batch_size: options.share_batch_size,
                 vardiff_interval_secs: options.vardiff_interval_secs,
                 max_channels_per_connection: 16,
+                mint_quote_extension: options.mint_quote_extension,
+                default_locking_key: options.default_locking_key,
             },
             template_provider: TemplateProviderSettings {
                 address: provider,
@@ -217,6 +223,19 @@ impl TestPool {
     }
 }
 
+/// A miner's locking key, derived from `name` (distinct names, distinct keys).
+pub fn test_key(name: &str) -> ext_mint_quote::LockingKey {
+    use bitcoin::hashes::{sha256, Hash};
+    let secp = bitcoin::secp256k1::Secp256k1::signing_only();
+    let secret = bitcoin::secp256k1::SecretKey::from_slice(
+        sha256::Hash::hash(name.as_bytes()).as_byte_array(),
+    )
+    .expect("a hash is a valid secret key with overwhelming probability");
+    let public = bitcoin::secp256k1::PublicKey::from_secret_key(&secp, &secret);
+    ext_mint_quote::LockingKey::from_slice(&public.serialize()).expect("a valid point")
+}
+
+/// A miner that negotiates the mint-quote extension and locks its ehash to `test_key(user)`.
 pub fn miner_options(
     pool: SocketAddr,
     user: &str,
@@ -231,6 +250,7 @@ pub fn miner_options(
         threads: 1,
         nominal_hashrate: hashrate,
         limit_hashrate: limit,
+        locking_key: Some(test_key(user)),
     }
 }
 

@@ -60,6 +60,13 @@ impl RawClient {
             .map_err(|e| anyhow!("send: {e:?}"))
     }
 
+    /// Sends an already built frame (e.g. a message with TLVs).
+    pub async fn send_frame(&mut self, frame: SerializedFrame) -> anyhow::Result<()> {
+        hashpool_sv2_io::send_frame(&mut self.writer, frame)
+            .await
+            .map_err(|e| anyhow!("send: {e}"))
+    }
+
     /// Sends a frame with any header and payload, valid or not.
     pub async fn send_raw(
         &mut self,
@@ -67,19 +74,8 @@ impl RawClient {
         msg_type: u8,
         payload: &[u8],
     ) -> anyhow::Result<()> {
-        let mut bytes = Vec::with_capacity(6 + payload.len());
-        bytes.extend_from_slice(&ext_type.to_le_bytes());
-        bytes.push(msg_type);
-        bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes()[..3]);
-        bytes.extend_from_slice(payload);
-        // `.into()`: the slice type differs when `with_buffer_pool` is unified into the build.
-        #[allow(clippy::useless_conversion)]
-        let frame =
-            SerializedFrame::from_bytes(bytes.into()).map_err(|e| anyhow!("frame: {e:?}"))?;
-        self.writer
-            .write_frame(frame)
-            .await
-            .map_err(|e| anyhow!("send: {e:?}"))
+        let frame = hashpool_sv2_io::encode_raw(ext_type, false, msg_type, payload)?;
+        self.send_frame(frame).await
     }
 
     /// The next message, or an error if the connection closed or nothing came in time.
@@ -121,8 +117,12 @@ impl RawClient {
         }
     }
 
-    /// SetupConnection for mining, then OpenStandardMiningChannel; returns the channel id.
-    pub async fn open_standard_channel(&mut self, user: &str) -> anyhow::Result<u32> {
+    /// SetupConnection for mining, then OpenStandardMiningChannel with the identity
+    /// `<test_key(worker)>.<worker>` (a key-shaped identity needs no extension); returns the
+    /// channel id.
+    pub async fn open_standard_channel(&mut self, worker: &str) -> anyhow::Result<u32> {
+        let user = format!("{}.{worker}", crate::test_key(worker));
+        let user = user.as_str();
         self.send(CommonMessagesOwned::SetupConnection(setup_connection(
             Protocol::MiningProtocol,
         )))

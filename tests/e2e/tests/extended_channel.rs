@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use binary_sv2::{B032Owned, Str0255Owned, U256Owned};
+use binary_sv2::{B032Owned, U256Owned};
 use bitcoin::{
     hashes::{sha256d, Hash},
     Target,
@@ -40,7 +40,7 @@ async fn extended_channel_share_is_accepted_and_its_block_connects() -> anyhow::
     c.send(MiningOwned::OpenExtendedMiningChannel(
         OpenExtendedMiningChannelOwned {
             request_id: 5,
-            user_identity: Str0255Owned::new(b"ext-miner".to_vec()).unwrap(),
+            user_identity: hashpool_sv2_io::str0255(&hashpool_e2e::test_key("ext").to_hex()),
             nominal_hash_rate: 1_000.0,
             max_target: U256Owned::from([0xff; 32]),
             min_extranonce_size: 8,

@@ -6,6 +6,7 @@ use channels_sv2::{
     server::{extended::ExtendedChannel, standard::StandardChannel},
     Vardiff, VardiffState,
 };
+use ext_mint_quote::LockingKey;
 use mining_sv2::SetTargetOwned;
 use parsers_sv2::MiningOwned;
 use tracing::{debug, warn};
@@ -20,6 +21,8 @@ pub enum ChannelKind {
 
 pub struct ChannelEntry {
     pub kind: ChannelKind,
+    /// The key this channel's ehash is locked to.
+    pub locking_key: LockingKey,
     pub vardiff: VardiffState,
     /// Job events up to this sequence number were in the snapshot the channel started from.
     pub bootstrap_seq: u64,

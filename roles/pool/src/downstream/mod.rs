@@ -11,9 +11,16 @@ use std::{
     time::Duration,
 };
 
+use binary_sv2::Seq064KOwned;
 use common_messages_sv2::{Protocol, SetupConnectionErrorOwned, SetupConnectionSuccess};
+use extensions_sv2::{
+    RequestExtensionsErrorOwned, RequestExtensionsOwned, RequestExtensionsSuccessOwned,
+};
 use hashpool_sv2_io::{decode_frame, encode, spawn_reader};
-use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned, MiningOwned};
+use parsers_sv2::{
+    AnyMessageOwned, CommonMessagesOwned, ExtensionsNegotiationOwned, ExtensionsOwned, MiningOwned,
+    Tlv,
+};
 use stratum_apps::network_helpers::{accept_noise_connection, noise_stream::NoiseTcpWriteHalf};
 use tokio::{net::TcpListener, sync::broadcast};
 use tokio_util::sync::CancellationToken;
@@ -74,6 +81,8 @@ struct Connection {
     setup_done: bool,
     /// Set when a reply must be the last thing the connection sends.
     close_after_send: Option<DownstreamError>,
+    /// Extensions agreed with RequestExtensions (their TLVs are read, their messages sent).
+    negotiated: Vec<u16>,
 }
 
 impl Connection {
@@ -105,6 +114,7 @@ impl Connection {
             channels,
             setup_done: false,
             close_after_send: None,
+            negotiated: Vec::new(),
         };
         let mut vardiff = tokio::time::interval(Duration::from_secs(
             ctx.config.pool.vardiff_interval_secs.max(1),
@@ -127,11 +137,14 @@ impl Connection {
                             "frame payload of {size} bytes exceeds {MAX_MINER_FRAME_PAYLOAD}"
                         )));
                     }
-                    let message = match decode_frame(&mut frame, &[]) {
-                        Ok((_, m, _)) => m,
+                    if let Some(ext) = hashpool_sv2_io::extension_frame(&mut frame) {
+                        break Err(refuse_extension_frame(&ext));
+                    }
+                    let (message, tlvs) = match decode_frame(&mut frame, &conn.negotiated) {
+                        Ok((_, m, tlvs)) => (m, tlvs.unwrap_or_default()),
                         Err(e) => break Err(e.into()),
                     };
-                    match conn.on_message(ctx, message) {
+                    match conn.on_message(ctx, message, &tlvs) {
                         Ok(out) => out,
                         Err(e) => break Err(e),
                     }
@@ -190,6 +203,7 @@ impl Connection {
         &mut self,
         ctx: &PoolContext,
         message: AnyMessageOwned,
+        tlvs: &[Tlv],
     ) -> Result<Vec<AnyMessageOwned>, DownstreamError> {
         match message {
             AnyMessageOwned::Common(CommonMessagesOwned::SetupConnection(setup)) => {
@@ -225,24 +239,60 @@ impl Connection {
                 "message before SetupConnection".into(),
             )),
             AnyMessageOwned::Mining(m) => {
-                let out = self.on_mining_message(ctx, m)?;
+                let out = self.on_mining_message(ctx, m, tlvs)?;
                 Ok(out.into_iter().map(AnyMessageOwned::Mining).collect())
             }
+            AnyMessageOwned::Extensions(ExtensionsOwned::ExtensionsNegotiation(
+                ExtensionsNegotiationOwned::RequestExtensions(r),
+            )) => Ok(vec![self.on_request_extensions(ctx, r)]),
             other => Err(DownstreamError::Protocol(format!(
                 "a miner does not send {other}"
             ))),
         }
     }
 
+    /// Agrees to the extensions this pool offers among those requested.
+    fn on_request_extensions(
+        &mut self,
+        ctx: &PoolContext,
+        request: RequestExtensionsOwned,
+    ) -> AnyMessageOwned {
+        let requested = request.requested_extensions.into_inner();
+        let offered: &[u16] = if ctx.config.pool.mint_quote_extension {
+            &[ext_mint_quote::EXTENSION_TYPE]
+        } else {
+            &[]
+        };
+        let (supported, unsupported): (Vec<u16>, Vec<u16>) =
+            requested.into_iter().partition(|e| offered.contains(e));
+        info!(?supported, ?unsupported, "extensions negotiated");
+        self.negotiated = supported.clone();
+        let seq = |v: Vec<u16>| Seq064KOwned::new(v).expect("fewer extensions than 65536");
+        let reply = if supported.is_empty() {
+            ExtensionsNegotiationOwned::RequestExtensionsError(RequestExtensionsErrorOwned {
+                request_id: request.request_id,
+                unsupported_extensions: seq(unsupported),
+                required_extensions: seq(Vec::new()),
+            })
+        } else {
+            ExtensionsNegotiationOwned::RequestExtensionsSuccess(RequestExtensionsSuccessOwned {
+                request_id: request.request_id,
+                supported_extensions: seq(supported),
+            })
+        };
+        AnyMessageOwned::Extensions(ExtensionsOwned::ExtensionsNegotiation(reply))
+    }
+
     fn on_mining_message(
         &mut self,
         ctx: &PoolContext,
         message: MiningOwned,
+        tlvs: &[Tlv],
     ) -> Result<Vec<MiningOwned>, DownstreamError> {
         let mut set = self.lock();
         match message {
-            MiningOwned::OpenStandardMiningChannel(m) => Ok(open::standard(ctx, &mut set, m)),
-            MiningOwned::OpenExtendedMiningChannel(m) => Ok(open::extended(ctx, &mut set, m)),
+            MiningOwned::OpenStandardMiningChannel(m) => Ok(open::standard(ctx, &mut set, m, tlvs)),
+            MiningOwned::OpenExtendedMiningChannel(m) => Ok(open::extended(ctx, &mut set, m, tlvs)),
             MiningOwned::UpdateChannel(m) => Ok(open::update(&mut set, m)),
             MiningOwned::CloseChannel(m) => {
                 if set.channels.remove(&m.channel_id).is_some() {
@@ -256,6 +306,23 @@ impl Connection {
                 "a miner does not send {other}"
             ))),
         }
+    }
+}
+
+/// Frames of extensions the SRI parsers do not know. Mint-quote requests and responses belong
+/// to the mint link only, announcements flow to miners only: a miner sending any of them is
+/// misbehaving, as is one sending frames of an unknown extension.
+fn refuse_extension_frame(ext: &hashpool_sv2_io::ExtensionFrame) -> DownstreamError {
+    if ext.extension_type == ext_mint_quote::EXTENSION_TYPE {
+        DownstreamError::Protocol(format!(
+            "mint-quote message type {:#04x} is not accepted from a miner",
+            ext.message_type
+        ))
+    } else {
+        DownstreamError::Protocol(format!(
+            "message {:#04x} of unknown extension {:#06x}",
+            ext.message_type, ext.extension_type
+        ))
     }
 }
 

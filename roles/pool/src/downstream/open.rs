@@ -9,16 +9,18 @@ use channels_sv2::{
     },
     VardiffState,
 };
+use ext_mint_quote::LockingKey;
 use mining_sv2::{
     OpenExtendedMiningChannelOwned, OpenExtendedMiningChannelSuccessOwned,
     OpenMiningChannelErrorOwned, OpenStandardMiningChannelOwned,
     OpenStandardMiningChannelSuccessOwned, SetTargetOwned, UpdateChannelErrorOwned,
     UpdateChannelOwned, ERROR_CODE_OPEN_MINING_CHANNEL_CHANNEL_CAPACITY_EXHAUSTED,
+    ERROR_CODE_OPEN_MINING_CHANNEL_INVALID_USER_IDENTITY,
     ERROR_CODE_OPEN_MINING_CHANNEL_MIN_EXTRANONCE_SIZE_TOO_LARGE,
     ERROR_CODE_UPDATE_CHANNEL_INVALID_CHANNEL_ID,
 };
-use parsers_sv2::MiningOwned;
-use tracing::info;
+use parsers_sv2::{MiningOwned, Tlv};
+use tracing::{info, warn};
 
 use super::{
     channel::{target_to_u256, u256_to_target},
@@ -58,11 +60,39 @@ fn capacity_left(ctx: &PoolContext, set: &ChannelSet) -> bool {
     set.channels.len() < ctx.config.pool.max_channels_per_connection
 }
 
+/// The key a channel's ehash is locked to: the locking-key TLV (when the extension was
+/// negotiated), else a user identity that is a key (`<key>` or `<key>.<worker>`), else the
+/// pool's default key. Returns the error code of the refusal otherwise.
+fn locking_key(ctx: &PoolContext, user: &str, tlvs: &[Tlv]) -> Result<LockingKey, &'static str> {
+    match ext_mint_quote::locking_key_from_tlvs(tlvs) {
+        Ok(Some(key)) => return Ok(key),
+        Ok(None) => {}
+        Err(e) => {
+            warn!(%user, "channel refused: bad locking-key TLV: {e}");
+            return Err(ext_mint_quote::error_code::INVALID_LOCKING_KEY);
+        }
+    }
+    let identity_key = user.split('.').next().unwrap_or(user);
+    if let Ok(key) = LockingKey::from_hex(identity_key) {
+        return Ok(key);
+    }
+    ctx.config.pool.default_locking_key.ok_or_else(|| {
+        warn!(%user, "channel refused: no locking key (TLV or key as user identity) and no default key");
+        ERROR_CODE_OPEN_MINING_CHANNEL_INVALID_USER_IDENTITY
+    })
+}
+
 pub fn standard(
     ctx: &PoolContext,
     set: &mut ChannelSet,
     m: OpenStandardMiningChannelOwned,
+    tlvs: &[Tlv],
 ) -> Vec<MiningOwned> {
+    let user = hashpool_sv2_io::text(&m.user_identity);
+    let key = match locking_key(ctx, &user, tlvs) {
+        Ok(k) => k,
+        Err(code) => return open_error(m.request_id, code),
+    };
     if !capacity_left(ctx, set) {
         return open_error(
             m.request_id,
@@ -76,7 +106,6 @@ pub fn standard(
         );
     };
     let channel_id = ctx.next_channel_id();
-    let user = hashpool_sv2_io::text(&m.user_identity);
     let channel = match StandardChannel::new_for_pool(
         channel_id,
         user.clone(),
@@ -100,12 +129,13 @@ pub fn standard(
                 .expect("an extranonce prefix is at most 32 bytes"),
             group_channel_id: set.group_channel_id,
         });
-    info!(channel_id, %user, hashrate = m.nominal_hash_rate, "standard channel opened");
+    info!(channel_id, %user, %key, hashrate = m.nominal_hash_rate, "standard channel opened");
     register(
         ctx,
         set,
         channel_id,
         ChannelKind::Standard(channel),
+        key,
         success,
     )
 }
@@ -114,7 +144,13 @@ pub fn extended(
     ctx: &PoolContext,
     set: &mut ChannelSet,
     m: OpenExtendedMiningChannelOwned,
+    tlvs: &[Tlv],
 ) -> Vec<MiningOwned> {
+    let user = hashpool_sv2_io::text(&m.user_identity);
+    let key = match locking_key(ctx, &user, tlvs) {
+        Ok(k) => k,
+        Err(code) => return open_error(m.request_id, code),
+    };
     if !capacity_left(ctx, set) {
         return open_error(
             m.request_id,
@@ -141,7 +177,6 @@ pub fn extended(
         }
     };
     let channel_id = ctx.next_channel_id();
-    let user = hashpool_sv2_io::text(&m.user_identity);
     let channel = match ExtendedChannel::new_for_pool(
         channel_id,
         user.clone(),
@@ -168,12 +203,13 @@ pub fn extended(
                 .expect("an extranonce prefix is at most 32 bytes"),
             group_channel_id: set.group_channel_id,
         });
-    info!(channel_id, %user, hashrate = m.nominal_hash_rate, "extended channel opened");
+    info!(channel_id, %user, %key, hashrate = m.nominal_hash_rate, "extended channel opened");
     register(
         ctx,
         set,
         channel_id,
         ChannelKind::Extended(channel),
+        key,
         success,
     )
 }
@@ -184,10 +220,12 @@ fn register(
     set: &mut ChannelSet,
     channel_id: u32,
     kind: ChannelKind,
+    locking_key: LockingKey,
     success: MiningOwned,
 ) -> Vec<MiningOwned> {
     let mut entry = ChannelEntry {
         kind,
+        locking_key,
         vardiff: VardiffState::new().expect("the default vardiff parameters are valid"),
         bootstrap_seq: 0,
     };

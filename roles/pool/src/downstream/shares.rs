@@ -108,6 +108,7 @@ fn handle(
     let work = ShareWork(channel.share_accounting().get_share_work_sum() - work_before);
     let share = AcceptedShare {
         channel_id: h.channel_id,
+        locking_key: entry.locking_key,
         user_identity: channel.user_identity().to_string(),
         share_hash: *hash.as_ref(),
         work,

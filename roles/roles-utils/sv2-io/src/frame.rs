@@ -128,3 +128,147 @@ mod tests {
         assert!(std::str::from_utf8(cut.as_bytes()).is_ok());
     }
 }
+
+/// Extension types parsers_sv2 parses: the base protocols (0) and extension negotiation (1).
+/// Frames of any other extension are handed over raw ([`extension_frame`]).
+fn parsed_by_sri(extension_type: u16) -> bool {
+    extension_type == 0 || extension_type == 0x0001
+}
+
+/// A frame of an extension parsers_sv2 does not know (e.g. the mint-quote extension).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtensionFrame {
+    pub extension_type: u16,
+    pub message_type: u8,
+    pub channel_msg: bool,
+    pub payload: Vec<u8>,
+}
+
+/// `Some` when `frame` belongs to an extension the SRI parsers cannot decode: such frames must
+/// be dispatched before [`decode_frame`].
+pub fn extension_frame(frame: &mut SerializedFrame) -> Option<ExtensionFrame> {
+    let header = frame.header();
+    let extension_type = header.ext_type_without_channel_msg();
+    if parsed_by_sri(extension_type) {
+        return None;
+    }
+    Some(ExtensionFrame {
+        extension_type,
+        message_type: header.msg_type(),
+        channel_msg: header.channel_msg(),
+        payload: frame.payload().to_vec(),
+    })
+}
+
+/// The one builder of frames from raw parts: header fields and payload as given.
+pub fn encode_raw(
+    extension_type: u16,
+    channel_msg: bool,
+    message_type: u8,
+    payload: &[u8],
+) -> Result<SerializedFrame, FrameError> {
+    let err = |reason: String| FrameError::Decode {
+        msg_type: message_type,
+        ext_type: extension_type,
+        reason,
+    };
+    if payload.len() >= 1 << 24 {
+        return Err(err(format!(
+            "payload of {} bytes does not fit a frame",
+            payload.len()
+        )));
+    }
+    let ext = extension_type | if channel_msg { 0x8000 } else { 0 };
+    let mut bytes = Vec::with_capacity(6 + payload.len());
+    bytes.extend_from_slice(&ext.to_le_bytes());
+    bytes.push(message_type);
+    bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes()[..3]);
+    bytes.extend_from_slice(payload);
+    // `.into()`: the slice type differs when `with_buffer_pool` is unified into the build.
+    #[allow(clippy::useless_conversion)]
+    SerializedFrame::from_bytes(bytes.into()).map_err(|e| err(format!("{e:?}")))
+}
+
+/// Frames an SV2 message with TLV fields appended to its payload.
+pub fn encode_with_tlvs(
+    message: impl Sv2Message,
+    tlvs: &[Tlv],
+) -> Result<SerializedFrame, FrameError> {
+    use parsers_sv2::IsSv2Message;
+    let any = message.into_any();
+    let (ext, channel_msg, msg_type) =
+        (any.extension_type(), any.channel_bit(), any.message_type());
+    let mut payload = binary_sv2::to_bytes(any).map_err(|e| FrameError::Decode {
+        msg_type,
+        ext_type: ext,
+        reason: format!("{e:?}"),
+    })?;
+    for tlv in tlvs {
+        payload.extend(tlv.encode().map_err(|e| FrameError::Decode {
+            msg_type,
+            ext_type: ext,
+            reason: format!("TLV: {e:?}"),
+        })?);
+    }
+    encode_raw(ext, channel_msg, msg_type, &payload)
+}
+
+/// Writes an already built frame.
+pub async fn send_frame(
+    writer: &mut stratum_apps::network_helpers::noise_stream::NoiseTcpWriteHalf,
+    frame: SerializedFrame,
+) -> Result<(), SendError> {
+    writer
+        .write_frame(frame)
+        .await
+        .map_err(|_| SendError::Closed)
+}
+
+#[cfg(test)]
+mod frame_tests {
+    use super::*;
+
+    #[test]
+    fn raw_frames_round_trip_through_extension_dispatch() {
+        let mut f = encode_raw(0x4861, true, 4, &[1, 2, 3]).unwrap();
+        let ext = extension_frame(&mut f).unwrap();
+        assert_eq!(
+            ext,
+            ExtensionFrame {
+                extension_type: 0x4861,
+                message_type: 4,
+                channel_msg: true,
+                payload: vec![1, 2, 3]
+            }
+        );
+        // Base-protocol frames go to the SRI parsers.
+        let mut f = encode_raw(0, false, 0x1a, &[0; 24]).unwrap();
+        assert!(extension_frame(&mut f).is_none());
+    }
+
+    #[test]
+    fn tlvs_are_appended_and_come_back_when_negotiated() {
+        let open = MiningOwned::OpenStandardMiningChannel(mining_sv2_open());
+        let tlv = Tlv::new(0x4861, 1, vec![2; 33]);
+        let mut f = encode_with_tlvs(open.clone(), std::slice::from_ref(&tlv)).unwrap();
+        let (_, _, tlvs) = decode_frame(&mut f, &[0x4861]).unwrap();
+        assert_eq!(tlvs.unwrap(), vec![tlv.clone()]);
+        // Not negotiated: the message still parses, the TLV is dropped.
+        let mut f = encode_with_tlvs(open, &[tlv]).unwrap();
+        let (_, m, tlvs) = decode_frame(&mut f, &[]).unwrap();
+        assert!(matches!(
+            m,
+            AnyMessageOwned::Mining(MiningOwned::OpenStandardMiningChannel(_))
+        ));
+        assert!(tlvs.is_none());
+    }
+
+    fn mining_sv2_open() -> mining_sv2::OpenStandardMiningChannelOwned {
+        mining_sv2::OpenStandardMiningChannelOwned {
+            request_id: 1,
+            user_identity: str0255("u"),
+            nominal_hash_rate: 1.0,
+            max_target: binary_sv2::U256Owned::from([0xffu8; 32]),
+        }
+    }
+}

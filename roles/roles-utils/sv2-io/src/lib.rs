@@ -8,7 +8,8 @@ mod signal;
 
 pub use backoff::Backoff;
 pub use frame::{
-    decode_frame, encode, send, str0255, text, FrameError, OutFrame, SendError, Sv2Message,
+    decode_frame, encode, encode_raw, encode_with_tlvs, extension_frame, send, send_frame, str0255,
+    text, ExtensionFrame, FrameError, OutFrame, SendError, Sv2Message,
 };
 pub use reader::{spawn_reader, IncomingFrames};
 pub use signal::shutdown_signal;

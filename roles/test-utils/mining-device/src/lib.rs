@@ -28,6 +28,9 @@ pub struct MinerOptions {
     /// Hashrate announced to the pool (H/s). With `limit_hashrate`, also the pace of hashing.
     pub nominal_hashrate: f32,
     pub limit_hashrate: bool,
+    /// Key the channel's ehash is locked to, sent as the mint-quote locking-key TLV when the
+    /// pool offers the extension.
+    pub locking_key: Option<ext_mint_quote::LockingKey>,
 }
 
 /// What the miner has done so far (read by tests and logged).
@@ -41,6 +44,11 @@ pub struct MinerStats {
     pub jobs: AtomicU64,
     pub connections: AtomicU64,
     pub connected: AtomicBool,
+    /// The pool agreed to the mint-quote extension on the current connection.
+    pub mint_quote_negotiated: AtomicBool,
+    /// Quote announcements received (ehash ready to mint).
+    pub quotes_announced: AtomicU64,
+    pub ehash_announced: AtomicU64,
 }
 
 impl MinerStats {

@@ -30,6 +30,10 @@ struct Args {
     /// Hash no faster than the nominal hashrate.
     #[arg(long)]
     limit_hashrate: bool,
+    /// Key the channel's ehash is locked to (66 hex characters: a compressed public key),
+    /// sent with the mint-quote extension.
+    #[arg(long, value_parser = parse_locking_key)]
+    locking_key: Option<ext_mint_quote::LockingKey>,
     /// Also log to this file (rotated daily).
     #[arg(short = 'f', long)]
     log_file: Option<PathBuf>,
@@ -49,6 +53,7 @@ async fn main() -> anyhow::Result<()> {
             threads: args.threads,
             nominal_hashrate: args.nominal_hashrate,
             limit_hashrate: args.limit_hashrate,
+            locking_key: args.locking_key,
         },
         shutdown.clone(),
     );
@@ -57,4 +62,8 @@ async fn main() -> anyhow::Result<()> {
     shutdown.cancel();
     miner.task.await?;
     Ok(())
+}
+
+fn parse_locking_key(s: &str) -> Result<ext_mint_quote::LockingKey, String> {
+    ext_mint_quote::LockingKey::from_hex(s).map_err(|e| e.to_string())
 }

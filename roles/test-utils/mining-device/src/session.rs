@@ -9,14 +9,19 @@ use std::{
     time::Duration,
 };
 
+use binary_sv2::Seq064KOwned;
 use binary_sv2::U256Owned;
 use bitcoin::Target;
 use common_messages_sv2::{Protocol, SetupConnectionOwned};
+use extensions_sv2::RequestExtensionsOwned;
 use hashpool_sv2_io::{
-    decode_frame, spawn_reader, str0255 as s, text, Backoff, SendError, Sv2Message,
+    decode_frame, encode_with_tlvs, extension_frame, spawn_reader, str0255 as s, text, Backoff,
+    SendError, Sv2Message,
 };
 use mining_sv2::{NewMiningJobOwned, OpenStandardMiningChannelOwned, SubmitSharesStandard};
-use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned, MiningOwned};
+use parsers_sv2::{
+    AnyMessageOwned, CommonMessagesOwned, ExtensionsNegotiationOwned, ExtensionsOwned, MiningOwned,
+};
 use stratum_apps::network_helpers::{connect_with_noise, noise_stream::NoiseTcpWriteHalf};
 use tokio::{net::TcpStream, sync::mpsc};
 use tokio_util::sync::CancellationToken;
@@ -167,9 +172,15 @@ async fn session(
                     Some(Ok(f)) => f,
                     _ => return Err(MinerError::Closed),
                 };
+                if let Some(ext) = extension_frame(&mut frame) {
+                    on_extension_frame(&ext, stats);
+                    continue;
+                }
                 let (_, message, _) = decode_frame(&mut frame, &[])?;
-                if let Some(reply) = on_message(message, options, stats, &mut ch, slot, backoff)? {
-                    send(&mut writer, reply).await?;
+                match on_message(message, options, stats, &mut ch, slot, backoff)? {
+                    Reply::None => {}
+                    Reply::Message(m) => send(&mut writer, m).await?,
+                    Reply::Frame(f) => hashpool_sv2_io::send_frame(&mut writer, f).await?,
                 }
             }
             share = shares.recv() => {
@@ -190,6 +201,52 @@ async fn session(
     }
 }
 
+/// What to send back for a message.
+enum Reply {
+    None,
+    Message(AnyMessageOwned),
+    Frame(codec_sv2::SerializedFrame),
+}
+
+fn open_channel(options: &MinerOptions, with_tlv: bool) -> Result<Reply, MinerError> {
+    let open = MiningOwned::OpenStandardMiningChannel(OpenStandardMiningChannelOwned {
+        request_id: 1,
+        user_identity: s(&options.user_identity),
+        nominal_hash_rate: options.nominal_hashrate,
+        max_target: U256Owned::from([0xffu8; 32]),
+    });
+    match options.locking_key.filter(|_| with_tlv) {
+        Some(key) => Ok(Reply::Frame(encode_with_tlvs(
+            open,
+            &[ext_mint_quote::locking_key_tlv(&key)],
+        )?)),
+        None => Ok(Reply::Message(open.into_any())),
+    }
+}
+
+/// Quote announcements (mint-quote extension): counted; a wallet mints them.
+fn on_extension_frame(ext: &hashpool_sv2_io::ExtensionFrame, stats: &MinerStats) {
+    if ext.extension_type != ext_mint_quote::EXTENSION_TYPE {
+        debug!(
+            extension = ext.extension_type,
+            "ignoring a frame of an unknown extension"
+        );
+        return;
+    }
+    match ext_mint_quote::MintQuoteMessage::decode(ext.message_type, &ext.payload) {
+        Ok(ext_mint_quote::MintQuoteMessage::Announcement(a)) => {
+            stats.quotes_announced.fetch_add(1, Ordering::Relaxed);
+            stats.ehash_announced.fetch_add(a.amount, Ordering::Relaxed);
+            info!(quote = %text(&a.quote_id), amount = a.amount, "ehash quote announced");
+        }
+        Ok(other) => warn!(
+            "unexpected mint-quote message {:#04x} from the pool",
+            other.message_type()
+        ),
+        Err(e) => warn!("undecodable mint-quote message from the pool: {e}"),
+    }
+}
+
 fn on_message(
     message: AnyMessageOwned,
     options: &MinerOptions,
@@ -197,19 +254,37 @@ fn on_message(
     ch: &mut ChannelState,
     slot: &WorkSlot,
     backoff: &mut Backoff,
-) -> Result<Option<AnyMessageOwned>, MinerError> {
+) -> Result<Reply, MinerError> {
     let mining = match message {
         AnyMessageOwned::Common(CommonMessagesOwned::SetupConnectionSuccess(_)) => {
             stats.connections.fetch_add(1, Ordering::Relaxed);
-            let open = OpenStandardMiningChannelOwned {
+            stats.mint_quote_negotiated.store(false, Ordering::Relaxed);
+            if options.locking_key.is_none() {
+                return open_channel(options, false);
+            }
+            // Ask for the mint-quote extension; the channel opens once the pool has answered.
+            let request = RequestExtensionsOwned {
                 request_id: 1,
-                user_identity: s(&options.user_identity),
-                nominal_hash_rate: options.nominal_hashrate,
-                max_target: U256Owned::from([0xffu8; 32]),
+                requested_extensions: Seq064KOwned::new(vec![ext_mint_quote::EXTENSION_TYPE])
+                    .expect("one extension"),
             };
-            return Ok(Some(
-                MiningOwned::OpenStandardMiningChannel(open).into_any(),
-            ));
+            return Ok(Reply::Message(AnyMessageOwned::Extensions(
+                ExtensionsOwned::ExtensionsNegotiation(
+                    ExtensionsNegotiationOwned::RequestExtensions(request),
+                ),
+            )));
+        }
+        AnyMessageOwned::Extensions(ExtensionsOwned::ExtensionsNegotiation(n)) => {
+            let agreed = match n {
+                ExtensionsNegotiationOwned::RequestExtensionsSuccess(s) => s
+                    .supported_extensions
+                    .into_inner()
+                    .contains(&ext_mint_quote::EXTENSION_TYPE),
+                _ => false,
+            };
+            stats.mint_quote_negotiated.store(agreed, Ordering::Relaxed);
+            info!(mint_quote = agreed, "extension negotiation answered");
+            return open_channel(options, agreed);
         }
         AnyMessageOwned::Common(CommonMessagesOwned::SetupConnectionError(e)) => {
             return Err(MinerError::Refused(text(&e.error_code)));
@@ -217,7 +292,7 @@ fn on_message(
         AnyMessageOwned::Mining(m) => m,
         other => {
             debug!("ignoring {other}");
-            return Ok(None);
+            return Ok(Reply::None);
         }
     };
     let mut work_changed = false;
@@ -275,7 +350,7 @@ fn on_message(
     if work_changed {
         slot.set(ch.work());
     }
-    Ok(None)
+    Ok(Reply::None)
 }
 
 async fn send(writer: &mut NoiseTcpWriteHalf, msg: impl Sv2Message) -> Result<(), MinerError> {
