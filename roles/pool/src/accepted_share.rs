@@ -4,12 +4,9 @@
 use std::sync::Arc;
 
 use ext_mint_quote::LockingKey;
+use hashpool_ehash::Work;
 
 use crate::stats::PoolStats;
-
-/// Work a share proves, in difficulty-1 units: linear in its target's difficulty.
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
-pub struct ShareWork(pub f64);
 
 /// A share that passed validation.
 #[derive(Debug, Clone)]
@@ -20,7 +17,8 @@ pub struct AcceptedShare {
     pub user_identity: String,
     /// Header hash of the share (its identity: duplicates are refused before this point).
     pub share_hash: [u8; 32],
-    pub work: ShareWork,
+    /// Exact work of the share: from the target of the job it was mined on.
+    pub work: Work,
     /// The share also met the network target.
     pub block_found: bool,
 }
@@ -36,11 +34,11 @@ impl ShareSink {
 
     /// Called for every accepted share, before it is acknowledged to the miner.
     pub fn on_share_accepted(&self, share: &AcceptedShare) {
-        self.stats.record_accepted(share.work.0, share.block_found);
+        self.stats.record_accepted(share.work, share.block_found);
         tracing::trace!(
             channel_id = share.channel_id,
             user = %share.user_identity,
-            work = share.work.0,
+            work = share.work.hashes() as f64,
             "share accepted"
         );
     }

@@ -1,13 +1,18 @@
 //! Pool-wide counters, updated on the share path with atomics only.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{
+    atomic::{AtomicBool, AtomicU64, Ordering},
+    Mutex,
+};
+
+use hashpool_ehash::Work;
 
 #[derive(Debug, Default)]
 pub struct PoolStats {
     shares_accepted: AtomicU64,
     shares_rejected: AtomicU64,
-    /// Accepted work in milli-difficulty-1 units (atomics hold integers).
-    work_accepted_milli: AtomicU64,
+    /// Accepted work, exact (no 128-bit atomics on stable).
+    work_accepted: Mutex<Work>,
     blocks_found: AtomicU64,
     connections: AtomicU64,
     provider_connected: AtomicBool,
@@ -18,6 +23,9 @@ pub struct PoolStats {
 pub struct StatsSnapshot {
     pub shares_accepted: u64,
     pub shares_rejected: u64,
+    /// Exact accepted work in hashes.
+    pub work_accepted_hashes: u128,
+    /// The same in difficulty-1 shares.
     pub work_accepted: f64,
     pub blocks_found: u64,
     pub connections: u64,
@@ -25,10 +33,14 @@ pub struct StatsSnapshot {
 }
 
 impl PoolStats {
-    pub fn record_accepted(&self, work: f64, block: bool) {
+    pub fn record_accepted(&self, work: Work, block: bool) {
         self.shares_accepted.fetch_add(1, Ordering::Relaxed);
-        self.work_accepted_milli
-            .fetch_add((work * 1000.0).round() as u64, Ordering::Relaxed);
+        {
+            let mut total = self.work_accepted.lock().unwrap_or_else(|p| p.into_inner());
+            *total = total
+                .checked_add(work)
+                .unwrap_or(Work::from_hashes(u128::MAX));
+        }
         if block {
             self.blocks_found.fetch_add(1, Ordering::Relaxed);
         }
@@ -51,10 +63,12 @@ impl PoolStats {
     }
 
     pub fn snapshot(&self) -> StatsSnapshot {
+        let work = *self.work_accepted.lock().unwrap_or_else(|p| p.into_inner());
         StatsSnapshot {
             shares_accepted: self.shares_accepted.load(Ordering::Relaxed),
             shares_rejected: self.shares_rejected.load(Ordering::Relaxed),
-            work_accepted: self.work_accepted_milli.load(Ordering::Relaxed) as f64 / 1000.0,
+            work_accepted_hashes: work.hashes(),
+            work_accepted: work.as_difficulty(),
             blocks_found: self.blocks_found.load(Ordering::Relaxed),
             connections: self.connections.load(Ordering::Relaxed),
             provider_connected: self.provider_connected.load(Ordering::Relaxed),

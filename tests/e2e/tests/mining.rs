@@ -116,8 +116,34 @@ async fn vardiff_moves_the_target_toward_the_configured_rate() -> anyhow::Result
         after.target_hex
     );
 
+    // The pool's exact work (from each share's job target) agrees with the difficulty
+    // channels_sv2 credited share by share, across the target change.
     stop.cancel();
     miner.task.await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let exact = pool.running.context.stats.snapshot();
+    let credited: f64 = pool
+        .running
+        .context
+        .registry
+        .connections()
+        .iter()
+        .flat_map(|set| {
+            let set = set.lock().unwrap();
+            set.channels
+                .values()
+                .map(|e| e.channel().share_accounting().get_share_work_sum())
+                .collect::<Vec<_>>()
+        })
+        .sum();
+    assert!(exact.shares_accepted > 0);
+    let relative = (exact.work_accepted - credited).abs() / credited;
+    assert!(
+        relative < 1e-6,
+        "exact work {} vs credited {credited} (relative difference {relative})",
+        exact.work_accepted
+    );
+
     pool.stop().await?;
     tp.stop().await?;
     Ok(())

@@ -20,6 +20,8 @@ pub trait PoolChannel {
     fn nominal_hashrate(&self) -> f32;
     fn shares_per_minute(&self) -> f32;
     fn share_accounting(&self) -> &ShareAccounting;
+    /// Id of the job shares are mined on now.
+    fn active_job_id(&self) -> Option<u32>;
     /// Applies vardiff's (or UpdateChannel's) new hashrate; returns the new target, or the
     /// SV2 error code of the refusal.
     fn update(&mut self, hashrate: f32, max_target: Option<Target>)
@@ -73,6 +75,9 @@ macro_rules! impl_pool_channel {
             }
             fn share_accounting(&self) -> &ShareAccounting {
                 self.get_share_accounting()
+            }
+            fn active_job_id(&self) -> Option<u32> {
+                self.get_active_job().map(|j| j.get_job_id())
             }
             fn update(
                 &mut self,

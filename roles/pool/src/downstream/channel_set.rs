@@ -2,11 +2,13 @@
 
 use std::collections::HashMap;
 
+use bitcoin::Target;
 use channels_sv2::{
     server::{extended::ExtendedChannel, standard::StandardChannel},
     Vardiff, VardiffState,
 };
 use ext_mint_quote::LockingKey;
+use hashpool_ehash::Work;
 use mining_sv2::SetTargetOwned;
 use parsers_sv2::MiningOwned;
 use tracing::{debug, warn};
@@ -26,9 +28,38 @@ pub struct ChannelEntry {
     pub vardiff: VardiffState,
     /// Job events up to this sequence number were in the snapshot the channel started from.
     pub bootstrap_seq: u64,
+    /// Target of each job under the current tip, as channels_sv2 validates its shares: fixed
+    /// when the job becomes active, kept through later SetTargets, cleared on a new tip. A
+    /// share's work comes from here, exactly.
+    pub job_targets: HashMap<u32, Target>,
 }
 
 impl ChannelEntry {
+    /// Records the active job's target (after a non-future template or a new tip).
+    fn record_active_job(&mut self, new_tip: bool) {
+        if new_tip {
+            self.job_targets.clear();
+        }
+        let channel = self.channel();
+        if let Some(job_id) = channel.active_job_id() {
+            let target = channel.target();
+            self.job_targets.entry(job_id).or_insert(target);
+        }
+    }
+
+    /// The work a share on `job_id` proves.
+    pub fn share_work(&self, job_id: u32) -> Work {
+        match self.job_targets.get(&job_id) {
+            Some(target) => Work::from_target(target),
+            None => {
+                // channels_sv2 accepted a share on a job we have no target for: credit the
+                // channel's current target rather than nothing, and say so.
+                warn!(job_id, "no recorded target for an accepted share's job");
+                Work::from_target(&self.channel().target())
+            }
+        }
+    }
+
     pub fn channel(&self) -> &dyn PoolChannel {
         match &self.kind {
             ChannelKind::Standard(c) => c,
@@ -80,6 +111,7 @@ impl ChannelSet {
                 Ok((job, prev)) => {
                     out.push(job);
                     out.push(prev);
+                    entry.record_active_job(true);
                 }
                 Err(e) => warn!(
                     channel_id = channel.channel_id(),
@@ -88,6 +120,7 @@ impl ChannelSet {
             }
         }
         if let Some(future) = &snapshot.pending_future {
+            let channel = entry.channel_mut();
             match channel.apply_template(future.template.clone(), future.outputs.clone()) {
                 Ok(job) => out.push(job),
                 Err(e) => warn!(

@@ -16,14 +16,12 @@ use template_distribution_sv2::SubmitSolutionOwned;
 use tracing::{info, warn};
 
 use super::channel_set::{ChannelEntry, ChannelKind, ChannelSet};
-use crate::{
-    accepted_share::{AcceptedShare, ShareWork},
-    context::PoolContext,
-};
+use crate::{accepted_share::AcceptedShare, context::PoolContext};
 
 /// The fields of a share both kinds carry.
 struct ShareHeader {
     channel_id: u32,
+    job_id: u32,
     sequence_number: u32,
     version: u32,
     ntime: u32,
@@ -37,6 +35,7 @@ pub fn standard(
 ) -> Vec<MiningOwned> {
     let header = ShareHeader {
         channel_id: s.channel_id,
+        job_id: s.job_id,
         sequence_number: s.sequence_number,
         version: s.version,
         ntime: s.ntime,
@@ -55,6 +54,7 @@ pub fn extended(
 ) -> Vec<MiningOwned> {
     let header = ShareHeader {
         channel_id: s.channel_id,
+        job_id: s.job_id,
         sequence_number: s.sequence_number,
         version: s.version,
         ntime: s.ntime,
@@ -86,7 +86,6 @@ fn handle(
         ctx.shares.on_share_rejected();
         return vec![share_error(&h, ERROR_CODE_SUBMIT_SHARES_INVALID_CHANNEL_ID)];
     };
-    let work_before = entry.channel().share_accounting().get_share_work_sum();
     // A share of the wrong kind for its channel names a channel that, for it, does not exist.
     let Some(result) = validate(entry) else {
         ctx.shares.on_share_rejected();
@@ -102,10 +101,8 @@ fn handle(
             return rejected(set, &h, e);
         }
     };
+    let work = entry.share_work(h.job_id);
     let channel = entry.channel();
-    // channels_sv2 credits each share with its job target's difficulty; the difference in
-    // the work sum is exactly that credit.
-    let work = ShareWork(channel.share_accounting().get_share_work_sum() - work_before);
     let share = AcceptedShare {
         channel_id: h.channel_id,
         locking_key: entry.locking_key,
