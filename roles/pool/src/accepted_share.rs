@@ -6,7 +6,10 @@ use std::sync::Arc;
 use ext_mint_quote::LockingKey;
 use hashpool_ehash::Work;
 
-use crate::stats::PoolStats;
+use crate::{
+    ledger::{AccrualLedger, Receipt},
+    stats::PoolStats,
+};
 
 /// A share that passed validation.
 #[derive(Debug, Clone)]
@@ -25,15 +28,21 @@ pub struct AcceptedShare {
 
 pub struct ShareSink {
     stats: Arc<PoolStats>,
+    ledger: AccrualLedger,
 }
 
 impl ShareSink {
-    pub fn new(stats: Arc<PoolStats>) -> Self {
-        Self { stats }
+    pub fn new(stats: Arc<PoolStats>, ledger: AccrualLedger) -> Self {
+        Self { stats, ledger }
     }
 
-    /// Called for every accepted share, before it is acknowledged to the miner.
-    pub fn on_share_accepted(&self, share: &AcceptedShare) {
+    pub fn ledger(&self) -> &AccrualLedger {
+        &self.ledger
+    }
+
+    /// Called for every accepted share. The share is acknowledged to the miner only once the
+    /// returned receipt resolves: its work is then durable in the accrual ledger.
+    pub fn on_share_accepted(&self, share: &AcceptedShare) -> Receipt {
         self.stats.record_accepted(share.work, share.block_found);
         tracing::trace!(
             channel_id = share.channel_id,
@@ -41,6 +50,7 @@ impl ShareSink {
             work = share.work.hashes() as f64,
             "share accepted"
         );
+        self.ledger.record(share.clone())
     }
 
     pub fn on_share_rejected(&self) {

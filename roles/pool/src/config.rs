@@ -40,6 +40,8 @@ pub struct PoolSettings {
     pub max_channels_per_connection: usize,
     /// Offer the mint-quote extension (ehash) to miners.
     pub mint_quote_extension: bool,
+    /// SQLite database of accepted shares and the work they accrued (created if missing).
+    pub ledger_path: std::path::PathBuf,
     /// Key that channels without one of their own accrue ehash to (66 hex characters). Without
     /// it, a channel that names no key (locking-key TLV or a key as user identity) is refused.
     #[serde(default, deserialize_with = "optional_locking_key")]

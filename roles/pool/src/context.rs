@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     accepted_share::ShareSink, config::PoolRunConfig, downstream::channel_set::ChannelSet,
-    job_source::JobSource, stats::PoolStats,
+    job_source::JobSource, ledger::AccrualLedger, stats::PoolStats,
 };
 
 /// Bytes of extranonce every coinbase carries: server id (2), channel index, miner's rollable
@@ -40,6 +40,7 @@ impl PoolContext {
         config: PoolRunConfig,
         jobs: Arc<JobSource>,
         stats: Arc<PoolStats>,
+        ledger: AccrualLedger,
         solutions: mpsc::Sender<SubmitSolutionOwned>,
     ) -> Result<Self, String> {
         let allocator = ExtranonceAllocator::new(
@@ -49,7 +50,7 @@ impl PoolContext {
         )
         .map_err(|e| format!("extranonce space: {e:?}"))?;
         Ok(Self {
-            shares: ShareSink::new(stats.clone()),
+            shares: ShareSink::new(stats.clone(), ledger),
             config,
             jobs,
             stats,

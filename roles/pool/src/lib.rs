@@ -8,6 +8,7 @@ pub mod config;
 pub mod context;
 pub mod downstream;
 pub mod job_source;
+pub mod ledger;
 pub mod monitoring;
 pub mod stats;
 pub mod template_receiver;
@@ -45,9 +46,23 @@ pub async fn start(
     ));
     let stats = Arc::new(PoolStats::default());
     let (solutions_tx, solutions_rx) = mpsc::channel(256);
+    let ledger = ledger::AccrualLedger::open(&config.pool.ledger_path)
+        .await
+        .with_context(|| {
+            format!(
+                "opening the accrual ledger {}",
+                config.pool.ledger_path.display()
+            )
+        })?;
     let ctx = Arc::new(
-        PoolContext::new(config.clone(), jobs.clone(), stats.clone(), solutions_tx)
-            .map_err(anyhow::Error::msg)?,
+        PoolContext::new(
+            config.clone(),
+            jobs.clone(),
+            stats.clone(),
+            ledger,
+            solutions_tx,
+        )
+        .map_err(anyhow::Error::msg)?,
     );
     let listener = TcpListener::bind(config.listen_address)
         .await

@@ -114,6 +114,7 @@ pub struct TestPool {
     pub running: RunningPool,
     pub monitoring: SocketAddr,
     pub shutdown: CancellationToken,
+    pub ledger_path: std::path::PathBuf,
 }
 
 pub struct PoolOptions {
@@ -122,6 +123,20 @@ pub struct PoolOptions {
     pub vardiff_interval_secs: u64,
     pub mint_quote_extension: bool,
     pub default_locking_key: Option<ext_mint_quote::LockingKey>,
+    /// Where the accrual ledger lives; the caller keeps the directory.
+    pub ledger_path: std::path::PathBuf,
+}
+
+/// A fresh ledger file under the system temp directory, unique per call. Tests that care
+/// where it is (restarts) pass their own path.
+fn default_ledger_path() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    std::env::temp_dir().join(format!(
+        "hashpool-e2e-ledger-{}-{}.sqlite",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
 }
 
 impl Default for PoolOptions {
@@ -132,6 +147,7 @@ impl Default for PoolOptions {
             vardiff_interval_secs: 1,
             mint_quote_extension: true,
             default_locking_key: None,
+            ledger_path: default_ledger_path(),
         }
     }
 }
@@ -158,6 +174,7 @@ impl TestPool {
                 max_channels_per_connection: 16,
                 mint_quote_extension: options.mint_quote_extension,
                 default_locking_key: options.default_locking_key,
+                ledger_path: options.ledger_path.clone(),
             },
             template_provider: TemplateProviderSettings {
                 address: provider,
@@ -172,6 +189,7 @@ impl TestPool {
             running,
             monitoring,
             shutdown,
+            ledger_path: options.ledger_path,
         };
         wait_until(
             Duration::from_secs(20),

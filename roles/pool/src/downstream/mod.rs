@@ -34,6 +34,8 @@ use crate::context::PoolContext;
 /// Largest payload a miner has reason to send (SetCustomMiningJob with a full coinbase is
 /// well under this); anything bigger is refused before decoding.
 pub const MAX_MINER_FRAME_PAYLOAD: usize = 1 << 17;
+/// Frames already received that are handled together before their replies go out.
+const MAX_FRAMES_PER_COMMIT: usize = 255;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DownstreamError {
@@ -45,6 +47,8 @@ pub enum DownstreamError {
     Closed,
     #[error("unreadable transport frame (bad encryption or framing): {0}")]
     Transport(String),
+    #[error("accepted shares could not be made durable, so they are not acknowledged: {0}")]
+    Ledger(String),
     #[error("protocol violation: {0}")]
     Protocol(String),
 }
@@ -83,6 +87,8 @@ struct Connection {
     close_after_send: Option<DownstreamError>,
     /// Extensions agreed with RequestExtensions (their TLVs are read, their messages sent).
     negotiated: Vec<u16>,
+    /// Ledger receipts of shares accepted since the last send.
+    receipts: Vec<crate::ledger::Receipt>,
 }
 
 impl Connection {
@@ -115,6 +121,7 @@ impl Connection {
             setup_done: false,
             close_after_send: None,
             negotiated: Vec::new(),
+            receipts: Vec::new(),
         };
         let mut vardiff = tokio::time::interval(Duration::from_secs(
             ctx.config.pool.vardiff_interval_secs.max(1),
@@ -124,30 +131,27 @@ impl Connection {
         let result = loop {
             let out = tokio::select! {
                 frame = frames.recv() => {
-                    let mut frame = match frame {
-                        Some(Ok(f)) => f,
-                        Some(Err(stratum_apps::network_helpers::Error::SocketClosed)) | None => {
-                            break Err(DownstreamError::Closed)
-                        }
-                        Some(Err(e)) => break Err(DownstreamError::Transport(format!("{e:?}"))),
-                    };
-                    let size = frame.header().payload_length();
-                    if size > MAX_MINER_FRAME_PAYLOAD {
-                        break Err(DownstreamError::Protocol(format!(
-                            "frame payload of {size} bytes exceeds {MAX_MINER_FRAME_PAYLOAD}"
-                        )));
-                    }
-                    if let Some(ext) = hashpool_sv2_io::extension_frame(&mut frame) {
-                        break Err(refuse_extension_frame(&ext));
-                    }
-                    let (message, tlvs) = match decode_frame(&mut frame, &conn.negotiated) {
-                        Ok((_, m, tlvs)) => (m, tlvs.unwrap_or_default()),
-                        Err(e) => break Err(e.into()),
-                    };
-                    match conn.on_message(ctx, message, &tlvs) {
+                    let mut out = match conn.on_frame(ctx, frame) {
                         Ok(out) => out,
                         Err(e) => break Err(e),
+                    };
+                    // Frames already waiting are handled before anything is sent, so one
+                    // ledger commit covers all their shares.
+                    let mut failed = None;
+                    for _ in 0..MAX_FRAMES_PER_COMMIT {
+                        let Ok(next) = frames.try_recv() else { break };
+                        match conn.on_frame(ctx, Some(next)) {
+                            Ok(more) => out.extend(more),
+                            Err(e) => {
+                                failed = Some(e);
+                                break;
+                            }
+                        }
                     }
+                    if let Some(e) = failed {
+                        break Err(e);
+                    }
+                    out
                 }
                 event = job_events.recv() => match event {
                     Ok(event) => conn.lock().on_job_event(&event)
@@ -162,6 +166,10 @@ impl Connection {
                     .into_iter().map(AnyMessageOwned::Mining).collect(),
                 _ = shutdown.cancelled() => break Ok(()),
             };
+            // Nothing that acknowledges a share leaves before the share is durable.
+            if let Err(e) = conn.await_durable().await {
+                break Err(e);
+            }
             if let Err(e) = conn.send_all(out).await {
                 break Err(e);
             }
@@ -172,6 +180,45 @@ impl Connection {
         ctx.registry.remove(client_id);
         ctx.stats.connection_closed();
         result
+    }
+
+    /// Checks, decodes and handles one frame from the reader.
+    fn on_frame(
+        &mut self,
+        ctx: &PoolContext,
+        frame: Option<Result<codec_sv2::SerializedFrame, stratum_apps::network_helpers::Error>>,
+    ) -> Result<Vec<AnyMessageOwned>, DownstreamError> {
+        let mut frame = match frame {
+            Some(Ok(f)) => f,
+            Some(Err(stratum_apps::network_helpers::Error::SocketClosed)) | None => {
+                return Err(DownstreamError::Closed)
+            }
+            Some(Err(e)) => return Err(DownstreamError::Transport(format!("{e:?}"))),
+        };
+        let size = frame.header().payload_length();
+        if size > MAX_MINER_FRAME_PAYLOAD {
+            return Err(DownstreamError::Protocol(format!(
+                "frame payload of {size} bytes exceeds {MAX_MINER_FRAME_PAYLOAD}"
+            )));
+        }
+        if let Some(ext) = hashpool_sv2_io::extension_frame(&mut frame) {
+            return Err(refuse_extension_frame(&ext));
+        }
+        let (_, message, tlvs) = decode_frame(&mut frame, &self.negotiated)?;
+        self.on_message(ctx, message, &tlvs.unwrap_or_default())
+    }
+
+    /// Waits until every share handled since the last send is in the ledger.
+    async fn await_durable(&mut self) -> Result<(), DownstreamError> {
+        for receipt in self.receipts.drain(..) {
+            match receipt.await {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => warn!("a share already in the ledger was not credited again"),
+                Ok(Err(e)) => return Err(DownstreamError::Ledger(e.to_string())),
+                Err(_) => return Err(DownstreamError::Ledger("ledger writer stopped".into())),
+            }
+        }
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ChannelSet> {
@@ -289,7 +336,8 @@ impl Connection {
         message: MiningOwned,
         tlvs: &[Tlv],
     ) -> Result<Vec<MiningOwned>, DownstreamError> {
-        let mut set = self.lock();
+        // Borrows only the channels field, leaving `receipts` free.
+        let mut set = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         match message {
             MiningOwned::OpenStandardMiningChannel(m) => Ok(open::standard(ctx, &mut set, m, tlvs)),
             MiningOwned::OpenExtendedMiningChannel(m) => Ok(open::extended(ctx, &mut set, m, tlvs)),
@@ -300,8 +348,12 @@ impl Connection {
                 }
                 Ok(vec![])
             }
-            MiningOwned::SubmitSharesStandard(s) => Ok(shares::standard(ctx, &mut set, s)),
-            MiningOwned::SubmitSharesExtended(s) => Ok(shares::extended(ctx, &mut set, s)),
+            MiningOwned::SubmitSharesStandard(s) => {
+                Ok(shares::standard(ctx, &mut set, s, &mut self.receipts))
+            }
+            MiningOwned::SubmitSharesExtended(s) => {
+                Ok(shares::extended(ctx, &mut set, s, &mut self.receipts))
+            }
             other => Err(DownstreamError::Protocol(format!(
                 "a miner does not send {other}"
             ))),

@@ -16,7 +16,7 @@ use template_distribution_sv2::SubmitSolutionOwned;
 use tracing::{info, warn};
 
 use super::channel_set::{ChannelEntry, ChannelKind, ChannelSet};
-use crate::{accepted_share::AcceptedShare, context::PoolContext};
+use crate::{accepted_share::AcceptedShare, context::PoolContext, ledger::Receipt};
 
 /// The fields of a share both kinds carry.
 struct ShareHeader {
@@ -32,6 +32,7 @@ pub fn standard(
     ctx: &PoolContext,
     set: &mut ChannelSet,
     s: SubmitSharesStandardOwned,
+    receipts: &mut Vec<Receipt>,
 ) -> Vec<MiningOwned> {
     let header = ShareHeader {
         channel_id: s.channel_id,
@@ -41,7 +42,7 @@ pub fn standard(
         ntime: s.ntime,
         nonce: s.nonce,
     };
-    handle(ctx, set, header, |entry| match &mut entry.kind {
+    handle(ctx, set, header, receipts, |entry| match &mut entry.kind {
         ChannelKind::Standard(c) => Some(c.validate_share(s)),
         ChannelKind::Extended(_) => None,
     })
@@ -51,6 +52,7 @@ pub fn extended(
     ctx: &PoolContext,
     set: &mut ChannelSet,
     s: SubmitSharesExtendedOwned,
+    receipts: &mut Vec<Receipt>,
 ) -> Vec<MiningOwned> {
     let header = ShareHeader {
         channel_id: s.channel_id,
@@ -60,7 +62,7 @@ pub fn extended(
         ntime: s.ntime,
         nonce: s.nonce,
     };
-    handle(ctx, set, header, |entry| match &mut entry.kind {
+    handle(ctx, set, header, receipts, |entry| match &mut entry.kind {
         ChannelKind::Extended(c) => Some(c.validate_share(s)),
         ChannelKind::Standard(_) => None,
     })
@@ -78,6 +80,7 @@ fn handle(
     ctx: &PoolContext,
     set: &mut ChannelSet,
     h: ShareHeader,
+    receipts: &mut Vec<Receipt>,
     validate: impl FnOnce(
         &mut ChannelEntry,
     ) -> Option<Result<ShareValidationResult, ShareValidationError>>,
@@ -111,7 +114,7 @@ fn handle(
         work,
         block_found: block.is_some(),
     };
-    ctx.shares.on_share_accepted(&share);
+    receipts.push(ctx.shares.on_share_accepted(&share));
     entry.vardiff.increment_shares_since_last_update();
 
     let accounting = entry.channel().share_accounting();

@@ -1,0 +1,324 @@
+//! The accrual ledger: every accepted share, and the work it accrued to its locking key, in
+//! SQLite. A share is acknowledged to its miner only after the transaction holding it has
+//! committed, so a pool killed right after an acknowledgement still pays that share. Writes
+//! go through one task that commits whatever is queued in a single transaction (group commit),
+//! so durability costs one fsync per group, not per share.
+
+use std::{collections::HashMap, path::Path, str::FromStr, time::Duration};
+
+use ext_mint_quote::LockingKey;
+use hashpool_ehash::Work;
+use sqlx::{
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    Row, SqlitePool,
+};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, error};
+
+use crate::accepted_share::AcceptedShare;
+
+/// Shares written in one transaction at most.
+const MAX_GROUP: usize = 4096;
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum LedgerError {
+    #[error("ledger database: {0}")]
+    Database(String),
+    #[error("the ledger writer has stopped")]
+    Stopped,
+    #[error("stored work value is corrupt")]
+    CorruptWork,
+}
+
+impl From<sqlx::Error> for LedgerError {
+    fn from(e: sqlx::Error) -> Self {
+        LedgerError::Database(e.to_string())
+    }
+}
+
+/// Resolves once the share is durable: `Ok(true)` credited, `Ok(false)` already in the ledger
+/// (a replay: not credited twice).
+pub type Receipt = oneshot::Receiver<Result<bool, LedgerError>>;
+
+struct Pending {
+    share: AcceptedShare,
+    done: oneshot::Sender<Result<bool, LedgerError>>,
+}
+
+/// Work accrued to one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyAccrual {
+    pub pending: Work,
+    pub total: Work,
+    pub shares: u64,
+}
+
+#[derive(Clone)]
+pub struct AccrualLedger {
+    db: SqlitePool,
+    queue: mpsc::Sender<Pending>,
+}
+
+impl AccrualLedger {
+    /// Opens (creating if needed) the ledger at `path`, migrates it and starts its writer.
+    pub async fn open(path: &Path) -> Result<Self, LedgerError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| LedgerError::Database(format!("{}: {e}", dir.display())))?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a committed transaction survives power loss, not only a process crash.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let db = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations")
+            .run(&db)
+            .await
+            .map_err(|e| LedgerError::Database(format!("migration: {e}")))?;
+        let (queue, rx) = mpsc::channel(MAX_GROUP * 4);
+        tokio::spawn(writer(db.clone(), rx));
+        Ok(Self { db, queue })
+    }
+
+    /// Queues `share` for the next group commit.
+    pub fn record(&self, share: AcceptedShare) -> Receipt {
+        let (done, receipt) = oneshot::channel();
+        if let Err(e) = self.queue.try_send(Pending { share, done }) {
+            let pending = match e {
+                mpsc::error::TrySendError::Full(p) | mpsc::error::TrySendError::Closed(p) => p,
+            };
+            // Full: wait for room on a task of its own, keeping the caller synchronous.
+            let queue = self.queue.clone();
+            tokio::spawn(async move {
+                if let Err(mpsc::error::SendError(p)) = queue.send(pending).await {
+                    let _ = p.done.send(Err(LedgerError::Stopped));
+                }
+            });
+        }
+        receipt
+    }
+
+    /// What `key` has accrued.
+    pub async fn accrual(&self, key: &LockingKey) -> Result<Option<KeyAccrual>, LedgerError> {
+        let row = sqlx::query(
+            "SELECT pending_work, total_work, share_count FROM accruals WHERE locking_key = ?",
+        )
+        .bind(key.as_bytes().as_slice())
+        .fetch_optional(&self.db)
+        .await?;
+        row.map(|r| {
+            Ok(KeyAccrual {
+                pending: work_from(r.get::<Vec<u8>, _>(0))?,
+                total: work_from(r.get::<Vec<u8>, _>(1))?,
+                shares: r.get::<i64, _>(2) as u64,
+            })
+        })
+        .transpose()
+    }
+
+    /// Sum of the work of every share recorded for `key`, from the share rows themselves (an
+    /// independent check of the accrual totals).
+    pub async fn share_work(&self, key: &LockingKey) -> Result<(Work, u64), LedgerError> {
+        let rows = sqlx::query("SELECT work FROM shares WHERE locking_key = ?")
+            .bind(key.as_bytes().as_slice())
+            .fetch_all(&self.db)
+            .await?;
+        let mut total = Work::ZERO;
+        for r in &rows {
+            total = total
+                .checked_add(work_from(r.get::<Vec<u8>, _>(0))?)
+                .ok_or(LedgerError::CorruptWork)?;
+        }
+        Ok((total, rows.len() as u64))
+    }
+}
+
+fn work_bytes(w: Work) -> Vec<u8> {
+    w.hashes().to_le_bytes().to_vec()
+}
+
+fn work_from(bytes: Vec<u8>) -> Result<Work, LedgerError> {
+    let array: [u8; 16] = bytes.try_into().map_err(|_| LedgerError::CorruptWork)?;
+    Ok(Work::from_hashes(u128::from_le_bytes(array)))
+}
+
+async fn writer(db: SqlitePool, mut rx: mpsc::Receiver<Pending>) {
+    while let Some(first) = rx.recv().await {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(p) => group.push(p),
+                Err(_) => break,
+            }
+        }
+        let shares: Vec<&AcceptedShare> = group.iter().map(|p| &p.share).collect();
+        match write_group(&db, &shares).await {
+            Ok(credited) => {
+                debug!(shares = group.len(), "ledger group committed");
+                for (p, c) in group.into_iter().zip(credited) {
+                    let _ = p.done.send(Ok(c));
+                }
+            }
+            Err(e) => {
+                error!(
+                    "ledger write failed; {} share(s) not acknowledged: {e}",
+                    group.len()
+                );
+                for p in group {
+                    let _ = p.done.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+async fn write_group(db: &SqlitePool, shares: &[&AcceptedShare]) -> Result<Vec<bool>, LedgerError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let mut tx = db.begin().await?;
+    let mut credited = Vec::with_capacity(shares.len());
+    let mut per_key: HashMap<LockingKey, (Work, u64)> = HashMap::new();
+    for s in shares {
+        let inserted = sqlx::query(
+            "INSERT OR IGNORE INTO shares \
+             (share_hash, locking_key, channel_id, work, block_found, accepted_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(s.share_hash.as_slice())
+        .bind(s.locking_key.as_bytes().as_slice())
+        .bind(s.channel_id as i64)
+        .bind(work_bytes(s.work))
+        .bind(s.block_found)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if inserted {
+            let entry = per_key.entry(s.locking_key).or_insert((Work::ZERO, 0));
+            entry.0 = entry
+                .0
+                .checked_add(s.work)
+                .ok_or(LedgerError::CorruptWork)?;
+            entry.1 += 1;
+        }
+        credited.push(inserted);
+    }
+    for (key, (work, count)) in per_key {
+        let row = sqlx::query(
+            "SELECT pending_work, total_work, share_count FROM accruals WHERE locking_key = ?",
+        )
+        .bind(key.as_bytes().as_slice())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (pending, total, shares) = match row {
+            Some(r) => (
+                work_from(r.get::<Vec<u8>, _>(0))?,
+                work_from(r.get::<Vec<u8>, _>(1))?,
+                r.get::<i64, _>(2),
+            ),
+            None => (Work::ZERO, Work::ZERO, 0),
+        };
+        let overflow = || LedgerError::Database("accrued work overflows 128 bits".into());
+        sqlx::query(
+            "INSERT INTO accruals (locking_key, pending_work, total_work, share_count) \
+             VALUES (?, ?, ?, ?) \
+             ON CONFLICT (locking_key) DO UPDATE SET pending_work = excluded.pending_work, \
+             total_work = excluded.total_work, share_count = excluded.share_count",
+        )
+        .bind(key.as_bytes().as_slice())
+        .bind(work_bytes(pending.checked_add(work).ok_or_else(overflow)?))
+        .bind(work_bytes(total.checked_add(work).ok_or_else(overflow)?))
+        .bind(shares + count as i64)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(credited)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u8) -> LockingKey {
+        let secp = bitcoin::secp256k1::Secp256k1::signing_only();
+        let sk = bitcoin::secp256k1::SecretKey::from_slice(&[n; 32]).unwrap();
+        LockingKey::from_slice(
+            &bitcoin::secp256k1::PublicKey::from_secret_key(&secp, &sk).serialize(),
+        )
+        .unwrap()
+    }
+
+    fn share(n: u32, k: u8, work: u128) -> AcceptedShare {
+        let mut hash = [0u8; 32];
+        hash[..4].copy_from_slice(&n.to_le_bytes());
+        AcceptedShare {
+            channel_id: 1,
+            locking_key: key(k),
+            user_identity: "u".into(),
+            share_hash: hash,
+            work: Work::from_hashes(work),
+            block_found: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn accruals_survive_reopening_and_match_share_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        let ledger = AccrualLedger::open(&path).await.unwrap();
+        let receipts: Vec<_> = (0..1000u32)
+            .map(|i| ledger.record(share(i, (i % 3) as u8 + 1, 1_000 + i as u128)))
+            .collect();
+        for r in receipts {
+            assert_eq!(r.await.unwrap(), Ok(true));
+        }
+        drop(ledger);
+        let ledger = AccrualLedger::open(&path).await.unwrap();
+        let mut all = 0u128;
+        for k in 1..=3u8 {
+            let a = ledger.accrual(&key(k)).await.unwrap().unwrap();
+            let (rows, count) = ledger.share_work(&key(k)).await.unwrap();
+            assert_eq!(a.total, rows);
+            assert_eq!(a.pending, rows);
+            assert_eq!(a.shares, count);
+            all += a.total.hashes();
+        }
+        assert_eq!(all, (0..1000u128).map(|i| 1_000 + i).sum::<u128>());
+        assert!(ledger.accrual(&key(9)).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_replayed_share_is_not_credited_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = AccrualLedger::open(&dir.path().join("l.sqlite"))
+            .await
+            .unwrap();
+        assert_eq!(ledger.record(share(7, 1, 500)).await.unwrap(), Ok(true));
+        assert_eq!(ledger.record(share(7, 1, 500)).await.unwrap(), Ok(false));
+        let a = ledger.accrual(&key(1)).await.unwrap().unwrap();
+        assert_eq!(a.total.hashes(), 500);
+        assert_eq!(a.shares, 1);
+    }
+
+    #[tokio::test]
+    async fn an_unwritable_ledger_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, b"x").unwrap();
+        let err = AccrualLedger::open(&file.join("ledger.sqlite"))
+            .await
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("not-a-dir"), "{err}");
+    }
+}

@@ -1,0 +1,129 @@
+//! The accrual ledger under real mining: every acknowledged share is durable in it, per-key
+//! totals equal the work of that key's share rows and the pool's own exact work, and they
+//! survive a pool restart.
+
+use std::{sync::atomic::Ordering, time::Duration};
+
+use hashpool_e2e::{
+    init_tracing, loopback_any_port, miner_options, test_key, wait_until, PoolOptions, TestPool,
+    TestProvider,
+};
+use pool::ledger::AccrualLedger;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_work_is_in_the_ledger_and_survives_a_restart() -> anyhow::Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    let ledger_path = dir.path().join("pool/ledger.sqlite");
+    // A harder network target than regtest's keeps most shares from being blocks.
+    let tp = TestProvider::start(
+        &dir.path().join("chain"),
+        loopback_any_port(),
+        0x1e0f_ffff,
+        0,
+    )
+    .await?;
+    let options = || PoolOptions {
+        shares_per_minute: 120.0,
+        share_batch_size: 3,
+        ledger_path: ledger_path.clone(),
+        ..Default::default()
+    };
+    let pool = TestPool::start(tp.running.listen_address, options()).await?;
+    let stop = CancellationToken::new();
+    let miners: Vec<_> = ["gina", "hank"]
+        .iter()
+        .map(|u| {
+            mining_device::start(
+                miner_options(pool.address(), u, 40_000.0, true),
+                stop.clone(),
+            )
+        })
+        .collect();
+    wait_until(
+        Duration::from_secs(90),
+        "both miners to have shares acknowledged",
+        || async {
+            miners
+                .iter()
+                .all(|m| m.stats.shares_acknowledged.load(Ordering::Relaxed) >= 6)
+        },
+    )
+    .await?;
+
+    // While mining: whatever a miner was told was accepted is already in the ledger.
+    let ledger = pool.running.context.shares.ledger().clone();
+    for (m, user) in miners.iter().zip(["gina", "hank"]) {
+        let acknowledged = m.stats.shares_acknowledged.load(Ordering::Relaxed);
+        let accrual = ledger.accrual(&test_key(user)).await?.expect("accrued");
+        assert!(
+            accrual.shares >= acknowledged,
+            "{user}: {acknowledged} acknowledged but only {} in the ledger",
+            accrual.shares
+        );
+    }
+
+    stop.cancel();
+    for m in miners {
+        m.task.await?;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let exact = pool.running.context.stats.snapshot();
+    pool.stop().await?;
+
+    // Reopened from disk: totals equal the share rows, and all of it equals the pool's work.
+    let ledger = AccrualLedger::open(&ledger_path).await?;
+    let mut total = 0u128;
+    let mut shares = 0u64;
+    for user in ["gina", "hank"] {
+        let accrual = ledger.accrual(&test_key(user)).await?.expect("accrued");
+        let (rows_work, rows) = ledger.share_work(&test_key(user)).await?;
+        assert_eq!(accrual.total, rows_work, "{user}");
+        assert_eq!(
+            accrual.pending, rows_work,
+            "{user}: nothing has been issued yet"
+        );
+        assert_eq!(accrual.shares, rows, "{user}");
+        total += accrual.total.hashes();
+        shares += accrual.shares;
+    }
+    assert_eq!(shares, exact.shares_accepted);
+    assert_eq!(total, exact.work_accepted_hashes);
+
+    // A restarted pool keeps accruing on top.
+    drop(ledger);
+    let pool = TestPool::start(tp.running.listen_address, options()).await?;
+    let stop = CancellationToken::new();
+    let miner = mining_device::start(
+        miner_options(pool.address(), "gina", 40_000.0, true),
+        stop.clone(),
+    );
+    wait_until(
+        Duration::from_secs(60),
+        "new shares after the restart",
+        || async { miner.stats.shares_acknowledged.load(Ordering::Relaxed) >= 3 },
+    )
+    .await?;
+    stop.cancel();
+    miner.task.await?;
+    let after = pool
+        .running
+        .context
+        .shares
+        .ledger()
+        .accrual(&test_key("gina"))
+        .await?
+        .expect("accrued");
+    let (rows_work, _) = pool
+        .running
+        .context
+        .shares
+        .ledger()
+        .share_work(&test_key("gina"))
+        .await?;
+    assert!(after.total.hashes() > 0 && after.total == rows_work);
+    pool.stop().await?;
+    tp.stop().await?;
+    Ok(())
+}
