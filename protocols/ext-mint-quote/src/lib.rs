@@ -9,8 +9,10 @@ mod messages;
 
 pub use locking_key::{locking_key_from_tlvs, locking_key_tlv, LockingKey, LOCKING_KEY_LEN};
 pub use messages::{
-    MintQuoteError, MintQuoteErrorOwned, MintQuoteMessage, MintQuoteRequest, MintQuoteRequestOwned,
-    MintQuoteResponse, MintQuoteResponseOwned, QuoteAnnouncement, QuoteAnnouncementOwned,
+    mint_link_auth_digest, MintLinkAuth, MintLinkAuthOwned, MintLinkChallenge,
+    MintLinkChallengeOwned, MintQuoteError, MintQuoteErrorOwned, MintQuoteMessage,
+    MintQuoteRequest, MintQuoteRequestOwned, MintQuoteResponse, MintQuoteResponseOwned,
+    QuoteAnnouncement, QuoteAnnouncementOwned,
 };
 
 /// Extension type, in the experimental range 0x4000..=0x7fff.
@@ -24,6 +26,11 @@ pub const MESSAGE_TYPE_MINT_QUOTE_RESPONSE: u8 = 0x02;
 pub const MESSAGE_TYPE_MINT_QUOTE_ERROR: u8 = 0x03;
 /// Pool -> miner (channel message): a quote for the channel's locking key is ready to mint.
 pub const MESSAGE_TYPE_QUOTE_ANNOUNCEMENT: u8 = 0x04;
+
+/// Pool -> mint: prove you hold the mint key (sent right after negotiation).
+pub const MESSAGE_TYPE_MINT_LINK_CHALLENGE: u8 = 0x05;
+/// Mint -> pool: BIP340 signature of the challenge with the mint key.
+pub const MESSAGE_TYPE_MINT_LINK_AUTH: u8 = 0x06;
 
 /// TLV field type of the locking key on OpenStandardMiningChannel / OpenExtendedMiningChannel.
 pub const TLV_FIELD_LOCKING_KEY: u8 = 0x01;

@@ -1,9 +1,10 @@
 //! The extension's messages and their strict decoding.
 
-use binary_sv2::{Deserialize, GetSize, Serialize, Str0255, B0255, U256};
+use binary_sv2::{Deserialize, GetSize, Serialize, Signature, Str0255, B0255, U256};
 
 use crate::{
-    ExtError, LockingKey, MAX_MESSAGE_SIZE, MESSAGE_TYPE_MINT_QUOTE_ERROR,
+    ExtError, LockingKey, MAX_MESSAGE_SIZE, MESSAGE_TYPE_MINT_LINK_AUTH,
+    MESSAGE_TYPE_MINT_LINK_CHALLENGE, MESSAGE_TYPE_MINT_QUOTE_ERROR,
     MESSAGE_TYPE_MINT_QUOTE_REQUEST, MESSAGE_TYPE_MINT_QUOTE_RESPONSE,
     MESSAGE_TYPE_QUOTE_ANNOUNCEMENT,
 };
@@ -53,6 +54,29 @@ pub struct QuoteAnnouncement<'decoder> {
     pub locking_key: B0255<'decoder>,
 }
 
+/// Pool -> mint: a fresh random challenge. Noise authenticates only the pool (the responder),
+/// so the mint proves its key by signing this.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct MintLinkChallenge<'decoder> {
+    pub nonce: U256<'decoder>,
+}
+
+/// Mint -> pool: the mint's x-only public key and its BIP340 signature of
+/// [`mint_link_auth_digest`] of the challenge.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct MintLinkAuth<'decoder> {
+    pub mint_public_key: U256<'decoder>,
+    pub signature: Signature<'decoder>,
+}
+
+/// What the mint signs: SHA-256 of a domain tag and the challenge nonce.
+pub fn mint_link_auth_digest(nonce: &[u8; 32]) -> [u8; 32] {
+    use secp256k1::hashes::{sha256, Hash};
+    let mut data = b"hashpool/mint-link/v1".to_vec();
+    data.extend_from_slice(nonce);
+    sha256::Hash::hash(&data).to_byte_array()
+}
+
 /// Any message of the extension, owned.
 #[derive(Debug, Clone)]
 pub enum MintQuoteMessage {
@@ -60,6 +84,8 @@ pub enum MintQuoteMessage {
     Response(MintQuoteResponseOwned),
     Error(MintQuoteErrorOwned),
     Announcement(QuoteAnnouncementOwned),
+    Challenge(MintLinkChallengeOwned),
+    Auth(MintLinkAuthOwned),
 }
 
 impl MintQuoteMessage {
@@ -69,6 +95,8 @@ impl MintQuoteMessage {
             Self::Response(_) => MESSAGE_TYPE_MINT_QUOTE_RESPONSE,
             Self::Error(_) => MESSAGE_TYPE_MINT_QUOTE_ERROR,
             Self::Announcement(_) => MESSAGE_TYPE_QUOTE_ANNOUNCEMENT,
+            Self::Challenge(_) => MESSAGE_TYPE_MINT_LINK_CHALLENGE,
+            Self::Auth(_) => MESSAGE_TYPE_MINT_LINK_AUTH,
         }
     }
 
@@ -84,6 +112,8 @@ impl MintQuoteMessage {
             Self::Response(m) => binary_sv2::to_bytes(m),
             Self::Error(m) => binary_sv2::to_bytes(m),
             Self::Announcement(m) => binary_sv2::to_bytes(m),
+            Self::Challenge(m) => binary_sv2::to_bytes(m),
+            Self::Auth(m) => binary_sv2::to_bytes(m),
         };
         // Every field is bounded by its type, so encoding an owned message cannot fail.
         encoded.expect("owned extension messages always encode")
@@ -130,6 +160,16 @@ impl MintQuoteMessage {
                 }
                 let size = m.get_size();
                 (Self::Announcement(m.into_owned()), size)
+            }
+            MESSAGE_TYPE_MINT_LINK_CHALLENGE => {
+                let m: MintLinkChallenge = decode(&mut buf)?;
+                let size = m.get_size();
+                (Self::Challenge(m.into_owned()), size)
+            }
+            MESSAGE_TYPE_MINT_LINK_AUTH => {
+                let m: MintLinkAuth = decode(&mut buf)?;
+                let size = m.get_size();
+                (Self::Auth(m.into_owned()), size)
             }
             other => return Err(ExtError::UnknownMessageType(other)),
         };
@@ -188,6 +228,13 @@ mod tests {
                 quote_id: s("q"),
                 amount: u64::MAX,
                 locking_key: B0255Owned::new(key().as_bytes().to_vec()).unwrap(),
+            }),
+            MintQuoteMessage::Challenge(MintLinkChallengeOwned {
+                nonce: U256Owned::from([3u8; 32]),
+            }),
+            MintQuoteMessage::Auth(MintLinkAuthOwned {
+                mint_public_key: U256Owned::from([4u8; 32]),
+                signature: binary_sv2::SignatureOwned::from([5u8; 64]),
             }),
         ]
     }
@@ -260,6 +307,8 @@ mod tests {
             MESSAGE_TYPE_MINT_QUOTE_RESPONSE,
             MESSAGE_TYPE_MINT_QUOTE_ERROR,
             MESSAGE_TYPE_QUOTE_ANNOUNCEMENT,
+            MESSAGE_TYPE_MINT_LINK_CHALLENGE,
+            MESSAGE_TYPE_MINT_LINK_AUTH,
         ] {
             assert!(MintQuoteMessage::decode(t, &bytes).is_err(), "type {t:#x}");
         }

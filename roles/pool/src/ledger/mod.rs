@@ -17,6 +17,16 @@ use tracing::{debug, error};
 
 use crate::accepted_share::AcceptedShare;
 
+mod batches;
+pub use batches::Batch;
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// Shares written in one transaction at most.
 const MAX_GROUP: usize = 4096;
 
@@ -179,10 +189,7 @@ async fn writer(db: SqlitePool, mut rx: mpsc::Receiver<Pending>) {
 }
 
 async fn write_group(db: &SqlitePool, shares: &[&AcceptedShare]) -> Result<Vec<bool>, LedgerError> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let now = now_millis();
     let mut tx = db.begin().await?;
     let mut credited = Vec::with_capacity(shares.len());
     let mut per_key: HashMap<LockingKey, (Work, u64)> = HashMap::new();
@@ -308,6 +315,62 @@ mod tests {
         let a = ledger.accrual(&key(1)).await.unwrap().unwrap();
         assert_eq!(a.total.hashes(), 500);
         assert_eq!(a.shares, 1);
+    }
+
+    #[tokio::test]
+    async fn batches_take_whole_units_and_carry_the_remainder() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = AccrualLedger::open(&dir.path().join("l.sqlite"))
+            .await
+            .unwrap();
+        let unit = hashpool_ehash::UnitWork::from_work(Work::from_hashes(1_000)).unwrap();
+        for i in 0..10u32 {
+            ledger.record(share(i, 1, 350)).await.unwrap().unwrap();
+        }
+        ledger.record(share(100, 2, 999)).await.unwrap().unwrap();
+        let batches = ledger.create_batches(unit).await.unwrap();
+        // Key 1: 3,500 of work -> 3 ehash, 500 carried; key 2: 999 -> nothing yet.
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].locking_key, key(1));
+        assert_eq!(batches[0].amount, 3);
+        assert_eq!(batches[0].share_count, 10);
+        let a = ledger.accrual(&key(1)).await.unwrap().unwrap();
+        assert_eq!(a.pending.hashes(), 500);
+        assert_eq!(a.total.hashes(), 3_500);
+        // Nothing new: no second batch; the open one is waiting for the mint.
+        assert!(ledger.create_batches(unit).await.unwrap().is_empty());
+        assert_eq!(ledger.open_batches().await.unwrap(), batches);
+        // The mint answers; a repeated answer changes nothing.
+        let answered = ledger
+            .record_quote(&batches[0].request_id, "q1")
+            .await
+            .unwrap();
+        assert_eq!(answered.unwrap().quote_id.as_deref(), Some("q1"));
+        assert!(ledger
+            .record_quote(&batches[0].request_id, "q2")
+            .await
+            .unwrap()
+            .is_none());
+        assert!(ledger.open_batches().await.unwrap().is_empty());
+        // More work tops the carried remainder up past a unit.
+        for i in 10..12u32 {
+            ledger.record(share(i, 1, 250)).await.unwrap().unwrap();
+        }
+        let next = ledger.create_batches(unit).await.unwrap();
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].amount, 1);
+        assert_eq!(next[0].share_count, 2);
+        assert_ne!(next[0].request_id, batches[0].request_id);
+        assert_eq!(
+            ledger
+                .accrual(&key(1))
+                .await
+                .unwrap()
+                .unwrap()
+                .pending
+                .hashes(),
+            0
+        );
     }
 
     #[tokio::test]
