@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use ext_mint_quote::LockingKey;
 use hashpool_config::PoolGlobalConfig;
+use hashpool_ehash::UnitWork;
 use serde::Deserialize;
 use stratum_apps::{
     config_helpers::CoinbaseRewardScript,
@@ -16,6 +17,15 @@ use stratum_apps::{
 pub struct PoolConfig {
     pub pool: PoolSettings,
     pub template_provider: TemplateProviderSettings,
+    pub quotes: QuoteSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct QuoteSettings {
+    /// Accrued work becomes one quote request per locking key this often.
+    pub batch_interval_ms: u64,
+    /// Unanswered requests are sent again this often (same request id).
+    pub retry_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -78,17 +88,34 @@ pub struct PoolRunConfig {
     pub authority_public_key: Secp256k1PublicKey,
     pub pool: PoolSettings,
     pub template_provider: TemplateProviderSettings,
+    pub quotes: QuoteSettings,
+    /// The mint connects here.
+    pub mint_link_address: SocketAddr,
+    /// Only the holder of this key may be the mint.
+    pub mint_public_key: Secp256k1PublicKey,
+    /// Currency unit of ehash (`hash`).
+    pub unit: String,
+    /// Work that earns one ehash.
+    pub unit_work: UnitWork,
 }
 
 impl PoolRunConfig {
-    pub fn new(global: &PoolGlobalConfig, own: PoolConfig) -> Self {
-        Self {
+    /// Combines both files; fails naming the key when a value is unusable.
+    pub fn new(global: &PoolGlobalConfig, own: PoolConfig) -> Result<Self, String> {
+        let unit_work = UnitWork::from_difficulty(global.ehash.unit_work)
+            .map_err(|e| format!("shared config key `ehash.unit_work`: {e}"))?;
+        Ok(Self {
             listen_address: global.pool.listen_address,
             monitoring_address: global.pool.monitoring_address,
             authority_public_key: global.pool.authority_public_key,
             pool: own.pool,
             template_provider: own.template_provider,
-        }
+            quotes: own.quotes,
+            mint_link_address: global.pool.mint_link_address,
+            mint_public_key: global.mint.authority_public_key,
+            unit: global.ehash.unit.clone(),
+            unit_work,
+        })
     }
 }
 
@@ -109,7 +136,7 @@ mod tests {
             hashpool_config::load_with_env(&repo("config/shared/pool.toml"), vec![]).unwrap();
         let own: PoolConfig =
             hashpool_config::load_with_env(&repo("config/pool.config.toml"), vec![]).unwrap();
-        let run = PoolRunConfig::new(&global, own);
+        let run = PoolRunConfig::new(&global, own).unwrap();
         // The secret in the role file must be the half of the public key every peer pins.
         let derived: Secp256k1PublicKey = run.pool.authority_secret_key.into();
         assert_eq!(derived.to_string(), run.authority_public_key.to_string());

@@ -9,7 +9,9 @@ pub mod context;
 pub mod downstream;
 pub mod job_source;
 pub mod ledger;
+pub mod mint_link;
 pub mod monitoring;
+pub mod quote_batcher;
 pub mod stats;
 pub mod template_receiver;
 
@@ -31,6 +33,7 @@ const MONITORING_REFRESH: Duration = Duration::from_secs(1);
 
 pub struct RunningPool {
     pub listen_address: SocketAddr,
+    pub mint_link_address: SocketAddr,
     pub context: Arc<PoolContext>,
     /// Ends when every task of the pool has stopped.
     pub task: tokio::task::JoinHandle<()>,
@@ -68,6 +71,16 @@ pub async fn start(
         .await
         .with_context(|| format!("binding the miner listener {}", config.listen_address))?;
     let listen_address = listener.local_addr()?;
+    let mint_listener = TcpListener::bind(config.mint_link_address)
+        .await
+        .with_context(|| {
+            format!(
+                "binding the mint link listener {}",
+                config.mint_link_address
+            )
+        })?;
+    let mint_link_address = mint_listener.local_addr()?;
+    info!(%mint_link_address, "pool listening for the mint");
     info!(%listen_address, server_id = config.pool.server_id, "pool listening for miners");
 
     let monitoring = MonitoringServer::new(
@@ -80,6 +93,14 @@ pub async fn start(
 
     let mut tasks = JoinSet::new();
     tasks.spawn(downstream::serve(listener, ctx.clone(), shutdown.clone()));
+    let link = Arc::new(mint_link::MintLink::default());
+    tasks.spawn(mint_link::serve(
+        mint_listener,
+        ctx.clone(),
+        link.clone(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(quote_batcher::run(ctx.clone(), link, shutdown.clone()));
     tasks.spawn(template_receiver::run(
         config.template_provider.clone(),
         jobs,
@@ -100,6 +121,7 @@ pub async fn start(
     let task = tokio::spawn(async move { while tasks.join_next().await.is_some() {} });
     Ok(RunningPool {
         listen_address,
+        mint_link_address,
         context: ctx,
         task,
     })

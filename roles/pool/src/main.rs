@@ -28,7 +28,8 @@ async fn main() -> anyhow::Result<()> {
     let global: PoolGlobalConfig = hashpool_config::load(&args.global_config)?;
     let own: PoolConfig = hashpool_config::load(&args.config)?;
     let shutdown = CancellationToken::new();
-    let running = pool::start(PoolRunConfig::new(&global, own), shutdown.clone())
+    let config = PoolRunConfig::new(&global, own).map_err(anyhow::Error::msg)?;
+    let running = pool::start(config, shutdown.clone())
         .await
         .context("starting the pool")?;
     hashpool_sv2_io::shutdown_signal().await;

@@ -2,6 +2,7 @@
 //! on 127.0.0.1 with ports the OS picks, and reads their state the way an operator would
 //! (monitoring and status HTTP APIs).
 
+pub mod fake_mint;
 pub mod raw_client;
 
 use std::{
@@ -125,6 +126,10 @@ pub struct PoolOptions {
     pub default_locking_key: Option<ext_mint_quote::LockingKey>,
     /// Where the accrual ledger lives; the caller keeps the directory.
     pub ledger_path: std::path::PathBuf,
+    /// Difficulty-1 shares of work per ehash.
+    pub unit_work: f64,
+    pub batch_interval_ms: u64,
+    pub retry_interval_ms: u64,
 }
 
 /// A fresh ledger file under the system temp directory, unique per call. Tests that care
@@ -148,6 +153,9 @@ impl Default for PoolOptions {
             mint_quote_extension: true,
             default_locking_key: None,
             ledger_path: default_ledger_path(),
+            unit_work: 1e-6,
+            batch_interval_ms: 300,
+            retry_interval_ms: 1_000,
         }
     }
 }
@@ -182,6 +190,16 @@ impl TestPool {
                 reconnect_initial_ms: 100,
                 reconnect_max_ms: 1_000,
             },
+            quotes: pool::config::QuoteSettings {
+                batch_interval_ms: options.batch_interval_ms,
+                retry_interval_ms: options.retry_interval_ms,
+            },
+            mint_link_address: loopback_any_port(),
+            // The test mint proves the SRI test key, like local runs.
+            mint_public_key: public_key(),
+            unit: "hash".into(),
+            unit_work: hashpool_ehash::UnitWork::from_difficulty(options.unit_work)
+                .map_err(|e| anyhow::anyhow!("unit work: {e}"))?,
         };
         let shutdown = CancellationToken::new();
         let running = pool::start(config, shutdown.clone()).await?;

@@ -78,6 +78,15 @@ impl RawClient {
         self.send_frame(frame).await
     }
 
+    /// The next frame, undecoded (for extensions the SRI parsers do not know).
+    pub async fn recv_frame(&mut self, timeout: Duration) -> anyhow::Result<SerializedFrame> {
+        match tokio::time::timeout(timeout, self.frames.recv()).await {
+            Err(_) => bail!("no frame within {timeout:?}"),
+            Ok(Some(Ok(f))) => Ok(f),
+            Ok(_) => bail!("connection closed"),
+        }
+    }
+
     /// The next message, or an error if the connection closed or nothing came in time.
     pub async fn recv(&mut self, timeout: Duration) -> anyhow::Result<AnyMessageOwned> {
         match tokio::time::timeout(timeout, self.frames.recv()).await {

@@ -70,6 +70,7 @@ async fn acknowledged_work_is_in_the_ledger_and_survives_a_restart() -> anyhow::
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let exact = pool.running.context.stats.snapshot();
+    let unit = pool.running.context.config.unit_work.work().hashes();
     pool.stop().await?;
 
     // Reopened from disk: totals equal the share rows, and all of it equals the pool's work.
@@ -80,9 +81,17 @@ async fn acknowledged_work_is_in_the_ledger_and_survives_a_restart() -> anyhow::
         let accrual = ledger.accrual(&test_key(user)).await?.expect("accrued");
         let (rows_work, rows) = ledger.share_work(&test_key(user)).await?;
         assert_eq!(accrual.total, rows_work, "{user}");
+        // What the batcher took out as whole units plus what is pending is all of it.
+        let issued: u64 = ledger
+            .batches_of(&test_key(user))
+            .await?
+            .iter()
+            .map(|b| b.amount)
+            .sum();
         assert_eq!(
-            accrual.pending, rows_work,
-            "{user}: nothing has been issued yet"
+            issued as u128 * unit + accrual.pending.hashes(),
+            rows_work.hashes(),
+            "{user}"
         );
         assert_eq!(accrual.shares, rows, "{user}");
         total += accrual.total.hashes();

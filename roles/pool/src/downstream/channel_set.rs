@@ -78,6 +78,9 @@ impl ChannelEntry {
 /// Channels of one connection, shared with the monitoring API.
 pub struct ChannelSet {
     pub client_id: usize,
+    /// Where quote announcements for this connection go; set once it negotiated the
+    /// mint-quote extension.
+    pub announcer: Option<tokio::sync::mpsc::UnboundedSender<ext_mint_quote::MintQuoteMessage>>,
     pub vendor: String,
     pub group_channel_id: u32,
     pub channels: HashMap<u32, ChannelEntry>,
@@ -87,6 +90,7 @@ impl ChannelSet {
     pub fn new(client_id: usize, group_channel_id: u32) -> Self {
         Self {
             client_id,
+            announcer: None,
             vendor: String::new(),
             group_channel_id,
             channels: HashMap::new(),

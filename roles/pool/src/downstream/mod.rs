@@ -80,6 +80,8 @@ pub async fn serve(listener: TcpListener, ctx: Arc<PoolContext>, shutdown: Cance
 }
 
 struct Connection {
+    /// Handed to the channel set once the mint-quote extension is negotiated.
+    announcer: tokio::sync::mpsc::UnboundedSender<ext_mint_quote::MintQuoteMessage>,
     writer: NoiseTcpWriteHalf,
     channels: Arc<Mutex<ChannelSet>>,
     setup_done: bool,
@@ -115,7 +117,9 @@ impl Connection {
         )));
         ctx.registry.insert(client_id, channels.clone());
         ctx.stats.connection_opened();
+        let (announcer, mut announcements) = tokio::sync::mpsc::unbounded_channel();
         let mut conn = Connection {
+            announcer,
             writer,
             channels,
             setup_done: false,
@@ -162,6 +166,21 @@ impl Connection {
                     }
                     Err(broadcast::error::RecvError::Closed) => break Ok(()),
                 },
+                Some(announcement) = announcements.recv() => {
+                    let frame = match hashpool_sv2_io::encode_raw(
+                        ext_mint_quote::EXTENSION_TYPE,
+                        announcement.is_channel_message(),
+                        announcement.message_type(),
+                        &announcement.encode(),
+                    ) {
+                        Ok(f) => f,
+                        Err(e) => break Err(e.into()),
+                    };
+                    if hashpool_sv2_io::send_frame(&mut conn.writer, frame).await.is_err() {
+                        break Err(DownstreamError::Closed);
+                    }
+                    continue;
+                }
                 _ = vardiff.tick() => conn.lock().run_vardiff()
                     .into_iter().map(AnyMessageOwned::Mining).collect(),
                 _ = shutdown.cancelled() => break Ok(()),
@@ -314,6 +333,9 @@ impl Connection {
             requested.into_iter().partition(|e| offered.contains(e));
         info!(?supported, ?unsupported, "extensions negotiated");
         self.negotiated = supported.clone();
+        self.lock().announcer = supported
+            .contains(&ext_mint_quote::EXTENSION_TYPE)
+            .then(|| self.announcer.clone());
         let seq = |v: Vec<u16>| Seq064KOwned::new(v).expect("fewer extensions than 65536");
         let reply = if supported.is_empty() {
             ExtensionsNegotiationOwned::RequestExtensionsError(RequestExtensionsErrorOwned {

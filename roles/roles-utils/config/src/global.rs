@@ -33,6 +33,8 @@ pub struct PoolTopology {
 pub struct MintTopology {
     /// Cashu HTTP API.
     pub http_address: SocketAddr,
+    /// The mint's authority key: the pool accepts the mint link only from its holder.
+    pub authority_public_key: Secp256k1PublicKey,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,0 +1,149 @@
+//! A scripted mint for the pool's side of the mint link: it connects, negotiates the
+//! extension, proves its key exactly as the real mint does, records every quote request and,
+//! if told to, answers each with a quote.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::{bail, Context};
+use binary_sv2::{SignatureOwned, U256Owned};
+use common_messages_sv2::Protocol;
+use ext_mint_quote::{
+    mint_link_auth_digest, MintLinkAuthOwned, MintQuoteMessage, MintQuoteRequestOwned,
+    MintQuoteResponseOwned, EXTENSION_TYPE,
+};
+use extensions_sv2::RequestExtensionsOwned;
+use hashpool_sv2_io::{encode_raw, extension_frame};
+use parsers_sv2::{
+    AnyMessageOwned, CommonMessagesOwned, ExtensionsNegotiationOwned, ExtensionsOwned,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::raw_client::{setup_connection, RawClient};
+
+pub struct FakeMint {
+    pub requests: Arc<Mutex<Vec<MintQuoteRequestOwned>>>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn ext_frame(m: &MintQuoteMessage) -> anyhow::Result<codec_sv2::SerializedFrame> {
+    Ok(encode_raw(
+        EXTENSION_TYPE,
+        m.is_channel_message(),
+        m.message_type(),
+        &m.encode(),
+    )?)
+}
+
+impl FakeMint {
+    /// Connects to the pool's mint link and authenticates with `mint_secret`. Fails if the pool
+    /// closes the link instead of sending it requests.
+    pub async fn connect(
+        address: std::net::SocketAddr,
+        mint_secret: [u8; 32],
+        answer: bool,
+    ) -> anyhow::Result<Self> {
+        let wait = Duration::from_secs(10);
+        let mut c = RawClient::connect(address, Some(crate::public_key())).await?;
+        c.send(CommonMessagesOwned::SetupConnection(setup_connection(
+            Protocol::MiningProtocol,
+        )))
+        .await?;
+        c.recv(wait).await?;
+        c.send(ExtensionsOwned::ExtensionsNegotiation(
+            ExtensionsNegotiationOwned::RequestExtensions(RequestExtensionsOwned {
+                request_id: 1,
+                requested_extensions: vec![EXTENSION_TYPE].try_into().expect("one"),
+            }),
+        ))
+        .await?;
+        match c.recv(wait).await? {
+            AnyMessageOwned::Extensions(ExtensionsOwned::ExtensionsNegotiation(
+                ExtensionsNegotiationOwned::RequestExtensionsSuccess(_),
+            )) => {}
+            other => bail!("extension refused: {other}"),
+        }
+        let mut frame = c.recv_frame(wait).await?;
+        let ext = extension_frame(&mut frame).context("expected the challenge")?;
+        let MintQuoteMessage::Challenge(challenge) =
+            MintQuoteMessage::decode(ext.message_type, &ext.payload)?
+        else {
+            bail!("expected the challenge");
+        };
+        let secp = bitcoin::secp256k1::Secp256k1::new();
+        let keypair = bitcoin::secp256k1::Keypair::from_seckey_slice(&secp, &mint_secret)?;
+        let digest = mint_link_auth_digest(&challenge.nonce.to_array());
+        let signature = secp
+            .sign_schnorr_no_aux_rand(&bitcoin::secp256k1::Message::from_digest(digest), &keypair);
+        let auth = MintQuoteMessage::Auth(MintLinkAuthOwned {
+            mint_public_key: U256Owned::from(keypair.x_only_public_key().0.serialize()),
+            signature: SignatureOwned::from(*signature.as_ref()),
+        });
+        c.send_frame(ext_frame(&auth)?).await?;
+
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = CancellationToken::new();
+        let (r, s) = (requests.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let frame = tokio::select! {
+                    f = c.recv_frame(Duration::from_secs(3600)) => f,
+                    _ = s.cancelled() => return,
+                };
+                let Ok(mut frame) = frame else { return };
+                let Some(ext) = extension_frame(&mut frame) else {
+                    continue;
+                };
+                let Ok(MintQuoteMessage::Request(req)) =
+                    MintQuoteMessage::decode(ext.message_type, &ext.payload)
+                else {
+                    continue;
+                };
+                r.lock().unwrap().push(req.clone());
+                if answer {
+                    let id = req.request_id.to_array();
+                    let quote_id: String = id[..8].iter().map(|b| format!("{b:02x}")).collect();
+                    let response = MintQuoteMessage::Response(MintQuoteResponseOwned {
+                        request_id: req.request_id.clone(),
+                        quote_id: hashpool_sv2_io::str0255(&format!("quote-{quote_id}")),
+                        amount: req.amount,
+                    });
+                    if c.send_frame(ext_frame(&response).expect("encodes"))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Self {
+            requests,
+            stop,
+            task,
+        })
+    }
+
+    /// The pool closed the link (e.g. it refused the mint's key).
+    pub fn is_closed(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    pub fn request_count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+
+    /// Disconnects.
+    pub async fn close(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// The secret of the key local runs and tests configure as the mint's.
+pub fn mint_secret() -> [u8; 32] {
+    crate::secret_key().into_bytes()
+}
