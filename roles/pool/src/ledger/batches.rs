@@ -47,7 +47,28 @@ impl AccrualLedger {
     /// Takes every key's whole units of ehash out of its pending work into a new batch (one
     /// per key), in one transaction. The remainder stays pending for the next batch.
     pub async fn create_batches(&self, unit: UnitWork) -> Result<Vec<Batch>, LedgerError> {
-        let mut tx = self.db.begin().await?;
+        // BEGIN IMMEDIATE: this transaction reads before it writes, and under a constant stream
+        // of share commits a deferred one would fail to upgrade to a write (SQLITE_BUSY, with no
+        // retry). Taking the write lock up front waits for it like any other writer.
+        let mut conn = self.db.acquire().await?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        match self.take_batches(&mut conn, unit).await {
+            Ok(created) => {
+                sqlx::query("COMMIT").execute(&mut *conn).await?;
+                Ok(created)
+            }
+            Err(e) => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn take_batches(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        unit: UnitWork,
+    ) -> Result<Vec<Batch>, LedgerError> {
         let keys = sqlx::query("SELECT locking_key, pending_work FROM accruals")
             .fetch_all(&mut *tx)
             .await?;
@@ -109,7 +130,6 @@ impl AccrualLedger {
                 quote_id: None,
             });
         }
-        tx.commit().await?;
         Ok(created)
     }
 
