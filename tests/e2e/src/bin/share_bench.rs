@@ -3,7 +3,10 @@
 //! commit) and quote batching to a scripted mint. Reports accepted shares per second and
 //! p50/p99 share -> acknowledgement latency. Run in release:
 //!
-//! `cargo run --release -p hashpool-e2e --bin share-bench -- [channels] [seconds]`
+//! `cargo run --release -p hashpool-e2e --bin share-bench -- [channels] [seconds] [window]`
+//!
+//! `window` is how many shares each connection keeps unacknowledged: deep for throughput,
+//! shallow for latency (with a deep window, latency is mostly queueing: window / rate).
 
 use std::{
     collections::HashMap,
@@ -32,6 +35,7 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let channels: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(4);
     let seconds: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(10);
+    let window: u32 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(512);
     let dir = tempfile::tempdir()?;
     let tp = TestProvider::start(
         &dir.path().join("chain"),
@@ -65,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
         let latencies = latencies.clone();
         let addr = pool.address();
         tasks.push(tokio::spawn(async move {
-            load(addr, i, deadline, latencies).await
+            load(addr, i, window, deadline, latencies).await
         }));
     }
     let started = Instant::now();
@@ -97,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
             .filter(|b| b.quote_id.is_some())
             .count() as u64;
     }
-    println!("channels                 {channels}");
+    println!("channels                 {channels} (window {window} shares each)");
     println!("duration                 {:.1} s", elapsed.as_secs_f64());
     println!("shares acknowledged      {accepted}");
     println!(
@@ -128,14 +132,14 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// One connection: open a channel, then submit a new nonce for every share until `deadline`,
-/// keeping at most `WINDOW` shares unacknowledged.
+/// keeping at most `window` shares unacknowledged.
 async fn load(
     addr: std::net::SocketAddr,
     i: usize,
+    window: u32,
     deadline: Instant,
     latencies: Arc<Mutex<Vec<Duration>>>,
 ) -> anyhow::Result<u64> {
-    const WINDOW: u32 = 512;
     let stream = tokio::net::TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let noise = connect_with_noise(stream, Some(public_key()))
@@ -181,7 +185,7 @@ async fn load(
     let (mut seq, mut acked_seq, mut accepted) = (0u32, 0u32, 0u64);
     let mut local = Vec::new();
     while Instant::now() < deadline {
-        while seq - acked_seq < WINDOW {
+        while seq - acked_seq < window {
             seq += 1;
             sent_at.insert(seq, Instant::now());
             hashpool_sv2_io::send(
