@@ -75,26 +75,17 @@ pub async fn serve(
     link: Arc<MintLink>,
     shutdown: CancellationToken,
 ) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    warn!("mint link accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.cancelled() => return,
-        };
-        let (ctx, link, shutdown) = (ctx.clone(), link.clone(), shutdown.clone());
-        tokio::spawn(async move {
+    let stop = shutdown.clone();
+    hashpool_sv2_io::accept_until(listener, shutdown, move |stream, peer| {
+        let (ctx, link, shutdown) = (ctx.clone(), link.clone(), stop.clone());
+        async move {
             match session(stream, &ctx, &link, shutdown).await {
                 Ok(()) | Err(MintLinkError::Closed) => info!(%peer, "mint link closed"),
                 Err(e) => warn!(%peer, "mint link dropped: {e}"),
             }
-        });
-    }
+        }
+    })
+    .await
 }
 
 async fn next(frames: &mut IncomingFrames) -> Result<codec_sv2::SerializedFrame, MintLinkError> {

@@ -55,28 +55,18 @@ pub enum DownstreamError {
 
 /// Accepts miners until `shutdown`.
 pub async fn serve(listener: TcpListener, ctx: Arc<PoolContext>, shutdown: CancellationToken) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.cancelled() => return,
-        };
+    let stop = shutdown.clone();
+    hashpool_sv2_io::accept_until(listener, shutdown, move |stream, peer| {
         let _ = stream.set_nodelay(true);
-        let ctx = ctx.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
+        let (ctx, shutdown) = (ctx.clone(), stop.clone());
+        async move {
             match Connection::run(stream, &ctx, shutdown).await {
                 Ok(()) | Err(DownstreamError::Closed) => debug!(%peer, "miner disconnected"),
                 Err(e) => warn!(%peer, "miner connection dropped: {e}"),
             }
-        });
-    }
+        }
+    })
+    .await
 }
 
 struct Connection {

@@ -1,11 +1,13 @@
 //! SV2 plumbing shared by every role: one way to turn a message into a frame, one way to decode
 //! a frame (with TLVs), one reader task per Noise connection, and reconnect back-off.
 
+mod accept;
 mod backoff;
 mod frame;
 mod reader;
 mod signal;
 
+pub use accept::accept_until;
 pub use backoff::Backoff;
 pub use frame::{
     decode_frame, encode, encode_raw, encode_with_tlvs, extension_frame, send, send_frame, str0255,

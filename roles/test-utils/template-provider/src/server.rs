@@ -53,27 +53,18 @@ pub async fn serve(
     id: Identity,
     shutdown: CancellationToken,
 ) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    warn!("accept failed: {e}");
-                    continue;
-                }
-            },
-            _ = shutdown.cancelled() => return,
-        };
-        let shared = shared.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
+    let stop = shutdown.clone();
+    hashpool_sv2_io::accept_until(listener, shutdown, move |stream, peer| {
+        let (shared, shutdown) = (shared.clone(), stop.clone());
+        async move {
             shared.lock().counters.connections += 1;
             match session(stream, &shared, id, shutdown).await {
                 Ok(()) | Err(SessionError::Closed) => info!(%peer, "template client disconnected"),
                 Err(e) => warn!(%peer, "template client dropped: {e}"),
             }
-        });
-    }
+        }
+    })
+    .await
 }
 
 async fn session(
