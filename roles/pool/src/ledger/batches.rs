@@ -4,7 +4,9 @@ use ext_mint_quote::LockingKey;
 use hashpool_ehash::{Accrual, UnitWork, Work};
 use sqlx::Row;
 
-use super::{now_millis, work_bytes, work_from, AccrualLedger, LedgerError};
+use super::{
+    begin_immediate, finish, now_millis, work_bytes, work_from, AccrualLedger, LedgerError,
+};
 
 /// One quote request the pool owes a miner.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,21 +49,10 @@ impl AccrualLedger {
     /// Takes every key's whole units of ehash out of its pending work into a new batch (one
     /// per key), in one transaction. The remainder stays pending for the next batch.
     pub async fn create_batches(&self, unit: UnitWork) -> Result<Vec<Batch>, LedgerError> {
-        // BEGIN IMMEDIATE: this transaction reads before it writes, and under a constant stream
-        // of share commits a deferred one would fail to upgrade to a write (SQLITE_BUSY, with no
-        // retry). Taking the write lock up front waits for it like any other writer.
-        let mut conn = self.db.acquire().await?;
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-        match self.take_batches(&mut conn, unit).await {
-            Ok(created) => {
-                sqlx::query("COMMIT").execute(&mut *conn).await?;
-                Ok(created)
-            }
-            Err(e) => {
-                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                Err(e)
-            }
-        }
+        // Reads before it writes: the write lock is taken up front (see `begin_immediate`).
+        let mut conn = begin_immediate(&self.db).await?;
+        let result = self.take_batches(&mut conn, unit).await;
+        finish(conn, result).await
     }
 
     async fn take_batches(

@@ -4,13 +4,18 @@
 //! go through one task that commits whatever is queued in a single transaction (group commit),
 //! so durability costs one fsync per group, not per share.
 
-use std::{collections::HashMap, path::Path, str::FromStr, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    path::Path,
+    str::FromStr,
+    time::Duration,
+};
 
 use ext_mint_quote::LockingKey;
 use hashpool_ehash::Work;
 use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-    Row, SqlitePool,
+    QueryBuilder, Row, Sqlite, SqlitePool,
 };
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error};
@@ -29,6 +34,8 @@ fn now_millis() -> i64 {
 
 /// Shares written in one transaction at most.
 const MAX_GROUP: usize = 4096;
+/// Rows per multi-row statement (6 parameters each, well under SQLite's limit of 32,766).
+const ROWS_PER_STATEMENT: usize = 500;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum LedgerError {
@@ -188,36 +195,88 @@ async fn writer(db: SqlitePool, mut rx: mpsc::Receiver<Pending>) {
     }
 }
 
-async fn write_group(db: &SqlitePool, shares: &[&AcceptedShare]) -> Result<Vec<bool>, LedgerError> {
-    let now = now_millis();
-    let mut tx = db.begin().await?;
-    let mut credited = Vec::with_capacity(shares.len());
-    let mut per_key: HashMap<LockingKey, (Work, u64)> = HashMap::new();
-    for s in shares {
-        let inserted = sqlx::query(
-            "INSERT OR IGNORE INTO shares \
-             (share_hash, locking_key, channel_id, work, block_found, accepted_at) \
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(s.share_hash.as_slice())
-        .bind(s.locking_key.as_bytes().as_slice())
-        .bind(s.channel_id as i64)
-        .bind(work_bytes(s.work))
-        .bind(s.block_found)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if inserted {
-            let entry = per_key.entry(s.locking_key).or_insert((Work::ZERO, 0));
-            entry.0 = entry
-                .0
-                .checked_add(s.work)
-                .ok_or(LedgerError::CorruptWork)?;
-            entry.1 += 1;
+/// Starts a transaction holding the write lock from its first statement. A deferred
+/// transaction that reads before it writes fails to upgrade (SQLITE_BUSY, no retry) when
+/// another writer committed in between; an immediate one waits for the lock instead.
+async fn begin_immediate(
+    db: &SqlitePool,
+) -> Result<sqlx::pool::PoolConnection<Sqlite>, LedgerError> {
+    let mut conn = db.acquire().await?;
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    Ok(conn)
+}
+
+/// Commits on success, rolls back on error.
+async fn finish<T>(
+    mut conn: sqlx::pool::PoolConnection<Sqlite>,
+    result: Result<T, LedgerError>,
+) -> Result<T, LedgerError> {
+    match result {
+        Ok(v) => {
+            sqlx::query("COMMIT").execute(&mut *conn).await?;
+            Ok(v)
         }
-        credited.push(inserted);
+        Err(e) => {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            Err(e)
+        }
+    }
+}
+
+async fn write_group(db: &SqlitePool, shares: &[&AcceptedShare]) -> Result<Vec<bool>, LedgerError> {
+    let mut conn = begin_immediate(db).await?;
+    let result = write_group_in(&mut conn, shares).await;
+    finish(conn, result).await
+}
+
+async fn write_group_in(
+    tx: &mut sqlx::SqliteConnection,
+    shares: &[&AcceptedShare],
+) -> Result<Vec<bool>, LedgerError> {
+    let now = now_millis();
+    // Hashes already in the ledger (a replay) or twice in this group are not credited again.
+    let mut known: HashSet<[u8; 32]> = HashSet::new();
+    for chunk in shares.chunks(ROWS_PER_STATEMENT) {
+        let mut q =
+            QueryBuilder::<Sqlite>::new("SELECT share_hash FROM shares WHERE share_hash IN ");
+        q.push_tuples(chunk, |mut b, s| {
+            b.push_bind(s.share_hash.to_vec());
+        });
+        for row in q.build().fetch_all(&mut *tx).await? {
+            if let Ok(h) = <[u8; 32]>::try_from(row.get::<Vec<u8>, _>(0)) {
+                known.insert(h);
+            }
+        }
+    }
+    let credited: Vec<bool> = shares.iter().map(|s| known.insert(s.share_hash)).collect();
+    let fresh: Vec<&&AcceptedShare> = shares
+        .iter()
+        .zip(&credited)
+        .filter_map(|(s, c)| c.then_some(s))
+        .collect();
+    // Many rows per statement: each statement is a round trip to SQLite's worker thread.
+    for chunk in fresh.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO shares (share_hash, locking_key, channel_id, work, block_found, accepted_at) ",
+        );
+        q.push_values(chunk, |mut b, s| {
+            b.push_bind(s.share_hash.to_vec())
+                .push_bind(s.locking_key.as_bytes().to_vec())
+                .push_bind(s.channel_id as i64)
+                .push_bind(work_bytes(s.work))
+                .push_bind(s.block_found)
+                .push_bind(now);
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    let mut per_key: HashMap<LockingKey, (Work, u64)> = HashMap::new();
+    for s in &fresh {
+        let entry = per_key.entry(s.locking_key).or_insert((Work::ZERO, 0));
+        entry.0 = entry
+            .0
+            .checked_add(s.work)
+            .ok_or(LedgerError::CorruptWork)?;
+        entry.1 += 1;
     }
     for (key, (work, count)) in per_key {
         let row = sqlx::query(
@@ -248,7 +307,6 @@ async fn write_group(db: &SqlitePool, shares: &[&AcceptedShare]) -> Result<Vec<b
         .execute(&mut *tx)
         .await?;
     }
-    tx.commit().await?;
     Ok(credited)
 }
 

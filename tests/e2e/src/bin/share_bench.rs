@@ -32,6 +32,7 @@ const NO_BLOCKS_NBITS: u32 = 0x1d00_ffff;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    hashpool_e2e::init_tracing();
     let args: Vec<String> = std::env::args().collect();
     let channels: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(4);
     let seconds: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(10);
