@@ -12,12 +12,11 @@ use crate::{
 };
 
 /// A share that passed validation.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct AcceptedShare {
     pub channel_id: u32,
     /// Whose ehash this share earns.
     pub locking_key: LockingKey,
-    pub user_identity: String,
     /// Header hash of the share (its identity: duplicates are refused before this point).
     pub share_hash: [u8; 32],
     /// Exact work of the share: from the target of the job it was mined on.
@@ -46,11 +45,10 @@ impl ShareSink {
         self.stats.record_accepted(share.work, share.block_found);
         tracing::trace!(
             channel_id = share.channel_id,
-            user = %share.user_identity,
             work = share.work.hashes() as f64,
             "share accepted"
         );
-        self.ledger.record(share.clone())
+        self.ledger.record(*share)
     }
 
     pub fn on_share_rejected(&self) {

@@ -82,6 +82,21 @@ fn locking_key(ctx: &PoolContext, user: &str, tlvs: &[Tlv]) -> Result<LockingKey
     })
 }
 
+/// What every channel must have before it opens: a locking key and room on the connection.
+/// Returns the key, or the error code of the refusal.
+fn admit(
+    ctx: &PoolContext,
+    set: &ChannelSet,
+    user: &str,
+    tlvs: &[Tlv],
+) -> Result<LockingKey, &'static str> {
+    let key = locking_key(ctx, user, tlvs)?;
+    if !capacity_left(ctx, set) {
+        return Err(ERROR_CODE_OPEN_MINING_CHANNEL_CHANNEL_CAPACITY_EXHAUSTED);
+    }
+    Ok(key)
+}
+
 pub fn standard(
     ctx: &PoolContext,
     set: &mut ChannelSet,
@@ -89,16 +104,10 @@ pub fn standard(
     tlvs: &[Tlv],
 ) -> Vec<MiningOwned> {
     let user = hashpool_sv2_io::text(&m.user_identity);
-    let key = match locking_key(ctx, &user, tlvs) {
+    let key = match admit(ctx, set, &user, tlvs) {
         Ok(k) => k,
         Err(code) => return open_error(m.request_id, code),
     };
-    if !capacity_left(ctx, set) {
-        return open_error(
-            m.request_id,
-            ERROR_CODE_OPEN_MINING_CHANNEL_CHANNEL_CAPACITY_EXHAUSTED,
-        );
-    }
     let Ok(prefix) = ctx.extranonces().allocate_standard() else {
         return open_error(
             m.request_id,
@@ -147,16 +156,10 @@ pub fn extended(
     tlvs: &[Tlv],
 ) -> Vec<MiningOwned> {
     let user = hashpool_sv2_io::text(&m.user_identity);
-    let key = match locking_key(ctx, &user, tlvs) {
+    let key = match admit(ctx, set, &user, tlvs) {
         Ok(k) => k,
         Err(code) => return open_error(m.request_id, code),
     };
-    if !capacity_left(ctx, set) {
-        return open_error(
-            m.request_id,
-            ERROR_CODE_OPEN_MINING_CHANNEL_CHANNEL_CAPACITY_EXHAUSTED,
-        );
-    }
     let (prefix, rollable) = {
         let mut allocator = ctx.extranonces();
         let rollable = allocator.rollable_extranonce_size();

@@ -105,11 +105,9 @@ fn handle(
         }
     };
     let work = entry.share_work(h.job_id);
-    let channel = entry.channel();
     let share = AcceptedShare {
         channel_id: h.channel_id,
         locking_key: entry.locking_key,
-        user_identity: channel.user_identity().to_string(),
         share_hash: *hash.as_ref(),
         work,
         block_found: block.is_some(),

@@ -329,7 +329,6 @@ mod tests {
         AcceptedShare {
             channel_id: 1,
             locking_key: key(k),
-            user_identity: "u".into(),
             share_hash: hash,
             work: Work::from_hashes(work),
             block_found: false,
