@@ -8,6 +8,8 @@ need_pkgs=()
 command -v cc >/dev/null 2>&1 || need_pkgs+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need_pkgs+=(pkg-config)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+# cdk's mint builds its signatory's gRPC code.
+command -v protoc >/dev/null 2>&1 || need_pkgs+=(protobuf-compiler)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "==> installing system packages: ${need_pkgs[*]}"
     SUDO=""

@@ -5,9 +5,14 @@
 //! This crate holds the messages and their strict decoding only: it knows nothing about roles.
 
 mod locking_key;
+mod lookup;
 mod messages;
 
 pub use locking_key::{locking_key_from_tlvs, locking_key_tlv, LockingKey, LOCKING_KEY_LEN};
+pub use lookup::{
+    quote_lookup_message, LookedUpQuote, QuoteLookupRequest, QuoteLookupResponse,
+    QUOTE_LOOKUP_MAX_SKEW_SECS, QUOTE_LOOKUP_PATH,
+};
 pub use messages::{
     mint_link_auth_digest, MintLinkAuth, MintLinkAuthOwned, MintLinkChallenge,
     MintLinkChallengeOwned, MintQuoteError, MintQuoteErrorOwned, MintQuoteMessage,

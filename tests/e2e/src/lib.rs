@@ -287,6 +287,7 @@ pub fn miner_options(
         nominal_hashrate: hashrate,
         limit_hashrate: limit,
         locking_key: Some(test_key(user)),
+        minter: None,
     }
 }
 
@@ -306,4 +307,80 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A real mint (roles/mint) in-process, linked to a pool's mint link, its database under `dir`.
+pub struct TestMint {
+    pub running: mint::RunningMint,
+    pub shutdown: CancellationToken,
+}
+
+pub fn mint_run_config(
+    dir: &Path,
+    mint_link: SocketAddr,
+    http_address: SocketAddr,
+) -> mint::MintRunConfig {
+    mint::MintRunConfig {
+        http_address,
+        pool_address: mint_link,
+        pool_authority_public_key: public_key(),
+        secret_key: secret_key(),
+        unit: "hash".into(),
+        database_path: dir.join("mint.sqlite"),
+        seed_path: dir.join("mint.seed"),
+        name: "test mint".into(),
+        description: "hashpool e2e".into(),
+        max_concurrent_quotes: 8,
+        reconnect_initial: Duration::from_millis(100),
+        reconnect_max: Duration::from_millis(1_000),
+    }
+}
+
+impl TestMint {
+    pub async fn start(dir: &Path, mint_link: SocketAddr) -> anyhow::Result<Self> {
+        Self::start_at(dir, mint_link, loopback_any_port()).await
+    }
+
+    pub async fn start_at(
+        dir: &Path,
+        mint_link: SocketAddr,
+        http_address: SocketAddr,
+    ) -> anyhow::Result<Self> {
+        let shutdown = CancellationToken::new();
+        let running = mint::start(
+            mint_run_config(dir, mint_link, http_address),
+            shutdown.clone(),
+        )
+        .await?;
+        Ok(Self { running, shutdown })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.running.http_address)
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.running.task)
+            .await
+            .context("mint did not stop")??;
+        Ok(())
+    }
+}
+
+/// A wallet with a fresh mnemonic under `dir`.
+pub async fn open_wallet(
+    dir: &Path,
+    mint_url: &str,
+) -> anyhow::Result<hashpool_wallet::EhashWallet> {
+    Ok(
+        hashpool_wallet::EhashWallet::open(&hashpool_wallet::WalletConfig {
+            mint_url: mint_url.to_string(),
+            unit: "hash".into(),
+            database_path: dir.join("wallet.sqlite"),
+            mnemonic: None,
+            mnemonic_path: dir.join("mnemonic"),
+        })
+        .await?,
+    )
 }

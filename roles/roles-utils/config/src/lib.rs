@@ -6,6 +6,7 @@
 
 mod global;
 mod loader;
+pub mod secret_file;
 
 pub use global::{
     EhashConfig, MintTopology, PoolGlobalConfig, PoolTopology, ProxyGlobalConfig, StatsTopology,

@@ -1,6 +1,7 @@
 //! Logging for every Hashpool binary: human-readable lines on stdout, and with `-f/--log-file`
 //! the same lines in a daily-rotated file written by a non-blocking background thread.
-//! `RUST_LOG` selects levels (default `info`).
+//! `RUST_LOG` selects levels (default `info`, with CDK's per-quote and per-request lines at
+//! `warn`: at pool rates they would flood the log).
 
 use std::path::{Path, PathBuf};
 
@@ -51,8 +52,12 @@ pub fn init(log_file: Option<&Path>) -> Result<LogGuard, LoggingError> {
     Ok(LogGuard { _file: guard })
 }
 
+/// The filter without `RUST_LOG`.
+pub const DEFAULT_FILTER: &str =
+    "info,cdk=warn,cdk_axum=warn,cdk_sql_common=warn,cdk_signatory=warn";
+
 fn env_filter() -> EnvFilter {
-    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER))
 }
 
 fn file_writer(

@@ -31,6 +31,8 @@ pub struct MinerOptions {
     /// Key the channel's ehash is locked to, sent as the mint-quote locking-key TLV when the
     /// pool offers the extension.
     pub locking_key: Option<ext_mint_quote::LockingKey>,
+    /// Mints announced quotes into the miner's wallet (whose key is `locking_key`).
+    pub minter: Option<hashpool_wallet::Minter>,
 }
 
 /// What the miner has done so far (read by tests and logged).

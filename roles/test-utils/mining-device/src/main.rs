@@ -1,5 +1,6 @@
 use std::{net::SocketAddr, path::PathBuf};
 
+use anyhow::Context;
 use clap::Parser;
 use mining_device::MinerOptions;
 use stratum_apps::key_utils::Secp256k1PublicKey;
@@ -34,6 +35,19 @@ struct Args {
     /// sent with the mint-quote extension.
     #[arg(long, value_parser = parse_locking_key)]
     locking_key: Option<ext_mint_quote::LockingKey>,
+    /// Earn ehash into a wallet: the Cashu mint's URL (e.g. http://127.0.0.1:3338). The
+    /// channel is locked to the wallet's key; announced quotes are minted at once.
+    #[arg(long)]
+    wallet_mint_url: Option<String>,
+    /// Wallet database (SQLite).
+    #[arg(long, default_value = ".hashpool/data/mining-device/wallet.sqlite")]
+    wallet_db: PathBuf,
+    /// Mnemonic file, created (mode 0600) if missing.
+    #[arg(long, default_value = ".hashpool/data/mining-device/mnemonic")]
+    wallet_mnemonic_file: PathBuf,
+    /// ehash unit.
+    #[arg(long, default_value = "hash")]
+    wallet_unit: String,
     /// Also log to this file (rotated daily).
     #[arg(short = 'f', long)]
     log_file: Option<PathBuf>,
@@ -44,6 +58,30 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let _log = hashpool_logging::init(args.log_file.as_deref())?;
     let shutdown = CancellationToken::new();
+    let (mut locking_key, mut minter) = (args.locking_key, None);
+    if let Some(mint_url) = args.wallet_mint_url {
+        if locking_key.is_some() {
+            anyhow::bail!(
+                "--locking-key and --wallet-mint-url exclude each other: the wallet's key is used"
+            );
+        }
+        let wallet = hashpool_wallet::EhashWallet::open(&hashpool_wallet::WalletConfig {
+            mint_url,
+            unit: args.wallet_unit,
+            database_path: args.wallet_db,
+            mnemonic: None,
+            mnemonic_path: args.wallet_mnemonic_file,
+        })
+        .await
+        .context("opening the wallet")?;
+        locking_key = Some(wallet.sv2_locking_key());
+        tracing::info!(locking_key = %wallet.locking_key().to_hex(), balance = wallet.balance().await.unwrap_or(0), "wallet open");
+        minter = Some(hashpool_wallet::Minter::spawn(
+            std::sync::Arc::new(wallet),
+            std::time::Duration::from_secs(60),
+            shutdown.clone(),
+        ));
+    }
     let miner = mining_device::start(
         MinerOptions {
             pool_address: args.pool,
@@ -53,7 +91,8 @@ async fn main() -> anyhow::Result<()> {
             threads: args.threads,
             nominal_hashrate: args.nominal_hashrate,
             limit_hashrate: args.limit_hashrate,
-            locking_key: args.locking_key,
+            locking_key,
+            minter,
         },
         shutdown.clone(),
     );

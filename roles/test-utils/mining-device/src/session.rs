@@ -173,7 +173,7 @@ async fn session(
                     _ => return Err(MinerError::Closed),
                 };
                 if let Some(ext) = extension_frame(&mut frame) {
-                    on_extension_frame(&ext, stats);
+                    on_extension_frame(&ext, options, stats);
                     continue;
                 }
                 let (_, message, _) = decode_frame(&mut frame, &[])?;
@@ -224,8 +224,12 @@ fn open_channel(options: &MinerOptions, with_tlv: bool) -> Result<Reply, MinerEr
     }
 }
 
-/// Quote announcements (mint-quote extension): counted; a wallet mints them.
-fn on_extension_frame(ext: &hashpool_sv2_io::ExtensionFrame, stats: &MinerStats) {
+/// Quote announcements (mint-quote extension): counted, and handed to the wallet if there is one.
+fn on_extension_frame(
+    ext: &hashpool_sv2_io::ExtensionFrame,
+    options: &MinerOptions,
+    stats: &MinerStats,
+) {
     if ext.extension_type != ext_mint_quote::EXTENSION_TYPE {
         debug!(
             extension = ext.extension_type,
@@ -237,7 +241,11 @@ fn on_extension_frame(ext: &hashpool_sv2_io::ExtensionFrame, stats: &MinerStats)
         Ok(ext_mint_quote::MintQuoteMessage::Announcement(a)) => {
             stats.quotes_announced.fetch_add(1, Ordering::Relaxed);
             stats.ehash_announced.fetch_add(a.amount, Ordering::Relaxed);
-            info!(quote = %text(&a.quote_id), amount = a.amount, "ehash quote announced");
+            let quote = text(&a.quote_id);
+            debug!(%quote, amount = a.amount, "ehash quote announced");
+            if let Some(minter) = &options.minter {
+                minter.announce(quote);
+            }
         }
         Ok(other) => warn!(
             "unexpected mint-quote message {:#04x} from the pool",

@@ -1,0 +1,212 @@
+//! Turns a pool's quote request into a paid quote locked to the miner's key, at most once per
+//! request id.
+//!
+//! The request id is the quote's lookup id, which the database keeps unique, so the quote row
+//! itself is the request id -> quote record. Every step (create, pay, index) is idempotent, and
+//! the pool repeats a request until it is answered, so a crash between steps is finished by the
+//! next attempt instead of paying twice or losing the batch.
+
+use std::sync::Arc;
+
+use cdk::{
+    mint::{Mint, MintQuote, MintQuoteRequest, MintQuoteResponse},
+    nuts::{nut04::MintQuoteCustomRequest, CurrencyUnit, PaymentMethod, PublicKey},
+    Amount,
+};
+use cdk_common::{
+    database::{mint::Database, Error as DbError},
+    payment::WaitPaymentResponse,
+};
+use ext_mint_quote::{error_code, MintQuoteRequestOwned};
+use hashpool_sv2_io::text;
+
+use crate::processor::{lookup_id, EhashQuoteExtra, EHASH_METHOD};
+
+/// KV namespace of the locking key -> quotes index (keys are `<created>-<quote id>`).
+pub const INDEX_NAMESPACE: &str = "hashpool_quotes_by_key";
+
+pub type MintDb = Arc<dyn Database<DbError> + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error("the locking key is not a valid compressed public key")]
+    InvalidLockingKey,
+    #[error("amount {0} is out of range")]
+    AmountOutOfRange(u64),
+    #[error("unit `{0}` is not this mint's ehash unit")]
+    UnitMismatch(String),
+    #[error("request id already used for a different quote ({0})")]
+    Conflict(String),
+    #[error("{0}")]
+    Temporary(String),
+}
+
+impl IssueError {
+    /// The extension's error code; only temporary failures are worth repeating.
+    pub fn code(&self) -> &'static str {
+        match self {
+            IssueError::InvalidLockingKey => error_code::INVALID_LOCKING_KEY,
+            IssueError::AmountOutOfRange(_) | IssueError::Conflict(_) => {
+                error_code::AMOUNT_OUT_OF_RANGE
+            }
+            IssueError::UnitMismatch(_) => error_code::UNIT_MISMATCH,
+            IssueError::Temporary(_) => error_code::TEMPORARY_FAILURE,
+        }
+    }
+}
+
+fn temporary(e: impl std::fmt::Display) -> IssueError {
+    IssueError::Temporary(e.to_string())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    pub quote_id: String,
+    pub amount: u64,
+}
+
+pub struct Issuer {
+    mint: Arc<Mint>,
+    db: MintDb,
+    unit: CurrencyUnit,
+    authorization: String,
+}
+
+impl Issuer {
+    pub fn new(mint: Arc<Mint>, db: MintDb, unit: CurrencyUnit, authorization: String) -> Self {
+        Self {
+            mint,
+            db,
+            unit,
+            authorization,
+        }
+    }
+
+    pub async fn issue(&self, request: &MintQuoteRequestOwned) -> Result<Issued, IssueError> {
+        let unit = text(&request.unit);
+        if unit != self.unit.to_string() {
+            return Err(IssueError::UnitMismatch(unit));
+        }
+        if request.amount == 0 {
+            return Err(IssueError::AmountOutOfRange(0));
+        }
+        let pubkey = PublicKey::from_slice(request.locking_key.as_ref())
+            .map_err(|_| IssueError::InvalidLockingKey)?;
+        let request_id = hex::encode(request.request_id.to_array());
+        let lookup = lookup_id(&request_id);
+
+        let quote = match self.existing(&lookup).await? {
+            Some(quote) => quote,
+            None => match self.create(request, &request_id, pubkey).await {
+                Ok(quote) => quote,
+                // The same request handled concurrently won the unique lookup id.
+                Err(e) => self.existing(&lookup).await?.ok_or(e)?,
+            },
+        };
+        if quote.pubkey != Some(pubkey)
+            || quote.amount.as_ref().map(|a| a.value()) != Some(request.amount)
+        {
+            return Err(IssueError::Conflict(quote.id.to_string()));
+        }
+        if quote.amount_paid().value() < request.amount {
+            self.mint
+                .pay_mint_quote_for_request_id(WaitPaymentResponse {
+                    payment_identifier: lookup.clone(),
+                    payment_amount: Amount::new(request.amount, self.unit.clone()),
+                    payment_id: request_id.clone(),
+                })
+                .await
+                .map_err(temporary)?;
+            // The call succeeds for unknown lookup ids too: check that the quote is paid.
+            let paid = self
+                .existing(&lookup)
+                .await?
+                .map(|q| q.amount_paid().value());
+            if paid != Some(request.amount) {
+                return Err(temporary(format!(
+                    "quote {} not paid after payment (paid {paid:?})",
+                    quote.id
+                )));
+            }
+        }
+        self.index(&quote).await?;
+        Ok(Issued {
+            quote_id: quote.id.to_string(),
+            amount: request.amount,
+        })
+    }
+
+    async fn existing(
+        &self,
+        lookup: &cdk_common::payment::PaymentIdentifier,
+    ) -> Result<Option<MintQuote>, IssueError> {
+        self.db
+            .get_mint_quote_by_request_lookup_id(lookup)
+            .await
+            .map_err(temporary)
+    }
+
+    async fn create(
+        &self,
+        request: &MintQuoteRequestOwned,
+        request_id: &str,
+        pubkey: PublicKey,
+    ) -> Result<MintQuote, IssueError> {
+        let extra = EhashQuoteExtra {
+            authorization: self.authorization.clone(),
+            request_id: request_id.to_string(),
+            share_count: request.share_count,
+            share_commitment: hex::encode(request.share_commitment.to_array()),
+        };
+        let response = self
+            .mint
+            .get_mint_quote(MintQuoteRequest::Custom {
+                method: PaymentMethod::Custom(EHASH_METHOD.into()),
+                request: MintQuoteCustomRequest {
+                    amount: Some(Amount::from(request.amount)),
+                    unit: self.unit.clone(),
+                    description: None,
+                    pubkey: Some(pubkey),
+                    extra: serde_json::to_value(&extra).map_err(temporary)?,
+                },
+            })
+            .await
+            .map_err(|e| match e {
+                cdk::Error::AmountOutofLimitRange(..) => {
+                    IssueError::AmountOutOfRange(request.amount)
+                }
+                other => temporary(other),
+            })?;
+        let MintQuoteResponse::Custom { response, .. } = response else {
+            return Err(temporary("the mint answered with a non-ehash quote"));
+        };
+        self.db
+            .get_mint_quote(&response.quote)
+            .await
+            .map_err(temporary)?
+            .ok_or_else(|| temporary(format!("quote {} vanished", response.quote)))
+    }
+
+    /// Records the quote under its key for the wallet lookup (idempotent).
+    async fn index(&self, quote: &MintQuote) -> Result<(), IssueError> {
+        let Some(pubkey) = quote.pubkey else {
+            return Ok(());
+        };
+        let key = index_key(quote.created_time, &quote.id.to_string());
+        let mut tx = self.db.begin_transaction().await.map_err(temporary)?;
+        tx.kv_write(INDEX_NAMESPACE, &pubkey.to_hex(), &key, &[])
+            .await
+            .map_err(temporary)?;
+        tx.commit().await.map_err(temporary)
+    }
+}
+
+/// Sorts by creation time; the quote id follows the first `-`.
+pub fn index_key(created_time: u64, quote_id: &str) -> String {
+    format!("{created_time:012}-{quote_id}")
+}
+
+pub fn quote_id_of_index_key(key: &str) -> Option<(u64, &str)> {
+    let (time, id) = key.split_once('-')?;
+    Some((time.parse().ok()?, id))
+}

@@ -1,0 +1,129 @@
+//! Hashpool's Cashu mint: unit `hash`, quotes created paid and NUT-20 locked when the pool asks
+//! over the mint link, the standard Cashu HTTP API for wallets, and a signed lookup of the
+//! quotes locked to a key.
+
+pub mod config;
+pub mod http;
+pub mod issuer;
+pub mod pool_link;
+pub mod processor;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use cdk::{
+    mint::{MintBuilder, MintMeltLimits, UnitConfig},
+    nuts::{CurrencyUnit, PaymentMethod},
+};
+use cdk_common::nuts::nut17::SupportedMethods;
+use cdk_sqlite::MintSqliteDatabase;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub use config::{MintConfig, MintRunConfig};
+pub use issuer::{IssueError, Issued, Issuer};
+pub use processor::EHASH_METHOD;
+
+/// Powers of two from 1 to 2^63: any u64 amount in at most 64 proofs.
+pub fn ehash_amounts() -> Vec<u64> {
+    (0..64).map(|i| 1u64 << i).collect()
+}
+
+pub struct RunningMint {
+    pub http_address: SocketAddr,
+    pub mint: Arc<cdk::Mint>,
+    pub issuer: Arc<Issuer>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Opens the database, builds the mint, binds the HTTP API and starts the pool link.
+pub async fn start(
+    config: MintRunConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningMint> {
+    let seed_hex = hashpool_config::secret_file::load_or_create(&config.seed_path, || {
+        hex::encode(rand::random::<[u8; 32]>()) + &hex::encode(rand::random::<[u8; 32]>())
+    })?;
+    let seed = hex::decode(&seed_hex)
+        .ok()
+        .filter(|s| s.len() == 64)
+        .with_context(|| format!("{}: not a 64-byte hex seed", config.seed_path.display()))?;
+    if let Some(dir) = config
+        .database_path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let db = Arc::new(
+        MintSqliteDatabase::new(config.database_path.clone())
+            .await
+            .with_context(|| format!("opening {}", config.database_path.display()))?,
+    );
+
+    let unit = CurrencyUnit::custom(&config.unit);
+    let method = PaymentMethod::Custom(EHASH_METHOD.into());
+    // Only the mint itself knows this, so only it can create ehash quotes.
+    let authorization = hex::encode(rand::random::<[u8; 32]>());
+    let processor = Arc::new(processor::EhashProcessor::new(
+        unit.clone(),
+        authorization.clone(),
+    ));
+
+    let mut builder = MintBuilder::new(db.clone())
+        .with_name(config.name.clone())
+        .with_description(config.description.clone())
+        .with_supported_websockets(SupportedMethods::default_custom(
+            method.clone(),
+            unit.clone(),
+        ));
+    builder.configure_unit(
+        unit.clone(),
+        UnitConfig {
+            amounts: ehash_amounts(),
+            input_fee_ppk: 0,
+        },
+    )?;
+    builder
+        .add_payment_processor(
+            unit.clone(),
+            method,
+            MintMeltLimits::new(1, u64::MAX),
+            processor,
+        )
+        .await?;
+    // Mint info stored by an earlier run would win over the builder's: take ours explicitly.
+    let info = builder.current_mint_info();
+    let mint = Arc::new(builder.build_with_seed(db.clone(), &seed).await?);
+    mint.set_mint_info(info).await?;
+    mint.start().await?;
+
+    let issuer = Arc::new(Issuer::new(mint.clone(), db.clone(), unit, authorization));
+    let listener = TcpListener::bind(config.http_address)
+        .await
+        .with_context(|| format!("binding the HTTP API on {}", config.http_address))?;
+    let http_address = listener.local_addr()?;
+    let router = http::router(mint.clone(), db).await?;
+    info!(%http_address, pool = %config.pool_address, "mint running");
+
+    let mint_handle = mint.clone();
+    let link = tokio::spawn(pool_link::run(config, issuer.clone(), shutdown.clone()));
+    let stop = shutdown.clone();
+    let task = tokio::spawn(async move {
+        let server = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned());
+        if let Err(e) = server.await {
+            tracing::error!("HTTP server: {e}");
+        }
+        let _ = link.await;
+        if let Err(e) = mint.stop().await {
+            tracing::warn!("stopping the mint: {e}");
+        }
+    });
+    Ok(RunningMint {
+        http_address,
+        mint: mint_handle,
+        issuer,
+        task,
+    })
+}

@@ -1,0 +1,207 @@
+//! The ehash wallet the SV2 miner and the translator embed: a CDK wallet on SQLite whose seed
+//! comes from a mnemonic, whose locking key derives from that seed, which mints every quote
+//! announced to it at once and finds the quotes it missed through the mint's signed lookup.
+
+#![recursion_limit = "256"]
+
+mod lookup;
+mod minter;
+
+use std::{path::PathBuf, str::FromStr, sync::Arc};
+
+use cdk::{
+    amount::SplitTarget,
+    mint_url::MintUrl,
+    nuts::{nut20, CurrencyUnit, PaymentMethod, PublicKey, SecretKey},
+    wallet::{ReceiveOptions, SendOptions, Wallet, WalletBuilder},
+    Amount,
+};
+use cdk_sqlite::WalletSqliteDatabase;
+
+pub use lookup::{LookupQuote, LookupResponse};
+pub use minter::{Minter, MinterStats};
+
+/// The mint's payment method for ehash quotes.
+pub const EHASH_METHOD: &str = "ehash";
+
+#[derive(Debug, thiserror::Error)]
+pub enum WalletError {
+    #[error("mnemonic: {0}")]
+    Mnemonic(String),
+    #[error(transparent)]
+    SecretFile(#[from] hashpool_config::secret_file::SecretFileError),
+    #[error("mint url `{0}`: {1}")]
+    MintUrl(String, String),
+    #[error("wallet database {0}: {1}")]
+    Database(PathBuf, String),
+    #[error("cashu: {0}")]
+    Cashu(#[from] cdk::Error),
+    #[error("quote lookup: {0}")]
+    Lookup(String),
+    #[error("quote {0} is locked to another key")]
+    ForeignQuote(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct WalletConfig {
+    /// Cashu mint URL, e.g. `http://127.0.0.1:3338`.
+    pub mint_url: String,
+    /// ehash unit (`hash`).
+    pub unit: String,
+    /// CDK wallet database (SQLite, created if missing).
+    pub database_path: PathBuf,
+    /// Mnemonic given by the operator; without it, the one in `mnemonic_path` (created with
+    /// mode 0600 on first run).
+    pub mnemonic: Option<String>,
+    pub mnemonic_path: PathBuf,
+}
+
+pub struct EhashWallet {
+    wallet: Wallet,
+    locking_key: SecretKey,
+    mint_url: String,
+    http: reqwest::Client,
+}
+
+impl EhashWallet {
+    pub async fn open(config: &WalletConfig) -> Result<Self, WalletError> {
+        let words = match &config.mnemonic {
+            Some(words) => words.clone(),
+            None => hashpool_config::secret_file::load_or_create(&config.mnemonic_path, || {
+                bip39::Mnemonic::generate(12)
+                    .expect("12 words is a valid length")
+                    .to_string()
+            })?,
+        };
+        let mnemonic =
+            bip39::Mnemonic::parse(&words).map_err(|e| WalletError::Mnemonic(e.to_string()))?;
+        let seed = mnemonic.to_seed_normalized("");
+        let mint_url = MintUrl::from_str(&config.mint_url)
+            .map_err(|e| WalletError::MintUrl(config.mint_url.clone(), e.to_string()))?;
+        if let Some(dir) = config
+            .database_path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| WalletError::Database(config.database_path.clone(), e.to_string()))?;
+        }
+        let db = WalletSqliteDatabase::new(config.database_path.clone())
+            .await
+            .map_err(|e| WalletError::Database(config.database_path.clone(), e.to_string()))?;
+        let wallet = WalletBuilder::new()
+            .mint_url(mint_url)
+            .unit(CurrencyUnit::custom(&config.unit))
+            .localstore(Arc::new(db))
+            .seed(seed)
+            .without_rate_limiting()
+            .build()?;
+        // Counter 0 of the NUT-20 derivation: the wallet finds the key for its quotes itself.
+        let locking_key = nut20::derive_quote_locking_key(&seed, 0)
+            .map_err(|e| WalletError::Mnemonic(e.to_string()))?;
+        Ok(Self {
+            wallet,
+            locking_key,
+            mint_url: config.mint_url.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+        })
+    }
+
+    /// The key the miner's quotes are locked to (33-byte compressed).
+    pub fn locking_key(&self) -> PublicKey {
+        self.locking_key.public_key()
+    }
+
+    /// The same key as the mint-quote extension carries it.
+    pub fn sv2_locking_key(&self) -> ext_mint_quote::LockingKey {
+        ext_mint_quote::LockingKey::from_slice(&self.locking_key().to_bytes())
+            .expect("a public key is a valid locking key")
+    }
+
+    pub fn cdk(&self) -> &Wallet {
+        &self.wallet
+    }
+
+    /// Mints what is left of `quote_id` into this wallet; returns the amount minted now (0 if
+    /// it was minted before).
+    pub async fn mint_quote(&self, quote_id: &str) -> Result<u64, WalletError> {
+        let quote = self
+            .wallet
+            .fetch_mint_quote_with_key_search(
+                quote_id,
+                Some(PaymentMethod::Custom(EHASH_METHOD.into())),
+                1,
+            )
+            .await?;
+        if quote.secret_key.is_none() {
+            return Err(WalletError::ForeignQuote(quote_id.to_string()));
+        }
+        if quote.amount_mintable() == Amount::ZERO {
+            return Ok(0);
+        }
+        let proofs = self.wallet.mint(quote_id, SplitTarget::None, None).await?;
+        Ok(proofs.iter().map(|p| u64::from(p.amount)).sum())
+    }
+
+    /// Mints every quote locked to this wallet's key that is not fully minted yet (quotes
+    /// announced while the wallet was away). Returns the amount minted.
+    pub async fn recover(&self) -> Result<u64, WalletError> {
+        let mut after = lookup::load_cursor(&self.wallet).await;
+        let mut minted = 0;
+        loop {
+            let page = lookup::lookup(self, after.as_deref()).await?;
+            let mut stalled = false;
+            for quote in &page.quotes {
+                if quote.amount_issued < quote.amount {
+                    match self.mint_quote(&quote.quote).await {
+                        Ok(amount) => minted += amount,
+                        Err(e) => {
+                            tracing::warn!(quote = %quote.quote, "cannot mint a recovered quote yet: {e}");
+                            stalled = true;
+                            break;
+                        }
+                    }
+                }
+                // Everything up to here is minted: a later recovery starts after it.
+                after = Some(quote.cursor.clone());
+            }
+            if let Some(cursor) = &after {
+                lookup::store_cursor(&self.wallet, cursor).await;
+            }
+            if stalled || page.next.is_none() {
+                break;
+            }
+        }
+        Ok(minted)
+    }
+
+    pub async fn balance(&self) -> Result<u64, WalletError> {
+        Ok(self.wallet.total_balance().await?.into())
+    }
+
+    /// Creates a token (`cashuB...`) of `amount` from this wallet's proofs.
+    pub async fn send(&self, amount: u64) -> Result<String, WalletError> {
+        let prepared = self
+            .wallet
+            .prepare_send(Amount::from(amount), SendOptions::default())
+            .await?;
+        Ok(prepared.confirm(None).await?.to_string())
+    }
+
+    /// Receives a token into this wallet (a swap at the mint); returns the amount received.
+    pub async fn receive(&self, token: &str) -> Result<u64, WalletError> {
+        Ok(self
+            .wallet
+            .receive(token, ReceiveOptions::default())
+            .await?
+            .into())
+    }
+
+    fn sign_lookup(&self, time: u64) -> Result<String, WalletError> {
+        let message = ext_mint_quote::quote_lookup_message(&self.locking_key().to_hex(), time);
+        self.locking_key
+            .sign(&message)
+            .map(|s| s.to_string())
+            .map_err(|e| WalletError::Lookup(e.to_string()))
+    }
+}
