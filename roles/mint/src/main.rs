@@ -1,40 +1,6 @@
-use std::path::PathBuf;
-
-use anyhow::Context;
 use clap::Parser;
-use hashpool_config::PoolGlobalConfig;
-use mint::{MintConfig, MintRunConfig};
-use tokio_util::sync::CancellationToken;
-
-/// Hashpool's Cashu mint (unit `hash`).
-#[derive(Parser)]
-#[command(version)]
-struct Args {
-    /// Role config (TOML).
-    #[arg(short, long, default_value = "config/mint.config.toml")]
-    config: PathBuf,
-    /// Shared pool-side topology (TOML).
-    #[arg(short, long, default_value = "config/shared/pool.toml")]
-    global_config: PathBuf,
-    /// Also log to this file (rotated daily).
-    #[arg(short = 'f', long)]
-    log_file: Option<PathBuf>,
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let _log = hashpool_logging::init(args.log_file.as_deref())?;
-    let global: PoolGlobalConfig = hashpool_config::load(&args.global_config)?;
-    let own: MintConfig = hashpool_config::load(&args.config)?;
-    let config = MintRunConfig::new(&global, own).map_err(anyhow::Error::msg)?;
-    let shutdown = CancellationToken::new();
-    let running = mint::start(config, shutdown.clone())
-        .await
-        .context("starting the mint")?;
-    hashpool_sv2_io::shutdown_signal().await;
-    tracing::info!("shutting down");
-    shutdown.cancel();
-    running.task.await.context("mint tasks")?;
-    Ok(())
+    mint::cli::run(mint::cli::Args::parse()).await
 }

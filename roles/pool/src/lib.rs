@@ -4,6 +4,7 @@
 //! [`accepted_share::ShareSink::on_share_accepted`].
 
 pub mod accepted_share;
+pub mod cli;
 pub mod config;
 pub mod context;
 pub mod downstream;

@@ -1,40 +1,6 @@
-use std::path::PathBuf;
-
-use anyhow::Context;
 use clap::Parser;
-use hashpool_config::PoolGlobalConfig;
-use pool::{PoolConfig, PoolRunConfig};
-use tokio_util::sync::CancellationToken;
-
-/// Hashpool SV2 mining pool.
-#[derive(Parser)]
-#[command(version)]
-struct Args {
-    /// Role config (TOML).
-    #[arg(short, long, default_value = "config/pool.config.toml")]
-    config: PathBuf,
-    /// Shared pool-side topology (TOML).
-    #[arg(short, long, default_value = "config/shared/pool.toml")]
-    global_config: PathBuf,
-    /// Also log to this file (rotated daily).
-    #[arg(short = 'f', long)]
-    log_file: Option<PathBuf>,
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let _log = hashpool_logging::init(args.log_file.as_deref())?;
-    let global: PoolGlobalConfig = hashpool_config::load(&args.global_config)?;
-    let own: PoolConfig = hashpool_config::load(&args.config)?;
-    let shutdown = CancellationToken::new();
-    let config = PoolRunConfig::new(&global, own).map_err(anyhow::Error::msg)?;
-    let running = pool::start(config, shutdown.clone())
-        .await
-        .context("starting the pool")?;
-    hashpool_sv2_io::shutdown_signal().await;
-    tracing::info!("shutting down");
-    shutdown.cancel();
-    running.task.await.context("pool tasks")?;
-    Ok(())
+    pool::cli::run(pool::cli::Args::parse()).await
 }

@@ -3,6 +3,7 @@
 //! (monitoring and status HTTP APIs).
 
 pub mod fake_mint;
+pub mod process;
 pub mod raw_client;
 
 use std::{

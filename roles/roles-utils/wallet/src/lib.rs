@@ -146,6 +146,10 @@ impl EhashWallet {
     /// Mints every quote locked to this wallet's key that is not fully minted yet (quotes
     /// announced while the wallet was away). Returns the amount minted.
     pub async fn recover(&self) -> Result<u64, WalletError> {
+        // A mint interrupted by a crash: its outputs are signed at the mint but may be missing
+        // here; CDK restores them from the seed (NUT-09/13).
+        let report = self.wallet.recover_incomplete_sagas().await?;
+        tracing::debug!(?report, "incomplete wallet operations recovered");
         let mut after = lookup::load_cursor(&self.wallet).await;
         let mut minted = 0;
         loop {
@@ -173,6 +177,11 @@ impl EhashWallet {
             }
         }
         Ok(minted)
+    }
+
+    /// One page of the quotes locked to this wallet's key, from the mint's signed lookup.
+    pub async fn quotes(&self, after: Option<&str>) -> Result<LookupResponse, WalletError> {
+        lookup::lookup(self, after).await
     }
 
     pub async fn balance(&self) -> Result<u64, WalletError> {

@@ -1,6 +1,7 @@
 //! SV2 CPU miner on a standard channel, for local runs and tests. Hashing runs on OS threads;
 //! the connection runs on tokio and reconnects with back-off when the pool goes away.
 
+pub mod cli;
 mod hasher;
 mod session;
 

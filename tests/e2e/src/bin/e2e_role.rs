@@ -1,0 +1,20 @@
+//! Runs one role exactly as its binary does, for tests that SIGKILL processes:
+//! `e2e-role <pool|mint|mining-device> [the role's arguments]`. (Cargo hands integration tests
+//! only the binaries of their own package, so this package carries the roles' entry points.)
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let role = args.next().unwrap_or_default();
+    let argv = std::iter::once(role.clone()).chain(args);
+    match role.as_str() {
+        "pool" => pool::cli::run(pool::cli::Args::parse_from(argv)).await,
+        "mint" => mint::cli::run(mint::cli::Args::parse_from(argv)).await,
+        "mining-device" => {
+            mining_device::cli::run(mining_device::cli::Args::parse_from(argv)).await
+        }
+        other => anyhow::bail!("unknown role `{other}`: pool, mint or mining-device"),
+    }
+}

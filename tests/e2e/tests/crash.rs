@@ -1,0 +1,226 @@
+//! Crash safety with real processes: the pool, the mint and the miner (with its wallet) are
+//! each SIGKILLed mid-run and started again on the same files. Afterwards every unit of
+//! accrued work was issued exactly once, every quote was paid once and minted once, and the
+//! wallet holds exactly the ehash of the work the pool accepted.
+
+use std::{collections::HashSet, path::Path, time::Duration};
+
+use hashpool_e2e::{
+    init_tracing, loopback_any_port,
+    process::{mint_config, pool_config, RoleProcess, Topology},
+    wait_until, TestProvider, AUTHORITY_PUBLIC_KEY,
+};
+use hashpool_wallet::{EhashWallet, WalletConfig};
+
+const HARD_NBITS: u32 = 0x1e0f_ffff;
+const UNIT_WORK: f64 = 1e-6;
+const EXE: &str = env!("CARGO_BIN_EXE_e2e-role");
+
+fn wallet_config(dir: &Path, mint_url: &str, db: &str) -> WalletConfig {
+    WalletConfig {
+        mint_url: mint_url.to_string(),
+        unit: "hash".into(),
+        database_path: dir.join(db),
+        mnemonic: None,
+        mnemonic_path: dir.join("mnemonic"),
+    }
+}
+
+/// (quotes fully minted, quotes) for the key, through the mint's lookup.
+async fn minted(probe: &EhashWallet) -> anyhow::Result<(usize, usize)> {
+    let (mut done, mut all, mut after) = (0, 0, None);
+    loop {
+        let page = probe.quotes(after.as_deref()).await?;
+        all += page.quotes.len();
+        done += page
+            .quotes
+            .iter()
+            .filter(|q| q.amount_issued == q.amount)
+            .count();
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok((done, all)),
+        }
+    }
+}
+
+/// Waits until at least `target` quotes are minted; returns how many are.
+async fn wait_for_minted(probe: &EhashWallet, target: usize, what: &str) -> anyhow::Result<usize> {
+    wait_until(Duration::from_secs(90), what, || async {
+        minted(probe).await.is_ok_and(|m| m.0 >= target)
+    })
+    .await?;
+    Ok(minted(probe).await?.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_mint_pool_and_wallet_loses_and_duplicates_nothing() -> anyhow::Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    let tp = TestProvider::start(dir.path(), loopback_any_port(), HARD_NBITS, 0).await?;
+    let net = Topology::free();
+    let mint_url = format!("http://{}", net.mint_http);
+    let ledger_path = dir.path().join("ledger.sqlite");
+    let global = dir.path().join("global.toml");
+    std::fs::write(&global, net.global_config(UNIT_WORK))?;
+    let pool_toml = dir.path().join("pool.toml");
+    std::fs::write(
+        &pool_toml,
+        pool_config(tp.running.listen_address, &ledger_path),
+    )?;
+    let mint_dir = dir.path().join("mint");
+    std::fs::create_dir_all(&mint_dir)?;
+    let mint_toml = dir.path().join("mint.toml");
+    std::fs::write(&mint_toml, mint_config(&mint_dir))?;
+    let wallet_dir = dir.path().join("wallet");
+
+    // The miner's wallet: created here so the test knows its key; the miner process opens it.
+    let key = {
+        let w = EhashWallet::open(&wallet_config(&wallet_dir, &mint_url, "wallet.sqlite")).await?;
+        w.sv2_locking_key()
+    };
+    // Same mnemonic, its own database: reads the key's quotes from the mint.
+    let probe = EhashWallet::open(&wallet_config(&wallet_dir, &mint_url, "probe.sqlite")).await?;
+
+    let logs = dir.path();
+    let role_args = |c: &Path| {
+        vec![
+            "-c".to_string(),
+            c.display().to_string(),
+            "-g".into(),
+            global.display().to_string(),
+        ]
+    };
+    let mut pool = RoleProcess::start(Path::new(EXE), "pool", "pool", role_args(&pool_toml), logs)?;
+    let mut mint = RoleProcess::start(Path::new(EXE), "mint", "mint", role_args(&mint_toml), logs)?;
+    let miner_args = vec![
+        "--pool".to_string(),
+        net.pool.to_string(),
+        "--pool-pubkey".into(),
+        AUTHORITY_PUBLIC_KEY.into(),
+        "--user-identity".into(),
+        "crash-miner".into(),
+        "--nominal-hashrate".into(),
+        "40000".into(),
+        "--limit-hashrate".into(),
+        "--wallet-mint-url".into(),
+        mint_url.clone(),
+        "--wallet-db".into(),
+        wallet_dir.join("wallet.sqlite").display().to_string(),
+        "--wallet-mnemonic-file".into(),
+        wallet_dir.join("mnemonic").display().to_string(),
+    ];
+    let mut miner = RoleProcess::start(Path::new(EXE), "miner", "mining-device", miner_args, logs)?;
+
+    let result = async {
+        let seen = wait_for_minted(&probe, 3, "quotes minted before any crash").await?;
+
+        mint.kill().await?;
+        // Mining and accrual go on; the pool holds the requests the mint cannot answer.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        mint.restart()?;
+        let seen =
+            wait_for_minted(&probe, seen + 3, "quotes minted after the mint's restart").await?;
+
+        pool.kill().await?;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        pool.restart()?;
+        let seen =
+            wait_for_minted(&probe, seen + 3, "quotes minted after the pool's restart").await?;
+
+        miner.kill().await?;
+        // Quotes for work accepted before the kill are announced to nobody.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        miner.restart()?;
+        wait_for_minted(&probe, seen + 3, "quotes minted after the wallet's restart").await?;
+
+        miner.stop().await?;
+        // Let the last accrued units become a quote.
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        for p in [&pool, &mint, &miner] {
+            eprintln!("--- {} ---\n{}", p.name, p.log_tail(40));
+        }
+        return Err(e);
+    }
+
+    // The pool's ledger: every batch answered, one quote each.
+    let ledger = pool::ledger::AccrualLedger::open(&ledger_path).await?;
+    wait_until(Duration::from_secs(20), "every batch answered", || async {
+        ledger.open_batches().await.is_ok_and(|b| b.is_empty())
+    })
+    .await?;
+    pool.stop().await?;
+    let batches = ledger.batches_of(&key).await?;
+    let quote_ids: HashSet<String> = batches.iter().filter_map(|b| b.quote_id.clone()).collect();
+    assert_eq!(
+        quote_ids.len(),
+        batches.len(),
+        "one distinct quote per batch"
+    );
+    let issued: u64 = batches.iter().map(|b| b.amount).sum();
+    let unit = hashpool_ehash::UnitWork::from_difficulty(UNIT_WORK)
+        .map_err(anyhow::Error::msg)?
+        .work()
+        .hashes();
+    let accrual = ledger.accrual(&key).await?.expect("accrued");
+    let (work, shares) = ledger.share_work(&key).await?;
+    assert!(shares > 0);
+    assert_eq!(
+        accrual.total.hashes(),
+        work.hashes(),
+        "accrual = accepted shares"
+    );
+    assert_eq!(
+        issued as u128 * unit + accrual.pending.hashes(),
+        work.hashes(),
+        "every unit of accepted work issued once, the rest carried"
+    );
+
+    // The mint: exactly these quotes for the key, each paid its batch's amount.
+    let mut mint_quotes = Vec::new();
+    let mut after = None;
+    loop {
+        let page = probe.quotes(after.as_deref()).await?;
+        mint_quotes.extend(page.quotes);
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    let at_mint: HashSet<String> = mint_quotes.iter().map(|q| q.quote.clone()).collect();
+    assert_eq!(
+        at_mint, quote_ids,
+        "the mint holds exactly the pool's quotes"
+    );
+    assert_eq!(mint_quotes.iter().map(|q| q.amount).sum::<u64>(), issued);
+
+    // The wallet: whatever it missed while down is recovered; then it holds every unit.
+    let wallet = EhashWallet::open(&wallet_config(&wallet_dir, &mint_url, "wallet.sqlite")).await?;
+    let recovered = wallet.recover().await?;
+    tracing::info!(
+        shares,
+        batches = batches.len(),
+        issued,
+        recovered,
+        "after the crashes"
+    );
+    assert_eq!(
+        wallet.balance().await?,
+        issued,
+        "wallet = ehash of accepted work"
+    );
+    let (done, all) = minted(&probe).await?;
+    assert_eq!(
+        (done, all),
+        (batches.len(), batches.len()),
+        "every quote minted once"
+    );
+
+    mint.stop().await?;
+    tp.stop().await?;
+    Ok(())
+}
