@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the build needs and builds (scripts/setup.sh), then starts a local run with the
-# configs in config/: template provider (regtest), pool and one SV2 CPU miner. Logs go to .hashpool/logs/; the chain is kept in .hashpool/data/.
+# configs in config/: template provider (regtest), pool, mint and one SV2 CPU miner whose wallet
+# mints the ehash it earns. Logs go to .hashpool/logs/; chain, ledger, mint and wallet databases
+# are kept in .hashpool/data/.
 # Ctrl-C stops every role.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +11,7 @@ BIN="${CARGO_TARGET_DIR:-target}/debug"
 LOGS=.hashpool/logs
 mkdir -p "$LOGS" .hashpool/data
 
-for port in 18447 18443 34254 9108; do
+for port in 18447 18443 34254 34260 9108 3338; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         echo "error: port $port is already in use (another local run?). Stop it and try again." >&2
         exit 1
@@ -45,10 +47,16 @@ wait_http http://127.0.0.1:18443/status "template provider"
 pids+=($!)
 wait_http http://127.0.0.1:9108/api/v1/health "pool"
 
+"$BIN/mint" -c config/mint.config.toml -g config/shared/pool.toml -f "$LOGS/mint.log" >/dev/null &
+pids+=($!)
+wait_http http://127.0.0.1:3338/v1/info "mint"
+
 "$BIN/mining-device" --pool 127.0.0.1:34254 \
     --pool-pubkey 9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH72 \
     --user-identity local-miner --nominal-hashrate 50000 --limit-hashrate \
-    --locking-key 0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798 \
+    --wallet-mint-url http://127.0.0.1:3338 \
+    --wallet-db .hashpool/data/mining-device/wallet.sqlite \
+    --wallet-mnemonic-file .hashpool/data/mining-device/mnemonic \
     -f "$LOGS/mining-device.log" >/dev/null &
 pids+=($!)
 
@@ -56,6 +64,9 @@ cat <<MSG
 ==> local run is up
     chain status      http://127.0.0.1:18443/status
     pool monitoring   http://127.0.0.1:9108/api/v1/clients   (Prometheus: /metrics)
+    mint (Cashu API)  http://127.0.0.1:3338/v1/info
+    miner's wallet    .hashpool/data/mining-device/ (mnemonic, wallet.sqlite); balance in
+                      $LOGS/mining-device.log and via cdk-cli (docs/mining-device.md)
     logs              $LOGS/
 Ctrl-C stops everything.
 MSG

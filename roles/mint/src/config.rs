@@ -56,9 +56,8 @@ pub struct MintRunConfig {
 
 impl MintRunConfig {
     pub fn new(global: &PoolGlobalConfig, own: MintConfig) -> Result<Self, String> {
-        let configured = global.mint.authority_public_key.into_bytes();
-        let ours = x_only_public_key(&own.mint.authority_secret_key)?;
-        if configured != ours {
+        let ours: Secp256k1PublicKey = own.mint.authority_secret_key.into();
+        if ours.into_bytes() != global.mint.authority_public_key.into_bytes() {
             return Err(
                 "`mint.authority_secret_key` does not match `[mint] authority_public_key` in the \
                  shared config: the pool would refuse this mint"
@@ -95,9 +94,37 @@ impl MintRunConfig {
     }
 }
 
-fn x_only_public_key(secret: &Secp256k1SecretKey) -> Result<[u8; 32], String> {
-    let secp = bitcoin::secp256k1::Secp256k1::signing_only();
-    let keypair = bitcoin::secp256k1::Keypair::from_seckey_slice(&secp, &secret.into_bytes())
-        .map_err(|e| format!("`mint.authority_secret_key`: {e}"))?;
-    Ok(keypair.x_only_public_key().0.serialize())
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn repo(rel: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(rel)
+    }
+
+    fn shipped() -> (PoolGlobalConfig, MintConfig) {
+        (
+            hashpool_config::load_with_env(&repo("config/shared/pool.toml"), vec![]).unwrap(),
+            hashpool_config::load_with_env(&repo("config/mint.config.toml"), vec![]).unwrap(),
+        )
+    }
+
+    #[test]
+    fn shipped_local_config_loads_and_matches_the_pinned_key() {
+        let (global, own) = shipped();
+        let run = MintRunConfig::new(&global, own).unwrap();
+        assert_eq!(run.unit, "hash");
+        assert_eq!(run.pool_address, global.pool.mint_link_address);
+    }
+
+    #[test]
+    fn a_key_the_pool_does_not_expect_is_refused_at_start() {
+        let (global, mut own) = shipped();
+        own.mint.authority_secret_key = bitcoin::base58::encode_check(&[7; 32]).parse().unwrap();
+        let err = MintRunConfig::new(&global, own).unwrap_err();
+        assert!(err.contains("would refuse this mint"), "{err}");
+    }
 }

@@ -16,6 +16,8 @@ pub struct PoolStats {
     blocks_found: AtomicU64,
     connections: AtomicU64,
     provider_connected: AtomicBool,
+    /// Accepted shares whose job target was not pinned (credited at the channel's target).
+    shares_without_job_target: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -30,6 +32,8 @@ pub struct StatsSnapshot {
     pub blocks_found: u64,
     pub connections: u64,
     pub provider_connected: bool,
+    /// Should stay 0: accepted shares credited without their job's target.
+    pub shares_without_job_target: u64,
 }
 
 impl PoolStats {
@@ -44,6 +48,11 @@ impl PoolStats {
         if block {
             self.blocks_found.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    pub fn record_without_job_target(&self) {
+        self.shares_without_job_target
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn record_rejected(&self) {
@@ -72,6 +81,7 @@ impl PoolStats {
             blocks_found: self.blocks_found.load(Ordering::Relaxed),
             connections: self.connections.load(Ordering::Relaxed),
             provider_connected: self.provider_connected.load(Ordering::Relaxed),
+            shares_without_job_target: self.shares_without_job_target.load(Ordering::Relaxed),
         }
     }
 }

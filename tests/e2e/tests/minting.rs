@@ -17,7 +17,8 @@ const HARD_NBITS: u32 = 0x1e0f_ffff;
 async fn wallet_balance_is_exactly_the_ehash_of_accepted_work() -> anyhow::Result<()> {
     init_tracing();
     let dir = tempfile::tempdir()?;
-    let tp = TestProvider::start(dir.path(), loopback_any_port(), HARD_NBITS, 0).await?;
+    // New mempool transactions every 300 ms: jobs change under the miner all along.
+    let tp = TestProvider::start(dir.path(), loopback_any_port(), HARD_NBITS, 300).await?;
     let pool = TestPool::start(
         tp.running.listen_address,
         PoolOptions {
@@ -86,6 +87,11 @@ async fn wallet_balance_is_exactly_the_ehash_of_accepted_work() -> anyhow::Resul
         work.hashes() / unit,
         "ehash issued is the accepted work in whole units"
     );
+
+    // Every accepted share was credited at the target of its own job.
+    let stats = pool.running.context.stats.snapshot();
+    assert_eq!(stats.shares_without_job_target, 0);
+    assert!(stats.shares_accepted >= shares);
 
     // Quotes announced while the miner was connected were minted at once; the rest (announced
     // after it stopped) are found by a recovery.

@@ -47,17 +47,10 @@ impl ChannelEntry {
         }
     }
 
-    /// The work a share on `job_id` proves.
-    pub fn share_work(&self, job_id: u32) -> Work {
-        match self.job_targets.get(&job_id) {
-            Some(target) => Work::from_target(target),
-            None => {
-                // channels_sv2 accepted a share on a job we have no target for: credit the
-                // channel's current target rather than nothing, and say so.
-                warn!(job_id, "no recorded target for an accepted share's job");
-                Work::from_target(&self.channel().target())
-            }
-        }
+    /// The work a share on `job_id` proves: its job's target, as channels_sv2 validated it.
+    /// `None` if that target was not recorded (a bug: the caller counts it).
+    pub fn share_work(&self, job_id: u32) -> Option<Work> {
+        self.job_targets.get(&job_id).map(Work::from_target)
     }
 
     pub fn channel(&self) -> &dyn PoolChannel {
@@ -144,17 +137,25 @@ impl ChannelSet {
                 continue;
             }
             let channel = entry.channel_mut();
-            let result = match &event.event {
-                JobEvent::Template(t) => {
-                    channel.apply_template(t.template.clone(), t.outputs.clone())
-                }
-                JobEvent::PrevHash(p) => channel.apply_prev_hash((**p).clone()),
+            // A job becomes active with a non-future template (same tip) or a new tip.
+            let (result, activates, new_tip) = match &event.event {
+                JobEvent::Template(t) => (
+                    channel.apply_template(t.template.clone(), t.outputs.clone()),
+                    !t.template.future_template,
+                    false,
+                ),
+                JobEvent::PrevHash(p) => (channel.apply_prev_hash((**p).clone()), true, true),
                 JobEvent::ProviderLost => continue,
             };
             match result {
-                Ok(message) => out.push(message),
+                Ok(message) => {
+                    out.push(message);
+                    if activates {
+                        entry.record_active_job(new_tip);
+                    }
+                }
                 Err(e) => debug!(
-                    channel_id = channel.channel_id(),
+                    channel_id = entry.channel().channel_id(),
                     "job event not applied: {e}"
                 ),
             }

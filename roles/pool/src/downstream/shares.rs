@@ -6,6 +6,7 @@ use channels_sv2::{
     server::share_accounting::{ShareValidationError, ShareValidationResult},
     Vardiff,
 };
+use hashpool_ehash::Work;
 use mining_sv2::{
     CloseChannelOwned, SubmitSharesErrorOwned, SubmitSharesExtendedOwned,
     SubmitSharesStandardOwned, SubmitSharesSuccess, ERROR_CODE_SUBMIT_SHARES_INVALID_CHANNEL_ID,
@@ -104,7 +105,16 @@ fn handle(
             return rejected(set, &h, e);
         }
     };
-    let work = entry.share_work(h.job_id);
+    let work = entry.share_work(h.job_id).unwrap_or_else(|| {
+        // channels_sv2 accepted a share on a job we have no target for: credit the channel's
+        // current target rather than nothing, and count it.
+        warn!(
+            job_id = h.job_id,
+            "no recorded target for an accepted share's job"
+        );
+        ctx.stats.record_without_job_target();
+        Work::from_target(&entry.channel().target())
+    });
     let share = AcceptedShare {
         channel_id: h.channel_id,
         locking_key: entry.locking_key,
