@@ -1,34 +1,59 @@
 //! Share-path benchmark: `CHANNELS` SV2 connections submit easy shares as fast as the pool takes
 //! them, through validation, the durable accrual ledger (a share is acknowledged only after its
-//! commit) and quote batching to a scripted mint. Reports accepted shares per second and
-//! p50/p99 share -> acknowledgement latency. Run in release:
+//! commit) and quote batching. Run in release:
 //!
-//! `cargo run --release -p hashpool-e2e --bin share-bench -- [channels] [seconds] [window]`
+//! `cargo run --release -p hashpool-e2e --bin share-bench -- [channels] [seconds] [window] [mode] [batch_ms]`
 //!
 //! `window` is how many shares each connection keeps unacknowledged: deep for throughput,
 //! shallow for latency (with a deep window, latency is mostly queueing: window / rate).
+//!
+//! `mode` `ack` (default): a scripted mint answers quotes; reports accepted shares/s and
+//! share -> acknowledgement latency. `mint`: the real mint issues the quotes and every channel
+//! has its own wallet that mints each announced quote at once; reports shares/s that end up
+//! minted and share -> spendable token latency. Every share is worth exactly one ehash here
+//! (maximal target, unit = its work), so a share is minted when its channel's minted total
+//! reaches its sequence number.
 
 use std::{
-    collections::HashMap,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use binary_sv2::U256Owned;
 use common_messages_sv2::Protocol;
+use ext_mint_quote::{MintQuoteMessage, EXTENSION_TYPE};
+use extensions_sv2::RequestExtensionsOwned;
 use hashpool_e2e::{
     fake_mint::{mint_secret, FakeMint},
-    loopback_any_port, public_key,
+    loopback_any_port, open_wallet, public_key,
     raw_client::setup_connection,
-    test_key, PoolOptions, TestPool, TestProvider,
+    test_key, PoolOptions, TestMint, TestPool, TestProvider,
 };
-use hashpool_sv2_io::{decode_frame, spawn_reader, str0255};
+use hashpool_sv2_io::{decode_frame, extension_frame, spawn_reader, str0255, text};
 use mining_sv2::{OpenStandardMiningChannelOwned, SubmitSharesStandard};
-use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned, MiningOwned};
+use parsers_sv2::{
+    AnyMessageOwned, CommonMessagesOwned, ExtensionsNegotiationOwned, ExtensionsOwned, MiningOwned,
+};
 use stratum_apps::network_helpers::connect_with_noise;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// Mainnet's difficulty-1 nBits: no share is ever a block, so the tip never moves.
 const NO_BLOCKS_NBITS: u32 = 0x1d00_ffff;
+
+/// One ehash per share: a maximal-target share proves exactly one hash of work.
+const UNIT_WORK_ONE_HASH: f64 = 1.2 / hashpool_ehash::DIFFICULTY_1_WORK.hashes() as f64;
+
+/// What one channel saw.
+#[derive(Default)]
+struct ChannelRun {
+    accepted: u64,
+    ack_latencies: Vec<Duration>,
+    /// Send time of share `seq` at index `seq - 1`.
+    sent: Vec<Instant>,
+    /// (when, amount) of every quote its wallet minted, in order.
+    minted: Arc<Mutex<Vec<(Instant, u64)>>>,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -37,6 +62,8 @@ async fn main() -> anyhow::Result<()> {
     let channels: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(4);
     let seconds: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(10);
     let window: u32 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(512);
+    let minting = args.get(4).map(String::as_str) == Some("mint");
+    let batch_ms: u64 = args.get(5).and_then(|a| a.parse().ok()).unwrap_or(100);
     let dir = tempfile::tempdir()?;
     let tp = TestProvider::start(
         &dir.path().join("chain"),
@@ -54,54 +81,97 @@ async fn main() -> anyhow::Result<()> {
             share_batch_size: 1,
             vardiff_interval_secs: 3600,
             ledger_path: dir.path().join("ledger.sqlite"),
-            unit_work: 1e-6,
-            batch_interval_ms: 1_000,
+            unit_work: UNIT_WORK_ONE_HASH,
+            batch_interval_ms: if minting { batch_ms } else { 1_000 },
             retry_interval_ms: 5_000,
             ..Default::default()
         },
     )
     .await?;
-    let mint = FakeMint::connect(pool.running.mint_link_address, mint_secret(), true).await?;
+    let (fake, mint) = if minting {
+        let mint =
+            TestMint::start(&dir.path().join("mint"), pool.running.mint_link_address).await?;
+        (None, Some(mint))
+    } else {
+        let fake = FakeMint::connect(pool.running.mint_link_address, mint_secret(), true).await?;
+        (Some(fake), None)
+    };
 
-    let latencies = Arc::new(Mutex::new(Vec::<Duration>::new()));
     let deadline = Instant::now() + Duration::from_secs(seconds);
+    let stop = CancellationToken::new();
     let mut tasks = Vec::new();
+    let mut wallets = Vec::new();
     for i in 0..channels {
-        let latencies = latencies.clone();
         let addr = pool.address();
+        let minted = Arc::new(Mutex::new(Vec::new()));
+        let quotes = match &mint {
+            Some(mint) => {
+                let wdir = dir.path().join(format!("wallet-{i}"));
+                let wallet = Arc::new(open_wallet(&wdir, &mint.url()).await?);
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(mint_announced(wallet.clone(), rx, minted.clone()));
+                wallets.push(wallet);
+                Some(tx)
+            }
+            None => None,
+        };
+        let key = match wallets.last() {
+            Some(w) => w.sv2_locking_key(),
+            None => test_key(&format!("bench-{i}")),
+        };
+        let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
-            load(addr, i, window, deadline, latencies).await
+            load(addr, key, window, deadline, quotes, minted, stop).await
         }));
     }
     let started = Instant::now();
-    let mut accepted = 0u64;
-    for t in tasks {
-        accepted += t.await??;
-    }
+    tokio::time::sleep_until(deadline.into()).await;
     let elapsed = started.elapsed();
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
 
+    // Let the last shares be batched, quoted and minted.
+    let ledger = pool.running.context.shares.ledger().clone();
+    let drain_started = Instant::now();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    loop {
+        let open = ledger.open_batches().await.map(|b| b.len()).unwrap_or(1);
+        let mut done = open == 0;
+        if minting {
+            for w in &wallets {
+                let key = w.sv2_locking_key();
+                let shares = ledger.accrual(&key).await?.map(|a| a.shares).unwrap_or(0);
+                done &= w.balance().await? == shares;
+            }
+        }
+        if done || drain_started.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let drain = drain_started.elapsed();
+    stop.cancel();
+    let mut runs = Vec::new();
+    for t in tasks {
+        runs.push(t.await??);
+    }
+
+    let accepted: u64 = runs.iter().map(|r| r.accepted).sum();
     let stats = pool.running.context.stats.snapshot();
-    let mut l = latencies.lock().unwrap().clone();
-    l.sort();
-    let pct = |p: f64| {
+    let pct = |l: &mut Vec<Duration>, p: f64| {
+        l.sort();
         l.get(((l.len() as f64 - 1.0) * p) as usize)
             .copied()
             .unwrap_or_default()
     };
-    let ledger = pool.running.context.shares.ledger();
-    let mut ledger_shares = 0;
-    let mut quoted = 0u64;
-    for i in 0..channels {
-        let key = test_key(&format!("bench-{i}"));
-        ledger_shares += ledger.accrual(&key).await?.map(|a| a.shares).unwrap_or(0);
-        quoted += ledger
-            .batches_of(&key)
-            .await?
-            .iter()
-            .filter(|b| b.quote_id.is_some())
-            .count() as u64;
-    }
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let mut ack: Vec<Duration> = runs.iter().flat_map(|r| r.ack_latencies.clone()).collect();
+    println!(
+        "mode                     {}",
+        if minting {
+            format!("mint (batch {batch_ms} ms)")
+        } else {
+            "ack".into()
+        }
+    );
     println!("channels                 {channels} (window {window} shares each)");
     println!("duration                 {:.1} s", elapsed.as_secs_f64());
     println!("shares acknowledged      {accepted}");
@@ -113,34 +183,81 @@ async fn main() -> anyhow::Result<()> {
         "pool accepted / rejected {} / {}",
         stats.shares_accepted, stats.shares_rejected
     );
-    println!("shares in the ledger     {ledger_shares}");
     println!(
-        "quotes answered          {quoted} (requests seen by the mint: {})",
-        mint.request_count()
+        "share -> ack p50 / p99   {:.2} / {:.2} ms",
+        ms(pct(&mut ack, 0.5)),
+        ms(pct(&mut ack, 0.99))
     );
-    println!(
-        "share -> ack p50         {:.2} ms",
-        pct(0.50).as_secs_f64() * 1e3
-    );
-    println!(
-        "share -> ack p99         {:.2} ms",
-        pct(0.99).as_secs_f64() * 1e3
-    );
-    mint.close().await;
+    if let Some(fake) = fake {
+        println!("quote requests           {}", fake.request_count());
+        fake.close().await;
+    }
+    if let Some(mint) = mint {
+        let mut token = Vec::new();
+        let (mut minted_total, mut quotes) = (0u64, 0usize);
+        for r in &runs {
+            let minted = r.minted.lock().unwrap().clone();
+            quotes += minted.len();
+            let mut covered = 0u64;
+            for (at, amount) in minted {
+                for seq in covered + 1..=covered + amount {
+                    if let Some(sent) = r.sent.get(seq as usize - 1) {
+                        token.push(at.saturating_duration_since(*sent));
+                    }
+                }
+                covered += amount;
+            }
+            minted_total += covered;
+        }
+        let mut balance = 0;
+        for w in &wallets {
+            balance += w.balance().await?;
+        }
+        println!("quotes minted            {quotes}");
+        println!("ehash minted / balance   {minted_total} / {balance} (1 ehash per share)");
+        println!("drain after the run      {:.2} s", drain.as_secs_f64());
+        println!(
+            "minted shares/s          {:.0} (minted / (run + drain))",
+            minted_total as f64 / (elapsed + drain).as_secs_f64()
+        );
+        println!(
+            "share -> token p50 / p99 {:.1} / {:.1} ms",
+            ms(pct(&mut token, 0.5)),
+            ms(pct(&mut token, 0.99))
+        );
+        mint.stop().await?;
+    }
     pool.stop().await?;
     tp.stop().await?;
     Ok(())
 }
 
+/// Mints each announced quote at once, recording when and how much.
+async fn mint_announced(
+    wallet: Arc<hashpool_wallet::EhashWallet>,
+    mut quotes: mpsc::UnboundedReceiver<String>,
+    minted: Arc<Mutex<Vec<(Instant, u64)>>>,
+) {
+    while let Some(id) = quotes.recv().await {
+        match wallet.mint_quote(&id).await {
+            Ok(amount) => minted.lock().unwrap().push((Instant::now(), amount)),
+            Err(e) => eprintln!("cannot mint {id}: {e}"),
+        }
+    }
+}
+
 /// One connection: open a channel, then submit a new nonce for every share until `deadline`,
-/// keeping at most `window` shares unacknowledged.
+/// keeping at most `window` shares unacknowledged; then keep listening for quote announcements
+/// until `stop`.
 async fn load(
     addr: std::net::SocketAddr,
-    i: usize,
+    key: ext_mint_quote::LockingKey,
     window: u32,
     deadline: Instant,
-    latencies: Arc<Mutex<Vec<Duration>>>,
-) -> anyhow::Result<u64> {
+    quotes: Option<mpsc::UnboundedSender<String>>,
+    minted: Arc<Mutex<Vec<(Instant, u64)>>>,
+    stop: CancellationToken,
+) -> anyhow::Result<ChannelRun> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let noise = connect_with_noise(stream, Some(public_key()))
@@ -153,25 +270,60 @@ async fn load(
         CommonMessagesOwned::SetupConnection(setup_connection(Protocol::MiningProtocol)),
     )
     .await?;
-    let identity = format!("{}.bench{i}", test_key(&format!("bench-{i}")));
+    if quotes.is_some() {
+        // Announcements come only to connections that negotiated the extension.
+        hashpool_sv2_io::send(
+            &mut writer,
+            ExtensionsOwned::ExtensionsNegotiation(ExtensionsNegotiationOwned::RequestExtensions(
+                RequestExtensionsOwned {
+                    request_id: 1,
+                    requested_extensions: vec![EXTENSION_TYPE].try_into().expect("one"),
+                },
+            )),
+        )
+        .await?;
+    }
     hashpool_sv2_io::send(
         &mut writer,
         MiningOwned::OpenStandardMiningChannel(OpenStandardMiningChannelOwned {
             request_id: 1,
-            user_identity: str0255(&identity),
+            // The key as user identity (the pool's fallback when a channel has no TLV).
+            user_identity: str0255(&format!("{key}.bench")),
             nominal_hash_rate: 1.0,
             max_target: U256Owned::from([0xff; 32]),
         }),
     )
     .await?;
+    let mut run = ChannelRun {
+        minted,
+        ..Default::default()
+    };
+    let on_announcement = |f: &mut codec_sv2::SerializedFrame| -> bool {
+        let Some(ext) = extension_frame(f) else {
+            return false;
+        };
+        if let (Some(tx), Ok(MintQuoteMessage::Announcement(a))) = (
+            &quotes,
+            MintQuoteMessage::decode(ext.message_type, &ext.payload),
+        ) {
+            let _ = tx.send(text(&a.quote_id));
+        }
+        true
+    };
     let (mut channel, mut job, mut ntime, mut version) = (None, None, 0u32, 0u32);
     while channel.is_none() || job.is_none() || ntime == 0 {
         let Some(Ok(mut f)) = frames.recv().await else {
             anyhow::bail!("closed")
         };
+        if on_announcement(&mut f) {
+            continue;
+        }
         match decode_frame(&mut f, &[])?.1 {
             AnyMessageOwned::Mining(MiningOwned::OpenStandardMiningChannelSuccess(s)) => {
                 channel = Some(s.channel_id)
+            }
+            AnyMessageOwned::Mining(MiningOwned::OpenMiningChannelError(e)) => {
+                anyhow::bail!("channel refused: {}", text(&e.error_code))
             }
             AnyMessageOwned::Mining(MiningOwned::NewMiningJob(j)) => {
                 version = j.version;
@@ -182,13 +334,12 @@ async fn load(
         }
     }
     let (channel, job) = (channel.unwrap_or_default(), job.unwrap_or_default());
-    let mut sent_at: HashMap<u32, Instant> = HashMap::new();
-    let (mut seq, mut acked_seq, mut accepted) = (0u32, 0u32, 0u64);
-    let mut local = Vec::new();
-    while Instant::now() < deadline {
-        while seq - acked_seq < window {
+    let (mut seq, mut acked_seq) = (0u32, 0u32);
+    loop {
+        let sending = Instant::now() < deadline;
+        while sending && seq - acked_seq < window {
             seq += 1;
-            sent_at.insert(seq, Instant::now());
+            run.sent.push(Instant::now());
             hashpool_sv2_io::send(
                 &mut writer,
                 MiningOwned::SubmitSharesStandard(SubmitSharesStandard {
@@ -202,23 +353,28 @@ async fn load(
             )
             .await?;
         }
-        let Some(Ok(mut f)) = frames.recv().await else {
+        let frame = tokio::select! {
+            f = frames.recv() => f,
+            _ = stop.cancelled() => return Ok(run),
+        };
+        let Some(Ok(mut f)) = frame else {
             anyhow::bail!("closed")
         };
+        if on_announcement(&mut f) {
+            continue;
+        }
         match decode_frame(&mut f, &[])?.1 {
             AnyMessageOwned::Mining(MiningOwned::SubmitSharesSuccess(s)) => {
-                accepted += s.new_submits_accepted_count as u64;
-                if let Some(t) = sent_at.remove(&s.last_sequence_number) {
-                    local.push(t.elapsed());
+                run.accepted += s.new_submits_accepted_count as u64;
+                if let Some(t) = run.sent.get(s.last_sequence_number as usize - 1) {
+                    run.ack_latencies.push(t.elapsed());
                 }
                 acked_seq = acked_seq.max(s.last_sequence_number);
             }
             AnyMessageOwned::Mining(MiningOwned::SubmitSharesError(e)) => {
-                anyhow::bail!("share refused: {}", hashpool_sv2_io::text(&e.error_code))
+                anyhow::bail!("share refused: {}", text(&e.error_code))
             }
             _ => {}
         }
     }
-    latencies.lock().unwrap().extend(local);
-    Ok(accepted)
 }
