@@ -331,7 +331,7 @@ pub fn mint_run_config(
         seed_path: dir.join("mint.seed"),
         name: "test mint".into(),
         description: "hashpool e2e".into(),
-        max_concurrent_quotes: 8,
+        max_concurrent_quotes: 4,
         reconnect_initial: Duration::from_millis(100),
         reconnect_max: Duration::from_millis(1_000),
     }

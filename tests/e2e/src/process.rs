@@ -190,7 +190,7 @@ database_path = "{db}"
 seed_path = "{seed}"
 name = "crash test mint"
 description = "hashpool e2e"
-max_concurrent_quotes = 8
+max_concurrent_quotes = 4
 
 [pool_link]
 reconnect_initial_ms = 100

@@ -97,6 +97,23 @@ async fn quotes_cannot_be_created_over_http_nor_melted() -> anyhow::Result<()> {
         .iter()
         .any(|m| m["method"] == "ehash" && m["unit"] == "hash"));
 
+    // Unit `hash` has the 64 power-of-two keys, 1 to 2^63.
+    let keys: serde_json::Value = http
+        .get(format!("{}/v1/keys", mint.url()))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let keyset = keys["keysets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["unit"] == "hash")
+        .expect("a hash keyset");
+    let amounts = keyset["keys"].as_object().unwrap();
+    assert_eq!(amounts.len(), 64);
+    assert!(amounts.contains_key("1") && amounts.contains_key(&(1u64 << 63).to_string()));
+
     let body =
         serde_json::json!({"amount": 1000, "unit": "hash", "pubkey": key.public_key().to_hex()});
     let r = http

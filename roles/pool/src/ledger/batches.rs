@@ -2,7 +2,7 @@
 use bitcoin::hashes::{sha256, Hash, HashEngine};
 use ext_mint_quote::LockingKey;
 use hashpool_ehash::{Accrual, UnitWork, Work};
-use sqlx::Row;
+use sqlx::{Row, SqlitePool};
 
 use super::{
     begin_immediate, finish, now_millis, work_bytes, work_from, AccrualLedger, LedgerError,
@@ -45,85 +45,81 @@ fn array32(bytes: Vec<u8>) -> Result<[u8; 32], LedgerError> {
         .map_err(|_| LedgerError::Database("corrupt 32-byte field".into()))
 }
 
-impl AccrualLedger {
-    /// Takes every key's whole units of ehash out of its pending work into a new batch (one
-    /// per key), in one transaction. The remainder stays pending for the next batch.
-    pub async fn create_batches(&self, unit: UnitWork) -> Result<Vec<Batch>, LedgerError> {
-        // Reads before it writes: the write lock is taken up front (see `begin_immediate`).
-        let mut conn = begin_immediate(&self.db).await?;
-        let result = self.take_batches(&mut conn, unit).await;
-        finish(conn, result).await
-    }
+/// Batch creation, on the writer task (see `AccrualLedger::create_batches`).
+pub(super) async fn create(db: &SqlitePool, unit: UnitWork) -> Result<Vec<Batch>, LedgerError> {
+    // Reads before it writes: the write lock is taken up front (see `begin_immediate`).
+    let mut conn = begin_immediate(db).await?;
+    let result = take_batches(&mut conn, unit).await;
+    finish(conn, result).await
+}
 
-    async fn take_batches(
-        &self,
-        tx: &mut sqlx::SqliteConnection,
-        unit: UnitWork,
-    ) -> Result<Vec<Batch>, LedgerError> {
-        let keys = sqlx::query("SELECT locking_key, pending_work FROM accruals")
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut created = Vec::new();
-        for row in keys {
-            let key_bytes: Vec<u8> = row.get(0);
-            let mut accrual = Accrual::with_pending(work_from(row.get::<Vec<u8>, _>(1))?);
-            let amount = accrual.take(unit);
-            if amount.0 == 0 {
-                continue;
-            }
-            let taken = Work::from_hashes(amount.0 as u128 * unit.work().hashes());
-            let hashes = sqlx::query(
-                "SELECT share_hash FROM shares WHERE locking_key = ? AND batch_id IS NULL \
+async fn take_batches(
+    tx: &mut sqlx::SqliteConnection,
+    unit: UnitWork,
+) -> Result<Vec<Batch>, LedgerError> {
+    let keys = sqlx::query("SELECT locking_key, pending_work FROM accruals")
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut created = Vec::new();
+    for row in keys {
+        let key_bytes: Vec<u8> = row.get(0);
+        let mut accrual = Accrual::with_pending(work_from(row.get::<Vec<u8>, _>(1))?);
+        let amount = accrual.take(unit);
+        if amount.0 == 0 {
+            continue;
+        }
+        let taken = Work::from_hashes(amount.0 as u128 * unit.work().hashes());
+        let hashes = sqlx::query(
+            "SELECT share_hash FROM shares WHERE locking_key = ? AND batch_id IS NULL \
                  ORDER BY accepted_at, share_hash",
-            )
-            .bind(&key_bytes)
-            .fetch_all(&mut *tx)
-            .await?;
-            let mut commitment = sha256::Hash::engine();
-            for h in &hashes {
-                commitment.input(&h.get::<Vec<u8>, _>(0));
-            }
-            let commitment = sha256::Hash::from_engine(commitment).to_byte_array();
-            let request_id: [u8; 32] = rand::random();
-            let id = sqlx::query(
-                "INSERT INTO batches (request_id, locking_key, amount, work, share_count, \
+        )
+        .bind(&key_bytes)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut commitment = sha256::Hash::engine();
+        for h in &hashes {
+            commitment.input(&h.get::<Vec<u8>, _>(0));
+        }
+        let commitment = sha256::Hash::from_engine(commitment).to_byte_array();
+        let request_id: [u8; 32] = rand::random();
+        let id = sqlx::query(
+            "INSERT INTO batches (request_id, locking_key, amount, work, share_count, \
                  share_commitment, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(request_id.as_slice())
-            .bind(&key_bytes)
-            .bind(amount.0 as i64)
-            .bind(work_bytes(taken))
-            .bind(hashes.len() as i64)
-            .bind(commitment.as_slice())
-            .bind(now_millis())
-            .execute(&mut *tx)
-            .await?
-            .last_insert_rowid();
-            sqlx::query(
-                "UPDATE shares SET batch_id = ? WHERE locking_key = ? AND batch_id IS NULL",
-            )
+        )
+        .bind(request_id.as_slice())
+        .bind(&key_bytes)
+        .bind(amount.0 as i64)
+        .bind(work_bytes(taken))
+        .bind(hashes.len() as i64)
+        .bind(commitment.as_slice())
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await?
+        .last_insert_rowid();
+        sqlx::query("UPDATE shares SET batch_id = ? WHERE locking_key = ? AND batch_id IS NULL")
             .bind(id)
             .bind(&key_bytes)
             .execute(&mut *tx)
             .await?;
-            sqlx::query("UPDATE accruals SET pending_work = ? WHERE locking_key = ?")
-                .bind(work_bytes(accrual.pending()))
-                .bind(&key_bytes)
-                .execute(&mut *tx)
-                .await?;
-            created.push(Batch {
-                id,
-                request_id,
-                locking_key: key_from(key_bytes)?,
-                amount: amount.0,
-                share_count: hashes.len() as u32,
-                share_commitment: commitment,
-                quote_id: None,
-            });
-        }
-        Ok(created)
+        sqlx::query("UPDATE accruals SET pending_work = ? WHERE locking_key = ?")
+            .bind(work_bytes(accrual.pending()))
+            .bind(&key_bytes)
+            .execute(&mut *tx)
+            .await?;
+        created.push(Batch {
+            id,
+            request_id,
+            locking_key: key_from(key_bytes)?,
+            amount: amount.0,
+            share_count: hashes.len() as u32,
+            share_commitment: commitment,
+            quote_id: None,
+        });
     }
+    Ok(created)
+}
 
+impl AccrualLedger {
     /// Batches still waiting for the mint, oldest first.
     pub async fn open_batches(&self) -> Result<Vec<Batch>, LedgerError> {
         self.batches_where("quote_id IS NULL AND refused_code IS NULL", None)
@@ -151,49 +147,46 @@ impl AccrualLedger {
             .map(batch_from_row)
             .collect()
     }
+}
 
-    /// Records the mint's quote for a request. Returns the batch if this answer is new (a
-    /// repeated answer to a resent request changes nothing and returns `None`).
-    pub async fn record_quote(
-        &self,
-        request_id: &[u8; 32],
-        quote_id: &str,
-    ) -> Result<Option<Batch>, LedgerError> {
-        let updated = sqlx::query(
-            "UPDATE batches SET quote_id = ?, answered_at = ? \
-             WHERE request_id = ? AND quote_id IS NULL",
-        )
-        .bind(quote_id)
-        .bind(now_millis())
-        .bind(request_id.as_slice())
-        .execute(&self.db)
-        .await?
-        .rows_affected();
-        if updated == 0 {
-            return Ok(None);
-        }
-        let sql = format!("{BATCH_COLUMNS} WHERE request_id = ?");
-        sqlx::query(&sql)
-            .bind(request_id.as_slice())
-            .fetch_optional(&self.db)
-            .await?
-            .map(batch_from_row)
-            .transpose()
+/// On the writer task (see `AccrualLedger::record_quote`).
+pub(super) async fn record_quote(
+    db: &SqlitePool,
+    request_id: &[u8; 32],
+    quote_id: &str,
+) -> Result<Option<Batch>, LedgerError> {
+    let updated = sqlx::query(
+        "UPDATE batches SET quote_id = ?, answered_at = ? \
+         WHERE request_id = ? AND quote_id IS NULL",
+    )
+    .bind(quote_id)
+    .bind(now_millis())
+    .bind(request_id.as_slice())
+    .execute(db)
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        return Ok(None);
     }
+    let sql = format!("{BATCH_COLUMNS} WHERE request_id = ?");
+    sqlx::query(&sql)
+        .bind(request_id.as_slice())
+        .fetch_optional(db)
+        .await?
+        .map(batch_from_row)
+        .transpose()
+}
 
-    /// The mint refused a request for good (a retry cannot succeed).
-    pub async fn record_refusal(
-        &self,
-        request_id: &[u8; 32],
-        code: &str,
-    ) -> Result<(), LedgerError> {
-        sqlx::query(
-            "UPDATE batches SET refused_code = ? WHERE request_id = ? AND quote_id IS NULL",
-        )
+/// On the writer task (see `AccrualLedger::record_refusal`).
+pub(super) async fn record_refusal(
+    db: &SqlitePool,
+    request_id: &[u8; 32],
+    code: &str,
+) -> Result<(), LedgerError> {
+    sqlx::query("UPDATE batches SET refused_code = ? WHERE request_id = ? AND quote_id IS NULL")
         .bind(code)
         .bind(request_id.as_slice())
-        .execute(&self.db)
+        .execute(db)
         .await?;
-        Ok(())
-    }
+    Ok(())
 }

@@ -1,8 +1,10 @@
 //! The accrual ledger: every accepted share, and the work it accrued to its locking key, in
 //! SQLite. A share is acknowledged to its miner only after the transaction holding it has
-//! committed, so a pool killed right after an acknowledgement still pays that share. Writes
-//! go through one task that commits whatever is queued in a single transaction (group commit),
-//! so durability costs one fsync per group, not per share.
+//! committed, so a pool killed right after an acknowledgement still pays that share. Every
+//! write goes through one task: queued shares are committed in a single transaction (group
+//! commit, one fsync per group), and batch creation and quote answers run between groups. With
+//! one writer, SQLite's write lock is never contended (a contended lock means busy-wait sleeps
+//! and starved writers, measured as seconds of quote latency under share load).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -62,6 +64,25 @@ struct Pending {
     done: oneshot::Sender<Result<bool, LedgerError>>,
 }
 
+/// What the writer task does, in queue order.
+enum Command {
+    Share(Pending),
+    CreateBatches {
+        unit: hashpool_ehash::UnitWork,
+        done: oneshot::Sender<Result<Vec<Batch>, LedgerError>>,
+    },
+    RecordQuote {
+        request_id: [u8; 32],
+        quote_id: String,
+        done: oneshot::Sender<Result<Option<Batch>, LedgerError>>,
+    },
+    RecordRefusal {
+        request_id: [u8; 32],
+        code: String,
+        done: oneshot::Sender<Result<(), LedgerError>>,
+    },
+}
+
 /// Work accrued to one key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyAccrual {
@@ -73,7 +94,7 @@ pub struct KeyAccrual {
 #[derive(Clone)]
 pub struct AccrualLedger {
     db: SqlitePool,
-    queue: mpsc::Sender<Pending>,
+    queue: mpsc::Sender<Command>,
 }
 
 impl AccrualLedger {
@@ -106,14 +127,14 @@ impl AccrualLedger {
     /// Queues `share` for the next group commit.
     pub fn record(&self, share: AcceptedShare) -> Receipt {
         let (done, receipt) = oneshot::channel();
-        if let Err(e) = self.queue.try_send(Pending { share, done }) {
+        if let Err(e) = self.queue.try_send(Command::Share(Pending { share, done })) {
             let pending = match e {
                 mpsc::error::TrySendError::Full(p) | mpsc::error::TrySendError::Closed(p) => p,
             };
             // Full: wait for room on a task of its own, keeping the caller synchronous.
             let queue = self.queue.clone();
             tokio::spawn(async move {
-                if let Err(mpsc::error::SendError(p)) = queue.send(pending).await {
+                if let Err(mpsc::error::SendError(Command::Share(p))) = queue.send(pending).await {
                     let _ = p.done.send(Err(LedgerError::Stopped));
                 }
             });
@@ -165,33 +186,126 @@ fn work_from(bytes: Vec<u8>) -> Result<Work, LedgerError> {
     Ok(Work::from_hashes(u128::from_le_bytes(array)))
 }
 
-async fn writer(db: SqlitePool, mut rx: mpsc::Receiver<Pending>) {
-    while let Some(first) = rx.recv().await {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(p) => group.push(p),
-                Err(_) => break,
+async fn writer(db: SqlitePool, mut rx: mpsc::Receiver<Command>) {
+    let mut next: Option<Command> = None;
+    loop {
+        let command = match next.take() {
+            Some(c) => c,
+            None => match rx.recv().await {
+                Some(c) => c,
+                None => return,
+            },
+        };
+        match command {
+            Command::Share(first) => {
+                let mut group = vec![first];
+                while group.len() < MAX_GROUP {
+                    match rx.try_recv() {
+                        Ok(Command::Share(p)) => group.push(p),
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                commit_group(&db, group).await;
+            }
+            Command::CreateBatches { unit, done } => {
+                let _ = done.send(batches::create(&db, unit).await);
+            }
+            Command::RecordQuote {
+                request_id,
+                quote_id,
+                done,
+            } => {
+                let _ = done.send(batches::record_quote(&db, &request_id, &quote_id).await);
+            }
+            Command::RecordRefusal {
+                request_id,
+                code,
+                done,
+            } => {
+                let _ = done.send(batches::record_refusal(&db, &request_id, &code).await);
             }
         }
-        let shares: Vec<&AcceptedShare> = group.iter().map(|p| &p.share).collect();
-        match write_group(&db, &shares).await {
-            Ok(credited) => {
-                debug!(shares = group.len(), "ledger group committed");
-                for (p, c) in group.into_iter().zip(credited) {
-                    let _ = p.done.send(Ok(c));
-                }
-            }
-            Err(e) => {
-                error!(
-                    "ledger write failed; {} share(s) not acknowledged: {e}",
-                    group.len()
-                );
-                for p in group {
-                    let _ = p.done.send(Err(e.clone()));
-                }
+    }
+}
+
+async fn commit_group(db: &SqlitePool, group: Vec<Pending>) {
+    let shares: Vec<&AcceptedShare> = group.iter().map(|p| &p.share).collect();
+    match write_group(db, &shares).await {
+        Ok(credited) => {
+            debug!(shares = group.len(), "ledger group committed");
+            for (p, c) in group.into_iter().zip(credited) {
+                let _ = p.done.send(Ok(c));
             }
         }
+        Err(e) => {
+            error!(
+                "ledger write failed; {} share(s) not acknowledged: {e}",
+                group.len()
+            );
+            for p in group {
+                let _ = p.done.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+impl AccrualLedger {
+    /// Runs `command` on the writer task and waits for its answer.
+    async fn on_writer<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T, LedgerError>>) -> Command,
+    ) -> Result<T, LedgerError> {
+        let (done, answer) = oneshot::channel();
+        self.queue
+            .send(command(done))
+            .await
+            .map_err(|_| LedgerError::Stopped)?;
+        answer.await.map_err(|_| LedgerError::Stopped)?
+    }
+
+    /// Takes every key's whole units of ehash out of its pending work into a new batch (one
+    /// per key), in one transaction. The remainder stays pending for the next batch.
+    pub async fn create_batches(
+        &self,
+        unit: hashpool_ehash::UnitWork,
+    ) -> Result<Vec<Batch>, LedgerError> {
+        self.on_writer(|done| Command::CreateBatches { unit, done })
+            .await
+    }
+
+    /// Records the mint's quote for a request. Returns the batch if this answer is new (a
+    /// repeated answer to a resent request changes nothing and returns `None`).
+    pub async fn record_quote(
+        &self,
+        request_id: &[u8; 32],
+        quote_id: &str,
+    ) -> Result<Option<Batch>, LedgerError> {
+        let (request_id, quote_id) = (*request_id, quote_id.to_string());
+        self.on_writer(|done| Command::RecordQuote {
+            request_id,
+            quote_id,
+            done,
+        })
+        .await
+    }
+
+    /// The mint refused a request for good (a retry cannot succeed).
+    pub async fn record_refusal(
+        &self,
+        request_id: &[u8; 32],
+        code: &str,
+    ) -> Result<(), LedgerError> {
+        let (request_id, code) = (*request_id, code.to_string());
+        self.on_writer(|done| Command::RecordRefusal {
+            request_id,
+            code,
+            done,
+        })
+        .await
     }
 }
 

@@ -67,6 +67,7 @@ async fn run(
 ) {
     let mut pending: VecDeque<String> = VecDeque::new();
     let mut delay = RETRY_INITIAL;
+    let mut recover_delay = RETRY_INITIAL;
     let mut recover_due = tokio::time::Instant::now();
     loop {
         if tokio::time::Instant::now() >= recover_due {
@@ -78,10 +79,12 @@ async fn run(
                         stats.ehash_minted.fetch_add(amount, Ordering::Relaxed);
                     }
                     recover_due = tokio::time::Instant::now() + recovery_interval;
+                    recover_delay = RETRY_INITIAL;
                 }
                 Err(e) => {
-                    warn!("quote recovery failed, will retry: {e}");
-                    recover_due = tokio::time::Instant::now() + delay;
+                    warn!(delay = ?recover_delay, "quote recovery failed, will retry: {e}");
+                    recover_due = tokio::time::Instant::now() + recover_delay;
+                    recover_delay = (recover_delay * 2).min(RETRY_MAX);
                 }
             }
         }
