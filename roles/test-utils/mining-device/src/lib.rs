@@ -2,7 +2,7 @@
 //! the connection runs on tokio and reconnects with back-off when the pool goes away.
 
 pub mod cli;
-mod hasher;
+pub mod hasher;
 mod session;
 
 use std::{

@@ -1,0 +1,50 @@
+//! The SV1 miner's command line (the binary is a thin wrapper, so tests can run the same thing
+//! as a process).
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use crate::Sv1MinerOptions;
+
+/// Stratum V1 CPU miner.
+#[derive(Parser, Debug)]
+#[command(version)]
+pub struct Args {
+    /// SV1 server (a translator).
+    #[arg(long, default_value = "127.0.0.1:34255")]
+    address: SocketAddr,
+    /// Worker name sent in mining.authorize.
+    #[arg(short, long, default_value = "sv1-cpu-miner")]
+    user: String,
+    /// Hashing threads.
+    #[arg(short, long, default_value_t = 1)]
+    threads: usize,
+    /// Hash no faster than this (H/s); unlimited when absent.
+    #[arg(long)]
+    limit_hashrate: Option<f64>,
+    /// Also log to this file (rotated daily).
+    #[arg(short = 'f', long)]
+    log_file: Option<PathBuf>,
+}
+
+/// Runs the miner until SIGINT/SIGTERM.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let _log = hashpool_logging::init(args.log_file.as_deref())?;
+    let shutdown = CancellationToken::new();
+    let miner = crate::start(
+        Sv1MinerOptions {
+            address: args.address,
+            user: args.user,
+            threads: args.threads,
+            limit_hashrate: args.limit_hashrate,
+        },
+        shutdown.clone(),
+    );
+    hashpool_sv2_io::shutdown_signal().await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    miner.task.await?;
+    Ok(())
+}
