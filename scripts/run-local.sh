@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the build needs and builds (scripts/setup.sh), then starts a local run with the
-# configs in config/: template provider (regtest), pool, mint and one SV2 CPU miner whose wallet
-# mints the ehash it earns. Logs go to .hashpool/logs/; chain, ledger, mint and wallet databases
+# configs in config/: template provider (regtest), pool, mint, one SV2 CPU miner whose wallet
+# mints the ehash it earns, and the translator (with its wallet) with one SV1 CPU miner behind it. Logs go to .hashpool/logs/; chain, ledger, mint and wallet databases
 # are kept in .hashpool/data/.
 # Ctrl-C stops every role.
 set -euo pipefail
@@ -11,7 +11,7 @@ BIN="${CARGO_TARGET_DIR:-target}/debug"
 LOGS=.hashpool/logs
 mkdir -p "$LOGS" .hashpool/data
 
-for port in 18447 18443 34254 34260 9108 3338; do
+for port in 18447 18443 34254 34260 9108 3338 34255; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         echo "error: port $port is already in use (another local run?). Stop it and try again." >&2
         exit 1
@@ -60,6 +60,18 @@ wait_http http://127.0.0.1:3338/v1/info "mint"
     -f "$LOGS/mining-device.log" >/dev/null &
 pids+=($!)
 
+"$BIN/translator" -c config/translator.config.toml -g config/shared/proxy.toml \
+    -f "$LOGS/translator.log" >/dev/null &
+pids+=($!)
+for _ in $(seq 1 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/34255) 2>/dev/null && break
+    sleep 0.2
+done
+
+"$BIN/mining-device-sv1" --address 127.0.0.1:34255 --user local.sv1 --limit-hashrate 50000 \
+    -f "$LOGS/mining-device-sv1.log" >/dev/null &
+pids+=($!)
+
 cat <<MSG
 ==> local run is up
     chain status      http://127.0.0.1:18443/status
@@ -67,6 +79,7 @@ cat <<MSG
     mint (Cashu API)  http://127.0.0.1:3338/v1/info
     miner's wallet    .hashpool/data/mining-device/ (mnemonic, wallet.sqlite); balance in
                       $LOGS/mining-device.log and via cdk-cli (docs/mining-device.md)
+    translator (SV1)  127.0.0.1:34255, wallet in .hashpool/data/translator/
     logs              $LOGS/
 Ctrl-C stops everything.
 MSG

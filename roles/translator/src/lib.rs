@@ -3,6 +3,8 @@
 //! checked against its job before it is forwarded, and a miner is told "accepted" only once
 //! the pool has accepted that share.
 
+pub mod cli;
+pub mod config;
 pub mod downstream;
 pub mod upstream;
 
@@ -23,6 +25,8 @@ pub struct TranslatorRunConfig {
     pub nominal_hashrate: f32,
     /// Locking key sent with the channel (mint-quote TLV) when set.
     pub locking_key: Option<ext_mint_quote::LockingKey>,
+    /// Mints the quotes the pool announces into the translator's wallet.
+    pub minter: Option<hashpool_wallet::Minter>,
 }
 
 pub struct RunningTranslator {

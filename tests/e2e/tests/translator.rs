@@ -1,13 +1,17 @@
 //! SV1 miners through the translator: two SV1 CPU miners share one extended channel on the
-//! pool; their shares are accepted by the pool, and every share a miner was told was accepted
-//! is one the pool accepted (and accrued to the translator's key).
+//! pool; their shares are accepted by the pool, every share a miner was told was accepted is
+//! one the pool accepted, and the translator's wallet ends up with exactly the ehash of the
+//! work the pool accepted from it.
 
 use std::{sync::atomic::Ordering, time::Duration};
 
+use std::sync::Arc;
+
 use hashpool_e2e::{
-    init_tracing, loopback_any_port, public_key, test_key, wait_until, PoolOptions, TestPool,
-    TestProvider,
+    init_tracing, loopback_any_port, open_wallet, public_key, wait_until, PoolOptions, TestMint,
+    TestPool, TestProvider,
 };
+use hashpool_wallet::Minter;
 use mining_device_sv1::Sv1MinerOptions;
 use tokio_util::sync::CancellationToken;
 
@@ -27,8 +31,13 @@ async fn sv1_miners_mine_on_the_pool_and_hear_only_the_pools_verdicts() -> anyho
         },
     )
     .await?;
-    let key = test_key("translator");
+    let mint_dir = tempfile::tempdir()?;
+    let mint = TestMint::start(mint_dir.path(), pool.running.mint_link_address).await?;
+    let wallet_dir = tempfile::tempdir()?;
+    let wallet = Arc::new(open_wallet(wallet_dir.path(), &mint.url()).await?);
+    let key = wallet.sv2_locking_key();
     let stop = CancellationToken::new();
+    let minter = Minter::spawn(wallet.clone(), Duration::from_secs(3600), stop.clone());
     let translator = translator::start(
         translator::TranslatorRunConfig {
             downstream_address: loopback_any_port(),
@@ -37,6 +46,7 @@ async fn sv1_miners_mine_on_the_pool_and_hear_only_the_pools_verdicts() -> anyho
             user_identity: "translator-test".into(),
             nominal_hashrate: 60_000.0,
             locking_key: Some(key),
+            minter: Some(minter.clone()),
         },
         stop.clone(),
     )
@@ -86,8 +96,45 @@ async fn sv1_miners_mine_on_the_pool_and_hear_only_the_pools_verdicts() -> anyho
     assert_eq!(rejected, 0);
     let stats = pool.running.context.stats.snapshot();
     assert_eq!(stats.shares_without_job_target, 0);
+
+    // The translator's wallet holds exactly the ehash of the work accepted from it.
+    let unit = pool.running.context.config.unit_work.work().hashes();
+    wait_until(
+        Duration::from_secs(20),
+        "the last batch answered",
+        || async {
+            let settled = ledger
+                .accrual(&key)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|a| a.pending.hashes() < unit);
+            settled && ledger.open_batches().await.is_ok_and(|b| b.is_empty())
+        },
+    )
+    .await?;
+    let issued: u64 = ledger
+        .batches_of(&key)
+        .await?
+        .iter()
+        .map(|b| b.amount)
+        .sum();
+    let (work, _) = ledger.share_work(&key).await?;
+    assert_eq!(issued as u128, work.hashes() / unit);
+    assert!(issued > 0);
+    wait_until(
+        Duration::from_secs(20),
+        "the wallet holds every quote",
+        || async {
+            let _ = wallet.recover().await;
+            wallet.balance().await.is_ok_and(|b| b == issued)
+        },
+    )
+    .await?;
+    assert!(minter.stats().quotes_minted.load(Ordering::Relaxed) > 0);
     stop.cancel();
     translator.task.await?;
+    mint.stop().await?;
     pool.stop().await?;
     tp.stop().await?;
     Ok(())
