@@ -120,8 +120,9 @@ async fn connection(
                     None => return Ok(()),
                     Some(Ok(l)) => l,
                     Some(Err(LinesCodecError::MaxLineLengthExceeded)) => {
+                        // The codec cannot resynchronise after an oversized line: answer, close.
                         sink.send(trim(response_error(&Value::Null, error_code::INVALID_REQUEST, "line too long"))).await?;
-                        continue;
+                        anyhow::bail!("sent a line longer than {MAX_LINE_LEN} bytes");
                     }
                     Some(Err(e)) => return Err(e.into()),
                 };

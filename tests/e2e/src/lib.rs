@@ -131,6 +131,8 @@ pub struct PoolOptions {
     pub unit_work: f64,
     pub batch_interval_ms: u64,
     pub retry_interval_ms: u64,
+    /// Where miners connect (tests that restart the pool keep it).
+    pub listen_address: SocketAddr,
 }
 
 /// A fresh ledger file under the system temp directory, unique per call. Tests that care
@@ -157,6 +159,7 @@ impl Default for PoolOptions {
             unit_work: 1e-6,
             batch_interval_ms: 300,
             retry_interval_ms: 1_000,
+            listen_address: loopback_any_port(),
         }
     }
 }
@@ -165,7 +168,7 @@ impl TestPool {
     pub async fn start(provider: SocketAddr, options: PoolOptions) -> anyhow::Result<Self> {
         let monitoring = free_address();
         let config = PoolRunConfig {
-            listen_address: loopback_any_port(),
+            listen_address: options.listen_address,
             monitoring_address: monitoring,
             authority_public_key: public_key(),
             pool: PoolSettings {

@@ -139,3 +139,90 @@ async fn sv1_miners_mine_on_the_pool_and_hear_only_the_pools_verdicts() -> anyho
     tp.stop().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sv1_miners_stay_connected_while_the_pool_is_away() -> anyhow::Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    let tp = TestProvider::start(dir.path(), loopback_any_port(), HARD_NBITS, 0).await?;
+    let listen = hashpool_e2e::free_address();
+    let options = || PoolOptions {
+        shares_per_minute: 120.0,
+        share_batch_size: 1,
+        ledger_path: dir.path().join("ledger.sqlite"),
+        listen_address: listen,
+        ..Default::default()
+    };
+    let pool = TestPool::start(tp.running.listen_address, options()).await?;
+    let key = hashpool_e2e::test_key("away");
+    let stop = CancellationToken::new();
+    let translator = translator::start(
+        translator::TranslatorRunConfig {
+            downstream_address: loopback_any_port(),
+            upstream_address: listen,
+            upstream_authority_public_key: public_key(),
+            user_identity: "translator-away".into(),
+            nominal_hashrate: 30_000.0,
+            locking_key: Some(key),
+            minter: None,
+        },
+        stop.clone(),
+    )
+    .await?;
+    let miner = mining_device_sv1::start(
+        Sv1MinerOptions {
+            address: translator.downstream_address,
+            user: "carol.rig".into(),
+            threads: 1,
+            limit_hashrate: Some(20_000.0),
+        },
+        stop.clone(),
+    );
+    let acked =
+        |m: &mining_device_sv1::Sv1Miner| m.stats.shares_acknowledged.load(Ordering::Relaxed);
+    wait_until(Duration::from_secs(60), "shares accepted", || async {
+        acked(&miner) >= 2
+    })
+    .await?;
+
+    pool.stop().await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The miner kept its one connection to the translator.
+    assert_eq!(miner.stats.connections.load(Ordering::Relaxed), 1);
+    assert!(miner.stats.connected.load(Ordering::Relaxed));
+    let during = acked(&miner);
+
+    let pool = TestPool::start(tp.running.listen_address, options()).await?;
+    wait_until(
+        Duration::from_secs(60),
+        "shares accepted after the pool returned",
+        || async { acked(&miner) >= during + 3 },
+    )
+    .await?;
+    assert_eq!(
+        miner.stats.connections.load(Ordering::Relaxed),
+        1,
+        "no reconnect"
+    );
+    stop.cancel();
+    let total = acked(&miner);
+    miner.task.await?;
+    translator.task.await?;
+    // Every share the miner was told was accepted is in the pool's ledger, across the outage.
+    let accrued = pool
+        .running
+        .context
+        .shares
+        .ledger()
+        .accrual(&key)
+        .await?
+        .expect("accrued")
+        .shares;
+    assert!(
+        total <= accrued,
+        "told {total} accepted, ledger has {accrued}"
+    );
+    pool.stop().await?;
+    tp.stop().await?;
+    Ok(())
+}
