@@ -47,11 +47,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             balance = wallet.balance().await.unwrap_or(0),
             "wallet open"
         );
+        let wallet = Arc::new(wallet);
         config.minter = Some(hashpool_wallet::Minter::spawn(
-            Arc::new(wallet),
+            wallet.clone(),
             Duration::from_secs(own.wallet.recovery_interval_secs.max(1)),
             shutdown.clone(),
         ));
+        let (api, _) = crate::wallet_api::serve(
+            global.wallet.api_address,
+            wallet,
+            crate::wallet_api::FaucetSettings {
+                amount: own.wallet.faucet_amount.max(1),
+                interval: Duration::from_secs(own.wallet.faucet_interval_secs),
+            },
+            shutdown.clone(),
+        )
+        .await
+        .with_context(|| format!("binding the wallet API on {}", global.wallet.api_address))?;
+        tracing::info!(%api, "wallet API");
     }
     let running = crate::start(config, shutdown.clone())
         .await

@@ -32,6 +32,10 @@ pub struct WalletSettings {
     pub mnemonic_path: PathBuf,
     /// How often missed quotes are looked up at the mint.
     pub recovery_interval_secs: u64,
+    /// ehash in each faucet token.
+    pub faucet_amount: u64,
+    /// One faucet token per client address per this many seconds.
+    pub faucet_interval_secs: u64,
 }
 
 impl TranslatorConfig {

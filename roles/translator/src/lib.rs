@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod downstream;
 pub mod upstream;
+pub mod wallet_api;
 
 use std::{net::SocketAddr, sync::Arc};
 

@@ -132,6 +132,77 @@ async fn sv1_miners_mine_on_the_pool_and_hear_only_the_pools_verdicts() -> anyho
     )
     .await?;
     assert!(minter.stats().quotes_minted.load(Ordering::Relaxed) > 0);
+
+    // The wallet over HTTP.
+    let (api, _) = translator::wallet_api::serve(
+        loopback_any_port(),
+        wallet.clone(),
+        translator::wallet_api::FaucetSettings {
+            amount: 2,
+            interval: Duration::from_secs(3600),
+        },
+        stop.clone(),
+    )
+    .await?;
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("http://{api}/api/v1/{p}");
+    let balance: serde_json::Value = http.get(url("balance")).send().await?.json().await?;
+    assert_eq!(balance["balance"], issued);
+    assert_eq!(balance["locking_key"], wallet.locking_key().to_hex());
+    let history: serde_json::Value = http
+        .get(url("history?limit=1000"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let items = history["issuance"].as_array().unwrap();
+    assert!(!items.is_empty());
+    assert_eq!(
+        items
+            .iter()
+            .map(|i| i["amount"].as_u64().unwrap())
+            .sum::<u64>(),
+        issued
+    );
+    // A token of 3 goes to a fresh wallet.
+    let r: serde_json::Value = http
+        .post(url("tokens"))
+        .json(&serde_json::json!({"amount": 3}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = r["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("cashuB"));
+    let other_dir = tempfile::tempdir()?;
+    let other = open_wallet(other_dir.path(), &mint.url()).await?;
+    assert_eq!(other.receive(&token).await?, 3);
+    assert_eq!(other.balance().await?, 3);
+    // Refusals: zero, more than the balance, not JSON, a token already spent.
+    for (body, what) in [
+        (serde_json::json!({"amount": 0}), "zero"),
+        (serde_json::json!({"amount": issued * 10}), "too much"),
+        (serde_json::json!({"nope": 1}), "malformed"),
+    ] {
+        let r = http.post(url("tokens")).json(&body).send().await?;
+        assert_eq!(r.status().as_u16(), 400, "{what}");
+        let e: serde_json::Value = r.json().await?;
+        assert!(e["error"].as_str().is_some_and(|m| !m.is_empty()), "{what}");
+    }
+    let r = http
+        .post(url("receive"))
+        .json(&serde_json::json!({"token": token}))
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 400, "a spent token is refused");
+    // The faucet: one token per address per interval.
+    let r = http.post(url("faucet")).send().await?;
+    assert_eq!(r.status().as_u16(), 200);
+    let again = http.post(url("faucet")).send().await?;
+    assert_eq!(again.status().as_u16(), 429);
+    let e: serde_json::Value = again.json().await?;
+    assert!(e["retry_after_secs"].as_u64().unwrap() > 0);
+    assert_eq!(wallet.balance().await?, issued - 3 - 2);
     stop.cancel();
     translator.task.await?;
     mint.stop().await?;

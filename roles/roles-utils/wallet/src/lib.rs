@@ -42,6 +42,15 @@ pub enum WalletError {
     ForeignQuote(String),
 }
 
+/// One quote minted into the wallet.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Issuance {
+    pub quote: String,
+    pub amount: u64,
+    /// Unix seconds.
+    pub time: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct WalletConfig {
     /// Cashu mint URL, e.g. `http://127.0.0.1:3338`.
@@ -182,6 +191,26 @@ impl EhashWallet {
     /// One page of the quotes locked to this wallet's key, from the mint's signed lookup.
     pub async fn quotes(&self, after: Option<&str>) -> Result<LookupResponse, WalletError> {
         lookup::lookup(self, after).await
+    }
+
+    /// The latest `limit` issuances (quotes minted into this wallet), newest first.
+    pub async fn history(&self, limit: usize) -> Result<Vec<Issuance>, WalletError> {
+        let mut minted: Vec<Issuance> = self
+            .wallet
+            .list_transactions(Some(cdk::wallet::types::TransactionDirection::Incoming))
+            .await?
+            .into_iter()
+            .filter_map(|t| {
+                t.quote_id.map(|quote| Issuance {
+                    quote,
+                    amount: t.amount.into(),
+                    time: t.timestamp,
+                })
+            })
+            .collect();
+        minted.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.quote.cmp(&a.quote)));
+        minted.truncate(limit);
+        Ok(minted)
     }
 
     pub async fn balance(&self) -> Result<u64, WalletError> {
