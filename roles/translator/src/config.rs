@@ -19,6 +19,15 @@ pub struct TranslatorSettings {
     pub user_identity: String,
     /// Hashrate announced for the channel (H/s); the pool's vardiff corrects it.
     pub nominal_hashrate: f32,
+    /// Pools tried, in order, when the shared config's upstream does not answer.
+    #[serde(default)]
+    pub fallback_upstreams: Vec<FallbackUpstream>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct FallbackUpstream {
+    pub address: std::net::SocketAddr,
+    pub authority_public_key: stratum_apps::key_utils::Secp256k1PublicKey,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -53,8 +62,20 @@ impl TranslatorConfig {
         }
         Ok(crate::TranslatorRunConfig {
             downstream_address: global.translator.downstream_address,
-            upstream_address: global.translator.upstream_address,
-            upstream_authority_public_key: global.translator.upstream_authority_public_key,
+            upstreams: std::iter::once(crate::UpstreamEndpoint {
+                address: global.translator.upstream_address,
+                authority_public_key: global.translator.upstream_authority_public_key,
+            })
+            .chain(
+                self.translator
+                    .fallback_upstreams
+                    .iter()
+                    .map(|f| crate::UpstreamEndpoint {
+                        address: f.address,
+                        authority_public_key: f.authority_public_key,
+                    }),
+            )
+            .collect(),
             user_identity: self.translator.user_identity.clone(),
             nominal_hashrate: self.translator.nominal_hashrate,
             locking_key: None,
@@ -80,7 +101,7 @@ mod tests {
         let own: TranslatorConfig =
             hashpool_config::load_with_env(&repo("config/translator.config.toml"), vec![]).unwrap();
         let run = own.run_config(&global).unwrap();
-        assert_eq!(run.upstream_address, global.translator.upstream_address);
+        assert_eq!(run.upstreams[0].address, global.translator.upstream_address);
         assert!(own.wallet.enabled);
     }
 }

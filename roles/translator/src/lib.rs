@@ -20,14 +20,22 @@ pub use upstream::{UpstreamState, UpstreamWork};
 #[derive(Debug, Clone)]
 pub struct TranslatorRunConfig {
     pub downstream_address: SocketAddr,
-    pub upstream_address: SocketAddr,
-    pub upstream_authority_public_key: Secp256k1PublicKey,
+    /// Pools in order of preference: the first that answers is used; after losing a pool the
+    /// translator starts again from the first.
+    pub upstreams: Vec<UpstreamEndpoint>,
     pub user_identity: String,
     pub nominal_hashrate: f32,
     /// Locking key sent with the channel (mint-quote TLV) when set.
     pub locking_key: Option<ext_mint_quote::LockingKey>,
     /// Mints the quotes the pool announces into the translator's wallet.
     pub minter: Option<hashpool_wallet::Minter>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamEndpoint {
+    pub address: SocketAddr,
+    /// The pool's Noise authority key, pinned.
+    pub authority_public_key: Secp256k1PublicKey,
 }
 
 pub struct RunningTranslator {
@@ -40,6 +48,7 @@ pub async fn start(
     config: TranslatorRunConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningTranslator> {
+    anyhow::ensure!(!config.upstreams.is_empty(), "no upstream pool configured");
     let listener = TcpListener::bind(config.downstream_address).await?;
     let downstream_address = listener.local_addr()?;
     let (work_tx, work) = watch::channel(None);
@@ -60,7 +69,7 @@ pub async fn start(
         let _ = up.await;
         let _ = down.await;
     });
-    tracing::info!(%downstream_address, upstream = %config.upstream_address, "translator running");
+    tracing::info!(%downstream_address, upstreams = config.upstreams.len(), "translator running");
     Ok(RunningTranslator {
         downstream_address,
         work,

@@ -80,18 +80,30 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    let mut index = 0;
     loop {
+        let endpoint = config.upstreams[index % config.upstreams.len()];
+        let mut established = false;
         let result = tokio::select! {
-            r = session(&config, &work, &mut shares, &mut backoff) => r,
+            r = session(&config, endpoint, &work, &mut shares, &mut established) => r,
             _ = shutdown.cancelled() => return,
         };
         work.send_replace(None);
-        let delay = backoff.next_delay();
-        warn!(
-            retry_in_ms = delay.as_millis() as u64,
-            "pool connection lost: {result:?}"
-        );
-        // Shares that arrive while the pool is away are refused honestly.
+        warn!(pool = %endpoint.address, "pool connection lost: {result:?}");
+        if established {
+            // Back to the preferred pool first.
+            backoff.reset();
+            index = 0;
+        } else {
+            index += 1;
+        }
+        // A full round of pools without a channel: wait before the next round.
+        let delay = if established || index % config.upstreams.len() == 0 {
+            backoff.next_delay()
+        } else {
+            Duration::ZERO
+        };
+        // Shares that arrive while no pool is there are refused honestly.
         let until = tokio::time::Instant::now() + delay;
         loop {
             tokio::select! {
@@ -178,15 +190,16 @@ impl Channel {
 
 async fn session(
     config: &TranslatorRunConfig,
+    endpoint: crate::UpstreamEndpoint,
     work: &UpstreamState,
     shares: &mut mpsc::Receiver<ShareToPool>,
-    backoff: &mut Backoff,
+    established: &mut bool,
 ) -> Result<(), UpstreamError> {
-    let stream = TcpStream::connect(config.upstream_address)
+    let stream = TcpStream::connect(endpoint.address)
         .await
         .map_err(UpstreamError::Connect)?;
     stream.set_nodelay(true).map_err(UpstreamError::Connect)?;
-    let noise = connect_with_noise(stream, Some(config.upstream_authority_public_key))
+    let noise = connect_with_noise(stream, Some(endpoint.authority_public_key))
         .await
         .map_err(UpstreamError::Noise)?;
     let (reader, mut writer) = noise.into_split();
@@ -198,8 +211,8 @@ async fn session(
             min_version: 2,
             max_version: 2,
             flags: 0,
-            endpoint_host: str0255(&config.upstream_address.ip().to_string()),
-            endpoint_port: config.upstream_address.port(),
+            endpoint_host: str0255(&endpoint.address.ip().to_string()),
+            endpoint_port: endpoint.address.port(),
             vendor: str0255("hashpool"),
             hardware_version: str0255("translator"),
             firmware: str0255(env!("CARGO_PKG_VERSION")),
@@ -274,8 +287,8 @@ async fn session(
                 let AnyMessageOwned::Mining(m) = message else { continue };
                 match m {
                     MiningOwned::OpenExtendedMiningChannelSuccess(s) => {
-                        info!(channel_id = s.channel_id, extranonce_size = s.extranonce_size, "extended channel open");
-                        backoff.reset();
+                        info!(pool = %endpoint.address, channel_id = s.channel_id, extranonce_size = s.extranonce_size, "extended channel open");
+                        *established = true;
                         let c = Channel {
                             id: s.channel_id,
                             extranonce_prefix: s.extranonce_prefix.as_bytes().to_vec(),

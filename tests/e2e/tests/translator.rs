@@ -41,8 +41,10 @@ async fn sv1_miners_mine_on_the_pool_and_hear_only_the_pools_verdicts() -> anyho
     let translator = translator::start(
         translator::TranslatorRunConfig {
             downstream_address: loopback_any_port(),
-            upstream_address: pool.address(),
-            upstream_authority_public_key: public_key(),
+            upstreams: vec![translator::UpstreamEndpoint {
+                address: pool.address(),
+                authority_public_key: public_key(),
+            }],
             user_identity: "translator-test".into(),
             nominal_hashrate: 60_000.0,
             locking_key: Some(key),
@@ -230,8 +232,10 @@ async fn sv1_miners_stay_connected_while_the_pool_is_away() -> anyhow::Result<()
     let translator = translator::start(
         translator::TranslatorRunConfig {
             downstream_address: loopback_any_port(),
-            upstream_address: listen,
-            upstream_authority_public_key: public_key(),
+            upstreams: vec![translator::UpstreamEndpoint {
+                address: listen,
+                authority_public_key: public_key(),
+            }],
             user_identity: "translator-away".into(),
             nominal_hashrate: 30_000.0,
             locking_key: Some(key),

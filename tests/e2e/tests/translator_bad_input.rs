@@ -67,8 +67,10 @@ async fn bad_sv1_input_gets_json_rpc_errors_and_the_proxy_keeps_working() -> any
     let translator = translator::start(
         translator::TranslatorRunConfig {
             downstream_address: loopback_any_port(),
-            upstream_address: pool.address(),
-            upstream_authority_public_key: public_key(),
+            upstreams: vec![translator::UpstreamEndpoint {
+                address: pool.address(),
+                authority_public_key: public_key(),
+            }],
             user_identity: "translator-bad-input".into(),
             nominal_hashrate: 30_000.0,
             locking_key: Some(test_key("bad-input")),
@@ -180,6 +182,18 @@ async fn bad_sv1_input_gets_json_rpc_errors_and_the_proxy_keeps_working() -> any
         code(&ask(&mut c, &stale, json!(9)).await?),
         error_code::JOB_NOT_FOUND
     );
+    wait_until(
+        Duration::from_secs(30),
+        "the translator to have a job",
+        || async {
+            translator
+                .work
+                .borrow()
+                .as_ref()
+                .is_some_and(|w| w.job.is_some())
+        },
+    )
+    .await?;
     let job_id = translator
         .work
         .borrow()
