@@ -40,6 +40,8 @@ use crate::upstream::{ActiveJob, ShareToPool, UpstreamWork, MINER_EXTRANONCE_BYT
 const VERSION_ROLLING_MASK: u32 = 0x1fff_e000;
 /// Jobs a miner may still submit to.
 const RECENT_JOBS: usize = 8;
+/// Initial read and write buffer of a miner connection.
+const CONNECTION_BUFFER: usize = 512;
 /// How long a new subscription waits for the pool's first work.
 const WORK_WAIT: Duration = Duration::from_secs(10);
 
@@ -97,8 +99,13 @@ async fn connection(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     stream.set_nodelay(true)?;
-    let (mut sink, mut lines) =
-        Framed::new(stream, LinesCodec::new_with_max_length(MAX_LINE_LEN)).split();
+    // Small initial buffers: they grow for long lines, and thousands of idle miners stay cheap.
+    let (mut sink, mut lines) = Framed::with_capacity(
+        stream,
+        LinesCodec::new_with_max_length(MAX_LINE_LEN),
+        CONNECTION_BUFFER,
+    )
+    .split();
     // Answers decided later (the pool's verdicts) come back through here.
     let (out_tx, mut out) = mpsc::unbounded_channel::<String>();
     let mut m = Miner {

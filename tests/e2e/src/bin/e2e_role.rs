@@ -1,5 +1,5 @@
 //! Runs one role exactly as its binary does, for tests that SIGKILL processes:
-//! `e2e-role <pool|mint|mining-device> [the role's arguments]`. (Cargo hands integration tests
+//! `e2e-role <pool|mint|mining-device|translator> [the role's arguments]`. (Cargo hands integration tests
 //! only the binaries of their own package, so this package carries the roles' entry points.)
 
 use clap::Parser;
@@ -15,6 +15,7 @@ async fn main() -> anyhow::Result<()> {
         "mining-device" => {
             mining_device::cli::run(mining_device::cli::Args::parse_from(argv)).await
         }
-        other => anyhow::bail!("unknown role `{other}`: pool, mint or mining-device"),
+        "translator" => translator::cli::run(translator::cli::Args::parse_from(argv)).await,
+        other => anyhow::bail!("unknown role `{other}`: pool, mint, mining-device or translator"),
     }
 }
