@@ -51,7 +51,7 @@ async fn main() -> anyhow::Result<()> {
     let pool = TestPool::start(
         tp.running.listen_address,
         PoolOptions {
-            shares_per_minute: 60.0,
+            shares_per_minute: 600.0,
             share_batch_size: 1,
             ..Default::default()
         },
@@ -76,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(
         &own,
         format!(
-            "[translator]\nuser_identity = \"{}\"\nnominal_hashrate = 100000.0\n\
+            "[translator]\nuser_identity = \"{}\"\nnominal_hashrate = 40000.0\n\
              [wallet]\nenabled = false\nunit = \"hash\"\ndatabase_path = \"{0}\"\nmnemonic_path = \"{0}\"\n\
              recovery_interval_secs = 60\nfaucet_amount = 1\nfaucet_interval_secs = 60\n",
             test_key("bench-translator"),
@@ -124,6 +124,7 @@ async fn main() -> anyhow::Result<()> {
 
     let notified = Arc::new(AtomicUsize::new(0));
     let answered = Arc::new(AtomicUsize::new(0));
+    let connect_failures = Arc::new(AtomicUsize::new(0));
     let ask = CancellationToken::new();
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -134,8 +135,24 @@ async fn main() -> anyhow::Result<()> {
             ask.clone(),
             stop.clone(),
         );
+        let connect_failures = connect_failures.clone();
         tasks.push(tokio::spawn(async move {
-            let Ok(stream) = TcpStream::connect(sv1).await else { return };
+            // Like a real miner, retry a refused connect (the accept queue can overflow when
+            // thousands arrive at once on a busy machine).
+            let mut stream = None;
+            for attempt in 0..10u64 {
+                match TcpStream::connect(sv1).await {
+                    Ok(s) => {
+                        stream = Some(s);
+                        break;
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await,
+                }
+            }
+            let Some(stream) = stream else {
+                connect_failures.fetch_add(1, Ordering::Relaxed);
+                return;
+            };
             let mut c = Framed::new(stream, LinesCodec::new());
             let worker = format!("idle.{i}");
             let _ = c.send(json!({"id": 1, "method": "mining.subscribe", "params": []}).to_string()).await;
