@@ -7,10 +7,7 @@ pub mod cli;
 use std::{
     collections::HashMap,
     net::SocketAddr,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
+    sync::{atomic::Ordering, Arc},
     time::Duration,
 };
 
@@ -20,7 +17,7 @@ use futures::{SinkExt, StreamExt};
 use hashpool_sv1::{ServerMessage, MAX_LINE_LEN};
 use hashpool_sv2_io::Backoff;
 use mining_device::{
-    hasher::{self, FoundShare, Work, WorkSlot},
+    hasher::{FoundShare, Hashers, Work, WorkSlot},
     MinerStats,
 };
 use serde_json::{json, Value};
@@ -52,24 +49,14 @@ pub fn start(options: Sv1MinerOptions, shutdown: CancellationToken) -> Sv1Miner 
 }
 
 async fn run(options: Sv1MinerOptions, stats: Arc<MinerStats>, shutdown: CancellationToken) {
-    let slot = Arc::new(WorkSlot::default());
-    let (share_tx, mut shares) = mpsc::channel(4096);
-    let stop = Arc::new(AtomicBool::new(false));
-    let threads = hasher::spawn(
-        options.threads,
-        options.limit_hashrate,
-        slot.clone(),
-        share_tx,
-        stats.clone(),
-        stop.clone(),
-    );
+    let mut hashers = Hashers::start(options.threads, options.limit_hashrate, stats.clone());
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         let result = tokio::select! {
-            r = session(&options, &stats, &slot, &mut shares, &mut backoff) => r,
+            r = session(&options, &stats, &hashers.slot, &mut hashers.shares, &mut backoff) => r,
             _ = shutdown.cancelled() => break,
         };
-        slot.set(None);
+        hashers.slot.set(None);
         stats.connected.store(false, Ordering::Relaxed);
         let delay = backoff.next_delay();
         match result {
@@ -84,13 +71,7 @@ async fn run(options: Sv1MinerOptions, stats: Arc<MinerStats>, shutdown: Cancell
             _ = shutdown.cancelled() => break,
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    let _ = tokio::task::spawn_blocking(move || {
-        for t in threads {
-            let _ = t.join();
-        }
-    })
-    .await;
+    hashers.stop().await;
 }
 
 /// What one connection knows.

@@ -73,8 +73,51 @@ fn header_bytes(w: &Work, ntime: u32) -> [u8; 80] {
 
 const BATCH: u32 = 1024;
 
+/// Running hashing threads, the work they read and the shares they find. Both miners (SV2 and
+/// SV1) keep one of these across reconnections.
+pub struct Hashers {
+    pub slot: Arc<WorkSlot>,
+    pub shares: mpsc::Receiver<FoundShare>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Hashers {
+    pub fn start(threads: usize, hashrate_limit: Option<f64>, stats: Arc<MinerStats>) -> Self {
+        let slot = Arc::new(WorkSlot::default());
+        let (share_tx, shares) = mpsc::channel(4096);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = spawn(
+            threads,
+            hashrate_limit,
+            slot.clone(),
+            share_tx,
+            stats,
+            stop.clone(),
+        );
+        Self {
+            slot,
+            shares,
+            stop,
+            threads,
+        }
+    }
+
+    /// Stops the threads and waits for them (they notice within one batch), off the runtime.
+    pub async fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let threads = self.threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}
+
 /// Spawns `threads` hashing threads; they stop when `stop` reports true.
-pub fn spawn(
+fn spawn(
     threads: usize,
     hashrate_limit: Option<f64>,
     slot: Arc<WorkSlot>,

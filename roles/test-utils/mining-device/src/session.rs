@@ -2,10 +2,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
+    sync::{atomic::Ordering, Arc},
     time::Duration,
 };
 
@@ -28,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::{
-    hasher::{self, FoundShare, Work, WorkSlot},
+    hasher::{FoundShare, Hashers, Work, WorkSlot},
     MinerOptions, MinerStats,
 };
 
@@ -53,27 +50,17 @@ enum MinerError {
 
 /// Mines until `shutdown`, reconnecting with back-off whenever the pool goes away.
 pub async fn run(options: MinerOptions, stats: Arc<MinerStats>, shutdown: CancellationToken) {
-    let slot = Arc::new(WorkSlot::default());
-    let (share_tx, mut shares) = mpsc::channel(4096);
-    let stop = Arc::new(AtomicBool::new(false));
     let limit = options
         .limit_hashrate
         .then_some(options.nominal_hashrate as f64);
-    let threads = hasher::spawn(
-        options.threads,
-        limit,
-        slot.clone(),
-        share_tx,
-        stats.clone(),
-        stop.clone(),
-    );
+    let mut hashers = Hashers::start(options.threads, limit, stats.clone());
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         let result = tokio::select! {
-            r = session(&options, &stats, &slot, &mut shares, &mut backoff) => r,
+            r = session(&options, &stats, &hashers.slot, &mut hashers.shares, &mut backoff) => r,
             _ = shutdown.cancelled() => break,
         };
-        slot.set(None);
+        hashers.slot.set(None);
         stats.connected.store(false, Ordering::Relaxed);
         let delay = backoff.next_delay();
         match result {
@@ -88,14 +75,7 @@ pub async fn run(options: MinerOptions, stats: Arc<MinerStats>, shutdown: Cancel
             _ = shutdown.cancelled() => break,
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    // Hashing threads notice `stop` within one batch; wait for them off the runtime.
-    let _ = tokio::task::spawn_blocking(move || {
-        for t in threads {
-            let _ = t.join();
-        }
-    })
-    .await;
+    hashers.stop().await;
 }
 
 /// State of the one channel this device opens.
