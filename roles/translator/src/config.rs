@@ -10,7 +10,19 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 pub struct TranslatorConfig {
     pub translator: TranslatorSettings,
+    pub vardiff: VardiffConfig,
     pub wallet: WalletSettings,
+}
+
+/// `[vardiff]`: each SV1 miner's difficulty.
+#[derive(Debug, Clone, Deserialize)]
+pub struct VardiffConfig {
+    /// H/s a new miner is assumed to have until its shares are measured.
+    pub initial_hashrate: f32,
+    /// The share rate each miner's difficulty aims at.
+    pub shares_per_minute: f32,
+    /// How often each miner's difficulty is reconsidered.
+    pub interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -19,6 +31,9 @@ pub struct TranslatorSettings {
     pub user_identity: String,
     /// Hashrate announced for the channel (H/s); the pool's vardiff corrects it.
     pub nominal_hashrate: f32,
+    /// `aggregated` (one channel for every miner) or `per_miner` (one channel each).
+    #[serde(default)]
+    pub channel_mode: crate::ChannelMode,
     /// Pools tried, in order, when the shared config's upstream does not answer.
     #[serde(default)]
     pub fallback_upstreams: Vec<FallbackUpstream>,
@@ -60,6 +75,16 @@ impl TranslatorConfig {
         {
             return Err("`translator.nominal_hashrate` must be a positive number".into());
         }
+        let v = &self.vardiff;
+        if !(v.initial_hashrate.is_finite() && v.initial_hashrate > 0.0) {
+            return Err("`vardiff.initial_hashrate` must be a positive number".into());
+        }
+        if !(v.shares_per_minute.is_finite() && v.shares_per_minute > 0.0) {
+            return Err("`vardiff.shares_per_minute` must be a positive number".into());
+        }
+        if v.interval_secs == 0 {
+            return Err("`vardiff.interval_secs` must be at least 1".into());
+        }
         Ok(crate::TranslatorRunConfig {
             downstream_address: global.translator.downstream_address,
             upstreams: std::iter::once(crate::UpstreamEndpoint {
@@ -80,6 +105,12 @@ impl TranslatorConfig {
             nominal_hashrate: self.translator.nominal_hashrate,
             locking_key: None,
             minter: None,
+            channel_mode: self.translator.channel_mode,
+            vardiff: crate::VardiffSettings {
+                initial_hashrate: v.initial_hashrate,
+                shares_per_minute: v.shares_per_minute,
+                interval: std::time::Duration::from_secs(v.interval_secs),
+            },
         })
     }
 }
@@ -103,5 +134,35 @@ mod tests {
         let run = own.run_config(&global).unwrap();
         assert_eq!(run.upstreams[0].address, global.translator.upstream_address);
         assert!(own.wallet.enabled);
+        assert_eq!(run.channel_mode, crate::ChannelMode::Aggregated);
+    }
+
+    #[test]
+    fn channel_mode_and_vardiff_are_read_and_checked() {
+        let file = |mode: &str, spm: &str| {
+            format!(
+                "[translator]\nuser_identity = \"t\"\nnominal_hashrate = 1.0\nchannel_mode = \"{mode}\"\n\
+                 [vardiff]\ninitial_hashrate = 1000.0\nshares_per_minute = {spm}\ninterval_secs = 20\n\
+                 [wallet]\nenabled = false\nunit = \"hash\"\ndatabase_path = \"w\"\nmnemonic_path = \"m\"\n\
+                 recovery_interval_secs = 60\nfaucet_amount = 1\nfaucet_interval_secs = 1\n"
+            )
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let global: ProxyGlobalConfig =
+            hashpool_config::load_with_env(&repo("config/shared/proxy.toml"), vec![]).unwrap();
+        let load = |text: String| {
+            let path = dir.path().join("t.toml");
+            std::fs::write(&path, text).unwrap();
+            hashpool_config::load_with_env::<TranslatorConfig, _>(&path, vec![])
+        };
+        let own = load(file("per_miner", "6.0")).unwrap();
+        let run = own.run_config(&global).unwrap();
+        assert_eq!(run.channel_mode, crate::ChannelMode::PerMiner);
+        assert_eq!(run.vardiff.shares_per_minute, 6.0);
+        let err = load(file("per_rig", "6.0")).unwrap_err().to_string();
+        assert!(err.contains("channel_mode"), "{err}");
+        let zero = load(file("aggregated", "0.0")).unwrap();
+        let err = zero.run_config(&global).unwrap_err();
+        assert!(err.contains("vardiff.shares_per_minute"), "{err}");
     }
 }

@@ -1,7 +1,9 @@
-//! The translator's SV1 side: one task per miner connection. A miner gets the channel's
-//! extranonce prefix plus its own 4-byte index as extranonce1 and rolls the rest; its shares
-//! are rebuilt and checked against their job here (stale, duplicate, low difficulty are
-//! answered at once), then sent to the pool, and answered with the pool's verdict.
+//! The translator's SV1 side: one task per miner connection. In aggregated mode a miner gets the
+//! channel's extranonce prefix plus its own 4-byte index as extranonce1; in channel-per-miner
+//! mode its channel's prefix. Each miner has its own difficulty (vardiff). Its shares are
+//! rebuilt and checked against their job here (stale, duplicate, low difficulty are answered at
+//! once); a share that reaches the channel's target goes to the pool and is answered with the
+//! pool's verdict, and with no pool connected every share is refused.
 
 use std::{
     collections::{HashSet, VecDeque},
@@ -13,15 +15,16 @@ use std::{
     time::Duration,
 };
 
-use bitcoin::{
-    hashes::{sha256d, Hash},
-    Target,
+use bitcoin::Target;
+use channels_sv2::{
+    target::hash_rate_to_target,
+    vardiff::{classic::VardiffState, Vardiff},
 };
 use futures::{SinkExt, StreamExt};
 use hashpool_sv1::{
-    error_code, merkle_root, notify, parse_client_line, prev_hash_to_sv1, response_error,
-    response_ok, set_difficulty, set_extranonce, target_to_difficulty, ClientRequest, Notify,
-    Submit, MAX_LINE_LEN,
+    difficulty_to_target, error_code, merkle_root, notify, parse_client_line, prev_hash_to_sv1,
+    response_error, response_ok, set_difficulty, set_extranonce, target_to_difficulty,
+    ClientRequest, Notify, ShareHeader, Submit, MAX_LINE_LEN,
 };
 use serde_json::{json, Value};
 use tokio::{
@@ -34,7 +37,13 @@ use tokio_util::{
 };
 use tracing::{debug, info};
 
-use crate::upstream::{ActiveJob, ShareToPool, UpstreamWork, MINER_EXTRANONCE_BYTES};
+use crate::{
+    stats::TranslatorStats,
+    upstream::{
+        ActiveJob, Command, ShareToPool, UpstreamState, UpstreamWork, MINER_EXTRANONCE_BYTES,
+    },
+    VardiffSettings,
+};
 
 /// Version bits SV1 miners may roll (BIP 320).
 const VERSION_ROLLING_MASK: u32 = 0x1fff_e000;
@@ -45,19 +54,38 @@ const CONNECTION_BUFFER: usize = 512;
 /// How long a new subscription waits for the pool's first work.
 const WORK_WAIT: Duration = Duration::from_secs(10);
 
-pub async fn serve(
-    listener: TcpListener,
-    work: watch::Receiver<Option<Arc<UpstreamWork>>>,
-    shares: mpsc::Sender<ShareToPool>,
-    shutdown: CancellationToken,
-) {
+type Work = watch::Receiver<Option<Arc<UpstreamWork>>>;
+
+/// What every miner connection shares.
+pub struct Shared {
+    /// The aggregated channel's work; `None` in channel-per-miner mode.
+    pub aggregated: Option<Work>,
+    pub commands: mpsc::Sender<Command>,
+    pub vardiff: VardiffSettings,
+    pub stats: Arc<TranslatorStats>,
+}
+
+pub async fn serve(listener: TcpListener, shared: Shared, shutdown: CancellationToken) {
+    let initial_target = vardiff_target(
+        shared.vardiff.initial_hashrate,
+        shared.vardiff.shares_per_minute,
+    )
+    .unwrap_or([0xff; 32]);
+    let shared = Arc::new((shared, initial_target));
     let next_index = Arc::new(AtomicU32::new(1));
     let stop = shutdown.clone();
     hashpool_sv2_io::accept_until(listener, shutdown, move |stream, peer| {
-        let (work, shares, stop) = (work.clone(), shares.clone(), stop.clone());
+        let (shared, stop) = (shared.clone(), stop.clone());
         let index = next_index.fetch_add(1, Ordering::Relaxed);
         async move {
-            match connection(stream, peer, index, work, shares, stop).await {
+            let (shared, initial_target) = (&shared.0, shared.1);
+            shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+            let result = connection(stream, peer, index, shared, initial_target, stop).await;
+            shared.stats.connections.fetch_sub(1, Ordering::Relaxed);
+            if shared.aggregated.is_none() {
+                let _ = shared.commands.send(Command::Close { miner: index }).await;
+            }
+            match result {
                 Ok(()) => debug!(%peer, "SV1 miner disconnected"),
                 Err(e) => info!(%peer, "SV1 miner dropped: {e}"),
             }
@@ -66,10 +94,21 @@ pub async fn serve(
     .await
 }
 
+/// The little-endian target at which a miner of `hashrate` finds `shares_per_minute`.
+fn vardiff_target(hashrate: f32, shares_per_minute: f32) -> Option<[u8; 32]> {
+    hash_rate_to_target(hashrate as f64, shares_per_minute as f64)
+        .ok()
+        .map(|t| t.to_le_bytes())
+}
+
 /// A job as this miner saw it: what its shares are checked against.
 struct SentJob {
     job: ActiveJob,
+    /// The miner's target when the job was sent.
     target: [u8; 32],
+    /// The channel's: shares that meet it go to the pool.
+    channel_target: [u8; 32],
+    channel_id: u32,
 }
 
 struct Miner {
@@ -77,16 +116,58 @@ struct Miner {
     subscribed: bool,
     authorized: Option<String>,
     version_rolling: bool,
+    /// The channel opening the miner's jobs come from.
+    opening: Option<u64>,
+    aggregated: bool,
     extranonce_prefix: Vec<u8>,
     extranonce2_size: usize,
     target: Option<[u8; 32]>,
     jobs: VecDeque<(String, SentJob)>,
     seen: HashSet<(u32, Vec<u8>, u32, u32, u32)>,
+    /// Vardiff's estimate of the miner's hashrate.
+    hashrate: f32,
+    vardiff: VardiffState,
+    /// The target vardiff chose (aggregated mode; never harder than the channel's).
+    vardiff_target: [u8; 32],
+    /// Channel-per-miner mode: where the upstream publishes this miner's channel, handed over
+    /// at subscribe.
+    own_channel: Option<UpstreamState>,
 }
 
 impl Miner {
+    fn miner_part(&self) -> Vec<u8> {
+        if self.aggregated {
+            self.index.to_be_bytes().to_vec()
+        } else {
+            Vec::new()
+        }
+    }
+
     fn extranonce1(&self) -> Vec<u8> {
-        [self.extranonce_prefix.as_slice(), &self.index.to_be_bytes()].concat()
+        [self.extranonce_prefix.as_slice(), &self.miner_part()].concat()
+    }
+
+    fn take_extranonce(&mut self, w: &UpstreamWork) {
+        self.aggregated = w.aggregated;
+        self.extranonce_prefix = w.extranonce_prefix.clone();
+        let miner_bytes = if w.aggregated {
+            MINER_EXTRANONCE_BYTES
+        } else {
+            0
+        };
+        self.extranonce2_size = w.extranonce_size.saturating_sub(miner_bytes);
+    }
+
+    /// The miner's difficulty: its vardiff target in aggregated mode (or the channel's when that
+    /// is easier, so every share at the miner's difficulty counts), its channel's otherwise.
+    fn target_for(&self, w: &UpstreamWork) -> [u8; 32] {
+        if w.aggregated
+            && Target::from_le_bytes(self.vardiff_target) > Target::from_le_bytes(w.target)
+        {
+            self.vardiff_target
+        } else {
+            w.target
+        }
     }
 }
 
@@ -94,8 +175,8 @@ async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     index: u32,
-    mut work: watch::Receiver<Option<Arc<UpstreamWork>>>,
-    shares: mpsc::Sender<ShareToPool>,
+    shared: &Shared,
+    initial_target: [u8; 32],
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     stream.set_nodelay(true)?;
@@ -108,17 +189,33 @@ async fn connection(
     .split();
     // Answers decided later (the pool's verdicts) come back through here.
     let (out_tx, mut out) = mpsc::unbounded_channel::<String>();
+    let (own_channel, mut work) = match &shared.aggregated {
+        Some(work) => (None, work.clone()),
+        None => {
+            let (tx, rx) = watch::channel(None);
+            (Some(tx), rx)
+        }
+    };
     let mut m = Miner {
         index,
         subscribed: false,
         authorized: None,
         version_rolling: false,
+        opening: None,
+        aggregated: shared.aggregated.is_some(),
         extranonce_prefix: Vec::new(),
         extranonce2_size: 0,
         target: None,
         jobs: VecDeque::new(),
         seen: HashSet::new(),
+        hashrate: shared.vardiff.initial_hashrate,
+        vardiff: VardiffState::new().map_err(|e| anyhow::anyhow!("vardiff: {e:?}"))?,
+        vardiff_target: initial_target,
+        own_channel,
     };
+    let period = shared.vardiff.interval;
+    let mut vardiff = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    vardiff.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     debug!(%peer, index, "SV1 miner connected");
     loop {
         tokio::select! {
@@ -143,7 +240,7 @@ async fn connection(
                         continue;
                     }
                 };
-                for reply in on_request(request, &mut m, &mut work, &shares, &out_tx).await {
+                for reply in on_request(request, &mut m, &mut work, shared, &out_tx).await {
                     sink.send(trim(reply)).await?;
                 }
             }
@@ -163,9 +260,56 @@ async fn connection(
                     }
                 }
             }
+            _ = vardiff.tick() => {
+                for line in retarget(&mut m, &work, shared).await {
+                    sink.send(trim(line)).await?;
+                }
+            }
             _ = shutdown.cancelled() => return Ok(()),
         }
     }
+}
+
+/// Vardiff: re-estimates the miner's hashrate from its shares; in aggregated mode moves its
+/// difficulty, in channel-per-miner mode asks the pool to retarget its channel.
+async fn retarget(m: &mut Miner, work: &Work, shared: &Shared) -> Vec<String> {
+    let Some(target) = m.target.filter(|_| m.authorized.is_some()) else {
+        return Vec::new();
+    };
+    let spm = shared.vardiff.shares_per_minute;
+    let hashrate = match m
+        .vardiff
+        .try_vardiff(m.hashrate, &Target::from_le_bytes(target), spm)
+    {
+        Ok(Some(h)) => h,
+        Ok(None) => return Vec::new(),
+        Err(e) => {
+            debug!(miner = m.index, "vardiff: {e:?}");
+            return Vec::new();
+        }
+    };
+    debug!(miner = m.index, hashrate, "vardiff: new hashrate estimate");
+    m.hashrate = hashrate;
+    if !m.aggregated {
+        let update = Command::Hashrate {
+            miner: m.index,
+            hashrate,
+        };
+        if shared.commands.send(update).await.is_ok() {
+            TranslatorStats::add(&shared.stats.vardiff_updates);
+        }
+        return Vec::new();
+    }
+    let Some(new_target) = vardiff_target(hashrate, spm) else {
+        return Vec::new();
+    };
+    m.vardiff_target = new_target;
+    let current = work.borrow().clone();
+    let lines = current.map(|w| on_work(m, &w)).unwrap_or_default();
+    if !lines.is_empty() {
+        TranslatorStats::add(&shared.stats.vardiff_updates);
+    }
+    lines
 }
 
 fn trim(mut line: String) -> String {
@@ -175,29 +319,42 @@ fn trim(mut line: String) -> String {
     line
 }
 
-/// What a miner is sent when the pool's work changes.
+/// SV1 job ids are unique across channel openings, so a stale job is never mistaken for a new
+/// one after the pool reconnects.
+fn sv1_job_id(opening: u64, job_id: u32) -> String {
+    format!("{:x}", (opening << 32) | job_id as u64)
+}
+
+/// What a miner is sent when the pool's work (or the miner's difficulty) changes.
 fn on_work(m: &mut Miner, w: &UpstreamWork) -> Vec<String> {
     let mut out = Vec::new();
     if !m.subscribed || m.authorized.is_none() {
         return out;
     }
-    if w.extranonce_prefix != m.extranonce_prefix {
-        // A new channel (the pool reconnected): the miner's extranonce changes with it.
-        m.extranonce_prefix = w.extranonce_prefix.clone();
-        m.extranonce2_size = w.extranonce_size.saturating_sub(MINER_EXTRANONCE_BYTES);
+    let fresh = m.opening != Some(w.opening);
+    if fresh {
+        // A new channel (the pool reconnected): earlier jobs are stale, and the extranonce may
+        // have changed with it.
+        m.opening = Some(w.opening);
         m.jobs.clear();
-        out.push(set_extranonce(&m.extranonce1(), m.extranonce2_size));
+        m.seen.clear();
+        let before = (m.extranonce1(), m.extranonce2_size);
+        m.take_extranonce(w);
+        if before != (m.extranonce1(), m.extranonce2_size) {
+            out.push(set_extranonce(&m.extranonce1(), m.extranonce2_size));
+        }
     }
-    if m.target != Some(w.target) {
-        m.target = Some(w.target);
-        out.push(set_difficulty(target_to_difficulty(&w.target)));
+    let target = m.target_for(w);
+    let retargeted = m.target != Some(target);
+    if retargeted {
+        m.target = Some(target);
+        out.push(set_difficulty(target_to_difficulty(&target)));
     }
     if let Some(job) = &w.job {
-        let sv1_id = format!("{:x}", job.job_id);
-        if m.jobs.front().map(|(id, _)| id) != Some(&sv1_id)
-            || out.iter().any(|l| l.contains("set_difficulty"))
-        {
-            if job.clean {
+        let sv1_id = sv1_job_id(w.opening, job.job_id);
+        if fresh || retargeted || m.jobs.front().map(|(id, _)| id) != Some(&sv1_id) {
+            let clean = job.clean || fresh;
+            if clean {
                 m.jobs.clear();
                 m.seen.clear();
             }
@@ -205,7 +362,9 @@ fn on_work(m: &mut Miner, w: &UpstreamWork) -> Vec<String> {
                 sv1_id.clone(),
                 SentJob {
                     job: job.clone(),
-                    target: w.target,
+                    target,
+                    channel_target: w.target,
+                    channel_id: w.channel_id,
                 },
             ));
             m.jobs.truncate(RECENT_JOBS);
@@ -218,7 +377,7 @@ fn on_work(m: &mut Miner, w: &UpstreamWork) -> Vec<String> {
                 version: job.version,
                 nbits: job.nbits,
                 ntime: job.ntime,
-                clean_jobs: job.clean,
+                clean_jobs: clean,
             }));
         }
     }
@@ -228,12 +387,26 @@ fn on_work(m: &mut Miner, w: &UpstreamWork) -> Vec<String> {
 async fn on_request(
     request: ClientRequest,
     m: &mut Miner,
-    work: &mut watch::Receiver<Option<Arc<UpstreamWork>>>,
-    shares: &mpsc::Sender<ShareToPool>,
+    work: &mut Work,
+    shared: &Shared,
     out: &mpsc::UnboundedSender<String>,
 ) -> Vec<String> {
     match request {
         ClientRequest::Subscribe { id, .. } => {
+            if let Some(own) = m.own_channel.take() {
+                let open = Command::Open {
+                    miner: m.index,
+                    hashrate: m.hashrate,
+                    work: own,
+                };
+                if shared.commands.send(open).await.is_err() {
+                    return vec![response_error(
+                        &id,
+                        error_code::OTHER,
+                        "translator stopping",
+                    )];
+                }
+            }
             let current =
                 match tokio::time::timeout(WORK_WAIT, work.wait_for(|w| w.is_some())).await {
                     Ok(Ok(w)) => w.clone(),
@@ -247,8 +420,7 @@ async fn on_request(
                 )];
             };
             m.subscribed = true;
-            m.extranonce_prefix = w.extranonce_prefix.clone();
-            m.extranonce2_size = w.extranonce_size.saturating_sub(MINER_EXTRANONCE_BYTES);
+            m.take_extranonce(&w);
             let subscription = format!("{:08x}", m.index);
             vec![response_ok(
                 &id,
@@ -305,55 +477,135 @@ async fn on_request(
             }
             vec![response_ok(&id, Value::Object(result))]
         }
-        ClientRequest::ExtranonceSubscribe { id } | ClientRequest::SuggestDifficulty { id, .. } => {
-            vec![response_ok(&id, json!(true))]
+        ClientRequest::ExtranonceSubscribe { id } => vec![response_ok(&id, json!(true))],
+        ClientRequest::SuggestDifficulty { id, difficulty } => {
+            suggest_difficulty(m, difficulty, work, shared).await;
+            let mut replies = vec![response_ok(&id, json!(true))];
+            let current = work.borrow().clone();
+            if let Some(w) = current {
+                replies.extend(on_work(m, &w));
+            }
+            replies
         }
-        ClientRequest::Submit { id, submit } => match check_share(m, &submit) {
-            Err((code, message)) => vec![response_error(&id, code, message)],
-            Ok(share) => {
-                let (verdict, answer) = oneshot::channel();
-                let share = ShareToPool { verdict, ..share };
-                if shares.send(share).await.is_err() {
-                    return vec![response_error(
-                        &id,
-                        error_code::OTHER,
-                        "translator stopping",
-                    )];
+        ClientRequest::Submit { id, submit } => {
+            let checked = check_share(m, &submit).and_then(|checked| {
+                // With no pool there is nobody to pay the work: refuse rather than pretend.
+                if work.borrow().is_none() {
+                    Err((error_code::OTHER, "the pool is unreachable"))
+                } else {
+                    Ok(checked)
                 }
-                let out = out.clone();
-                tokio::spawn(async move {
-                    let line = match answer.await {
-                        Ok(Ok(())) => response_ok(&id, json!(true)),
-                        Ok(Err(reason)) => response_error(
+            });
+            let stats = &shared.stats;
+            match checked {
+                Err((code, message)) => {
+                    TranslatorStats::add(&stats.shares_refused_here);
+                    vec![response_error(&id, code, message)]
+                }
+                Ok(Checked::BelowChannelTarget) => {
+                    m.vardiff.increment_shares_since_last_update();
+                    TranslatorStats::add(&stats.shares_below_channel_target);
+                    vec![response_ok(&id, json!(true))]
+                }
+                Ok(Checked::ToPool(share)) => {
+                    m.vardiff.increment_shares_since_last_update();
+                    let (verdict, answer) = oneshot::channel();
+                    let share = ShareToPool { verdict, ..share };
+                    if shared.commands.send(Command::Share(share)).await.is_err() {
+                        return vec![response_error(
                             &id,
                             error_code::OTHER,
-                            &format!("refused by the pool: {reason}"),
-                        ),
-                        Err(_) => response_error(&id, error_code::OTHER, "no answer from the pool"),
-                    };
-                    let _ = out.send(line);
-                });
-                Vec::new()
+                            "translator stopping",
+                        )];
+                    }
+                    TranslatorStats::add(&stats.shares_forwarded);
+                    let (out, stats) = (out.clone(), stats.clone());
+                    tokio::spawn(async move {
+                        let line = match answer.await {
+                            Ok(Ok(())) => {
+                                TranslatorStats::add(&stats.shares_accepted_by_pool);
+                                response_ok(&id, json!(true))
+                            }
+                            Ok(Err(reason)) => {
+                                TranslatorStats::add(&stats.shares_refused_upstream);
+                                response_error(
+                                    &id,
+                                    error_code::OTHER,
+                                    &format!("refused by the pool: {reason}"),
+                                )
+                            }
+                            Err(_) => {
+                                TranslatorStats::add(&stats.shares_refused_upstream);
+                                response_error(&id, error_code::OTHER, "no answer from the pool")
+                            }
+                        };
+                        let _ = out.send(line);
+                    });
+                    Vec::new()
+                }
             }
-        },
+        }
     }
 }
 
-/// Rebuilds the share's header from its job and checks it; returns what to send upstream.
-fn check_share(m: &mut Miner, s: &Submit) -> Result<ShareToPool, (i64, &'static str)> {
+/// `mining.suggest_difficulty`: the miner's own idea of its difficulty replaces the initial
+/// estimate; vardiff corrects it from there.
+async fn suggest_difficulty(m: &mut Miner, difficulty: f64, work: &Work, shared: &Shared) {
+    if !(difficulty.is_finite() && difficulty > 0.0) {
+        return;
+    }
+    let spm = shared.vardiff.shares_per_minute as f64;
+    // Difficulty 1 is 2^32 hashes a share.
+    let hashrate = (difficulty * 4_294_967_296.0 * spm / 60.0) as f32;
+    if !hashrate.is_finite() {
+        return;
+    }
+    m.hashrate = hashrate;
+    m.vardiff_target = difficulty_to_target(difficulty);
+    let channel_open = work.borrow().is_some();
+    if !m.aggregated && m.own_channel.is_none() && channel_open {
+        let _ = shared
+            .commands
+            .send(Command::Hashrate {
+                miner: m.index,
+                hashrate,
+            })
+            .await;
+    }
+}
+
+enum Checked {
+    /// Valid at the miner's difficulty, not at the channel's: answered here.
+    BelowChannelTarget,
+    /// For the pool's verdict.
+    ToPool(ShareToPool),
+}
+
+/// Rebuilds the share's header from its job and checks it.
+fn check_share(m: &mut Miner, s: &Submit) -> Result<Checked, (i64, &'static str)> {
     if !m.subscribed {
         return Err((error_code::NOT_SUBSCRIBED, "subscribe first"));
     }
     if m.authorized.as_deref() != Some(s.worker.as_str()) {
         return Err((error_code::UNAUTHORIZED, "worker not authorized"));
     }
-    let Some((_, sent)) = m.jobs.iter().find(|(id, _)| *id == s.job_id) else {
+    // A job re-sent with a new difficulty is listed once per difficulty: work done under the
+    // older, easier one still counts.
+    let mut sent = m
+        .jobs
+        .iter()
+        .filter(|(id, _)| *id == s.job_id)
+        .map(|(_, j)| j);
+    let Some(newest) = sent.next() else {
         return Err((error_code::JOB_NOT_FOUND, "job not found (stale)"));
     };
+    let easiest = sent
+        .map(|j| Target::from_le_bytes(j.target))
+        .fold(Target::from_le_bytes(newest.target), std::cmp::max);
     if s.extranonce2.len() != m.extranonce2_size {
         return Err((error_code::OTHER, "wrong extranonce2 size"));
     }
-    let job = &sent.job;
+    let job = &newest.job;
     let version = match s.version_bits {
         Some(bits) if m.version_rolling => {
             (job.version & !VERSION_ROLLING_MASK) | (bits & VERSION_ROLLING_MASK)
@@ -365,7 +617,7 @@ fn check_share(m: &mut Miner, s: &Submit) -> Result<ShareToPool, (i64, &'static 
     if m.seen.contains(&key) {
         return Err((error_code::DUPLICATE_SHARE, "duplicate share"));
     }
-    let miner_part = [m.index.to_be_bytes().as_slice(), &s.extranonce2].concat();
+    let miner_part = [m.miner_part().as_slice(), &s.extranonce2].concat();
     let coinbase = [
         job.coinbase_prefix.as_slice(),
         &m.extranonce_prefix,
@@ -373,26 +625,30 @@ fn check_share(m: &mut Miner, s: &Submit) -> Result<ShareToPool, (i64, &'static 
         &job.coinbase_suffix,
     ]
     .concat();
-    let root = merkle_root(&coinbase, &job.merkle_path);
-    let mut header = [0u8; 80];
-    header[0..4].copy_from_slice(&version.to_le_bytes());
-    header[4..36].copy_from_slice(&job.prev_hash);
-    header[36..68].copy_from_slice(&root);
-    header[68..72].copy_from_slice(&s.ntime.to_le_bytes());
-    header[72..76].copy_from_slice(&job.nbits.to_le_bytes());
-    header[76..80].copy_from_slice(&s.nonce.to_le_bytes());
-    let hash = Target::from_le_bytes(sha256d::Hash::hash(&header).to_byte_array());
-    if hash > Target::from_le_bytes(sent.target) {
+    let hash = ShareHeader {
+        version,
+        prev_hash: &job.prev_hash,
+        merkle_root: &merkle_root(&coinbase, &job.merkle_path),
+        ntime: s.ntime,
+        nbits: job.nbits,
+        nonce: s.nonce,
+    }
+    .hash();
+    if hash > easiest {
         return Err((error_code::LOW_DIFFICULTY, "low difficulty share"));
     }
     m.seen.insert(key);
+    if hash > Target::from_le_bytes(newest.channel_target) {
+        return Ok(Checked::BelowChannelTarget);
+    }
     let (verdict, _) = oneshot::channel();
-    Ok(ShareToPool {
+    Ok(Checked::ToPool(ShareToPool {
+        channel_id: newest.channel_id,
         job_id: job.job_id,
         nonce: s.nonce,
         ntime: s.ntime,
         version,
         extranonce: miner_part,
         verdict,
-    })
+    }))
 }

@@ -1,9 +1,18 @@
-//! The translator's SV2 side: one Noise connection to the pool (its key pinned) with one
-//! extended channel for every SV1 miner behind it. It turns the pool's jobs into the work SV1
-//! miners see, forwards their shares with sequence numbers, and answers each share only with
-//! the pool's verdict. It reconnects with back-off; meanwhile miners stay connected with no work.
+//! The translator's SV2 side: one Noise connection to the pool (its key pinned) carrying either
+//! one aggregated extended channel for every SV1 miner behind it or one extended channel per
+//! miner. It turns the pool's jobs into the work SV1 miners see, forwards their shares with
+//! per-channel sequence numbers, and answers each forwarded share only with the pool's verdict.
+//! It reconnects with back-off (reopening every miner's channel); meanwhile miners stay
+//! connected with no work and every share is refused.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use binary_sv2::{B032Owned, Seq064KOwned, U256Owned};
 use common_messages_sv2::{Protocol, SetupConnectionOwned};
@@ -13,7 +22,8 @@ use hashpool_sv2_io::{
     IncomingFrames,
 };
 use mining_sv2::{
-    NewExtendedMiningJobOwned, OpenExtendedMiningChannelOwned, SubmitSharesExtendedOwned,
+    CloseChannelOwned, NewExtendedMiningJobOwned, OpenExtendedMiningChannelOwned,
+    SubmitSharesExtendedOwned, UpdateChannelOwned,
 };
 use parsers_sv2::{
     AnyMessageOwned, CommonMessagesOwned, ExtensionsNegotiationOwned, ExtensionsOwned, MiningOwned,
@@ -28,7 +38,7 @@ use tracing::{debug, info, warn};
 
 use crate::TranslatorRunConfig;
 
-/// Bytes of the channel's extranonce each SV1 connection owns (its index).
+/// Bytes of an aggregated channel's extranonce each SV1 connection owns (its index).
 pub const MINER_EXTRANONCE_BYTES: usize = 4;
 /// What the SV1 miner rolls itself.
 pub const MIN_EXTRANONCE2_BYTES: usize = 4;
@@ -51,19 +61,87 @@ pub struct ActiveJob {
 /// The channel and its current job, as the downstream side needs them.
 #[derive(Debug, Clone)]
 pub struct UpstreamWork {
+    /// Which opening of a channel this is (unique in the process): a miner's jobs from an
+    /// earlier opening are stale even if the pool reuses channel ids and prefixes.
+    pub opening: u64,
     pub channel_id: u32,
     pub extranonce_prefix: Vec<u8>,
     pub extranonce_size: usize,
-    /// The channel's target (little-endian), the difficulty SV1 miners get.
+    /// The channel's target (little-endian): shares that meet it go to the pool.
     pub target: [u8; 32],
+    /// Shared by every miner (each owns a 4-byte slice of the extranonce), or this miner's own.
+    pub aggregated: bool,
     pub job: Option<ActiveJob>,
 }
 
 pub type UpstreamState = watch::Sender<Option<Arc<UpstreamWork>>>;
 
+/// What the SV1 side asks of the upstream.
+#[derive(Debug)]
+pub enum Command {
+    Share(ShareToPool),
+    /// Channel-per-miner mode: open (and after a reconnect, reopen) a channel for this miner;
+    /// its work is published on `work`.
+    Open {
+        miner: u32,
+        hashrate: f32,
+        work: UpstreamState,
+    },
+    /// Channel-per-miner mode: the miner's vardiff estimate, sent to the pool as UpdateChannel.
+    Hashrate {
+        miner: u32,
+        hashrate: f32,
+    },
+    /// The miner disconnected: its channel is closed.
+    Close {
+        miner: u32,
+    },
+}
+
+/// A channel the translator keeps open whenever a pool is connected: the aggregated one, or
+/// one per subscribed miner (keyed by the miner's index, also the open request's id).
+struct Slot {
+    user_identity: String,
+    hashrate: f32,
+    work: UpstreamState,
+}
+
+type Slots = BTreeMap<u32, Slot>;
+
+fn apply_offline(slots: &mut Slots, config: &TranslatorRunConfig, command: Command) {
+    match command {
+        Command::Share(s) => {
+            let _ = s.verdict.send(Err("the pool is unreachable".into()));
+        }
+        Command::Open {
+            miner,
+            hashrate,
+            work,
+        } => {
+            slots.insert(
+                miner,
+                Slot {
+                    user_identity: format!("{}.{miner}", config.user_identity),
+                    hashrate,
+                    work,
+                },
+            );
+        }
+        Command::Hashrate { miner, hashrate } => {
+            if let Some(slot) = slots.get_mut(&miner) {
+                slot.hashrate = hashrate;
+            }
+        }
+        Command::Close { miner } => {
+            slots.remove(&miner);
+        }
+    }
+}
+
 /// A share on its way to the pool, with where its verdict goes.
 #[derive(Debug)]
 pub struct ShareToPool {
+    pub channel_id: u32,
     pub job_id: u32,
     pub nonce: u32,
     pub ntime: u32,
@@ -75,20 +153,33 @@ pub struct ShareToPool {
 
 pub async fn run(
     config: TranslatorRunConfig,
-    work: UpstreamState,
-    mut shares: mpsc::Receiver<ShareToPool>,
+    aggregated: Option<UpstreamState>,
+    mut commands: mpsc::Receiver<Command>,
     shutdown: CancellationToken,
 ) {
+    let mut slots = Slots::new();
+    if let Some(work) = aggregated {
+        slots.insert(
+            AGGREGATED_SLOT,
+            Slot {
+                user_identity: config.user_identity.clone(),
+                hashrate: config.nominal_hashrate,
+                work,
+            },
+        );
+    }
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     let mut index = 0;
     loop {
         let endpoint = config.upstreams[index % config.upstreams.len()];
         let mut established = false;
         let result = tokio::select! {
-            r = session(&config, endpoint, &work, &mut shares, &mut established) => r,
+            r = session(&config, endpoint, &mut slots, &mut commands, &mut established) => r,
             _ = shutdown.cancelled() => return,
         };
-        work.send_replace(None);
+        for slot in slots.values() {
+            slot.work.send_replace(None);
+        }
         warn!(pool = %endpoint.address, "pool connection lost: {result:?}");
         if established {
             // Back to the preferred pool first.
@@ -108,8 +199,8 @@ pub async fn run(
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(until) => break,
-                s = shares.recv() => match s {
-                    Some(s) => { let _ = s.verdict.send(Err("the pool is unreachable".into())); }
+                c = commands.recv() => match c {
+                    Some(c) => apply_offline(&mut slots, &config, c),
                     None => return,
                 },
                 _ = shutdown.cancelled() => return,
@@ -117,6 +208,9 @@ pub async fn run(
         }
     }
 }
+
+/// The aggregated channel's slot (miner indexes start at 1).
+const AGGREGATED_SLOT: u32 = 0;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -148,23 +242,38 @@ async fn send_frame(
     Ok(hashpool_sv2_io::send_frame(writer, frame).await?)
 }
 
+type Verdict = oneshot::Sender<Result<(), String>>;
+
+static OPENINGS: AtomicU64 = AtomicU64::new(1);
+
 struct Channel {
+    opening: u64,
     id: u32,
+    slot: u32,
+    aggregated: bool,
     extranonce_prefix: Vec<u8>,
     extranonce_size: usize,
     target: [u8; 32],
     future_jobs: HashMap<u32, NewExtendedMiningJobOwned>,
     tip: Option<([u8; 32], u32, u32)>,
     active: Option<ActiveJob>,
+    sequence: u32,
+    /// Forwarded shares by sequence number, waiting for the pool's verdict.
+    pending: BTreeMap<u32, Verdict>,
 }
 
 impl Channel {
-    fn publish(&self, work: &UpstreamState) {
-        work.send_replace(Some(Arc::new(UpstreamWork {
+    fn publish(&self, slots: &Slots) {
+        let Some(slot) = slots.get(&self.slot) else {
+            return;
+        };
+        slot.work.send_replace(Some(Arc::new(UpstreamWork {
+            opening: self.opening,
             channel_id: self.id,
             extranonce_prefix: self.extranonce_prefix.clone(),
             extranonce_size: self.extranonce_size,
             target: self.target,
+            aggregated: self.aggregated,
             job: self.active.clone(),
         })));
     }
@@ -186,13 +295,67 @@ impl Channel {
             clean,
         });
     }
+
+    fn on_job(&mut self, job: &NewExtendedMiningJobOwned, slots: &Slots) {
+        if job.min_ntime.clone().into_inner().is_some() {
+            self.activate(job, false);
+            self.publish(slots);
+        } else {
+            self.future_jobs.insert(job.job_id, job.clone());
+        }
+    }
+
+    fn on_prev_hash(&mut self, p: &mining_sv2::SetNewPrevHashOwned, slots: &Slots) {
+        self.tip = Some((p.prev_hash.to_array(), p.min_ntime, p.nbits));
+        if let Some(job) = self.future_jobs.remove(&p.job_id) {
+            self.future_jobs.clear();
+            self.activate(&job, true);
+            self.publish(slots);
+        }
+    }
+
+    fn fail_pending(&mut self, reason: &str) {
+        for (_, v) in std::mem::take(&mut self.pending) {
+            let _ = v.send(Err(reason.into()));
+        }
+    }
+}
+
+fn open_message(slot_id: u32, slot: &Slot, aggregated: bool) -> MiningOwned {
+    let miner_bytes = if aggregated {
+        MINER_EXTRANONCE_BYTES
+    } else {
+        0
+    };
+    MiningOwned::OpenExtendedMiningChannel(OpenExtendedMiningChannelOwned {
+        request_id: slot_id,
+        user_identity: str0255(&slot.user_identity),
+        nominal_hash_rate: slot.hashrate,
+        max_target: U256Owned::from([0xff; 32]),
+        min_extranonce_size: (miner_bytes + MIN_EXTRANONCE2_BYTES) as u16,
+    })
+}
+
+/// Sends an open request, with the wallet's locking key when the pool took the extension.
+async fn open_channel(
+    writer: &mut NoiseTcpWriteHalf,
+    open: MiningOwned,
+    locking_key: Option<ext_mint_quote::LockingKey>,
+) -> Result<(), UpstreamError> {
+    match locking_key {
+        Some(key) => {
+            let frame = encode_with_tlvs(open, &[ext_mint_quote::locking_key_tlv(&key)])?;
+            send_frame(writer, frame).await
+        }
+        None => Ok(hashpool_sv2_io::send(writer, open).await?),
+    }
 }
 
 async fn session(
     config: &TranslatorRunConfig,
     endpoint: crate::UpstreamEndpoint,
-    work: &UpstreamState,
-    shares: &mut mpsc::Receiver<ShareToPool>,
+    slots: &mut Slots,
+    commands: &mut mpsc::Receiver<Command>,
     established: &mut bool,
 ) -> Result<(), UpstreamError> {
     let stream = TcpStream::connect(endpoint.address)
@@ -247,125 +410,241 @@ async fn session(
             other => return Err(UpstreamError::Refused(format!("extensions: {other}"))),
         }
     }
-    let open = OpenExtendedMiningChannelOwned {
-        request_id: 1,
-        user_identity: str0255(&config.user_identity),
-        nominal_hash_rate: config.nominal_hashrate,
-        max_target: U256Owned::from([0xff; 32]),
-        min_extranonce_size: (MINER_EXTRANONCE_BYTES + MIN_EXTRANONCE2_BYTES) as u16,
-    };
-    let open = MiningOwned::OpenExtendedMiningChannel(open);
-    match config.locking_key.filter(|_| with_tlv) {
-        Some(key) => {
-            let frame = encode_with_tlvs(open, &[ext_mint_quote::locking_key_tlv(&key)])?;
-            send_frame(&mut writer, frame).await?
-        }
-        None => hashpool_sv2_io::send(&mut writer, open).await?,
+    let locking_key = config.locking_key.filter(|_| with_tlv);
+    let aggregated = config.channel_mode == crate::ChannelMode::Aggregated;
+    for (id, slot) in slots.iter() {
+        open_channel(
+            &mut writer,
+            open_message(*id, slot, aggregated),
+            locking_key,
+        )
+        .await?;
     }
+    // The pool connection counts as established once it has set up; in channel-per-miner mode
+    // there may be no miner (and so no channel) yet.
+    *established = !aggregated;
 
-    let mut channel: Option<Channel> = None;
-    let mut sequence = 0u32;
-    let mut pending: std::collections::BTreeMap<u32, oneshot::Sender<Result<(), String>>> =
-        Default::default();
-    loop {
+    let mut channels: HashMap<u32, Channel> = HashMap::new();
+    let mut by_slot: HashMap<u32, u32> = HashMap::new();
+    let mut group_channel_id = None;
+    let result = loop {
         tokio::select! {
             frame = frames.recv() => {
                 let mut frame = match frame {
                     Some(Ok(f)) => f,
-                    _ => {
-                        for (_, v) in std::mem::take(&mut pending) {
-                            let _ = v.send(Err("the pool connection dropped".into()));
-                        }
-                        return Err(UpstreamError::Closed);
-                    }
+                    _ => break Err(UpstreamError::Closed),
                 };
                 if let Some(ext) = extension_frame(&mut frame) {
                     on_extension(config, &ext);
                     continue;
                 }
-                let message = decode_frame(&mut frame, &[])?.1;
+                let message = match decode_frame(&mut frame, &[]) {
+                    Ok(m) => m.1,
+                    Err(e) => break Err(e.into()),
+                };
                 let AnyMessageOwned::Mining(m) = message else { continue };
                 match m {
                     MiningOwned::OpenExtendedMiningChannelSuccess(s) => {
+                        if !slots.contains_key(&s.request_id) || by_slot.contains_key(&s.request_id) {
+                            // The miner left while its channel was being opened.
+                            let close = MiningOwned::CloseChannel(CloseChannelOwned {
+                                channel_id: s.channel_id,
+                                reason_code: str0255("miner disconnected"),
+                            });
+                            if let Err(e) = hashpool_sv2_io::send(&mut writer, close).await {
+                                break Err(e.into());
+                            }
+                            continue;
+                        }
                         info!(pool = %endpoint.address, channel_id = s.channel_id, extranonce_size = s.extranonce_size, "extended channel open");
                         *established = true;
+                        group_channel_id = Some(s.group_channel_id);
                         let c = Channel {
+                            opening: OPENINGS.fetch_add(1, Ordering::Relaxed),
                             id: s.channel_id,
+                            slot: s.request_id,
+                            aggregated,
                             extranonce_prefix: s.extranonce_prefix.as_bytes().to_vec(),
                             extranonce_size: s.extranonce_size as usize,
                             target: s.target.to_array(),
                             future_jobs: HashMap::new(),
                             tip: None,
                             active: None,
+                            sequence: 0,
+                            pending: BTreeMap::new(),
                         };
-                        c.publish(work);
-                        channel = Some(c);
+                        c.publish(slots);
+                        by_slot.insert(s.request_id, s.channel_id);
+                        channels.insert(s.channel_id, c);
                     }
                     MiningOwned::OpenMiningChannelError(e) => {
-                        return Err(UpstreamError::Refused(format!("channel: {}", text(&e.error_code))));
+                        let reason = text(&e.error_code);
+                        if aggregated {
+                            break Err(UpstreamError::Refused(format!("channel: {reason}")));
+                        }
+                        warn!(miner = e.request_id, "the pool refused the miner's channel: {reason}");
                     }
                     MiningOwned::NewExtendedMiningJob(job) => {
-                        let Some(c) = channel.as_mut() else { continue };
-                        if job.min_ntime.clone().into_inner().is_some() {
-                            c.activate(&job, false);
-                            c.publish(work);
-                        } else {
-                            c.future_jobs.insert(job.job_id, job);
+                        for c in addressed(&mut channels, group_channel_id, job.channel_id) {
+                            c.on_job(&job, slots);
                         }
                     }
                     MiningOwned::SetNewPrevHash(p) => {
-                        let Some(c) = channel.as_mut() else { continue };
-                        c.tip = Some((p.prev_hash.to_array(), p.min_ntime, p.nbits));
-                        if let Some(job) = c.future_jobs.remove(&p.job_id) {
-                            c.future_jobs.clear();
-                            c.activate(&job, true);
-                            c.publish(work);
+                        for c in addressed(&mut channels, group_channel_id, p.channel_id) {
+                            c.on_prev_hash(&p, slots);
                         }
                     }
                     MiningOwned::SetTarget(t) => {
-                        let Some(c) = channel.as_mut() else { continue };
-                        c.target = t.maximum_target.to_array();
-                        c.publish(work);
+                        for c in addressed(&mut channels, group_channel_id, t.channel_id) {
+                            c.target = t.maximum_target.to_array();
+                            c.publish(slots);
+                        }
                     }
                     MiningOwned::SubmitSharesSuccess(s) => {
-                        let rest = pending.split_off(&s.last_sequence_number.wrapping_add(1));
-                        for (_, v) in std::mem::replace(&mut pending, rest) {
-                            let _ = v.send(Ok(()));
+                        if let Some(c) = channels.get_mut(&s.channel_id) {
+                            let rest = c.pending.split_off(&s.last_sequence_number.wrapping_add(1));
+                            for (_, v) in std::mem::replace(&mut c.pending, rest) {
+                                let _ = v.send(Ok(()));
+                            }
                         }
                     }
                     MiningOwned::SubmitSharesError(e) => {
-                        if let Some(v) = pending.remove(&e.sequence_number) {
+                        if let Some(v) = channels
+                            .get_mut(&e.channel_id)
+                            .and_then(|c| c.pending.remove(&e.sequence_number))
+                        {
                             let _ = v.send(Err(text(&e.error_code)));
                         }
+                    }
+                    MiningOwned::CloseChannel(m) => {
+                        if let Some(mut c) = channels.remove(&m.channel_id) {
+                            warn!(channel_id = m.channel_id, reason = %text(&m.reason_code), "the pool closed a channel");
+                            by_slot.remove(&c.slot);
+                            c.fail_pending("the pool closed the channel");
+                            if let Some(slot) = slots.get(&c.slot) {
+                                slot.work.send_replace(None);
+                            }
+                            if aggregated {
+                                break Err(UpstreamError::Refused("the pool closed the channel".into()));
+                            }
+                        }
+                    }
+                    MiningOwned::UpdateChannelError(e) => {
+                        debug!(channel_id = e.channel_id, "hashrate update refused: {}", text(&e.error_code));
                     }
                     other => debug!("ignored from the pool: {other:?}"),
                 }
             }
-            share = shares.recv() => {
-                let Some(share) = share else { return Ok(()) };
-                let Some(c) = channel.as_ref() else {
-                    let _ = share.verdict.send(Err("no channel with the pool yet".into()));
-                    continue;
-                };
-                sequence = sequence.wrapping_add(1);
-                let Ok(extranonce) = B032Owned::new(share.extranonce) else {
-                    let _ = share.verdict.send(Err("extranonce too long".into()));
-                    continue;
-                };
-                pending.insert(sequence, share.verdict);
-                let submit = MiningOwned::SubmitSharesExtended(SubmitSharesExtendedOwned {
-                    channel_id: c.id,
-                    sequence_number: sequence,
-                    job_id: share.job_id,
-                    nonce: share.nonce,
-                    ntime: share.ntime,
-                    version: share.version,
-                    extranonce,
+            command = commands.recv() => {
+                let Some(command) = command else { break Ok(()) };
+                let sent = on_command(command, &mut writer, slots, &mut channels, &mut by_slot, config, locking_key, aggregated).await;
+                if let Err(e) = sent {
+                    break Err(e);
+                }
+            }
+        }
+    };
+    for c in channels.values_mut() {
+        c.fail_pending("the pool connection dropped");
+    }
+    result
+}
+
+/// The channels a pool message is for: one channel, or all of them for the group's id.
+fn addressed(
+    channels: &mut HashMap<u32, Channel>,
+    group: Option<u32>,
+    channel_id: u32,
+) -> Vec<&mut Channel> {
+    if channels.contains_key(&channel_id) {
+        channels.get_mut(&channel_id).into_iter().collect()
+    } else if group == Some(channel_id) {
+        channels.values_mut().collect()
+    } else {
+        Vec::new()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn on_command(
+    command: Command,
+    writer: &mut NoiseTcpWriteHalf,
+    slots: &mut Slots,
+    channels: &mut HashMap<u32, Channel>,
+    by_slot: &mut HashMap<u32, u32>,
+    config: &TranslatorRunConfig,
+    locking_key: Option<ext_mint_quote::LockingKey>,
+    aggregated: bool,
+) -> Result<(), UpstreamError> {
+    match command {
+        Command::Share(share) => {
+            let Some(c) = channels.get_mut(&share.channel_id) else {
+                let _ = share
+                    .verdict
+                    .send(Err("the miner's channel is not open".into()));
+                return Ok(());
+            };
+            let Ok(extranonce) = B032Owned::new(share.extranonce) else {
+                let _ = share.verdict.send(Err("extranonce too long".into()));
+                return Ok(());
+            };
+            c.sequence = c.sequence.wrapping_add(1);
+            c.pending.insert(c.sequence, share.verdict);
+            let submit = MiningOwned::SubmitSharesExtended(SubmitSharesExtendedOwned {
+                channel_id: c.id,
+                sequence_number: c.sequence,
+                job_id: share.job_id,
+                nonce: share.nonce,
+                ntime: share.ntime,
+                version: share.version,
+                extranonce,
+            });
+            hashpool_sv2_io::send(writer, submit).await?;
+        }
+        Command::Open {
+            miner,
+            hashrate,
+            work,
+        } => {
+            apply_offline(
+                slots,
+                config,
+                Command::Open {
+                    miner,
+                    hashrate,
+                    work,
+                },
+            );
+            if let Some(slot) = slots.get(&miner) {
+                open_channel(writer, open_message(miner, slot, aggregated), locking_key).await?;
+            }
+        }
+        Command::Hashrate { miner, hashrate } => {
+            apply_offline(slots, config, Command::Hashrate { miner, hashrate });
+            if let Some(&channel_id) = by_slot.get(&miner) {
+                let update = MiningOwned::UpdateChannel(UpdateChannelOwned {
+                    channel_id,
+                    nominal_hash_rate: hashrate,
+                    maximum_target: U256Owned::from([0xff; 32]),
                 });
-                hashpool_sv2_io::send(&mut writer, submit).await?;
+                hashpool_sv2_io::send(writer, update).await?;
+            }
+        }
+        Command::Close { miner } => {
+            slots.remove(&miner);
+            if let Some(channel_id) = by_slot.remove(&miner) {
+                if let Some(mut c) = channels.remove(&channel_id) {
+                    c.fail_pending("the miner disconnected");
+                }
+                let close = MiningOwned::CloseChannel(CloseChannelOwned {
+                    channel_id,
+                    reason_code: str0255("miner disconnected"),
+                });
+                hashpool_sv2_io::send(writer, close).await?;
             }
         }
     }
+    Ok(())
 }
 
 /// Quote announcements go to the wallet; anything else from an extension is only logged.

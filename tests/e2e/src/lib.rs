@@ -18,7 +18,9 @@ use pool::{config::PoolSettings, config::TemplateProviderSettings, PoolRunConfig
 use stratum_apps::{
     config_helpers::CoinbaseRewardScript,
     key_utils::{Secp256k1PublicKey, Secp256k1SecretKey},
-    monitoring::{StandardChannelInfo, Sv2ClientChannelsResponse, Sv2ClientsResponse},
+    monitoring::{
+        ExtendedChannelInfo, StandardChannelInfo, Sv2ClientChannelsResponse, Sv2ClientsResponse,
+    },
 };
 use template_provider::{
     config::{ChainConfig, MempoolConfig, ServerConfig},
@@ -247,6 +249,21 @@ impl TestPool {
     }
 
     /// Accepted shares over every channel, from the monitoring API.
+    /// Every extended channel the pool serves, as its monitoring API reports them.
+    pub async fn extended_channels(&self) -> anyhow::Result<Vec<ExtendedChannelInfo>> {
+        let mut out = Vec::new();
+        for client in self.clients().await?.items {
+            let url = format!(
+                "http://{}/api/v1/clients/{}/channels",
+                self.monitoring, client.client_id
+            );
+            let r: Sv2ClientChannelsResponse =
+                reqwest::get(url).await?.error_for_status()?.json().await?;
+            out.extend(r.extended_channels);
+        }
+        Ok(out)
+    }
+
     pub async fn shares_accepted(&self) -> u64 {
         self.standard_channels()
             .await
@@ -292,6 +309,33 @@ pub fn miner_options(
         limit_hashrate: limit,
         locking_key: Some(test_key(user)),
         minter: None,
+    }
+}
+
+/// A translator in front of the test pool (aggregated mode), its miners' difficulty starting at
+/// `initial_hashrate` and aiming at 120 shares a minute.
+pub fn translator_config(
+    pool: SocketAddr,
+    user: &str,
+    locking_key: Option<ext_mint_quote::LockingKey>,
+    initial_hashrate: f32,
+) -> translator::TranslatorRunConfig {
+    translator::TranslatorRunConfig {
+        downstream_address: loopback_any_port(),
+        upstreams: vec![translator::UpstreamEndpoint {
+            address: pool,
+            authority_public_key: public_key(),
+        }],
+        user_identity: user.into(),
+        nominal_hashrate: 60_000.0,
+        locking_key,
+        minter: None,
+        channel_mode: translator::ChannelMode::Aggregated,
+        vardiff: translator::VardiffSettings {
+            initial_hashrate,
+            shares_per_minute: 120.0,
+            interval: Duration::from_secs(16),
+        },
     }
 }
 

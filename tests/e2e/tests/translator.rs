@@ -1,19 +1,21 @@
 //! SV1 miners through the translator: two SV1 CPU miners share one extended channel on the
-//! pool; their shares are accepted by the pool, every share a miner was told was accepted is
-//! one the pool accepted, and the translator's wallet ends up with exactly the ehash of the
-//! work the pool accepted from it.
+//! pool, each at its own difficulty (vardiff); every share the translator forwarded and reported
+//! accepted is one the pool accepted, and the translator's wallet ends up with exactly the ehash
+//! of the work the pool accepted from it. In channel-per-miner mode each miner has its own
+//! channel, every share it is told was accepted is the pool's, and vardiff retargets the channel.
 
 use std::{sync::atomic::Ordering, time::Duration};
 
 use std::sync::Arc;
 
 use hashpool_e2e::{
-    init_tracing, loopback_any_port, open_wallet, public_key, wait_until, PoolOptions, TestMint,
-    TestPool, TestProvider,
+    init_tracing, loopback_any_port, open_wallet, test_key, translator_config, wait_until,
+    PoolOptions, TestMint, TestPool, TestProvider,
 };
 use hashpool_wallet::Minter;
 use mining_device_sv1::Sv1MinerOptions;
 use tokio_util::sync::CancellationToken;
+use translator::{ChannelMode, TranslatorRunConfig, TranslatorStats};
 
 const HARD_NBITS: u32 = 0x1e0f_ffff;
 
@@ -39,16 +41,11 @@ async fn sv1_miners_mine_on_the_pool_and_hear_only_the_pools_verdicts() -> anyho
     let stop = CancellationToken::new();
     let minter = Minter::spawn(wallet.clone(), Duration::from_secs(3600), stop.clone());
     let translator = translator::start(
-        translator::TranslatorRunConfig {
-            downstream_address: loopback_any_port(),
-            upstreams: vec![translator::UpstreamEndpoint {
-                address: pool.address(),
-                authority_public_key: public_key(),
-            }],
-            user_identity: "translator-test".into(),
-            nominal_hashrate: 60_000.0,
-            locking_key: Some(key),
+        TranslatorRunConfig {
             minter: Some(minter.clone()),
+            // Miners start at a difficulty far under the channel's: most of their shares are
+            // answered by the translator itself until vardiff raises their difficulty.
+            ..translator_config(pool.address(), "translator-test", Some(key), 1_000.0)
         },
         stop.clone(),
     )
@@ -78,6 +75,16 @@ async fn sv1_miners_mine_on_the_pool_and_hear_only_the_pools_verdicts() -> anyho
         },
     )
     .await?;
+    let stats = translator.stats.clone();
+    wait_until(
+        Duration::from_secs(90),
+        "vardiff to raise both miners' difficulty",
+        || async { TranslatorStats::get(&stats.vardiff_updates) >= 2 },
+    )
+    .await?;
+    assert!(miners
+        .iter()
+        .all(|m| m.stats.set_targets.load(Ordering::Relaxed) >= 2));
     miners_stop.cancel();
     let mut acked = 0;
     let mut rejected = 0;
@@ -87,15 +94,25 @@ async fn sv1_miners_mine_on_the_pool_and_hear_only_the_pools_verdicts() -> anyho
         acked += stats.shares_acknowledged.load(Ordering::Relaxed);
         rejected += stats.shares_rejected.load(Ordering::Relaxed);
     }
-    // Every "accepted" a miner heard is a share the pool accepted for the translator's key.
+    // Every forwarded share reported accepted is one the pool accepted for the translator's key;
+    // the others were valid at the miner's difficulty but under the channel's.
     let ledger = pool.running.context.shares.ledger().clone();
     let accrued = ledger.accrual(&key).await?.expect("accrued").shares;
+    let by_pool = TranslatorStats::get(&stats.shares_accepted_by_pool);
+    let below = TranslatorStats::get(&stats.shares_below_channel_target);
     assert!(acked >= 6);
     assert!(
-        acked <= accrued,
-        "miners told {acked} accepted, pool accepted {accrued}"
+        below > 0,
+        "the miners' own difficulty was under the channel's"
     );
+    assert!(by_pool > 0);
+    assert!(
+        by_pool <= accrued,
+        "translator reported {by_pool} accepted by the pool, pool accepted {accrued}"
+    );
+    assert!(acked <= by_pool + below, "{acked} > {by_pool} + {below}");
     assert_eq!(rejected, 0);
+    assert_eq!(TranslatorStats::get(&stats.shares_refused_upstream), 0);
     let stats = pool.running.context.stats.snapshot();
     assert_eq!(stats.shares_without_job_target, 0);
 
@@ -227,19 +244,14 @@ async fn sv1_miners_stay_connected_while_the_pool_is_away() -> anyhow::Result<()
         ..Default::default()
     };
     let pool = TestPool::start(tp.running.listen_address, options()).await?;
-    let key = hashpool_e2e::test_key("away");
+    let key = test_key("away");
     let stop = CancellationToken::new();
     let translator = translator::start(
         translator::TranslatorRunConfig {
-            downstream_address: loopback_any_port(),
-            upstreams: vec![translator::UpstreamEndpoint {
-                address: listen,
-                authority_public_key: public_key(),
-            }],
-            user_identity: "translator-away".into(),
             nominal_hashrate: 30_000.0,
-            locking_key: Some(key),
-            minter: None,
+            // Every share the miner finds is at the channel's target, so every "accepted" it
+            // hears is the pool's.
+            ..translator_config(listen, "translator-away", Some(key), 1.0e12)
         },
         stop.clone(),
     )
@@ -297,6 +309,106 @@ async fn sv1_miners_stay_connected_while_the_pool_is_away() -> anyhow::Result<()
         total <= accrued,
         "told {total} accepted, ledger has {accrued}"
     );
+    pool.stop().await?;
+    tp.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_per_miner_retargeted_by_the_miners_vardiff() -> anyhow::Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    let tp = TestProvider::start(dir.path(), loopback_any_port(), HARD_NBITS, 0).await?;
+    let pool = TestPool::start(
+        tp.running.listen_address,
+        PoolOptions {
+            shares_per_minute: 120.0,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let key = test_key("per-miner");
+    let stop = CancellationToken::new();
+    let translator = translator::start(
+        TranslatorRunConfig {
+            channel_mode: ChannelMode::PerMiner,
+            // Far under the miners' real rate: vardiff must raise it.
+            ..translator_config(pool.address(), "translator-pm", Some(key), 1_000.0)
+        },
+        stop.clone(),
+    )
+    .await?;
+    let stats = translator.stats.clone();
+    let miner = |user: &str, stop: &CancellationToken| {
+        mining_device_sv1::start(
+            Sv1MinerOptions {
+                address: translator.downstream_address,
+                user: user.into(),
+                threads: 1,
+                limit_hashrate: Some(30_000.0),
+            },
+            stop.clone(),
+        )
+    };
+    let first_stop = CancellationToken::new();
+    let first = miner("erin.rig1", &first_stop);
+    let second = miner("erin.rig2", &stop);
+    let channels = || async {
+        pool.extended_channels()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| c.user_identity.starts_with("translator-pm."))
+            .collect::<Vec<_>>()
+    };
+    wait_until(Duration::from_secs(60), "a channel per miner", || async {
+        channels().await.len() == 2
+    })
+    .await?;
+    // Vardiff measures each miner and the pool retargets its channel: the channel's hashrate
+    // rises far above the 1 kH/s it was opened with, and the miner hears a new difficulty.
+    wait_until(
+        Duration::from_secs(90),
+        "both channels retargeted by vardiff",
+        || async {
+            let c = channels().await;
+            c.len() == 2 && c.iter().all(|c| c.nominal_hashrate >= 5_000.0)
+        },
+    )
+    .await?;
+    assert!(TranslatorStats::get(&stats.vardiff_updates) >= 2);
+    assert!(first.stats.set_targets.load(Ordering::Relaxed) >= 2);
+    // A miner that leaves takes its channel with it.
+    first_stop.cancel();
+    first.task.await?;
+    wait_until(
+        Duration::from_secs(20),
+        "the left miner's channel closed",
+        || async { channels().await.len() == 1 },
+    )
+    .await?;
+    stop.cancel();
+    second.task.await?;
+    translator.task.await?;
+    // Every share a miner was told was accepted is a share the pool accepted.
+    let acked = first.stats.shares_acknowledged.load(Ordering::Relaxed)
+        + second.stats.shares_acknowledged.load(Ordering::Relaxed);
+    let accrued = pool
+        .running
+        .context
+        .shares
+        .ledger()
+        .accrual(&key)
+        .await?
+        .expect("accrued")
+        .shares;
+    assert!(acked > 0);
+    assert!(
+        acked <= accrued,
+        "told {acked} accepted, ledger has {accrued}"
+    );
+    assert_eq!(TranslatorStats::get(&stats.shares_below_channel_target), 0);
+    assert_eq!(first.stats.shares_rejected.load(Ordering::Relaxed), 0);
     pool.stop().await?;
     tp.stop().await?;
     Ok(())

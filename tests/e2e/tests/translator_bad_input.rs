@@ -1,15 +1,19 @@
 //! SV1 bad input at the translator: malformed JSON, unknown methods, an oversized line, requests
-//! out of order, stale and duplicate shares each get a JSON-RPC error with the right code; the
-//! connection keeps working and an honest SV1 miner keeps mining through it all.
+//! out of order, stale, low-difficulty and duplicate shares each get a JSON-RPC error with the
+//! right code; the connection keeps working (a valid share on it is accepted, and a miner's
+//! suggested difficulty is honoured) and an honest SV1 miner keeps mining through it all.
 
 use std::{sync::atomic::Ordering, time::Duration};
 
 use futures::{SinkExt, StreamExt};
 use hashpool_e2e::{
-    init_tracing, loopback_any_port, public_key, test_key, wait_until, PoolOptions, TestPool,
-    TestProvider,
+    init_tracing, loopback_any_port, test_key, translator_config, wait_until, PoolOptions,
+    TestPool, TestProvider,
 };
-use hashpool_sv1::{error_code, parse_server_line, ServerMessage, MAX_LINE_LEN};
+use hashpool_sv1::{
+    difficulty_to_target, error_code, merkle_root, parse_server_line, prev_hash_from_sv1, Notify,
+    ServerMessage, ShareHeader, MAX_LINE_LEN,
+};
 use mining_device_sv1::Sv1MinerOptions;
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
@@ -17,33 +21,99 @@ use tokio_util::{
     codec::{Framed, LinesCodec},
     sync::CancellationToken,
 };
+use translator::TranslatorStats;
 
 const HARD_NBITS: u32 = 0x1e0f_ffff;
 
 type Lines = Framed<TcpStream, LinesCodec>;
 
-/// Sends `line` and returns the answer to `id` (skipping notifications).
-async fn ask(
+/// The latest work a raw connection was sent.
+#[derive(Default)]
+struct Heard {
+    notify: Option<Notify>,
+    difficulty: Option<f64>,
+}
+
+/// Reads one line, keeping notifications in `heard`; returns responses.
+async fn read(
     c: &mut Lines,
+    heard: &mut Heard,
+) -> anyhow::Result<Option<(Value, Value, Option<(i64, String)>)>> {
+    let line = tokio::time::timeout(Duration::from_secs(15), c.next())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("closed"))??;
+    Ok(
+        match parse_server_line(&line).map_err(|e| anyhow::anyhow!("{e}"))? {
+            ServerMessage::Response { id, result, error } => Some((id, result, error)),
+            ServerMessage::Notify(n) => {
+                heard.notify = Some(n);
+                None
+            }
+            ServerMessage::SetDifficulty(d) => {
+                heard.difficulty = Some(d);
+                None
+            }
+            _ => None,
+        },
+    )
+}
+
+/// Sends `line` and returns the answer to `id`.
+async fn ask_heard(
+    c: &mut Lines,
+    heard: &mut Heard,
     line: &str,
     id: Value,
 ) -> anyhow::Result<(Value, Option<(i64, String)>)> {
     c.send(line).await?;
     loop {
-        let reply = tokio::time::timeout(Duration::from_secs(15), c.next())
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("closed"))??;
-        if let ServerMessage::Response {
-            id: got,
-            result,
-            error,
-        } = parse_server_line(&reply).map_err(|e| anyhow::anyhow!("{e}"))?
-        {
+        if let Some((got, result, error)) = read(c, heard).await? {
             if got == id {
                 return Ok((result, error));
             }
         }
     }
+}
+
+async fn ask(
+    c: &mut Lines,
+    line: &str,
+    id: Value,
+) -> anyhow::Result<(Value, Option<(i64, String)>)> {
+    ask_heard(c, &mut Heard::default(), line, id).await
+}
+
+/// The first nonce (from `from`) whose share hash is at or under `target` (`meets`), or over it.
+fn grind(
+    n: &Notify,
+    extranonce1: &[u8],
+    extranonce2: &[u8],
+    target: bitcoin::Target,
+    meets: bool,
+) -> u32 {
+    let coinbase = [
+        n.coinbase1.as_slice(),
+        extranonce1,
+        extranonce2,
+        &n.coinbase2,
+    ]
+    .concat();
+    let root = merkle_root(&coinbase, &n.merkle_branch);
+    let prev_hash = prev_hash_from_sv1(&n.prev_hash).expect("a valid prev hash");
+    (0u32..)
+        .find(|&nonce| {
+            let hash = ShareHeader {
+                version: n.version,
+                prev_hash: &prev_hash,
+                merkle_root: &root,
+                ntime: n.ntime,
+                nbits: n.nbits,
+                nonce,
+            }
+            .hash();
+            (hash <= target) == meets
+        })
+        .expect("a nonce")
 }
 
 fn code(answer: &(Value, Option<(i64, String)>)) -> i64 {
@@ -66,15 +136,13 @@ async fn bad_sv1_input_gets_json_rpc_errors_and_the_proxy_keeps_working() -> any
     let stop = CancellationToken::new();
     let translator = translator::start(
         translator::TranslatorRunConfig {
-            downstream_address: loopback_any_port(),
-            upstreams: vec![translator::UpstreamEndpoint {
-                address: pool.address(),
-                authority_public_key: public_key(),
-            }],
-            user_identity: "translator-bad-input".into(),
             nominal_hashrate: 30_000.0,
-            locking_key: Some(test_key("bad-input")),
-            minter: None,
+            ..translator_config(
+                pool.address(),
+                "translator-bad-input",
+                Some(test_key("bad-input")),
+                20_000.0,
+            )
         },
         stop.clone(),
     )
@@ -175,41 +243,66 @@ async fn bad_sv1_input_gets_json_rpc_errors_and_the_proxy_keeps_working() -> any
     )
     .await?;
     assert_eq!((ok, err), (json!(true), None));
-    // A job that does not exist (stale), and a share far above the target (low difficulty).
+    // A job that does not exist (stale).
     let en2 = "00".repeat(en2_size);
     let stale = json!({"id": 9, "method": "mining.submit", "params": ["bob.rig", "ffffffff", en2, "00000000", "00000000"]}).to_string();
     assert_eq!(
         code(&ask(&mut c, &stale, json!(9)).await?),
         error_code::JOB_NOT_FOUND
     );
-    wait_until(
-        Duration::from_secs(30),
-        "the translator to have a job",
-        || async {
-            translator
-                .work
-                .borrow()
-                .as_ref()
-                .is_some_and(|w| w.job.is_some())
-        },
+    // The miner suggests an easy difficulty (about one share in 256 hashes): it gets it.
+    let mut heard = Heard::default();
+    let suggested = 1.0 / 16_777_216.0;
+    let (ok, err) = ask_heard(
+        &mut c,
+        &mut heard,
+        &json!({"id": 10, "method": "mining.suggest_difficulty", "params": [suggested]})
+            .to_string(),
+        json!(10),
     )
     .await?;
-    let job_id = translator
-        .work
-        .borrow()
-        .as_ref()
-        .and_then(|w| w.job.as_ref().map(|j| format!("{:x}", j.job_id)))
-        .expect("the translator has a job");
-    let low = json!({"id": 10, "method": "mining.submit", "params": ["bob.rig", job_id, en2, "00000000", "00000000"]}).to_string();
+    assert_eq!((ok, err), (json!(true), None));
+    let near = |d: Option<f64>| d.is_some_and(|d| (d / suggested - 1.0).abs() < 1e-6);
+    while heard.notify.is_none() || !near(heard.difficulty) {
+        if let Err(e) = read(&mut c, &mut heard).await {
+            anyhow::bail!(
+                "no work at the suggested difficulty (heard {:?}): {e}",
+                heard.difficulty
+            );
+        }
+    }
+    let n = heard.notify.clone().expect("a job");
+    let target = bitcoin::Target::from_le_bytes(difficulty_to_target(suggested));
+    let extranonce1 = hex::decode(sub[1].as_str().expect("extranonce1"))?;
+    let en2_bytes = vec![0u8; en2_size];
+    let submit_nonce = |id: u64, nonce: u32| {
+        json!({"id": id, "method": "mining.submit", "params": ["bob.rig", n.job_id, en2, format!("{:08x}", n.ntime), format!("{nonce:08x}")]}).to_string()
+    };
+    // A share whose hash is over half the range: low difficulty at any target vardiff may pick.
+    let half = bitcoin::Target::from_le_bytes({
+        let mut t = [0xffu8; 32];
+        t[31] = 0x7f;
+        t
+    });
+    let low = grind(&n, &extranonce1, &en2_bytes, half, false);
     assert_eq!(
-        code(&ask(&mut c, &low, json!(10)).await?),
+        code(&ask(&mut c, &submit_nonce(11, low), json!(11)).await?),
         error_code::LOW_DIFFICULTY
     );
-    let bad_en2 = json!({"id": 11, "method": "mining.submit", "params": ["bob.rig", job_id, "00", "00000000", "00000000"]}).to_string();
+    // A valid share is accepted once; the same share again is a duplicate.
+    let good = grind(&n, &extranonce1, &en2_bytes, target, true);
+    let (ok, err) = ask(&mut c, &submit_nonce(12, good), json!(12)).await?;
+    assert_eq!((ok, err), (json!(true), None), "a valid share");
     assert_eq!(
-        code(&ask(&mut c, &bad_en2, json!(11)).await?),
+        code(&ask(&mut c, &submit_nonce(13, good), json!(13)).await?),
+        error_code::DUPLICATE_SHARE
+    );
+    let bad_en2 = json!({"id": 14, "method": "mining.submit", "params": ["bob.rig", n.job_id, "00", "00000000", "00000000"]}).to_string();
+    assert_eq!(
+        code(&ask(&mut c, &bad_en2, json!(14)).await?),
         error_code::OTHER
     );
+    assert!(TranslatorStats::get(&translator.stats.shares_refused_here) >= 5);
 
     // Through all of it the honest miner's shares kept being accepted.
     let before = honest.stats.shares_acknowledged.load(Ordering::Relaxed);

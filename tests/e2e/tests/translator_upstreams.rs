@@ -5,12 +5,16 @@
 use std::{sync::atomic::Ordering, time::Duration};
 
 use hashpool_e2e::{
-    free_address, init_tracing, loopback_any_port, public_key, test_key, wait_until, PoolOptions,
-    TestPool, TestProvider,
+    free_address, init_tracing, loopback_any_port, public_key, test_key, translator_config,
+    wait_until, PoolOptions, TestPool, TestProvider,
 };
 use mining_device_sv1::{Sv1Miner, Sv1MinerOptions};
 use tokio_util::sync::CancellationToken;
 use translator::{TranslatorRunConfig, UpstreamEndpoint};
+
+/// A miner difficulty far above the channel's: miners get the channel's target, every share
+/// goes to the pool.
+const STRICT: f32 = 1.0e12;
 
 const HARD_NBITS: u32 = 0x1e0f_ffff;
 
@@ -54,13 +58,15 @@ async fn falls_back_to_the_next_pool_and_mines_without_the_extension() -> anyhow
     let stop = CancellationToken::new();
     let translator = translator::start(
         TranslatorRunConfig {
-            downstream_address: loopback_any_port(),
             // Nothing listens on the first pool's address.
             upstreams: vec![endpoint(free_address()), endpoint(pool.address())],
-            user_identity: "translator-fallback".into(),
             nominal_hashrate: 30_000.0,
-            locking_key: Some(translator_key),
-            minter: None,
+            ..translator_config(
+                pool.address(),
+                "translator-fallback",
+                Some(translator_key),
+                STRICT,
+            )
         },
         stop.clone(),
     )

@@ -12,4 +12,5 @@ pub use messages::{
 };
 pub use work::{
     difficulty_to_target, merkle_root, prev_hash_from_sv1, prev_hash_to_sv1, target_to_difficulty,
+    ShareHeader,
 };

@@ -89,6 +89,35 @@ pub fn merkle_root(coinbase: &[u8], branch: &[[u8; 32]]) -> [u8; 32] {
     acc
 }
 
+/// A share's block header.
+pub struct ShareHeader<'a> {
+    pub version: u32,
+    /// Header byte order (as [`prev_hash_from_sv1`] returns it).
+    pub prev_hash: &'a [u8; 32],
+    pub merkle_root: &'a [u8; 32],
+    pub ntime: u32,
+    pub nbits: u32,
+    pub nonce: u32,
+}
+
+impl ShareHeader<'_> {
+    pub fn bytes(&self) -> [u8; 80] {
+        let mut header = [0u8; 80];
+        header[0..4].copy_from_slice(&self.version.to_le_bytes());
+        header[4..36].copy_from_slice(self.prev_hash);
+        header[36..68].copy_from_slice(self.merkle_root);
+        header[68..72].copy_from_slice(&self.ntime.to_le_bytes());
+        header[72..76].copy_from_slice(&self.nbits.to_le_bytes());
+        header[76..80].copy_from_slice(&self.nonce.to_le_bytes());
+        header
+    }
+
+    /// The header's hash as a little-endian number, to compare with a target.
+    pub fn hash(&self) -> bitcoin::Target {
+        bitcoin::Target::from_le_bytes(sha256d::Hash::hash(&self.bytes()).to_byte_array())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
