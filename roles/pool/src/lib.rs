@@ -68,8 +68,7 @@ pub async fn start(
         )
         .map_err(anyhow::Error::msg)?,
     );
-    let listener = TcpListener::bind(config.listen_address)
-        .await
+    let listener = hashpool_sv2_io::listen(config.listen_address)
         .with_context(|| format!("binding the miner listener {}", config.listen_address))?;
     let listen_address = listener.local_addr()?;
     let mint_listener = TcpListener::bind(config.mint_link_address)

@@ -91,7 +91,7 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningTranslator> {
     anyhow::ensure!(!config.upstreams.is_empty(), "no upstream pool configured");
-    let listener = tokio::net::TcpListener::bind(config.downstream_address).await?;
+    let listener = hashpool_sv2_io::listen(config.downstream_address)?;
     let downstream_address = listener.local_addr()?;
     let (aggregated_tx, work) = match config.channel_mode {
         ChannelMode::Aggregated => {

@@ -7,7 +7,7 @@ mod frame;
 mod reader;
 mod signal;
 
-pub use accept::accept_until;
+pub use accept::{accept_until, listen};
 pub use backoff::Backoff;
 pub use frame::{
     decode_frame, encode, encode_raw, encode_with_tlvs, extension_frame, send, send_frame, str0255,

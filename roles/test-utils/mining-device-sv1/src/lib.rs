@@ -26,7 +26,7 @@ use tokio_util::{
     codec::{Framed, LinesCodec},
     sync::CancellationToken,
 };
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 #[derive(Debug, Clone)]
 pub struct Sv1MinerOptions {
@@ -231,7 +231,7 @@ fn on_message(
                         stats.shares_acknowledged.fetch_add(1, Ordering::Relaxed);
                     } else {
                         stats.shares_rejected.fetch_add(1, Ordering::Relaxed);
-                        debug!(?error, "share rejected");
+                        info!(?error, "share rejected");
                     }
                 }
                 _ => {}

@@ -39,6 +39,9 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .context("VmRSS")
 }
 
+/// How long every connection is held, shares flowing, before memory is measured.
+const HOLD_SECS: u64 = 20;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     hashpool_e2e::init_tracing();
@@ -77,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
         &own,
         format!(
             "[translator]\nuser_identity = \"{}\"\nnominal_hashrate = 40000.0\n\
+             [vardiff]\ninitial_hashrate = 20000.0\nshares_per_minute = 600.0\ninterval_secs = 20\n\
              [wallet]\nenabled = false\nunit = \"hash\"\ndatabase_path = \"{0}\"\nmnemonic_path = \"{0}\"\n\
              recovery_interval_secs = 60\nfaucet_amount = 1\nfaucet_interval_secs = 60\n",
             test_key("bench-translator"),
@@ -125,6 +129,9 @@ async fn main() -> anyhow::Result<()> {
     let notified = Arc::new(AtomicUsize::new(0));
     let answered = Arc::new(AtomicUsize::new(0));
     let connect_failures = Arc::new(AtomicUsize::new(0));
+    // Why a connection got no job: refused subscribe/authorize, or closed by the translator.
+    let refused = Arc::new(AtomicUsize::new(0));
+    let closed = Arc::new(AtomicUsize::new(0));
     let ask = CancellationToken::new();
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -136,6 +143,7 @@ async fn main() -> anyhow::Result<()> {
             stop.clone(),
         );
         let connect_failures = connect_failures.clone();
+        let (refused, closed) = (refused.clone(), closed.clone());
         tasks.push(tokio::spawn(async move {
             // Like a real miner, retry a refused connect (the accept queue can overflow when
             // thousands arrive at once on a busy machine).
@@ -166,11 +174,21 @@ async fn main() -> anyhow::Result<()> {
                                 got_job = true;
                                 notified.fetch_add(1, Ordering::Relaxed);
                             }
+                            if !got_job && l.contains("\"error\":[") {
+                                refused.fetch_add(1, Ordering::Relaxed);
+                                eprintln!("connection {i}: {l}");
+                            }
                             if l.contains("\"id\":3") {
                                 answered.fetch_add(1, Ordering::Relaxed);
                             }
                         }
-                        _ => return,
+                        other => {
+                            if !got_job {
+                                closed.fetch_add(1, Ordering::Relaxed);
+                                eprintln!("connection {i} closed before a job: {other:?}");
+                            }
+                            return;
+                        }
                     },
                     _ = ask.cancelled() => {
                         let submit = json!({"id": 3, "method": "mining.submit", "params": [worker, "ffffffff", "00000000", "00000000", "00000000"]});
@@ -198,7 +216,8 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let connect_time = started.elapsed();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Hold every connection while the CPU miners' shares flow.
+    tokio::time::sleep(Duration::from_secs(HOLD_SECS)).await;
     let loaded = rss_kib(pid)?;
     let acked_before: u64 = miners
         .iter()
@@ -225,6 +244,12 @@ async fn main() -> anyhow::Result<()> {
         notified.load(Ordering::Relaxed)
     );
     println!(
+        "no job: connect failed {}, refused {}, closed {}",
+        connect_failures.load(Ordering::Relaxed),
+        refused.load(Ordering::Relaxed),
+        closed.load(Ordering::Relaxed)
+    );
+    println!(
         "answered at the end       {}",
         answered.load(Ordering::Relaxed)
     );
@@ -238,9 +263,19 @@ async fn main() -> anyhow::Result<()> {
         (loaded.saturating_sub(base)) as f64 / connections as f64
     );
     println!(
-        "shares accepted meanwhile {} (rejected {rejected})",
+        "shares accepted meanwhile {} (rejected {rejected}), held {HOLD_SECS} s",
         acked_after.saturating_sub(acked_before)
     );
+    let warnings: Vec<String> = translator
+        .log_tail(usize::MAX)
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("dropped"))
+        .map(str::to_string)
+        .collect();
+    println!("translator warnings       {}", warnings.len());
+    for w in warnings.iter().take(5) {
+        println!("  {w}");
+    }
     stop.cancel();
     for t in tasks {
         let _ = t.await;
