@@ -232,6 +232,16 @@ async fn sv1_miners_mine_on_the_pool_and_hear_only_the_pools_verdicts() -> anyho
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sv1_miners_stay_connected_while_the_pool_is_away() -> anyhow::Result<()> {
+    pool_away(ChannelMode::Aggregated).await
+}
+
+/// In channel-per-miner mode the miner's channel is reopened on the pool that comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_miner_channels_are_reopened_when_the_pool_returns() -> anyhow::Result<()> {
+    pool_away(ChannelMode::PerMiner).await
+}
+
+async fn pool_away(channel_mode: ChannelMode) -> anyhow::Result<()> {
     init_tracing();
     let dir = tempfile::tempdir()?;
     let tp = TestProvider::start(dir.path(), loopback_any_port(), HARD_NBITS, 0).await?;
@@ -249,9 +259,18 @@ async fn sv1_miners_stay_connected_while_the_pool_is_away() -> anyhow::Result<()
     let translator = translator::start(
         translator::TranslatorRunConfig {
             nominal_hashrate: 30_000.0,
-            // Every share the miner finds is at the channel's target, so every "accepted" it
-            // hears is the pool's.
-            ..translator_config(listen, "translator-away", Some(key), 1.0e12)
+            channel_mode,
+            // Aggregated: every share the miner finds is at the channel's target, so every
+            // "accepted" it hears is the pool's. Per miner: its channel starts at 20 kH/s.
+            ..translator_config(
+                listen,
+                "translator-away",
+                Some(key),
+                match channel_mode {
+                    ChannelMode::Aggregated => 1.0e12,
+                    ChannelMode::PerMiner => 20_000.0,
+                },
+            )
         },
         stop.clone(),
     )
@@ -291,6 +310,11 @@ async fn sv1_miners_stay_connected_while_the_pool_is_away() -> anyhow::Result<()
         1,
         "no reconnect"
     );
+    if channel_mode == ChannelMode::PerMiner {
+        let reopened = pool.extended_channels().await?;
+        assert_eq!(reopened.len(), 1, "the miner's channel, reopened");
+        assert_eq!(reopened[0].user_identity, "translator-away.1");
+    }
     stop.cancel();
     let total = acked(&miner);
     miner.task.await?;
