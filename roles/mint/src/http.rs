@@ -21,19 +21,23 @@ use ext_mint_quote::{
     QuoteLookupResponse as LookupResponse, QUOTE_LOOKUP_MAX_SKEW_SECS, QUOTE_LOOKUP_PATH,
 };
 
-use crate::issuer::{quote_id_of_index_key, MintDb, INDEX_NAMESPACE};
+use crate::issuer::{quote_id_of_index_key, MintDb, MintStats, INDEX_NAMESPACE};
 use crate::processor::EHASH_METHOD;
 
 /// Quotes one lookup returns at most; the wallet asks again from the last one's time.
 pub const LOOKUP_PAGE: usize = 500;
 
-pub async fn router(mint: Arc<Mint>, db: MintDb) -> anyhow::Result<Router> {
+pub async fn router(mint: Arc<Mint>, db: MintDb, stats: Arc<MintStats>) -> anyhow::Result<Router> {
     let cashu = cdk_axum::create_mint_router(mint, vec![EHASH_METHOD.to_string()]).await?;
     let lookup = Router::new()
         .route(QUOTE_LOOKUP_PATH, post(lookup_quotes))
-        .with_state(LookupState { db });
+        .with_state(LookupState {
+            db,
+            stats: stats.clone(),
+        });
     Ok(cashu
         .merge(lookup)
+        .merge(crate::metrics::exporter(stats)?.router())
         .layer(axum::middleware::from_fn(refuse_quote_creation)))
 }
 
@@ -71,10 +75,26 @@ async fn refuse_quote_creation(request: Request, next: Next) -> Response {
 #[derive(Clone)]
 struct LookupState {
     db: MintDb,
+    stats: Arc<MintStats>,
 }
 
 async fn lookup_quotes(
     State(state): State<LookupState>,
+    body: Result<Json<LookupRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let stats = state.stats.clone();
+    let response = answer_lookup(state, body).await;
+    let counter = if response.status().is_success() {
+        &stats.lookups_answered
+    } else {
+        &stats.lookups_refused
+    };
+    MintStats::add(counter, 1);
+    response
+}
+
+async fn answer_lookup(
+    state: LookupState,
     body: Result<Json<LookupRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Ok(Json(request)) = body else {

@@ -6,7 +6,10 @@
 //! the pool repeats a request until it is answered, so a crash between steps is finished by the
 //! next attempt instead of paying twice or losing the batch.
 
-use std::sync::Arc;
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
 
 use cdk::{
     mint::{Mint, MintQuote, MintQuoteRequest, MintQuoteResponse},
@@ -65,11 +68,40 @@ pub struct Issued {
     pub amount: u64,
 }
 
+/// What the mint has done for the pool, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct MintStats {
+    /// Quote requests that created a quote.
+    pub quotes_issued: AtomicU64,
+    /// ehash in those quotes.
+    pub ehash_issued: AtomicU64,
+    /// Requests for a quote already issued (the pool's retries): answered, nothing new.
+    pub requests_repeated: AtomicU64,
+    /// Requests refused (bad unit, amount, key, conflicting reuse, temporary failures).
+    pub requests_refused: AtomicU64,
+    /// 1 while the link to the pool is up.
+    pub pool_link_up: AtomicU64,
+    /// Quote lookups answered / refused on `POST /v1/hashpool/quotes`.
+    pub lookups_answered: AtomicU64,
+    pub lookups_refused: AtomicU64,
+}
+
+impl MintStats {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
 pub struct Issuer {
     mint: Arc<Mint>,
     db: MintDb,
     unit: CurrencyUnit,
     authorization: String,
+    stats: Arc<MintStats>,
 }
 
 impl Issuer {
@@ -79,10 +111,34 @@ impl Issuer {
             db,
             unit,
             authorization,
+            stats: Arc::default(),
         }
     }
 
+    pub fn stats(&self) -> &Arc<MintStats> {
+        &self.stats
+    }
+
+    /// Creates (or finds, for a repeated request id) the paid, locked quote of a request.
     pub async fn issue(&self, request: &MintQuoteRequestOwned) -> Result<Issued, IssueError> {
+        let result = self.issue_once(request).await;
+        let s = &self.stats;
+        match &result {
+            Ok((issued, true)) => {
+                MintStats::add(&s.quotes_issued, 1);
+                MintStats::add(&s.ehash_issued, issued.amount);
+            }
+            Ok((_, false)) => MintStats::add(&s.requests_repeated, 1),
+            Err(_) => MintStats::add(&s.requests_refused, 1),
+        }
+        result.map(|(issued, _)| issued)
+    }
+
+    /// The issued quote, and whether this call created it.
+    async fn issue_once(
+        &self,
+        request: &MintQuoteRequestOwned,
+    ) -> Result<(Issued, bool), IssueError> {
         let unit = text(&request.unit);
         if unit != self.unit.to_string() {
             return Err(IssueError::UnitMismatch(unit));
@@ -95,12 +151,12 @@ impl Issuer {
         let request_id = hex::encode(request.request_id.to_array());
         let lookup = lookup_id(&request_id);
 
-        let quote = match self.existing(&lookup).await? {
-            Some(quote) => quote,
+        let (quote, created) = match self.existing(&lookup).await? {
+            Some(quote) => (quote, false),
             None => match self.create(request, &request_id, pubkey).await {
-                Ok(quote) => quote,
+                Ok(quote) => (quote, true),
                 // The same request handled concurrently won the unique lookup id.
-                Err(e) => self.existing(&lookup).await?.ok_or(e)?,
+                Err(e) => (self.existing(&lookup).await?.ok_or(e)?, false),
             },
         };
         if quote.pubkey != Some(pubkey)
@@ -130,10 +186,13 @@ impl Issuer {
             }
         }
         self.index(&quote).await?;
-        Ok(Issued {
-            quote_id: quote.id.to_string(),
-            amount: request.amount,
-        })
+        Ok((
+            Issued {
+                quote_id: quote.id.to_string(),
+                amount: request.amount,
+            },
+            created,
+        ))
     }
 
     async fn existing(

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod issuer;
+pub mod metrics;
 pub mod pool_link;
 pub mod processor;
 
@@ -105,7 +106,7 @@ pub async fn start(
         .await
         .with_context(|| format!("binding the HTTP API on {}", config.http_address))?;
     let http_address = listener.local_addr()?;
-    let router = http::router(mint.clone(), db).await?;
+    let router = http::router(mint.clone(), db, issuer.stats().clone()).await?;
     info!(%http_address, pool = %config.pool_address, "mint running");
 
     let mint_handle = mint.clone();

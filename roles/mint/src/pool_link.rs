@@ -52,12 +52,17 @@ pub async fn run(config: MintRunConfig, issuer: Arc<Issuer>, shutdown: Cancellat
     let mut backoff = Backoff::new(config.reconnect_initial, config.reconnect_max);
     loop {
         let session = session(&config, &issuer, &mut backoff, shutdown.clone());
-        tokio::select! {
-            result = session => match result {
-                Ok(()) => return,
-                Err(e) => warn!(pool = %config.pool_address, "mint link down: {e}"),
-            },
+        let result = tokio::select! {
+            result = session => result,
             _ = shutdown.cancelled() => return,
+        };
+        issuer
+            .stats()
+            .pool_link_up
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        match result {
+            Ok(()) => return,
+            Err(e) => warn!(pool = %config.pool_address, "mint link down: {e}"),
         }
         let delay = backoff.next_delay();
         debug!(?delay, "reconnecting to the pool");
@@ -168,6 +173,10 @@ async fn session(
         .await
         .map_err(|_| LinkError::Timeout)??;
     info!(pool = %config.pool_address, "mint link up");
+    issuer
+        .stats()
+        .pool_link_up
+        .store(1, std::sync::atomic::Ordering::Relaxed);
 
     let (answers_tx, mut answers) = mpsc::channel::<MintQuoteMessage>(4096);
     let limit = Arc::new(Semaphore::new(config.max_concurrent_quotes));

@@ -66,9 +66,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("binding the wallet API on {}", global.wallet.api_address))?;
         tracing::info!(%api, "wallet API");
     }
+    let (minter, mode) = (config.minter.clone(), config.channel_mode);
     let running = crate::start(config, shutdown.clone())
         .await
         .context("starting the translator")?;
+    let monitoring = global.translator.monitoring_address;
+    let monitoring = crate::monitoring::serve(
+        monitoring,
+        running.stats.clone(),
+        minter,
+        mode,
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| format!("binding the monitoring endpoint on {monitoring}"))?;
+    tracing::info!(%monitoring, "monitoring: /metrics, /api/v1/status");
     hashpool_sv2_io::shutdown_signal().await;
     tracing::info!("shutting down");
     shutdown.cancel();

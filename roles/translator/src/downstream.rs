@@ -217,57 +217,64 @@ async fn connection(
     let mut vardiff = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     vardiff.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     debug!(%peer, index, "SV1 miner connected");
-    loop {
-        tokio::select! {
-            line = lines.next() => {
-                let line = match line {
-                    None => return Ok(()),
-                    Some(Ok(l)) => l,
-                    Some(Err(LinesCodecError::MaxLineLengthExceeded)) => {
-                        // The codec cannot resynchronise after an oversized line: answer, close.
-                        sink.send(trim(response_error(&Value::Null, error_code::INVALID_REQUEST, "line too long"))).await?;
-                        anyhow::bail!("sent a line longer than {MAX_LINE_LEN} bytes");
-                    }
-                    Some(Err(e)) => return Err(e.into()),
-                };
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let request = match parse_client_line(&line) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        sink.send(trim(response_error(&e.id, e.code, &e.message))).await?;
+    let result = async {
+        loop {
+            tokio::select! {
+                line = lines.next() => {
+                    let line = match line {
+                        None => return Ok(()),
+                        Some(Ok(l)) => l,
+                        Some(Err(LinesCodecError::MaxLineLengthExceeded)) => {
+                            // The codec cannot resynchronise after an oversized line: answer, close.
+                            sink.send(trim(response_error(&Value::Null, error_code::INVALID_REQUEST, "line too long"))).await?;
+                            anyhow::bail!("sent a line longer than {MAX_LINE_LEN} bytes");
+                        }
+                        Some(Err(e)) => return Err(e.into()),
+                    };
+                    if line.trim().is_empty() {
                         continue;
                     }
-                };
-                for reply in on_request(request, &mut m, &mut work, shared, &out_tx).await {
-                    sink.send(trim(reply)).await?;
+                    let request = match parse_client_line(&line) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            sink.send(trim(response_error(&e.id, e.code, &e.message))).await?;
+                            continue;
+                        }
+                    };
+                    for reply in on_request(request, &mut m, &mut work, shared, &out_tx).await {
+                        sink.send(trim(reply)).await?;
+                    }
                 }
-            }
-            answer = out.recv() => {
-                if let Some(answer) = answer {
-                    sink.send(trim(answer)).await?;
+                answer = out.recv() => {
+                    if let Some(answer) = answer {
+                        sink.send(trim(answer)).await?;
+                    }
                 }
-            }
-            changed = work.changed() => {
-                if changed.is_err() {
-                    return Ok(());
+                changed = work.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    let current = work.borrow_and_update().clone();
+                    if let Some(w) = current {
+                        for line in on_work(&mut m, &w) {
+                            sink.send(trim(line)).await?;
+                        }
+                    }
                 }
-                let current = work.borrow_and_update().clone();
-                if let Some(w) = current {
-                    for line in on_work(&mut m, &w) {
+                _ = vardiff.tick() => {
+                    for line in retarget(&mut m, &work, shared).await {
                         sink.send(trim(line)).await?;
                     }
                 }
+                _ = shutdown.cancelled() => return Ok(()),
             }
-            _ = vardiff.tick() => {
-                for line in retarget(&mut m, &work, shared).await {
-                    sink.send(trim(line)).await?;
-                }
-            }
-            _ = shutdown.cancelled() => return Ok(()),
         }
     }
+    .await;
+    if m.authorized.is_some() {
+        shared.stats.rehash(m.hashrate, 0.0);
+    }
+    result
 }
 
 /// Vardiff: re-estimates the miner's hashrate from its shares; in aggregated mode moves its
@@ -289,6 +296,7 @@ async fn retarget(m: &mut Miner, work: &Work, shared: &Shared) -> Vec<String> {
         }
     };
     debug!(miner = m.index, hashrate, "vardiff: new hashrate estimate");
+    shared.stats.rehash(m.hashrate, hashrate);
     m.hashrate = hashrate;
     if !m.aggregated {
         let update = Command::Hashrate {
@@ -449,6 +457,9 @@ async fn on_request(
                     "empty worker name",
                 )];
             }
+            if m.authorized.is_none() {
+                shared.stats.rehash(0.0, m.hashrate);
+            }
             m.authorized = Some(user);
             let mut replies = vec![response_ok(&id, json!(true))];
             let current = work.borrow().clone();
@@ -559,6 +570,9 @@ async fn suggest_difficulty(m: &mut Miner, difficulty: f64, work: &Work, shared:
     let hashrate = (difficulty * 4_294_967_296.0 * spm / 60.0) as f32;
     if !hashrate.is_finite() {
         return;
+    }
+    if m.authorized.is_some() {
+        shared.stats.rehash(m.hashrate, hashrate);
     }
     m.hashrate = hashrate;
     m.vardiff_target = difficulty_to_target(difficulty);

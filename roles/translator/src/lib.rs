@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod config;
 pub mod downstream;
+pub mod monitoring;
 pub mod stats;
 pub mod upstream;
 pub mod wallet_api;
@@ -106,6 +107,7 @@ pub async fn start(
         config.clone(),
         aggregated_tx,
         commands_rx,
+        stats.clone(),
         shutdown.clone(),
     ));
     let down = tokio::spawn(downstream::serve(

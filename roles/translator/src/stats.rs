@@ -20,6 +20,12 @@ pub struct TranslatorStats {
     pub shares_refused_here: AtomicU64,
     /// Difficulty changes sent to miners by vardiff.
     pub vardiff_updates: AtomicU64,
+    /// 1 while a pool connection is set up, 0 otherwise.
+    pub pool_connected: AtomicU64,
+    /// Pool connections set up since start.
+    pub pool_connections: AtomicU64,
+    /// Sum of the authorized miners' hashrate estimates (H/s), as vardiff measures them.
+    pub miners_hashrate: AtomicU64,
 }
 
 impl TranslatorStats {
@@ -29,5 +35,15 @@ impl TranslatorStats {
 
     pub(crate) fn add(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A miner's hashrate estimate moved from `old` to `new` (H/s; 0 = not counted).
+    pub(crate) fn rehash(&self, old: f32, new: f32) {
+        let (old, new) = (old.max(0.0) as u64, new.max(0.0) as u64);
+        if new >= old {
+            self.miners_hashrate.fetch_add(new - old, Ordering::Relaxed);
+        } else {
+            self.miners_hashrate.fetch_sub(old - new, Ordering::Relaxed);
+        }
     }
 }

@@ -155,6 +155,7 @@ pub async fn run(
     config: TranslatorRunConfig,
     aggregated: Option<UpstreamState>,
     mut commands: mpsc::Receiver<Command>,
+    stats: Arc<crate::TranslatorStats>,
     shutdown: CancellationToken,
 ) {
     let mut slots = Slots::new();
@@ -174,9 +175,10 @@ pub async fn run(
         let endpoint = config.upstreams[index % config.upstreams.len()];
         let mut established = false;
         let result = tokio::select! {
-            r = session(&config, endpoint, &mut slots, &mut commands, &mut established) => r,
+            r = session(&config, endpoint, &mut slots, &mut commands, &stats, &mut established) => r,
             _ = shutdown.cancelled() => return,
         };
+        stats.pool_connected.store(0, Ordering::Relaxed);
         for slot in slots.values() {
             slot.work.send_replace(None);
         }
@@ -356,6 +358,7 @@ async fn session(
     endpoint: crate::UpstreamEndpoint,
     slots: &mut Slots,
     commands: &mut mpsc::Receiver<Command>,
+    stats: &crate::TranslatorStats,
     established: &mut bool,
 ) -> Result<(), UpstreamError> {
     let stream = TcpStream::connect(endpoint.address)
@@ -384,7 +387,10 @@ async fn session(
     )
     .await?;
     match decode_frame(&mut next(&mut frames).await?, &[])?.1 {
-        AnyMessageOwned::Common(CommonMessagesOwned::SetupConnectionSuccess(_)) => {}
+        AnyMessageOwned::Common(CommonMessagesOwned::SetupConnectionSuccess(_)) => {
+            stats.pool_connected.store(1, Ordering::Relaxed);
+            crate::TranslatorStats::add(&stats.pool_connections);
+        }
         other => return Err(UpstreamError::Refused(format!("setup: {other}"))),
     }
     let mut with_tlv = false;

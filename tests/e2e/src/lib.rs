@@ -339,6 +339,44 @@ pub fn translator_config(
     }
 }
 
+/// Runs `promtool check metrics` on an exposition: `Err` if it does not parse (or promtool is
+/// missing: `scripts/setup.sh --deps-only` installs it), else the lint problems promtool found.
+pub fn promtool_check(exposition: &str) -> anyhow::Result<Vec<String>> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("promtool (Debian package prometheus): {e}"))?;
+    child
+        .stdin
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("promtool stdin"))?
+        .write_all(exposition.as_bytes())?;
+    let out = child.wait_with_output()?;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    match out.status.code() {
+        Some(0) => Ok(Vec::new()),
+        // 3: it parsed, with lint problems.
+        Some(3) => Ok(said.lines().map(str::to_string).collect()),
+        _ => anyhow::bail!("not valid Prometheus exposition: {said}"),
+    }
+}
+
+/// The value of an unlabelled sample in an exposition.
+pub fn metric_value(exposition: &str, name: &str) -> Option<f64> {
+    exposition.lines().find_map(|l| {
+        let (n, v) = l.split_once(' ')?;
+        (n == name).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
 /// Polls `check` every 100 ms until it holds; fails after `timeout` naming what was awaited.
 pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F) -> anyhow::Result<()>
 where

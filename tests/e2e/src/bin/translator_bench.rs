@@ -64,11 +64,12 @@ async fn main() -> anyhow::Result<()> {
     // The translator as a process: no wallet; its identity is a key, so the pool accrues to it.
     let sv1 = free_address();
     let global = dir.path().join("proxy.toml");
+    let monitoring = free_address();
     std::fs::write(
         &global,
         format!(
             "[translator]\ndownstream_address = \"{sv1}\"\nupstream_address = \"{}\"\n\
-             upstream_authority_public_key = \"{AUTHORITY_PUBLIC_KEY}\"\nmonitoring_address = \"127.0.0.1:1\"\n\
+             upstream_authority_public_key = \"{AUTHORITY_PUBLIC_KEY}\"\nmonitoring_address = \"{monitoring}\"\n\
              [wallet]\napi_address = \"127.0.0.1:1\"\nmint_url = \"http://127.0.0.1:1\"\n\
              [stats]\ningest_address = \"127.0.0.1:1\"\nhttp_address = \"127.0.0.1:1\"\n\
              [web]\naddress = \"127.0.0.1:1\"\n",

@@ -1,0 +1,148 @@
+//! Prometheus exposition for Hashpool roles. A role keeps its counters where its code counts
+//! them (atomics in its stats structs); an [`Exporter`] reads them when `/metrics` is scraped,
+//! so nothing is counted twice and nothing is paid on the hot path.
+
+use std::sync::Arc;
+
+use axum::{http::header, response::IntoResponse, routing::get, Router};
+use prometheus::{Encoder, GaugeVec, IntCounter, Opts, PullingGauge, Registry, TextEncoder};
+
+pub use prometheus::Error;
+
+type Refresh = Box<dyn Fn() + Send + Sync>;
+
+/// A role's metrics: names, help texts and where each value is read from.
+#[derive(Default)]
+pub struct Exporter {
+    registry: Registry,
+    refresh: Vec<Refresh>,
+}
+
+impl Exporter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A monotonic counter (`name` should end in `_total`), read from `read`.
+    pub fn counter(
+        &mut self,
+        name: &str,
+        help: &str,
+        read: impl Fn() -> u64 + Send + Sync + 'static,
+    ) -> Result<&mut Self, Error> {
+        let counter = IntCounter::new(name, help)?;
+        self.registry.register(Box::new(counter.clone()))?;
+        self.refresh.push(Box::new(move || {
+            // Counters only go up: add what the source counted since the last scrape.
+            let (now, seen) = (read(), counter.get());
+            if now > seen {
+                counter.inc_by(now - seen);
+            }
+        }));
+        Ok(self)
+    }
+
+    /// A gauge, read at every scrape.
+    pub fn gauge(
+        &mut self,
+        name: &str,
+        help: &str,
+        read: impl Fn() -> f64 + Send + Sync + 'static,
+    ) -> Result<&mut Self, Error> {
+        let gauge = PullingGauge::new(name, help, Box::new(read))?;
+        self.registry.register(Box::new(gauge))?;
+        Ok(self)
+    }
+
+    /// A gauge with labels: `read` gives every series (label values in `labels` order) anew.
+    pub fn gauge_vec(
+        &mut self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        read: impl Fn() -> Vec<(Vec<String>, f64)> + Send + Sync + 'static,
+    ) -> Result<&mut Self, Error> {
+        let gauges = GaugeVec::new(Opts::new(name, help), labels)?;
+        self.registry.register(Box::new(gauges.clone()))?;
+        self.refresh.push(Box::new(move || {
+            gauges.reset();
+            for (values, value) in read() {
+                let values: Vec<&str> = values.iter().map(String::as_str).collect();
+                if let Ok(g) = gauges.get_metric_with_label_values(&values) {
+                    g.set(value);
+                }
+            }
+        }));
+        Ok(self)
+    }
+
+    /// The text exposition of every metric, read now.
+    pub fn render(&self) -> String {
+        for refresh in &self.refresh {
+            refresh();
+        }
+        let mut out = Vec::new();
+        // Encoding metrics the registry itself validated cannot fail.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// `GET /metrics`, to merge into a role's HTTP router.
+    pub fn router(self) -> Router {
+        let exporter = Arc::new(self);
+        Router::new().route(
+            "/metrics",
+            get(move || {
+                let exporter = exporter.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+                        exporter.render(),
+                    )
+                        .into_response()
+                }
+            }),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    };
+
+    use super::*;
+
+    #[test]
+    fn counters_follow_their_source_and_gauges_are_read_at_scrape_time() {
+        let shares = Arc::new(AtomicU64::new(3));
+        let mut e = Exporter::new();
+        let s = shares.clone();
+        e.counter("test_shares_total", "Shares.", move || {
+            s.load(Ordering::Relaxed)
+        })
+        .unwrap()
+        .gauge("test_up", "Up.", || 1.0)
+        .unwrap()
+        .gauge_vec("test_rate", "Rate.", &["miner"], || {
+            vec![(vec!["a".into()], 2.5), (vec!["b".into()], 4.0)]
+        })
+        .unwrap();
+        let text = e.render();
+        assert!(text.contains("# TYPE test_shares_total counter"), "{text}");
+        assert!(text.contains("test_shares_total 3"), "{text}");
+        assert!(text.contains("test_up 1"), "{text}");
+        assert!(text.contains("test_rate{miner=\"b\"} 4"), "{text}");
+        shares.store(10, Ordering::Relaxed);
+        assert!(e.render().contains("test_shares_total 10"));
+    }
+
+    #[test]
+    fn a_name_used_twice_is_refused() {
+        let mut e = Exporter::new();
+        e.gauge("dup", "One.", || 0.0).unwrap();
+        assert!(e.gauge("dup", "Two.", || 0.0).is_err());
+    }
+}

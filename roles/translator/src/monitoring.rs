@@ -1,0 +1,163 @@
+//! The translator's monitoring endpoint (`translator.monitoring_address`): Prometheus
+//! `/metrics` and a JSON status for dashboards. Per-miner series are left out of `/metrics` on
+//! purpose: thousands of miners would make thousands of series.
+
+use std::{
+    net::SocketAddr,
+    sync::{atomic::AtomicU64, Arc},
+};
+
+use axum::{routing::get, Json, Router};
+use hashpool_metrics::Exporter;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{ChannelMode, TranslatorStats};
+
+/// Every metric the translator exports (names documented in docs/metrics.md).
+pub fn exporter(
+    stats: Arc<TranslatorStats>,
+    minter: Option<hashpool_wallet::Minter>,
+) -> Result<Exporter, hashpool_metrics::Error> {
+    let mut e = Exporter::new();
+    let read = |pick: fn(&TranslatorStats) -> &AtomicU64| {
+        let stats = stats.clone();
+        move || TranslatorStats::get(pick(&stats))
+    };
+    e.gauge("hashpool_translator_sv1_connections", "SV1 connections open.", {
+        let r = read(|s| &s.connections);
+        move || r() as f64
+    })?
+    .gauge(
+        "hashpool_translator_miners_hashrate",
+        "Sum of the authorized SV1 miners' hashrate as vardiff estimates it (H/s).",
+        {
+            let r = read(|s| &s.miners_hashrate);
+            move || r() as f64
+        },
+    )?
+    .gauge(
+        "hashpool_translator_pool_connected",
+        "1 while a pool connection is set up.",
+        {
+            let r = read(|s| &s.pool_connected);
+            move || r() as f64
+        },
+    )?
+    .counter(
+        "hashpool_translator_pool_connections_total",
+        "Pool connections set up since start.",
+        read(|s| &s.pool_connections),
+    )?
+    .counter(
+        "hashpool_translator_shares_below_channel_target_total",
+        "Shares valid at the miner's difficulty but under the channel's, answered by the translator.",
+        read(|s| &s.shares_below_channel_target),
+    )?
+    .counter(
+        "hashpool_translator_shares_forwarded_total",
+        "Shares sent to the pool.",
+        read(|s| &s.shares_forwarded),
+    )?
+    .counter(
+        "hashpool_translator_shares_accepted_by_pool_total",
+        "Forwarded shares the pool accepted.",
+        read(|s| &s.shares_accepted_by_pool),
+    )?
+    .counter(
+        "hashpool_translator_shares_refused_upstream_total",
+        "Forwarded shares the pool refused or that no pool judged.",
+        read(|s| &s.shares_refused_upstream),
+    )?
+    .counter(
+        "hashpool_translator_shares_refused_here_total",
+        "Shares refused by the translator: stale, duplicate, low difficulty, malformed, no pool.",
+        read(|s| &s.shares_refused_here),
+    )?
+    .counter(
+        "hashpool_translator_vardiff_updates_total",
+        "Miner difficulty changes made by vardiff.",
+        read(|s| &s.vardiff_updates),
+    )?;
+    if let Some(minter) = minter {
+        let m = move |pick: fn(&hashpool_wallet::MinterStats) -> &AtomicU64| {
+            let minter = minter.clone();
+            move || TranslatorStats::get(pick(minter.stats()))
+        };
+        e.counter(
+            "hashpool_wallet_quotes_minted_total",
+            "ehash quotes minted into the wallet.",
+            m(|s| &s.quotes_minted),
+        )?
+        .counter(
+            "hashpool_wallet_ehash_minted_total",
+            "ehash minted into the wallet (unit hash).",
+            m(|s| &s.ehash_minted),
+        )?
+        .counter(
+            "hashpool_wallet_mint_failures_total",
+            "Mint attempts that failed (retried with back-off).",
+            m(|s| &s.mint_failures),
+        )?
+        .counter(
+            "hashpool_wallet_recoveries_total",
+            "Quote lookups at the mint that found missed quotes.",
+            m(|s| &s.recoveries),
+        )?;
+    }
+    Ok(e)
+}
+
+/// `GET /api/v1/status`: the pool link, the miners and the share counters, as JSON.
+fn status_router(stats: Arc<TranslatorStats>, mode: ChannelMode) -> Router {
+    Router::new().route(
+        "/api/v1/status",
+        get(move || {
+            let s = stats.clone();
+            async move {
+                let get = |c: &AtomicU64| TranslatorStats::get(c);
+                Json(json!({
+                    "pool_connected": get(&s.pool_connected) == 1,
+                    "pool_connections": get(&s.pool_connections),
+                    "channel_mode": match mode {
+                        ChannelMode::Aggregated => "aggregated",
+                        ChannelMode::PerMiner => "per_miner",
+                    },
+                    "sv1_connections": get(&s.connections),
+                    "miners_hashrate": get(&s.miners_hashrate),
+                    "shares": {
+                        "below_channel_target": get(&s.shares_below_channel_target),
+                        "forwarded": get(&s.shares_forwarded),
+                        "accepted_by_pool": get(&s.shares_accepted_by_pool),
+                        "refused_upstream": get(&s.shares_refused_upstream),
+                        "refused_here": get(&s.shares_refused_here),
+                    },
+                }))
+            }
+        }),
+    )
+}
+
+/// Serves `/metrics` and `/api/v1/status` on `address` until `shutdown`; returns the bound
+/// address.
+pub async fn serve(
+    address: SocketAddr,
+    stats: Arc<TranslatorStats>,
+    minter: Option<hashpool_wallet::Minter>,
+    mode: ChannelMode,
+    shutdown: CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    let app = exporter(stats.clone(), minter)?
+        .router()
+        .merge(status_router(stats, mode));
+    let listener = TcpListener::bind(address).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
+        if let Err(e) = server.await {
+            tracing::error!("monitoring endpoint: {e}");
+        }
+    });
+    Ok(bound)
+}

@@ -1,0 +1,142 @@
+//! Prometheus `/metrics` on the translator, the mint and the pool: each parses as Prometheus
+//! exposition (`promtool check metrics`), Hashpool's own metrics pass promtool's lint too, and
+//! their values are the roles' real counts. The translator's JSON status agrees.
+
+use std::{sync::Arc, time::Duration};
+
+use hashpool_e2e::{
+    init_tracing, loopback_any_port, metric_value, open_wallet, promtool_check, translator_config,
+    wait_until, PoolOptions, TestMint, TestPool, TestProvider,
+};
+use hashpool_wallet::Minter;
+use mining_device_sv1::Sv1MinerOptions;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use translator::{TranslatorRunConfig, TranslatorStats};
+
+const HARD_NBITS: u32 = 0x1e0f_ffff;
+
+async fn scrape(address: std::net::SocketAddr) -> anyhow::Result<String> {
+    let response = reqwest::get(format!("http://{address}/metrics"))
+        .await?
+        .error_for_status()?;
+    let kind = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    anyhow::ensure!(kind.starts_with("text/plain"), "content type {kind}");
+    Ok(response.text().await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metrics_endpoint_is_valid_exposition_with_real_values() -> anyhow::Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    let tp = TestProvider::start(dir.path(), loopback_any_port(), HARD_NBITS, 0).await?;
+    let pool = TestPool::start(
+        tp.running.listen_address,
+        PoolOptions {
+            shares_per_minute: 120.0,
+            share_batch_size: 1,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let mint_dir = tempfile::tempdir()?;
+    let mint = TestMint::start(mint_dir.path(), pool.running.mint_link_address).await?;
+    let wallet_dir = tempfile::tempdir()?;
+    let wallet = Arc::new(open_wallet(wallet_dir.path(), &mint.url()).await?);
+    let stop = CancellationToken::new();
+    let minter = Minter::spawn(wallet.clone(), Duration::from_secs(3600), stop.clone());
+    let config = TranslatorRunConfig {
+        minter: Some(minter.clone()),
+        nominal_hashrate: 30_000.0,
+        ..translator_config(
+            pool.address(),
+            "translator-metrics",
+            Some(wallet.sv2_locking_key()),
+            1.0e12,
+        )
+    };
+    let mode = config.channel_mode;
+    let translator = translator::start(config, stop.clone()).await?;
+    let monitoring = translator::monitoring::serve(
+        loopback_any_port(),
+        translator.stats.clone(),
+        Some(minter.clone()),
+        mode,
+        stop.clone(),
+    )
+    .await?;
+    let miner = mining_device_sv1::start(
+        Sv1MinerOptions {
+            address: translator.downstream_address,
+            user: "frank.rig".into(),
+            threads: 1,
+            limit_hashrate: Some(20_000.0),
+        },
+        stop.clone(),
+    );
+    let stats = translator.stats.clone();
+    wait_until(
+        Duration::from_secs(90),
+        "shares accepted and ehash minted",
+        || async {
+            TranslatorStats::get(&stats.shares_accepted_by_pool) >= 2
+                && TranslatorStats::get(&minter.stats().ehash_minted) > 0
+        },
+    )
+    .await?;
+
+    // Translator: valid, lint-clean, and the counts are the translator's.
+    let text = scrape(monitoring).await?;
+    assert_eq!(promtool_check(&text)?, Vec::<String>::new(), "{text}");
+    let accepted = metric_value(&text, "hashpool_translator_shares_accepted_by_pool_total")
+        .expect("accepted shares exported");
+    assert!(accepted >= 2.0);
+    assert!(accepted <= TranslatorStats::get(&stats.shares_accepted_by_pool) as f64);
+    assert_eq!(
+        metric_value(&text, "hashpool_translator_pool_connected"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric_value(&text, "hashpool_translator_sv1_connections"),
+        Some(1.0)
+    );
+    assert!(metric_value(&text, "hashpool_wallet_ehash_minted_total").is_some_and(|v| v > 0.0));
+    let status: Value = reqwest::get(format!("http://{monitoring}/api/v1/status"))
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    assert_eq!(status["pool_connected"], true);
+    assert_eq!(status["channel_mode"], "aggregated");
+    assert_eq!(status["sv1_connections"], 1);
+    assert!(status["miners_hashrate"].as_u64().is_some_and(|h| h > 0));
+
+    // Mint: valid, lint-clean; it issued what the wallet minted.
+    let text = scrape(mint.running.http_address).await?;
+    assert_eq!(promtool_check(&text)?, Vec::<String>::new(), "{text}");
+    assert_eq!(metric_value(&text, "hashpool_mint_pool_link_up"), Some(1.0));
+    let issued = metric_value(&text, "hashpool_mint_ehash_issued_total").expect("issued");
+    assert!(issued >= TranslatorStats::get(&minter.stats().ehash_minted) as f64);
+    assert!(metric_value(&text, "hashpool_mint_quotes_issued_total").is_some_and(|v| v >= 1.0));
+
+    // Pool (stratum-apps' monitoring): parses; its lint findings are stratum-apps' names.
+    let text = scrape(pool.monitoring).await?;
+    promtool_check(&text)?;
+    assert!(text.contains("sv2_clients_total"), "{text}");
+
+    // Not exposition: promtool says so.
+    assert!(promtool_check("this is { not metrics\n").is_err());
+
+    stop.cancel();
+    miner.task.await?;
+    translator.task.await?;
+    mint.stop().await?;
+    pool.stop().await?;
+    tp.stop().await?;
+    Ok(())
+}
