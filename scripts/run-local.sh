@@ -11,7 +11,7 @@ BIN="${CARGO_TARGET_DIR:-target}/debug"
 LOGS=.hashpool/logs
 mkdir -p "$LOGS" .hashpool/data
 
-for port in 18447 18443 34254 34260 9108 3338 34255; do
+for port in 18447 18443 34254 34260 9108 3338 34255 9109 8083; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         echo "error: port $port is already in use (another local run?). Stop it and try again." >&2
         exit 1
@@ -76,10 +76,12 @@ cat <<MSG
 ==> local run is up
     chain status      http://127.0.0.1:18443/status
     pool monitoring   http://127.0.0.1:9108/api/v1/clients   (Prometheus: /metrics)
-    mint (Cashu API)  http://127.0.0.1:3338/v1/info
+    mint (Cashu API)  http://127.0.0.1:3338/v1/info   (Prometheus: /metrics)
     miner's wallet    .hashpool/data/mining-device/ (mnemonic, wallet.sqlite); balance in
                       $LOGS/mining-device.log and via cdk-cli (docs/mining-device.md)
     translator (SV1)  127.0.0.1:34255, wallet in .hashpool/data/translator/
+    translator wallet http://127.0.0.1:8083/api/v1/balance   (docs/translator.md)
+    translator status http://127.0.0.1:9109/api/v1/status    (Prometheus: /metrics)
     logs              $LOGS/
 Ctrl-C stops everything.
 MSG
