@@ -132,6 +132,11 @@ struct Miner {
     /// Channel-per-miner mode: where the upstream publishes this miner's channel, handed over
     /// at subscribe.
     own_channel: Option<UpstreamState>,
+    /// The miner sent `mining.extranonce.subscribe`: it follows `mining.set_extranonce`.
+    extranonce_subscribed: bool,
+    /// Its extranonce changed and it cannot be told: the connection is closed so that the miner
+    /// reconnects and subscribes anew.
+    must_reconnect: bool,
 }
 
 impl Miner {
@@ -212,6 +217,8 @@ async fn connection(
         vardiff: VardiffState::new().map_err(|e| anyhow::anyhow!("vardiff: {e:?}"))?,
         vardiff_target: initial_target,
         own_channel,
+        extranonce_subscribed: false,
+        must_reconnect: false,
     };
     let period = shared.vardiff.interval;
     let mut vardiff = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -267,6 +274,12 @@ async fn connection(
                     }
                 }
                 _ = shutdown.cancelled() => return Ok(()),
+            }
+            if m.must_reconnect {
+                anyhow::bail!(
+                    "its extranonce changed (new pool channel) and it did not send \
+                     mining.extranonce.subscribe: closed so that it reconnects"
+                );
             }
         }
     }
@@ -349,6 +362,10 @@ fn on_work(m: &mut Miner, w: &UpstreamWork) -> Vec<String> {
         let before = (m.extranonce1(), m.extranonce2_size);
         m.take_extranonce(w);
         if before != (m.extranonce1(), m.extranonce2_size) {
+            if !m.extranonce_subscribed {
+                m.must_reconnect = true;
+                return out;
+            }
             out.push(set_extranonce(&m.extranonce1(), m.extranonce2_size));
         }
     }
@@ -488,7 +505,10 @@ async fn on_request(
             }
             vec![response_ok(&id, Value::Object(result))]
         }
-        ClientRequest::ExtranonceSubscribe { id } => vec![response_ok(&id, json!(true))],
+        ClientRequest::ExtranonceSubscribe { id } => {
+            m.extranonce_subscribed = true;
+            vec![response_ok(&id, json!(true))]
+        }
         ClientRequest::SuggestDifficulty { id, difficulty } => {
             suggest_difficulty(m, difficulty, work, shared).await;
             let mut replies = vec![response_ok(&id, json!(true))];
@@ -665,4 +685,98 @@ fn check_share(m: &mut Miner, s: &Submit) -> Result<Checked, (i64, &'static str)
         extranonce: miner_part,
         verdict,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn miner(aggregated: bool) -> Miner {
+        Miner {
+            index: 7,
+            subscribed: true,
+            authorized: Some("w".into()),
+            version_rolling: false,
+            opening: None,
+            aggregated,
+            extranonce_prefix: Vec::new(),
+            extranonce2_size: 0,
+            target: None,
+            jobs: VecDeque::new(),
+            seen: HashSet::new(),
+            hashrate: 1.0,
+            vardiff: VardiffState::new().unwrap(),
+            vardiff_target: [0xff; 32],
+            own_channel: None,
+            extranonce_subscribed: false,
+            must_reconnect: false,
+        }
+    }
+
+    fn work(opening: u64, prefix: &[u8], target: [u8; 32]) -> UpstreamWork {
+        UpstreamWork {
+            opening,
+            channel_id: 1,
+            extranonce_prefix: prefix.to_vec(),
+            extranonce_size: 8,
+            target,
+            aggregated: true,
+            job: Some(ActiveJob {
+                job_id: 5,
+                version: 0x2000_0000,
+                coinbase_prefix: vec![1],
+                coinbase_suffix: vec![2],
+                merkle_path: Vec::new(),
+                prev_hash: [0; 32],
+                nbits: 0x207f_ffff,
+                ntime: 1,
+                clean: false,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_moved_extranonce_is_announced_or_the_miner_is_reconnected() {
+        let mut m = miner(true);
+        // As at subscribe.
+        m.take_extranonce(&work(1, &[0xaa], [0x0f; 32]));
+        let first = on_work(&mut m, &work(1, &[0xaa], [0x0f; 32]));
+        assert!(first.iter().any(|l| l.contains("mining.notify")));
+        assert!(!m.must_reconnect);
+        // Same extranonce on a new opening: the job is new and clean, nothing else.
+        let again = on_work(&mut m, &work(2, &[0xaa], [0x0f; 32]));
+        assert!(again
+            .iter()
+            .any(|l| l.contains("mining.notify") && l.contains("true]")));
+        assert!(!again.iter().any(|l| l.contains("set_extranonce")));
+        assert!(!m.must_reconnect);
+        // A new prefix: a miner that did not subscribe to extranonce changes must reconnect.
+        assert!(on_work(&mut m, &work(3, &[0xbb], [0x0f; 32])).is_empty());
+        assert!(m.must_reconnect);
+        // One that did gets mining.set_extranonce with prefix + its index.
+        let mut m = miner(true);
+        m.extranonce_subscribed = true;
+        m.take_extranonce(&work(1, &[0xaa], [0x0f; 32]));
+        on_work(&mut m, &work(1, &[0xaa], [0x0f; 32]));
+        let moved = on_work(&mut m, &work(2, &[0xbb], [0x0f; 32]));
+        assert!(moved[0].contains("mining.set_extranonce"), "{moved:?}");
+        assert!(moved[0].contains("bb00000007"), "{moved:?}");
+        assert!(!m.must_reconnect);
+    }
+
+    #[test]
+    fn an_aggregated_miner_is_never_given_a_target_harder_than_the_channels() {
+        let mut m = miner(true);
+        // Vardiff wants a harder target than the channel's: the channel's is used.
+        m.vardiff_target = [0x01; 32];
+        let w = work(1, &[0xaa], [0x0f; 32]);
+        assert_eq!(m.target_for(&w), [0x0f; 32]);
+        // An easier one is the miner's own.
+        m.vardiff_target = [0x3f; 32];
+        assert_eq!(m.target_for(&w), [0x3f; 32]);
+        // Channel-per-miner: always the channel's.
+        let mut own = work(1, &[0xaa], [0x0f; 32]);
+        own.aggregated = false;
+        assert_eq!(m.target_for(&own), [0x0f; 32]);
+    }
 }

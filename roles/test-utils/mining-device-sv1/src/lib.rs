@@ -140,7 +140,7 @@ async fn session(
     stream.set_nodelay(true)?;
     let mut lines = Framed::new(stream, LinesCodec::new_with_max_length(MAX_LINE_LEN));
     let mut s = Session {
-        next_id: 3,
+        next_id: 4,
         ..Default::default()
     };
     lines
@@ -151,6 +151,10 @@ async fn session(
         .await?;
     lines
         .send(hashpool_sv1::request(2, "mining.authorize", json!([options.user, "x"])).trim_end())
+        .await?;
+    // This miner follows mining.set_extranonce; a server may move its extranonce.
+    lines
+        .send(hashpool_sv1::request(3, "mining.extranonce.subscribe", json!([])).trim_end())
         .await?;
     while shares.try_recv().is_ok() {}
     loop {
