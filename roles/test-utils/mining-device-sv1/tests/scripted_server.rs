@@ -74,6 +74,7 @@ async fn shares_meet_the_difficulty_of_the_job_they_claim() -> anyhow::Result<()
     let (stream, _) = listener.accept().await?;
     let mut lines = Framed::new(stream, LinesCodec::new_with_max_length(16 * 1024));
     let (mut valid, mut invalid, mut user) = (0, 0, String::new());
+    let mut extranonce_subscribed = false;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while valid < 6 {
         let line = tokio::time::timeout_at(deadline, lines.next())
@@ -111,10 +112,18 @@ async fn shares_meet_the_difficulty_of_the_job_they_claim() -> anyhow::Result<()
                         .await?;
                 }
             }
+            ClientRequest::ExtranonceSubscribe { id } => {
+                extranonce_subscribed = true;
+                lines.send(response_ok(&id, json!(true)).trim_end()).await?;
+            }
             other => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!(invalid, 0, "every submitted share meets the difficulty");
+    assert!(
+        extranonce_subscribed,
+        "the miner follows extranonce changes (mining.extranonce.subscribe)"
+    );
     assert_eq!(user, "alice.rig1");
     let stats = miner.stats.clone();
     let wait = tokio::time::Instant::now() + Duration::from_secs(10);
