@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the build needs and builds (scripts/setup.sh), then starts a local run with the
 # configs in config/: template provider (regtest), pool, mint, one SV2 CPU miner whose wallet
-# mints the ehash it earns, and the translator (with its wallet) with one SV1 CPU miner behind it. Logs go to .hashpool/logs/; chain, ledger, mint and wallet databases
+# mints the ehash it earns, the stats services, and the translator (with its wallet) with one SV1 CPU miner behind it. Logs go to .hashpool/logs/; chain, ledger, mint and wallet databases
 # are kept in .hashpool/data/.
 # Ctrl-C stops every role.
 set -euo pipefail
@@ -43,6 +43,16 @@ wait_http() { # url what
 pids+=($!)
 wait_http http://127.0.0.1:18443/status "template provider"
 
+# The stats services first: the pool and the translator report to them from their start.
+"$BIN/stats-pool" -c config/stats-pool.config.toml -g config/shared/pool.toml \
+    -f "$LOGS/stats-pool.log" >/dev/null &
+pids+=($!)
+wait_http http://127.0.0.1:8091/api/v1/health "stats-pool"
+"$BIN/stats-proxy" -c config/stats-proxy.config.toml -g config/shared/proxy.toml \
+    -f "$LOGS/stats-proxy.log" >/dev/null &
+pids+=($!)
+wait_http http://127.0.0.1:8092/api/v1/health "stats-proxy"
+
 "$BIN/pool" -c config/pool.config.toml -g config/shared/pool.toml -f "$LOGS/pool.log" >/dev/null &
 pids+=($!)
 wait_http http://127.0.0.1:9108/api/v1/health "pool"
@@ -82,6 +92,8 @@ cat <<MSG
     translator (SV1)  127.0.0.1:34255, wallet in .hashpool/data/translator/
     translator wallet http://127.0.0.1:8083/api/v1/balance   (docs/translator.md)
     translator status http://127.0.0.1:9109/api/v1/status    (Prometheus: /metrics)
+    stats-pool        http://127.0.0.1:8091/api/v1/subjects   (docs/stats.md; Prometheus: /metrics)
+    stats-proxy       http://127.0.0.1:8092/api/v1/subjects   (docs/stats.md; Prometheus: /metrics)
     logs              $LOGS/
 Ctrl-C stops everything.
 MSG

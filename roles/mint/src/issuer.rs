@@ -71,7 +71,7 @@ pub struct Issued {
 /// What the mint has done for the pool, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct MintStats {
-    /// Quote requests that created a quote.
+    /// Quotes paid (issued) for the pool's requests, counted when paid.
     pub quotes_issued: AtomicU64,
     /// ehash in those quotes.
     pub ehash_issued: AtomicU64,
@@ -124,17 +124,15 @@ impl Issuer {
         let result = self.issue_once(request).await;
         let s = &self.stats;
         match &result {
-            Ok((issued, true)) => {
-                MintStats::add(&s.quotes_issued, 1);
-                MintStats::add(&s.ehash_issued, issued.amount);
-            }
+            Ok((_, true)) => {}
             Ok((_, false)) => MintStats::add(&s.requests_repeated, 1),
             Err(_) => MintStats::add(&s.requests_refused, 1),
         }
         result.map(|(issued, _)| issued)
     }
 
-    /// The issued quote, and whether this call created it.
+    /// The issued quote, and whether this call paid it (a quote created by a call that failed
+    /// before paying is counted by the retry that pays it).
     async fn issue_once(
         &self,
         request: &MintQuoteRequestOwned,
@@ -151,12 +149,12 @@ impl Issuer {
         let request_id = hex::encode(request.request_id.to_array());
         let lookup = lookup_id(&request_id);
 
-        let (quote, created) = match self.existing(&lookup).await? {
-            Some(quote) => (quote, false),
+        let quote = match self.existing(&lookup).await? {
+            Some(quote) => quote,
             None => match self.create(request, &request_id, pubkey).await {
-                Ok(quote) => (quote, true),
+                Ok(quote) => quote,
                 // The same request handled concurrently won the unique lookup id.
-                Err(e) => (self.existing(&lookup).await?.ok_or(e)?, false),
+                Err(e) => self.existing(&lookup).await?.ok_or(e)?,
             },
         };
         if quote.pubkey != Some(pubkey)
@@ -164,7 +162,8 @@ impl Issuer {
         {
             return Err(IssueError::Conflict(quote.id.to_string()));
         }
-        if quote.amount_paid().value() < request.amount {
+        let paid_now = quote.amount_paid().value() < request.amount;
+        if paid_now {
             self.mint
                 .pay_mint_quote_for_request_id(WaitPaymentResponse {
                     payment_identifier: lookup.clone(),
@@ -184,6 +183,9 @@ impl Issuer {
                     quote.id
                 )));
             }
+            // Counted here, whatever happens next: the ehash is issued.
+            MintStats::add(&self.stats.quotes_issued, 1);
+            MintStats::add(&self.stats.ehash_issued, request.amount);
         }
         self.index(&quote).await?;
         Ok((
@@ -191,7 +193,7 @@ impl Issuer {
                 quote_id: quote.id.to_string(),
                 amount: request.amount,
             },
-            created,
+            paid_now,
         ))
     }
 

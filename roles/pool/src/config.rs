@@ -18,6 +18,9 @@ pub struct PoolConfig {
     pub pool: PoolSettings,
     pub template_provider: TemplateProviderSettings,
     pub quotes: QuoteSettings,
+    /// Reporting to stats-pool: on when the section is there.
+    #[serde(default)]
+    pub stats_reporter: Option<crate::stats_report::StatsReporterSettings>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -44,6 +47,11 @@ pub struct PoolSettings {
     pub shares_per_minute: f32,
     /// Accepted shares acknowledged together in one SubmitShares.Success.
     pub share_batch_size: usize,
+    /// A batch not yet full is acknowledged after at most this long, so a slow channel's
+    /// miners (and the SV1 miners behind a translator, who wait for the verdict) are not kept
+    /// waiting for shares that are yet to come.
+    #[serde(default = "default_share_ack_interval_ms")]
+    pub share_ack_interval_ms: u64,
     /// How often each channel's share rate is checked for a difficulty change.
     pub vardiff_interval_secs: u64,
     /// Channels one connection may open.
@@ -56,6 +64,10 @@ pub struct PoolSettings {
     /// it, a channel that names no key (locking-key TLV or a key as user identity) is refused.
     #[serde(default, deserialize_with = "optional_locking_key")]
     pub default_locking_key: Option<LockingKey>,
+}
+
+fn default_share_ack_interval_ms() -> u64 {
+    1000
 }
 
 fn optional_locking_key<'de, D: serde::Deserializer<'de>>(
@@ -97,6 +109,8 @@ pub struct PoolRunConfig {
     pub unit: String,
     /// Work that earns one ehash.
     pub unit_work: UnitWork,
+    /// Where stats go, if anywhere.
+    pub stats_reporting: Option<crate::stats_report::StatsReporting>,
 }
 
 impl PoolRunConfig {
@@ -104,6 +118,21 @@ impl PoolRunConfig {
     pub fn new(global: &PoolGlobalConfig, own: PoolConfig) -> Result<Self, String> {
         let unit_work = UnitWork::from_difficulty(global.ehash.unit_work)
             .map_err(|e| format!("shared config key `ehash.unit_work`: {e}"))?;
+        let stats_reporting =
+            own.stats_reporter
+                .as_ref()
+                .map(|s| crate::stats_report::StatsReporting {
+                    reporter: hashpool_stats::ReporterConfig {
+                        address: global.stats.ingest_address,
+                        service_public_key: global.stats.authority_public_key,
+                        // The pool proves itself with its authority key.
+                        secret_key: own.pool.authority_secret_key,
+                        role: hashpool_stats::Role::Pool,
+                        name: format!("pool-{}", own.pool.server_id),
+                        buffer: s.buffer.max(1),
+                    },
+                    interval: std::time::Duration::from_secs(s.interval_secs.max(1)),
+                });
         Ok(Self {
             listen_address: global.pool.listen_address,
             monitoring_address: global.pool.monitoring_address,
@@ -115,6 +144,7 @@ impl PoolRunConfig {
             mint_public_key: global.mint.authority_public_key,
             unit: global.ehash.unit.clone(),
             unit_work,
+            stats_reporting,
         })
     }
 }

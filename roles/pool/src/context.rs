@@ -30,6 +30,8 @@ pub struct PoolContext {
     pub stats: Arc<PoolStats>,
     pub solutions: mpsc::Sender<SubmitSolutionOwned>,
     pub registry: Registry,
+    /// Set when the pool reports to a stats service.
+    pub stats_reporter: std::sync::OnceLock<hashpool_stats::StatsReporter>,
     extranonces: Mutex<ExtranonceAllocator>,
     channel_ids: AtomicU32,
     client_ids: AtomicUsize,
@@ -56,6 +58,7 @@ impl PoolContext {
             stats,
             solutions,
             registry: Registry::default(),
+            stats_reporter: std::sync::OnceLock::new(),
             extranonces: Mutex::new(allocator),
             channel_ids: AtomicU32::new(1),
             client_ids: AtomicUsize::new(1),

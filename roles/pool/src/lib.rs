@@ -14,6 +14,7 @@ pub mod mint_link;
 pub mod monitoring;
 pub mod quote_batcher;
 pub mod stats;
+pub mod stats_report;
 pub mod template_receiver;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -100,6 +101,15 @@ pub async fn start(
         link.clone(),
         shutdown.clone(),
     ));
+    if let Some(reporting) = config.stats_reporting.clone() {
+        info!(stats = %reporting.reporter.address, "reporting to the stats service");
+        tasks.spawn(stats_report::run(
+            ctx.clone(),
+            reporting,
+            link.clone(),
+            shutdown.clone(),
+        ));
+    }
     tasks.spawn(quote_batcher::run(ctx.clone(), link, shutdown.clone()));
     tasks.spawn(template_receiver::run(
         config.template_provider.clone(),

@@ -272,6 +272,12 @@ async fn on_answer(ctx: &Arc<PoolContext>, message: MintQuoteMessage) -> Result<
                         warn!(quote = %quote_id, asked = batch.amount, got = r.amount, "mint quoted a different amount");
                     }
                     quote_batcher::announce(ctx, &batch, &quote_id);
+                    crate::stats_report::quote_issued(
+                        ctx,
+                        &quote_id,
+                        batch.amount,
+                        batch.locking_key.to_hex(),
+                    );
                 }
                 Ok(None) => {} // an answer to a resent request: already recorded
                 Err(e) => error!(quote = %quote_id, "cannot record a quote: {e}"),

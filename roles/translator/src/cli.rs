@@ -31,6 +31,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let own: TranslatorConfig = hashpool_config::load(&args.config)?;
     let mut config = own.run_config(&global).map_err(anyhow::Error::msg)?;
     let shutdown = CancellationToken::new();
+    let mut wallet_for_stats = None;
     if own.wallet.enabled {
         let wallet = hashpool_wallet::EhashWallet::open(&hashpool_wallet::WalletConfig {
             mint_url: global.wallet.mint_url.clone(),
@@ -48,6 +49,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             "wallet open"
         );
         let wallet = Arc::new(wallet);
+        wallet_for_stats = Some(wallet.clone());
         config.minter = Some(hashpool_wallet::Minter::spawn(
             wallet.clone(),
             Duration::from_secs(own.wallet.recovery_interval_secs.max(1)),
@@ -70,6 +72,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let running = crate::start(config, shutdown.clone())
         .await
         .context("starting the translator")?;
+    if let Some(reporting) = own.stats_reporting(&global) {
+        tracing::info!(stats = %reporting.reporter.address, "reporting to the stats service");
+        crate::stats_report::spawn(
+            running.stats.clone(),
+            wallet_for_stats,
+            reporting,
+            shutdown.clone(),
+        );
+    }
     let monitoring = global.translator.monitoring_address;
     let monitoring = crate::monitoring::serve(
         monitoring,

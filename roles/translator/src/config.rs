@@ -12,6 +12,9 @@ pub struct TranslatorConfig {
     pub translator: TranslatorSettings,
     pub vardiff: VardiffConfig,
     pub wallet: WalletSettings,
+    /// Reporting to stats-proxy: on when the section is there.
+    #[serde(default)]
+    pub stats_reporter: Option<crate::stats_report::StatsReporterSettings>,
 }
 
 /// `[vardiff]`: each SV1 miner's difficulty.
@@ -112,6 +115,29 @@ impl TranslatorConfig {
                 interval: std::time::Duration::from_secs(v.interval_secs),
             },
         })
+    }
+}
+
+impl TranslatorConfig {
+    /// Where and as whom stats are reported, if they are.
+    pub fn stats_reporting(
+        &self,
+        global: &ProxyGlobalConfig,
+    ) -> Option<crate::stats_report::StatsReporting> {
+        self.stats_reporter
+            .as_ref()
+            .map(|s| crate::stats_report::StatsReporting {
+                reporter: hashpool_stats::ReporterConfig {
+                    address: global.stats.ingest_address,
+                    service_public_key: global.stats.authority_public_key,
+                    secret_key: s.secret_key,
+                    role: hashpool_stats::Role::Translator,
+                    name: self.translator.user_identity.clone(),
+                    buffer: s.buffer.max(1),
+                },
+                interval: std::time::Duration::from_secs(s.interval_secs.max(1)),
+                upstream: global.translator.upstream_address.to_string(),
+            })
     }
 }
 

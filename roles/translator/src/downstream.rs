@@ -38,7 +38,7 @@ use tokio_util::{
 use tracing::{debug, info};
 
 use crate::{
-    stats::TranslatorStats,
+    stats::{MinerCounters, TranslatorStats},
     upstream::{
         ActiveJob, Command, ShareToPool, UpstreamState, UpstreamWork, MINER_EXTRANONCE_BYTES,
     },
@@ -94,6 +94,9 @@ pub async fn serve(listener: TcpListener, shared: Shared, shutdown: Cancellation
     .await
 }
 
+/// The most a miner may claim through `mining.suggest_difficulty` (1 PH/s, H/s).
+const MAX_MINER_HASHRATE: f32 = 1e15;
+
 /// The little-endian target at which a miner of `hashrate` finds `shares_per_minute`.
 fn vardiff_target(hashrate: f32, shares_per_minute: f32) -> Option<[u8; 32]> {
     hash_rate_to_target(hashrate as f64, shares_per_minute as f64)
@@ -106,8 +109,6 @@ struct SentJob {
     job: ActiveJob,
     /// The miner's target when the job was sent.
     target: [u8; 32],
-    /// The channel's: shares that meet it go to the pool.
-    channel_target: [u8; 32],
     channel_id: u32,
 }
 
@@ -137,6 +138,8 @@ struct Miner {
     /// Its extranonce changed and it cannot be told: the connection is closed so that the miner
     /// reconnects and subscribes anew.
     must_reconnect: bool,
+    /// Its accepted shares and work, for stats (set at authorize).
+    counters: Option<Arc<MinerCounters>>,
 }
 
 impl Miner {
@@ -219,6 +222,7 @@ async fn connection(
         own_channel,
         extranonce_subscribed: false,
         must_reconnect: false,
+        counters: None,
     };
     let period = shared.vardiff.interval;
     let mut vardiff = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -286,6 +290,7 @@ async fn connection(
     .await;
     if m.authorized.is_some() {
         shared.stats.rehash(m.hashrate, 0.0);
+        shared.stats.unregister_miner(m.index);
     }
     result
 }
@@ -311,6 +316,9 @@ async fn retarget(m: &mut Miner, work: &Work, shared: &Shared) -> Vec<String> {
     debug!(miner = m.index, hashrate, "vardiff: new hashrate estimate");
     shared.stats.rehash(m.hashrate, hashrate);
     m.hashrate = hashrate;
+    if let Some(c) = &m.counters {
+        c.hashrate.set(hashrate as f64);
+    }
     if !m.aggregated {
         let update = Command::Hashrate {
             miner: m.index,
@@ -388,7 +396,6 @@ fn on_work(m: &mut Miner, w: &UpstreamWork) -> Vec<String> {
                 SentJob {
                     job: job.clone(),
                     target,
-                    channel_target: w.target,
                     channel_id: w.channel_id,
                 },
             ));
@@ -477,6 +484,7 @@ async fn on_request(
             if m.authorized.is_none() {
                 shared.stats.rehash(0.0, m.hashrate);
             }
+            m.counters = Some(shared.stats.register_miner(m.index, &user, m.hashrate));
             m.authorized = Some(user);
             let mut replies = vec![response_ok(&id, json!(true))];
             let current = work.borrow().clone();
@@ -519,26 +527,26 @@ async fn on_request(
             replies
         }
         ClientRequest::Submit { id, submit } => {
-            let checked = check_share(m, &submit).and_then(|checked| {
-                // With no pool there is nobody to pay the work: refuse rather than pretend.
-                if work.borrow().is_none() {
-                    Err((error_code::OTHER, "the pool is unreachable"))
-                } else {
-                    Ok(checked)
-                }
+            let channel = work.borrow().as_ref().map(|w| ChannelNow {
+                opening: w.opening,
+                target: w.target,
             });
+            let checked = check_share(m, &submit, channel);
             let stats = &shared.stats;
             match checked {
                 Err((code, message)) => {
                     TranslatorStats::add(&stats.shares_refused_here);
                     vec![response_error(&id, code, message)]
                 }
-                Ok(Checked::BelowChannelTarget) => {
+                Ok(Checked::BelowChannelTarget { work }) => {
                     m.vardiff.increment_shares_since_last_update();
                     TranslatorStats::add(&stats.shares_below_channel_target);
+                    if let Some(c) = &m.counters {
+                        stats.accepted(c, work);
+                    }
                     vec![response_ok(&id, json!(true))]
                 }
-                Ok(Checked::ToPool(share)) => {
+                Ok(Checked::ToPool(share, work)) => {
                     m.vardiff.increment_shares_since_last_update();
                     let (verdict, answer) = oneshot::channel();
                     let share = ShareToPool { verdict, ..share };
@@ -550,11 +558,14 @@ async fn on_request(
                         )];
                     }
                     TranslatorStats::add(&stats.shares_forwarded);
-                    let (out, stats) = (out.clone(), stats.clone());
+                    let (out, stats, counters) = (out.clone(), stats.clone(), m.counters.clone());
                     tokio::spawn(async move {
                         let line = match answer.await {
                             Ok(Ok(())) => {
                                 TranslatorStats::add(&stats.shares_accepted_by_pool);
+                                if let Some(c) = &counters {
+                                    stats.accepted(c, work);
+                                }
                                 response_ok(&id, json!(true))
                             }
                             Ok(Err(reason)) => {
@@ -586,8 +597,9 @@ async fn suggest_difficulty(m: &mut Miner, difficulty: f64, work: &Work, shared:
         return;
     }
     let spm = shared.vardiff.shares_per_minute as f64;
-    // Difficulty 1 is 2^32 hashes a share.
-    let hashrate = (difficulty * 4_294_967_296.0 * spm / 60.0) as f32;
+    // Difficulty 1 is 2^32 hashes a share. Capped: no SV1 device is faster, and a miner's
+    // claim must not swamp the translator's totals.
+    let hashrate = ((difficulty * 4_294_967_296.0 * spm / 60.0) as f32).min(MAX_MINER_HASHRATE);
     if !hashrate.is_finite() {
         return;
     }
@@ -595,6 +607,9 @@ async fn suggest_difficulty(m: &mut Miner, difficulty: f64, work: &Work, shared:
         shared.stats.rehash(m.hashrate, hashrate);
     }
     m.hashrate = hashrate;
+    if let Some(c) = &m.counters {
+        c.hashrate.set(hashrate as f64);
+    }
     m.vardiff_target = difficulty_to_target(difficulty);
     let channel_open = work.borrow().is_some();
     if !m.aggregated && m.own_channel.is_none() && channel_open {
@@ -609,19 +624,41 @@ async fn suggest_difficulty(m: &mut Miner, difficulty: f64, work: &Work, shared:
 }
 
 enum Checked {
-    /// Valid at the miner's difficulty, not at the channel's: answered here.
-    BelowChannelTarget,
+    /// Valid at the miner's difficulty, not at the channel's: answered here. `work`: the
+    /// share's, in difficulty-1 shares (the miner's difficulty).
+    BelowChannelTarget { work: f64 },
     /// For the pool's verdict.
-    ToPool(ShareToPool),
+    ToPool(ShareToPool, f64),
+}
+
+/// The miner's channel as the upstream has it now (not as it was when a job was sent: the pool
+/// may have retargeted or reopened it since).
+#[derive(Clone, Copy)]
+struct ChannelNow {
+    opening: u64,
+    target: [u8; 32],
 }
 
 /// Rebuilds the share's header from its job and checks it.
-fn check_share(m: &mut Miner, s: &Submit) -> Result<Checked, (i64, &'static str)> {
+fn check_share(
+    m: &mut Miner,
+    s: &Submit,
+    channel: Option<ChannelNow>,
+) -> Result<Checked, (i64, &'static str)> {
     if !m.subscribed {
         return Err((error_code::NOT_SUBSCRIBED, "subscribe first"));
     }
     if m.authorized.as_deref() != Some(s.worker.as_str()) {
         return Err((error_code::UNAUTHORIZED, "worker not authorized"));
+    }
+    // With no pool there is nobody to pay the work: refuse rather than pretend.
+    let Some(channel) = channel else {
+        return Err((error_code::OTHER, "the pool is unreachable"));
+    };
+    // The channel reopened and the miner has not been sent its new work yet: every job it holds
+    // belongs to the old channel.
+    if m.opening != Some(channel.opening) {
+        return Err((error_code::JOB_NOT_FOUND, "job not found (stale)"));
     }
     // A job re-sent with a new difficulty is listed once per difficulty: work done under the
     // older, easier one still counts.
@@ -672,19 +709,24 @@ fn check_share(m: &mut Miner, s: &Submit) -> Result<Checked, (i64, &'static str)
         return Err((error_code::LOW_DIFFICULTY, "low difficulty share"));
     }
     m.seen.insert(key);
-    if hash > Target::from_le_bytes(newest.channel_target) {
-        return Ok(Checked::BelowChannelTarget);
+    // Work at the difficulty the share was asked for (the easiest of the job's targets).
+    let work = target_to_difficulty(&easiest.to_le_bytes());
+    if hash > Target::from_le_bytes(channel.target) {
+        return Ok(Checked::BelowChannelTarget { work });
     }
     let (verdict, _) = oneshot::channel();
-    Ok(Checked::ToPool(ShareToPool {
-        channel_id: newest.channel_id,
-        job_id: job.job_id,
-        nonce: s.nonce,
-        ntime: s.ntime,
-        version,
-        extranonce: miner_part,
-        verdict,
-    }))
+    Ok(Checked::ToPool(
+        ShareToPool {
+            channel_id: newest.channel_id,
+            job_id: job.job_id,
+            nonce: s.nonce,
+            ntime: s.ntime,
+            version,
+            extranonce: miner_part,
+            verdict,
+        },
+        work,
+    ))
 }
 
 #[cfg(test)]
@@ -710,6 +752,7 @@ mod tests {
             own_channel: None,
             extranonce_subscribed: false,
             must_reconnect: false,
+            counters: None,
         }
     }
 
@@ -778,5 +821,54 @@ mod tests {
         let mut own = work(1, &[0xaa], [0x0f; 32]);
         own.aggregated = false;
         assert_eq!(m.target_for(&own), [0x0f; 32]);
+    }
+
+    fn submit(job_id: &str, nonce: u32) -> Submit {
+        Submit {
+            worker: "w".into(),
+            job_id: job_id.into(),
+            extranonce2: vec![0; 4],
+            ntime: 1,
+            nonce,
+            version_bits: None,
+        }
+    }
+
+    #[test]
+    fn shares_are_judged_by_the_channel_as_it_is_now() {
+        let mut m = miner(true);
+        let easiest = [0xff; 32];
+        let w = work(1, &[0xaa], easiest);
+        m.take_extranonce(&w);
+        on_work(&mut m, &w);
+        let job = sv1_job_id(1, 5);
+        let now = |target| Some(ChannelNow { opening: 1, target });
+        // Every hash meets the easiest channel target: the share goes to the pool.
+        assert!(matches!(
+            check_share(&mut m, &submit(&job, 1), now(easiest)),
+            Ok(Checked::ToPool(..))
+        ));
+        // The pool made the channel harder; the miner's own difficulty did not change, so no
+        // job was re-sent. Its next share is judged by the new channel target, not the old one.
+        let harder = work(1, &[0xaa], [0; 32]);
+        on_work(&mut m, &harder);
+        assert!(matches!(
+            check_share(&mut m, &submit(&job, 2), now([0; 32])),
+            Ok(Checked::BelowChannelTarget { .. })
+        ));
+        // The channel reopened and the miner has not had its new work yet: its jobs are stale.
+        let reopened = Some(ChannelNow {
+            opening: 2,
+            target: easiest,
+        });
+        assert!(matches!(
+            check_share(&mut m, &submit(&job, 3), reopened),
+            Err((error_code::JOB_NOT_FOUND, _))
+        ));
+        // No pool: refused, whatever the share.
+        assert!(matches!(
+            check_share(&mut m, &submit(&job, 4), None),
+            Err((error_code::OTHER, _))
+        ));
     }
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod downstream;
 pub mod monitoring;
 pub mod stats;
+pub mod stats_report;
 pub mod upstream;
 pub mod wallet_api;
 

@@ -1,6 +1,12 @@
 //! Counters of what the translator's miners did, for logs, tests and monitoring.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+};
 
 #[derive(Debug, Default)]
 pub struct TranslatorStats {
@@ -26,6 +32,52 @@ pub struct TranslatorStats {
     pub pool_connections: AtomicU64,
     /// Sum of the authorized miners' hashrate estimates (H/s), as vardiff measures them.
     pub miners_hashrate: AtomicU64,
+    /// Shares miners were told were accepted (by the pool, or under the channel's target by
+    /// the translator), and their work at the miners' difficulty.
+    pub shares_accepted: AtomicU64,
+    pub work_accepted: AtomicF64,
+    /// Authorized miners by connection index.
+    miners: Mutex<HashMap<u32, Arc<MinerCounters>>>,
+}
+
+/// An f64 kept in an atomic's bits; only ever added to.
+#[derive(Debug, Default)]
+pub struct AtomicF64(AtomicU64);
+
+impl AtomicF64 {
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+
+    pub fn set(&self, v: f64) {
+        self.0.store(v.to_bits(), Ordering::Relaxed);
+    }
+
+    pub fn add(&self, v: f64) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                Some((f64::from_bits(bits) + v).to_bits())
+            });
+    }
+}
+
+/// One authorized SV1 miner's accepted shares and work, for stats reports.
+#[derive(Debug)]
+pub struct MinerCounters {
+    pub index: u32,
+    pub worker: String,
+    pub shares: AtomicU64,
+    /// Difficulty-1 shares.
+    pub work: AtomicF64,
+    /// Vardiff's estimate (H/s).
+    pub hashrate: AtomicF64,
+}
+
+impl MinerCounters {
+    pub fn hashrate_now(&self) -> f64 {
+        self.hashrate.get()
+    }
 }
 
 impl TranslatorStats {
@@ -37,13 +89,55 @@ impl TranslatorStats {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A miner authorized: its counters are listed until [`Self::unregister_miner`].
+    pub(crate) fn register_miner(
+        &self,
+        index: u32,
+        worker: &str,
+        hashrate: f32,
+    ) -> Arc<MinerCounters> {
+        let counters = Arc::new(MinerCounters {
+            index,
+            worker: worker.to_string(),
+            shares: AtomicU64::new(0),
+            work: AtomicF64::default(),
+            hashrate: AtomicF64::default(),
+        });
+        counters.hashrate.set(hashrate as f64);
+        let mut miners = self.miners.lock().unwrap_or_else(|e| e.into_inner());
+        miners.insert(index, counters.clone());
+        counters
+    }
+
+    pub(crate) fn unregister_miner(&self, index: u32) {
+        let mut miners = self.miners.lock().unwrap_or_else(|e| e.into_inner());
+        miners.remove(&index);
+    }
+
+    /// The authorized miners now, by index.
+    pub fn miners(&self) -> Vec<Arc<MinerCounters>> {
+        let miners = self.miners.lock().unwrap_or_else(|e| e.into_inner());
+        let mut list: Vec<_> = miners.values().cloned().collect();
+        list.sort_by_key(|m| m.index);
+        list
+    }
+
+    /// A share a miner was told was accepted, of `work` difficulty-1 shares.
+    pub(crate) fn accepted(&self, miner: &MinerCounters, work: f64) {
+        miner.shares.fetch_add(1, Ordering::Relaxed);
+        miner.work.add(work);
+        self.shares_accepted.fetch_add(1, Ordering::Relaxed);
+        self.work_accepted.add(work);
+    }
+
     /// A miner's hashrate estimate moved from `old` to `new` (H/s; 0 = not counted).
     pub(crate) fn rehash(&self, old: f32, new: f32) {
         let (old, new) = (old.max(0.0) as u64, new.max(0.0) as u64);
-        if new >= old {
-            self.miners_hashrate.fetch_add(new - old, Ordering::Relaxed);
-        } else {
-            self.miners_hashrate.fetch_sub(old - new, Ordering::Relaxed);
-        }
+        // Saturating: a sum that wrapped would report an absurd hashrate.
+        let _ = self
+            .miners_hashrate
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |sum| {
+                Some(sum.saturating_sub(old).saturating_add(new))
+            });
     }
 }

@@ -426,9 +426,9 @@ async fn session(
         )
         .await?;
     }
-    // The pool connection counts as established once it has set up; in channel-per-miner mode
-    // there may be no miner (and so no channel) yet.
-    *established = !aggregated;
+    // The pool connection counts as established once a channel opens on it, or, in
+    // channel-per-miner mode with no miner yet, once it has set up.
+    *established = !aggregated && slots.is_empty();
 
     let mut channels: HashMap<u32, Channel> = HashMap::new();
     let mut by_slot: HashMap<u32, u32> = HashMap::new();
@@ -485,10 +485,14 @@ async fn session(
                     }
                     MiningOwned::OpenMiningChannelError(e) => {
                         let reason = text(&e.error_code);
-                        if aggregated {
+                        // No channel works on this pool: the next one may take them all.
+                        if aggregated || channels.is_empty() {
                             break Err(UpstreamError::Refused(format!("channel: {reason}")));
                         }
-                        warn!(miner = e.request_id, "the pool refused the miner's channel: {reason}");
+                        // Others work: this miner is disconnected (its work sender dropped)
+                        // and asks again when it reconnects, rather than idling without work.
+                        warn!(miner = e.request_id, "the pool refused the miner's channel: {reason}; disconnecting the miner");
+                        slots.remove(&e.request_id);
                     }
                     MiningOwned::NewExtendedMiningJob(job) => {
                         for c in addressed(&mut channels, group_channel_id, job.channel_id) {
@@ -527,12 +531,12 @@ async fn session(
                             warn!(channel_id = m.channel_id, reason = %text(&m.reason_code), "the pool closed a channel");
                             by_slot.remove(&c.slot);
                             c.fail_pending("the pool closed the channel");
-                            if let Some(slot) = slots.get(&c.slot) {
-                                slot.work.send_replace(None);
-                            }
                             if aggregated {
                                 break Err(UpstreamError::Refused("the pool closed the channel".into()));
                             }
+                            // The miner is disconnected (its work sender dropped) and gets a new
+                            // channel when it reconnects, rather than idling without work.
+                            slots.remove(&c.slot);
                         }
                     }
                     MiningOwned::UpdateChannelError(e) => {

@@ -124,6 +124,8 @@ pub struct TestPool {
 pub struct PoolOptions {
     pub shares_per_minute: f32,
     pub share_batch_size: usize,
+    /// A batch not yet full is acknowledged after this long.
+    pub share_ack_interval_ms: u64,
     pub vardiff_interval_secs: u64,
     pub mint_quote_extension: bool,
     pub default_locking_key: Option<ext_mint_quote::LockingKey>,
@@ -135,6 +137,8 @@ pub struct PoolOptions {
     pub retry_interval_ms: u64,
     /// Where miners connect (tests that restart the pool keep it).
     pub listen_address: SocketAddr,
+    /// Reporting to a stats service.
+    pub stats_reporting: Option<pool::stats_report::StatsReporting>,
 }
 
 /// A fresh ledger file under the system temp directory, unique per call. Tests that care
@@ -154,6 +158,7 @@ impl Default for PoolOptions {
         Self {
             shares_per_minute: 6.0,
             share_batch_size: 1,
+            share_ack_interval_ms: 1_000,
             vardiff_interval_secs: 1,
             mint_quote_extension: true,
             default_locking_key: None,
@@ -162,6 +167,7 @@ impl Default for PoolOptions {
             batch_interval_ms: 300,
             retry_interval_ms: 1_000,
             listen_address: loopback_any_port(),
+            stats_reporting: None,
         }
     }
 }
@@ -184,6 +190,7 @@ impl TestPool {
                 server_id: 7,
                 shares_per_minute: options.shares_per_minute,
                 share_batch_size: options.share_batch_size,
+                share_ack_interval_ms: options.share_ack_interval_ms,
                 vardiff_interval_secs: options.vardiff_interval_secs,
                 max_channels_per_connection: 16,
                 mint_quote_extension: options.mint_quote_extension,
@@ -206,6 +213,7 @@ impl TestPool {
             unit: "hash".into(),
             unit_work: hashpool_ehash::UnitWork::from_difficulty(options.unit_work)
                 .map_err(|e| anyhow::anyhow!("unit work: {e}"))?,
+            stats_reporting: options.stats_reporting.clone(),
         };
         let shutdown = CancellationToken::new();
         let running = pool::start(config, shutdown.clone()).await?;
@@ -469,4 +477,61 @@ pub async fn open_wallet(
         })
         .await?,
     )
+}
+
+/// A stats service (`stats-pool` or `stats-proxy`) in-process on free ports, SQLite in `dir`,
+/// sampling every second; the SRI test key is its authority and the one reporter key it takes.
+pub async fn start_stats(
+    dir: &std::path::Path,
+    role: hashpool_stats::Role,
+    shutdown: CancellationToken,
+) -> anyhow::Result<hashpool_stats::RunningStats> {
+    let config = hashpool_stats::StatsServiceConfig {
+        service: match role {
+            hashpool_stats::Role::Pool => "stats-pool",
+            hashpool_stats::Role::Translator => "stats-proxy",
+        },
+        ingest_address: loopback_any_port(),
+        http_address: loopback_any_port(),
+        ingest: hashpool_stats::ingest::IngestConfig {
+            authority_public_key: public_key(),
+            authority_secret_key: secret_key(),
+            cert_validity_secs: 3600,
+            role,
+            reporter_keys: vec![public_key().into_bytes()],
+        },
+        database: dir.join("stats.sqlite").display().to_string(),
+        sample_interval: Duration::from_secs(1),
+        hashrate_window: Duration::from_secs(30),
+        retention: Duration::from_secs(86_400),
+    };
+    Ok(hashpool_stats::start(config, shutdown).await?)
+}
+
+/// How a role reports to a stats service started by [`start_stats`].
+pub fn stats_reporter(
+    stats: &hashpool_stats::RunningStats,
+    role: hashpool_stats::Role,
+    name: &str,
+) -> hashpool_stats::ReporterConfig {
+    hashpool_stats::ReporterConfig {
+        address: stats.ingest_address,
+        service_public_key: public_key(),
+        secret_key: secret_key(),
+        role,
+        name: name.into(),
+        buffer: 1024,
+    }
+}
+
+/// GET a stats service's JSON API.
+pub async fn stats_get(
+    stats: &hashpool_stats::RunningStats,
+    path: &str,
+) -> anyhow::Result<serde_json::Value> {
+    Ok(reqwest::get(format!("http://{}{path}", stats.http_address))
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
 }

@@ -137,6 +137,8 @@ authority_public_key = "{key}"
 [stats]
 ingest_address = "127.0.0.1:1"
 http_address = "127.0.0.1:1"
+authority_public_key = "{key}"
+reporter_public_keys = ["{key}"]
 
 [web]
 address = "127.0.0.1:1"

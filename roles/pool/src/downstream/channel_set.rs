@@ -9,7 +9,7 @@ use channels_sv2::{
 };
 use ext_mint_quote::LockingKey;
 use hashpool_ehash::Work;
-use mining_sv2::SetTargetOwned;
+use mining_sv2::{SetTargetOwned, SubmitSharesSuccess};
 use parsers_sv2::MiningOwned;
 use tracing::{debug, warn};
 
@@ -32,6 +32,16 @@ pub struct ChannelEntry {
     /// when the job becomes active, kept through later SetTargets, cleared on a new tip. A
     /// share's work comes from here, exactly.
     pub job_targets: HashMap<u32, Target>,
+    /// The channel's accepted-share totals as of its last SubmitShares.Success.
+    pub acked: Acked,
+}
+
+/// Totals already acknowledged: each Success reports what was accepted since the previous one,
+/// whether a full batch, a block or the acknowledgement deadline sent it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Acked {
+    accepted: u32,
+    work: f64,
 }
 
 impl ChannelEntry {
@@ -51,6 +61,29 @@ impl ChannelEntry {
     /// `None` if that target was not recorded (a bug: the caller counts it).
     pub fn share_work(&self, job_id: u32) -> Option<Work> {
         self.job_targets.get(&job_id).map(Work::from_target)
+    }
+
+    /// SubmitShares.Success for the shares accepted since the last one, if any.
+    pub fn acknowledge(&mut self) -> Option<MiningOwned> {
+        let (channel_id, accounting) = {
+            let c = self.channel();
+            (c.channel_id(), c.share_accounting())
+        };
+        let now = Acked {
+            accepted: accounting.get_shares_accepted(),
+            work: accounting.get_share_work_sum(),
+        };
+        if now.accepted == self.acked.accepted {
+            return None;
+        }
+        let success = SubmitSharesSuccess {
+            channel_id,
+            last_sequence_number: accounting.get_last_share_sequence_number(),
+            new_submits_accepted_count: now.accepted.wrapping_sub(self.acked.accepted),
+            new_shares_sum: (now.work - self.acked.work).max(0.0) as u64,
+        };
+        self.acked = now;
+        Some(MiningOwned::SubmitSharesSuccess(success))
     }
 
     pub fn channel(&self) -> &dyn PoolChannel {
@@ -161,6 +194,15 @@ impl ChannelSet {
             }
         }
         out
+    }
+
+    /// SubmitShares.Success for every channel with shares not yet acknowledged: a partly filled
+    /// batch is acknowledged within the pool's deadline rather than waiting for more shares.
+    pub fn acknowledge_pending(&mut self) -> Vec<MiningOwned> {
+        self.channels
+            .values_mut()
+            .filter_map(ChannelEntry::acknowledge)
+            .collect()
     }
 
     /// Runs vardiff on every channel; returns SetTarget for those whose target moved.

@@ -121,6 +121,10 @@ impl Connection {
             ctx.config.pool.vardiff_interval_secs.max(1),
         ));
         vardiff.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ack_deadline = tokio::time::interval(Duration::from_millis(
+            ctx.config.pool.share_ack_interval_ms.max(1),
+        ));
+        ack_deadline.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         let result = loop {
             let out = tokio::select! {
@@ -172,6 +176,8 @@ impl Connection {
                     continue;
                 }
                 _ = vardiff.tick() => conn.lock().run_vardiff()
+                    .into_iter().map(AnyMessageOwned::Mining).collect(),
+                _ = ack_deadline.tick() => conn.lock().acknowledge_pending()
                     .into_iter().map(AnyMessageOwned::Mining).collect(),
                 _ = shutdown.cancelled() => break Ok(()),
             };

@@ -232,6 +232,7 @@ fn register(
         vardiff: VardiffState::new().expect("the default vardiff parameters are valid"),
         bootstrap_seq: 0,
         job_targets: Default::default(),
+        acked: Default::default(),
     };
     let mut out = vec![success];
     out.extend(ChannelSet::bootstrap(&mut entry, &ctx.jobs.snapshot()));

@@ -9,7 +9,7 @@ use channels_sv2::{
 use hashpool_ehash::Work;
 use mining_sv2::{
     CloseChannelOwned, SubmitSharesErrorOwned, SubmitSharesExtendedOwned,
-    SubmitSharesStandardOwned, SubmitSharesSuccess, ERROR_CODE_SUBMIT_SHARES_INVALID_CHANNEL_ID,
+    SubmitSharesStandardOwned, ERROR_CODE_SUBMIT_SHARES_INVALID_CHANNEL_ID,
     ERROR_CODE_SUBMIT_SHARES_INVALID_SHARE,
 };
 use parsers_sv2::MiningOwned;
@@ -125,17 +125,12 @@ fn handle(
     receipts.push(ctx.shares.on_share_accepted(&share));
     entry.vardiff.increment_shares_since_last_update();
 
-    let accounting = entry.channel().share_accounting();
     let mut out = Vec::new();
-    if block.is_some() || accounting.should_acknowledge() {
-        out.push(MiningOwned::SubmitSharesSuccess(SubmitSharesSuccess {
-            channel_id: h.channel_id,
-            last_sequence_number: accounting.get_last_share_sequence_number(),
-            new_submits_accepted_count: accounting.get_last_batch_accepted(),
-            new_shares_sum: accounting.get_last_batch_work_sum(),
-        }));
+    if block.is_some() || entry.channel().share_accounting().should_acknowledge() {
+        out.extend(entry.acknowledge());
     }
     if let Some((template_id, coinbase)) = block {
+        crate::stats_report::block_found(ctx, hash.to_string(), h.channel_id, template_id);
         submit_block(ctx, &h, template_id, coinbase);
     }
     out

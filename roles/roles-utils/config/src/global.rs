@@ -39,10 +39,14 @@ pub struct MintTopology {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct StatsTopology {
-    /// Where the role feeding stats connects.
+    /// Where the role feeding stats connects (Noise).
     pub ingest_address: SocketAddr,
     /// Stats HTTP JSON API.
     pub http_address: SocketAddr,
+    /// The stats service's Noise authority key, pinned by its reporters.
+    pub authority_public_key: Secp256k1PublicKey,
+    /// Keys allowed to report (each reporter proves it holds one).
+    pub reporter_public_keys: Vec<Secp256k1PublicKey>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

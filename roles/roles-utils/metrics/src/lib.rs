@@ -16,6 +16,8 @@ type Refresh = Box<dyn Fn() + Send + Sync>;
 pub struct Exporter {
     registry: Registry,
     refresh: Vec<Refresh>,
+    /// One scrape at a time: two concurrent counter refreshes would both add the same delta.
+    scrape: std::sync::Mutex<()>,
 }
 
 impl Exporter {
@@ -78,6 +80,7 @@ impl Exporter {
 
     /// The text exposition of every metric, read now.
     pub fn render(&self) -> String {
+        let _one_at_a_time = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
         for refresh in &self.refresh {
             refresh();
         }

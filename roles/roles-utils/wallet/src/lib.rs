@@ -70,6 +70,10 @@ pub struct EhashWallet {
     locking_key: SecretKey,
     mint_url: String,
     http: reqwest::Client,
+    /// Wallet operations (mint, send, receive) and recovery one at a time: CDK's recovery of
+    /// incomplete operations would take one in progress for an interrupted one (a mint's
+    /// proofs restored without the quote's transaction record).
+    minting: tokio::sync::Mutex<()>,
 }
 
 impl EhashWallet {
@@ -113,6 +117,7 @@ impl EhashWallet {
             locking_key,
             mint_url: config.mint_url.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
+            minting: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -134,6 +139,11 @@ impl EhashWallet {
     /// Mints what is left of `quote_id` into this wallet; returns the amount minted now (0 if
     /// it was minted before).
     pub async fn mint_quote(&self, quote_id: &str) -> Result<u64, WalletError> {
+        let _one_at_a_time = self.minting.lock().await;
+        self.mint_quote_locked(quote_id).await
+    }
+
+    async fn mint_quote_locked(&self, quote_id: &str) -> Result<u64, WalletError> {
         let quote = self
             .wallet
             .fetch_mint_quote_with_key_search(
@@ -155,6 +165,7 @@ impl EhashWallet {
     /// Mints every quote locked to this wallet's key that is not fully minted yet (quotes
     /// announced while the wallet was away). Returns the amount minted.
     pub async fn recover(&self) -> Result<u64, WalletError> {
+        let _one_at_a_time = self.minting.lock().await;
         // A mint interrupted by a crash: its outputs are signed at the mint but may be missing
         // here; CDK restores them from the seed (NUT-09/13).
         let report = self.wallet.recover_incomplete_sagas().await?;
@@ -166,7 +177,7 @@ impl EhashWallet {
             let mut stalled = false;
             for quote in &page.quotes {
                 if quote.amount_issued < quote.amount {
-                    match self.mint_quote(&quote.quote).await {
+                    match self.mint_quote_locked(&quote.quote).await {
                         Ok(amount) => minted += amount,
                         Err(e) => {
                             tracing::warn!(quote = %quote.quote, "cannot mint a recovered quote yet: {e}");
@@ -219,6 +230,7 @@ impl EhashWallet {
 
     /// Creates a token (`cashuB...`) of `amount` from this wallet's proofs.
     pub async fn send(&self, amount: u64) -> Result<String, WalletError> {
+        let _one_at_a_time = self.minting.lock().await;
         let prepared = self
             .wallet
             .prepare_send(Amount::from(amount), SendOptions::default())
@@ -228,6 +240,7 @@ impl EhashWallet {
 
     /// Receives a token into this wallet (a swap at the mint); returns the amount received.
     pub async fn receive(&self, token: &str) -> Result<u64, WalletError> {
+        let _one_at_a_time = self.minting.lock().await;
         Ok(self
             .wallet
             .receive(token, ReceiveOptions::default())

@@ -347,6 +347,10 @@ async fn a_channel_per_miner_retargeted_by_the_miners_vardiff() -> anyhow::Resul
         tp.running.listen_address,
         PoolOptions {
             shares_per_minute: 120.0,
+            // Batches never fill: each miner hears its verdicts through the pool's
+            // acknowledgement deadline.
+            share_batch_size: 1_000,
+            share_ack_interval_ms: 300,
             ..Default::default()
         },
     )

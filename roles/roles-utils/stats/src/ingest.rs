@@ -1,0 +1,280 @@
+//! The stats service's listener: Noise responder for reporters, challenge, then reports into
+//! the store. A reporter that is not allowed, speaks another version or role, or sends anything
+//! malformed is refused with a reason and disconnected; the service goes on.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use hashpool_sv2_io::{extension_frame, spawn_reader, IncomingFrames};
+use stratum_apps::{
+    key_utils::{Secp256k1PublicKey, Secp256k1SecretKey},
+    network_helpers::{accept_noise_connection, noise_stream::NoiseTcpWriteHalf},
+};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::{
+    protocol::{
+        verify_hello, Challenge, Refused, Report, Role, StatsMessage, Welcome, PROTOCOL_VERSION,
+    },
+    store::Store,
+};
+
+/// A reporter has this long to answer the challenge.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub authority_public_key: Secp256k1PublicKey,
+    pub authority_secret_key: Secp256k1SecretKey,
+    pub cert_validity_secs: u64,
+    /// The only role that reports here.
+    pub role: Role,
+    /// Keys allowed to report (x-only).
+    pub reporter_keys: Vec<[u8; 32]>,
+}
+
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    pub reports: AtomicU64,
+    /// Connections refused: bad key, version, role, malformed or unexpected frames.
+    pub refused: AtomicU64,
+    pub reporters_connected: AtomicU64,
+    /// Reports the store could not take (database errors).
+    pub store_errors: AtomicU64,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum IngestError {
+    #[error("noise handshake: {0:?}")]
+    Noise(stratum_apps::network_helpers::Error),
+    #[error("connection closed")]
+    Closed,
+    #[error("refused ({code}): {message}")]
+    Refused { code: &'static str, message: String },
+}
+
+fn refused(code: &'static str, message: impl Into<String>) -> IngestError {
+    IngestError::Refused {
+        code,
+        message: message.into(),
+    }
+}
+
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    config: Arc<IngestConfig>,
+    store: Store,
+    stats: Arc<IngestStats>,
+    shutdown: CancellationToken,
+) {
+    hashpool_sv2_io::accept_until(listener, shutdown.clone(), move |stream, peer| {
+        let (config, store, stats, shutdown) = (
+            config.clone(),
+            store.clone(),
+            stats.clone(),
+            shutdown.clone(),
+        );
+        async move {
+            tokio::select! {
+                _ = connection(stream, peer, &config, &store, &stats) => {}
+                _ = shutdown.cancelled() => {}
+            }
+        }
+    })
+    .await;
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    config: &IngestConfig,
+    store: &Store,
+    stats: &IngestStats,
+) {
+    let noise = match accept_noise_connection(
+        stream,
+        config.authority_public_key,
+        config.authority_secret_key,
+        config.cert_validity_secs,
+    )
+    .await
+    {
+        Ok(n) => n,
+        Err(e) => {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            debug!(%peer, "stats connection failed: {:?}", IngestError::Noise(e));
+            return;
+        }
+    };
+    let (reader, mut writer) = noise.into_split();
+    let mut frames = spawn_reader(reader, 64);
+    let reporter = match authenticate(&mut frames, &mut writer, config).await {
+        Ok(name) => name,
+        Err(e) => {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            refuse(&mut writer, &e).await;
+            warn!(%peer, "stats reporter refused: {e}");
+            return;
+        }
+    };
+    info!(%peer, %reporter, "stats reporter connected");
+    stats.reporters_connected.fetch_add(1, Ordering::Relaxed);
+    let _ = store
+        .reporter_health(
+            &reporter,
+            true,
+            &format!("reporting from {peer}"),
+            now_secs(),
+        )
+        .await;
+    let result = reports(&mut frames, &reporter, store, stats).await;
+    stats.reporters_connected.fetch_sub(1, Ordering::Relaxed);
+    let _ = store
+        .reporter_health(&reporter, false, "disconnected", now_secs())
+        .await;
+    match result {
+        Err(e @ IngestError::Refused { .. }) => {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            refuse(&mut writer, &e).await;
+            warn!(%peer, %reporter, "stats reporter disconnected: {e}");
+        }
+        _ => info!(%peer, %reporter, "stats reporter left"),
+    }
+}
+
+async fn refuse(writer: &mut NoiseTcpWriteHalf, e: &IngestError) {
+    if let IngestError::Refused { code, message } = e {
+        let m = StatsMessage::Refused(Refused {
+            code: code.to_string(),
+            message: message.clone(),
+        });
+        if let Ok(frame) = m.encode() {
+            let _ = hashpool_sv2_io::send_frame(writer, frame).await;
+        }
+    }
+}
+
+async fn next(frames: &mut IncomingFrames) -> Result<StatsMessage, IngestError> {
+    let mut frame = match frames.recv().await {
+        Some(Ok(f)) => f,
+        _ => return Err(IngestError::Closed),
+    };
+    let ext = extension_frame(&mut frame)
+        .ok_or_else(|| refused("malformed", "not a stats protocol frame"))?;
+    StatsMessage::decode(&ext).map_err(|e| refused("malformed", e.to_string()))
+}
+
+async fn send(writer: &mut NoiseTcpWriteHalf, m: &StatsMessage) -> Result<(), IngestError> {
+    let frame = m.encode().map_err(|_| IngestError::Closed)?;
+    hashpool_sv2_io::send_frame(writer, frame)
+        .await
+        .map_err(|_| IngestError::Closed)
+}
+
+/// Challenge and Hello; returns the reporter's name.
+async fn authenticate(
+    frames: &mut IncomingFrames,
+    writer: &mut NoiseTcpWriteHalf,
+    config: &IngestConfig,
+) -> Result<String, IngestError> {
+    let nonce: [u8; 32] = rand::random();
+    let challenge = Challenge {
+        protocol_version: PROTOCOL_VERSION,
+        nonce: hex::encode(nonce),
+    };
+    send(writer, &StatsMessage::Challenge(challenge)).await?;
+    let hello = match tokio::time::timeout(HELLO_TIMEOUT, next(frames)).await {
+        Err(_) => return Err(refused("unexpected", "no hello in time")),
+        Ok(m) => match m? {
+            StatsMessage::Hello(h) => h,
+            other => {
+                return Err(refused(
+                    "unexpected",
+                    format!("expected hello, got message {:#04x}", other.message_type()),
+                ))
+            }
+        },
+    };
+    if hello.protocol_version != PROTOCOL_VERSION {
+        return Err(refused(
+            "unsupported-version",
+            format!(
+                "this service speaks version {PROTOCOL_VERSION}, not {}",
+                hello.protocol_version
+            ),
+        ));
+    }
+    if hello.role != config.role {
+        return Err(refused(
+            "wrong-role",
+            format!(
+                "this service takes reports from the {}, not the {}",
+                config.role.as_str(),
+                hello.role.as_str()
+            ),
+        ));
+    }
+    if hello.reporter.is_empty() || hello.reporter.len() > 128 || hello.reporter.contains('/') {
+        return Err(refused(
+            "malformed",
+            "a reporter name is 1 to 128 characters, without '/'",
+        ));
+    }
+    verify_hello(&hello, &nonce, &config.reporter_keys)
+        .map_err(|reason| refused("unauthorized", reason))?;
+    send(writer, &StatsMessage::Welcome(Welcome {})).await?;
+    Ok(hello.reporter)
+}
+
+/// Reports until the reporter leaves or sends something it must not.
+async fn reports(
+    frames: &mut IncomingFrames,
+    reporter: &str,
+    store: &Store,
+    stats: &IngestStats,
+) -> Result<(), IngestError> {
+    loop {
+        let report = match next(frames).await {
+            Err(IngestError::Closed) => return Ok(()),
+            Err(e) => return Err(e),
+            Ok(StatsMessage::Report(r)) => r,
+            Ok(other) => {
+                return Err(refused(
+                    "unexpected",
+                    format!("message {:#04x} after hello", other.message_type()),
+                ))
+            }
+        };
+        let now = now_secs();
+        let stored = match &report {
+            Report::Snapshot(s) => store.ingest_snapshot(reporter, now, s).await.map(|_| ()),
+            Report::Block(b) => store.ingest_block(reporter, now, b).await.map(|_| ()),
+            Report::Issuance(i) => store.ingest_issuance(reporter, now, i).await.map(|_| ()),
+        };
+        match stored {
+            Ok(()) => {
+                stats.reports.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                // The reporter is not at fault: keep the connection.
+                stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                warn!(%reporter, "could not store a report: {e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! The reporting side of the stats protocol. A role calls [`StatsReporter::report`], which never
+//! blocks and never fails: reports wait in a bounded buffer; while the stats service is away
+//! the oldest are dropped (and counted) to make room. A background task connects, proves the
+//! reporter's key, and drains the buffer; a report is removed from it only once written.
+
+use std::{
+    collections::VecDeque,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use hashpool_sv2_io::{extension_frame, spawn_reader, Backoff, IncomingFrames};
+use stratum_apps::{
+    key_utils::{Secp256k1PublicKey, Secp256k1SecretKey},
+    network_helpers::{connect_with_noise, noise_stream::NoiseTcpWriteHalf},
+};
+use tokio::{net::TcpStream, sync::Notify};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::protocol::{sign_hello, Report, Role, StatsMessage};
+
+/// Where and as whom a role reports.
+#[derive(Debug, Clone)]
+pub struct ReporterConfig {
+    pub address: SocketAddr,
+    /// The stats service's authority key, pinned.
+    pub service_public_key: Secp256k1PublicKey,
+    /// The key this reporter proves it holds.
+    pub secret_key: Secp256k1SecretKey,
+    pub role: Role,
+    pub name: String,
+    /// Reports kept while the service is away.
+    pub buffer: usize,
+}
+
+/// What the reporter did, for the role's metrics.
+#[derive(Debug, Default)]
+pub struct ReporterStats {
+    pub sent: AtomicU64,
+    /// Reports dropped because the buffer was full (the service away too long).
+    pub dropped: AtomicU64,
+    /// 1 while connected and authenticated.
+    pub connected: AtomicU64,
+    pub buffered: AtomicU64,
+}
+
+struct Shared {
+    buffer: Mutex<VecDeque<Report>>,
+    capacity: usize,
+    wake: Notify,
+    stats: Arc<ReporterStats>,
+}
+
+/// Cheap to clone; every clone feeds the same buffer.
+#[derive(Clone)]
+pub struct StatsReporter {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("connect: {0}")]
+    Connect(std::io::Error),
+    #[error("noise handshake: {0:?}")]
+    Noise(stratum_apps::network_helpers::Error),
+    #[error("the stats service closed the connection")]
+    Closed,
+    #[error("refused by the stats service: {0}")]
+    Refused(String),
+    #[error("{0}")]
+    Protocol(#[from] crate::protocol::ProtocolError),
+}
+
+impl StatsReporter {
+    /// Starts the background task; it runs until `shutdown`.
+    pub fn spawn(config: ReporterConfig, shutdown: CancellationToken) -> Self {
+        let reporter = Self::unconnected(config.buffer);
+        let shared = reporter.shared.clone();
+        tokio::spawn(async move {
+            let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
+            loop {
+                let result = tokio::select! {
+                    r = session(&config, &shared) => r,
+                    _ = shutdown.cancelled() => return,
+                };
+                shared.stats.connected.store(0, Ordering::Relaxed);
+                match result {
+                    Err(SessionError::Refused(reason)) => {
+                        warn!(service = %config.address, "stats reporting refused: {reason}")
+                    }
+                    Err(e) => debug!(service = %config.address, "stats service unreachable: {e}"),
+                    Ok(()) => backoff.reset(),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        });
+        reporter
+    }
+
+    /// A reporter whose buffer nobody drains (for tests of the buffer, and for roles with
+    /// reporting turned off that still want one code path).
+    pub fn unconnected(capacity: usize) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                buffer: Mutex::new(VecDeque::new()),
+                capacity: capacity.max(1),
+                wake: Notify::new(),
+                stats: Arc::default(),
+            }),
+        }
+    }
+
+    /// Queues `report`; drops the oldest queued one if the buffer is full.
+    pub fn report(&self, report: Report) {
+        let s = &self.shared;
+        {
+            let mut buffer = s.buffer.lock().unwrap_or_else(|e| e.into_inner());
+            if buffer.len() >= s.capacity {
+                buffer.pop_front();
+                s.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            buffer.push_back(report);
+            s.stats
+                .buffered
+                .store(buffer.len() as u64, Ordering::Relaxed);
+        }
+        s.wake.notify_one();
+    }
+
+    pub fn stats(&self) -> &Arc<ReporterStats> {
+        &self.shared.stats
+    }
+
+    /// The reports waiting, oldest first (for tests).
+    pub fn pending(&self) -> Vec<Report> {
+        let buffer = self.shared.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        buffer.iter().cloned().collect()
+    }
+}
+
+async fn next(frames: &mut IncomingFrames) -> Result<StatsMessage, SessionError> {
+    let mut frame = match frames.recv().await {
+        Some(Ok(f)) => f,
+        _ => return Err(SessionError::Closed),
+    };
+    let ext = extension_frame(&mut frame)
+        .ok_or_else(|| SessionError::Refused("a frame outside the stats protocol".into()))?;
+    Ok(StatsMessage::decode(&ext)?)
+}
+
+async fn send(writer: &mut NoiseTcpWriteHalf, m: &StatsMessage) -> Result<(), SessionError> {
+    hashpool_sv2_io::send_frame(writer, m.encode()?)
+        .await
+        .map_err(|_| SessionError::Closed)
+}
+
+async fn session(config: &ReporterConfig, shared: &Shared) -> Result<(), SessionError> {
+    let stream = TcpStream::connect(config.address)
+        .await
+        .map_err(SessionError::Connect)?;
+    let noise = connect_with_noise(stream, Some(config.service_public_key))
+        .await
+        .map_err(SessionError::Noise)?;
+    let (reader, mut writer) = noise.into_split();
+    let mut frames = spawn_reader(reader, 16);
+    let challenge = match next(&mut frames).await? {
+        StatsMessage::Challenge(c) => c,
+        StatsMessage::Refused(r) => return Err(SessionError::Refused(r.message)),
+        other => {
+            return Err(SessionError::Refused(format!(
+                "expected a challenge, got message {:#04x}",
+                other.message_type()
+            )))
+        }
+    };
+    let hello = sign_hello(
+        &challenge,
+        config.role,
+        &config.name,
+        &config.secret_key.into_bytes(),
+    )
+    .map_err(SessionError::Refused)?;
+    send(&mut writer, &StatsMessage::Hello(hello)).await?;
+    match next(&mut frames).await? {
+        StatsMessage::Welcome(_) => {}
+        StatsMessage::Refused(r) => {
+            return Err(SessionError::Refused(format!("{}: {}", r.code, r.message)))
+        }
+        other => {
+            return Err(SessionError::Refused(format!(
+                "expected welcome, got message {:#04x}",
+                other.message_type()
+            )))
+        }
+    }
+    info!(service = %config.address, "reporting stats");
+    shared.stats.connected.store(1, Ordering::Relaxed);
+    loop {
+        // Oldest first; taken off the buffer only after it was written.
+        let head = {
+            let buffer = shared.buffer.lock().unwrap_or_else(|e| e.into_inner());
+            buffer.front().cloned()
+        };
+        let Some(report) = head else {
+            tokio::select! {
+                _ = shared.wake.notified() => continue,
+                m = next(&mut frames) => match m? {
+                    StatsMessage::Refused(r) => {
+                        return Err(SessionError::Refused(format!("{}: {}", r.code, r.message)))
+                    }
+                    _ => continue,
+                },
+            }
+        };
+        send(&mut writer, &StatsMessage::Report(report.clone())).await?;
+        let mut buffer = shared.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        // The head may have been dropped for room while this one was being written.
+        if buffer.front() == Some(&report) {
+            buffer.pop_front();
+        }
+        shared
+            .stats
+            .buffered
+            .store(buffer.len() as u64, Ordering::Relaxed);
+        shared.stats.sent.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Block;
+
+    fn block(n: u64) -> Report {
+        Report::Block(Block {
+            at: n,
+            hash: format!("{n:064x}"),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn a_full_buffer_drops_the_oldest_and_counts_it() {
+        let r = StatsReporter::unconnected(3);
+        for n in 0..5 {
+            r.report(block(n));
+        }
+        assert_eq!(r.pending(), vec![block(2), block(3), block(4)]);
+        assert_eq!(r.stats().dropped.load(Ordering::Relaxed), 2);
+        assert_eq!(r.stats().buffered.load(Ordering::Relaxed), 3);
+    }
+}

@@ -1,0 +1,102 @@
+//! What `stats-pool` and `stats-proxy` share: their own config file
+//! (`config/stats-pool.config.toml`, `config/stats-proxy.config.toml`) and how it combines with
+//! the `[stats]` section of their side's shared topology.
+
+use std::time::Duration;
+
+use hashpool_config::StatsTopology;
+use serde::Deserialize;
+use stratum_apps::key_utils::Secp256k1SecretKey;
+
+use crate::{ingest::IngestConfig, protocol::Role, service::StatsServiceConfig};
+
+/// The role's own file.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StatsRoleConfig {
+    pub stats: StatsSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StatsSettings {
+    /// Secret half of the service's authority key (its public half is in the shared config).
+    pub authority_secret_key: Secp256k1SecretKey,
+    pub cert_validity_secs: u64,
+    /// A SQLite file path (created if missing), or a `postgres://` URL.
+    pub database: String,
+    /// A hashrate sample of every channel / miner this often.
+    pub sample_interval_secs: u64,
+    /// Hashrate is the work accepted over this window.
+    pub hashrate_window_secs: u64,
+    /// Hashrate samples and work rows are kept this long; blocks and issuance for good.
+    pub retention_days: f64,
+}
+
+impl StatsRoleConfig {
+    /// Combines the role's file with its side's topology; fails naming the key.
+    pub fn run_config(
+        &self,
+        service: &'static str,
+        role: Role,
+        topology: &StatsTopology,
+    ) -> Result<StatsServiceConfig, String> {
+        let s = &self.stats;
+        if s.sample_interval_secs == 0 {
+            return Err("`stats.sample_interval_secs` must be at least 1".into());
+        }
+        if s.hashrate_window_secs < s.sample_interval_secs {
+            return Err(
+                "`stats.hashrate_window_secs` must be at least `stats.sample_interval_secs`".into(),
+            );
+        }
+        if !(s.retention_days.is_finite() && s.retention_days > 0.0) {
+            return Err("`stats.retention_days` must be a positive number of days".into());
+        }
+        let derived: stratum_apps::key_utils::Secp256k1PublicKey = s.authority_secret_key.into();
+        if derived.into_bytes() != topology.authority_public_key.into_bytes() {
+            return Err(
+                "`stats.authority_secret_key` is not the secret half of the shared config's \
+                 `stats.authority_public_key`"
+                    .into(),
+            );
+        }
+        Ok(StatsServiceConfig {
+            service,
+            ingest_address: topology.ingest_address,
+            http_address: topology.http_address,
+            ingest: IngestConfig {
+                authority_public_key: topology.authority_public_key,
+                authority_secret_key: s.authority_secret_key,
+                cert_validity_secs: s.cert_validity_secs,
+                role,
+                reporter_keys: topology
+                    .reporter_public_keys
+                    .iter()
+                    .map(|k| k.into_bytes())
+                    .collect(),
+            },
+            database: s.database.clone(),
+            sample_interval: Duration::from_secs(s.sample_interval_secs),
+            hashrate_window: Duration::from_secs(s.hashrate_window_secs),
+            retention: Duration::from_secs_f64(s.retention_days * 86_400.0),
+        })
+    }
+}
+
+/// Runs a stats service until SIGINT/SIGTERM.
+pub async fn serve_until_signal(config: StatsServiceConfig) -> Result<(), String> {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (ingest, http, database) = (
+        config.ingest_address,
+        config.http_address,
+        config.database.clone(),
+    );
+    let running = crate::service::start(config, shutdown.clone())
+        .await
+        .map_err(|e| format!("starting the stats service (database {database}): {e}"))?;
+    tracing::info!(%ingest, %http, "reporters connect to the ingest address; the API is on /api/v1/..., metrics on /metrics");
+    hashpool_sv2_io::shutdown_signal().await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    let _ = running.task.await;
+    Ok(())
+}

@@ -1,0 +1,527 @@
+//! The stats service end to end on 127.0.0.1: reporters in, SQLite, the HTTP API out.
+
+use std::{
+    net::SocketAddr,
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
+
+use hashpool_stats::{
+    ingest::IngestConfig,
+    protocol::{sign_hello, Challenge, Hello, StatsMessage, PROTOCOL_VERSION},
+    store::{Store, Table},
+    Block, Issuance, Report, ReporterConfig, Role, ServiceHealth, Snapshot, StatsReporter,
+    StatsServiceConfig, Subject,
+};
+use hashpool_sv2_io::{extension_frame, spawn_reader};
+use serde_json::Value;
+use stratum_apps::{
+    key_utils::{Secp256k1PublicKey, Secp256k1SecretKey},
+    network_helpers::connect_with_noise,
+};
+use tokio_util::sync::CancellationToken;
+
+/// The SRI test authority pair, for the service; reporters use keys of their own.
+const SERVICE_SECRET: &str = "mkDLTBBRxdBv998612qipDYoTK3YUrqLe8uWw7gu3iXbSrn2n";
+const SERVICE_PUBLIC: &str = "9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH72";
+
+fn service_keys() -> (Secp256k1PublicKey, Secp256k1SecretKey) {
+    (
+        SERVICE_PUBLIC.parse().expect("public key"),
+        SERVICE_SECRET.parse().expect("secret key"),
+    )
+}
+
+/// A reporter key pair from 32 bytes.
+fn reporter_key(byte: u8) -> (Secp256k1SecretKey, [u8; 32]) {
+    let secp = bitcoin::secp256k1::Secp256k1::new();
+    let secret = bitcoin::secp256k1::SecretKey::from_slice(&[byte; 32]).expect("key");
+    let xonly = secret.x_only_public_key(&secp).0.serialize();
+    // Written as keys are in config files (base58check), read back as the roles read them.
+    let text = bitcoin::base58::encode_check(&secret.secret_bytes());
+    (text.parse().expect("secret key"), xonly)
+}
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().expect("address")
+}
+
+fn config(dir: &std::path::Path, allowed: Vec<[u8; 32]>) -> StatsServiceConfig {
+    let (public, secret) = service_keys();
+    StatsServiceConfig {
+        service: "stats-pool",
+        ingest_address: loopback(),
+        http_address: loopback(),
+        ingest: IngestConfig {
+            authority_public_key: public,
+            authority_secret_key: secret,
+            cert_validity_secs: 3600,
+            role: Role::Pool,
+            reporter_keys: allowed,
+        },
+        database: dir.join("stats.sqlite").display().to_string(),
+        sample_interval: Duration::from_secs(3600),
+        hashrate_window: Duration::from_secs(600),
+        retention: Duration::from_secs(7 * 86_400),
+    }
+}
+
+fn reporter(address: SocketAddr, secret: Secp256k1SecretKey, buffer: usize) -> ReporterConfig {
+    ReporterConfig {
+        address,
+        service_public_key: service_keys().0,
+        secret_key: secret,
+        role: Role::Pool,
+        name: "pool-1".into(),
+        buffer,
+    }
+}
+
+async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn get(http: SocketAddr, path: &str) -> (u16, Value) {
+    let response = reqwest::get(format!("http://{http}{path}"))
+        .await
+        .expect("HTTP");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON"))
+}
+
+fn snapshot(work: f64, miners: &[(&str, u64, f64)]) -> Report {
+    Report::Snapshot(Snapshot {
+        at: 1,
+        shares: miners.iter().map(|m| m.1).sum(),
+        work,
+        shares_rejected: 1,
+        subjects: miners
+            .iter()
+            .map(|(id, shares, work)| Subject {
+                id: format!("channel:{id}"),
+                kind: "channel".into(),
+                label: format!("alice.{id}"),
+                shares: *shares,
+                work: *work,
+                shares_total: *shares,
+                ..Default::default()
+            })
+            .collect(),
+        services: vec![ServiceHealth {
+            name: "template-provider".into(),
+            up: true,
+            detail: "127.0.0.1:18447".into(),
+        }],
+        wallet_balance: None,
+    })
+}
+
+#[tokio::test]
+async fn reports_are_stored_and_served_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let (secret, xonly) = reporter_key(3);
+    let stop = CancellationToken::new();
+    let running = hashpool_stats::start(config(dir.path(), vec![xonly]), stop.clone())
+        .await
+        .unwrap();
+    let r = StatsReporter::spawn(reporter(running.ingest_address, secret, 64), stop.clone());
+    r.report(snapshot(3.0, &[("1", 2, 2.0), ("2", 1, 1.0)]));
+    let block = Block {
+        at: 1,
+        hash: "00".repeat(32),
+        subject: Some("channel:1".into()),
+        template_id: Some(9),
+    };
+    r.report(Report::Block(block.clone()));
+    r.report(Report::Block(block));
+    for _ in 0..2 {
+        r.report(Report::Issuance(Issuance {
+            at: 1,
+            quote_id: "q1".into(),
+            amount: 42,
+            locking_key: "02ab".into(),
+        }));
+    }
+    r.report(Report::Issuance(Issuance {
+        at: 1,
+        quote_id: "q2".into(),
+        amount: 8,
+        locking_key: "02ab".into(),
+    }));
+    wait_until("every report stored", || async {
+        running.stats.reports.load(Ordering::Relaxed) == 6
+    })
+    .await;
+    let http = running.http_address;
+
+    let (_, subjects) = get(http, "/api/v1/subjects?kind=channel").await;
+    let subjects = subjects["subjects"].as_array().unwrap();
+    assert_eq!(subjects.len(), 2);
+    assert_eq!(subjects[0]["id"], "pool-1/channel:1");
+    assert_eq!(subjects[0]["label"], "alice.1");
+    assert_eq!(subjects[0]["connected"], true);
+    assert_eq!(subjects[0]["shares_total"], 2);
+
+    // The same block and the same quote reported twice are kept once.
+    let (_, blocks) = get(http, "/api/v1/blocks").await;
+    assert_eq!(blocks["blocks"].as_array().unwrap().len(), 1);
+    assert_eq!(blocks["blocks"][0]["subject"], "pool-1/channel:1");
+    let (_, issuance) = get(http, "/api/v1/issuance?range=1h").await;
+    assert_eq!(issuance["total_amount"], 50);
+    assert_eq!(issuance["total_count"], 2);
+    let bucketed: i64 = issuance["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["amount"].as_i64().unwrap())
+        .sum();
+    assert_eq!(bucketed, 50);
+
+    let (_, totals) = get(http, "/api/v1/totals").await;
+    assert_eq!(totals["shares_accepted"], 3.0);
+    assert_eq!(totals["shares_rejected"], 1.0);
+    let (_, health) = get(http, "/api/v1/health").await;
+    let services = health["services"].as_array().unwrap();
+    let up = |name: &str| {
+        services
+            .iter()
+            .find(|s| s["name"] == name)
+            .map(|s| s["up"].clone())
+    };
+    assert_eq!(up("pool-1"), Some(Value::Bool(true)));
+    assert_eq!(up("template-provider"), Some(Value::Bool(true)));
+
+    // A later snapshot without channel 2: it is no longer connected.
+    r.report(snapshot(1.0, &[("1", 1, 1.0)]));
+    wait_until("the second snapshot", || async {
+        running.stats.reports.load(Ordering::Relaxed) == 7
+    })
+    .await;
+    let (_, subjects) = get(http, "/api/v1/subjects?kind=channel").await;
+    let gone = subjects["subjects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "pool-1/channel:2")
+        .cloned()
+        .unwrap();
+    assert_eq!(gone["connected"], false);
+
+    // Bad queries get JSON errors.
+    let (status, body) = get(http, "/api/v1/hashrate?range=forever").await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("range"));
+    let (status, _) = get(http, "/api/v1/blocks?limit=0").await;
+    assert_eq!(status, 400);
+
+    // The reporter leaving marks it (and its channels) down.
+    stop.cancel();
+    running.task.await.unwrap();
+    let store = Store::open(&dir.path().join("stats.sqlite").display().to_string())
+        .await
+        .unwrap();
+    // A restart keeps the history.
+    assert_eq!(store.issuance_total().await.unwrap(), (50, 2));
+    assert_eq!(store.blocks(10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn hashrate_comes_from_accepted_work_over_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.sqlite").display().to_string())
+        .await
+        .unwrap();
+    let Report::Snapshot(first) = snapshot(10.0, &[("1", 10, 10.0)]) else {
+        unreachable!()
+    };
+    store
+        .ingest_snapshot("pool-1", 1_000, &first)
+        .await
+        .unwrap();
+    // 10 s after the subject appeared: 10 difficulty-1 shares in 10 s is 2^32 H/s.
+    assert_eq!(store.sample(1_010, 60).await.unwrap(), 3);
+    let total = store.hashrate("total", 0).await.unwrap();
+    assert_eq!(total, vec![(1_010, 4_294_967_296.0)]);
+    let channel = store.hashrate("pool-1/channel:1", 0).await.unwrap();
+    assert_eq!(channel, vec![(1_010, 4_294_967_296.0)]);
+    // 60 s later with the same work again: 20 shares over the full 60 s window would count the
+    // first batch too; it is out of the window, so only the second: 10 * 2^32 / 60.
+    store
+        .ingest_snapshot("pool-1", 1_070, &first)
+        .await
+        .unwrap();
+    store.sample(1_071, 60).await.unwrap();
+    let total = store.hashrate("total", 1_071).await.unwrap();
+    assert_eq!(total, vec![(1_071, 10.0 * 4_294_967_296.0 / 60.0)]);
+    // Nothing accepted within the window: 0.
+    store.sample(2_000, 60).await.unwrap();
+    assert_eq!(
+        store.hashrate("total", 2_000).await.unwrap(),
+        vec![(2_000, 0.0)]
+    );
+}
+
+#[tokio::test]
+async fn the_service_samples_on_schedule_and_retention_deletes_old_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (secret, xonly) = reporter_key(4);
+    let stop = CancellationToken::new();
+    let mut c = config(dir.path(), vec![xonly]);
+    c.sample_interval = Duration::from_millis(300);
+    c.hashrate_window = Duration::from_secs(60);
+    let running = hashpool_stats::start(c, stop.clone()).await.unwrap();
+    let r = StatsReporter::spawn(reporter(running.ingest_address, secret, 64), stop.clone());
+    r.report(snapshot(5.0, &[("1", 5, 5.0)]));
+    wait_until("samples of the total and the channel", || async {
+        let (_, h) = get(running.http_address, "/api/v1/hashrate?range=1h").await;
+        h["samples"].as_array().is_some_and(|s| s.len() >= 3)
+    })
+    .await;
+    let (_, h) = get(
+        running.http_address,
+        "/api/v1/hashrate?subject=pool-1/channel:1&range=1h",
+    )
+    .await;
+    let samples = h["samples"].as_array().unwrap();
+    assert!(!samples.is_empty());
+    assert!(samples
+        .iter()
+        .all(|s| s["hashrate"].as_f64().unwrap() > 0.0));
+    stop.cancel();
+    running.task.await.unwrap();
+
+    // Retention: rows older than the cutoff go, blocks and issuance stay.
+    let store = Store::open(&dir.path().join("stats.sqlite").display().to_string())
+        .await
+        .unwrap();
+    let Report::Snapshot(s) = snapshot(1.0, &[("9", 1, 1.0)]) else {
+        unreachable!()
+    };
+    store.ingest_snapshot("old", 100, &s).await.unwrap();
+    store.sample(110, 60).await.unwrap();
+    store
+        .ingest_block(
+            "old",
+            100,
+            &Block {
+                hash: "11".repeat(32),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .reporter_health("old", false, "gone", 100)
+        .await
+        .unwrap();
+    let samples_before = store.count(Table::Samples).await.unwrap();
+    let pruned = store.prune(1_000).await.unwrap();
+    assert!(
+        pruned.work >= 2 && pruned.samples >= 1 && pruned.subjects == 1,
+        "{pruned:?}"
+    );
+    assert_eq!(
+        store.count(Table::Samples).await.unwrap(),
+        samples_before - pruned.samples as i64
+    );
+    assert!(store.hashrate("old/channel:9", 0).await.unwrap().is_empty());
+    assert_eq!(store.blocks(10).await.unwrap().len(), 1);
+    // The service's own recent rows were newer than the cutoff and are still there.
+    assert!(!store.hashrate("total", 1_000).await.unwrap().is_empty());
+}
+
+/// A raw Noise connection to the service, through the challenge.
+async fn raw_session(
+    address: SocketAddr,
+) -> (
+    hashpool_sv2_io::IncomingFrames,
+    stratum_apps::network_helpers::noise_stream::NoiseTcpWriteHalf,
+    Challenge,
+) {
+    let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let noise = connect_with_noise(stream, Some(service_keys().0))
+        .await
+        .unwrap();
+    let (reader, writer) = noise.into_split();
+    let mut frames = spawn_reader(reader, 16);
+    let StatsMessage::Challenge(c) = next(&mut frames).await.unwrap() else {
+        panic!("expected the challenge")
+    };
+    (frames, writer, c)
+}
+
+async fn next(frames: &mut hashpool_sv2_io::IncomingFrames) -> Option<StatsMessage> {
+    let mut frame = tokio::time::timeout(Duration::from_secs(10), frames.recv())
+        .await
+        .ok()??
+        .ok()?;
+    StatsMessage::decode(&extension_frame(&mut frame)?).ok()
+}
+
+async fn refusal(frames: &mut hashpool_sv2_io::IncomingFrames) -> String {
+    match next(frames).await {
+        Some(StatsMessage::Refused(r)) => {
+            // Then the connection closes.
+            assert!(next(frames).await.is_none());
+            r.code
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn bad_keys_and_malformed_frames_are_refused_and_the_service_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (secret, xonly) = reporter_key(5);
+    let (stranger, _) = reporter_key(6);
+    let stop = CancellationToken::new();
+    let running = hashpool_stats::start(config(dir.path(), vec![xonly]), stop.clone())
+        .await
+        .unwrap();
+    let address = running.ingest_address;
+
+    // A key the service does not list.
+    let (mut frames, mut writer, c) = raw_session(address).await;
+    let hello = sign_hello(&c, Role::Pool, "pool-x", &stranger.into_bytes()).unwrap();
+    send(&mut writer, StatsMessage::Hello(hello)).await;
+    assert_eq!(refusal(&mut frames).await, "unauthorized");
+
+    // A Hello signed for another challenge (a replay).
+    let (mut frames, mut writer, _) = raw_session(address).await;
+    let other = Challenge {
+        protocol_version: PROTOCOL_VERSION,
+        nonce: "ab".repeat(32),
+    };
+    let replayed = sign_hello(&other, Role::Pool, "pool-1", &secret.into_bytes()).unwrap();
+    send(&mut writer, StatsMessage::Hello(replayed)).await;
+    assert_eq!(refusal(&mut frames).await, "unauthorized");
+
+    // Another role, another version.
+    let (mut frames, mut writer, c) = raw_session(address).await;
+    let hello = sign_hello(&c, Role::Translator, "t", &secret.into_bytes()).unwrap();
+    send(&mut writer, StatsMessage::Hello(hello)).await;
+    assert_eq!(refusal(&mut frames).await, "wrong-role");
+    let (mut frames, mut writer, c) = raw_session(address).await;
+    let hello = Hello {
+        protocol_version: 99,
+        ..sign_hello(&c, Role::Pool, "pool-1", &secret.into_bytes()).unwrap()
+    };
+    send(&mut writer, StatsMessage::Hello(hello)).await;
+    assert_eq!(refusal(&mut frames).await, "unsupported-version");
+
+    // A report before Hello; a Hello that is not JSON.
+    let (mut frames, mut writer, _) = raw_session(address).await;
+    send(&mut writer, snapshot_message()).await;
+    assert_eq!(refusal(&mut frames).await, "unexpected");
+    let (mut frames, mut writer, _) = raw_session(address).await;
+    let garbage = hashpool_sv2_io::encode_raw(
+        hashpool_stats::protocol::EXTENSION_TYPE,
+        false,
+        hashpool_stats::protocol::MSG_HELLO,
+        b"{\"protocol_version\": 1, \"role\": ",
+    )
+    .unwrap();
+    hashpool_sv2_io::send_frame(&mut writer, garbage)
+        .await
+        .unwrap();
+    assert_eq!(refusal(&mut frames).await, "malformed");
+
+    // Authenticated, then a malformed report: refused and disconnected; nothing stored.
+    let (mut frames, mut writer, c) = raw_session(address).await;
+    let hello = sign_hello(&c, Role::Pool, "pool-1", &secret.into_bytes()).unwrap();
+    send(&mut writer, StatsMessage::Hello(hello)).await;
+    assert!(matches!(
+        next(&mut frames).await,
+        Some(StatsMessage::Welcome(_))
+    ));
+    let bad = hashpool_sv2_io::encode_raw(
+        hashpool_stats::protocol::EXTENSION_TYPE,
+        false,
+        hashpool_stats::protocol::MSG_REPORT,
+        br#"{"type":"snapshot","shares":"many"}"#,
+    )
+    .unwrap();
+    hashpool_sv2_io::send_frame(&mut writer, bad).await.unwrap();
+    assert_eq!(refusal(&mut frames).await, "malformed");
+    assert_eq!(running.stats.refused.load(Ordering::Relaxed), 7);
+    assert_eq!(running.stats.reports.load(Ordering::Relaxed), 0);
+
+    // The service still takes a good reporter.
+    let r = StatsReporter::spawn(reporter(address, secret, 8), stop.clone());
+    r.report(snapshot(1.0, &[("1", 1, 1.0)]));
+    wait_until("a good report", || async {
+        running.stats.reports.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    // And the refused stranger's reporter never connects.
+    let refused = StatsReporter::spawn(reporter(address, stranger, 8), stop.clone());
+    refused.report(snapshot(1.0, &[]));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(refused.stats().connected.load(Ordering::Relaxed), 0);
+    assert_eq!(refused.pending().len(), 1);
+    stop.cancel();
+}
+
+fn snapshot_message() -> StatsMessage {
+    StatsMessage::Report(snapshot(1.0, &[]))
+}
+
+async fn send(
+    writer: &mut stratum_apps::network_helpers::noise_stream::NoiseTcpWriteHalf,
+    m: StatsMessage,
+) {
+    hashpool_sv2_io::send_frame(writer, m.encode().unwrap())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_service_that_is_away_costs_the_reporter_only_its_oldest_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let (secret, xonly) = reporter_key(7);
+    // A port with nobody on it yet.
+    let address = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let stop = CancellationToken::new();
+    let r = StatsReporter::spawn(reporter(address, secret, 100), stop.clone());
+    // report() never waits: a thousand reports return at once, the oldest 900 are dropped.
+    for n in 0..1_000u64 {
+        r.report(Report::Issuance(Issuance {
+            at: n,
+            quote_id: format!("q{n}"),
+            amount: 1,
+            locking_key: "02".into(),
+        }));
+    }
+    assert_eq!(r.stats().dropped.load(Ordering::Relaxed), 900);
+    // The service comes up on that address: the newest 100 arrive, in order.
+    let mut c = config(dir.path(), vec![xonly]);
+    c.ingest_address = address;
+    let running = hashpool_stats::start(c, stop.clone()).await.unwrap();
+    wait_until("the buffered reports", || async {
+        running.stats.reports.load(Ordering::Relaxed) == 100
+    })
+    .await;
+    let (amount, count) = running.store.issuance_total().await.unwrap();
+    assert_eq!((amount, count), (100, 100));
+    let newest = running.store.issuance(0, 1000).await.unwrap();
+    assert!(newest
+        .iter()
+        .all(|i| i.quote_id["q".len()..].parse::<u64>().unwrap() >= 900));
+    wait_until("the reporter to count them sent", || async {
+        r.stats().sent.load(Ordering::Relaxed) == 100
+    })
+    .await;
+    assert_eq!(r.stats().buffered.load(Ordering::Relaxed), 0);
+    stop.cancel();
+}

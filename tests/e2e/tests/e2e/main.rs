@@ -1,0 +1,18 @@
+//! Every end-to-end test in one binary: each test file linked the whole stack on its own, which
+//! cost minutes of linking and gigabytes of disk per file.
+
+mod bad_input;
+mod crash;
+mod extended_channel;
+mod ledger;
+mod locking_key;
+mod metrics;
+mod mining;
+mod mint_security;
+mod minting;
+mod quotes;
+mod stats;
+mod template_provider;
+mod translator;
+mod translator_bad_input;
+mod translator_upstreams;

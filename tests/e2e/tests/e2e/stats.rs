@@ -1,0 +1,194 @@
+//! Stats end to end: the pool reports to stats-pool, the translator to stats-proxy, while an SV1
+//! miner mines through the translator. Both services see the channel / miner, hashrate samples
+//! from accepted work, health, and exactly the ehash that was issued and is in the wallet.
+
+use std::{sync::Arc, time::Duration};
+
+use hashpool_e2e::{
+    init_tracing, open_wallet, promtool_check, start_stats, stats_get, stats_reporter,
+    translator_config, wait_until, PoolOptions, TestMint, TestPool, TestProvider,
+};
+use hashpool_stats::Role;
+use hashpool_wallet::Minter;
+use mining_device_sv1::Sv1MinerOptions;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use translator::{stats_report::StatsReporting, TranslatorRunConfig};
+
+const HARD_NBITS: u32 = 0x1e0f_ffff;
+
+fn health_of(health: &Value, name: &str) -> Option<bool> {
+    health["services"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == name)?
+        .get("up")?
+        .as_bool()
+}
+
+fn amount(v: &Value) -> i64 {
+    v["total_amount"].as_i64().unwrap_or(-1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_and_translator_stats_reach_their_services() -> anyhow::Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    let stop = CancellationToken::new();
+    let stats_pool = start_stats(&dir.path().join("sp"), Role::Pool, stop.clone()).await?;
+    let stats_proxy = start_stats(&dir.path().join("sx"), Role::Translator, stop.clone()).await?;
+
+    let tp =
+        TestProvider::start(dir.path(), hashpool_e2e::loopback_any_port(), HARD_NBITS, 0).await?;
+    let pool = TestPool::start(
+        tp.running.listen_address,
+        PoolOptions {
+            shares_per_minute: 120.0,
+            stats_reporting: Some(pool::stats_report::StatsReporting {
+                reporter: stats_reporter(&stats_pool, Role::Pool, "pool-7"),
+                interval: Duration::from_millis(500),
+            }),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let mint_dir = tempfile::tempdir()?;
+    let mint = TestMint::start(mint_dir.path(), pool.running.mint_link_address).await?;
+    let wallet_dir = tempfile::tempdir()?;
+    let wallet = Arc::new(open_wallet(wallet_dir.path(), &mint.url()).await?);
+    let key = wallet.sv2_locking_key();
+    let minter = Minter::spawn(wallet.clone(), Duration::from_secs(3600), stop.clone());
+    let translator = translator::start(
+        TranslatorRunConfig {
+            minter: Some(minter),
+            ..translator_config(pool.address(), "translator-stats", Some(key), 20_000.0)
+        },
+        stop.clone(),
+    )
+    .await?;
+    translator::stats_report::spawn(
+        translator.stats.clone(),
+        Some(wallet.clone()),
+        StatsReporting {
+            reporter: stats_reporter(&stats_proxy, Role::Translator, "translator-stats"),
+            interval: Duration::from_millis(500),
+            upstream: pool.address().to_string(),
+        },
+        stop.clone(),
+    );
+    let miner_stop = CancellationToken::new();
+    let miner = mining_device_sv1::start(
+        Sv1MinerOptions {
+            address: translator.downstream_address,
+            user: "alice.rig1".into(),
+            threads: 1,
+            limit_hashrate: Some(30_000.0),
+        },
+        miner_stop.clone(),
+    );
+
+    // stats-pool: the translator's channel with accepted shares, a hashrate from its work,
+    // every service up, ehash issued.
+    wait_until(
+        Duration::from_secs(90),
+        "stats-pool to see the channel's work and ehash",
+        || async {
+            let Ok(channels) = stats_get(&stats_pool, "/api/v1/subjects?kind=channel").await else {
+                return false;
+            };
+            let busy = channels["subjects"].as_array().is_some_and(|c| {
+                c.iter().any(|c| {
+                    c["label"] == "translator-stats"
+                        && c["shares_total"].as_i64() > Some(0)
+                        && c["hashrate"].as_f64() > Some(0.0)
+                })
+            });
+            let issued = stats_get(&stats_pool, "/api/v1/issuance")
+                .await
+                .is_ok_and(|i| amount(&i) > 0);
+            busy && issued
+        },
+    )
+    .await?;
+    let health = stats_get(&stats_pool, "/api/v1/health").await?;
+    for service in ["pool-7", "template-provider", "mint"] {
+        assert_eq!(
+            health_of(&health, service),
+            Some(true),
+            "{service}: {health}"
+        );
+    }
+    let hashrate = stats_get(&stats_pool, "/api/v1/hashrate?range=1h").await?;
+    assert!(hashrate["samples"]
+        .as_array()
+        .is_some_and(|s| s.iter().any(|s| s["hashrate"].as_f64() > Some(0.0))));
+
+    // stats-proxy: the SV1 miner by its worker name, the pool up, the wallet's balance.
+    wait_until(
+        Duration::from_secs(60),
+        "stats-proxy to see the miner and the balance",
+        || async {
+            let miners = stats_get(&stats_proxy, "/api/v1/subjects?kind=miner").await;
+            let seen = miners.is_ok_and(|m| {
+                m["subjects"].as_array().is_some_and(|m| {
+                    m.iter()
+                        .any(|m| m["label"] == "alice.rig1" && m["shares_total"].as_i64() > Some(0))
+                })
+            });
+            let balance = stats_get(&stats_proxy, "/api/v1/balance?range=1h").await;
+            let funded = balance.is_ok_and(|b| {
+                b["samples"]
+                    .as_array()
+                    .and_then(|s| s.last())
+                    .is_some_and(|s| s["amount"].as_i64() > Some(0))
+            });
+            seen && funded
+        },
+    )
+    .await?;
+    let health = stats_get(&stats_proxy, "/api/v1/health").await?;
+    assert_eq!(health_of(&health, "pool"), Some(true), "{health}");
+    assert_eq!(
+        health_of(&health, "translator-stats"),
+        Some(true),
+        "{health}"
+    );
+
+    // Once mining stops and the last quotes are minted, both services hold exactly the ehash
+    // in the wallet.
+    miner_stop.cancel();
+    miner.task.await?;
+    wait_until(
+        Duration::from_secs(60),
+        "issuance in both services to equal the wallet's balance",
+        || async {
+            let _ = wallet.recover().await;
+            let Ok(balance) = wallet.balance().await else {
+                return false;
+            };
+            let pool_side = stats_get(&stats_pool, "/api/v1/issuance").await;
+            let proxy_side = stats_get(&stats_proxy, "/api/v1/issuance").await;
+            balance > 0
+                && pool_side.is_ok_and(|i| amount(&i) == balance as i64)
+                && proxy_side.is_ok_and(|i| amount(&i) == balance as i64)
+        },
+    )
+    .await?;
+
+    // Both services' /metrics are valid Prometheus exposition.
+    for s in [&stats_pool, &stats_proxy] {
+        let text = reqwest::get(format!("http://{}/metrics", s.http_address))
+            .await?
+            .text()
+            .await?;
+        let problems = promtool_check(&text)?;
+        assert!(problems.is_empty(), "{problems:?}\n{text}");
+        assert!(text.contains("_reports_total"), "{text}");
+    }
+
+    stop.cancel();
+    pool.stop().await?;
+    tp.stop().await?;
+    mint.stop().await?;
+    Ok(())
+}
