@@ -527,10 +527,10 @@ async fn on_request(
             replies
         }
         ClientRequest::Submit { id, submit } => {
-            let channel = work.borrow().as_ref().map(|w| ChannelNow {
-                opening: w.opening,
-                target: w.target,
-            });
+            let channel = work
+                .borrow()
+                .as_ref()
+                .map(|w| ChannelNow { opening: w.opening });
             let checked = check_share(m, &submit, channel);
             let stats = &shared.stats;
             match checked {
@@ -631,12 +631,11 @@ enum Checked {
     ToPool(ShareToPool, f64),
 }
 
-/// The miner's channel as the upstream has it now (not as it was when a job was sent: the pool
-/// may have retargeted or reopened it since).
+/// Which opening of the miner's channel the upstream has now: jobs from an earlier one are
+/// stale, even before the miner has been sent its new work.
 #[derive(Clone, Copy)]
 struct ChannelNow {
     opening: u64,
-    target: [u8; 32],
 }
 
 /// Rebuilds the share's header from its job and checks it.
@@ -711,7 +710,9 @@ fn check_share(
     m.seen.insert(key);
     // Work at the difficulty the share was asked for (the easiest of the job's targets).
     let work = target_to_difficulty(&easiest.to_le_bytes());
-    if hash > Target::from_le_bytes(channel.target) {
+    // The pool judges a share by its job's target (fixed when the job became active), not by
+    // a SetTarget that came later.
+    if hash > Target::from_le_bytes(job.channel_target) {
         return Ok(Checked::BelowChannelTarget { work });
     }
     let (verdict, _) = oneshot::channel();
@@ -774,6 +775,7 @@ mod tests {
                 nbits: 0x207f_ffff,
                 ntime: 1,
                 clean: false,
+                channel_target: target,
             }),
         }
     }
@@ -835,32 +837,40 @@ mod tests {
     }
 
     #[test]
-    fn shares_are_judged_by_the_channel_as_it_is_now() {
+    fn shares_are_judged_by_their_jobs_channel_target_and_the_current_opening() {
         let mut m = miner(true);
         let easiest = [0xff; 32];
         let w = work(1, &[0xaa], easiest);
         m.take_extranonce(&w);
         on_work(&mut m, &w);
         let job = sv1_job_id(1, 5);
-        let now = |target| Some(ChannelNow { opening: 1, target });
-        // Every hash meets the easiest channel target: the share goes to the pool.
+        let now = Some(ChannelNow { opening: 1 });
+        // Every hash meets the job's (easiest) channel target: the share goes to the pool.
         assert!(matches!(
-            check_share(&mut m, &submit(&job, 1), now(easiest)),
+            check_share(&mut m, &submit(&job, 1), now),
             Ok(Checked::ToPool(..))
         ));
-        // The pool made the channel harder; the miner's own difficulty did not change, so no
-        // job was re-sent. Its next share is judged by the new channel target, not the old one.
-        let harder = work(1, &[0xaa], [0; 32]);
+        // The pool made the channel harder (SetTarget): it still judges this job's shares by
+        // the job's own target, so they still go to the pool.
+        on_work(&mut m, &work(1, &[0xaa], [0; 32]));
+        assert!(matches!(
+            check_share(&mut m, &submit(&job, 2), now),
+            Ok(Checked::ToPool(..))
+        ));
+        // A job that became active after it carries the harder target: shares under it are
+        // answered here.
+        let mut harder = work(1, &[0xaa], [0; 32]);
+        if let Some(j) = harder.job.as_mut() {
+            j.job_id = 6;
+            j.channel_target = [0; 32];
+        }
         on_work(&mut m, &harder);
         assert!(matches!(
-            check_share(&mut m, &submit(&job, 2), now([0; 32])),
+            check_share(&mut m, &submit(&sv1_job_id(1, 6), 3), now),
             Ok(Checked::BelowChannelTarget { .. })
         ));
         // The channel reopened and the miner has not had its new work yet: its jobs are stale.
-        let reopened = Some(ChannelNow {
-            opening: 2,
-            target: easiest,
-        });
+        let reopened = Some(ChannelNow { opening: 2 });
         assert!(matches!(
             check_share(&mut m, &submit(&job, 3), reopened),
             Err((error_code::JOB_NOT_FOUND, _))

@@ -56,6 +56,9 @@ pub struct ActiveJob {
     pub ntime: u32,
     /// A new tip: older jobs are stale.
     pub clean: bool,
+    /// The channel's target when the job became active (little-endian). The pool judges the
+    /// job's shares by it, whatever SetTarget says later; shares that meet it go to the pool.
+    pub channel_target: [u8; 32],
 }
 
 /// The channel and its current job, as the downstream side needs them.
@@ -295,6 +298,7 @@ impl Channel {
             nbits,
             ntime: job_min.max(min_ntime),
             clean,
+            channel_target: self.target,
         });
     }
 

@@ -311,8 +311,14 @@ async fn pool_away(channel_mode: ChannelMode) -> anyhow::Result<()> {
         "no reconnect"
     );
     if channel_mode == ChannelMode::PerMiner {
+        // The monitoring API's snapshot refreshes every second.
+        wait_until(
+            Duration::from_secs(10),
+            "the miner's channel, reopened, in the pool's monitoring API",
+            || async { pool.extended_channels().await.is_ok_and(|c| c.len() == 1) },
+        )
+        .await?;
         let reopened = pool.extended_channels().await?;
-        assert_eq!(reopened.len(), 1, "the miner's channel, reopened");
         assert_eq!(reopened[0].user_identity, "translator-away.1");
     }
     stop.cancel();
