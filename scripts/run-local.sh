@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the build needs and builds (scripts/setup.sh), then starts a local run with the
 # configs in config/: template provider (regtest), pool, mint, one SV2 CPU miner whose wallet
-# mints the ehash it earns, the stats services, and the translator (with its wallet) with one SV1 CPU miner behind it. Logs go to .hashpool/logs/; chain, ledger, mint and wallet databases
+# mints the ehash it earns, the stats services and dashboards, and the translator (with its wallet) with one SV1 CPU miner behind it. Logs go to .hashpool/logs/; chain, ledger, mint and wallet databases
 # are kept in .hashpool/data/.
 # Ctrl-C stops every role.
 set -euo pipefail
@@ -78,12 +78,23 @@ for _ in $(seq 1 100); do
     sleep 0.2
 done
 
+"$BIN/web-pool" -c config/web-pool.config.toml -g config/shared/pool.toml \
+    -f "$LOGS/web-pool.log" >/dev/null &
+pids+=($!)
+"$BIN/web-proxy" -c config/web-proxy.config.toml -g config/shared/proxy.toml \
+    -f "$LOGS/web-proxy.log" >/dev/null &
+pids+=($!)
+wait_http http://127.0.0.1:8081/ "web-pool"
+wait_http http://127.0.0.1:3030/ "web-proxy"
+
 "$BIN/mining-device-sv1" --address 127.0.0.1:34255 --user local.sv1 --limit-hashrate 50000 \
     -f "$LOGS/mining-device-sv1.log" >/dev/null &
 pids+=($!)
 
 cat <<MSG
 ==> local run is up
+    pool dashboard    http://127.0.0.1:8081/   (web-pool, docs/web.md)
+    miner's page      http://127.0.0.1:3030/   (web-proxy: balance, miners, tokens)
     chain status      http://127.0.0.1:18443/status
     pool monitoring   http://127.0.0.1:9108/api/v1/clients   (Prometheus: /metrics)
     mint (Cashu API)  http://127.0.0.1:3338/v1/info   (Prometheus: /metrics)

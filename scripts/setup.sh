@@ -12,6 +12,9 @@ command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v protoc >/dev/null 2>&1 || need_pkgs+=(protobuf-compiler)
 # promtool: the tests check every /metrics endpoint with it.
 command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
+# The dashboards' browser test: Debian's Chromium driven through chromedriver.
+command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_pkgs+=(chromium-driver)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "==> installing system packages: ${need_pkgs[*]}"
     SUDO=""

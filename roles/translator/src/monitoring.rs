@@ -76,6 +76,11 @@ pub fn exporter(
         read(|s| &s.shares_refused_here),
     )?
     .counter(
+        "hashpool_translator_stats_reports_dropped_total",
+        "Stats reports dropped because stats-proxy was away longer than the buffer lasts.",
+        read(|s| &s.stats_reports_dropped),
+    )?
+    .counter(
         "hashpool_translator_vardiff_updates_total",
         "Miner difficulty changes made by vardiff.",
         read(|s| &s.vardiff_updates),

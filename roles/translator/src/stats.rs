@@ -36,6 +36,8 @@ pub struct TranslatorStats {
     /// the translator), and their work at the miners' difficulty.
     pub shares_accepted: AtomicU64,
     pub work_accepted: AtomicF64,
+    /// Stats reports dropped while stats-proxy was away (the reporter's buffer was full).
+    pub stats_reports_dropped: AtomicU64,
     /// Authorized miners by connection index.
     miners: Mutex<HashMap<u32, Arc<MinerCounters>>>,
 }

@@ -77,6 +77,10 @@ pub fn spawn(
                 },
                 None => None,
             };
+            stats.stats_reports_dropped.store(
+                reporter.stats().dropped.load(Ordering::Relaxed),
+                Ordering::Relaxed,
+            );
             reporter.report(Report::Snapshot(snapshot(
                 &stats,
                 &mut last,

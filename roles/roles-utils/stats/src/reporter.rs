@@ -125,7 +125,13 @@ impl StatsReporter {
             let mut buffer = s.buffer.lock().unwrap_or_else(|e| e.into_inner());
             if buffer.len() >= s.capacity {
                 buffer.pop_front();
-                s.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                let dropped = s.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if dropped == 1 || dropped.is_multiple_of(1000) {
+                    warn!(
+                        dropped,
+                        "stats service away: its buffer is full, the oldest reports are dropped"
+                    );
+                }
             }
             buffer.push_back(report);
             s.stats

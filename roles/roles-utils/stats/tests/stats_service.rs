@@ -525,3 +525,81 @@ async fn a_service_that_is_away_costs_the_reporter_only_its_oldest_reports() {
     assert_eq!(r.stats().buffered.load(Ordering::Relaxed), 0);
     stop.cancel();
 }
+
+/// The same store on PostgreSQL, chosen by nothing but the URL. Needs a server:
+/// `HASHPOOL_TEST_POSTGRES_URL` (a role allowed to create databases; .ci/run starts Debian's
+/// PostgreSQL and sets it). Each run works in a database of its own, dropped at the end.
+#[tokio::test]
+async fn the_store_works_on_postgresql_by_configuration() {
+    let Ok(admin_url) = std::env::var("HASHPOOL_TEST_POSTGRES_URL") else {
+        eprintln!(
+            "HASHPOOL_TEST_POSTGRES_URL is not set: not run here (.ci/run sets it up and runs it)"
+        );
+        return;
+    };
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&admin_url)
+        .await
+        .expect("PostgreSQL");
+    let name = format!(
+        "hashpool_stats_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let (base, _) = admin_url.rsplit_once('/').expect("a URL with a database");
+    let url = format!("{base}/{name}");
+
+    let store = Store::open(&url).await.expect("migrated on PostgreSQL");
+    let Report::Snapshot(first) = snapshot(10.0, &[("1", 10, 10.0)]) else {
+        unreachable!()
+    };
+    store
+        .ingest_snapshot("pool-1", 1_000, &first)
+        .await
+        .unwrap();
+    store
+        .ingest_snapshot("pool-1", 1_001, &first)
+        .await
+        .unwrap();
+    assert_eq!(store.sample(1_010, 60).await.unwrap(), 3);
+    assert_eq!(
+        store.hashrate("total", 0).await.unwrap(),
+        vec![(1_010, 20.0 * 4_294_967_296.0 / 10.0)]
+    );
+    let issuance = Issuance {
+        at: 1,
+        quote_id: "q1".into(),
+        amount: 42,
+        locking_key: "02ab".into(),
+    };
+    assert!(store
+        .ingest_issuance("pool-1", 1_000, &issuance)
+        .await
+        .unwrap());
+    assert!(!store
+        .ingest_issuance("pool-1", 1_000, &issuance)
+        .await
+        .unwrap());
+    assert_eq!(store.issuance_total().await.unwrap(), (42, 1));
+    assert_eq!(
+        store.issuance_buckets(0, 600).await.unwrap(),
+        vec![(600, 42)]
+    );
+    let subjects = store.subjects(Some("channel")).await.unwrap();
+    assert_eq!(subjects.len(), 1);
+    assert_eq!(subjects[0].connected, 1);
+    assert_eq!(subjects[0].first_seen, 1_000);
+    assert!(store.prune(2_000).await.unwrap().work >= 3);
+    store.close().await;
+    sqlx::query(&format!("DROP DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+}

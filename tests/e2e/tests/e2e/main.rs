@@ -16,3 +16,4 @@ mod template_provider;
 mod translator;
 mod translator_bad_input;
 mod translator_upstreams;
+mod web;

@@ -1,0 +1,53 @@
+//! What `web-pool` and `web-proxy` share.
+//!
+//! - [`chart`]: hashrate lines and issuance bars as SVG, drawn by plotters in the binary: the
+//!   pages need nothing from the internet, not even a JavaScript charting library.
+//! - [`page`]: the HTML shell, styles and the small script that refreshes a page by itself.
+//! - [`upstream`]: JSON from the stats services, the wallet API and monitoring endpoints, with a
+//!   short timeout so a role that is down shows as down instead of stalling the page.
+//! - [`units`]: hashrates and amounts as people read them.
+
+pub mod chart;
+pub mod page;
+pub mod units;
+pub mod upstream;
+
+/// Chart ranges the pages offer (label, seconds).
+pub const RANGES: [(&str, i64); 3] = [("1h", 3_600), ("24h", 86_400), ("7d", 604_800)];
+
+/// The range `text` names, or 1 h.
+pub fn range_secs(text: Option<&str>) -> (&'static str, i64) {
+    RANGES
+        .iter()
+        .copied()
+        .find(|(label, _)| Some(*label) == text)
+        .unwrap_or(RANGES[0])
+}
+
+/// Points of a stats API series: `v[list]` = `[{"at": .., field: ..}]`.
+pub fn series(v: &serde_json::Value, list: &str, field: &str) -> Vec<(i64, f64)> {
+    v[list]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .filter_map(|r| Some((r["at"].as_i64()?, r[field].as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A chart as an `image/svg+xml` response, or what failed (502).
+pub fn svg_response(result: Result<String, String>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match result {
+        Ok(svg) => ([(axum::http::header::CONTENT_TYPE, "image/svg+xml")], svg).into_response(),
+        Err(e) => (axum::http::StatusCode::BAD_GATEWAY, e).into_response(),
+    }
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

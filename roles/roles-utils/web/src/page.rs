@@ -1,0 +1,99 @@
+//! The page shell both dashboards use: styles, a header, and a script that refreshes the page's
+//! data and charts by itself every few seconds. Everything is served by the binary.
+
+use axum::response::Html;
+
+const STYLE: &str = r#"
+:root { --ink: #1d232b; --muted: #6b7480; --line: #e3e6ea; --ok: #1a8a4a; --bad: #c0392b; --accent: #1f6fd1; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--ink); background: #f6f7f9; }
+header { background: #14202e; color: #fff; padding: 14px 24px; display: flex; align-items: baseline; gap: 16px; }
+header h1 { font-size: 19px; margin: 0; }
+header .sub { color: #a9b6c4; font-size: 13px; }
+main { max-width: 1100px; margin: 0 auto; padding: 18px 24px 40px; }
+.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(190px, 1fr)); gap: 12px; margin-bottom: 16px; }
+.card { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; }
+.card .label { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
+.card .value { font-size: 22px; font-weight: 600; margin-top: 2px; word-break: break-all; }
+section { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 14px 16px; margin-bottom: 16px; }
+section h2 { font-size: 15px; margin: 0 0 10px; }
+table { width: 100%; border-collapse: collapse; font-size: 14px; }
+th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid var(--line); }
+th { color: var(--muted); font-weight: 500; font-size: 12px; text-transform: uppercase; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+.chart svg { width: 100%; height: auto; display: block; }
+.ranges { float: right; }
+.ranges button { border: 1px solid var(--line); background: #fff; border-radius: 5px; padding: 2px 9px; cursor: pointer; }
+.ranges button.on { background: var(--accent); border-color: var(--accent); color: #fff; }
+.up { color: var(--ok); font-weight: 600; } .down { color: var(--bad); font-weight: 600; }
+.empty { color: var(--muted); }
+form { display: flex; gap: 8px; align-items: center; flex-wrap: wrap; }
+input[type=number] { width: 140px; padding: 6px 8px; border: 1px solid var(--line); border-radius: 5px; }
+button.act { background: var(--accent); color: #fff; border: 0; border-radius: 5px; padding: 7px 14px; cursor: pointer; }
+textarea { width: 100%; min-height: 70px; margin-top: 8px; font: 12px ui-monospace, monospace; }
+.msg { margin-top: 6px; font-size: 13px; } .msg.err { color: var(--bad); }
+footer { color: var(--muted); font-size: 12px; text-align: center; }
+"#;
+
+/// The client side every page shares: `hp.refresh(fn)` runs `fn` now and every `secs`;
+/// `hp.chart(id, url)` puts an SVG chart inline (so its data is in the page); `hp.ranges(id,
+/// cb)` wires a 1h/24h/7d switch; `hp.esc` escapes text for HTML.
+const SCRIPT: &str = r#"
+const hp = {
+  esc(s) { return String(s ?? '').replace(/[&<>"']/g, c => ({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c])); },
+  async json(url, options) {
+    const r = await fetch(url, options);
+    const body = await r.json().catch(() => ({ error: 'not JSON' }));
+    if (!r.ok) throw new Error(body.error || r.statusText);
+    return body;
+  },
+  async chart(id, url) {
+    const r = await fetch(url);
+    if (r.ok) document.getElementById(id).innerHTML = await r.text();
+  },
+  ranges(id, cb) {
+    const box = document.getElementById(id);
+    box.querySelectorAll('button').forEach(b => b.addEventListener('click', () => {
+      box.querySelectorAll('button').forEach(o => o.classList.toggle('on', o === b));
+      cb(b.dataset.range);
+    }));
+  },
+  refresh(secs, fn) {
+    const run = () => fn().catch(e => console.warn(e)).finally(() => {
+      document.getElementById('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
+    });
+    run();
+    setInterval(run, secs * 1000);
+  },
+  state(up) { return up ? '<span class="up">up</span>' : '<span class="down">down</span>'; },
+};
+"#;
+
+/// A whole page: `body` is the page's HTML, `script` its own code (run after [`SCRIPT`]).
+pub fn page(title: &str, subtitle: &str, body: &str, script: &str) -> Html<String> {
+    Html(format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title><style>{STYLE}</style></head>
+<body><header><h1>{title}</h1><span class="sub">{subtitle}</span></header>
+<main>{body}<footer id="updated">loading…</footer></main>
+<script>{SCRIPT}
+{script}</script></body></html>"#
+    ))
+}
+
+/// The 1h / 24h / 7d switch for a chart.
+pub fn ranges(id: &str) -> String {
+    let buttons: String = crate::RANGES
+        .iter()
+        .enumerate()
+        .map(|(i, (label, _))| {
+            format!(
+                r#"<button type="button" data-range="{label}"{}>{label}</button>"#,
+                if i == 0 { r#" class="on""# } else { "" }
+            )
+        })
+        .collect();
+    format!(r#"<span class="ranges" id="{id}">{buttons}</span>"#)
+}

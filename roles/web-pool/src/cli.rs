@@ -1,0 +1,91 @@
+//! web-pool's command line (the binary is a thin wrapper).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use hashpool_config::PoolGlobalConfig;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::WebPoolConfig;
+
+/// Hashpool web-pool: the operator's dashboard.
+#[derive(Parser, Debug)]
+#[command(version)]
+pub struct Args {
+    /// Role config (TOML).
+    #[arg(short, long, default_value = "config/web-pool.config.toml")]
+    pub config: PathBuf,
+    /// Shared pool-side topology (TOML).
+    #[arg(short, long, default_value = "config/shared/pool.toml")]
+    pub global_config: PathBuf,
+    /// Also log to this file (rotated daily).
+    #[arg(short = 'f', long)]
+    pub log_file: Option<PathBuf>,
+}
+
+/// `config/web-pool.config.toml`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebPoolFile {
+    pub web: WebSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebSettings {
+    /// The page reloads its data this often.
+    pub refresh_secs: u64,
+}
+
+/// Both files combined: every address comes from the shared topology.
+pub fn load(args: &Args) -> anyhow::Result<WebPoolConfig> {
+    let global: PoolGlobalConfig = hashpool_config::load(&args.global_config)?;
+    let own: WebPoolFile = hashpool_config::load(&args.config)?;
+    anyhow::ensure!(
+        own.web.refresh_secs > 0,
+        "config {}: `web.refresh_secs` must be at least 1",
+        args.config.display()
+    );
+    Ok(WebPoolConfig {
+        address: global.web.address,
+        stats_url: format!("http://{}", global.stats.http_address),
+        pool_monitoring_url: format!("http://{}", global.pool.monitoring_address),
+        mint_url: format!("http://{}", global.mint.http_address),
+        refresh_secs: own.web.refresh_secs,
+    })
+}
+
+/// Runs until SIGINT/SIGTERM.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let _log = hashpool_logging::init(args.log_file.as_deref())?;
+    let config = load(&args)?;
+    let shutdown = CancellationToken::new();
+    let address = config.address;
+    let running = crate::start(config, shutdown.clone())
+        .await
+        .with_context(|| format!("binding {address}"))?;
+    tracing::info!(address = %running.address, "web-pool: open http://{}/", running.address);
+    hashpool_sv2_io::shutdown_signal().await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    let _ = running.task.await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_local_configs_load() {
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let config = load(&Args {
+            config: repo.join("config/web-pool.config.toml"),
+            global_config: repo.join("config/shared/pool.toml"),
+            log_file: None,
+        })
+        .unwrap();
+        assert_eq!(config.address.port(), 8081);
+        assert_eq!(config.stats_url, "http://127.0.0.1:8091");
+    }
+}

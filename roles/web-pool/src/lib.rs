@@ -1,0 +1,281 @@
+//! `web-pool`: the operator's dashboard. It reads stats-pool's API (hashrate samples, channels
+//! and the proxies they come from, blocks, ehash issued, health reported by the pool) and checks
+//! the pool's monitoring API and the mint itself; the page refreshes by itself.
+
+pub mod cli;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use axum::{
+    extract::{Query, State},
+    response::{Html, Response},
+    routing::get,
+    Json, Router,
+};
+use hashpool_web::{
+    chart, page, range_secs, series, svg_response, units, unix_now, upstream::Upstream,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Where web-pool listens and what it reads, from the shared pool topology.
+#[derive(Debug, Clone)]
+pub struct WebPoolConfig {
+    pub address: SocketAddr,
+    /// stats-pool's HTTP API, e.g. `http://127.0.0.1:8091`.
+    pub stats_url: String,
+    /// The pool's monitoring API.
+    pub pool_monitoring_url: String,
+    /// The mint's Cashu API.
+    pub mint_url: String,
+    /// The page reloads its data this often.
+    pub refresh_secs: u64,
+}
+
+#[derive(Clone)]
+struct AppState {
+    config: Arc<WebPoolConfig>,
+    upstream: Upstream,
+}
+
+pub struct RunningWebPool {
+    pub address: SocketAddr,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+pub async fn start(
+    config: WebPoolConfig,
+    shutdown: CancellationToken,
+) -> std::io::Result<RunningWebPool> {
+    let listener = TcpListener::bind(config.address).await?;
+    let address = listener.local_addr()?;
+    let app = router(config);
+    let task = tokio::spawn(async move {
+        let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
+        if let Err(e) = server.await {
+            tracing::warn!("web-pool server stopped: {e}");
+        }
+    });
+    Ok(RunningWebPool { address, task })
+}
+
+pub fn router(config: WebPoolConfig) -> Router {
+    let state = AppState {
+        config: Arc::new(config),
+        upstream: Upstream::default(),
+    };
+    Router::new()
+        .route("/", get(index))
+        .route("/api/summary", get(summary))
+        .route("/chart/hashrate.svg", get(hashrate_chart))
+        .route("/chart/issuance.svg", get(issuance_chart))
+        .with_state(state)
+}
+
+async fn index(State(s): State<AppState>) -> Html<String> {
+    let body = format!(
+        r#"<div class="cards">
+  <div class="card"><div class="label">Pool hashrate</div><div class="value" id="hashrate">–</div></div>
+  <div class="card"><div class="label">Blocks found</div><div class="value" id="blocks-count">–</div></div>
+  <div class="card"><div class="label">ehash issued</div><div class="value" id="ehash">–</div></div>
+  <div class="card"><div class="label">Proxies / channels</div><div class="value" id="connected">–</div></div>
+</div>
+<section><h2>Pool hashrate {hr_ranges}</h2><div class="chart" id="hashrate-chart"></div></section>
+<section><h2>Services</h2><table id="health"><tr><td class="empty">loading…</td></tr></table></section>
+<section><h2>Connected proxies and channels</h2><table id="channels"><tr><td class="empty">loading…</td></tr></table></section>
+<section><h2>Blocks found</h2><table id="blocks"><tr><td class="empty">loading…</td></tr></table></section>
+<section><h2>ehash issued {is_ranges}</h2><div class="chart" id="issuance-chart"></div></section>"#,
+        hr_ranges = page::ranges("hashrate-ranges"),
+        is_ranges = page::ranges("issuance-ranges"),
+    );
+    let script = format!(
+        r#"let hashrateRange = '1h', issuanceRange = '1h';
+const charts = () => Promise.all([
+  hp.chart('hashrate-chart', '/chart/hashrate.svg?range=' + hashrateRange),
+  hp.chart('issuance-chart', '/chart/issuance.svg?range=' + issuanceRange),
+]);
+hp.ranges('hashrate-ranges', r => {{ hashrateRange = r; charts(); }});
+hp.ranges('issuance-ranges', r => {{ issuanceRange = r; charts(); }});
+hp.refresh({refresh}, async () => {{
+  const s = await hp.json('/api/summary');
+  document.getElementById('hashrate').textContent = s.hashrate_text;
+  document.getElementById('blocks-count').textContent = s.blocks_found;
+  document.getElementById('ehash').textContent = s.ehash_issued + ' hash';
+  document.getElementById('connected').textContent = s.proxies.length + ' / ' + s.channels.length;
+  document.getElementById('health').innerHTML = '<tr><th>service</th><th>state</th><th>detail</th></tr>' +
+    s.health.map(h => `<tr><td>${{hp.esc(h.name)}}</td><td>${{hp.state(h.up)}}</td><td>${{hp.esc(h.detail)}}</td></tr>`).join('');
+  document.getElementById('channels').innerHTML = s.channels.length === 0
+    ? '<tr><td class="empty">no channel open</td></tr>'
+    : '<tr><th>proxy / miner</th><th>channel</th><th class="num">hashrate</th><th class="num">shares</th></tr>' +
+      s.channels.map(c => `<tr><td>${{hp.esc(c.proxy)}}</td><td>${{hp.esc(c.label)}}</td><td class="num">${{hp.esc(c.hashrate_text)}}</td><td class="num">${{c.shares_total}}</td></tr>`).join('');
+  document.getElementById('blocks').innerHTML = s.blocks.length === 0
+    ? '<tr><td class="empty">none yet</td></tr>'
+    : '<tr><th>found</th><th>block hash</th><th>channel</th></tr>' +
+      s.blocks.map(b => `<tr><td>${{new Date(b.at * 1000).toLocaleString()}}</td><td><code>${{hp.esc(b.hash)}}</code></td><td>${{hp.esc(b.subject)}}</td></tr>`).join('');
+  await charts();
+}});"#,
+        refresh = s.config.refresh_secs.max(1),
+    );
+    page::page("Hashpool — pool", "operator dashboard", &body, &script)
+}
+
+/// Everything the page shows but the charts, in one request.
+async fn summary(State(s): State<AppState>) -> Json<Value> {
+    let stats = &s.config.stats_url;
+    let u = &s.upstream;
+    let urls = [
+        format!("{stats}/api/v1/health"),
+        format!("{stats}/api/v1/hashrate?range=1h"),
+        format!("{stats}/api/v1/subjects?kind=channel"),
+        format!("{stats}/api/v1/subjects?kind=downstream"),
+        format!("{stats}/api/v1/blocks?limit=1000"),
+        format!("{stats}/api/v1/issuance?range=24h&limit=1"),
+        format!("{}/api/v1/health", s.config.pool_monitoring_url),
+        format!("{}/v1/info", s.config.mint_url),
+    ];
+    let (health, hashrate, channels, downstreams, blocks, issuance, pool_up, mint_up) = tokio::join!(
+        u.get(&urls[0]),
+        u.get(&urls[1]),
+        u.get(&urls[2]),
+        u.get(&urls[3]),
+        u.get(&urls[4]),
+        u.get(&urls[5]),
+        u.up(&urls[6]),
+        u.up(&urls[7]),
+    );
+    let mut errors = Vec::new();
+    let mut ok = |r: Result<Value, String>| {
+        r.unwrap_or_else(|e| {
+            errors.push(e);
+            Value::Null
+        })
+    };
+    let (health, hashrate, channels, downstreams, blocks, issuance) = (
+        ok(health),
+        ok(hashrate),
+        ok(channels),
+        ok(downstreams),
+        ok(blocks),
+        ok(issuance),
+    );
+    let latest = hashrate["samples"]
+        .as_array()
+        .and_then(|s| s.last())
+        .and_then(|s| s["hashrate"].as_f64())
+        .unwrap_or(0.0);
+    let reported = |name: &str| {
+        health["services"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["name"] == name).cloned())
+    };
+    let tp = reported("template-provider");
+    let stats_up = !health.is_null();
+    let service =
+        |name: &str, up: bool, detail: String| json!({"name": name, "up": up, "detail": detail});
+    let health_rows = vec![
+        service("pool", pool_up, s.config.pool_monitoring_url.clone()),
+        service("mint", mint_up, s.config.mint_url.clone()),
+        service(
+            "template-provider",
+            tp.as_ref().is_some_and(|t| t["up"] == true),
+            tp.as_ref()
+                .and_then(|t| t["detail"].as_str().map(str::to_string))
+                .unwrap_or_else(|| "as the pool reports it (no report yet)".into()),
+        ),
+        service("stats-pool", stats_up, stats.clone()),
+    ];
+    let connected = |v: &Value| -> Vec<Value> {
+        v["subjects"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .filter(|r| r["connected"] == true)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let proxies = connected(&downstreams);
+    let proxy_label = |id: &Value| {
+        proxies
+            .iter()
+            .find(|p| &p["id"] == id)
+            .and_then(|p| p["label"].as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let channel_rows: Vec<Value> = connected(&channels)
+        .iter()
+        .map(|c| {
+            let hashrate = c["hashrate"].as_f64().unwrap_or(0.0);
+            json!({
+                "id": c["id"],
+                "label": c["label"],
+                "proxy": proxy_label(&c["parent"]),
+                "hashrate": hashrate,
+                "hashrate_text": units::hashrate(hashrate),
+                "shares_total": c["shares_total"],
+            })
+        })
+        .collect();
+    let all_blocks = blocks["blocks"].as_array().cloned().unwrap_or_default();
+    Json(json!({
+        "hashrate": latest,
+        "hashrate_text": units::hashrate(latest),
+        "blocks_found": all_blocks.len(),
+        "blocks": all_blocks.iter().take(10).collect::<Vec<_>>(),
+        "ehash_issued": issuance["total_amount"].as_i64().unwrap_or(0),
+        "issuances": issuance["total_count"].as_i64().unwrap_or(0),
+        "proxies": proxies,
+        "channels": channel_rows,
+        "health": health_rows,
+        "errors": errors,
+    }))
+}
+
+#[derive(Deserialize)]
+struct RangeQuery {
+    range: Option<String>,
+}
+
+async fn hashrate_chart(State(s): State<AppState>, Query(q): Query<RangeQuery>) -> Response {
+    let (label, range) = range_secs(q.range.as_deref());
+    let url = format!("{}/api/v1/hashrate?range={label}", s.config.stats_url);
+    svg_response(
+        async {
+            let v = s.upstream.get(&url).await?;
+            chart::line_chart(
+                &format!("Pool hashrate, last {label}"),
+                "H/s",
+                &series(&v, "samples", "hashrate"),
+                unix_now(),
+                range,
+            )
+        }
+        .await,
+    )
+}
+
+async fn issuance_chart(State(s): State<AppState>, Query(q): Query<RangeQuery>) -> Response {
+    let (label, range) = range_secs(q.range.as_deref());
+    let url = format!(
+        "{}/api/v1/issuance?range={label}&limit=1",
+        s.config.stats_url
+    );
+    svg_response(
+        async {
+            let v = s.upstream.get(&url).await?;
+            chart::bar_chart(
+                &format!("ehash issued, last {label}"),
+                "hash",
+                &series(&v, "buckets", "amount"),
+                v["bucket_secs"].as_i64().unwrap_or(60),
+                unix_now(),
+                range,
+            )
+        }
+        .await,
+    )
+}

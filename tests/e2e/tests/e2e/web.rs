@@ -1,0 +1,340 @@
+//! The dashboards in a real headless Chromium (Debian's `chromium`, driven over WebDriver by
+//! `chromedriver` and fantoccini), with every role of a local run up on 127.0.0.1: web-proxy
+//! shows the balance the translator's wallet API reports and creates a token from its form;
+//! web-pool shows the pool hashrate chart with data. Screenshots of both pages are written to
+//! docs/ (docs/web.md shows them).
+
+use std::{path::PathBuf, process::Stdio, sync::Arc, time::Duration};
+
+use fantoccini::{ClientBuilder, Locator};
+use hashpool_e2e::{
+    free_address, init_tracing, loopback_any_port, open_wallet, start_stats, stats_get,
+    stats_reporter, translator_config, wait_until, PoolOptions, TestMint, TestPool, TestProvider,
+};
+use hashpool_stats::Role;
+use hashpool_wallet::Minter;
+use mining_device_sv1::Sv1MinerOptions;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+use translator::{stats_report::StatsReporting, ChannelMode, TranslatorRunConfig};
+
+const HARD_NBITS: u32 = 0x1e0f_ffff;
+
+/// chromedriver on a free port, stopped when dropped.
+struct Driver {
+    child: tokio::process::Child,
+    url: String,
+}
+
+impl Driver {
+    async fn start() -> anyhow::Result<Self> {
+        let port = free_address().port();
+        let child = tokio::process::Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "chromedriver (Debian packages chromium and chromium-driver; scripts/setup.sh \
+                     installs them): {e}"
+                )
+            })?;
+        let url = format!("http://127.0.0.1:{port}");
+        let status = format!("{url}/status");
+        wait_until(Duration::from_secs(20), "chromedriver", || async {
+            reqwest::get(&status).await.is_ok()
+        })
+        .await?;
+        Ok(Self { child, url })
+    }
+
+    async fn browser(&self, profile: &std::path::Path) -> anyhow::Result<fantoccini::Client> {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1200,1700",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        Ok(ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&self.url)
+            .await?)
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+async fn text_of(browser: &fantoccini::Client, css: &str) -> Option<String> {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()
+}
+
+fn docs(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs")
+        .join(file)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyhow::Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    let stop = CancellationToken::new();
+    let stats_pool = start_stats(&dir.path().join("sp"), Role::Pool, stop.clone()).await?;
+    let stats_proxy = start_stats(&dir.path().join("sx"), Role::Translator, stop.clone()).await?;
+    let tp = TestProvider::start(dir.path(), loopback_any_port(), HARD_NBITS, 0).await?;
+    let pool = TestPool::start(
+        tp.running.listen_address,
+        PoolOptions {
+            shares_per_minute: 120.0,
+            stats_reporting: Some(pool::stats_report::StatsReporting {
+                reporter: stats_reporter(&stats_pool, Role::Pool, "pool-1"),
+                interval: Duration::from_millis(500),
+            }),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let mint_dir = tempfile::tempdir()?;
+    let mint = TestMint::start(mint_dir.path(), pool.running.mint_link_address).await?;
+    let wallet_dir = tempfile::tempdir()?;
+    let wallet = Arc::new(open_wallet(wallet_dir.path(), &mint.url()).await?);
+    let key = wallet.sv2_locking_key();
+    let minter = Minter::spawn(wallet.clone(), Duration::from_secs(3600), stop.clone());
+    let translator = translator::start(
+        TranslatorRunConfig {
+            minter: Some(minter.clone()),
+            ..translator_config(pool.address(), "my-proxy", Some(key), 20_000.0)
+        },
+        stop.clone(),
+    )
+    .await?;
+    translator::stats_report::spawn(
+        translator.stats.clone(),
+        Some(wallet.clone()),
+        StatsReporting {
+            reporter: stats_reporter(&stats_proxy, Role::Translator, "my-proxy"),
+            interval: Duration::from_millis(500),
+            upstream: pool.address().to_string(),
+        },
+        stop.clone(),
+    );
+    let (wallet_api, _) = translator::wallet_api::serve(
+        loopback_any_port(),
+        wallet.clone(),
+        translator::wallet_api::FaucetSettings {
+            amount: 1,
+            interval: Duration::from_secs(3600),
+        },
+        stop.clone(),
+    )
+    .await?;
+    let monitoring = translator::monitoring::serve(
+        loopback_any_port(),
+        translator.stats.clone(),
+        Some(minter),
+        ChannelMode::Aggregated,
+        stop.clone(),
+    )
+    .await?;
+    let web_pool = web_pool::start(
+        web_pool::WebPoolConfig {
+            address: loopback_any_port(),
+            stats_url: format!("http://{}", stats_pool.http_address),
+            pool_monitoring_url: format!("http://{}", pool.monitoring),
+            mint_url: mint.url(),
+            refresh_secs: 1,
+        },
+        stop.clone(),
+    )
+    .await?;
+    let web_proxy = web_proxy::start(
+        web_proxy::WebProxyConfig {
+            address: loopback_any_port(),
+            stats_url: format!("http://{}", stats_proxy.http_address),
+            wallet_url: format!("http://{wallet_api}"),
+            translator_url: format!("http://{monitoring}"),
+            refresh_secs: 1,
+        },
+        stop.clone(),
+    )
+    .await?;
+
+    let miner_stop = CancellationToken::new();
+    let miner = mining_device_sv1::start(
+        Sv1MinerOptions {
+            address: translator.downstream_address,
+            user: "alice.rig1".into(),
+            threads: 1,
+            limit_hashrate: Some(30_000.0),
+        },
+        miner_stop.clone(),
+    );
+    // Mine until the wallet holds ehash and the pool's hashrate has a few samples.
+    wait_until(
+        Duration::from_secs(90),
+        "ehash and hashrate samples",
+        || async {
+            let funded = wallet.balance().await.is_ok_and(|b| b > 0);
+            let sampled = stats_get(&stats_pool, "/api/v1/hashrate?range=1h")
+                .await
+                .is_ok_and(|h| {
+                    h["samples"].as_array().is_some_and(|s| {
+                        s.iter()
+                            .filter(|s| s["hashrate"].as_f64() > Some(0.0))
+                            .count()
+                            >= 3
+                    })
+                });
+            funded && sampled
+        },
+    )
+    .await?;
+    let driver = Driver::start().await?;
+    let profile = tempfile::tempdir()?;
+    let browser = driver.browser(profile.path()).await?;
+
+    // web-proxy while the miner mines: the miner by its worker name, the pool up, ehash bars.
+    browser
+        .goto(&format!("http://{}/", web_proxy.address))
+        .await?;
+    let bars = format!(
+        "#issuance-chart svg rect[fill='{}']",
+        hashpool_web::chart::BAR_FILL
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "web-proxy's miner and ehash chart",
+        || async {
+            let miners = text_of(&browser, "#miners").await.unwrap_or_default();
+            miners.contains("alice.rig1") && browser.find(Locator::Css(&bars)).await.is_ok()
+        },
+    )
+    .await?;
+    assert_eq!(text_of(&browser, "#upstream").await.as_deref(), Some("up"));
+    std::fs::write(docs("web-proxy.png"), browser.screenshot().await?)?;
+
+    // Stop mining and let the last quotes be minted: the balance stops moving.
+    miner_stop.cancel();
+    miner.task.await?;
+    let http = reqwest::Client::new();
+    let api_balance = || async {
+        let v: Value = http
+            .get(format!("http://{wallet_api}/api/v1/balance"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        v["balance"].as_u64()
+    };
+    wait_until(Duration::from_secs(30), "every quote minted", || async {
+        let _ = wallet.recover().await;
+        let issued = stats_get(&stats_pool, "/api/v1/issuance")
+            .await
+            .ok()
+            .and_then(|i| i["total_amount"].as_u64());
+        issued.is_some() && api_balance().await == issued
+    })
+    .await?;
+    let balance = api_balance().await.expect("the wallet API answers");
+    assert!(balance > 0);
+    // The page shows exactly the balance the wallet API reports.
+    wait_until(
+        Duration::from_secs(30),
+        "web-proxy to show the balance",
+        || async { text_of(&browser, "#balance").await == Some(format!("{balance} hash")) },
+    )
+    .await?;
+
+    // A token from the form: it appears on the page, and the balance goes down by its amount.
+    browser
+        .find(Locator::Css("#token-amount"))
+        .await?
+        .send_keys("2")
+        .await?;
+    browser
+        .find(Locator::Css("#token-form button[type=submit]"))
+        .await?
+        .click()
+        .await?;
+    wait_until(Duration::from_secs(20), "the token on the page", || async {
+        match browser.find(Locator::Css("#token")).await {
+            Ok(e) => e
+                .prop("value")
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|v| v.starts_with("cashuB")),
+            Err(_) => false,
+        }
+    })
+    .await?;
+    wait_until(
+        Duration::from_secs(20),
+        "the new balance on the page",
+        || async { text_of(&browser, "#balance").await == Some(format!("{} hash", balance - 2)) },
+    )
+    .await?;
+    assert_eq!(api_balance().await, Some(balance - 2));
+
+    // web-pool: the hashrate chart has a line (data), not "no data yet"; the services are up.
+    browser
+        .goto(&format!("http://{}/", web_pool.address))
+        .await?;
+    let line = format!(
+        "#hashrate-chart svg polyline[stroke='{}']",
+        hashpool_web::chart::SERIES_STROKE
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "web-pool's hashrate line",
+        || async { browser.find(Locator::Css(&line)).await.is_ok() },
+    )
+    .await?;
+    let chart = text_of(&browser, "#hashrate-chart")
+        .await
+        .unwrap_or_default();
+    assert!(!chart.contains("no data yet"), "{chart}");
+    wait_until(
+        Duration::from_secs(30),
+        "web-pool's services and channels",
+        || async {
+            let health = text_of(&browser, "#health").await.unwrap_or_default();
+            let channels = text_of(&browser, "#channels").await.unwrap_or_default();
+            health.matches("up").count() >= 4
+                && !health.contains("down")
+                && channels.contains("my-proxy")
+        },
+    )
+    .await?;
+    assert_ne!(text_of(&browser, "#ehash").await.as_deref(), Some("0 hash"));
+    std::fs::write(docs("web-pool.png"), browser.screenshot().await?)?;
+
+    browser.close().await?;
+    stop.cancel();
+    pool.stop().await?;
+    tp.stop().await?;
+    mint.stop().await?;
+    Ok(())
+}
