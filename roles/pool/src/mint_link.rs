@@ -272,10 +272,11 @@ async fn on_answer(ctx: &Arc<PoolContext>, message: MintQuoteMessage) -> Result<
                         warn!(quote = %quote_id, asked = batch.amount, got = r.amount, "mint quoted a different amount");
                     }
                     quote_batcher::announce(ctx, &batch, &quote_id);
+                    // What the mint issued (it said so in its answer).
                     crate::stats_report::quote_issued(
                         ctx,
                         &quote_id,
-                        batch.amount,
+                        r.amount,
                         batch.locking_key.to_hex(),
                     );
                 }

@@ -35,6 +35,9 @@ pub struct WebPoolFile {
 pub struct WebSettings {
     /// The page reloads its data this often.
     pub refresh_secs: u64,
+    /// Other names the page may be reached by (`host:port`).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Both files combined: every address comes from the shared topology.
@@ -52,6 +55,7 @@ pub fn load(args: &Args) -> anyhow::Result<WebPoolConfig> {
         pool_monitoring_url: format!("http://{}", global.pool.monitoring_address),
         mint_url: format!("http://{}", global.mint.http_address),
         refresh_secs: own.web.refresh_secs,
+        allowed_hosts: own.web.allowed_hosts,
     })
 }
 

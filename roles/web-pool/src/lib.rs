@@ -32,6 +32,9 @@ pub struct WebPoolConfig {
     pub mint_url: String,
     /// The page reloads its data this often.
     pub refresh_secs: u64,
+    /// Other names the page may be reached by (`host:port`); its own address, `localhost` and
+    /// `127.0.0.1` on its port always work.
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -51,7 +54,11 @@ pub async fn start(
 ) -> std::io::Result<RunningWebPool> {
     let listener = TcpListener::bind(config.address).await?;
     let address = listener.local_addr()?;
-    let app = router(config);
+    let allowed = hashpool_web::guard::AllowedHosts::for_address(address, &config.allowed_hosts);
+    let app = router(config).layer(axum::middleware::from_fn_with_state(
+        allowed,
+        hashpool_web::guard::same_host,
+    ));
     let task = tokio::spawn(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
         if let Err(e) = server.await {
@@ -130,7 +137,7 @@ async fn summary(State(s): State<AppState>) -> Json<Value> {
         format!("{stats}/api/v1/hashrate?range=1h"),
         format!("{stats}/api/v1/subjects?kind=channel"),
         format!("{stats}/api/v1/subjects?kind=downstream"),
-        format!("{stats}/api/v1/blocks?limit=1000"),
+        format!("{stats}/api/v1/blocks?limit=10"),
         format!("{stats}/api/v1/issuance?range=24h&limit=1"),
         format!("{}/api/v1/health", s.config.pool_monitoring_url),
         format!("{}/v1/info", s.config.mint_url),
@@ -170,7 +177,13 @@ async fn summary(State(s): State<AppState>) -> Json<Value> {
             .as_array()
             .and_then(|rows| rows.iter().find(|r| r["name"] == name).cloned())
     };
-    let tp = reported("template-provider");
+    // The pool reports the template provider's state every few seconds; a report a minute old
+    // means the pool stopped reporting, and the provider's state is unknown.
+    let tp = reported("template-provider").filter(|t| {
+        t["last_seen"]
+            .as_i64()
+            .is_some_and(|seen| unix_now() - seen < 60)
+    });
     let stats_up = !health.is_null();
     let service =
         |name: &str, up: bool, detail: String| json!({"name": name, "up": up, "detail": detail});
@@ -182,7 +195,7 @@ async fn summary(State(s): State<AppState>) -> Json<Value> {
             tp.as_ref().is_some_and(|t| t["up"] == true),
             tp.as_ref()
                 .and_then(|t| t["detail"].as_str().map(str::to_string))
-                .unwrap_or_else(|| "as the pool reports it (no report yet)".into()),
+                .unwrap_or_else(|| "no recent report from the pool".into()),
         ),
         service("stats-pool", stats_up, stats.clone()),
     ];
@@ -220,12 +233,12 @@ async fn summary(State(s): State<AppState>) -> Json<Value> {
             })
         })
         .collect();
-    let all_blocks = blocks["blocks"].as_array().cloned().unwrap_or_default();
+    let recent_blocks = blocks["blocks"].as_array().cloned().unwrap_or_default();
     Json(json!({
         "hashrate": latest,
         "hashrate_text": units::hashrate(latest),
-        "blocks_found": all_blocks.len(),
-        "blocks": all_blocks.iter().take(10).collect::<Vec<_>>(),
+        "blocks_found": blocks["total"].as_i64().unwrap_or(0),
+        "blocks": recent_blocks,
         "ehash_issued": issuance["total_amount"].as_i64().unwrap_or(0),
         "issuances": issuance["total_count"].as_i64().unwrap_or(0),
         "proxies": proxies,

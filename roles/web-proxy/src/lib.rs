@@ -33,6 +33,9 @@ pub struct WebProxyConfig {
     /// The translator's monitoring API.
     pub translator_url: String,
     pub refresh_secs: u64,
+    /// Other names the page may be reached by (`host:port`); its own address, `localhost` and
+    /// `127.0.0.1` on its port always work.
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -52,7 +55,11 @@ pub async fn start(
 ) -> std::io::Result<RunningWebProxy> {
     let listener = TcpListener::bind(config.address).await?;
     let address = listener.local_addr()?;
-    let app = router(config);
+    let allowed = hashpool_web::guard::AllowedHosts::for_address(address, &config.allowed_hosts);
+    let app = router(config).layer(axum::middleware::from_fn_with_state(
+        allowed,
+        hashpool_web::guard::same_host,
+    ));
     let task = tokio::spawn(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
         if let Err(e) = server.await {

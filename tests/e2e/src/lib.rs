@@ -499,6 +499,7 @@ pub async fn start_stats(
             cert_validity_secs: 3600,
             role,
             reporter_keys: vec![public_key().into_bytes()],
+            max_report_age_secs: 86_400,
         },
         database: dir.join("stats.sqlite").display().to_string(),
         sample_interval: Duration::from_secs(1),

@@ -182,14 +182,18 @@ fn rejected(set: &mut ChannelSet, h: &ShareHeader, e: ShareValidationError) -> V
                 channel_id = h.channel_id,
                 "duplicate-share budget exhausted; closing channel"
             );
-            set.channels.remove(&h.channel_id);
-            return vec![
-                share_error(h, ERROR_CODE_SUBMIT_SHARES_INVALID_SHARE),
-                MiningOwned::CloseChannel(CloseChannelOwned {
-                    channel_id: h.channel_id,
-                    reason_code: hashpool_sv2_io::str0255("share-rate-too-high"),
-                }),
-            ];
+            // Shares already accepted (and credited) are acknowledged before the channel goes.
+            let acknowledged = set
+                .channels
+                .remove(&h.channel_id)
+                .and_then(|mut entry| entry.acknowledge());
+            let mut out: Vec<MiningOwned> = acknowledged.into_iter().collect();
+            out.push(share_error(h, ERROR_CODE_SUBMIT_SHARES_INVALID_SHARE));
+            out.push(MiningOwned::CloseChannel(CloseChannelOwned {
+                channel_id: h.channel_id,
+                reason_code: hashpool_sv2_io::str0255("share-rate-too-high"),
+            }));
+            return out;
         }
     };
     vec![share_error(h, code)]

@@ -144,8 +144,8 @@ async fn blocks(State(s): State<ApiState>, Query(q): Query<RangeQuery>) -> Respo
         Ok(l) => l,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    match s.store.blocks(limit).await {
-        Ok(rows) => Json(json!({ "blocks": rows })).into_response(),
+    match tokio::try_join!(s.store.blocks(limit), s.store.blocks_total()) {
+        Ok((rows, total)) => Json(json!({ "total": total, "blocks": rows })).into_response(),
         Err(e) => store_error(e),
     }
 }

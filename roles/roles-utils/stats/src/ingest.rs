@@ -39,6 +39,9 @@ pub struct IngestConfig {
     pub role: Role,
     /// Keys allowed to report (x-only).
     pub reporter_keys: Vec<[u8; 32]>,
+    /// Reports are stored at the time they carry (so reports buffered through an outage land
+    /// where they belong), clamped to this far back and never in the future.
+    pub max_report_age_secs: i64,
 }
 
 #[derive(Debug, Default)]
@@ -49,6 +52,29 @@ pub struct IngestStats {
     pub reporters_connected: AtomicU64,
     /// Reports the store could not take (database errors).
     pub store_errors: AtomicU64,
+    /// The latest connection of each reporter name: only it may mark the reporter gone.
+    generations: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    next_generation: AtomicU64,
+}
+
+impl IngestStats {
+    fn connected(&self, reporter: &str) -> u64 {
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        let mut g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        g.insert(reporter.to_string(), generation);
+        generation
+    }
+
+    /// True if `generation` was the reporter's latest connection (then it is forgotten).
+    fn left(&self, reporter: &str, generation: u64) -> bool {
+        let mut g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        if g.get(reporter) == Some(&generation) {
+            g.remove(reporter);
+            true
+        } else {
+            false
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +160,7 @@ async fn connection(
     };
     info!(%peer, %reporter, "stats reporter connected");
     stats.reporters_connected.fetch_add(1, Ordering::Relaxed);
+    let generation = stats.connected(&reporter);
     let _ = store
         .reporter_health(
             &reporter,
@@ -142,11 +169,15 @@ async fn connection(
             now_secs(),
         )
         .await;
-    let result = reports(&mut frames, &reporter, store, stats).await;
+    let result = reports(&mut frames, &reporter, config, store, stats).await;
     stats.reporters_connected.fetch_sub(1, Ordering::Relaxed);
-    let _ = store
-        .reporter_health(&reporter, false, "disconnected", now_secs())
-        .await;
+    // A newer connection of the same reporter (it reconnected before this one was seen to
+    // close) keeps it up.
+    if stats.left(&reporter, generation) {
+        let _ = store
+            .reporter_health(&reporter, false, "disconnected", now_secs())
+            .await;
+    }
     match result {
         Err(e @ IngestError::Refused { .. }) => {
             stats.refused.fetch_add(1, Ordering::Relaxed);
@@ -245,6 +276,7 @@ async fn authenticate(
 async fn reports(
     frames: &mut IncomingFrames,
     reporter: &str,
+    config: &IngestConfig,
     store: &Store,
     stats: &IngestStats,
 ) -> Result<(), IngestError> {
@@ -261,10 +293,21 @@ async fn reports(
             }
         };
         let now = now_secs();
+        let at = |reported: u64| {
+            i64::try_from(reported)
+                .unwrap_or(i64::MAX)
+                .clamp(now - config.max_report_age_secs.max(0), now)
+        };
         let stored = match &report {
-            Report::Snapshot(s) => store.ingest_snapshot(reporter, now, s).await.map(|_| ()),
-            Report::Block(b) => store.ingest_block(reporter, now, b).await.map(|_| ()),
-            Report::Issuance(i) => store.ingest_issuance(reporter, now, i).await.map(|_| ()),
+            Report::Snapshot(s) => store
+                .ingest_snapshot(reporter, at(s.at), s)
+                .await
+                .map(|_| ()),
+            Report::Block(b) => store.ingest_block(reporter, at(b.at), b).await.map(|_| ()),
+            Report::Issuance(i) => store
+                .ingest_issuance(reporter, at(i.at), i)
+                .await
+                .map(|_| ()),
         };
         match stored {
             Ok(()) => {

@@ -124,7 +124,16 @@ impl StatsReporter {
         {
             let mut buffer = s.buffer.lock().unwrap_or_else(|e| e.into_inner());
             if buffer.len() >= s.capacity {
-                buffer.pop_front();
+                // The oldest snapshot goes first: the next snapshot says the same and more,
+                // while a block or an issuance is said once.
+                match buffer.iter().position(|r| matches!(r, Report::Snapshot(_))) {
+                    Some(i) => {
+                        buffer.remove(i);
+                    }
+                    None => {
+                        buffer.pop_front();
+                    }
+                }
                 let dropped = s.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if dropped == 1 || dropped.is_multiple_of(1000) {
                     warn!(
@@ -251,6 +260,24 @@ mod tests {
             hash: format!("{n:064x}"),
             ..Default::default()
         })
+    }
+
+    #[test]
+    fn snapshots_make_room_before_events() {
+        let r = StatsReporter::unconnected(3);
+        let snapshot = |at| {
+            Report::Snapshot(crate::protocol::Snapshot {
+                at,
+                ..Default::default()
+            })
+        };
+        r.report(block(1));
+        r.report(snapshot(2));
+        r.report(block(3));
+        r.report(snapshot(4));
+        r.report(block(5));
+        assert_eq!(r.pending(), vec![block(1), block(3), block(5)]);
+        assert_eq!(r.stats().dropped.load(Ordering::Relaxed), 2);
     }
 
     #[test]

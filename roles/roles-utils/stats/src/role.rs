@@ -73,6 +73,7 @@ impl StatsRoleConfig {
                     .iter()
                     .map(|k| k.into_bytes())
                     .collect(),
+                max_report_age_secs: (s.retention_days * 86_400.0) as i64,
             },
             database: s.database.clone(),
             sample_interval: Duration::from_secs(s.sample_interval_secs),
@@ -92,7 +93,12 @@ pub async fn serve_until_signal(config: StatsServiceConfig) -> Result<(), String
     );
     let running = crate::service::start(config, shutdown.clone())
         .await
-        .map_err(|e| format!("starting the stats service (database {database}): {e}"))?;
+        .map_err(|e| {
+            format!(
+                "starting the stats service (database {}): {e}",
+                crate::service::redact(&database)
+            )
+        })?;
     tracing::info!(%ingest, %http, "reporters connect to the ingest address; the API is on /api/v1/..., metrics on /metrics");
     hashpool_sv2_io::shutdown_signal().await;
     tracing::info!("shutting down");

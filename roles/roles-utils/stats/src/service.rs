@@ -64,6 +64,7 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<RunningStats, StartError> {
     let store = Store::open(&config.database).await?;
+    store.reset_connections().await?;
     let ingest_listener = TcpListener::bind(config.ingest_address)
         .await
         .map_err(|e| StartError::Bind(config.ingest_address, e))?;
@@ -103,7 +104,7 @@ pub async fn start(
         sampler.clone(),
         shutdown.clone(),
     ));
-    info!(service = config.service, ingest = %ingest_address, http = %http_address, database = %config.database, "stats service up");
+    info!(service = config.service, ingest = %ingest_address, http = %http_address, database = %redact(&config.database), "stats service up");
     let closing = store.clone();
     let task = tokio::spawn(async move {
         while tasks.join_next().await.is_some() {}
@@ -138,7 +139,8 @@ async fn sample_and_prune(
         tokio::select! {
             _ = sample.tick() => {
                 let window = config.hashrate_window.as_secs().max(1) as i64;
-                match store.sample(now_secs(), window).await {
+                let min_span = config.sample_interval.as_secs().max(1) as i64;
+                match store.sample(now_secs(), window, min_span).await {
                     Ok(n) => {
                         stats.samples_written.fetch_add(n as u64, Ordering::Relaxed);
                         debug!(samples = n, "hashrate sampled");
@@ -160,6 +162,22 @@ async fn sample_and_prune(
             }
             _ = shutdown.cancelled() => return,
         }
+    }
+}
+
+/// A database URL for logs: without its password.
+pub fn redact(database: &str) -> String {
+    match (database.find("://"), database.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &database[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => {
+                    format!("{}{user}:***{}", &database[..scheme + 3], &database[at..])
+                }
+                None => database.to_string(),
+            }
+        }
+        _ => database.to_string(),
     }
 }
 
@@ -207,4 +225,17 @@ fn metrics(
         move || s.rows_pruned.load(Ordering::Relaxed),
     )?;
     Ok(e)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_passwords_stay_out_of_logs() {
+        assert_eq!(
+            super::redact("postgres://hashpool:secret@db:5432/stats"),
+            "postgres://hashpool:***@db:5432/stats"
+        );
+        assert_eq!(super::redact("postgres://db/stats"), "postgres://db/stats");
+        assert_eq!(super::redact("data/stats.sqlite"), "data/stats.sqlite");
+    }
 }

@@ -280,8 +280,10 @@ impl Store {
 
     /// One hashrate sample for the total, each reporter and each connected subject: the work
     /// accepted over the last `window` seconds (less for a subject seen for less), as hashes
-    /// per second. Returns the samples written.
-    pub async fn sample(&self, now: i64, window: i64) -> Result<usize, StoreError> {
+    /// per second. A subject seen for less than `min_span` seconds is not sampled yet (its
+    /// first report's work would be divided by almost nothing); work a subject reported before
+    /// it was last (re)connected is not counted. Returns the samples written.
+    pub async fn sample(&self, now: i64, window: i64, min_span: i64) -> Result<usize, StoreError> {
         let window = window.max(1);
         let since = now - window;
         let mut subjects: Vec<(String, i64)> =
@@ -303,7 +305,9 @@ impl Store {
         }
         subjects.extend(reporters);
         let sums: Vec<(String, Option<f64>)> = sqlx::query_as(
-            "SELECT subject, SUM(work) FROM work WHERE at > $1 AND at <= $2 GROUP BY subject",
+            "SELECT w.subject, SUM(w.work) FROM work w LEFT JOIN subjects s ON s.id = w.subject \
+             WHERE w.at > $1 AND w.at <= $2 AND (s.first_seen IS NULL OR w.at >= s.first_seen) \
+             GROUP BY w.subject",
         )
         .bind(since)
         .bind(now)
@@ -314,7 +318,11 @@ impl Store {
             .map(|(s, w)| (s, w.unwrap_or(0.0)))
             .collect();
         let mut tx = self.pool.begin().await?;
+        let mut written = 0;
         for (subject, first_seen) in &subjects {
+            if now - first_seen < min_span {
+                continue;
+            }
             // A subject seen for 30 s has 30 s of work, not a window's: divide by what it had.
             let span = (now - first_seen).clamp(1, window) as f64;
             let work = sums.get(subject).copied().unwrap_or(0.0);
@@ -324,9 +332,31 @@ impl Store {
                 .bind(work * HASHES_PER_WORK / span)
                 .execute(&mut *tx)
                 .await?;
+            written += 1;
         }
         tx.commit().await?;
-        Ok(subjects.len())
+        Ok(written)
+    }
+
+    /// At the service's start: nothing is connected until its reporter says so again (a
+    /// service that stopped could not record who left meanwhile).
+    pub async fn reset_connections(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE subjects SET connected = 0 WHERE connected <> 0")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE health SET up = 0, detail = 'no report since the stats service started' WHERE up <> 0")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Blocks found in all.
+    pub async fn blocks_total(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM blocks")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// Deletes samples, work rows, balances and long-gone subjects older than `cutoff`.

@@ -58,6 +58,7 @@ fn config(dir: &std::path::Path, allowed: Vec<[u8; 32]>) -> StatsServiceConfig {
             cert_validity_secs: 3600,
             role: Role::Pool,
             reporter_keys: allowed,
+            max_report_age_secs: 7 * 86_400,
         },
         database: dir.join("stats.sqlite").display().to_string(),
         sample_interval: Duration::from_secs(3600),
@@ -97,9 +98,17 @@ async fn get(http: SocketAddr, path: &str) -> (u16, Value) {
     (status, response.json().await.expect("JSON"))
 }
 
+/// Unix seconds now: reports carry their time, and the service stores them at it.
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 fn snapshot(work: f64, miners: &[(&str, u64, f64)]) -> Report {
     Report::Snapshot(Snapshot {
-        at: 1,
+        at: now(),
         shares: miners.iter().map(|m| m.1).sum(),
         work,
         shares_rejected: 1,
@@ -135,7 +144,7 @@ async fn reports_are_stored_and_served_over_http() {
     let r = StatsReporter::spawn(reporter(running.ingest_address, secret, 64), stop.clone());
     r.report(snapshot(3.0, &[("1", 2, 2.0), ("2", 1, 1.0)]));
     let block = Block {
-        at: 1,
+        at: now(),
         hash: "00".repeat(32),
         subject: Some("channel:1".into()),
         template_id: Some(9),
@@ -144,14 +153,14 @@ async fn reports_are_stored_and_served_over_http() {
     r.report(Report::Block(block));
     for _ in 0..2 {
         r.report(Report::Issuance(Issuance {
-            at: 1,
+            at: now(),
             quote_id: "q1".into(),
             amount: 42,
             locking_key: "02ab".into(),
         }));
     }
     r.report(Report::Issuance(Issuance {
-        at: 1,
+        at: now(),
         quote_id: "q2".into(),
         amount: 8,
         locking_key: "02ab".into(),
@@ -247,7 +256,7 @@ async fn hashrate_comes_from_accepted_work_over_the_window() {
         .await
         .unwrap();
     // 10 s after the subject appeared: 10 difficulty-1 shares in 10 s is 2^32 H/s.
-    assert_eq!(store.sample(1_010, 60).await.unwrap(), 3);
+    assert_eq!(store.sample(1_010, 60, 1).await.unwrap(), 3);
     let total = store.hashrate("total", 0).await.unwrap();
     assert_eq!(total, vec![(1_010, 4_294_967_296.0)]);
     let channel = store.hashrate("pool-1/channel:1", 0).await.unwrap();
@@ -258,11 +267,11 @@ async fn hashrate_comes_from_accepted_work_over_the_window() {
         .ingest_snapshot("pool-1", 1_070, &first)
         .await
         .unwrap();
-    store.sample(1_071, 60).await.unwrap();
+    store.sample(1_071, 60, 1).await.unwrap();
     let total = store.hashrate("total", 1_071).await.unwrap();
     assert_eq!(total, vec![(1_071, 10.0 * 4_294_967_296.0 / 60.0)]);
     // Nothing accepted within the window: 0.
-    store.sample(2_000, 60).await.unwrap();
+    store.sample(2_000, 60, 1).await.unwrap();
     assert_eq!(
         store.hashrate("total", 2_000).await.unwrap(),
         vec![(2_000, 0.0)]
@@ -306,7 +315,7 @@ async fn the_service_samples_on_schedule_and_retention_deletes_old_rows() {
         unreachable!()
     };
     store.ingest_snapshot("old", 100, &s).await.unwrap();
-    store.sample(110, 60).await.unwrap();
+    store.sample(110, 60, 1).await.unwrap();
     store
         .ingest_block(
             "old",
@@ -568,7 +577,7 @@ async fn the_store_works_on_postgresql_by_configuration() {
         .ingest_snapshot("pool-1", 1_001, &first)
         .await
         .unwrap();
-    assert_eq!(store.sample(1_010, 60).await.unwrap(), 3);
+    assert_eq!(store.sample(1_010, 60, 1).await.unwrap(), 3);
     assert_eq!(
         store.hashrate("total", 0).await.unwrap(),
         vec![(1_010, 20.0 * 4_294_967_296.0 / 10.0)]

@@ -111,7 +111,8 @@ pub fn bar_chart(
             .draw_series(
                 buckets
                     .iter()
-                    .filter(|(t, _)| now - t <= range)
+                    // The oldest bucket may start before the range: it is cut, not left out.
+                    .filter(|(t, _)| t + bucket > now - range && *t <= now)
                     .map(|(t, v)| {
                         let start = ((t - now) as f64).max(-(range as f64));
                         let end = ((t + bucket - now) as f64).min(0.0);

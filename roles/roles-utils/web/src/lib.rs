@@ -8,6 +8,7 @@
 //! - [`units`]: hashrates and amounts as people read them.
 
 pub mod chart;
+pub mod guard;
 pub mod page;
 pub mod units;
 pub mod upstream;

@@ -163,6 +163,7 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
             pool_monitoring_url: format!("http://{}", pool.monitoring),
             mint_url: mint.url(),
             refresh_secs: 1,
+            allowed_hosts: Vec::new(),
         },
         stop.clone(),
     )
@@ -174,6 +175,7 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
             wallet_url: format!("http://{wallet_api}"),
             translator_url: format!("http://{monitoring}"),
             refresh_secs: 1,
+            allowed_hosts: Vec::new(),
         },
         stop.clone(),
     )
@@ -296,6 +298,22 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
         || async { text_of(&browser, "#balance").await == Some(format!("{} hash", balance - 2)) },
     )
     .await?;
+    assert_eq!(api_balance().await, Some(balance - 2));
+    // Another site's page (a foreign Origin) and a DNS-rebound name (a foreign Host) get
+    // nothing from web-proxy; the balance stays.
+    let foreign = http
+        .post(format!("http://{}/api/token", web_proxy.address))
+        .header("Origin", "http://evil.example")
+        .json(&json!({ "amount": 1 }))
+        .send()
+        .await?;
+    assert_eq!(foreign.status().as_u16(), 403);
+    let rebound = http
+        .get(format!("http://{}/api/summary", web_proxy.address))
+        .header("Host", "evil.example:3030")
+        .send()
+        .await?;
+    assert_eq!(rebound.status().as_u16(), 403);
     assert_eq!(api_balance().await, Some(balance - 2));
 
     // web-pool: the hashrate chart has a line (data), not "no data yet"; the services are up.
