@@ -77,7 +77,15 @@ pub async fn serve(
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(address).await?;
     let bound = listener.local_addr()?;
-    let app = router(wallet, faucet).into_make_service_with_connect_info::<SocketAddr>();
+    // Spending endpoints on a loopback port: only requests that name this server, and not
+    // from another site's page (DNS rebinding, cross-origin POSTs).
+    let allowed = hashpool_web::guard::AllowedHosts::for_address(bound, &[]);
+    let app = router(wallet, faucet)
+        .layer(axum::middleware::from_fn_with_state(
+            allowed,
+            hashpool_web::guard::same_host,
+        ))
+        .into_make_service_with_connect_info::<SocketAddr>();
     let task = tokio::spawn(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
         if let Err(e) = server.await {

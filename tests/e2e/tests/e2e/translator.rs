@@ -168,6 +168,20 @@ async fn sv1_miners_mine_on_the_pool_and_hear_only_the_pools_verdicts() -> anyho
     let balance: serde_json::Value = http.get(url("balance")).send().await?.json().await?;
     assert_eq!(balance["balance"], issued);
     assert_eq!(balance["locking_key"], wallet.locking_key().to_hex());
+    // Another site's page cannot spend the wallet: a foreign Origin or Host is refused.
+    let foreign = http
+        .post(url("faucet"))
+        .header("Origin", "http://evil.example")
+        .send()
+        .await?;
+    assert_eq!(foreign.status().as_u16(), 403);
+    let rebound = http
+        .post(url("tokens"))
+        .header("Host", "evil.example:8083")
+        .json(&serde_json::json!({"amount": 1}))
+        .send()
+        .await?;
+    assert_eq!(rebound.status().as_u16(), 403);
     let history: serde_json::Value = http
         .get(url("history?limit=1000"))
         .send()
