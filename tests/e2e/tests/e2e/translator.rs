@@ -111,8 +111,15 @@ async fn sv1_miners_mine_on_the_pool_and_hear_only_the_pools_verdicts() -> anyho
         "translator reported {by_pool} accepted by the pool, pool accepted {accrued}"
     );
     assert!(acked <= by_pool + below, "{acked} > {by_pool} + {below}");
-    assert_eq!(rejected, 0);
-    assert_eq!(TranslatorStats::get(&stats.shares_refused_upstream), 0);
+    // Every refusal a miner heard is one the translator counted: its own (stale, duplicate...)
+    // or the pool's verdict. The pool refuses only shares that crossed a new tip on the way
+    // (the miners find blocks at this difficulty): without a block, nothing is refused.
+    let refused_upstream = TranslatorStats::get(&stats.shares_refused_upstream);
+    let refused_here = TranslatorStats::get(&stats.shares_refused_here);
+    assert_eq!(rejected, refused_upstream + refused_here);
+    if tp.status().await?.height == 0 {
+        assert_eq!(rejected, 0);
+    }
     let stats = pool.running.context.stats.snapshot();
     assert_eq!(stats.shares_without_job_target, 0);
 

@@ -250,13 +250,25 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
             .ok()?;
         v["balance"].as_u64()
     };
+    // Settled: no work left that could become another quote, no batch waiting for the mint,
+    // and the wallet holds every quote issued.
+    let ledger = pool.running.context.shares.ledger().clone();
+    let unit = pool.running.context.config.unit_work.work().hashes();
     wait_until(Duration::from_secs(30), "every quote minted", || async {
-        let _ = wallet.recover().await;
-        let issued = stats_get(&stats_pool, "/api/v1/issuance")
+        let settled = ledger
+            .accrual(&key)
             .await
             .ok()
-            .and_then(|i| i["total_amount"].as_u64());
-        issued.is_some() && api_balance().await == issued
+            .flatten()
+            .is_some_and(|a| a.pending.hashes() < unit)
+            && ledger.open_batches().await.is_ok_and(|b| b.is_empty());
+        let issued: Option<u64> = ledger
+            .batches_of(&key)
+            .await
+            .ok()
+            .map(|b| b.iter().map(|b| b.amount).sum());
+        let _ = wallet.recover().await;
+        settled && issued.is_some() && api_balance().await == issued
     })
     .await?;
     let balance = api_balance().await.expect("the wallet API answers");
