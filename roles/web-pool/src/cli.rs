@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use hashpool_config::PoolGlobalConfig;
-use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::WebPoolConfig;
@@ -25,37 +24,20 @@ pub struct Args {
     pub log_file: Option<PathBuf>,
 }
 
-/// `config/web-pool.config.toml`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct WebPoolFile {
-    pub web: WebSettings,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct WebSettings {
-    /// The page reloads its data this often.
-    pub refresh_secs: u64,
-    /// Other names the page may be reached by (`host:port`).
-    #[serde(default)]
-    pub allowed_hosts: Vec<String>,
-}
-
 /// Both files combined: every address comes from the shared topology.
 pub fn load(args: &Args) -> anyhow::Result<WebPoolConfig> {
     let global: PoolGlobalConfig = hashpool_config::load(&args.global_config)?;
-    let own: WebPoolFile = hashpool_config::load(&args.config)?;
-    anyhow::ensure!(
-        own.web.refresh_secs > 0,
-        "config {}: `web.refresh_secs` must be at least 1",
-        args.config.display()
-    );
+    let own: hashpool_web::settings::WebFile = hashpool_config::load(&args.config)?;
+    let own = own
+        .checked()
+        .map_err(|e| anyhow::anyhow!("config {}: {e}", args.config.display()))?;
     Ok(WebPoolConfig {
         address: global.web.address,
         stats_url: format!("http://{}", global.stats.http_address),
         pool_monitoring_url: format!("http://{}", global.pool.monitoring_address),
         mint_url: format!("http://{}", global.mint.http_address),
-        refresh_secs: own.web.refresh_secs,
-        allowed_hosts: own.web.allowed_hosts,
+        refresh_secs: own.refresh_secs,
+        allowed_hosts: own.allowed_hosts,
     })
 }
 

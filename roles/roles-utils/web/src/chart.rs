@@ -1,7 +1,10 @@
 //! Charts as SVG documents, drawn with plotters. The time axis counts back from now
 //! (`-45m`, `-6h`, `-3d`), so the pages need no clock or time zone logic.
 
-use plotters::prelude::*;
+use plotters::{
+    coord::{cartesian::Cartesian2d, types::RangedCoordf64, Shift},
+    prelude::*,
+};
 
 use crate::units::scale_for;
 
@@ -28,27 +31,16 @@ pub fn line_chart(
 ) -> Result<String, String> {
     let max = points.iter().map(|p| p.1).fold(0.0, f64::max);
     let (divisor, prefix) = scale_for(max);
-    let top = if max > 0.0 { max / divisor * 1.15 } else { 1.0 };
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 16))
-            .margin(12)
-            .x_label_area_size(28)
-            .y_label_area_size(72)
-            .build_cartesian_2d(-(range as f64)..0.0, 0.0..top)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_labels(7)
-            .y_labels(5)
-            .x_label_formatter(&|x| ago(*x))
-            .y_label_formatter(&|y| format!("{y:.1} {prefix}{unit}"))
-            .light_line_style(RGBColor(236, 236, 236))
-            .draw()
-            .map_err(err)?;
+        let mut chart = frame(
+            &root,
+            title,
+            &format!("{prefix}{unit}"),
+            max / divisor,
+            range,
+        )?;
         let series: Vec<(f64, f64)> = points
             .iter()
             .filter(|(t, _)| now - t <= range && *t <= now)
@@ -85,27 +77,16 @@ pub fn bar_chart(
 ) -> Result<String, String> {
     let max = buckets.iter().map(|b| b.1).fold(0.0, f64::max);
     let (divisor, prefix) = scale_for(max);
-    let top = if max > 0.0 { max / divisor * 1.15 } else { 1.0 };
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 16))
-            .margin(12)
-            .x_label_area_size(28)
-            .y_label_area_size(72)
-            .build_cartesian_2d(-(range as f64)..0.0, 0.0..top)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_labels(7)
-            .y_labels(5)
-            .x_label_formatter(&|x| ago(*x))
-            .y_label_formatter(&|y| format!("{y:.1} {prefix}{unit}"))
-            .light_line_style(RGBColor(236, 236, 236))
-            .draw()
-            .map_err(err)?;
+        let mut chart = frame(
+            &root,
+            title,
+            &format!("{prefix}{unit}"),
+            max / divisor,
+            range,
+        )?;
         let color = BAR_COLOR.filled();
         chart
             .draw_series(
@@ -123,6 +104,38 @@ pub fn bar_chart(
         root.present().map_err(err)?;
     }
     Ok(svg)
+}
+
+type Chart<'a> = ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// White background, title, axes and grid: time back from now on x, `unit` on y up to a
+/// little above `max` (in the prefixed unit).
+fn frame<'a>(
+    root: &DrawingArea<SVGBackend<'a>, Shift>,
+    title: &str,
+    unit: &str,
+    max: f64,
+    range: i64,
+) -> Result<Chart<'a>, String> {
+    root.fill(&WHITE).map_err(err)?;
+    let top = if max > 0.0 { max * 1.15 } else { 1.0 };
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(28)
+        .y_label_area_size(72)
+        .build_cartesian_2d(-(range as f64)..0.0, 0.0..top)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_labels(7)
+        .y_labels(5)
+        .x_label_formatter(&|x| ago(*x))
+        .y_label_formatter(&|y| format!("{y:.1} {unit}"))
+        .light_line_style(RGBColor(236, 236, 236))
+        .draw()
+        .map_err(err)?;
+    Ok(chart)
 }
 
 fn err(e: impl std::fmt::Debug) -> String {

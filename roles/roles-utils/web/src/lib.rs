@@ -10,6 +10,7 @@
 pub mod chart;
 pub mod guard;
 pub mod page;
+pub mod settings;
 pub mod units;
 pub mod upstream;
 
