@@ -6,5 +6,8 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+# The supervisor's end-to-end test runs the role binaries themselves.
+echo "==> cargo build --workspace --bins"
+cargo build --workspace --bins
 echo "==> cargo test"
 cargo test --workspace

@@ -23,7 +23,7 @@ use tokio::{
     sync::{mpsc, Mutex, Notify},
 };
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::{context::PoolContext, quote_batcher};
 
@@ -81,6 +81,10 @@ pub async fn serve(
         async move {
             match session(stream, &ctx, &link, shutdown).await {
                 Ok(()) | Err(MintLinkError::Closed) => info!(%peer, "mint link closed"),
+                // Port probes (health checks) connect and close at once.
+                Err(MintLinkError::Noise(stratum_apps::network_helpers::Error::SocketClosed)) => {
+                    debug!(%peer, "connection closed before the Noise handshake")
+                }
                 Err(e) => warn!(%peer, "mint link dropped: {e}"),
             }
         }

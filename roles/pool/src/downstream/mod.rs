@@ -62,6 +62,10 @@ pub async fn serve(listener: TcpListener, ctx: Arc<PoolContext>, shutdown: Cance
         async move {
             match Connection::run(stream, &ctx, shutdown).await {
                 Ok(()) | Err(DownstreamError::Closed) => debug!(%peer, "miner disconnected"),
+                // Port probes (health checks, load balancers) connect and close at once.
+                Err(DownstreamError::Noise(stratum_apps::network_helpers::Error::SocketClosed)) => {
+                    debug!(%peer, "connection closed before the Noise handshake")
+                }
                 Err(e) => warn!(%peer, "miner connection dropped: {e}"),
             }
         }

@@ -3,7 +3,10 @@
 //! `RUST_LOG` selects levels (default `info`, with CDK's per-quote and per-request lines at
 //! `warn`: at pool rates they would flood the log).
 
-use std::path::{Path, PathBuf};
+use std::{
+    io::IsTerminal,
+    path::{Path, PathBuf},
+};
 
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
@@ -32,7 +35,11 @@ pub struct LogGuard {
 /// Installs the global logger: stdout, plus `log_file` (rotated daily: `name.YYYY-MM-DD`) when
 /// given.
 pub fn init(log_file: Option<&Path>) -> Result<LogGuard, LoggingError> {
-    let stdout_layer = fmt::layer().with_target(true).with_filter(env_filter());
+    // Colours only on a terminal: under a supervisor or systemd stdout is a log file.
+    let stdout_layer = fmt::layer()
+        .with_target(true)
+        .with_ansi(std::io::stdout().is_terminal())
+        .with_filter(env_filter());
     let (file_layer, guard) = match log_file {
         Some(path) => {
             let (writer, guard) = file_writer(path)?;

@@ -60,6 +60,10 @@ pub async fn serve(
             shared.lock().counters.connections += 1;
             match session(stream, &shared, id, shutdown).await {
                 Ok(()) | Err(SessionError::Closed) => info!(%peer, "template client disconnected"),
+                // Port probes (health checks) connect and close at once.
+                Err(SessionError::Noise(stratum_apps::network_helpers::Error::SocketClosed)) => {
+                    debug!(%peer, "connection closed before the Noise handshake")
+                }
                 Err(e) => warn!(%peer, "template client dropped: {e}"),
             }
         }

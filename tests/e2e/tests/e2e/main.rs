@@ -12,6 +12,7 @@ mod mint_security;
 mod minting;
 mod quotes;
 mod stats;
+mod supervisor;
 mod template_provider;
 mod translator;
 mod translator_bad_input;

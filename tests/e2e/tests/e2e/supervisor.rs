@@ -1,0 +1,589 @@
+//! `hashpool up/status/stop` on the real role binaries (built beside this test binary by
+//! `cargo build --workspace --bins`, which scripts/test.sh runs first), each role on ports the
+//! OS picked: every role healthy, a SIGKILLed role restarted, a role that cannot start given up
+//! after ten failures in a row, and nothing left running or listening after `stop`.
+
+use std::{
+    collections::HashMap,
+    fmt::Write as _,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    time::{Duration, Instant},
+};
+
+use hashpool_e2e::{free_address, AUTHORITY_PUBLIC_KEY};
+use serde_json::Value;
+
+/// Where `cargo build` put the binaries: two levels above this test binary (`target/debug/deps`).
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/debug")
+        .to_path_buf();
+    for bin in [
+        "hashpool",
+        "pool",
+        "mint",
+        "translator",
+        "template-provider",
+        "stats-pool",
+        "stats-proxy",
+        "web-pool",
+        "web-proxy",
+        "mining-device",
+        "mining-device-sv1",
+    ] {
+        assert!(
+            dir.join(bin).is_file(),
+            "{} missing: run `cargo build --workspace --bins` before the tests (scripts/test.sh does)",
+            dir.join(bin).display()
+        );
+    }
+    dir
+}
+
+fn repo_config(file: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../config")
+        .join(file)
+        .display()
+        .to_string()
+}
+
+/// One run directory and its profile; `stop` runs when it is dropped, so a failing test leaves
+/// nothing behind.
+struct Run {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+impl Run {
+    fn new(profile: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("profile.toml"), profile).expect("write profile");
+        Self {
+            dir,
+            bin: bin_dir(),
+        }
+    }
+
+    fn hashpool(&self, args: &[&str]) -> Output {
+        Command::new(self.bin.join("hashpool"))
+            .arg("--run-dir")
+            .arg(self.dir.path().join("run"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("run hashpool")
+    }
+
+    fn up(&self) -> Output {
+        self.hashpool(&["up", "--profile", "profile.toml", "--timeout-secs", "120"])
+    }
+
+    fn status(&self) -> Value {
+        let out = self.hashpool(&["status", "--json"]);
+        serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+    }
+
+    fn stop(&self) -> Output {
+        self.hashpool(&["stop"])
+    }
+
+    fn wait_for(&self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = self.status();
+            if ok(&status) {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{what}: last status {status:#}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn roles(status: &Value) -> Vec<Value> {
+    status["state"]["roles"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn role<'a>(roles: &'a [Value], name: &str) -> &'a Value {
+    roles
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("role {name} in status"))
+}
+
+fn all_healthy(status: &Value) -> bool {
+    status["running"] == true && roles(status).iter().all(|r| r["phase"] == "healthy")
+}
+
+fn alive(pid: u64) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| {
+                s.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('Z'))
+            })
+            .unwrap_or(true)
+}
+
+fn port_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// Every role of a local run, on ports picked now; addresses set through the roles'
+/// `HASHPOOL__SECTION__KEY` overrides on top of the local configs in config/.
+fn full_profile() -> (String, Vec<u16>) {
+    let names = [
+        "tp",
+        "tp_http",
+        "pool",
+        "mint_link",
+        "monitoring",
+        "mint",
+        "stats_pool_ingest",
+        "stats_pool_http",
+        "stats_proxy_ingest",
+        "stats_proxy_http",
+        "web_pool",
+        "web_proxy",
+        "sv1",
+        "translator_monitoring",
+        "wallet",
+    ];
+    let mut ports = HashMap::new();
+    // Bind them all at once so no two names get the same port.
+    let listeners: Vec<_> = names
+        .iter()
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("ephemeral port"))
+        .collect();
+    for (name, l) in names.iter().zip(&listeners) {
+        ports.insert(*name, l.local_addr().expect("address").port());
+    }
+    drop(listeners);
+    let p = |n: &str| ports[n];
+    let a = |n: &str| format!("127.0.0.1:{}", ports[n]);
+    let pool_side = format!(
+        r#"HASHPOOL__POOL__LISTEN_ADDRESS = "{}"
+HASHPOOL__POOL__MINT_LINK_ADDRESS = "{}"
+HASHPOOL__POOL__MONITORING_ADDRESS = "{}"
+HASHPOOL__MINT__HTTP_ADDRESS = "{}"
+HASHPOOL__STATS__INGEST_ADDRESS = "{}"
+HASHPOOL__STATS__HTTP_ADDRESS = "{}"
+HASHPOOL__WEB__ADDRESS = "{}"
+HASHPOOL__TEMPLATE_PROVIDER__ADDRESS = "{}"
+"#,
+        a("pool"),
+        a("mint_link"),
+        a("monitoring"),
+        a("mint"),
+        a("stats_pool_ingest"),
+        a("stats_pool_http"),
+        a("web_pool"),
+        a("tp"),
+    );
+    let proxy_side = format!(
+        r#"HASHPOOL__TRANSLATOR__DOWNSTREAM_ADDRESS = "{}"
+HASHPOOL__TRANSLATOR__UPSTREAM_ADDRESS = "{}"
+HASHPOOL__TRANSLATOR__MONITORING_ADDRESS = "{}"
+HASHPOOL__WALLET__API_ADDRESS = "{}"
+HASHPOOL__WALLET__MINT_URL = "http://{}"
+HASHPOOL__STATS__INGEST_ADDRESS = "{}"
+HASHPOOL__STATS__HTTP_ADDRESS = "{}"
+HASHPOOL__WEB__ADDRESS = "{}"
+"#,
+        a("sv1"),
+        a("pool"),
+        a("translator_monitoring"),
+        a("wallet"),
+        a("mint"),
+        a("stats_proxy_ingest"),
+        a("stats_proxy_http"),
+        a("web_proxy"),
+    );
+    let mut profile = String::from(
+        r#"[supervisor]
+health_interval_ms = 500
+start_timeout_secs = 60
+restart_initial_ms = 200
+restart_max_ms = 2000
+max_failures = 10
+stop_timeout_secs = 10
+
+[env]
+RUST_LOG = "info"
+"#,
+    );
+    let mut role = |name: &str,
+                    command: &str,
+                    args: Vec<String>,
+                    after: &[&str],
+                    role_ports: &[u16],
+                    health: Option<String>,
+                    env: &str| {
+        let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+        let after: Vec<String> = after.iter().map(|a| format!("{a:?}")).collect();
+        let health: Vec<String> = health.into_iter().map(|h| format!("{h:?}")).collect();
+        let _ = write!(
+            profile,
+            "\n[[role]]\nname = {name:?}\ncommand = {command:?}\nargs = [{}]\nafter = [{}]\nports = {role_ports:?}\nhealth_http = [{}]\n[role.env]\n{env}",
+            args.join(", "),
+            after.join(", "),
+            health.join(", "),
+        );
+    };
+    let cfg = |role: &str, shared: &str| {
+        vec![
+            "-c".to_string(),
+            repo_config(&format!("{role}.config.toml")),
+            "-g".to_string(),
+            repo_config(&format!("shared/{shared}.toml")),
+        ]
+    };
+    role(
+        "template-provider",
+        "template-provider",
+        vec!["-c".into(), repo_config("template-provider.config.toml")],
+        &[],
+        &[p("tp"), p("tp_http")],
+        Some(format!("http://{}/status", a("tp_http"))),
+        &format!(
+            "HASHPOOL__TEMPLATE_PROVIDER__LISTEN_ADDRESS = \"{}\"\nHASHPOOL__TEMPLATE_PROVIDER__HTTP_ADDRESS = \"{}\"\n",
+            a("tp"),
+            a("tp_http")
+        ),
+    );
+    role(
+        "stats-pool",
+        "stats-pool",
+        cfg("stats-pool", "pool"),
+        &[],
+        &[p("stats_pool_ingest"), p("stats_pool_http")],
+        Some(format!("http://{}/api/v1/health", a("stats_pool_http"))),
+        &pool_side,
+    );
+    role(
+        "stats-proxy",
+        "stats-proxy",
+        cfg("stats-proxy", "proxy"),
+        &[],
+        &[p("stats_proxy_ingest"), p("stats_proxy_http")],
+        Some(format!("http://{}/api/v1/health", a("stats_proxy_http"))),
+        &proxy_side,
+    );
+    role(
+        "pool",
+        "pool",
+        cfg("pool", "pool"),
+        &["template-provider", "stats-pool"],
+        &[p("pool"), p("mint_link"), p("monitoring")],
+        Some(format!("http://{}/api/v1/health", a("monitoring"))),
+        &pool_side,
+    );
+    role(
+        "mint",
+        "mint",
+        cfg("mint", "pool"),
+        &["pool"],
+        &[p("mint")],
+        Some(format!("http://{}/v1/info", a("mint"))),
+        &pool_side,
+    );
+    role(
+        "translator",
+        "translator",
+        cfg("translator", "proxy"),
+        &["pool", "mint", "stats-proxy"],
+        &[p("sv1"), p("translator_monitoring"), p("wallet")],
+        Some(format!(
+            "http://{}/api/v1/status",
+            a("translator_monitoring")
+        )),
+        &proxy_side,
+    );
+    role(
+        "web-pool",
+        "web-pool",
+        cfg("web-pool", "pool"),
+        &["stats-pool"],
+        &[p("web_pool")],
+        Some(format!("http://{}/", a("web_pool"))),
+        &pool_side,
+    );
+    role(
+        "web-proxy",
+        "web-proxy",
+        cfg("web-proxy", "proxy"),
+        &["stats-proxy"],
+        &[p("web_proxy")],
+        Some(format!("http://{}/", a("web_proxy"))),
+        &proxy_side,
+    );
+    role(
+        "mining-device",
+        "mining-device",
+        [
+            "--pool",
+            &a("pool"),
+            "--pool-pubkey",
+            AUTHORITY_PUBLIC_KEY,
+            "--user-identity",
+            "supervised-miner",
+            "--nominal-hashrate",
+            "20000",
+            "--limit-hashrate",
+            "--wallet-mint-url",
+            &format!("http://{}", a("mint")),
+            "--wallet-db",
+            ".hashpool/data/mining-device/wallet.sqlite",
+            "--wallet-mnemonic-file",
+            ".hashpool/data/mining-device/mnemonic",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        &["pool", "mint"],
+        &[],
+        None,
+        "",
+    );
+    role(
+        "mining-device-sv1",
+        "mining-device-sv1",
+        [
+            "--address",
+            &a("sv1"),
+            "--user",
+            "supervised.sv1",
+            "--limit-hashrate",
+            "20000",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        &["translator"],
+        &[],
+        None,
+        "",
+    );
+    (profile, ports.values().copied().collect())
+}
+
+/// `stop` returned: no role process is left and every port is free.
+fn assert_stopped(run: &Run, pids: &[u64], ports: &[u16]) {
+    let out = run.stop();
+    assert!(out.status.success(), "stop failed: {}", text(&out));
+    for pid in pids {
+        assert!(!alive(*pid), "pid {pid} still running after stop");
+    }
+    for port in ports {
+        assert!(port_free(*port), "port {port} still taken after stop");
+    }
+    let status = run.status();
+    assert_eq!(status["running"], false, "{status:#}");
+}
+
+fn pids(status: &Value) -> Vec<u64> {
+    let mut pids: Vec<u64> = roles(status)
+        .iter()
+        .filter_map(|r| r["pid"].as_u64())
+        .collect();
+    if let Some(p) = status["state"]["supervisor_pid"].as_u64() {
+        pids.push(p);
+    }
+    pids
+}
+
+#[test]
+fn supervised_run_is_healthy_restarts_a_killed_role_and_stops_cleanly_ten_times() {
+    let (profile, ports) = full_profile();
+    let run = Run::new(&profile);
+
+    let out = run.up();
+    assert!(out.status.success(), "up failed: {}", text(&out));
+    assert!(
+        text(&out).contains("every role is healthy"),
+        "{}",
+        text(&out)
+    );
+    let status = run.status();
+    assert!(all_healthy(&status), "{status:#}");
+    assert_eq!(roles(&status).len(), 10);
+
+    // A second `up` on the same run directory is refused, with what to do.
+    let again = run.up();
+    assert!(!again.status.success());
+    assert!(text(&again).contains("already running"), "{}", text(&again));
+
+    // SIGKILL the pool: the supervisor notices, restarts it, and it is healthy again.
+    let before = role(&roles(&status), "pool")["pid"]
+        .as_u64()
+        .expect("pool pid");
+    Command::new("kill")
+        .args(["-KILL", &before.to_string()])
+        .status()
+        .expect("kill");
+    let status = run.wait_for("the killed pool restarted and healthy", |s| {
+        let r = roles(s);
+        let pool = role(&r, "pool");
+        pool["phase"] == "healthy"
+            && pool["pid"].as_u64().is_some_and(|p| p != before)
+            && pool["restarts"] == 1
+    });
+    assert!(!alive(before));
+    // The others were left alone.
+    for r in roles(&status) {
+        if r["name"] != "pool" {
+            assert_eq!(r["restarts"], 0, "{r:#}");
+        }
+    }
+    let supervisor_log =
+        std::fs::read_to_string(run.dir.path().join("run/logs/hashpool.log")).expect("log");
+    assert!(
+        supervisor_log.contains("exited (signal 9)"),
+        "{supervisor_log}"
+    );
+    let logs = run.hashpool(&["logs", "pool", "-n", "500"]);
+    assert!(text(&logs).contains("start #2 of pool"), "{}", text(&logs));
+
+    assert_stopped(&run, &pids(&status), &ports);
+
+    // Nine more times: up, every role healthy, stop, nothing left.
+    for round in 2..=10 {
+        let out = run.up();
+        assert!(
+            out.status.success(),
+            "round {round}: up failed: {}",
+            text(&out)
+        );
+        let status = run.status();
+        assert!(all_healthy(&status), "round {round}: {status:#}");
+        assert_stopped(&run, &pids(&status), &ports);
+    }
+}
+
+#[test]
+fn a_role_that_cannot_start_is_given_up_after_ten_failures_and_errors_say_what_to_do() {
+    let tp = free_address();
+    let tp_http = free_address();
+    let monitoring = free_address();
+    let profile = format!(
+        r#"[supervisor]
+health_interval_ms = 200
+restart_initial_ms = 20
+restart_max_ms = 200
+max_failures = 10
+
+[[role]]
+name = "template-provider"
+command = "template-provider"
+args = ["-c", {tp_config:?}]
+ports = [{tp_port}, {tp_http_port}]
+health_http = ["http://{tp_http}/status"]
+[role.env]
+HASHPOOL__TEMPLATE_PROVIDER__LISTEN_ADDRESS = "{tp}"
+HASHPOOL__TEMPLATE_PROVIDER__HTTP_ADDRESS = "{tp_http}"
+
+# A bad config value: the pool refuses to start, every time.
+[[role]]
+name = "pool"
+command = "pool"
+args = ["-c", {pool_config:?}, "-g", {shared:?}]
+after = ["template-provider"]
+ports = [{monitoring_port}]
+[role.env]
+HASHPOOL__POOL__MONITORING_ADDRESS = "{monitoring}"
+HASHPOOL__POOL__SHARES_PER_MINUTE = "lots"
+"#,
+        tp_config = repo_config("template-provider.config.toml"),
+        pool_config = repo_config("pool.config.toml"),
+        shared = repo_config("shared/pool.toml"),
+        tp_port = tp.port(),
+        tp_http_port = tp_http.port(),
+        monitoring_port = monitoring.port(),
+    );
+    let run = Run::new(&profile);
+
+    // A port in use: refused before anything starts, naming the port and the role.
+    {
+        let _busy = std::net::TcpListener::bind(tp).expect("hold the port");
+        let out = run.up();
+        assert!(!out.status.success());
+        let t = text(&out);
+        assert!(
+            t.contains(&format!(
+                "port {} (role template-provider) is already in use",
+                tp.port()
+            )),
+            "{t}"
+        );
+        assert_eq!(run.status()["running"], false);
+    }
+
+    let out = run.up();
+    assert!(!out.status.success(), "up must report the failed role");
+    let t = text(&out);
+    assert!(t.contains("role pool could not be started"), "{t}");
+    assert!(t.contains("gave up after 10 failures in a row"), "{t}");
+    // The pool's own reason, from its log.
+    assert!(t.contains("shares_per_minute"), "{t}");
+
+    let status = run.status();
+    let r = roles(&status);
+    let pool = role(&r, "pool");
+    assert_eq!(pool["phase"], "failed", "{status:#}");
+    assert_eq!(pool["failures"], 10);
+    assert_eq!(
+        pool["restarts"], 9,
+        "ten starts: the first and nine restarts"
+    );
+    assert!(pool["pid"].is_null());
+    assert_eq!(role(&r, "template-provider")["phase"], "healthy");
+    let human = text(&run.hashpool(&["status"]));
+    assert!(
+        human.contains("failed") && human.contains("gave up"),
+        "{human}"
+    );
+    let supervisor_log = text(&run.hashpool(&["logs", "-n", "1000"]));
+    assert_eq!(
+        supervisor_log.matches("restart in").count(),
+        9,
+        "nine restarts with back-off before giving up: {supervisor_log}"
+    );
+
+    assert_stopped(
+        &run,
+        &pids(&status),
+        &[tp.port(), tp_http.port(), monitoring.port()],
+    );
+
+    // A binary that does not exist: refused with what to do.
+    let missing = Run::new("[[role]]\nname = \"ghost\"\ncommand = \"no-such-hashpool-role\"\n");
+    let out = missing.up();
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(
+        t.contains("binary `no-such-hashpool-role` not found") && t.contains("cargo build"),
+        "{t}"
+    );
+}
