@@ -15,6 +15,8 @@ command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
 # The dashboards' browser test: Debian's Chromium driven through chromedriver.
 command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_pkgs+=(chromium-driver)
+# The deployment test checks every systemd unit with systemd-analyze.
+command -v systemd-analyze >/dev/null 2>&1 || need_pkgs+=(systemd)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "==> installing system packages: ${need_pkgs[*]}"
     SUDO=""
@@ -32,4 +34,4 @@ if [ "${1:-}" = "--deps-only" ]; then
     exit 0
 fi
 echo "==> building every role (debug)"
-cargo build --bins
+cargo build --workspace --bins

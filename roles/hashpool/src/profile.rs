@@ -310,6 +310,27 @@ mod tests {
         assert!(typo.to_string().contains("comand"), "{typo}");
     }
 
+    /// devenv.nix runs the same processes as the dev profile, with the same arguments.
+    #[test]
+    fn devenv_runs_the_dev_profile() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let p = Profile::load(&root.join("config/profiles/dev.toml")).unwrap();
+        let devenv = std::fs::read_to_string(root.join("devenv.nix")).unwrap();
+        for role in &p.roles {
+            assert!(
+                devenv.contains(&format!("    {} = role {{", role.name)),
+                "devenv.nix lacks {}",
+                role.name
+            );
+            let exec = format!("exec = \"{} {}\";", role.command, role.args.join(" "));
+            assert!(devenv.contains(&exec), "devenv.nix lacks `{exec}`");
+            for dep in &role.after {
+                assert!(devenv.contains(&format!("\"{dep}\"")), "{}: {dep}", role.name);
+            }
+        }
+        assert_eq!(devenv.matches(" = role {").count(), p.roles.len());
+    }
+
     #[test]
     fn the_dev_profile_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/profiles/dev.toml");
