@@ -325,7 +325,11 @@ mod tests {
             let exec = format!("exec = \"{} {}\";", role.command, role.args.join(" "));
             assert!(devenv.contains(&exec), "devenv.nix lacks `{exec}`");
             for dep in &role.after {
-                assert!(devenv.contains(&format!("\"{dep}\"")), "{}: {dep}", role.name);
+                assert!(
+                    devenv.contains(&format!("\"{dep}\"")),
+                    "{}: {dep}",
+                    role.name
+                );
             }
         }
         assert_eq!(devenv.matches(" = role {").count(), p.roles.len());

@@ -116,6 +116,14 @@ pub struct PoolRunConfig {
 impl PoolRunConfig {
     /// Combines both files; fails naming the key when a value is unusable.
     pub fn new(global: &PoolGlobalConfig, own: PoolConfig) -> Result<Self, String> {
+        let ours: Secp256k1PublicKey = own.pool.authority_secret_key.into();
+        if ours.into_bytes() != global.pool.authority_public_key.into_bytes() {
+            return Err(
+                "`pool.authority_secret_key` does not match `[pool] authority_public_key` in the \
+                 shared config: miners pinning that key would refuse this pool"
+                    .into(),
+            );
+        }
         let unit_work = UnitWork::from_difficulty(global.ehash.unit_work)
             .map_err(|e| format!("shared config key `ehash.unit_work`: {e}"))?;
         let stats_reporting =
@@ -171,6 +179,25 @@ mod tests {
         let derived: Secp256k1PublicKey = run.pool.authority_secret_key.into();
         assert_eq!(derived.to_string(), run.authority_public_key.to_string());
         assert!(run.pool.shares_per_minute > 0.0);
+    }
+
+    #[test]
+    fn a_secret_key_not_matching_the_pinned_public_key_is_refused() {
+        let global: PoolGlobalConfig =
+            hashpool_config::load_with_env(&repo("config/shared/pool.toml"), vec![]).unwrap();
+        let other = "mkDLTBBRxdBv998612qipDYoTK3YUrqLe8uWw7gu3iXbSrn2n";
+        let own: PoolConfig = hashpool_config::load_with_env(
+            &repo("config/pool.config.toml"),
+            vec![(
+                "HASHPOOL__POOL__AUTHORITY_SECRET_KEY".to_string(),
+                // A valid key, but not the half of the pinned public key.
+                "2Fxg7HNDUQQaFHR4rSJTjDVuTRT5LCV6kVBmbK4k6gLazrwzU4".to_string(),
+            )],
+        )
+        .unwrap();
+        assert_ne!(own.pool.authority_secret_key.to_string(), other);
+        let err = PoolRunConfig::new(&global, own).err().unwrap();
+        assert!(err.contains("does not match"), "{err}");
     }
 
     #[test]

@@ -60,6 +60,26 @@ pub fn free_address() -> SocketAddr {
     l.local_addr().expect("local address")
 }
 
+/// Where `cargo build` put the workspace's binaries: two levels above the running test binary
+/// (`target/debug/deps/<test>`). Tests that run the binaries themselves need
+/// `cargo build --workspace --bins` first (scripts/test.sh does it).
+pub fn workspace_bin_dir(needed: &[&str]) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/debug")
+        .to_path_buf();
+    for bin in needed {
+        assert!(
+            dir.join(bin).is_file(),
+            "{} missing: run `cargo build --workspace --bins` before the tests (scripts/test.sh does)",
+            dir.join(bin).display()
+        );
+    }
+    dir
+}
+
 pub fn loopback_any_port() -> SocketAddr {
     "127.0.0.1:0".parse().expect("valid address")
 }

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod crash;
+mod deployment;
 mod extended_channel;
 mod ledger;
 mod locking_key;

@@ -11,18 +11,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hashpool_e2e::{free_address, AUTHORITY_PUBLIC_KEY};
+use hashpool_e2e::{free_address, workspace_bin_dir, AUTHORITY_PUBLIC_KEY};
 use serde_json::Value;
 
-/// Where `cargo build` put the binaries: two levels above this test binary (`target/debug/deps`).
 fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/debug")
-        .to_path_buf();
-    for bin in [
+    workspace_bin_dir(&[
         "hashpool",
         "pool",
         "mint",
@@ -34,14 +27,7 @@ fn bin_dir() -> PathBuf {
         "web-proxy",
         "mining-device",
         "mining-device-sv1",
-    ] {
-        assert!(
-            dir.join(bin).is_file(),
-            "{} missing: run `cargo build --workspace --bins` before the tests (scripts/test.sh does)",
-            dir.join(bin).display()
-        );
-    }
-    dir
+    ])
 }
 
 fn repo_config(file: &str) -> String {
