@@ -14,7 +14,8 @@ let
     period_seconds = 2;
     failure_threshold = 30;
   };
-  # Restarts like `hashpool up`: on failure, backing off, at most 10 times.
+  # Restarted on failure, 1 s apart, at most 10 times (process-compose's policy; `hashpool up`
+  # doubles its delays and counts failures in a row).
   availability = { restart = "on_failure"; backoff_seconds = 1; max_restarts = 10; };
   after = deps: builtins.listToAttrs (map (d: {
     name = d;

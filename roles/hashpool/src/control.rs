@@ -18,6 +18,9 @@ use crate::{
     supervisor::{find_binary, START_MARKER},
 };
 
+/// Failures in a row after which `up` reports a role instead of waiting for it.
+const FAILURES_TO_REPORT: u32 = 3;
+
 /// Everything `up` needs to know.
 pub struct UpOptions {
     pub profile: String,
@@ -158,24 +161,53 @@ pub fn up(options: &UpOptions) -> anyhow::Result<()> {
         prepared.run.logs().display()
     );
 
-    let deadline = Instant::now() + options.timeout;
+    let started = Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(250));
         if let Some(status) = supervisor.try_wait()? {
             let tail = tail_lines(&prepared.run.supervisor_log(), 20).unwrap_or_default();
             bail!("the supervisor exited at start ({status}):\n{tail}");
         }
-        let Some(state) = prepared.run.read_state().ok().flatten() else {
+        let timed_out = started.elapsed() >= options.timeout;
+        // The supervisor's own state only (the file may still be the last run's).
+        let state = prepared
+            .run
+            .read_state()
+            .ok()
+            .flatten()
+            .filter(|s| s.supervisor_pid == supervisor.id());
+        let Some(state) = state else {
+            if timed_out {
+                bail!(
+                    "the supervisor wrote no state in {} s: see {}",
+                    options.timeout.as_secs(),
+                    prepared.run.supervisor_log().display()
+                );
+            }
             continue;
         };
-        if state.supervisor_pid != supervisor.id() {
-            continue;
-        }
-        if let Some(failed) = state.roles.iter().find(|r| r.phase == Phase::Failed) {
+        // A role given up, or failing at start again and again (the supervisor keeps retrying
+        // it until it gives up, which with the default back-off takes minutes): say why now.
+        let failing = state
+            .roles
+            .iter()
+            .find(|r| r.phase == Phase::Failed)
+            .or_else(|| {
+                state
+                    .roles
+                    .iter()
+                    .find(|r| r.failures >= FAILURES_TO_REPORT && r.phase != Phase::Healthy)
+            });
+        if let Some(failed) = failing {
             print!("{}", render_status(&state, true));
             let output = last_run_output(&failed.log, 15).unwrap_or_default();
+            let what = if failed.phase == Phase::Failed {
+                "could not be started"
+            } else {
+                "keeps failing at start (the supervisor retries it with back-off and gives up after the profile's max_failures)"
+            };
             bail!(
-                "role {} could not be started: {}\nits last run said ({}):\n{output}\n\
+                "role {} {what}: {}\nits last run said ({}):\n{output}\n\
                  The other roles keep running: `hashpool stop` stops them.",
                 failed.name,
                 failed.message.as_deref().unwrap_or("failed"),
@@ -193,7 +225,7 @@ pub fn up(options: &UpOptions) -> anyhow::Result<()> {
             );
             return Ok(());
         }
-        if Instant::now() >= deadline {
+        if timed_out {
             print!("{}", render_status(&state, true));
             let slow: Vec<_> = state
                 .roles
@@ -323,20 +355,24 @@ fn human_duration(secs: u64) -> String {
 /// is ended here; returns once every process is gone and every port is free.
 pub fn stop(run_dir: &Path, timeout: Duration) -> anyhow::Result<()> {
     let run = RunDir::new(absolute(run_dir)?);
-    let state = run.read_state()?;
     if run.supervisor_running()? {
-        let Some(state) = &state else {
-            bail!(
-                "a supervisor holds {} but wrote no state yet; try again in a moment",
-                run.root.display()
-            );
-        };
-        let pid = libc::pid_t::try_from(state.supervisor_pid).context("supervisor pid")?;
-        // SAFETY: kill(2) with a pid read from our own state file, whose lock shows it alive.
+        // The pid comes from the lock file the supervisor wrote after taking the lock (the state
+        // file may still be the last run's), and must still be a `hashpool supervise`.
+        let pid = run
+            .supervisor_pid()
+            .filter(|p| is_supervisor(*p))
+            .with_context(|| {
+                format!(
+                    "a supervisor holds {} but its pid is not recorded yet; try again in a moment",
+                    run.root.display()
+                )
+            })?;
+        let pid = libc::pid_t::try_from(pid).context("supervisor pid")?;
+        // SAFETY: kill(2) on the pid checked above.
         unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
         while run.supervisor_running()? {
-            if Instant::now() >= deadline {
+            if started.elapsed() >= timeout {
                 eprintln!(
                     "the supervisor did not stop in {} s; killing it",
                     timeout.as_secs()
@@ -348,12 +384,15 @@ pub fn stop(run_dir: &Path, timeout: Duration) -> anyhow::Result<()> {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-    } else if state.is_none() {
-        println!("hashpool is not running in {}", run.root.display());
-        return Ok(());
     }
-    let Some(last) = state else {
-        return Ok(());
+    // Read after the supervisor is gone: its last word on which roles ran where.
+    let last = match run.read_state() {
+        Ok(Some(state)) => state,
+        Ok(None) => {
+            println!("hashpool is not running in {}", run.root.display());
+            return Ok(());
+        }
+        Err(e) => bail!("{e}: the supervisor has stopped, but which roles ran is unknown"),
     };
     // Roles a killed supervisor could not stop.
     for role in &last.roles {
@@ -365,11 +404,11 @@ pub fn stop(run_dir: &Path, timeout: Duration) -> anyhow::Result<()> {
             state::signal_group(pid, libc::SIGKILL);
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let started = Instant::now();
     let mut busy = Vec::new();
     for role in &last.roles {
         for port in &role.ports {
-            while state::port_in_use(*port) && Instant::now() < deadline {
+            while state::port_in_use(*port) && started.elapsed() < Duration::from_secs(10) {
                 std::thread::sleep(Duration::from_millis(100));
             }
             if state::port_in_use(*port) {
@@ -387,26 +426,53 @@ pub fn stop(run_dir: &Path, timeout: Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The last `n` lines of a file.
-pub fn tail_lines(path: &Path, n: usize) -> std::io::Result<String> {
-    let text = std::fs::read(path)?;
-    let text = String::from_utf8_lossy(&text);
-    let lines: Vec<&str> = text.lines().collect();
-    let start = lines.len().saturating_sub(n);
-    Ok(lines[start..].join("\n"))
+/// Whether `pid` is a `hashpool supervise` process.
+fn is_supervisor(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| c.split(|b| *b == 0).any(|arg| arg == b"supervise"))
+        .unwrap_or(false)
 }
 
-/// The first `n` lines a role wrote in its last run (after the supervisor's last start marker):
-/// where a failed start explains itself, before any backtrace.
+/// The last `n` lines of a file, reading at most its last MiB.
+pub fn tail_lines(path: &Path, n: usize) -> std::io::Result<String> {
+    tail_until(path, n, None)
+}
+
+/// The last `n` lines before byte `end` (the file's end if `None`).
+fn tail_until(path: &Path, n: usize, end: Option<u64>) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let len = end.unwrap_or(file.metadata()?.len());
+    let start = len.saturating_sub(TAIL_WINDOW);
+    file.seek(SeekFrom::Start(start))?;
+    let mut buf = Vec::new();
+    file.take(len - start).read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf);
+    let mut lines: Vec<&str> = text.lines().collect();
+    if start > 0 && !lines.is_empty() {
+        // The first line is cut.
+        lines.remove(0);
+    }
+    let from = lines.len().saturating_sub(n);
+    Ok(lines[from..].join("\n"))
+}
+
+const TAIL_WINDOW: u64 = 1 << 20;
+
+/// The first `n` lines a role wrote in its last run that wrote anything (runs start at the
+/// supervisor's start markers): where a failed start explains itself, before any backtrace. A
+/// run just started and still silent is skipped.
 pub fn last_run_output(path: &Path, n: usize) -> std::io::Result<String> {
-    let text = std::fs::read(path)?;
-    let text = String::from_utf8_lossy(&text);
-    let last = text.rfind(START_MARKER).unwrap_or(0);
-    let after = text[last..]
-        .split_once('\n')
-        .map(|(_, rest)| rest)
+    let text = tail_lines(path, 10_000)?;
+    let runs: Vec<&str> = text
+        .split(START_MARKER)
+        .map(|run| run.split_once('\n').map(|(_, rest)| rest).unwrap_or(""))
+        .collect();
+    let run = runs
+        .into_iter()
+        .rev()
+        .find(|output| !output.trim().is_empty())
         .unwrap_or("");
-    Ok(after.lines().take(n).collect::<Vec<_>>().join("\n"))
+    Ok(run.lines().take(n).collect::<Vec<_>>().join("\n"))
 }
 
 /// `hashpool logs [ROLE] [-n N] [--follow]`: a role's log, or the supervisor's without a role.
@@ -438,7 +504,13 @@ pub fn logs(run_dir: &Path, role: Option<&str>, lines: usize, follow: bool) -> a
     };
     let out = std::io::stdout();
     let mut out = out.lock();
-    let tail = tail_lines(&path, lines).with_context(|| format!("reading {}", path.display()))?;
+    // Where the file ends now: the tail is printed up to here and following starts here, so no
+    // line written in between is lost.
+    let mut pos = std::fs::metadata(&path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    let tail = tail_until(&path, lines, Some(pos))
+        .with_context(|| format!("reading {}", path.display()))?;
     if !tail.is_empty() {
         writeln!(out, "{tail}")?;
     }
@@ -446,25 +518,24 @@ pub fn logs(run_dir: &Path, role: Option<&str>, lines: usize, follow: bool) -> a
     if !follow {
         return Ok(());
     }
-    let mut file = std::fs::File::open(&path)?;
-    let mut pos = file.seek(SeekFrom::End(0))?;
     let mut buf = Vec::new();
     loop {
         std::thread::sleep(Duration::from_millis(250));
         let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         if len < pos {
             // Truncated or replaced (rotation): read the new file from its start.
-            file = std::fs::File::open(&path)?;
             pos = 0;
         }
+        if len == pos {
+            continue;
+        }
+        let mut file = std::fs::File::open(&path)?;
         file.seek(SeekFrom::Start(pos))?;
         buf.clear();
         let read = file.read_to_end(&mut buf)?;
-        if read > 0 {
-            pos += read as u64;
-            out.write_all(&buf)?;
-            out.flush()?;
-        }
+        pos += read as u64;
+        out.write_all(&buf)?;
+        out.flush()?;
     }
 }
 
@@ -494,7 +565,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("pool.log");
         let log = format!(
-            "{START_MARKER} #1 ----\nError: old\n{START_MARKER} #2 ----\nError: bad key\nStack backtrace:\n  0: x\n"
+            "{START_MARKER} #1 ----\nError: old\n{START_MARKER} #2 ----\nError: bad key\nStack backtrace:\n  0: x\n{START_MARKER} #3 ----\n"
         );
         std::fs::write(&p, log).unwrap();
         assert_eq!(

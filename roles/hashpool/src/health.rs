@@ -13,7 +13,11 @@ pub struct Checker {
 
 impl Checker {
     pub fn new() -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder().timeout(CHECK_TIMEOUT).build()?;
+        // Checks are for 127.0.0.1: never through an HTTP(S)_PROXY from the environment.
+        let http = reqwest::Client::builder()
+            .timeout(CHECK_TIMEOUT)
+            .no_proxy()
+            .build()?;
         Ok(Self { http })
     }
 

@@ -58,9 +58,9 @@ pub const ROLE_KEYS: [RoleKey; 5] = [
     },
 ];
 
-/// The public keys of one deployment, by role.
+/// The public keys of one deployment, by role, and what was kept as the operator set it.
 #[derive(Debug, Clone)]
-pub struct PublicKeys(pub Vec<(&'static str, Secp256k1PublicKey)>);
+pub struct PublicKeys(pub Vec<(&'static str, Secp256k1PublicKey)>, pub Vec<String>);
 
 impl PublicKeys {
     pub fn of(&self, role: &str) -> Option<Secp256k1PublicKey> {
@@ -81,13 +81,18 @@ pub fn ensure(config_dir: &Path, data_dir: &Path) -> Result<PublicKeys, KeysErro
     fs::create_dir_all(&keys_dir).map_err(io_err(&keys_dir))?;
     fs::set_permissions(&keys_dir, fs::Permissions::from_mode(0o700)).map_err(io_err(&keys_dir))?;
     let mut public = Vec::new();
+    let mut made = Vec::new();
     for key in &ROLE_KEYS {
         let path = keys_dir.join(format!("{}.env", key.role));
+        let existed = path.exists();
         let secret = load_or_create(&path, key.var)?;
+        if !existed {
+            made.push(key.role);
+        }
         public.push((key.role, Secp256k1PublicKey::from(secret)));
     }
-    let public = PublicKeys(public);
-    write_topology(config_dir, &public)?;
+    let mut public = PublicKeys(public, Vec::new());
+    public.1 = write_topology(config_dir, &public, &made)?;
 
     let mnemonic = data_dir.join("translator").join("mnemonic");
     hashpool_config::secret_file::load_or_create(&mnemonic, || {
@@ -162,31 +167,53 @@ fn load_or_create(path: &Path, var: &'static str) -> Result<Secp256k1SecretKey, 
     }
 }
 
-/// Puts the public keys into `shared/pool.toml` and `shared/proxy.toml` (comments kept).
-fn write_topology(config_dir: &Path, keys: &PublicKeys) -> Result<(), KeysError> {
-    let key = |role: &str| keys.of(role).map(|k| k.to_string()).unwrap_or_default();
+/// The public key the shipped topology files carry until `hashpool keys` replaces it (the
+/// well-known SRI test key).
+pub const PLACEHOLDER_KEY: &str = "9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH72";
+
+/// Puts the public keys into `shared/pool.toml` and `shared/proxy.toml` (comments kept) where
+/// they are missing or still the shipped placeholder, and wherever a key was made just now
+/// (first install, or a rotation: its file was deleted). Otherwise a key the operator set (a
+/// translator pointed at another pool, say) is kept and reported.
+fn write_topology(
+    config_dir: &Path,
+    keys: &PublicKeys,
+    made: &[&str],
+) -> Result<Vec<String>, KeysError> {
+    let key = |role: &str| Entry {
+        generated: keys.of(role).map(|k| k.to_string()).unwrap_or_default(),
+        replace: made.contains(&role),
+    };
     let pool_side = [
-        ("pool", "authority_public_key", vec![key("pool")]),
-        ("mint", "authority_public_key", vec![key("mint")]),
-        ("stats", "authority_public_key", vec![key("stats-pool")]),
+        ("pool", "authority_public_key", key("pool")),
+        ("mint", "authority_public_key", key("mint")),
+        ("stats", "authority_public_key", key("stats-pool")),
         // The pool reports to stats-pool with its authority key.
-        ("stats", "reporter_public_keys", vec![key("pool")]),
+        ("stats", "reporter_public_keys", key("pool")),
     ];
     let proxy_side = [
-        (
-            "translator",
-            "upstream_authority_public_key",
-            vec![key("pool")],
-        ),
-        ("stats", "authority_public_key", vec![key("stats-proxy")]),
-        ("stats", "reporter_public_keys", vec![key("translator")]),
+        ("translator", "upstream_authority_public_key", key("pool")),
+        ("stats", "authority_public_key", key("stats-proxy")),
+        ("stats", "reporter_public_keys", key("translator")),
     ];
-    set_keys(&config_dir.join("shared/pool.toml"), &pool_side)?;
-    set_keys(&config_dir.join("shared/proxy.toml"), &proxy_side)
+    let mut notes = set_keys(&config_dir.join("shared/pool.toml"), &pool_side)?;
+    notes.extend(set_keys(
+        &config_dir.join("shared/proxy.toml"),
+        &proxy_side,
+    )?);
+    Ok(notes)
 }
 
-/// `(section, key, value)`: one value is a string, `reporter_public_keys` a list.
-fn set_keys(path: &Path, entries: &[(&str, &str, Vec<String>)]) -> Result<(), KeysError> {
+/// A generated public key, and whether it replaces whatever the file holds.
+struct Entry {
+    generated: String,
+    replace: bool,
+}
+
+/// `(section, key, entry)`: a string key is set if missing, the placeholder, or `replace`; in a
+/// list (`reporter_public_keys`) the placeholder is dropped (everything, with `replace`) and
+/// the generated key added if absent.
+fn set_keys(path: &Path, entries: &[(&str, &str, Entry)]) -> Result<Vec<String>, KeysError> {
     let text = fs::read_to_string(path).map_err(io_err(path))?;
     let mut doc: toml_edit::DocumentMut =
         text.parse()
@@ -194,7 +221,9 @@ fn set_keys(path: &Path, entries: &[(&str, &str, Vec<String>)]) -> Result<(), Ke
                 path: path.to_path_buf(),
                 reason: e.to_string(),
             })?;
-    for (section, key, values) in entries {
+    let mut notes = Vec::new();
+    for (section, key, entry) in entries {
+        let generated = &entry.generated;
         let table = doc
             .get_mut(section)
             .and_then(|t| t.as_table_mut())
@@ -203,13 +232,37 @@ fn set_keys(path: &Path, entries: &[(&str, &str, Vec<String>)]) -> Result<(), Ke
                 reason: format!("no [{section}] section"),
             })?;
         let value = if key.ends_with("_keys") {
-            let mut list = toml_edit::Array::new();
-            for v in values {
-                list.push(v.as_str());
+            let mut list: Vec<String> = table
+                .get(key)
+                .and_then(|v| v.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            list.retain(|k| k != PLACEHOLDER_KEY && !entry.replace);
+            if !list.contains(generated) {
+                list.push(generated.clone());
             }
-            toml_edit::value(list)
+            let mut array = toml_edit::Array::new();
+            for k in &list {
+                array.push(k.as_str());
+            }
+            toml_edit::value(array)
         } else {
-            toml_edit::value(values.first().cloned().unwrap_or_default())
+            match table.get(key).and_then(|v| v.as_str()) {
+                Some(current) if current != PLACEHOLDER_KEY && !entry.replace => {
+                    if current != generated {
+                        notes.push(format!(
+                            "{}: kept {section}.{key} = {current} (set by you; the generated key is {generated})",
+                            path.display()
+                        ));
+                    }
+                    continue;
+                }
+                _ => toml_edit::value(generated.as_str()),
+            }
         };
         // Keep the comment above the key.
         let decor = table.key(key).map(|k| k.leaf_decor().clone());
@@ -224,7 +277,7 @@ fn set_keys(path: &Path, entries: &[(&str, &str, Vec<String>)]) -> Result<(), Ke
         fs::write(&tmp, &updated).map_err(io_err(&tmp))?;
         fs::rename(&tmp, path).map_err(io_err(path))?;
     }
-    Ok(())
+    Ok(notes)
 }
 
 #[cfg(test)]
@@ -325,6 +378,29 @@ mod tests {
         assert_eq!(
             fs::read_to_string(data.join("translator/mnemonic")).unwrap(),
             mnemonic
+        );
+        assert!(second.1.is_empty(), "{:?}", second.1);
+
+        // A translator the operator pointed at another pool keeps that pool's key.
+        let proxy_file = etc.join("shared/proxy.toml");
+        let remote = first.of("mint").unwrap().to_string();
+        let text = fs::read_to_string(&proxy_file)
+            .unwrap()
+            .replace(&key("pool"), &remote);
+        fs::write(&proxy_file, text).unwrap();
+        let third = ensure(&etc, &data).unwrap();
+        let proxy: ProxyGlobalConfig = hashpool_config::load_with_env(&proxy_file, []).unwrap();
+        assert_eq!(
+            proxy.translator.upstream_authority_public_key.to_string(),
+            remote
+        );
+        assert!(
+            third
+                .1
+                .iter()
+                .any(|n| n.contains("upstream_authority_public_key")),
+            "{:?}",
+            third.1
         );
     }
 

@@ -25,9 +25,6 @@ struct Cli {
         default_value = ".hashpool"
     )]
     run_dir: PathBuf,
-    /// Also write the supervisor's own log to this file.
-    #[arg(short = 'f', long, global = true)]
-    log_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -46,8 +43,11 @@ enum Cmd {
         #[arg(long)]
         foreground: bool,
         /// How long to wait for every role to be healthy.
-        #[arg(long, default_value_t = 180)]
+        #[arg(long, default_value_t = 180, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         timeout_secs: u64,
+        /// With --foreground, also write the supervisor's log to this file.
+        #[arg(long)]
+        log_file: Option<PathBuf>,
     },
     /// State, pid, restarts and uptime of every role.
     Status {
@@ -61,13 +61,14 @@ enum Cmd {
         /// Lines from the end to print first.
         #[arg(short = 'n', long, default_value_t = 100)]
         lines: usize,
-        /// Keep printing what is written.
-        #[arg(short = 'F', long)]
+        /// Keep printing what is written (like `tail -f`).
+        #[arg(short = 'f', long, short_alias = 'F')]
         follow: bool,
     },
     /// Stop every role and the supervisor; returns when every port is free.
     Stop {
-        #[arg(long, default_value_t = 120)]
+        /// How long the supervisor gets to stop every role before it is killed.
+        #[arg(long, default_value_t = 180, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         timeout_secs: u64,
     },
     /// Make a deployment's keys and wallet mnemonic (never replacing existing ones) and write
@@ -87,6 +88,8 @@ enum Cmd {
         profile: PathBuf,
         #[arg(long)]
         bin_dir: PathBuf,
+        #[arg(long)]
+        log_file: Option<PathBuf>,
     },
 }
 
@@ -98,6 +101,7 @@ fn main() -> anyhow::Result<()> {
             bin_dir,
             foreground,
             timeout_secs,
+            log_file,
         } => {
             let options = UpOptions {
                 profile,
@@ -113,7 +117,7 @@ fn main() -> anyhow::Result<()> {
                     prepared.workdir,
                     prepared.bin_dir,
                     prepared.run,
-                    cli.log_file,
+                    log_file,
                 )
             } else {
                 control::up(&options)
@@ -139,6 +143,9 @@ fn main() -> anyhow::Result<()> {
             for (role, key) in &public.0 {
                 println!("{role:<12} public key {key}");
             }
+            for note in &public.1 {
+                println!("note: {note}");
+            }
             println!(
                 "secret keys: {}/*.env (root only); public keys written to {}/shared/",
                 config_dir.join("keys").display(),
@@ -146,7 +153,11 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Cmd::Supervise { profile, bin_dir } => {
+        Cmd::Supervise {
+            profile,
+            bin_dir,
+            log_file,
+        } => {
             let loaded = Profile::load(&profile)?;
             let workdir = std::env::current_dir()?.join(&loaded.workdir);
             supervise(
@@ -155,7 +166,7 @@ fn main() -> anyhow::Result<()> {
                 workdir,
                 bin_dir,
                 RunDir::new(cli.run_dir),
-                cli.log_file,
+                log_file,
             )
         }
     }
@@ -172,7 +183,7 @@ fn supervise(
     let _log = hashpool_logging::init(log_file.as_deref())?;
     // Held until the process ends: one supervisor per run directory.
     let _lock = run
-        .try_lock()
+        .lock_supervisor()
         .with_context(|| format!("locking {}", run.root.display()))?
         .with_context(|| format!("hashpool is already running from {}", run.root.display()))?;
     // One thread: roles are told to stop when the thread that started them ends

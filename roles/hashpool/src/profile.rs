@@ -194,8 +194,42 @@ impl Profile {
                 }
             }
         }
-        if self.supervisor.max_failures == 0 {
+        for role in &self.roles {
+            for url in &role.health_http {
+                let ok = reqwest::Url::parse(url)
+                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+                if !ok {
+                    return Err(format!(
+                        "role {:?}: health_http {url:?} is not an http URL",
+                        role.name
+                    ));
+                }
+            }
+        }
+        let s = &self.supervisor;
+        if s.max_failures == 0 {
             return Err("supervisor.max_failures must be at least 1".into());
+        }
+        // Bounds keep every delay a sane, representable duration.
+        const DAY_MS: u64 = 86_400_000;
+        const DAY_S: u64 = 86_400;
+        let bounded = [
+            ("health_interval_ms", s.health_interval_ms, 50, DAY_MS),
+            ("restart_initial_ms", s.restart_initial_ms, 1, DAY_MS),
+            ("restart_max_ms", s.restart_max_ms, 1, DAY_MS),
+            ("start_timeout_secs", s.start_timeout_secs, 1, DAY_S),
+            ("stable_after_secs", s.stable_after_secs, 0, DAY_S),
+            ("stop_timeout_secs", s.stop_timeout_secs, 1, 3_600),
+        ];
+        for (key, value, min, max) in bounded {
+            if !(min..=max).contains(&value) {
+                return Err(format!(
+                    "supervisor.{key} = {value}: must be between {min} and {max}"
+                ));
+            }
+        }
+        if s.unhealthy_limit == 0 {
+            return Err("supervisor.unhealthy_limit must be at least 1".into());
         }
         Ok(())
     }
@@ -308,6 +342,13 @@ mod tests {
         assert!(twice.to_string().contains("port 1"), "{twice}");
         let typo = parse("[[role]]\nname = \"a\"\ncomand = \"x\"\n").unwrap_err();
         assert!(typo.to_string().contains("comand"), "{typo}");
+        let url =
+            parse("[[role]]\nname = \"a\"\ncommand = \"x\"\nhealth_http = [\"localhost:80\"]\n")
+                .unwrap_err();
+        assert!(url.to_string().contains("not an http URL"), "{url}");
+        let huge = parse("[supervisor]\nrestart_max_ms = 18446744073709551615\n[[role]]\nname = \"a\"\ncommand = \"x\"\n")
+            .unwrap_err();
+        assert!(huge.to_string().contains("restart_max_ms"), "{huge}");
     }
 
     /// devenv.nix runs the same processes as the dev profile, with the same arguments.
@@ -317,17 +358,26 @@ mod tests {
         let p = Profile::load(&root.join("config/profiles/dev.toml")).unwrap();
         let devenv = std::fs::read_to_string(root.join("devenv.nix")).unwrap();
         for role in &p.roles {
-            assert!(
-                devenv.contains(&format!("    {} = role {{", role.name)),
-                "devenv.nix lacks {}",
-                role.name
-            );
+            let head = format!("    {} = role {{", role.name);
+            let start = devenv
+                .find(&head)
+                .unwrap_or_else(|| panic!("devenv.nix lacks {}", role.name));
+            let block = &devenv[start..];
+            let block = &block[..block.find("\n    };").expect("end of the role's block")];
             let exec = format!("exec = \"{} {}\";", role.command, role.args.join(" "));
-            assert!(devenv.contains(&exec), "devenv.nix lacks `{exec}`");
-            for dep in &role.after {
+            assert!(block.contains(&exec), "devenv.nix lacks `{exec}`");
+            if role.after.is_empty() {
                 assert!(
-                    devenv.contains(&format!("\"{dep}\"")),
-                    "{}: {dep}",
+                    !block.contains("deps ="),
+                    "{}: no deps in the profile",
+                    role.name
+                );
+            } else {
+                let deps: Vec<String> = role.after.iter().map(|d| format!("\"{d}\"")).collect();
+                let line = format!("deps = [ {} ];", deps.join(" "));
+                assert!(
+                    block.contains(&line),
+                    "{}: devenv.nix lacks `{line}`",
                     role.name
                 );
             }

@@ -50,12 +50,13 @@ impl RunDir {
     /// Takes the supervisor lock; `None` if another supervisor holds it. The lock lasts as long
     /// as the returned file is open (and ends with the process, however it ends).
     pub fn try_lock(&self) -> io::Result<Option<File>> {
-        self.create()?;
+        self.create().map_err(|e| with_path(e, &self.root))?;
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(self.lock_file())?;
+            .open(self.lock_file())
+            .map_err(|e| with_path(e, &self.lock_file()))?;
         // SAFETY: flock on a descriptor we own; no memory is shared.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc == 0 {
@@ -70,6 +71,30 @@ impl RunDir {
         }
     }
 
+    /// Takes the supervisor lock for this process and records its pid in the lock file (where
+    /// `stop` finds it: the state file may still be the last run's). Retries for a moment, since
+    /// a `status` probing the lock holds it briefly.
+    pub fn lock_supervisor(&self) -> io::Result<Option<File>> {
+        for _ in 0..20 {
+            if let Some(mut file) = self.try_lock()? {
+                use std::io::Write;
+                file.set_len(0)?;
+                write!(file, "{}", std::process::id())?;
+                file.sync_all()?;
+                return Ok(Some(file));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Ok(None)
+    }
+
+    /// The pid the running supervisor wrote into its lock file.
+    pub fn supervisor_pid(&self) -> Option<u32> {
+        fs::read_to_string(self.lock_file())
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+
     /// Whether a supervisor is running for this directory.
     pub fn supervisor_running(&self) -> io::Result<bool> {
         if !self.lock_file().exists() {
@@ -80,11 +105,14 @@ impl RunDir {
 
     pub fn read_state(&self) -> io::Result<Option<State>> {
         match fs::read(self.state_file()) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                with_path(
+                    io::Error::new(io::ErrorKind::InvalidData, e),
+                    &self.state_file(),
+                )
+            }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+            Err(e) => Err(with_path(e, &self.state_file())),
         }
     }
 
@@ -164,6 +192,11 @@ impl State {
     }
 }
 
+/// An I/O error that names its file (a bare "Permission denied" says nothing).
+fn with_path(e: io::Error, path: &std::path::Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
 pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -215,6 +248,10 @@ mod tests {
         assert!(run.supervisor_running().unwrap());
         drop(held);
         assert!(!run.supervisor_running().unwrap());
+        let held = run.lock_supervisor().unwrap().expect("supervisor lock");
+        assert_eq!(run.supervisor_pid(), Some(std::process::id()));
+        assert!(run.supervisor_running().unwrap());
+        drop(held);
     }
 
     #[test]

@@ -62,20 +62,24 @@ pub struct Supervisor {
 }
 
 /// Where a role's binary is: a path (relative to the work directory), or a name looked up in
-/// the bin directory, then on `PATH`.
+/// the bin directory, then on `PATH`. Only executable files count.
 pub fn find_binary(command: &str, bin_dir: &Path, workdir: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
     if command.contains('/') {
         let p = workdir.join(command);
-        return p.is_file().then_some(p);
+        return runnable(&p).then_some(p);
     }
     let in_bin = bin_dir.join(command);
-    if in_bin.is_file() {
+    if runnable(&in_bin) {
         return Some(in_bin);
     }
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|d| d.join(command))
-            .find(|p| p.is_file())
+            .find(|p| runnable(p))
     })
 }
 
@@ -139,6 +143,8 @@ impl Supervisor {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                // Polled first, so its signal handlers are in place before any role starts.
+                biased;
                 _ = &mut shutdown => break,
                 _ = tick.tick() => {}
             }
@@ -165,6 +171,8 @@ impl Supervisor {
             };
             match child.try_wait() {
                 Ok(Some(status)) => {
+                    // Whatever the role started in its group goes with it.
+                    state::signal_group(child.id(), libc::SIGKILL);
                     slot.child = None;
                     let uptime = slot.started.map(|s| s.elapsed()).unwrap_or_default();
                     let what = format!(
@@ -184,6 +192,10 @@ impl Supervisor {
     fn start_due(&mut self) {
         let now = Instant::now();
         for i in 0..self.slots.len() {
+            if self.slots[i].phase == Phase::Waiting {
+                let message = self.waiting_for(i);
+                self.slots[i].message = message;
+            }
             let due = match self.slots[i].phase {
                 Phase::Waiting => self.slots[i].spec.after.iter().all(|dep| {
                     self.slots
@@ -199,6 +211,22 @@ impl Supervisor {
         }
     }
 
+    /// What a waiting role waits for (and whether that was given up).
+    fn waiting_for(&self, i: usize) -> Option<String> {
+        let pending: Vec<String> = self.slots[i]
+            .spec
+            .after
+            .iter()
+            .filter_map(|dep| self.slots.iter().find(|s| &s.spec.name == dep))
+            .filter(|s| s.phase != Phase::Healthy)
+            .map(|s| match s.phase {
+                Phase::Failed => format!("{} (given up)", s.spec.name),
+                _ => s.spec.name.clone(),
+            })
+            .collect();
+        (!pending.is_empty()).then(|| format!("waiting for {}", pending.join(", ")))
+    }
+
     fn spawn(&mut self, i: usize) {
         let settings = self.profile.supervisor.clone();
         let env = self.profile.env.clone();
@@ -209,6 +237,7 @@ impl Supervisor {
         match start_process(slot, &env, &workdir) {
             Ok(child) => {
                 info!(role = %slot.spec.name, pid = child.id(), attempt, "started");
+                slot.message = None;
                 slot.child = Some(child);
                 slot.phase = Phase::Starting;
                 slot.started = Some(Instant::now());

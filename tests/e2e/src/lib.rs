@@ -80,6 +80,39 @@ pub fn workspace_bin_dir(needed: &[&str]) -> std::path::PathBuf {
     dir
 }
 
+/// `n` free loopback ports below the kernel's ephemeral range, for tests that stop and start
+/// servers on the same ports: no other test's `127.0.0.1:0` socket (ephemeral) can take one of
+/// them in between. The start is spread by the process id, so parallel runs rarely meet.
+pub fn ports_outside_ephemeral_range(n: usize) -> Vec<u16> {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let first = 10_000u16;
+    let span = low.saturating_sub(first).max(1);
+    // Each call in this process continues where the last ended (tests run in parallel).
+    static NEXT: std::sync::Mutex<Option<u16>> = std::sync::Mutex::new(None);
+    let mut next = NEXT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut candidate = next.unwrap_or(first + (std::process::id() % u32::from(span)) as u16);
+    let mut ports = Vec::with_capacity(n);
+    for _ in 0..span {
+        let free = std::net::TcpListener::bind(("127.0.0.1", candidate)).is_ok();
+        if free {
+            ports.push(candidate);
+        }
+        candidate = if candidate + 1 >= low {
+            first
+        } else {
+            candidate + 1
+        };
+        if ports.len() == n {
+            *next = Some(candidate);
+            return ports;
+        }
+    }
+    panic!("fewer than {n} free ports between {first} and {low}");
+}
+
 pub fn loopback_any_port() -> SocketAddr {
     "127.0.0.1:0".parse().expect("valid address")
 }
