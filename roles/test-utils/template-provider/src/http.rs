@@ -1,9 +1,10 @@
-//! Status API: `GET /status` (tip, height, counters) and `GET /blocks/{height}` (hash, txids).
+//! Status API: `GET /status` (tip, height, counters) and `GET /blocks/{height}` (hash, txids);
+//! `POST /`: the Bitcoin Core JSON-RPC subset of [`crate::rpc`].
 
 use axum::{
     extract::{Path, State},
     http::StatusCode,
-    routing::get,
+    routing::{get, post},
     Json, Router,
 };
 use serde::Serialize;
@@ -35,6 +36,7 @@ pub fn router(shared: Shared) -> Router {
     Router::new()
         .route("/status", get(status))
         .route("/blocks/{height}", get(block))
+        .route("/", post(crate::rpc::handle))
         .with_state(shared)
 }
 

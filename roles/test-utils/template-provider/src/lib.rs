@@ -6,6 +6,7 @@ pub mod chain;
 pub mod config;
 pub mod http;
 pub mod mempool;
+pub mod rpc;
 pub mod server;
 pub mod state;
 pub mod template;

@@ -129,3 +129,225 @@ async fn serves_templates_tips_and_transaction_data() -> anyhow::Result<()> {
     tp.stop().await?;
     Ok(())
 }
+
+/// One JSON-RPC call; the whole reply (result, error).
+async fn rpc(
+    http: &reqwest::Client,
+    url: &str,
+    method: &str,
+    params: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let body =
+        serde_json::json!({ "jsonrpc": "1.0", "id": "t", "method": method, "params": params });
+    Ok(http.post(url).json(&body).send().await?.json().await?)
+}
+
+/// A block on `tip` at `height` paying the subsidy plus `fees`, with `txs`, its proof of work
+/// solved (regtest: about every second nonce).
+fn mine(
+    tip: bitcoin::BlockHash,
+    height: u32,
+    time: u32,
+    txs: Vec<bitcoin::Transaction>,
+    fees: bitcoin::Amount,
+) -> bitcoin::Block {
+    use bitcoin::{
+        absolute::LockTime, block::Header, transaction::Version, CompactTarget, OutPoint,
+        ScriptBuf, Sequence, Transaction, TxIn, TxOut, Witness,
+    };
+    use template_provider::chain::rules;
+    let mut all = vec![Transaction {
+        version: Version::TWO,
+        lock_time: LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: OutPoint::null(),
+            script_sig: {
+                let mut s = rules::bip34_prefix(height).into_bytes();
+                s.extend_from_slice(b"rpc-test");
+                ScriptBuf::from_bytes(s)
+            },
+            sequence: Sequence::MAX,
+            witness: Witness::from(vec![vec![0u8; 32]]),
+        }],
+        output: vec![TxOut {
+            value: rules::subsidy(height) + fees,
+            script_pubkey: ScriptBuf::new_op_return([1u8; 4]),
+        }],
+    }];
+    // The commitment covers the transactions after the coinbase.
+    all[0].output.push(rules::witness_commitment_output(&txs));
+    all.extend(txs);
+    let mut block = bitcoin::Block {
+        header: Header {
+            version: bitcoin::block::Version::from_consensus(0x2000_0000),
+            prev_blockhash: tip,
+            merkle_root: rules::merkle_root(&all).expect("transactions"),
+            time,
+            bits: CompactTarget::from_consensus(REGTEST_NBITS),
+            nonce: 0,
+        },
+        txdata: all,
+    };
+    let target = block.header.target();
+    while !target.is_met_by(block.block_hash()) {
+        block.header.nonce += 1;
+    }
+    block
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_rpc_serves_the_bitcoin_core_subset_a_job_declarator_needs() -> anyhow::Result<()> {
+    use bitcoin::consensus::encode::{deserialize_hex, serialize_hex};
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    let tp = TestProvider::start(dir.path(), loopback_any_port(), REGTEST_NBITS, 50).await?;
+    let url = format!("http://{}/", tp.running.http_address);
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + WAIT;
+    let mempool = loop {
+        let r = rpc(&http, &url, "getrawmempool", serde_json::json!([true])).await?;
+        let entries = r["result"].as_object().cloned().unwrap_or_default();
+        if entries.len() >= 2 {
+            break entries;
+        }
+        assert!(std::time::Instant::now() < deadline, "no mempool: {r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    let info = rpc(&http, &url, "getblockchaininfo", serde_json::json!([])).await?;
+    assert_eq!(info["result"]["chain"], "regtest");
+    assert_eq!(info["result"]["blocks"], 0);
+    let tip: bitcoin::BlockHash = info["result"]["bestblockhash"]
+        .as_str()
+        .expect("hash")
+        .parse()?;
+    let best = rpc(&http, &url, "getbestblockhash", serde_json::json!([])).await?;
+    assert_eq!(best["result"], tip.to_string());
+
+    // Every mempool transaction, fetched by txid, hashes to its txid and wtxid.
+    let mut txs = Vec::new();
+    let mut fees = bitcoin::Amount::ZERO;
+    for (txid, entry) in &mempool {
+        let raw = rpc(&http, &url, "getrawtransaction", serde_json::json!([txid])).await?;
+        let tx: bitcoin::Transaction = deserialize_hex(raw["result"].as_str().expect("hex"))?;
+        assert_eq!(&tx.compute_txid().to_string(), txid);
+        assert_eq!(entry["wtxid"], tx.compute_wtxid().to_string());
+        fees += bitcoin::Amount::from_btc(entry["fees"]["base"].as_f64().expect("fee"))?;
+        txs.push(tx);
+    }
+    let plain = rpc(&http, &url, "getrawmempool", serde_json::json!([])).await?;
+    assert!(plain["result"]
+        .as_array()
+        .is_some_and(|l| l.len() >= mempool.len()));
+
+    // Refusals, with bitcoind's codes.
+    let unknown = rpc(
+        &http,
+        &url,
+        "getrawtransaction",
+        serde_json::json!(["00".repeat(32)]),
+    )
+    .await?;
+    assert_eq!(unknown["error"]["code"], -5, "{unknown}");
+    let bad = rpc(&http, &url, "getrawtransaction", serde_json::json!(["xyz"])).await?;
+    assert_eq!(bad["error"]["code"], -8, "{bad}");
+    let nope = rpc(&http, &url, "sendtoaddress", serde_json::json!([])).await?;
+    assert_eq!(nope["error"]["code"], -32601, "{nope}");
+    let garbage: serde_json::Value = http
+        .post(&url)
+        .body("{not json")
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(garbage["error"]["code"], -32700, "{garbage}");
+    let undecodable = rpc(&http, &url, "submitblock", serde_json::json!(["00ff"])).await?;
+    assert_eq!(undecodable["error"]["code"], -22, "{undecodable}");
+
+    // A block with the mempool's transactions, its fees claimed: connected.
+    let time = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()) as u32;
+    let block = mine(tip, 1, time, txs.clone(), fees);
+    let submitted = rpc(
+        &http,
+        &url,
+        "submitblock",
+        serde_json::json!([serialize_hex(&block)]),
+    )
+    .await?;
+    assert!(
+        submitted["result"].is_null() && submitted["error"].is_null(),
+        "{submitted}"
+    );
+    let count = rpc(&http, &url, "getblockcount", serde_json::json!([])).await?;
+    assert_eq!(count["result"], 1);
+    let status = tp.status().await?;
+    assert_eq!(status.tip, block.block_hash().to_string());
+    // Its transactions left the mempool and are now found in the chain.
+    let after = rpc(&http, &url, "getrawmempool", serde_json::json!([])).await?;
+    for tx in &txs {
+        let txid = tx.compute_txid().to_string();
+        assert!(!after["result"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|t| t == &txid));
+        let found = rpc(&http, &url, "getrawtransaction", serde_json::json!([txid])).await?;
+        assert!(found["error"].is_null(), "{found}");
+    }
+
+    // The same block again; one on an old tip; one claiming more than it may; bad proof of work.
+    let again = rpc(
+        &http,
+        &url,
+        "submitblock",
+        serde_json::json!([serialize_hex(&block)]),
+    )
+    .await?;
+    assert_eq!(again["result"], "duplicate");
+    let stale = mine(tip, 1, time + 1, vec![], bitcoin::Amount::ZERO);
+    let r = rpc(
+        &http,
+        &url,
+        "submitblock",
+        serde_json::json!([serialize_hex(&stale)]),
+    )
+    .await?;
+    assert_eq!(r["result"], "inconclusive");
+    let greedy = mine(
+        block.block_hash(),
+        2,
+        time + 1,
+        vec![],
+        bitcoin::Amount::from_sat(1),
+    );
+    let r = rpc(
+        &http,
+        &url,
+        "submitblock",
+        serde_json::json!([serialize_hex(&greedy)]),
+    )
+    .await?;
+    assert_eq!(r["result"], "bad-cb-amount");
+    let mut weak = mine(
+        block.block_hash(),
+        2,
+        time + 1,
+        vec![],
+        bitcoin::Amount::ZERO,
+    );
+    while weak.header.target().is_met_by(weak.block_hash()) {
+        weak.header.nonce += 1;
+    }
+    let r = rpc(
+        &http,
+        &url,
+        "submitblock",
+        serde_json::json!([serialize_hex(&weak)]),
+    )
+    .await?;
+    assert_eq!(r["result"], "high-hash");
+    assert_eq!(tp.status().await?.height, 1);
+    tp.stop().await
+}

@@ -22,6 +22,31 @@ pub enum ChainError {
     Refused(#[from] BlockError),
 }
 
+impl ChainError {
+    /// The reason bitcoind's `submitblock` would give (its BlockValidationState strings).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ChainError::Refused(e) => match e {
+                BlockError::NotOnTip { .. } => "inconclusive",
+                BlockError::InsufficientWork(_) => "high-hash",
+                BlockError::WrongBits { .. } => "bad-diffbits",
+                BlockError::TimeTooOld { .. } => "time-too-old",
+                BlockError::BadMerkleRoot => "bad-txnmrklroot",
+                BlockError::Empty => "bad-blk-length",
+                BlockError::NoCoinbase => "bad-cb-missing",
+                BlockError::ExtraCoinbase => "bad-cb-multiple",
+                BlockError::BadHeightPrefix(_) => "bad-cb-height",
+                BlockError::BadCoinbaseLength(_) => "bad-cb-length",
+                BlockError::CoinbaseOverpays { .. } => "bad-cb-amount",
+                BlockError::BadWitnessCommitment => "bad-witness-merkle-match",
+                BlockError::TooHeavy(_) => "bad-blk-weight",
+                BlockError::DuplicateTransaction(_) => "bad-txns-duplicate",
+            },
+            ChainError::Store(_) | ChainError::BrokenLink { .. } => "internal-error",
+        }
+    }
+}
+
 /// A chain of blocks on top of the regtest genesis, persisted block by block.
 pub struct Chain {
     blocks: Vec<Block>,
@@ -91,10 +116,17 @@ impl Chain {
 
     /// Whether `txid` is in a connected block.
     pub fn contains_tx(&self, txid: &Txid) -> bool {
+        self.find_tx(txid).is_some()
+    }
+
+    /// The transaction `txid` from a connected block.
+    pub fn find_tx(&self, txid: &Txid) -> Option<bitcoin::Transaction> {
         self.blocks
             .iter()
             .skip(1)
-            .any(|b| b.txdata.iter().any(|t| t.compute_txid() == *txid))
+            .flat_map(|b| b.txdata.iter())
+            .find(|t| t.compute_txid() == *txid)
+            .cloned()
     }
 
     /// Checks `block` against the regtest rules and, if valid, stores it and makes it the tip.
