@@ -63,31 +63,12 @@ pub fn witness_commitment_output(transactions: &[Transaction]) -> TxOut {
     }
 }
 
-/// Merkle path of the coinbase (position 0) given the other transactions' txids, deepest first:
-/// what a miner needs to compute the merkle root from its own coinbase.
+/// Merkle path of the coinbase (position 0) given the other transactions, deepest first: what
+/// a miner needs to compute the merkle root from its own coinbase (the one computation the
+/// jd-server and jd-client share: hashpool-job-declaration).
 pub fn coinbase_merkle_path(transactions: &[Transaction]) -> Vec<[u8; 32]> {
-    let mut level: Vec<[u8; 32]> = std::iter::once([0u8; 32])
-        .chain(
-            transactions
-                .iter()
-                .map(|t| t.compute_txid().to_byte_array()),
-        )
-        .collect();
-    let mut path = Vec::new();
-    while level.len() > 1 {
-        path.push(level[1]);
-        level = level
-            .chunks(2)
-            .map(|pair| {
-                let right = pair.get(1).unwrap_or(&pair[0]);
-                let mut buf = [0u8; 64];
-                buf[..32].copy_from_slice(&pair[0]);
-                buf[32..].copy_from_slice(right);
-                sha256d::Hash::hash(&buf).to_byte_array()
-            })
-            .collect();
-    }
-    path
+    let txids: Vec<_> = transactions.iter().map(|t| t.compute_txid()).collect();
+    hashpool_job_declaration::coinbase_merkle_path(&txids)
 }
 
 /// Why a block was refused.
