@@ -23,13 +23,13 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd -P)
 
 # Binaries of a release. The job-declaration roles are optional until they ship.
-REQUIRED_BINS=(pool mint translator stats-pool stats-proxy web-pool web-proxy hashpool)
-OPTIONAL_BINS=(jd-server jd-client)
+REQUIRED_BINS=(pool mint translator jd-server stats-pool stats-proxy web-pool web-proxy hashpool)
+OPTIONAL_BINS=(jd-client)
 # One data directory (/var/lib/hashpool/<name>) and one log file per unit.
 DATA_DIRS=(pool mint translator jd-server jd-client stats-pool stats-proxy web-pool web-proxy bitcoind)
 LOG_NAMES=(pool mint translator jd-server jd-client stats-pool stats-proxy web-pool web-proxy bitcoind sv2-tp)
 # Roles whose secret `hashpool keys` writes to /etc/hashpool/keys/<role>.env.
-KEYED_ROLES=(pool mint translator stats-pool stats-proxy)
+KEYED_ROLES=(pool mint translator stats-pool stats-proxy jd-server)
 PLACEHOLDER_SCRIPT="raw(00140000000000000000000000000000000000000000)"
 SRI_TEST_KEY="9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH72"
 
@@ -274,7 +274,8 @@ echo
 say "installed release $VERSION. Nothing was started or restarted."
 if grep -qF "$PLACEHOLDER_SCRIPT" "$C/pool.config.toml"; then
     echo "  - Set your payout script: pool.coinbase_reward_script in $C/pool.config.toml"
-    echo "    (it is still the unspendable placeholder)."
+    echo "    (it is still the unspendable placeholder), and the same descriptor as"
+    echo "    jd_server.coinbase_reward_script in $C/jd-server.config.toml."
 fi
 if grep -qF "$SRI_TEST_KEY" "$C/pool.config.toml"; then
     echo "  - Pin sv2-tp's key: start the node and sv2-tp"

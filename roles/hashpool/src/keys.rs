@@ -35,7 +35,7 @@ pub struct RoleKey {
     pub var: &'static str,
 }
 
-pub const ROLE_KEYS: [RoleKey; 5] = [
+pub const ROLE_KEYS: [RoleKey; 6] = [
     RoleKey {
         role: "pool",
         var: "HASHPOOL__POOL__AUTHORITY_SECRET_KEY",
@@ -55,6 +55,10 @@ pub const ROLE_KEYS: [RoleKey; 5] = [
     RoleKey {
         role: "translator",
         var: "HASHPOOL__STATS_REPORTER__SECRET_KEY",
+    },
+    RoleKey {
+        role: "jd-server",
+        var: "HASHPOOL__JD_SERVER__AUTHORITY_SECRET_KEY",
     },
 ];
 
@@ -190,6 +194,7 @@ fn write_topology(
         ("stats", "authority_public_key", key("stats-pool")),
         // The pool reports to stats-pool with its authority key.
         ("stats", "reporter_public_keys", key("pool")),
+        ("jd_server", "authority_public_key", key("jd-server")),
     ];
     let proxy_side = [
         ("translator", "upstream_authority_public_key", key("pool")),

@@ -15,6 +15,17 @@ pub struct PoolGlobalConfig {
     pub stats: StatsTopology,
     pub web: WebTopology,
     pub ehash: EhashConfig,
+    /// The job declarator server, when miners may declare their own jobs.
+    #[serde(default)]
+    pub jd_server: Option<JdServerTopology>,
+}
+
+/// Where job declarator clients connect, and the key the pool checks job tokens with.
+#[derive(Debug, Clone, Deserialize)]
+pub struct JdServerTopology {
+    pub listen_address: SocketAddr,
+    /// The jd-server's Noise authority key; it also signs the job tokens the pool checks.
+    pub authority_public_key: Secp256k1PublicKey,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -9,7 +9,7 @@ mod loader;
 pub mod secret_file;
 
 pub use global::{
-    EhashConfig, MintTopology, PoolGlobalConfig, PoolTopology, ProxyGlobalConfig, StatsTopology,
-    TranslatorTopology, WalletTopology, WebTopology,
+    EhashConfig, JdServerTopology, MintTopology, PoolGlobalConfig, PoolTopology, ProxyGlobalConfig,
+    StatsTopology, TranslatorTopology, WalletTopology, WebTopology,
 };
 pub use loader::{load, load_with_env, ConfigError, ENV_PREFIX, ENV_SEPARATOR};

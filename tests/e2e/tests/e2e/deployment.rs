@@ -16,8 +16,9 @@ use hashpool_config::{PoolGlobalConfig, ProxyGlobalConfig};
 use hashpool_e2e::workspace_bin_dir;
 use stratum_apps::key_utils::Secp256k1PublicKey;
 
-const ROLES: [&str; 7] = [
+const ROLES: [&str; 8] = [
     "pool",
+    "jd-server",
     "mint",
     "translator",
     "stats-pool",
@@ -25,7 +26,14 @@ const ROLES: [&str; 7] = [
     "web-pool",
     "web-proxy",
 ];
-const KEYED: [&str; 5] = ["pool", "mint", "translator", "stats-pool", "stats-proxy"];
+const KEYED: [&str; 6] = [
+    "pool",
+    "mint",
+    "translator",
+    "stats-pool",
+    "stats-proxy",
+    "jd-server",
+];
 const UNITS: [&str; 12] = [
     "hashpool-pool.service",
     "hashpool-mint.service",
@@ -121,6 +129,16 @@ fn load_every_role(etc: &Path) {
     let mint: mint::MintConfig =
         hashpool_config::load_with_env(&own("mint"), env("mint")).expect("mint config");
     mint::MintRunConfig::new(&global_pool("mint"), mint).expect("mint run config");
+    // The jd-server: its secret must sign the tokens the pool checks with the shared key.
+    let jds: jd_server::JdServerConfig =
+        hashpool_config::load_with_env(&own("jd-server"), env("jd-server"))
+            .expect("jd-server config");
+    let jds = jd_server::JdServerRunConfig::new(&global_pool("jd-server"), jds)
+        .expect("jd-server run config");
+    assert!(
+        jds.rpc.cookie_file.is_some(),
+        "the jd-server reads bitcoind's cookie"
+    );
 
     // Stats services: the same check inside their run configs.
     for (role, global) in [
@@ -191,6 +209,7 @@ fn load_every_role(etc: &Path) {
 fn install_in_a_scratch_root_makes_a_deployment_that_loads_and_verifies() {
     let bin = workspace_bin_dir(&[
         "hashpool",
+        "jd-server",
         "pool",
         "mint",
         "translator",
@@ -313,7 +332,7 @@ fn install_in_a_scratch_root_makes_a_deployment_that_loads_and_verifies() {
 
     // systemd-analyze verify, inside the scratch root: systemd's own units (targets the ours
     // name) copied in; stand-ins for the programs this workspace does not build (Bitcoin Core,
-    // sv2-tp) and, until job declaration ships, jd-server and jd-client.
+    // sv2-tp) and, until it ships, jd-client.
     let analyze = Command::new("systemd-analyze").arg("--version").output();
     assert!(
         analyze.is_ok_and(|o| o.status.success()),
@@ -339,7 +358,6 @@ fn install_in_a_scratch_root_makes_a_deployment_that_loads_and_verifies() {
     };
     stand_in(root.join("usr/local/bin/bitcoin-node"));
     stand_in(root.join("usr/local/bin/sv2-tp"));
-    stand_in(root.join("opt/hashpool/current/bin/jd-server"));
     stand_in(root.join("opt/hashpool/current/bin/jd-client"));
     for unit in UNITS {
         let out = Command::new("systemd-analyze")

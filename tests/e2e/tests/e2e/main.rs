@@ -5,6 +5,7 @@ mod bad_input;
 mod crash;
 mod deployment;
 mod extended_channel;
+mod job_declaration;
 mod ledger;
 mod locking_key;
 mod metrics;

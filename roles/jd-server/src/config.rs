@@ -1,0 +1,107 @@
+//! The jd-server's own file (`config/jd-server.config.toml`) and its run config with the shared
+//! topology (`[jd_server]` in `config/shared/pool.toml`).
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use bitcoin::ScriptBuf;
+use hashpool_config::PoolGlobalConfig;
+use serde::Deserialize;
+use stratum_apps::{
+    config_helpers::CoinbaseRewardScript,
+    key_utils::{Secp256k1PublicKey, Secp256k1SecretKey},
+};
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct JdServerConfig {
+    pub jd_server: JdServerSettings,
+    pub bitcoin_rpc: RpcSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct JdServerSettings {
+    /// Secret half of `[jd_server] authority_public_key` in the shared config.
+    pub authority_secret_key: Secp256k1SecretKey,
+    pub cert_validity_secs: u64,
+    /// The pool's payout script (the same descriptor as the pool's): every declared coinbase
+    /// must pay the whole block reward to it, since the pool pays its miners in ehash.
+    pub coinbase_reward_script: CoinbaseRewardScript,
+    /// How long an allocated token may wait for its declaration, and how long a job token is
+    /// good for at the pool (seconds).
+    pub token_lifetime_secs: u64,
+}
+
+/// Bitcoin Core's JSON-RPC (the template provider's subset in local runs).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RpcSettings {
+    pub url: String,
+    /// `user:password` file bitcoind writes (`.cookie`); or `user` and `password`.
+    #[serde(default)]
+    pub cookie_file: Option<PathBuf>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// Everything the jd-server runs with.
+#[derive(Debug, Clone)]
+pub struct JdServerRunConfig {
+    pub listen_address: SocketAddr,
+    pub authority_public_key: Secp256k1PublicKey,
+    pub authority_secret_key: Secp256k1SecretKey,
+    pub cert_validity_secs: u64,
+    pub pool_script: ScriptBuf,
+    pub token_lifetime_secs: u64,
+    pub rpc: RpcSettings,
+}
+
+impl JdServerRunConfig {
+    pub fn new(global: &PoolGlobalConfig, own: JdServerConfig) -> Result<Self, String> {
+        let topology = global.jd_server.as_ref().ok_or(
+            "the shared config has no [jd_server] section (listen_address, authority_public_key)",
+        )?;
+        let ours: Secp256k1PublicKey = own.jd_server.authority_secret_key.into();
+        if ours.into_bytes() != topology.authority_public_key.into_bytes() {
+            return Err(
+                "`jd_server.authority_secret_key` does not match `[jd_server] authority_public_key` \
+                 in the shared config: the pool would refuse this jd-server's job tokens"
+                    .into(),
+            );
+        }
+        if own.jd_server.token_lifetime_secs == 0 {
+            return Err("`jd_server.token_lifetime_secs` must be at least 1".into());
+        }
+        Ok(Self {
+            listen_address: topology.listen_address,
+            authority_public_key: topology.authority_public_key,
+            authority_secret_key: own.jd_server.authority_secret_key,
+            cert_validity_secs: own.jd_server.cert_validity_secs,
+            pool_script: own.jd_server.coinbase_reward_script.script_pubkey(),
+            token_lifetime_secs: own.jd_server.token_lifetime_secs,
+            rpc: own.bitcoin_rpc,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn repo(rel: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(rel)
+    }
+
+    #[test]
+    fn shipped_local_config_loads_and_keys_match() {
+        let global: PoolGlobalConfig =
+            hashpool_config::load_with_env(&repo("config/shared/pool.toml"), vec![]).unwrap();
+        let own: JdServerConfig =
+            hashpool_config::load_with_env(&repo("config/jd-server.config.toml"), vec![]).unwrap();
+        let run = JdServerRunConfig::new(&global, own).unwrap();
+        assert!(!run.pool_script.is_empty());
+        assert_eq!(run.listen_address.port(), 34264);
+    }
+}

@@ -1,0 +1,71 @@
+//! The job declarator server: miners' job declarator clients declare the jobs they want to
+//! mine (their own transactions); a job whose coinbase pays the pool the whole reward and whose
+//! transactions are all known (asked for when not) is accepted with a job token the pool checks
+//! on `SetCustomMiningJob`; solutions pushed for accepted jobs are submitted to the node.
+//! docs/job-declaration.md.
+
+pub mod cli;
+pub mod config;
+pub mod rpc;
+pub mod session;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+pub use config::{JdServerConfig, JdServerRunConfig};
+
+/// What every connection shares.
+pub struct JdContext {
+    pub config: JdServerRunConfig,
+    pub rpc: rpc::BitcoinRpc,
+}
+
+pub struct RunningJdServer {
+    pub listen_address: SocketAddr,
+    pub task: JoinHandle<()>,
+}
+
+/// Binds and serves until `shutdown`. The node must answer first: a jd-server that cannot see
+/// the mempool would refuse every job.
+pub async fn start(
+    config: JdServerRunConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningJdServer> {
+    let rpc = rpc::BitcoinRpc::new(config.rpc.clone())?;
+    let (chain, height) = rpc
+        .chain()
+        .await
+        .with_context(|| format!("asking the node at {}", config.rpc.url))?;
+    let listener = hashpool_sv2_io::listen(config.listen_address)
+        .with_context(|| format!("binding {}", config.listen_address))?;
+    let listen_address = listener.local_addr()?;
+    info!(%listen_address, chain, height, "jd-server listening");
+    let ctx = Arc::new(JdContext { config, rpc });
+    let task = tokio::spawn(async move {
+        let stop = shutdown.clone();
+        hashpool_sv2_io::accept_until(listener, shutdown, move |stream, peer| {
+            let (ctx, shutdown) = (ctx.clone(), stop.clone());
+            async move {
+                match session::run(stream, ctx, shutdown).await {
+                    Ok(()) | Err(session::SessionError::Closed) => {
+                        debug!(%peer, "job declarator client disconnected")
+                    }
+                    // Port probes (health checks) connect and close at once.
+                    Err(session::SessionError::Noise(
+                        stratum_apps::network_helpers::Error::SocketClosed,
+                    )) => debug!(%peer, "connection closed before the Noise handshake"),
+                    Err(e) => warn!(%peer, "job declarator client dropped: {e}"),
+                }
+            }
+        })
+        .await
+    });
+    Ok(RunningJdServer {
+        listen_address,
+        task,
+    })
+}

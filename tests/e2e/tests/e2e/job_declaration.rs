@@ -1,0 +1,496 @@
+//! The jd-server against a bare job declarator client, on the template provider's chain and
+//! its JSON-RPC: tokens, declarations with mempool and unknown transactions, the pool's
+//! coinbase rules, refusals with their error codes on a connection that keeps working, and a
+//! pushed solution whose block (with the client's transactions) the chain connects.
+
+use std::time::Duration;
+
+use binary_sv2::{B016MOwned, B0255Owned, B032Owned, B064KOwned, Seq064KOwned, U256Owned};
+use bitcoin::{
+    absolute::LockTime,
+    block::{Header, Version as BlockVersion},
+    consensus,
+    hashes::Hash,
+    transaction::Version,
+    Amount, BlockHash, CompactTarget, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut,
+    Txid, Witness,
+};
+use common_messages_sv2::Protocol;
+use hashpool_e2e::{
+    free_address, init_tracing, loopback_any_port, public_key,
+    raw_client::{setup_connection, RawClient},
+    secret_key, TestProvider, REGTEST_NBITS,
+};
+use hashpool_job_declaration::{coinbase_merkle_path, JobCommitment, JobToken};
+use job_declaration_sv2::{
+    AllocateMiningJobTokenOwned, DeclareMiningJobOwned, ProvideMissingTransactionsSuccessOwned,
+    PushSolutionOwned,
+};
+use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned, JobDeclarationOwned};
+use stratum_apps::config_helpers::CoinbaseRewardScript;
+use template_provider::chain::rules;
+
+const WAIT: Duration = Duration::from_secs(10);
+const POOL_SCRIPT: &str = "raw(00147a5ee1a1a4a5b35c3e0e2d4bd6c1a7bb17b3d7c1)";
+const EXTRANONCE: usize = 16;
+
+struct Setup {
+    tp: TestProvider,
+    jds: jd_server::RunningJdServer,
+    shutdown: tokio_util::sync::CancellationToken,
+    rpc_url: String,
+    pool_script: ScriptBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup() -> anyhow::Result<Setup> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    let tp = TestProvider::start(dir.path(), loopback_any_port(), REGTEST_NBITS, 50).await?;
+    let rpc_url = format!("http://{}/", tp.running.http_address);
+    let pool_script = CoinbaseRewardScript::from_descriptor(POOL_SCRIPT)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .script_pubkey();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let config = jd_server::JdServerRunConfig {
+        listen_address: free_address(),
+        authority_public_key: public_key(),
+        authority_secret_key: secret_key(),
+        cert_validity_secs: 3600,
+        pool_script: pool_script.clone(),
+        token_lifetime_secs: 600,
+        rpc: jd_server::config::RpcSettings {
+            url: rpc_url.clone(),
+            cookie_file: None,
+            user: None,
+            password: None,
+        },
+    };
+    let jds = jd_server::start(config, shutdown.clone()).await?;
+    Ok(Setup {
+        tp,
+        jds,
+        shutdown,
+        rpc_url,
+        pool_script,
+        _dir: dir,
+    })
+}
+
+async fn client(s: &Setup) -> anyhow::Result<RawClient> {
+    let mut c = RawClient::connect(s.jds.listen_address, Some(public_key())).await?;
+    c.send(CommonMessagesOwned::SetupConnection(setup_connection(
+        Protocol::JobDeclarationProtocol,
+    )))
+    .await?;
+    match c.recv(WAIT).await? {
+        AnyMessageOwned::Common(CommonMessagesOwned::SetupConnectionSuccess(_)) => Ok(c),
+        other => anyhow::bail!("expected SetupConnection.Success, got {other}"),
+    }
+}
+
+fn jd(m: AnyMessageOwned) -> JobDeclarationOwned {
+    match m {
+        AnyMessageOwned::JobDeclaration(j) => j,
+        other => panic!("expected a job declaration message, got {other}"),
+    }
+}
+
+async fn allocate(c: &mut RawClient, request_id: u32) -> anyhow::Result<(Vec<u8>, Vec<TxOut>)> {
+    c.send(JobDeclarationOwned::AllocateMiningJobToken(
+        AllocateMiningJobTokenOwned {
+            user_identifier: hashpool_sv2_io::str0255("jdc-test"),
+            request_id,
+        },
+    ))
+    .await?;
+    match jd(c.recv(WAIT).await?) {
+        JobDeclarationOwned::AllocateMiningJobTokenSuccess(s) => {
+            assert_eq!(s.request_id, request_id);
+            let outputs: Vec<TxOut> = consensus::deserialize(s.coinbase_outputs.as_ref())?;
+            Ok((s.mining_job_token.as_ref().to_vec(), outputs))
+        }
+        other => anyhow::bail!("expected AllocateMiningJobToken.Success, got {other}"),
+    }
+}
+
+/// The mempool as the node reports it: (tx, fee) in its order.
+async fn mempool(rpc_url: &str, at_least: usize) -> anyhow::Result<Vec<(Transaction, Amount)>> {
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let reply: serde_json::Value = http
+            .post(rpc_url)
+            .json(&serde_json::json!({"id": 1, "method": "getrawmempool", "params": [true]}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let entries = reply["result"].as_object().cloned().unwrap_or_default();
+        if entries.len() >= at_least {
+            let mut out = Vec::new();
+            for (txid, entry) in entries.iter().take(at_least) {
+                let raw: serde_json::Value = http
+                    .post(rpc_url)
+                    .json(&serde_json::json!({"id": 1, "method": "getrawtransaction", "params": [txid]}))
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                let tx: Transaction =
+                    consensus::encode::deserialize_hex(raw["result"].as_str().unwrap_or(""))?;
+                let fee = Amount::from_btc(entry["fees"]["base"].as_f64().unwrap_or(0.0))?;
+                out.push((tx, fee));
+            }
+            return Ok(out);
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "mempool stayed small");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A transaction the node has never seen (the client's own choice).
+fn own_transaction(tag: u8) -> Transaction {
+    Transaction {
+        version: Version::TWO,
+        lock_time: LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: OutPoint::new(Txid::from_byte_array([tag; 32]), 1),
+            script_sig: ScriptBuf::new(),
+            sequence: Sequence::MAX,
+            witness: Witness::from(vec![vec![tag; 8]]),
+        }],
+        output: vec![TxOut {
+            value: Amount::from_sat(1_000),
+            script_pubkey: ScriptBuf::new_op_return([tag; 8]),
+        }],
+    }
+}
+
+/// A declared job's coinbase, split at its extranonce.
+struct Coinbase {
+    tx: Transaction,
+    prefix: Vec<u8>,
+    suffix: Vec<u8>,
+    script_sig_prefix: Vec<u8>,
+}
+
+fn coinbase(height: u32, outputs: Vec<TxOut>, txs: &[Transaction]) -> Coinbase {
+    let head = {
+        let mut h = rules::bip34_prefix(height).into_bytes();
+        h.extend_from_slice(b"/jdc/");
+        h
+    };
+    let mut sig = head.clone();
+    sig.extend_from_slice(&[0xEE; EXTRANONCE]);
+    let mut outputs = outputs;
+    outputs.push(rules::witness_commitment_output(txs));
+    let tx = Transaction {
+        version: Version::TWO,
+        lock_time: LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: OutPoint::null(),
+            script_sig: ScriptBuf::from_bytes(sig),
+            sequence: Sequence::MAX,
+            witness: Witness::from(vec![vec![0u8; 32]]),
+        }],
+        output: outputs,
+    };
+    let bytes = consensus::serialize(&tx);
+    let at = bytes
+        .windows(EXTRANONCE)
+        .position(|w| w == [0xEE; EXTRANONCE])
+        .expect("extranonce in the coinbase");
+    Coinbase {
+        prefix: bytes[..at].to_vec(),
+        suffix: bytes[at + EXTRANONCE..].to_vec(),
+        script_sig_prefix: head,
+        tx,
+    }
+}
+
+fn declare(
+    request_id: u32,
+    token: &[u8],
+    cb: &Coinbase,
+    txs: &[Transaction],
+) -> JobDeclarationOwned {
+    let wtxids: Vec<U256Owned> = txs
+        .iter()
+        .map(|t| U256Owned::from(t.compute_wtxid().to_byte_array()))
+        .collect();
+    JobDeclarationOwned::DeclareMiningJob(DeclareMiningJobOwned {
+        request_id,
+        mining_job_token: B0255Owned::new(token.to_vec()).expect("token"),
+        version: 0x2000_0000,
+        coinbase_tx_prefix: B064KOwned::new(cb.prefix.clone()).expect("prefix"),
+        coinbase_tx_suffix: B064KOwned::new(cb.suffix.clone()).expect("suffix"),
+        wtxid_list: Seq064KOwned::new(wtxids).expect("wtxids"),
+        excess_data: B064KOwned::new(Vec::new()).expect("empty"),
+    })
+}
+
+/// DeclareMiningJob.Error's code, after checking it answers `request_id`.
+async fn refusal(c: &mut RawClient, request_id: u32) -> anyhow::Result<String> {
+    match jd(c.recv(WAIT).await?) {
+        JobDeclarationOwned::DeclareMiningJobError(e) => {
+            assert_eq!(e.request_id, request_id);
+            Ok(hashpool_sv2_io::text(&e.error_code))
+        }
+        other => anyhow::bail!("expected DeclareMiningJob.Error, got {other}"),
+    }
+}
+
+fn pool_outputs(script: &ScriptBuf, value: Amount) -> Vec<TxOut> {
+    vec![TxOut {
+        value,
+        script_pubkey: script.clone(),
+    }]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_job_with_its_own_transactions_is_accepted_and_its_block_connects(
+) -> anyhow::Result<()> {
+    let s = setup().await?;
+    let mut c = client(&s).await?;
+    let (token, required) = allocate(&mut c, 1).await?;
+    assert_eq!(token.len(), 16);
+    assert_eq!(required.len(), 1);
+    assert_eq!(
+        required[0].script_pubkey, s.pool_script,
+        "the pool's script is required"
+    );
+
+    // Two transactions from the node's mempool and one of the client's own.
+    let from_mempool = mempool(&s.rpc_url, 2).await?;
+    let fees: Amount = from_mempool.iter().map(|(_, f)| *f).sum();
+    let mut txs: Vec<Transaction> = from_mempool.into_iter().map(|(t, _)| t).collect();
+    let own = own_transaction(0x42);
+    txs.push(own.clone());
+    let reward = rules::subsidy(1) + fees;
+    let cb = coinbase(1, pool_outputs(&s.pool_script, reward), &txs);
+    c.send(declare(7, &token, &cb, &txs)).await?;
+
+    // The unknown one is asked for, by position.
+    match jd(c.recv(WAIT).await?) {
+        JobDeclarationOwned::ProvideMissingTransactions(p) => {
+            assert_eq!(p.request_id, 7);
+            assert_eq!(
+                p.unknown_tx_position_list
+                    .iter()
+                    .copied()
+                    .collect::<Vec<u16>>(),
+                vec![2]
+            );
+        }
+        other => anyhow::bail!("expected ProvideMissingTransactions, got {other}"),
+    }
+    c.send(JobDeclarationOwned::ProvideMissingTransactionsSuccess(
+        ProvideMissingTransactionsSuccessOwned {
+            request_id: 7,
+            transaction_list: Seq064KOwned::new(vec![
+                B016MOwned::new(consensus::serialize(&own)).expect("tx")
+            ])
+            .expect("list"),
+        },
+    ))
+    .await?;
+    let job_token = match jd(c.recv(WAIT).await?) {
+        JobDeclarationOwned::DeclareMiningJobSuccess(ok) => {
+            assert_eq!(ok.request_id, 7);
+            ok.new_mining_job_token.as_ref().to_vec()
+        }
+        other => anyhow::bail!("expected DeclareMiningJob.Success, got {other}"),
+    };
+
+    // The pool can check the token against the job it will be sent, with the jd-server's
+    // public key alone; another job under it is refused.
+    let txids: Vec<Txid> = txs.iter().map(|t| t.compute_txid()).collect();
+    let path = coinbase_merkle_path(&txids);
+    let commitment = JobCommitment::new(
+        0x2000_0000,
+        2,
+        &cb.script_sig_prefix,
+        u32::MAX,
+        &cb.tx.output,
+        0,
+        &path,
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let jds_key = public_key().into_bytes();
+    JobToken::verify(&job_token, &jds_key, &commitment, now)?;
+    let other_job = JobCommitment::new(
+        0x2000_0000,
+        2,
+        &cb.script_sig_prefix,
+        u32::MAX,
+        &cb.tx.output,
+        0,
+        &path[1..],
+    );
+    assert!(JobToken::verify(&job_token, &jds_key, &other_job, now).is_err());
+
+    // The same allocation token again: refused, and the connection keeps working.
+    c.send(declare(8, &token, &cb, &txs)).await?;
+    assert_eq!(refusal(&mut c, 8).await?, "invalid-mining-job-token");
+
+    // A solution for the job: the jd-server rebuilds the block and the node connects it.
+    let tip: BlockHash = s.tp.status().await?.tip.parse()?;
+    let extranonce = [0x5Au8; EXTRANONCE];
+    let full: Transaction = consensus::deserialize(
+        &[cb.prefix.as_slice(), &extranonce, cb.suffix.as_slice()].concat(),
+    )?;
+    let mut all = vec![full];
+    all.extend(txs.iter().cloned());
+    let merkle_root =
+        bitcoin::merkle_tree::calculate_root(all.iter().map(|t| t.compute_txid())).expect("txs");
+    let ntime = now as u32;
+    let mut header = Header {
+        version: BlockVersion::from_consensus(0x2000_0000),
+        prev_blockhash: tip,
+        merkle_root: merkle_root.to_raw_hash().into(),
+        time: ntime,
+        bits: CompactTarget::from_consensus(REGTEST_NBITS),
+        nonce: 0,
+    };
+    while !header.target().is_met_by(header.block_hash()) {
+        header.nonce += 1;
+    }
+    c.send(JobDeclarationOwned::PushSolution(PushSolutionOwned {
+        extranonce: B032Owned::new(extranonce.to_vec()).expect("extranonce"),
+        prev_hash: U256Owned::from(tip.to_byte_array()),
+        nonce: header.nonce,
+        ntime,
+        nbits: REGTEST_NBITS,
+        version: 0x2000_0000,
+    }))
+    .await?;
+    let deadline = std::time::Instant::now() + WAIT;
+    while s.tp.status().await?.height < 1 {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the block never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let block: template_provider::http::BlockResponse =
+        reqwest::get(format!("http://{}/blocks/1", s.tp.running.http_address))
+            .await?
+            .json()
+            .await?;
+    assert_eq!(block.hash, header.block_hash().to_string());
+    for txid in &txids {
+        assert!(
+            block.txids.contains(&txid.to_string()),
+            "{txid} in the block"
+        );
+    }
+    assert!(
+        block.txids.contains(&own.compute_txid().to_string()),
+        "the client's own transaction is in the chain"
+    );
+
+    s.shutdown.cancel();
+    s.tp.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_declarations_are_refused_with_their_codes_and_the_connection_keeps_working(
+) -> anyhow::Result<()> {
+    let s = setup().await?;
+    let mut c = client(&s).await?;
+    let txs: Vec<Transaction> = mempool(&s.rpc_url, 1)
+        .await?
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    let fees = {
+        let http = reqwest::Client::new();
+        let reply: serde_json::Value = http
+            .post(&s.rpc_url)
+            .json(&serde_json::json!({"id": 1, "method": "getrawmempool", "params": [true]}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let txid = txs[0].compute_txid().to_string();
+        Amount::from_btc(
+            reply["result"][&txid]["fees"]["base"]
+                .as_f64()
+                .unwrap_or(0.0),
+        )?
+    };
+    let reward = rules::subsidy(1) + fees;
+    let good = coinbase(1, pool_outputs(&s.pool_script, reward), &txs);
+
+    // A token nobody allocated.
+    c.send(declare(1, &[9u8; 16], &good, &txs)).await?;
+    assert_eq!(refusal(&mut c, 1).await?, "invalid-mining-job-token");
+
+    // A token allocated to another connection.
+    let mut other = client(&s).await?;
+    let (foreign, _) = allocate(&mut other, 1).await?;
+    c.send(declare(2, &foreign, &good, &txs)).await?;
+    assert_eq!(refusal(&mut c, 2).await?, "invalid-mining-job-token");
+
+    let (token, _) = allocate(&mut c, 3).await?;
+    // The pool's output missing: the reward paid to another script.
+    let elsewhere = ScriptBuf::new_op_return([7u8; 4]);
+    let missing = coinbase(1, pool_outputs(&elsewhere, reward), &txs);
+    c.send(declare(3, &token, &missing, &txs)).await?;
+    assert_eq!(refusal(&mut c, 3).await?, "invalid-coinbase-tx");
+    // The pool's output short by one satoshi.
+    let short = coinbase(
+        1,
+        pool_outputs(&s.pool_script, reward - Amount::from_sat(1)),
+        &txs,
+    );
+    c.send(declare(4, &token, &short, &txs)).await?;
+    assert_eq!(refusal(&mut c, 4).await?, "invalid-coinbase-tx");
+    // Not a coinbase at all.
+    let garbage = Coinbase {
+        prefix: vec![1, 2, 3],
+        suffix: vec![4, 5, 6],
+        ..coinbase(1, vec![], &[])
+    };
+    c.send(declare(5, &token, &garbage, &txs)).await?;
+    assert_eq!(refusal(&mut c, 5).await?, "invalid-coinbase-tx");
+    // For a height the chain is past (the tip is 0, so height 1 is next; a coinbase for a
+    // later height is not the next block either).
+    let later = coinbase(5, pool_outputs(&s.pool_script, reward), &txs);
+    c.send(declare(6, &token, &later, &txs)).await?;
+    assert_eq!(refusal(&mut c, 6).await?, "invalid-coinbase-tx");
+    // An unknown transaction answered with a different one.
+    let mut with_own = txs.clone();
+    with_own.push(own_transaction(0x43));
+    let cb = coinbase(1, pool_outputs(&s.pool_script, reward), &with_own);
+    c.send(declare(7, &token, &cb, &with_own)).await?;
+    assert!(matches!(
+        jd(c.recv(WAIT).await?),
+        JobDeclarationOwned::ProvideMissingTransactions(_)
+    ));
+    c.send(JobDeclarationOwned::ProvideMissingTransactionsSuccess(
+        ProvideMissingTransactionsSuccessOwned {
+            request_id: 7,
+            transaction_list: Seq064KOwned::new(vec![B016MOwned::new(consensus::serialize(
+                &own_transaction(0x44),
+            ))
+            .expect("tx")])
+            .expect("list"),
+        },
+    ))
+    .await?;
+    assert_eq!(refusal(&mut c, 7).await?, "missing-txs");
+
+    // After every refusal the same token still declares a good job on the same connection.
+    c.send(declare(8, &token, &good, &txs)).await?;
+    assert!(matches!(
+        jd(c.recv(WAIT).await?),
+        JobDeclarationOwned::DeclareMiningJobSuccess(_)
+    ));
+
+    s.shutdown.cancel();
+    s.tp.stop().await
+}
