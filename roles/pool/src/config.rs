@@ -111,6 +111,9 @@ pub struct PoolRunConfig {
     pub unit_work: UnitWork,
     /// Where stats go, if anywhere.
     pub stats_reporting: Option<crate::stats_report::StatsReporting>,
+    /// The jd-server whose job tokens `SetCustomMiningJob` must carry; without it, custom
+    /// jobs are refused.
+    pub jd_server_public_key: Option<Secp256k1PublicKey>,
 }
 
 impl PoolRunConfig {
@@ -153,6 +156,7 @@ impl PoolRunConfig {
             unit: global.ehash.unit.clone(),
             unit_work,
             stats_reporting,
+            jd_server_public_key: global.jd_server.as_ref().map(|j| j.authority_public_key),
         })
     }
 }

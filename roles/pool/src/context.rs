@@ -32,6 +32,9 @@ pub struct PoolContext {
     pub registry: Registry,
     /// Set when the pool reports to a stats service.
     pub stats_reporter: std::sync::OnceLock<hashpool_stats::StatsReporter>,
+    /// Job tokens already used by a `SetCustomMiningJob`, with their expiry: each declared job
+    /// is set once.
+    pub used_job_tokens: Mutex<std::collections::HashMap<Vec<u8>, u64>>,
     extranonces: Mutex<ExtranonceAllocator>,
     channel_ids: AtomicU32,
     client_ids: AtomicUsize,
@@ -59,6 +62,7 @@ impl PoolContext {
             solutions,
             registry: Registry::default(),
             stats_reporter: std::sync::OnceLock::new(),
+            used_job_tokens: Mutex::new(std::collections::HashMap::new()),
             extranonces: Mutex::new(allocator),
             channel_ids: AtomicU32::new(1),
             client_ids: AtomicUsize::new(1),

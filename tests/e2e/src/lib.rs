@@ -192,6 +192,8 @@ pub struct PoolOptions {
     pub listen_address: SocketAddr,
     /// Reporting to a stats service.
     pub stats_reporting: Option<pool::stats_report::StatsReporting>,
+    /// The jd-server whose job tokens custom jobs must carry.
+    pub jd_server_public_key: Option<Secp256k1PublicKey>,
 }
 
 /// A fresh ledger file under the system temp directory, unique per call. Tests that care
@@ -221,6 +223,7 @@ impl Default for PoolOptions {
             retry_interval_ms: 1_000,
             listen_address: loopback_any_port(),
             stats_reporting: None,
+            jd_server_public_key: None,
         }
     }
 }
@@ -267,6 +270,7 @@ impl TestPool {
             unit_work: hashpool_ehash::UnitWork::from_difficulty(options.unit_work)
                 .map_err(|e| anyhow::anyhow!("unit work: {e}"))?,
             stats_reporting: options.stats_reporting.clone(),
+            jd_server_public_key: options.jd_server_public_key,
         };
         let shutdown = CancellationToken::new();
         let running = pool::start(config, shutdown.clone()).await?;

@@ -3,6 +3,7 @@
 
 mod channel;
 pub mod channel_set;
+mod custom;
 mod open;
 mod shares;
 
@@ -376,6 +377,7 @@ impl Connection {
             MiningOwned::SubmitSharesExtended(s) => {
                 Ok(shares::extended(ctx, &mut set, s, &mut self.receipts))
             }
+            MiningOwned::SetCustomMiningJob(m) => Ok(custom::set_custom_job(ctx, &mut set, m)),
             other => Err(DownstreamError::Protocol(format!(
                 "a miner does not send {other}"
             ))),
