@@ -60,6 +60,10 @@ in
       deps = [ "template-provider" "stats-pool" ];
       probe = ready 9108 "/api/v1/health";
     };
+    jd-server = role {
+      exec = "jd-server -c config/jd-server.config.toml -g config/shared/pool.toml";
+      deps = [ "template-provider" ];
+    };
     mint = role {
       exec = "mint -c config/mint.config.toml -g config/shared/pool.toml";
       deps = [ "pool" ];

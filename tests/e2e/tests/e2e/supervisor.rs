@@ -18,6 +18,7 @@ fn bin_dir() -> PathBuf {
     workspace_bin_dir(&[
         "hashpool",
         "pool",
+        "jd-server",
         "mint",
         "translator",
         "template-provider",
@@ -156,6 +157,7 @@ fn full_profile() -> (String, Vec<u16>) {
         "sv1",
         "translator_monitoring",
         "wallet",
+        "jd_server",
     ];
     // Ten rounds stop and start on these ports: keep them out of the ephemeral range, where the
     // other tests' sockets could take one in between.
@@ -286,6 +288,19 @@ RUST_LOG = "info"
         &pool_side,
     );
     role(
+        "jd-server",
+        "jd-server",
+        cfg("jd-server", "pool"),
+        &["template-provider"],
+        &[p("jd_server")],
+        None,
+        &format!(
+            "HASHPOOL__JD_SERVER__LISTEN_ADDRESS = \"{}\"\nHASHPOOL__BITCOIN_RPC__URL = \"http://{}\"\n",
+            a("jd_server"),
+            a("tp_http")
+        ),
+    );
+    role(
         "mint",
         "mint",
         cfg("mint", "pool"),
@@ -413,7 +428,7 @@ fn supervised_run_is_healthy_restarts_a_killed_role_and_stops_cleanly_ten_times(
     );
     let status = run.status();
     assert!(all_healthy(&status), "{status:#}");
-    assert_eq!(roles(&status).len(), 10);
+    assert_eq!(roles(&status).len(), 11);
 
     // A second `up` on the same run directory is refused, with what to do.
     let again = run.up();
