@@ -22,6 +22,35 @@ pub use config::{JdServerConfig, JdServerRunConfig};
 pub struct JdContext {
     pub config: JdServerRunConfig,
     pub rpc: rpc::BitcoinRpc,
+    /// The node's mempool as last fetched: declarations within [`MEMPOOL_TTL`] share one
+    /// `getrawmempool` (on a real node it is large).
+    mempool: tokio::sync::Mutex<Option<(std::time::Instant, Arc<rpc::Mempool>)>>,
+}
+
+/// How long a fetched mempool answers declarations.
+const MEMPOOL_TTL: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl JdContext {
+    pub fn new(config: JdServerRunConfig, rpc: rpc::BitcoinRpc) -> Self {
+        Self {
+            config,
+            rpc,
+            mempool: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The node's mempool, at most [`MEMPOOL_TTL`] old.
+    pub async fn mempool(&self) -> Result<Arc<rpc::Mempool>, rpc::RpcError> {
+        let mut cached = self.mempool.lock().await;
+        if let Some((at, mempool)) = cached.as_ref() {
+            if at.elapsed() < MEMPOOL_TTL {
+                return Ok(mempool.clone());
+            }
+        }
+        let fresh = Arc::new(self.rpc.mempool().await?);
+        *cached = Some((std::time::Instant::now(), fresh.clone()));
+        Ok(fresh)
+    }
 }
 
 pub struct RunningJdServer {
@@ -44,7 +73,7 @@ pub async fn start(
         .with_context(|| format!("binding {}", config.listen_address))?;
     let listen_address = listener.local_addr()?;
     info!(%listen_address, chain, height, "jd-server listening");
-    let ctx = Arc::new(JdContext { config, rpc });
+    let ctx = Arc::new(JdContext::new(config, rpc));
     let task = tokio::spawn(async move {
         let stop = shutdown.clone();
         hashpool_sv2_io::accept_until(listener, shutdown, move |stream, peer| {

@@ -31,6 +31,9 @@ pub struct MempoolEntry {
     pub fee: Amount,
 }
 
+/// The mempool by wtxid.
+pub type Mempool = HashMap<Wtxid, MempoolEntry>;
+
 pub struct BitcoinRpc {
     http: reqwest::Client,
     settings: RpcSettings,
@@ -115,7 +118,7 @@ impl BitcoinRpc {
     }
 
     /// Every mempool transaction by wtxid.
-    pub async fn mempool(&self) -> Result<HashMap<Wtxid, MempoolEntry>, RpcError> {
+    pub async fn mempool(&self) -> Result<Mempool, RpcError> {
         let entries = self.call("getrawmempool", json!([true])).await?;
         let entries = entries
             .as_object()

@@ -12,12 +12,13 @@ use bitcoin::{
     block::{Header, Version as BlockVersion},
     consensus,
     hashes::Hash,
-    script::Instruction,
+    script::{Builder, Instruction},
     Amount, Block, BlockHash, CompactTarget, Transaction, TxOut, Txid,
 };
 use common_messages_sv2::{Protocol, SetupConnectionErrorOwned, SetupConnectionSuccess};
 use hashpool_job_declaration::{
-    coinbase_merkle_path, split_coinbase, JobCommitment, JobToken, SplitCoinbase,
+    coinbase_merkle_path, split_coinbase, witness_commitment_script, JobCommitment, JobToken,
+    SplitCoinbase,
 };
 use hashpool_sv2_io::{decode_frame, spawn_reader, str0255, SendError};
 use job_declaration_sv2::{
@@ -40,6 +41,8 @@ use crate::{rpc::RpcError, JdContext};
 const MAX_TOKENS: usize = 1_024;
 /// Accepted jobs a solution may still be for.
 const RECENT_JOBS: usize = 16;
+/// Declarations of one connection waiting for their missing transactions.
+const MAX_PENDING: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -355,7 +358,22 @@ impl Session {
                     e.to_string(),
                 )
             })?;
-        let mempool = self.ctx.rpc.mempool().await?;
+        // The witness reserved value the commitment is computed with, as every SV2 coinbase.
+        let witness = &split.tx.input[0].witness;
+        if witness.len() != 1 || witness.nth(0) != Some(&[0u8; 32][..]) {
+            return Err(Refusal(
+                ERROR_CODE_DECLARE_MINING_JOB_INVALID_COINBASE_TX,
+                "the coinbase witness must be one 32-byte all-zero item".into(),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(i) = m.wtxid_list.iter().position(|w| !seen.insert(w.to_array())) {
+            return Err(Refusal(
+                ERROR_CODE_DECLARE_MINING_JOB_INVALID_JOB,
+                format!("the transaction at position {i} is listed twice"),
+            ));
+        }
+        let mempool = self.ctx.mempool().await?;
         let mut known = Vec::with_capacity(m.wtxid_list.iter().count());
         let mut missing = Vec::new();
         for (i, wtxid) in m.wtxid_list.iter().enumerate() {
@@ -387,6 +405,13 @@ impl Session {
         if pending.missing.is_empty() {
             return self.finish(pending).await.map(Some);
         }
+        self.expire_pending();
+        if self.pending.len() >= MAX_PENDING {
+            return Err(Refusal(
+                ERROR_CODE_DECLARE_MINING_JOB_INVALID_JOB,
+                format!("{MAX_PENDING} declarations already wait for their transactions"),
+            ));
+        }
         debug!(peer = %self.peer, request_id, missing = pending.missing.len(), "asking for missing transactions");
         let ask = ProvideMissingTransactionsOwned {
             request_id,
@@ -400,6 +425,19 @@ impl Session {
         Ok(Some(JobDeclarationOwned::ProvideMissingTransactions(ask)))
     }
 
+    /// Drops waiting declarations whose token expired (their tokens go with them).
+    fn expire_pending(&mut self) {
+        let now = Instant::now();
+        let tokens = &mut self.tokens;
+        self.pending.retain(|_, p| {
+            let alive = tokens.get(&p.token).is_some_and(|a| a.expires > now);
+            if !alive {
+                tokens.remove(&p.token);
+            }
+            alive
+        });
+    }
+
     async fn provided(
         &mut self,
         m: ProvideMissingTransactionsSuccessOwned,
@@ -411,8 +449,14 @@ impl Session {
             )
         })?;
         // Whatever happens now, the token is no longer held by a waiting declaration.
-        if let Some(a) = self.tokens.get_mut(&pending.token) {
-            a.state = TokenState::Free;
+        match self.tokens.get_mut(&pending.token) {
+            Some(a) if a.expires > Instant::now() => a.state = TokenState::Free,
+            _ => {
+                return Err(Refusal(
+                    ERROR_CODE_DECLARE_MINING_JOB_INVALID_MINING_JOB_TOKEN,
+                    "expired while waiting for the transactions".into(),
+                ))
+            }
         }
         let txs: Vec<&[u8]> = m.transaction_list.iter().map(|t| t.as_ref()).collect();
         if txs.len() != pending.missing.len() {
@@ -464,52 +508,93 @@ impl Session {
         let coinbase = &split.tx;
         let (chain, tip_height) = self.ctx.rpc.chain().await?;
         let next_height = tip_height + 1;
-        let height = bip34_height(coinbase).ok_or_else(|| {
-            Refusal(
-                ERROR_CODE_DECLARE_MINING_JOB_INVALID_COINBASE_TX,
-                "the coinbase scriptSig does not start with the block height (BIP34)".into(),
-            )
-        })?;
-        if height < next_height {
-            return Err(Refusal(
-                ERROR_CODE_DECLARE_MINING_JOB_STALE_CHAIN_TIP,
-                format!("the coinbase is for height {height}; the next block is {next_height}"),
-            ));
+        // BIP34 as consensus reads it: the minimal push of the height, before the extranonce.
+        let expected = Builder::new()
+            .push_int(i64::from(next_height))
+            .into_script();
+        if !split.script_sig_prefix.starts_with(expected.as_bytes()) {
+            return Err(match bip34_height(coinbase) {
+                Some(h) if h < next_height => Refusal(
+                    ERROR_CODE_DECLARE_MINING_JOB_STALE_CHAIN_TIP,
+                    format!("the coinbase is for height {h}; the next block is {next_height}"),
+                ),
+                _ => Refusal(
+                    ERROR_CODE_DECLARE_MINING_JOB_INVALID_COINBASE_TX,
+                    format!(
+                        "the coinbase scriptSig must start with the minimal push of the next height, {next_height} (BIP34)"
+                    ),
+                ),
+            });
         }
-        if height != next_height {
-            return Err(Refusal(
-                ERROR_CODE_DECLARE_MINING_JOB_INVALID_COINBASE_TX,
-                format!("the coinbase is for height {height}; the next block is {next_height}"),
-            ));
-        }
-        let fees: Amount = known
+        let height = next_height;
+        let fees = known
             .iter()
             .filter_map(|k| match k {
                 Known::Mempool { fee, .. } => Some(*fee),
                 Known::Provided(_) => None,
             })
-            .sum();
+            .try_fold(Amount::ZERO, |a, f| a.checked_add(f))
+            .ok_or_else(|| {
+                Refusal(
+                    ERROR_CODE_DECLARE_MINING_JOB_INTERNAL_ERROR,
+                    "fee overflow".into(),
+                )
+            })?;
         let reward = subsidy(&chain, height) + fees;
-        let pool_outputs: Vec<&TxOut> = coinbase
-            .output
-            .iter()
-            .filter(|o| o.script_pubkey == self.ctx.config.pool_script)
-            .collect();
-        if pool_outputs.is_empty() {
-            return Err(Refusal(
-                ERROR_CODE_DECLARE_MINING_JOB_INVALID_COINBASE_TX,
+        let bad_coinbase =
+            |why: String| Refusal(ERROR_CODE_DECLARE_MINING_JOB_INVALID_COINBASE_TX, why);
+        let mut total = Amount::ZERO;
+        let mut paid = Amount::ZERO;
+        let mut pays_pool = false;
+        for output in &coinbase.output {
+            if output.value > Amount::MAX_MONEY {
+                return Err(bad_coinbase(format!(
+                    "an output pays {} sat, more than all bitcoin",
+                    output.value.to_sat()
+                )));
+            }
+            total = total
+                .checked_add(output.value)
+                .ok_or_else(|| bad_coinbase("the outputs' sum overflows".into()))?;
+            if output.script_pubkey == self.ctx.config.pool_script {
+                pays_pool = true;
+                paid = paid
+                    .checked_add(output.value)
+                    .ok_or_else(|| bad_coinbase("the outputs' sum overflows".into()))?;
+            }
+        }
+        if !pays_pool {
+            return Err(bad_coinbase(
                 "no output pays the pool's script (AllocateMiningJobToken.Success.coinbase_outputs)".into(),
             ));
         }
-        let paid: Amount = pool_outputs.iter().map(|o| o.value).sum();
         if paid < reward {
-            return Err(Refusal(
-                ERROR_CODE_DECLARE_MINING_JOB_INVALID_COINBASE_TX,
-                format!(
-                    "the pool's output pays {} sat; the block's reward is {} sat (subsidy and the fees of the mempool's transactions)",
-                    paid.to_sat(),
-                    reward.to_sat()
-                ),
+            return Err(bad_coinbase(format!(
+                "the pool's output pays {} sat; the block's reward is {} sat (subsidy and the fees of the mempool's transactions)",
+                paid.to_sat(),
+                reward.to_sat()
+            )));
+        }
+        if total > reward {
+            return Err(bad_coinbase(format!(
+                "the coinbase pays {} sat in all, more than the block's reward of {} sat",
+                total.to_sat(),
+                reward.to_sat()
+            )));
+        }
+        let wtxids: Vec<bitcoin::Wtxid> = declare
+            .wtxid_list
+            .iter()
+            .map(|w| bitcoin::Wtxid::from_byte_array(w.to_array()))
+            .collect();
+        let commitment_script = witness_commitment_script(&wtxids);
+        if !coinbase
+            .output
+            .iter()
+            .any(|o| o.script_pubkey == commitment_script)
+        {
+            return Err(bad_coinbase(
+                "the witness commitment for these transactions is missing or wrong".into(),
             ));
         }
 
@@ -520,6 +605,7 @@ impl Session {
             declare.version,
             coinbase.version.0 as u32,
             &split.script_sig_prefix,
+            split.extranonce_len,
             input.sequence.0,
             &coinbase.output,
             coinbase.lock_time.to_consensus_u32(),
@@ -579,6 +665,26 @@ impl Session {
             let Ok(coinbase) = consensus::deserialize::<Transaction>(&bytes) else {
                 continue;
             };
+            // Proof of work first, from the coinbase and the stored txids: a junk solution
+            // costs no call to the node.
+            let mut root = coinbase.compute_txid().to_byte_array();
+            for step in coinbase_merkle_path(&job.txids) {
+                let mut data = [0u8; 64];
+                data[..32].copy_from_slice(&root);
+                data[32..].copy_from_slice(&step);
+                root = bitcoin::hashes::sha256d::Hash::hash(&data).to_byte_array();
+            }
+            let header = Header {
+                version: BlockVersion::from_consensus(m.version as i32),
+                prev_blockhash: prev_hash,
+                merkle_root: bitcoin::TxMerkleNode::from_byte_array(root),
+                time: m.ntime,
+                bits: CompactTarget::from_consensus(m.nbits),
+                nonce: m.nonce,
+            };
+            if !header.target().is_met_by(header.block_hash()) {
+                continue;
+            }
             let mut txdata = Vec::with_capacity(job.txids.len() + 1);
             txdata.push(coinbase);
             for txid in &job.txids {
@@ -593,22 +699,6 @@ impl Session {
                     },
                 };
                 txdata.push(tx);
-            }
-            let Some(merkle_root) = bitcoin::merkle_tree::calculate_root(
-                txdata.iter().map(|t| t.compute_txid().to_raw_hash()),
-            ) else {
-                continue;
-            };
-            let header = Header {
-                version: BlockVersion::from_consensus(m.version as i32),
-                prev_blockhash: prev_hash,
-                merkle_root: merkle_root.into(),
-                time: m.ntime,
-                bits: CompactTarget::from_consensus(m.nbits),
-                nonce: m.nonce,
-            };
-            if !header.target().is_met_by(header.block_hash()) {
-                continue;
             }
             let block = Block { header, txdata };
             let hash = block.block_hash();

@@ -20,6 +20,8 @@ use crate::context::PoolContext;
 /// SetCustomMiningJob.Error codes (the spec's, plus the field named for a bad value).
 const INVALID_CHANNEL: &str = "invalid-channel-id";
 const INVALID_TOKEN: &str = "invalid-mining-job-token";
+/// How far ahead of the pool's clock a custom job's min_ntime may be.
+const MAX_MIN_NTIME_AHEAD_SECS: u64 = 60;
 
 fn refuse(m: &SetCustomMiningJobOwned, code: &str) -> Vec<MiningOwned> {
     vec![MiningOwned::SetCustomMiningJobError(
@@ -59,10 +61,13 @@ pub fn set_custom_job(
         return refuse(&m, "invalid-job-param-value-coinbase-tx-outputs");
     };
     let merkle_path: Vec<[u8; 32]> = m.merkle_path.iter().map(|h| h.to_array()).collect();
+    // The channel's whole extranonce ends the scriptSig: the jd-server accepted the job for an
+    // extranonce of this length, or the token does not verify.
     let commitment = JobCommitment::new(
         m.version,
         m.coinbase_tx_version,
         m.coinbase_prefix.as_ref(),
+        channel.get_full_extranonce_size(),
         m.coinbase_tx_input_n_sequence,
         &outputs,
         m.coinbase_tx_locktime,
@@ -70,10 +75,13 @@ pub fn set_custom_job(
     );
     let now = unix_now();
     let token = m.token.as_ref().to_vec();
-    if let Err(e) = JobToken::verify(&token, &jd_key.into_bytes(), &commitment, now) {
-        info!(channel_id, "custom job refused: {e}");
-        return refuse(&m, INVALID_TOKEN);
-    }
+    let verified = match JobToken::verify(&token, &jd_key.into_bytes(), &commitment, now) {
+        Ok(v) => v,
+        Err(e) => {
+            info!(channel_id, "custom job refused: {e}");
+            return refuse(&m, INVALID_TOKEN);
+        }
+    };
     // Work counts only on the pool's chain tip: ehash pays for work that can make the pool's
     // next block.
     let snapshot = ctx.jobs.snapshot();
@@ -88,26 +96,39 @@ pub fn set_custom_job(
         );
         return refuse(&m, "invalid-job-param-value-prev-hash");
     }
-    {
-        let mut used = ctx
-            .used_job_tokens
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        used.retain(|_, expires| *expires >= now);
-        if used.contains_key(&token) {
-            info!(
-                channel_id,
-                "custom job refused: its job token was already used"
-            );
-            return refuse(&m, INVALID_TOKEN);
-        }
-        // The token's own expiry bounds how long it is remembered.
-        let expires = u64::from_le_bytes(token[1..9].try_into().unwrap_or([0; 8]));
-        used.insert(token, expires);
+    // Shares may carry times from min_ntime up to two hours later: a min_ntime before the
+    // tip's, or ahead of the clock, would be paid for blocks the network refuses.
+    let tip_time = snapshot
+        .current
+        .as_ref()
+        .map(|(_, tip)| tip.header_timestamp)
+        .unwrap_or(0);
+    if m.min_ntime < tip_time || u64::from(m.min_ntime) > now + MAX_MIN_NTIME_AHEAD_SECS {
+        info!(
+            channel_id,
+            min_ntime = m.min_ntime,
+            tip_time,
+            "custom job refused: min_ntime out of range"
+        );
+        return refuse(&m, "invalid-job-param-value-min-ntime");
+    }
+    let mut used = ctx
+        .used_job_tokens
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    used.retain(|_, expires| *expires >= now);
+    if used.contains_key(&token) {
+        info!(
+            channel_id,
+            "custom job refused: its job token was already used"
+        );
+        return refuse(&m, INVALID_TOKEN);
     }
     let request_id = m.request_id;
     match channel.on_set_custom_mining_job(m) {
         Ok(job_id) => {
+            // Only a job actually set uses its token; remembered until it would expire anyway.
+            used.insert(token, verified.expires_at);
             let target = *channel.get_target();
             entry.job_targets.insert(job_id, target);
             info!(channel_id, job_id, "custom job set");

@@ -12,6 +12,8 @@ pub enum CoinbaseError {
     Unparsable,
     #[error("the transaction is not a coinbase (one input spending nothing)")]
     NotCoinbase,
+    #[error("the extranonce must end the coinbase scriptSig (as the pool's channel builds it)")]
+    ExtranonceNotAtEnd,
 }
 
 /// The coinbase a miner's extranonce completes.
@@ -37,14 +39,18 @@ impl SplitCoinbase {
 }
 
 /// Finds the extranonce length that makes `prefix + extranonce + suffix` one coinbase
-/// transaction, and where the scriptSig's bytes before the extranonce are.
+/// transaction, and where the scriptSig's bytes before the extranonce are. The extranonce must
+/// end the scriptSig: a pool's channel rebuilds the coinbase as scriptSig prefix + extranonce,
+/// so anything after it would make the pool credit shares on a coinbase nobody can rebuild.
 pub fn split_coinbase(prefix: &[u8], suffix: &[u8]) -> Result<SplitCoinbase, CoinbaseError> {
+    let mut parsed = false;
     for extranonce_len in 0..=MAX_EXTRANONCE {
         let bytes = [prefix, &vec![0u8; extranonce_len], suffix].concat();
         // Whole-buffer decoding: trailing bytes are an error, so only the right length fits.
         let Ok(tx) = consensus::deserialize::<Transaction>(&bytes) else {
             continue;
         };
+        parsed = true;
         if !tx.is_coinbase() || tx.input.len() != 1 {
             return Err(CoinbaseError::NotCoinbase);
         }
@@ -58,7 +64,7 @@ pub fn split_coinbase(prefix: &[u8], suffix: &[u8]) -> Result<SplitCoinbase, Coi
         let Some(before) = prefix.len().checked_sub(start) else {
             continue;
         };
-        if before + extranonce_len > script_sig.len() {
+        if before + extranonce_len != script_sig.len() {
             continue;
         }
         return Ok(SplitCoinbase {
@@ -67,7 +73,11 @@ pub fn split_coinbase(prefix: &[u8], suffix: &[u8]) -> Result<SplitCoinbase, Coi
             extranonce_len,
         });
     }
-    Err(CoinbaseError::Unparsable)
+    Err(if parsed {
+        CoinbaseError::ExtranonceNotAtEnd
+    } else {
+        CoinbaseError::Unparsable
+    })
 }
 
 #[cfg(test)]
@@ -108,7 +118,6 @@ mod tests {
                 let head = vec![3, 1, 2, 3, b'h', b'p'];
                 let mut sig = head.clone();
                 sig.extend(std::iter::repeat_n(0xAB, extranonce_len));
-                sig.extend_from_slice(b"tail");
                 let tx = coinbase(sig, segwit);
                 let bytes = consensus::serialize(&tx);
                 // Where the extranonce starts: find `head` + the marker bytes.
@@ -128,6 +137,21 @@ mod tests {
                 assert_eq!(rebuilt, bytes);
             }
         }
+    }
+
+    #[test]
+    fn bytes_after_the_extranonce_are_refused() {
+        let head = vec![3, 1, 2, 3];
+        let mut sig = head.clone();
+        sig.extend([0xAB; 8]);
+        sig.extend_from_slice(b"tail");
+        let bytes = consensus::serialize(&coinbase(sig, true));
+        let at = bytes.windows(4).position(|w| w == head.as_slice()).unwrap() + 4;
+        let (prefix, rest) = bytes.split_at(at);
+        assert_eq!(
+            split_coinbase(prefix, &rest[8..]).unwrap_err(),
+            CoinbaseError::ExtranonceNotAtEnd
+        );
     }
 
     #[test]

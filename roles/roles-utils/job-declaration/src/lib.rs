@@ -12,5 +12,5 @@ mod merkle;
 mod token;
 
 pub use coinbase::{split_coinbase, CoinbaseError, SplitCoinbase};
-pub use merkle::coinbase_merkle_path;
+pub use merkle::{coinbase_merkle_path, witness_commitment_script};
 pub use token::{JobCommitment, JobToken, TokenError, JOB_TOKEN_LEN};

@@ -3,8 +3,28 @@
 
 use bitcoin::{
     hashes::{sha256d, Hash},
-    Txid,
+    script::{Builder, PushBytesBuf},
+    ScriptBuf, Txid, Wtxid,
 };
+
+/// The witness commitment output script of a block whose non-coinbase transactions have these
+/// wtxids, with the all-zero witness reserved value every coinbase here carries (BIP141).
+pub fn witness_commitment_script(wtxids: &[Wtxid]) -> ScriptBuf {
+    let hashes = std::iter::once(Wtxid::all_zeros())
+        .chain(wtxids.iter().copied())
+        .map(|w| w.to_raw_hash());
+    let root =
+        bitcoin::merkle_tree::calculate_root(hashes).unwrap_or_else(sha256d::Hash::all_zeros);
+    let mut preimage = root.to_byte_array().to_vec();
+    preimage.extend_from_slice(&[0u8; 32]);
+    let mut data = vec![0xaa, 0x21, 0xa9, 0xed];
+    data.extend_from_slice(sha256d::Hash::hash(&preimage).as_byte_array());
+    let push = PushBytesBuf::try_from(data).expect("36 bytes always fit a push");
+    Builder::new()
+        .push_opcode(bitcoin::opcodes::all::OP_RETURN)
+        .push_slice(push)
+        .into_script()
+}
 
 /// Merkle path of the coinbase (position 0) in a block whose other transactions are `txids`,
 /// deepest level first (the order `SetCustomMiningJob.merkle_path` and channels_sv2 use).

@@ -32,10 +32,14 @@ pub enum TokenError {
 pub struct JobCommitment(pub [u8; 32]);
 
 impl JobCommitment {
+    /// `extranonce_len`: the whole extranonce after `script_sig_prefix` (the pool channel's
+    /// prefix and the miner's part), which ends the scriptSig.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         version: u32,
         coinbase_tx_version: u32,
         script_sig_prefix: &[u8],
+        extranonce_len: usize,
         input_sequence: u32,
         outputs: &[TxOut],
         locktime: u32,
@@ -46,6 +50,7 @@ impl JobCommitment {
         data.extend_from_slice(&coinbase_tx_version.to_le_bytes());
         data.extend_from_slice(&(script_sig_prefix.len() as u32).to_le_bytes());
         data.extend_from_slice(script_sig_prefix);
+        data.extend_from_slice(&(extranonce_len as u32).to_le_bytes());
         data.extend_from_slice(&input_sequence.to_le_bytes());
         // Canonical: the decoded outputs re-encoded, whatever bytes carried them.
         let outputs = consensus::serialize(&outputs.to_vec());
@@ -148,6 +153,7 @@ mod tests {
             version,
             2,
             &[3, 1, 0, 0],
+            16,
             u32::MAX,
             &outputs,
             0,
@@ -208,18 +214,19 @@ mod tests {
             value: Amount::from_sat(1),
             script_pubkey: ScriptBuf::new(),
         }];
-        let base = JobCommitment::new(1, 2, &[3], 4, &outputs, 5, &[[6; 32]]);
+        let base = JobCommitment::new(1, 2, &[3], 8, 4, &outputs, 5, &[[6; 32]]);
         let mut more = outputs.clone();
         more[0].value = Amount::from_sat(2);
         for other in [
-            JobCommitment::new(9, 2, &[3], 4, &outputs, 5, &[[6; 32]]),
-            JobCommitment::new(1, 9, &[3], 4, &outputs, 5, &[[6; 32]]),
-            JobCommitment::new(1, 2, &[9], 4, &outputs, 5, &[[6; 32]]),
-            JobCommitment::new(1, 2, &[3], 9, &outputs, 5, &[[6; 32]]),
-            JobCommitment::new(1, 2, &[3], 4, &more, 5, &[[6; 32]]),
-            JobCommitment::new(1, 2, &[3], 4, &outputs, 9, &[[6; 32]]),
-            JobCommitment::new(1, 2, &[3], 4, &outputs, 5, &[[9; 32]]),
-            JobCommitment::new(1, 2, &[3], 4, &outputs, 5, &[]),
+            JobCommitment::new(9, 2, &[3], 8, 4, &outputs, 5, &[[6; 32]]),
+            JobCommitment::new(1, 9, &[3], 8, 4, &outputs, 5, &[[6; 32]]),
+            JobCommitment::new(1, 2, &[9], 8, 4, &outputs, 5, &[[6; 32]]),
+            JobCommitment::new(1, 2, &[3], 9, 4, &outputs, 5, &[[6; 32]]),
+            JobCommitment::new(1, 2, &[3], 8, 9, &outputs, 5, &[[6; 32]]),
+            JobCommitment::new(1, 2, &[3], 8, 4, &more, 5, &[[6; 32]]),
+            JobCommitment::new(1, 2, &[3], 8, 4, &outputs, 9, &[[6; 32]]),
+            JobCommitment::new(1, 2, &[3], 8, 4, &outputs, 5, &[[9; 32]]),
+            JobCommitment::new(1, 2, &[3], 8, 4, &outputs, 5, &[]),
         ] {
             assert_ne!(base, other);
         }

@@ -149,6 +149,13 @@ async fn mempool(rpc_url: &str, at_least: usize) -> anyhow::Result<Vec<(Transact
     }
 }
 
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// A transaction the node has never seen (the client's own choice).
 fn own_transaction(tag: u8) -> Transaction {
     Transaction {
@@ -187,13 +194,22 @@ fn coinbase_with(
     txs: &[Transaction],
     extranonce_len: usize,
 ) -> Coinbase {
-    let head = {
-        let mut h = rules::bip34_prefix(height).into_bytes();
-        h.extend_from_slice(b"/jdc/");
-        h
-    };
+    let mut head = rules::bip34_prefix(height).into_bytes();
+    head.extend_from_slice(b"/jdc/");
+    coinbase_from(head, outputs, txs, extranonce_len, &[])
+}
+
+/// Any scriptSig head, and bytes after the extranonce.
+fn coinbase_from(
+    head: Vec<u8>,
+    outputs: Vec<TxOut>,
+    txs: &[Transaction],
+    extranonce_len: usize,
+    tail: &[u8],
+) -> Coinbase {
     let mut sig = head.clone();
     sig.extend(std::iter::repeat_n(0xEE, extranonce_len));
+    sig.extend_from_slice(tail);
     let mut outputs = outputs;
     outputs.push(rules::witness_commitment_output(txs));
     let tx = Transaction {
@@ -243,10 +259,18 @@ fn declare(
 
 /// DeclareMiningJob.Error's code, after checking it answers `request_id`.
 async fn refusal(c: &mut RawClient, request_id: u32) -> anyhow::Result<String> {
+    Ok(refusal_details(c, request_id).await?.0)
+}
+
+/// DeclareMiningJob.Error's code and details.
+async fn refusal_details(c: &mut RawClient, request_id: u32) -> anyhow::Result<(String, String)> {
     match jd(c.recv(WAIT).await?) {
         JobDeclarationOwned::DeclareMiningJobError(e) => {
             assert_eq!(e.request_id, request_id);
-            Ok(hashpool_sv2_io::text(&e.error_code))
+            Ok((
+                hashpool_sv2_io::text(&e.error_code),
+                String::from_utf8_lossy(e.error_details.as_ref()).into_owned(),
+            ))
         }
         other => anyhow::bail!("expected DeclareMiningJob.Error, got {other}"),
     }
@@ -322,6 +346,7 @@ async fn a_declared_job_with_its_own_transactions_is_accepted_and_its_block_conn
         0x2000_0000,
         2,
         &cb.script_sig_prefix,
+        EXTRANONCE,
         u32::MAX,
         &cb.tx.output,
         0,
@@ -336,6 +361,7 @@ async fn a_declared_job_with_its_own_transactions_is_accepted_and_its_block_conn
         0x2000_0000,
         2,
         &cb.script_sig_prefix,
+        EXTRANONCE,
         u32::MAX,
         &cb.tx.output,
         0,
@@ -447,32 +473,118 @@ async fn bad_declarations_are_refused_with_their_codes_and_the_connection_keeps_
     assert_eq!(refusal(&mut c, 2).await?, "invalid-mining-job-token");
 
     let (token, _) = allocate(&mut c, 3).await?;
-    // The pool's output missing: the reward paid to another script.
+    // Each coinbase the pool's rules refuse, with what the details say.
     let elsewhere = ScriptBuf::new_op_return([7u8; 4]);
-    let missing = coinbase(1, pool_outputs(&elsewhere, reward), &txs);
-    c.send(declare(3, &token, &missing, &txs)).await?;
-    assert_eq!(refusal(&mut c, 3).await?, "invalid-coinbase-tx");
-    // The pool's output short by one satoshi.
-    let short = coinbase(
-        1,
-        pool_outputs(&s.pool_script, reward - Amount::from_sat(1)),
-        &txs,
-    );
-    c.send(declare(4, &token, &short, &txs)).await?;
-    assert_eq!(refusal(&mut c, 4).await?, "invalid-coinbase-tx");
-    // Not a coinbase at all.
-    let garbage = Coinbase {
-        prefix: vec![1, 2, 3],
-        suffix: vec![4, 5, 6],
-        ..coinbase(1, vec![], &[])
-    };
-    c.send(declare(5, &token, &garbage, &txs)).await?;
-    assert_eq!(refusal(&mut c, 5).await?, "invalid-coinbase-tx");
-    // For a height the chain is past (the tip is 0, so height 1 is next; a coinbase for a
-    // later height is not the next block either).
-    let later = coinbase(5, pool_outputs(&s.pool_script, reward), &txs);
-    c.send(declare(6, &token, &later, &txs)).await?;
-    assert_eq!(refusal(&mut c, 6).await?, "invalid-coinbase-tx");
+    let mut head_not_minimal = vec![0x01, 0x01];
+    head_not_minimal.extend_from_slice(b"/jdc/");
+    let mut head_ok = rules::bip34_prefix(1).into_bytes();
+    head_ok.extend_from_slice(b"/jdc/");
+    let mut skim = pool_outputs(&s.pool_script, reward);
+    skim.push(TxOut {
+        value: Amount::from_sat(1),
+        script_pubkey: elsewhere.clone(),
+    });
+    let cases: Vec<(&str, Coinbase, &str, &str)> = vec![
+        (
+            "the pool's output missing",
+            coinbase(1, pool_outputs(&elsewhere, reward), &txs),
+            "invalid-coinbase-tx",
+            "no output pays the pool's script",
+        ),
+        (
+            "the pool's output one satoshi short",
+            coinbase(
+                1,
+                pool_outputs(&s.pool_script, reward - Amount::from_sat(1)),
+                &txs,
+            ),
+            "invalid-coinbase-tx",
+            "the pool's output pays",
+        ),
+        (
+            "the pool's output one satoshi over the reward",
+            coinbase(
+                1,
+                pool_outputs(&s.pool_script, reward + Amount::from_sat(1)),
+                &txs,
+            ),
+            "invalid-coinbase-tx",
+            "more than the block's reward",
+        ),
+        (
+            "a satoshi for the miner on top of the pool's reward",
+            coinbase(1, skim, &txs),
+            "invalid-coinbase-tx",
+            "more than the block's reward",
+        ),
+        (
+            "not a transaction",
+            Coinbase {
+                prefix: vec![1, 2, 3],
+                suffix: vec![4, 5, 6],
+                ..coinbase(1, vec![], &[])
+            },
+            "invalid-coinbase-tx",
+            "do not make a transaction",
+        ),
+        (
+            "bytes after the extranonce",
+            coinbase_from(
+                head_ok,
+                pool_outputs(&s.pool_script, reward),
+                &txs,
+                EXTRANONCE,
+                b"tail",
+            ),
+            "invalid-coinbase-tx",
+            "extranonce must end",
+        ),
+        (
+            "the height pushed non-minimally",
+            coinbase_from(
+                head_not_minimal,
+                pool_outputs(&s.pool_script, reward),
+                &txs,
+                EXTRANONCE,
+                &[],
+            ),
+            "invalid-coinbase-tx",
+            "minimal push of the next height, 1",
+        ),
+        (
+            "a later height",
+            coinbase(5, pool_outputs(&s.pool_script, reward), &txs),
+            "invalid-coinbase-tx",
+            "minimal push of the next height, 1",
+        ),
+        (
+            "a height the chain has passed",
+            coinbase(0, pool_outputs(&s.pool_script, reward), &txs),
+            "stale-chain-tip",
+            "the next block is 1",
+        ),
+        (
+            "a witness commitment for other transactions",
+            coinbase(1, pool_outputs(&s.pool_script, reward), &[]),
+            "invalid-coinbase-tx",
+            "witness commitment",
+        ),
+    ];
+    for (n, (what, cb, code, details)) in cases.into_iter().enumerate() {
+        let request_id = 100 + n as u32;
+        c.send(declare(request_id, &token, &cb, &txs)).await?;
+        let (got_code, got_details) = refusal_details(&mut c, request_id).await?;
+        assert_eq!(got_code, code, "{what}: {got_details}");
+        assert!(got_details.contains(details), "{what}: {got_details}");
+    }
+    // The same transaction twice.
+    let twice = vec![txs[0].clone(), txs[0].clone()];
+    let cb = coinbase(1, pool_outputs(&s.pool_script, reward), &twice);
+    c.send(declare(150, &token, &cb, &twice)).await?;
+    let (code, details) = refusal_details(&mut c, 150).await?;
+    assert_eq!(code, "invalid-job", "{details}");
+    assert!(details.contains("listed twice"), "{details}");
+
     // An unknown transaction answered with a different one.
     let mut with_own = txs.clone();
     with_own.push(own_transaction(0x43));
@@ -501,6 +613,25 @@ async fn bad_declarations_are_refused_with_their_codes_and_the_connection_keeps_
         jd(c.recv(WAIT).await?),
         JobDeclarationOwned::DeclareMiningJobSuccess(_)
     ));
+
+    // Declarations waiting for transactions are bounded per connection (4).
+    let mut waiting = txs.clone();
+    waiting.push(own_transaction(0x50));
+    let cb = coinbase(1, pool_outputs(&s.pool_script, reward), &waiting);
+    for n in 0..5u32 {
+        let (t, _) = allocate(&mut c, 200 + n).await?;
+        c.send(declare(200 + n, &t, &cb, &waiting)).await?;
+        if n < 4 {
+            assert!(matches!(
+                jd(c.recv(WAIT).await?),
+                JobDeclarationOwned::ProvideMissingTransactions(_)
+            ));
+        } else {
+            let (code, details) = refusal_details(&mut c, 204).await?;
+            assert_eq!(code, "invalid-job", "{details}");
+            assert!(details.contains("already wait"), "{details}");
+        }
+    }
 
     s.shutdown.cancel();
     s.tp.stop().await
@@ -635,6 +766,17 @@ async fn the_pool_sets_only_declared_jobs_and_credits_their_shares() -> anyhow::
     assert_eq!(
         m.recv_until(WAIT, custom_reply).await?,
         Err("invalid-mining-job-token".to_string())
+    );
+    // A min_ntime an hour ahead (blocks the network would refuse as too new): refused, and
+    // the token is not used up by it.
+    let mut ahead = custom(14, job_token.clone(), &cb.tx.output);
+    if let MiningOwned::SetCustomMiningJob(j) = &mut ahead {
+        j.min_ntime = tip.min_ntime.max(now_secs() as u32) + 3_600;
+    }
+    m.send(ahead).await?;
+    assert_eq!(
+        m.recv_until(WAIT, custom_reply).await?,
+        Err("invalid-job-param-value-min-ntime".to_string())
     );
     m.send(custom(12, job_token.clone(), &cb.tx.output)).await?;
     let job_id = m

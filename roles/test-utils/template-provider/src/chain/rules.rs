@@ -5,7 +5,7 @@
 use bitcoin::{
     block::Header,
     hashes::{sha256d, Hash},
-    script::{Builder, PushBytesBuf},
+    script::Builder,
     Amount, Block, CompactTarget, ScriptBuf, Transaction, TxMerkleNode, TxOut, Wtxid,
 };
 
@@ -45,21 +45,12 @@ pub fn witness_root(transactions: &[Transaction]) -> sha256d::Hash {
 
 /// The witness commitment output for a block whose non-coinbase transactions are
 /// `transactions`, with an all-zero witness reserved value (what channels_sv2 puts in the
-/// coinbase witness).
+/// coinbase witness); the same computation the jd-server checks declared coinbases with.
 pub fn witness_commitment_output(transactions: &[Transaction]) -> TxOut {
-    let root = witness_root(transactions);
-    let mut preimage = root.to_byte_array().to_vec();
-    preimage.extend_from_slice(&[0u8; 32]);
-    let commitment = sha256d::Hash::hash(&preimage);
-    let mut data = WITNESS_COMMITMENT_HEADER[2..].to_vec();
-    data.extend_from_slice(commitment.as_byte_array());
-    let push = PushBytesBuf::try_from(data).expect("36 bytes always fit a push");
+    let wtxids: Vec<_> = transactions.iter().map(|t| t.compute_wtxid()).collect();
     TxOut {
         value: Amount::ZERO,
-        script_pubkey: Builder::new()
-            .push_opcode(bitcoin::opcodes::all::OP_RETURN)
-            .push_slice(push)
-            .into_script(),
+        script_pubkey: hashpool_job_declaration::witness_commitment_script(&wtxids),
     }
 }
 
