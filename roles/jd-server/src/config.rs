@@ -68,6 +68,15 @@ impl JdServerRunConfig {
                     .into(),
             );
         }
+        let pool_script = own.jd_server.coinbase_reward_script.script_pubkey();
+        // Consensus caps scripts at 10,000 bytes; the bound also keeps the coinbase outputs
+        // sent to every client within their message field.
+        if pool_script.is_empty() || pool_script.len() > 10_000 {
+            return Err(format!(
+                "`jd_server.coinbase_reward_script` gives a {}-byte script; it must be 1 to 10,000 bytes",
+                pool_script.len()
+            ));
+        }
         if own.jd_server.token_lifetime_secs == 0 {
             return Err("`jd_server.token_lifetime_secs` must be at least 1".into());
         }
@@ -76,7 +85,7 @@ impl JdServerRunConfig {
             authority_public_key: topology.authority_public_key,
             authority_secret_key: own.jd_server.authority_secret_key,
             cert_validity_secs: own.jd_server.cert_validity_secs,
-            pool_script: own.jd_server.coinbase_reward_script.script_pubkey(),
+            pool_script,
             token_lifetime_secs: own.jd_server.token_lifetime_secs,
             rpc: own.bitcoin_rpc,
         })

@@ -242,7 +242,7 @@ impl Session {
                     request_id: m.request_id,
                     mining_job_token: B0255Owned::new(token).expect("16 bytes fit"),
                     coinbase_outputs: B064KOwned::new(consensus::serialize(&outputs))
-                        .expect("one output fits"),
+                        .expect("the pool script is at most 10,000 bytes (checked at start)"),
                 };
                 self.send(JobDeclarationOwned::AllocateMiningJobTokenSuccess(reply))
                     .await
