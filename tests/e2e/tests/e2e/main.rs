@@ -5,6 +5,7 @@ mod bad_input;
 mod crash;
 mod deployment;
 mod extended_channel;
+mod jd_client;
 mod job_declaration;
 mod ledger;
 mod locking_key;

@@ -1,0 +1,57 @@
+//! The jd-client's command line (the binary is a thin wrapper).
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use crate::{JdClientConfig, JdClientRunConfig};
+
+/// Hashpool job declarator client: its own templates mined on the pool, ehash into its wallet.
+#[derive(Parser, Debug)]
+#[command(version)]
+pub struct Args {
+    /// Role config (TOML).
+    #[arg(short, long, default_value = "config/jd-client.config.toml")]
+    config: PathBuf,
+    /// Also log to this file (rotated daily).
+    #[arg(short = 'f', long)]
+    log_file: Option<PathBuf>,
+}
+
+/// Runs the jd-client until SIGINT/SIGTERM.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let _log = hashpool_logging::init(args.log_file.as_deref())?;
+    let own: JdClientConfig = hashpool_config::load(&args.config)?;
+    let mut config = JdClientRunConfig::new(&own).map_err(anyhow::Error::msg)?;
+    let shutdown = CancellationToken::new();
+    let wallet = hashpool_wallet::EhashWallet::open(&hashpool_wallet::WalletConfig {
+        mint_url: own.wallet.mint_url.clone(),
+        unit: own.wallet.unit.clone(),
+        database_path: own.wallet.database_path.clone(),
+        mnemonic: None,
+        mnemonic_path: own.wallet.mnemonic_path.clone(),
+    })
+    .await
+    .context("opening the wallet")?;
+    config.locking_key = Some(wallet.sv2_locking_key());
+    tracing::info!(
+        locking_key = %wallet.locking_key().to_hex(),
+        balance = wallet.balance().await.unwrap_or(0),
+        "wallet open"
+    );
+    config.minter = Some(hashpool_wallet::Minter::spawn(
+        Arc::new(wallet),
+        Duration::from_secs(own.wallet.recovery_interval_secs.max(1)),
+        shutdown.clone(),
+    ));
+    let running = crate::start(config, shutdown.clone())
+        .await
+        .context("starting the jd-client")?;
+    hashpool_sv2_io::shutdown_signal().await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    running.task.await.context("jd-client tasks")?;
+    Ok(())
+}

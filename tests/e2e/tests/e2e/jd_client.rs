@@ -1,0 +1,344 @@
+//! The jd-client end to end: template provider (with new mempool transactions all along) +
+//! pool + mint + jd-server + jd-client + miners. Its declared jobs are set on the pool, the
+//! shares on them earn ehash into the jd-client's wallet exactly, its blocks carry the
+//! transactions it chose and connect; without its jd-server it mines the pool's jobs and
+//! declares again when the jd-server is back, its miners connected all along.
+
+use std::{
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
+};
+
+use hashpool_e2e::{
+    free_address, init_tracing, loopback_any_port, miner_options, open_wallet, public_key,
+    secret_key, test_key, translator_config, wait_until, PoolOptions, TestMint, TestPool,
+    TestProvider,
+};
+use hashpool_wallet::Minter;
+use jd_client::JdClientStats;
+use stratum_apps::config_helpers::CoinbaseRewardScript;
+use tokio_util::sync::CancellationToken;
+
+const POOL_SCRIPT: &str = "raw(00147a5ee1a1a4a5b35c3e0e2d4bd6c1a7bb17b3d7c1)";
+
+fn jd_server_config(
+    listen: std::net::SocketAddr,
+    tp: &TestProvider,
+) -> anyhow::Result<jd_server::JdServerRunConfig> {
+    Ok(jd_server::JdServerRunConfig {
+        listen_address: listen,
+        authority_public_key: public_key(),
+        authority_secret_key: secret_key(),
+        cert_validity_secs: 3600,
+        pool_script: CoinbaseRewardScript::from_descriptor(POOL_SCRIPT)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .script_pubkey(),
+        token_lifetime_secs: 600,
+        rpc: jd_server::config::RpcSettings {
+            url: format!("http://{}/", tp.running.http_address),
+            cookie_file: None,
+            user: None,
+            password: None,
+        },
+    })
+}
+
+fn jd_client_config(
+    tp: &TestProvider,
+    pool: &TestPool,
+    jd_server: std::net::SocketAddr,
+    hashrate: f32,
+) -> jd_client::JdClientRunConfig {
+    let endpoint = |address| jd_client::config::Endpoint {
+        address,
+        authority_public_key: Some(public_key()),
+    };
+    jd_client::JdClientRunConfig {
+        listen_address: loopback_any_port(),
+        authority_public_key: public_key(),
+        authority_secret_key: secret_key(),
+        cert_validity_secs: 3600,
+        miner_tag: "e2e-jdc".into(),
+        shares_per_minute: 120.0,
+        max_pool_script_bytes: 64,
+        template_provider: endpoint(tp.running.listen_address),
+        pool: jd_client::config::PoolEndpoint {
+            address: pool.address(),
+            authority_public_key: public_key(),
+            user_identity: "e2e-jdc".into(),
+            nominal_hashrate: hashrate,
+        },
+        jd_server: endpoint(jd_server),
+        locking_key: None,
+        minter: None,
+        reconnect_initial: Duration::from_millis(100),
+        reconnect_max: Duration::from_millis(500),
+    }
+}
+
+fn count(
+    stats: &JdClientStats,
+    f: impl Fn(&JdClientStats) -> &std::sync::atomic::AtomicU64,
+) -> u64 {
+    f(stats).load(Ordering::Relaxed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_jobs_earn_exact_ehash_and_their_blocks_carry_the_jd_clients_transactions(
+) -> anyhow::Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    // A block every ~130k hashes (a few seconds of the miner below), new mempool transactions
+    // every 500 ms: declarations follow new tips and new templates all along.
+    let tp = TestProvider::start(dir.path(), loopback_any_port(), 0x1e7f_ffff, 500).await?;
+    let pool = TestPool::start(
+        tp.running.listen_address,
+        PoolOptions {
+            shares_per_minute: 120.0,
+            share_batch_size: 2,
+            jd_server_public_key: Some(public_key()),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let mint_dir = tempfile::tempdir()?;
+    let mint = TestMint::start(mint_dir.path(), pool.running.mint_link_address).await?;
+    let jds_stop = CancellationToken::new();
+    let jds = jd_server::start(jd_server_config(free_address(), &tp)?, jds_stop.clone()).await?;
+
+    let wallet_dir = tempfile::tempdir()?;
+    let wallet = Arc::new(open_wallet(wallet_dir.path(), &mint.url()).await?);
+    let stop = CancellationToken::new();
+    let minter = Minter::spawn(wallet.clone(), Duration::from_secs(3600), stop.clone());
+    let mut config = jd_client_config(&tp, &pool, jds.listen_address, 40_000.0);
+    config.locking_key = Some(wallet.sv2_locking_key());
+    config.minter = Some(minter.clone());
+    let jdc = jd_client::start(config, stop.clone()).await?;
+    wait_until(
+        Duration::from_secs(20),
+        "the jd-client's pool channel",
+        || async { jdc.stats.pool_connected.load(Ordering::Relaxed) },
+    )
+    .await?;
+
+    // An SV2 miner (standard channel) behind the jd-client, no key of its own.
+    let mut options = miner_options(jdc.listen_address, "jdc-miner", 40_000.0, true);
+    options.locking_key = None;
+    let miner_stop = CancellationToken::new();
+    let miner = mining_device::start(options, miner_stop.clone());
+
+    let s = jdc.stats.clone();
+    wait_until(
+        Duration::from_secs(240),
+        "declared shares accepted, a block found on a declared job and three quotes minted",
+        || async {
+            count(&s, |s| &s.shares_forwarded_declared) >= 3
+                && count(&s, |s| &s.blocks_found) >= 1
+                && minter.stats().quotes_minted.load(Ordering::Relaxed) >= 3
+        },
+    )
+    .await?;
+    miner_stop.cancel();
+    miner.task.await?;
+
+    // Declared and set: no refusal anywhere on the way.
+    assert!(count(&s, |s| &s.jobs_declared) >= 1);
+    assert!(count(&s, |s| &s.custom_jobs_set) >= 1);
+    assert_eq!(count(&s, |s| &s.declarations_refused), 0);
+    assert_eq!(count(&s, |s| &s.custom_jobs_refused), 0);
+    assert!(count(&s, |s| &s.pool_shares_accepted) >= 3);
+    assert_eq!(miner.stats.connections.load(Ordering::Relaxed), 1);
+
+    // Every ehash for the jd-client's work went to its wallet's key: exactly the accepted work.
+    let key = wallet.sv2_locking_key();
+    let ledger = pool.running.context.shares.ledger().clone();
+    let unit = pool.running.context.config.unit_work.work().hashes();
+    wait_until(
+        Duration::from_secs(20),
+        "the last batch answered",
+        || async {
+            let settled = ledger
+                .accrual(&key)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|a| a.pending.hashes() < unit);
+            settled && ledger.open_batches().await.is_ok_and(|b| b.is_empty())
+        },
+    )
+    .await?;
+    let issued: u64 = ledger
+        .batches_of(&key)
+        .await?
+        .iter()
+        .map(|b| b.amount)
+        .sum();
+    let (work, shares) = ledger.share_work(&key).await?;
+    assert!(issued > 0);
+    assert!(shares >= count(&s, |s| &s.shares_forwarded_declared).min(3));
+    assert_eq!(issued as u128, work.hashes() / unit);
+    assert_eq!(
+        pool.running
+            .context
+            .stats
+            .snapshot()
+            .shares_without_job_target,
+        0
+    );
+    wallet.recover().await?;
+    wait_until(
+        Duration::from_secs(20),
+        "the wallet holds every quote",
+        || async { wallet.balance().await.is_ok_and(|b| b == issued) },
+    )
+    .await?;
+
+    // Blocks found through the jd-client are in the chain with the transactions it declared.
+    let found = s.blocks();
+    assert!(!found.is_empty());
+    let height = tp.status().await?.height;
+    let mut in_chain = 0;
+    for h in 1..=height {
+        let block: template_provider::http::BlockResponse =
+            reqwest::get(format!("http://{}/blocks/{h}", tp.running.http_address))
+                .await?
+                .json()
+                .await?;
+        if let Some(f) = found.iter().find(|f| f.hash.to_string() == block.hash) {
+            let chosen: Vec<String> = f.txids.iter().map(|t| t.to_string()).collect();
+            assert_eq!(
+                block.txids[1..],
+                chosen[..],
+                "the block's transactions are the declared ones"
+            );
+            in_chain += 1;
+        }
+    }
+    assert!(in_chain >= 1, "a block of the jd-client connected");
+    assert!(
+        found.iter().any(|f| !f.txids.is_empty()),
+        "a found block carried mempool transactions"
+    );
+
+    stop.cancel();
+    jdc.task.await?;
+    jds_stop.cancel();
+    jds.task.await?;
+    mint.stop().await?;
+    pool.stop().await?;
+    tp.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_its_jd_server_the_jd_client_mines_pool_jobs_and_declares_again_when_it_returns(
+) -> anyhow::Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    // No blocks: the tip stays; new mempool transactions every 300 ms make new templates.
+    let tp = TestProvider::start(dir.path(), loopback_any_port(), 0x1d00_ffff, 300).await?;
+    let pool = TestPool::start(
+        tp.running.listen_address,
+        PoolOptions {
+            shares_per_minute: 120.0,
+            share_batch_size: 1,
+            jd_server_public_key: Some(public_key()),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let jds_address = free_address();
+    let jds_stop = CancellationToken::new();
+    let jds = jd_server::start(jd_server_config(jds_address, &tp)?, jds_stop.clone()).await?;
+    let stop = CancellationToken::new();
+    let mut config = jd_client_config(&tp, &pool, jds_address, 30_000.0);
+    config.locking_key = Some(test_key("jdc-fallback"));
+    let jdc = jd_client::start(config, stop.clone()).await?;
+    wait_until(
+        Duration::from_secs(20),
+        "the jd-client's pool channel",
+        || async { jdc.stats.pool_connected.load(Ordering::Relaxed) },
+    )
+    .await?;
+
+    // SV1 miners through the translator in front of the jd-client (aggregated channel).
+    let translator = translator::start(
+        translator::TranslatorRunConfig {
+            nominal_hashrate: 30_000.0,
+            ..translator_config(jdc.listen_address, "jdc-translator", None, 1.0e12)
+        },
+        stop.clone(),
+    )
+    .await?;
+    let miner = mining_device_sv1::start(
+        mining_device_sv1::Sv1MinerOptions {
+            address: translator.downstream_address,
+            user: "dave.rig".into(),
+            threads: 1,
+            limit_hashrate: Some(30_000.0),
+        },
+        stop.clone(),
+    );
+
+    let s = jdc.stats.clone();
+    let on_pool_jobs = |s: &JdClientStats| {
+        count(s, |s| &s.shares_forwarded) - count(s, |s| &s.shares_forwarded_declared)
+    };
+    wait_until(
+        Duration::from_secs(90),
+        "shares on declared jobs",
+        || async {
+            s.mining_declared.load(Ordering::Relaxed)
+                && count(&s, |s| &s.shares_forwarded_declared) >= 2
+        },
+    )
+    .await?;
+
+    // The jd-server goes away: the pool's jobs, same miners, same channel.
+    jds_stop.cancel();
+    jds.task.await?;
+    wait_until(
+        Duration::from_secs(30),
+        "mining the pool's jobs",
+        || async { !s.mining_declared.load(Ordering::Relaxed) },
+    )
+    .await?;
+    let before = on_pool_jobs(&s);
+    let accepted = count(&s, |s| &s.pool_shares_accepted);
+    wait_until(
+        Duration::from_secs(90),
+        "shares on the pool's jobs accepted",
+        || async {
+            on_pool_jobs(&s) >= before + 2 && count(&s, |s| &s.pool_shares_accepted) >= accepted + 2
+        },
+    )
+    .await?;
+    assert!(!s.mining_declared.load(Ordering::Relaxed));
+    assert!(!s.jds_connected.load(Ordering::Relaxed));
+
+    // Back: declared jobs resume.
+    let declared = count(&s, |s| &s.shares_forwarded_declared);
+    let jobs = count(&s, |s| &s.custom_jobs_set);
+    let jds_stop = CancellationToken::new();
+    let jds = jd_server::start(jd_server_config(jds_address, &tp)?, jds_stop.clone()).await?;
+    wait_until(
+        Duration::from_secs(90),
+        "declared jobs again, with shares",
+        || async {
+            count(&s, |s| &s.custom_jobs_set) > jobs
+                && count(&s, |s| &s.shares_forwarded_declared) >= declared + 2
+        },
+    )
+    .await?;
+    assert_eq!(count(&s, |s| &s.declarations_refused), 0);
+    assert_eq!(count(&s, |s| &s.custom_jobs_refused), 0);
+    // The SV1 miner never lost its connection, nor the translator its channel.
+    assert_eq!(miner.stats.connections.load(Ordering::Relaxed), 1);
+    assert_eq!(translator.stats.pool_connections.load(Ordering::Relaxed), 1);
+
+    stop.cancel();
+    jdc.task.await?;
+    jds_stop.cancel();
+    jds.task.await?;
+    pool.stop().await?;
+    tp.stop().await
+}
