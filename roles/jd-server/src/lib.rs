@@ -29,6 +29,8 @@ pub struct JdContext {
 
 /// How long a fetched mempool answers declarations.
 const MEMPOOL_TTL: std::time::Duration = std::time::Duration::from_millis(500);
+/// The least time between two fetches, whatever a declaration lists.
+const MEMPOOL_MIN_REFRESH: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl JdContext {
     pub fn new(config: JdServerRunConfig, rpc: rpc::BitcoinRpc) -> Self {
@@ -39,12 +41,24 @@ impl JdContext {
         }
     }
 
-    /// The node's mempool, at most [`MEMPOOL_TTL`] old.
-    pub async fn mempool(&self) -> Result<Arc<rpc::Mempool>, rpc::RpcError> {
+    /// The node's mempool, at most [`MEMPOOL_TTL`] old; fetched again (at most every
+    /// [`MEMPOOL_MIN_REFRESH`]) when it lacks one of `wtxids`, so a transaction that reached the
+    /// node after the last fetch counts as the mempool's (with its fee), not as unknown.
+    pub async fn mempool_for(
+        &self,
+        wtxids: &[bitcoin::Wtxid],
+    ) -> Result<Arc<rpc::Mempool>, rpc::RpcError> {
         let mut cached = self.mempool.lock().await;
         if let Some((at, mempool)) = cached.as_ref() {
-            if at.elapsed() < MEMPOOL_TTL {
+            let age = at.elapsed();
+            let complete = wtxids.iter().all(|w| mempool.get(w).is_some());
+            if age < MEMPOOL_TTL && complete {
                 return Ok(mempool.clone());
+            }
+            // Fetched just now and still lacking one: fetch once more a little later (the
+            // declarations of the meantime wait for it) rather than on every declaration.
+            if age < MEMPOOL_MIN_REFRESH {
+                tokio::time::sleep(MEMPOOL_MIN_REFRESH - age).await;
             }
         }
         let fresh = Arc::new(self.rpc.mempool().await?);

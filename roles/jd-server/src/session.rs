@@ -373,12 +373,16 @@ impl Session {
                 format!("the transaction at position {i} is listed twice"),
             ));
         }
-        let mempool = self.ctx.mempool().await?;
+        let wtxids: Vec<bitcoin::Wtxid> = m
+            .wtxid_list
+            .iter()
+            .map(|w| bitcoin::Wtxid::from_byte_array(w.to_array()))
+            .collect();
+        let mempool = self.ctx.mempool_for(&wtxids).await?;
         let mut known = Vec::with_capacity(m.wtxid_list.iter().count());
         let mut missing = Vec::new();
-        for (i, wtxid) in m.wtxid_list.iter().enumerate() {
-            let wtxid = bitcoin::Wtxid::from_byte_array(wtxid.to_array());
-            match mempool.get(&wtxid) {
+        for (i, wtxid) in wtxids.iter().enumerate() {
+            match mempool.get(wtxid) {
                 Some(e) => known.push(Some(Known::Mempool {
                     txid: e.txid,
                     fee: e.fee,
