@@ -22,14 +22,13 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd -P)
 
-# Binaries of a release. The job-declaration roles are optional until they ship.
-REQUIRED_BINS=(pool mint translator jd-server stats-pool stats-proxy web-pool web-proxy hashpool)
-OPTIONAL_BINS=(jd-client)
+# Binaries of a release.
+REQUIRED_BINS=(pool mint translator jd-server jd-client stats-pool stats-proxy web-pool web-proxy hashpool)
 # One data directory (/var/lib/hashpool/<name>) and one log file per unit.
 DATA_DIRS=(pool mint translator jd-server jd-client stats-pool stats-proxy web-pool web-proxy bitcoind)
 LOG_NAMES=(pool mint translator jd-server jd-client stats-pool stats-proxy web-pool web-proxy bitcoind sv2-tp)
 # Roles whose secret `hashpool keys` writes to /etc/hashpool/keys/<role>.env.
-KEYED_ROLES=(pool mint translator stats-pool stats-proxy jd-server)
+KEYED_ROLES=(pool mint translator stats-pool stats-proxy jd-server jd-client)
 PLACEHOLDER_SCRIPT="raw(00140000000000000000000000000000000000000000)"
 SRI_TEST_KEY="9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH72"
 
@@ -160,15 +159,11 @@ done
 
 # ---- (c) binaries (the `current` link moves only once configs and keys are in place) ----------
 installed=()
-for b in "${REQUIRED_BINS[@]}" "${OPTIONAL_BINS[@]}"; do
-    if [ -f "$BIN_DIR/$b" ] && [ -x "$BIN_DIR/$b" ]; then
-        # A rename, never a write into a binary that may be running.
-        install -m 0755 "$BIN_DIR/$b" "$REL/bin/.$b.new"
-        mv -f "$REL/bin/.$b.new" "$REL/bin/$b"
-        installed+=("$b")
-    else
-        warn "$b is not in $BIN_DIR: skipped (it comes with job declaration)"
-    fi
+for b in "${REQUIRED_BINS[@]}"; do
+    # A rename, never a write into a binary that may be running.
+    install -m 0755 "$BIN_DIR/$b" "$REL/bin/.$b.new"
+    mv -f "$REL/bin/.$b.new" "$REL/bin/$b"
+    installed+=("$b")
 done
 say "binaries in $REL/bin: ${installed[*]}"
 
@@ -290,4 +285,6 @@ elif [ "$old_target" != "$new_target" ]; then
     echo "  - Run the new release: systemctl restart hashpool.target"
     echo "    (back to $old_target: scripts/rollback.sh, then the same restart)"
 fi
+echo "  - Miners declaring their own jobs run hashpool-jd-client next to their own node and"
+echo "    sv2-tp: set [pool] and [jd_server] in $C/jd-client.config.toml (docs/job-declaration.md)."
 echo "  - Health checks, firewall, backups: docs/deployment.md"

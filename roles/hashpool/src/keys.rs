@@ -35,7 +35,7 @@ pub struct RoleKey {
     pub var: &'static str,
 }
 
-pub const ROLE_KEYS: [RoleKey; 6] = [
+pub const ROLE_KEYS: [RoleKey; 7] = [
     RoleKey {
         role: "pool",
         var: "HASHPOOL__POOL__AUTHORITY_SECRET_KEY",
@@ -59,6 +59,11 @@ pub const ROLE_KEYS: [RoleKey; 6] = [
     RoleKey {
         role: "jd-server",
         var: "HASHPOOL__JD_SERVER__AUTHORITY_SECRET_KEY",
+    },
+    // The jd-client's Noise key for its own miners (they pin its public half).
+    RoleKey {
+        role: "jd-client",
+        var: "HASHPOOL__JD_CLIENT__AUTHORITY_SECRET_KEY",
     },
 ];
 

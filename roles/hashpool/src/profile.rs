@@ -401,3 +401,45 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod jd_profile_tests {
+    use super::*;
+
+    /// Job-declaration mode: miners reach the pool through the jd-client, never directly.
+    #[test]
+    fn the_jd_profile_puts_the_jd_client_between_the_miners_and_the_pool() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let p = Profile::load(&root.join("config/profiles/jd.toml")).unwrap();
+        assert!(p.cycle().is_none());
+        let role = |name: &str| {
+            p.roles
+                .iter()
+                .find(|r| r.name == name)
+                .unwrap_or_else(|| panic!("{name} missing"))
+        };
+        let jdc: crate::keys::RoleKey = crate::keys::ROLE_KEYS
+            .into_iter()
+            .find(|k| k.role == "jd-client")
+            .expect("the jd-client has a key");
+        assert_eq!(jdc.var, "HASHPOOL__JD_CLIENT__AUTHORITY_SECRET_KEY");
+        let jd_client = role("jd-client");
+        assert_eq!(jd_client.ports, vec![34265]);
+        for after in ["pool", "jd-server"] {
+            assert!(jd_client.after.iter().any(|a| a == after));
+        }
+        assert_eq!(
+            role("translator")
+                .env
+                .get("HASHPOOL__TRANSLATOR__UPSTREAM_ADDRESS")
+                .map(String::as_str),
+            Some("127.0.0.1:34265")
+        );
+        let sv2 = role("mining-device");
+        let at = sv2.args.iter().position(|a| a == "--pool").unwrap();
+        assert_eq!(sv2.args[at + 1], "127.0.0.1:34265");
+        // The jd-client's own config listens where the profile expects it.
+        let config = std::fs::read_to_string(root.join("config/jd-client.config.toml")).unwrap();
+        assert!(config.contains("listen_address = \"127.0.0.1:34265\""));
+    }
+}

@@ -16,9 +16,10 @@ use hashpool_config::{PoolGlobalConfig, ProxyGlobalConfig};
 use hashpool_e2e::workspace_bin_dir;
 use stratum_apps::key_utils::Secp256k1PublicKey;
 
-const ROLES: [&str; 8] = [
+const ROLES: [&str; 9] = [
     "pool",
     "jd-server",
+    "jd-client",
     "mint",
     "translator",
     "stats-pool",
@@ -26,13 +27,14 @@ const ROLES: [&str; 8] = [
     "web-pool",
     "web-proxy",
 ];
-const KEYED: [&str; 6] = [
+const KEYED: [&str; 7] = [
     "pool",
     "mint",
     "translator",
     "stats-pool",
     "stats-proxy",
     "jd-server",
+    "jd-client",
 ];
 const UNITS: [&str; 12] = [
     "hashpool-pool.service",
@@ -139,6 +141,11 @@ fn load_every_role(etc: &Path) {
         jds.rpc.cookie_file.is_some(),
         "the jd-server reads bitcoind's cookie"
     );
+    // The jd-client: its Noise secret from its own key file.
+    let jdc: jd_client::JdClientConfig =
+        hashpool_config::load_with_env(&own("jd-client"), env("jd-client"))
+            .expect("jd-client config");
+    jd_client::JdClientRunConfig::new(&jdc).expect("jd-client run config");
 
     // Stats services: the same check inside their run configs.
     for (role, global) in [
@@ -210,6 +217,7 @@ fn install_in_a_scratch_root_makes_a_deployment_that_loads_and_verifies() {
     let bin = workspace_bin_dir(&[
         "hashpool",
         "jd-server",
+        "jd-client",
         "pool",
         "mint",
         "translator",
@@ -332,7 +340,7 @@ fn install_in_a_scratch_root_makes_a_deployment_that_loads_and_verifies() {
 
     // systemd-analyze verify, inside the scratch root: systemd's own units (targets the ours
     // name) copied in; stand-ins for the programs this workspace does not build (Bitcoin Core,
-    // sv2-tp) and, until it ships, jd-client.
+    // sv2-tp).
     let analyze = Command::new("systemd-analyze").arg("--version").output();
     assert!(
         analyze.is_ok_and(|o| o.status.success()),
@@ -358,7 +366,6 @@ fn install_in_a_scratch_root_makes_a_deployment_that_loads_and_verifies() {
     };
     stand_in(root.join("usr/local/bin/bitcoin-node"));
     stand_in(root.join("usr/local/bin/sv2-tp"));
-    stand_in(root.join("opt/hashpool/current/bin/jd-client"));
     for unit in UNITS {
         let out = Command::new("systemd-analyze")
             .arg("verify")
