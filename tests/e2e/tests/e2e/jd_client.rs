@@ -342,3 +342,192 @@ async fn without_its_jd_server_the_jd_client_mines_pool_jobs_and_declares_again_
     pool.stop().await?;
     tp.stop().await
 }
+
+/// A miner's bad requests and shares get their error codes; the connection, and the
+/// jd-client, keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miners_bad_requests_and_shares_are_refused_with_their_codes() -> anyhow::Result<()> {
+    use binary_sv2::{B032Owned, U256Owned};
+    use bitcoin::{
+        block::{Header, Version},
+        hashes::{sha256d, Hash},
+        BlockHash, CompactTarget, Target, TxMerkleNode,
+    };
+    use common_messages_sv2::Protocol;
+    use hashpool_e2e::raw_client::{setup_connection, RawClient};
+    use mining_sv2::{OpenExtendedMiningChannelOwned, SubmitSharesExtendedOwned};
+    use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned, MiningOwned};
+
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    let tp = TestProvider::start(dir.path(), loopback_any_port(), 0x1d00_ffff, 1_000).await?;
+    let pool = TestPool::start(
+        tp.running.listen_address,
+        PoolOptions {
+            jd_server_public_key: Some(public_key()),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let jds_stop = CancellationToken::new();
+    let jds = jd_server::start(jd_server_config(free_address(), &tp)?, jds_stop.clone()).await?;
+    let stop = CancellationToken::new();
+    let mut config = jd_client_config(&tp, &pool, jds.listen_address, 1.0e6);
+    config.locking_key = Some(test_key("jdc-bad-input"));
+    let jdc = jd_client::start(config, stop.clone()).await?;
+    let s = jdc.stats.clone();
+    wait_until(Duration::from_secs(20), "a declared job", || async {
+        s.mining_declared.load(Ordering::Relaxed)
+    })
+    .await?;
+    const WAIT: Duration = Duration::from_secs(10);
+
+    let mut m = RawClient::connect(jdc.listen_address, Some(public_key())).await?;
+    m.send(CommonMessagesOwned::SetupConnection(setup_connection(
+        Protocol::MiningProtocol,
+    )))
+    .await?;
+    m.recv(WAIT).await?;
+    let open = |request_id, min_extranonce_size, hashrate| {
+        MiningOwned::OpenExtendedMiningChannel(OpenExtendedMiningChannelOwned {
+            request_id,
+            user_identity: hashpool_sv2_io::str0255("rig"),
+            nominal_hash_rate: hashrate,
+            max_target: U256Owned::from([0xff; 32]),
+            min_extranonce_size,
+        })
+    };
+    let open_reply = |msg: &AnyMessageOwned| match msg {
+        AnyMessageOwned::Mining(MiningOwned::OpenExtendedMiningChannelSuccess(s)) => {
+            Some(Ok(s.clone()))
+        }
+        AnyMessageOwned::Mining(MiningOwned::OpenMiningChannelError(e)) => {
+            Some(Err(hashpool_sv2_io::text(&e.error_code)))
+        }
+        _ => None,
+    };
+    // More extranonce than the jd-client has; a hashrate that is not a number.
+    m.send(open(1, 32, 1.0)).await?;
+    assert_eq!(
+        m.recv_until(WAIT, open_reply).await?.err().as_deref(),
+        Some("min-extranonce-size-too-large")
+    );
+    m.send(open(2, 4, f32::NAN)).await?;
+    assert_eq!(
+        m.recv_until(WAIT, open_reply).await?.err().as_deref(),
+        Some("invalid-nominal-hashrate")
+    );
+    // A channel whose target every hash meets (1 H/s).
+    m.send(open(3, 4, 1.0)).await?;
+    let channel = m
+        .recv_until(WAIT, open_reply)
+        .await?
+        .map_err(|e| anyhow::anyhow!("channel refused: {e}"))?;
+    let job = m
+        .recv_until(WAIT, |msg| match msg {
+            AnyMessageOwned::Mining(MiningOwned::NewExtendedMiningJob(j)) => Some(j.clone()),
+            _ => None,
+        })
+        .await?;
+    let tip = m
+        .recv_until(WAIT, |msg| match msg {
+            AnyMessageOwned::Mining(MiningOwned::SetNewPrevHash(p)) => Some(p.clone()),
+            _ => None,
+        })
+        .await?;
+    assert_eq!(tip.job_id, job.job_id);
+    let rolled = vec![7u8; channel.extranonce_size as usize];
+    let header = |nonce: u32| {
+        let coinbase = [
+            job.coinbase_tx_prefix.as_ref(),
+            channel.extranonce_prefix.as_ref(),
+            &rolled[..],
+            job.coinbase_tx_suffix.as_ref(),
+        ]
+        .concat();
+        let mut root = sha256d::Hash::hash(&coinbase).to_byte_array();
+        for node in job.merkle_path.clone().into_inner() {
+            root = sha256d::Hash::hash(&[&root[..], &node.to_array()[..]].concat()).to_byte_array();
+        }
+        Header {
+            version: Version::from_consensus(job.version as i32),
+            prev_blockhash: BlockHash::from_byte_array(tip.prev_hash.to_array()),
+            merkle_root: TxMerkleNode::from_byte_array(root),
+            time: tip.min_ntime,
+            bits: CompactTarget::from_consensus(tip.nbits),
+            nonce,
+        }
+    };
+    let target = Target::from_le_bytes(channel.target.to_array());
+    let nonce = (0..u32::MAX)
+        .find(|n| target.is_met_by(header(*n).block_hash()))
+        .expect("a nonce");
+    let share = |seq: u32, channel_id: u32, job_id: u32, nonce: u32, extranonce: Vec<u8>| {
+        MiningOwned::SubmitSharesExtended(SubmitSharesExtendedOwned {
+            channel_id,
+            sequence_number: seq,
+            job_id,
+            nonce,
+            ntime: tip.min_ntime,
+            version: job.version,
+            extranonce: B032Owned::new(extranonce).expect("extranonce"),
+        })
+    };
+    let verdict = |msg: &AnyMessageOwned| match msg {
+        AnyMessageOwned::Mining(MiningOwned::SubmitSharesSuccess(s)) => {
+            Some(Ok(s.last_sequence_number))
+        }
+        AnyMessageOwned::Mining(MiningOwned::SubmitSharesError(e)) => Some(Err((
+            e.sequence_number,
+            hashpool_sv2_io::text(&e.error_code),
+        ))),
+        _ => None,
+    };
+    let id = channel.channel_id;
+    let cases = [
+        (
+            share(1, id + 100, job.job_id, nonce, rolled.clone()),
+            "invalid-channel-id",
+        ),
+        (
+            share(2, id, job.job_id + 1_000, nonce, rolled.clone()),
+            "invalid-job-id",
+        ),
+        (
+            share(3, id, job.job_id, nonce, vec![7u8; 3]),
+            "invalid-extranonce-size",
+        ),
+    ];
+    for (bad, code) in cases {
+        m.send(bad).await?;
+        let got = m.recv_until(WAIT, verdict).await?;
+        assert_eq!(got.map_err(|(_, c)| c), Err(code.to_string()));
+    }
+    m.send(share(4, id, job.job_id, nonce, rolled.clone()))
+        .await?;
+    assert_eq!(m.recv_until(WAIT, verdict).await?, Ok(4));
+    m.send(share(5, id, job.job_id, nonce, rolled.clone()))
+        .await?;
+    assert_eq!(
+        m.recv_until(WAIT, verdict).await?,
+        Err((5, "duplicate-share".to_string()))
+    );
+    // Garbage on another connection drops that connection only.
+    let mut bad = RawClient::connect(jdc.listen_address, Some(public_key())).await?;
+    bad.send_raw(0, 0x00, &[0xff; 40]).await?;
+    assert!(bad.closed_within(WAIT).await);
+    m.send(share(6, id, job.job_id, nonce + 1, rolled.clone()))
+        .await?;
+    let after = m.recv_until(WAIT, verdict).await?;
+    assert!(
+        matches!(after, Ok(6) | Err((6, _))),
+        "the miner's connection still answers: {after:?}"
+    );
+
+    stop.cancel();
+    jdc.task.await?;
+    jds_stop.cancel();
+    jds.task.await?;
+    pool.stop().await?;
+    tp.stop().await
+}
