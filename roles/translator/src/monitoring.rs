@@ -10,7 +10,6 @@ use std::{
 use axum::{routing::get, Json, Router};
 use hashpool_metrics::Exporter;
 use serde_json::json;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{ChannelMode, TranslatorStats};
@@ -86,30 +85,7 @@ pub fn exporter(
         read(|s| &s.vardiff_updates),
     )?;
     if let Some(minter) = minter {
-        let m = move |pick: fn(&hashpool_wallet::MinterStats) -> &AtomicU64| {
-            let minter = minter.clone();
-            move || TranslatorStats::get(pick(minter.stats()))
-        };
-        e.counter(
-            "hashpool_wallet_quotes_minted_total",
-            "ehash quotes minted into the wallet.",
-            m(|s| &s.quotes_minted),
-        )?
-        .counter(
-            "hashpool_wallet_ehash_minted_total",
-            "ehash minted into the wallet (unit hash).",
-            m(|s| &s.ehash_minted),
-        )?
-        .counter(
-            "hashpool_wallet_mint_failures_total",
-            "Mint attempts that failed (retried with back-off).",
-            m(|s| &s.mint_failures),
-        )?
-        .counter(
-            "hashpool_wallet_recoveries_total",
-            "Quote lookups at the mint that found missed quotes.",
-            m(|s| &s.recoveries),
-        )?;
+        hashpool_wallet::register_metrics(&mut e, minter)?;
     }
     Ok(e)
 }
@@ -156,13 +132,5 @@ pub async fn serve(
     let app = exporter(stats.clone(), minter)?
         .router()
         .merge(status_router(stats, mode));
-    let listener = TcpListener::bind(address).await?;
-    let bound = listener.local_addr()?;
-    tokio::spawn(async move {
-        let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
-        if let Err(e) = server.await {
-            tracing::error!("monitoring endpoint: {e}");
-        }
-    });
-    Ok(bound)
+    Ok(hashpool_metrics::serve(address, app, shutdown).await?)
 }

@@ -109,6 +109,24 @@ impl Exporter {
     }
 }
 
+/// Serves a role's monitoring router (`/metrics` and what it merged in) on `address` until
+/// `shutdown`; returns the bound address (port 0 picks one).
+pub async fn serve(
+    address: std::net::SocketAddr,
+    app: Router,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
+        if let Err(e) = server.await {
+            tracing::error!(%bound, "monitoring endpoint: {e}");
+        }
+    });
+    Ok(bound)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{

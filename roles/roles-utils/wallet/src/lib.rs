@@ -21,6 +21,40 @@ use cdk_sqlite::WalletSqliteDatabase;
 pub use lookup::{LookupQuote, LookupResponse};
 pub use minter::{Minter, MinterStats};
 
+/// The wallet's minting counters on a role's `/metrics` (`hashpool_wallet_*`, docs/metrics.md).
+pub fn register_metrics(
+    exporter: &mut hashpool_metrics::Exporter,
+    minter: Minter,
+) -> Result<(), hashpool_metrics::Error> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let m = move |pick: fn(&MinterStats) -> &AtomicU64| {
+        let minter = minter.clone();
+        move || pick(minter.stats()).load(Ordering::Relaxed)
+    };
+    exporter
+        .counter(
+            "hashpool_wallet_quotes_minted_total",
+            "ehash quotes minted into the wallet.",
+            m(|s| &s.quotes_minted),
+        )?
+        .counter(
+            "hashpool_wallet_ehash_minted_total",
+            "ehash minted into the wallet (unit hash).",
+            m(|s| &s.ehash_minted),
+        )?
+        .counter(
+            "hashpool_wallet_mint_failures_total",
+            "Mint attempts that failed (retried with back-off).",
+            m(|s| &s.mint_failures),
+        )?
+        .counter(
+            "hashpool_wallet_recoveries_total",
+            "Quote lookups at the mint that found missed quotes.",
+            m(|s| &s.recoveries),
+        )?;
+    Ok(())
+}
+
 /// The mint's payment method for ehash quotes.
 pub const EHASH_METHOD: &str = "ehash";
 
