@@ -424,7 +424,7 @@ mod jd_profile_tests {
             .expect("the jd-client has a key");
         assert_eq!(jdc.var, "HASHPOOL__JD_CLIENT__AUTHORITY_SECRET_KEY");
         let jd_client = role("jd-client");
-        assert_eq!(jd_client.ports, vec![34265]);
+        assert_eq!(jd_client.ports, vec![34265, 9110]);
         for after in ["pool", "jd-server"] {
             assert!(jd_client.after.iter().any(|a| a == after));
         }

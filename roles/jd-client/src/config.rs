@@ -22,6 +22,9 @@ pub struct JdClientSettings {
     /// The jd-client's own Noise key for its miners (they pin its public half).
     pub authority_secret_key: Secp256k1SecretKey,
     pub cert_validity_secs: u64,
+    /// Prometheus `/metrics` and `/api/v1/status` (none: not served).
+    #[serde(default)]
+    pub monitoring_address: Option<SocketAddr>,
     /// Shown in every coinbase scriptSig as `Sv2/<pool_tag>/<miner_tag>/`.
     pub miner_tag: String,
     /// The share rate each miner's difficulty aims at.
@@ -31,6 +34,13 @@ pub struct JdClientSettings {
     /// block space for it.
     #[serde(default = "default_max_pool_script_bytes")]
     pub max_pool_script_bytes: usize,
+    /// How often each miner's difficulty is reconsidered (vardiff needs more than 15 s).
+    #[serde(default = "default_vardiff_interval_secs")]
+    pub vardiff_interval_secs: u64,
+}
+
+fn default_vardiff_interval_secs() -> u64 {
+    20
 }
 
 fn default_shares_per_minute() -> f32 {
@@ -87,9 +97,11 @@ pub struct JdClientRunConfig {
     pub authority_public_key: Secp256k1PublicKey,
     pub authority_secret_key: Secp256k1SecretKey,
     pub cert_validity_secs: u64,
+    pub monitoring_address: Option<SocketAddr>,
     pub miner_tag: String,
     pub shares_per_minute: f32,
     pub max_pool_script_bytes: usize,
+    pub vardiff_interval: Duration,
     pub template_provider: Endpoint,
     pub pool: PoolEndpoint,
     pub jd_server: Endpoint,
@@ -120,9 +132,11 @@ impl JdClientRunConfig {
             authority_public_key: s.authority_secret_key.into(),
             authority_secret_key: s.authority_secret_key,
             cert_validity_secs: s.cert_validity_secs,
+            monitoring_address: s.monitoring_address,
             miner_tag: s.miner_tag.clone(),
             shares_per_minute: s.shares_per_minute,
             max_pool_script_bytes: s.max_pool_script_bytes,
+            vardiff_interval: Duration::from_secs(s.vardiff_interval_secs.max(1)),
             template_provider: own.template_provider.clone(),
             pool: own.pool.clone(),
             jd_server: own.jd_server.clone(),
@@ -152,6 +166,7 @@ mod tests {
         let run = JdClientRunConfig::new(&local).unwrap();
         assert_eq!(run.pool.address.port(), 34254);
         assert_eq!(run.jd_server.address.port(), 34264);
+        assert_eq!(run.monitoring_address.map(|a| a.port()), Some(9110));
         let prod: JdClientConfig = hashpool_config::load_with_env(
             &repo("config/prod/jd-client.config.toml"),
             vec![(

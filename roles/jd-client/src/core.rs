@@ -14,7 +14,7 @@ use std::{
 
 use binary_sv2::{B016MOwned, B0255Owned, B032Owned, B064KOwned, Seq064KOwned, U256Owned};
 use bitcoin::{consensus, hashes::Hash, ScriptBuf, Target, Transaction, TxOut};
-use channels_sv2::{chain_tip::ChainTip, server::jobs::factory::JobFactory};
+use channels_sv2::{chain_tip::ChainTip, server::jobs::factory::JobFactory, Vardiff, VardiffState};
 use job_declaration_sv2::{
     AllocateMiningJobTokenOwned, DeclareMiningJobOwned, ProvideMissingTransactionsSuccessOwned,
     PushSolutionOwned,
@@ -69,6 +69,8 @@ pub enum Event {
     },
 }
 
+/// How long a declaration may wait for the jd-server's answer.
+const DECLARATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Templates kept (the current one and a few future ones).
 const MAX_TEMPLATES: usize = 16;
 /// Jobs a downstream channel keeps under one tip (older ones' shares are stale).
@@ -103,7 +105,7 @@ struct JdsLink {
     allocating: bool,
     pool_script: Option<ScriptBuf>,
     /// The declaration waiting for its answer (one at a time: the newest template wins).
-    declaring: Option<u32>,
+    declaring: Option<(u32, std::time::Instant)>,
 }
 
 /// A declaration on its way (to the jd-server, then as a custom job to the pool).
@@ -127,6 +129,9 @@ struct Channel {
     jobs: HashMap<u32, Arc<Work>>,
     tip: Option<[u8; 32]>,
     seen: HashSet<bitcoin::BlockHash>,
+    /// The hashrate the target is set for (announced, then measured by vardiff).
+    hashrate: f32,
+    vardiff: VardiffState,
 }
 
 struct Miner {
@@ -188,12 +193,56 @@ impl Core {
     }
 
     pub async fn run(mut self, mut events: mpsc::Receiver<Event>, shutdown: CancellationToken) {
+        let mut vardiff = tokio::time::interval(self.config.vardiff_interval);
+        vardiff.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let event = tokio::select! {
                 e = events.recv() => match e { Some(e) => e, None => return },
+                _ = vardiff.tick() => {
+                    self.run_vardiff();
+                    continue;
+                }
                 _ = shutdown.cancelled() => return,
             };
             self.on_event(event);
+        }
+    }
+
+    /// Moves each miner's target toward `shares_per_minute` from the shares it sent.
+    fn run_vardiff(&mut self) {
+        let spm = self.config.shares_per_minute;
+        let mut updates = Vec::new();
+        for (conn, miner) in self.miners.iter_mut() {
+            for (id, ch) in miner.channels.iter_mut() {
+                let hashrate = match ch.vardiff.try_vardiff(ch.hashrate, &ch.target, spm) {
+                    Ok(Some(h)) => h,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        debug!(channel_id = id, "vardiff: {e:?}");
+                        continue;
+                    }
+                };
+                let Ok(t) = channels_sv2::target::hash_rate_to_target(hashrate as f64, spm as f64)
+                else {
+                    continue;
+                };
+                let t = t.min(ch.max_target);
+                ch.hashrate = hashrate;
+                if t != ch.target {
+                    ch.target = t;
+                    debug!(channel_id = id, hashrate, "vardiff: new target");
+                    updates.push((*conn, *id, t));
+                }
+            }
+        }
+        for (conn, channel_id, t) in updates {
+            self.reply(
+                conn,
+                MiningOwned::SetTarget(SetTargetOwned {
+                    channel_id,
+                    maximum_target: u256(&t),
+                }),
+            );
         }
     }
 
@@ -282,6 +331,7 @@ impl Core {
                         self.used_indexes.remove(&u16::from_be_bytes(ch.index));
                     }
                 }
+                self.count_channels();
             }
             Event::Miner { conn, message } => self.on_miner(conn, message),
         }
@@ -405,7 +455,21 @@ impl Core {
             self.fall_back();
             return;
         };
-        if jds.declaring.is_some() {
+        if let Some((request_id, at)) = jds.declaring {
+            if at.elapsed() < DECLARATION_TIMEOUT {
+                return;
+            }
+            // The jd-server never answered (or asked for what the job does not have): this
+            // template is mined through the pool's job; the next one is declared.
+            warn!(request_id, "no answer to a declaration: giving up on it");
+            self.declarations.remove(&request_id);
+            self.stats
+                .declarations_refused
+                .fetch_add(1, Ordering::Relaxed);
+            if let Some(jds) = &mut self.jds {
+                jds.declaring = None;
+            }
+            self.fall_back();
             return;
         }
         let Some(script) = jds.pool_script.clone() else {
@@ -479,7 +543,7 @@ impl Core {
         {
             return;
         }
-        jds.declaring = Some(request_id);
+        jds.declaring = Some((request_id, std::time::Instant::now()));
         self.declarations.insert(request_id, declaration);
         self.last_declared = Some((template_id, prev_hash, opening));
         debug!(
@@ -685,6 +749,7 @@ impl Core {
                     )));
             }
         }
+        self.count_channels();
     }
 
     fn on_pool(&mut self, m: MiningOwned) {
@@ -950,11 +1015,16 @@ impl Core {
         }
         if !ok {
             warn!(conn, "a miner is not reading its jobs: dropping it");
-            self.miners.remove(&conn);
+            self.on_event(Event::MinerGone { conn });
         }
     }
 
     // ---- miners ----
+
+    fn count_channels(&self) {
+        let n: usize = self.miners.values().map(|m| m.channels.len()).sum();
+        self.stats.channels.store(n as u64, Ordering::Relaxed);
+    }
 
     fn allocate_index(&mut self) -> Option<[u8; INDEX_BYTES]> {
         for _ in 0..=u16::MAX as u32 {
@@ -1030,6 +1100,7 @@ impl Core {
                     .and_then(|m| m.channels.get_mut(&u.channel_id))
                 {
                     ch.target = t;
+                    ch.hashrate = u.nominal_hash_rate;
                 }
                 self.reply(
                     conn,
@@ -1047,6 +1118,7 @@ impl Core {
                 {
                     self.used_indexes.remove(&u16::from_be_bytes(ch.index));
                 }
+                self.count_channels();
             }
             MiningOwned::SubmitSharesStandard(s) => self.on_share(
                 conn,
@@ -1149,9 +1221,12 @@ impl Core {
                     jobs: HashMap::new(),
                     tip: None,
                     seen: HashSet::new(),
+                    hashrate,
+                    vardiff: VardiffState::new().expect("the default vardiff parameters are valid"),
                 },
             );
         }
+        self.count_channels();
         info!(
             conn,
             channel_id,
@@ -1236,6 +1311,7 @@ impl Core {
         if !ch.seen.insert(checked.hash) {
             return self.share_error(conn, channel_id, sequence_number, "duplicate-share");
         }
+        ch.vardiff.increment_shares_since_last_update();
         self.stats.shares_accepted.fetch_add(1, Ordering::Relaxed);
         self.reply(
             conn,

@@ -14,6 +14,7 @@ pub mod config;
 pub mod core;
 pub mod downstream;
 pub mod links;
+pub mod monitoring;
 pub mod stats;
 pub mod work;
 
@@ -29,6 +30,8 @@ pub use stats::JdClientStats;
 
 pub struct RunningJdClient {
     pub listen_address: SocketAddr,
+    /// Where `/metrics` and `/api/v1/status` are served, if configured.
+    pub monitoring_address: Option<SocketAddr>,
     pub stats: Arc<JdClientStats>,
     pub task: JoinHandle<()>,
 }
@@ -42,6 +45,19 @@ pub async fn start(
         .with_context(|| format!("binding {}", config.listen_address))?;
     let listen_address = listener.local_addr()?;
     let stats = Arc::new(JdClientStats::default());
+    let monitoring_address = match config.monitoring_address {
+        Some(address) => Some(
+            monitoring::serve(
+                address,
+                stats.clone(),
+                config.minter.clone(),
+                shutdown.clone(),
+            )
+            .await
+            .with_context(|| format!("binding the monitoring endpoint on {address}"))?,
+        ),
+        None => None,
+    };
     let (events, rx) = mpsc::channel(16 * 1024);
     let mut tasks = vec![
         tokio::spawn(core::Core::new(config.clone(), stats.clone()).run(rx, shutdown.clone())),
@@ -69,6 +85,7 @@ pub async fn start(
         pool = %config.pool.address,
         jd_server = %config.jd_server.address,
         template_provider = %config.template_provider.address,
+        monitoring = ?monitoring_address,
         "jd-client running"
     );
     let task = tokio::spawn(async move {
@@ -78,6 +95,7 @@ pub async fn start(
     });
     Ok(RunningJdClient {
         listen_address,
+        monitoring_address,
         stats,
         task,
     })

@@ -38,6 +38,8 @@ pub struct JdClientStats {
     pub pool_shares_accepted: AtomicU64,
     pub pool_shares_rejected: AtomicU64,
     pub blocks_found: AtomicU64,
+    /// Miners' channels open now.
+    pub channels: AtomicU64,
     blocks: Mutex<Vec<FoundBlock>>,
 }
 

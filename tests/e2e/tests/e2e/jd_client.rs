@@ -10,9 +10,9 @@ use std::{
 };
 
 use hashpool_e2e::{
-    free_address, init_tracing, loopback_any_port, miner_options, open_wallet, public_key,
-    secret_key, test_key, translator_config, wait_until, PoolOptions, TestMint, TestPool,
-    TestProvider,
+    free_address, init_tracing, loopback_any_port, metric_value, miner_options, open_wallet,
+    promtool_check, public_key, secret_key, test_key, translator_config, wait_until, PoolOptions,
+    TestMint, TestPool, TestProvider,
 };
 use hashpool_wallet::Minter;
 use jd_client::JdClientStats;
@@ -58,9 +58,11 @@ fn jd_client_config(
         authority_public_key: public_key(),
         authority_secret_key: secret_key(),
         cert_validity_secs: 3600,
+        monitoring_address: Some(loopback_any_port()),
         miner_tag: "e2e-jdc".into(),
         shares_per_minute: 120.0,
         max_pool_script_bytes: 64,
+        vardiff_interval: Duration::from_secs(20),
         template_provider: endpoint(tp.running.listen_address),
         pool: jd_client::config::PoolEndpoint {
             address: pool.address(),
@@ -219,6 +221,36 @@ async fn declared_jobs_earn_exact_ehash_and_their_blocks_carry_the_jd_clients_tr
         found.iter().any(|f| !f.txids.is_empty()),
         "a found block carried mempool transactions"
     );
+
+    // What an operator sees: valid Prometheus exposition with the same counts, and the status.
+    let monitoring = jdc.monitoring_address.expect("monitoring served");
+    let exposition = reqwest::get(format!("http://{monitoring}/metrics"))
+        .await?
+        .text()
+        .await?;
+    assert_eq!(promtool_check(&exposition)?, Vec::<String>::new());
+    assert_eq!(
+        metric_value(&exposition, "hashpool_jdc_blocks_found_total"),
+        Some(count(&s, |s| &s.blocks_found) as f64)
+    );
+    assert_eq!(
+        metric_value(&exposition, "hashpool_jdc_pool_connected"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric_value(&exposition, "hashpool_wallet_quotes_minted_total"),
+        Some(minter.stats().quotes_minted.load(Ordering::Relaxed) as f64)
+    );
+    let status: serde_json::Value = reqwest::get(format!("http://{monitoring}/api/v1/status"))
+        .await?
+        .json()
+        .await?;
+    assert_eq!(status["pool_connected"], true);
+    assert_eq!(
+        status["counters"]["jobs_declared"],
+        count(&s, |s| &s.jobs_declared)
+    );
+    assert!(!status["last_blocks"].as_array().expect("blocks").is_empty());
 
     stop.cancel();
     jdc.task.await?;
@@ -523,6 +555,106 @@ async fn a_miners_bad_requests_and_shares_are_refused_with_their_codes() -> anyh
         matches!(after, Ok(6) | Err((6, _))),
         "the miner's connection still answers: {after:?}"
     );
+
+    stop.cancel();
+    jdc.task.await?;
+    jds_stop.cancel();
+    jds.task.await?;
+    pool.stop().await?;
+    tp.stop().await
+}
+
+/// Vardiff: a channel that sends no shares gets an easier target, a miner flooding shares a
+/// harder one, and its shares keep flowing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vardiff_moves_each_miners_target_toward_its_share_rate() -> anyhow::Result<()> {
+    use binary_sv2::U256Owned;
+    use bitcoin::Target;
+    use common_messages_sv2::Protocol;
+    use hashpool_e2e::raw_client::{setup_connection, RawClient};
+    use mining_sv2::OpenStandardMiningChannelOwned;
+    use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned, MiningOwned};
+
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    let tp = TestProvider::start(dir.path(), loopback_any_port(), 0x1d00_ffff, 1_000).await?;
+    let pool = TestPool::start(
+        tp.running.listen_address,
+        PoolOptions {
+            jd_server_public_key: Some(public_key()),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let jds_stop = CancellationToken::new();
+    let jds = jd_server::start(jd_server_config(free_address(), &tp)?, jds_stop.clone()).await?;
+    let stop = CancellationToken::new();
+    let mut config = jd_client_config(&tp, &pool, jds.listen_address, 1.0e6);
+    config.locking_key = Some(test_key("jdc-vardiff"));
+    config.vardiff_interval = Duration::from_secs(1);
+    let jdc = jd_client::start(config, stop.clone()).await?;
+    wait_until(
+        Duration::from_secs(20),
+        "the jd-client's pool channel",
+        || async { jdc.stats.pool_connected.load(Ordering::Relaxed) },
+    )
+    .await?;
+
+    // Announces 1 TH/s and sends nothing.
+    let mut quiet = RawClient::connect(jdc.listen_address, Some(public_key())).await?;
+    quiet
+        .send(CommonMessagesOwned::SetupConnection(setup_connection(
+            Protocol::MiningProtocol,
+        )))
+        .await?;
+    quiet.recv(Duration::from_secs(10)).await?;
+    quiet
+        .send(MiningOwned::OpenStandardMiningChannel(
+            OpenStandardMiningChannelOwned {
+                request_id: 1,
+                user_identity: hashpool_sv2_io::str0255("quiet"),
+                nominal_hash_rate: 1.0e12,
+                max_target: U256Owned::from([0xff; 32]),
+            },
+        ))
+        .await?;
+    let first = quiet
+        .recv_until(Duration::from_secs(10), |m| match m {
+            AnyMessageOwned::Mining(MiningOwned::OpenStandardMiningChannelSuccess(s)) => {
+                Some(Target::from_le_bytes(s.target.to_array()))
+            }
+            _ => None,
+        })
+        .await?;
+    // Announces 1 kH/s and hashes as fast as one CPU thread can: a flood of shares.
+    let mut options = miner_options(jdc.listen_address, "flood", 1_000.0, false);
+    options.locking_key = None;
+    let flood = mining_device::start(options, stop.clone());
+
+    // Vardiff waits more than 15 s after a channel opens.
+    let eased = quiet
+        .recv_until(Duration::from_secs(60), |m| match m {
+            AnyMessageOwned::Mining(MiningOwned::SetTarget(t)) => {
+                Some(Target::from_le_bytes(t.maximum_target.to_array()))
+            }
+            _ => None,
+        })
+        .await?;
+    assert!(eased > first, "no shares: an easier target");
+    wait_until(
+        Duration::from_secs(60),
+        "a harder target for the flood",
+        || async { flood.stats.set_targets.load(Ordering::Relaxed) >= 1 },
+    )
+    .await?;
+    let acknowledged = flood.stats.shares_acknowledged.load(Ordering::Relaxed);
+    wait_until(
+        Duration::from_secs(60),
+        "shares at the new target",
+        || async { flood.stats.shares_acknowledged.load(Ordering::Relaxed) > acknowledged },
+    )
+    .await?;
+    assert_eq!(flood.stats.connections.load(Ordering::Relaxed), 1);
 
     stop.cancel();
     jdc.task.await?;
