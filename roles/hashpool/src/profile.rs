@@ -424,7 +424,7 @@ mod jd_profile_tests {
             .expect("the jd-client has a key");
         assert_eq!(jdc.var, "HASHPOOL__JD_CLIENT__AUTHORITY_SECRET_KEY");
         let jd_client = role("jd-client");
-        assert_eq!(jd_client.ports, vec![34265, 9110]);
+        assert_eq!(jd_client.ports, vec![34265, 9110, 8083]);
         for after in ["pool", "jd-server"] {
             assert!(jd_client.after.iter().any(|a| a == after));
         }
@@ -435,6 +435,16 @@ mod jd_profile_tests {
                 .map(String::as_str),
             Some("127.0.0.1:34265")
         );
+        // The wallet API the miner's page reads is the jd-client's, not the translator's.
+        let translator = role("translator");
+        assert_eq!(
+            translator
+                .env
+                .get("HASHPOOL__WALLET__ENABLED")
+                .map(String::as_str),
+            Some("false")
+        );
+        assert!(!translator.ports.contains(&8083));
         let sv2 = role("mining-device");
         let at = sv2.args.iter().position(|a| a == "--pool").unwrap();
         assert_eq!(sv2.args[at + 1], "127.0.0.1:34265");

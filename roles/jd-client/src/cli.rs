@@ -41,11 +41,26 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         balance = wallet.balance().await.unwrap_or(0),
         "wallet open"
     );
+    let wallet = Arc::new(wallet);
     config.minter = Some(hashpool_wallet::Minter::spawn(
-        Arc::new(wallet),
+        wallet.clone(),
         Duration::from_secs(own.wallet.recovery_interval_secs.max(1)),
         shutdown.clone(),
     ));
+    if let Some(address) = own.wallet.api_address {
+        let (api, _) = hashpool_wallet::api::serve(
+            address,
+            wallet,
+            hashpool_wallet::api::FaucetSettings {
+                amount: own.wallet.faucet_amount.max(1),
+                interval: Duration::from_secs(own.wallet.faucet_interval_secs),
+            },
+            shutdown.clone(),
+        )
+        .await
+        .with_context(|| format!("binding the wallet API on {address}"))?;
+        tracing::info!(%api, "wallet API");
+    }
     let running = crate::start(config, shutdown.clone())
         .await
         .context("starting the jd-client")?;

@@ -79,6 +79,22 @@ pub struct WalletSettings {
     pub mnemonic_path: PathBuf,
     #[serde(default = "default_recovery_secs")]
     pub recovery_interval_secs: u64,
+    /// The wallet's HTTP API (balance, tokens, faucet) for the miner's page; none: not served.
+    #[serde(default)]
+    pub api_address: Option<SocketAddr>,
+    /// Faucet: ehash per token, one token per client address per this many seconds.
+    #[serde(default = "default_faucet_amount")]
+    pub faucet_amount: u64,
+    #[serde(default = "default_faucet_interval_secs")]
+    pub faucet_interval_secs: u64,
+}
+
+fn default_faucet_amount() -> u64 {
+    10
+}
+
+fn default_faucet_interval_secs() -> u64 {
+    60
 }
 
 fn default_unit() -> String {

@@ -10,7 +10,6 @@ pub mod monitoring;
 pub mod stats;
 pub mod stats_report;
 pub mod upstream;
-pub mod wallet_api;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -18,6 +17,7 @@ use stratum_apps::key_utils::Secp256k1PublicKey;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+pub use hashpool_wallet::api as wallet_api;
 pub use stats::TranslatorStats;
 pub use upstream::{UpstreamState, UpstreamWork};
 

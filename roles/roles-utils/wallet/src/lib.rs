@@ -4,6 +4,8 @@
 
 #![recursion_limit = "256"]
 
+#[cfg(feature = "api")]
+pub mod api;
 mod lookup;
 mod minter;
 

@@ -1,9 +1,11 @@
-//! The translator's wallet over HTTP (bound to 127.0.0.1 by default): balance, recent
-//! issuance, create a token, receive a token, and a faucet limited per client address.
+//! A role's wallet over HTTP (the translator's, or the jd-client's; bound to 127.0.0.1 by
+//! default): balance, recent issuance, create a token, receive a token, and a faucet limited
+//! per client address. The miner's page (web-proxy) reads it.
 //! Errors are JSON `{"error": "..."}` with a fitting status.
 
 use std::{net::SocketAddr, num::NonZeroU32, sync::Arc, time::Duration};
 
+use crate::{EhashWallet, WalletError};
 use axum::{
     extract::{rejection::JsonRejection, ConnectInfo, Query, State},
     http::StatusCode,
@@ -12,7 +14,6 @@ use axum::{
     Json, Router,
 };
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use hashpool_wallet::{EhashWallet, WalletError};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -74,7 +75,7 @@ pub async fn serve(
     wallet: Arc<EhashWallet>,
     faucet: FaucetSettings,
     shutdown: CancellationToken,
-) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(address).await?;
     let bound = listener.local_addr()?;
     // Spending endpoints on a loopback port: only requests that name this server, and not
