@@ -22,8 +22,8 @@ use job_declaration_sv2::{
 use mining_sv2::{
     NewExtendedMiningJobOwned, NewMiningJobOwned, OpenExtendedMiningChannelSuccessOwned,
     OpenMiningChannelErrorOwned, OpenStandardMiningChannelSuccessOwned, SetCustomMiningJobOwned,
-    SetExtranoncePrefixOwned, SetNewPrevHashOwned, SetTargetOwned, SubmitSharesErrorOwned,
-    SubmitSharesExtendedOwned, SubmitSharesSuccess,
+    SetNewPrevHashOwned, SetTargetOwned, SubmitSharesErrorOwned, SubmitSharesExtendedOwned,
+    SubmitSharesSuccess,
 };
 use parsers_sv2::{AnyMessageOwned, JobDeclarationOwned, MiningOwned, TemplateDistributionOwned};
 use template_distribution_sv2::{
@@ -691,12 +691,11 @@ impl Core {
         self.openings += 1;
         let prefix = channel.extranonce_prefix.as_ref().to_vec();
         let size = channel.extranonce_size as usize;
-        let old = self.pool.take();
         self.pool = Some(PoolLink {
             tx,
             opening: self.openings,
             channel_id: channel.channel_id,
-            prefix: prefix.clone(),
+            prefix,
             size,
             target: target(&channel.target),
             tip: None,
@@ -707,32 +706,17 @@ impl Core {
         self.stats.pool_connected.store(true, Ordering::Relaxed);
         self.work = None;
         self.custom.clear();
-        // Miners keep their channels: each gets its new extranonce prefix (an extended channel
-        // whose rollable part no longer fits is closed, and its miner reopens).
+        // Miners keep their channels: the pool channel's prefix is part of the coinbase prefix
+        // their jobs carry, so a new one changes nothing for them. Only an extended channel
+        // whose rollable part no longer fits is closed (its miner reopens).
         let rollable = size.saturating_sub(INDEX_BYTES);
-        let changed = old.is_none_or(|o| o.prefix != prefix || o.size != size);
         for miner in self.miners.values_mut() {
             let mut closed = Vec::new();
             for (id, ch) in miner.channels.iter_mut() {
                 ch.jobs.clear();
                 ch.tip = None;
-                if !changed {
-                    continue;
-                }
-                match ch.extended {
-                    Some(r) if r == rollable => {
-                        let full = [&prefix[..], &ch.index[..]].concat();
-                        if let Ok(p) = B032Owned::new(full) {
-                            let _ = miner.tx.try_send(AnyMessageOwned::Mining(
-                                MiningOwned::SetExtranoncePrefix(SetExtranoncePrefixOwned {
-                                    channel_id: *id,
-                                    extranonce_prefix: p,
-                                }),
-                            ));
-                        }
-                    }
-                    Some(_) => closed.push(*id),
-                    None => {}
+                if ch.extended.is_some_and(|r| r > rollable) {
+                    closed.push(*id);
                 }
             }
             for id in closed {
@@ -850,6 +834,8 @@ impl Core {
             version_rolling_allowed: true,
             coinbase_prefix: message.coinbase_tx_prefix.as_ref().to_vec(),
             coinbase_suffix: message.coinbase_tx_suffix.as_ref().to_vec(),
+            pool_prefix: pool.prefix.clone(),
+            pool_size: pool.size,
             merkle_path: job
                 .merkle_path
                 .clone()
@@ -896,6 +882,8 @@ impl Core {
             version_rolling_allowed: job.version_rolling_allowed,
             coinbase_prefix: job.coinbase_tx_prefix.as_ref().to_vec(),
             coinbase_suffix: job.coinbase_tx_suffix.as_ref().to_vec(),
+            pool_prefix: pool.prefix.clone(),
+            pool_size: pool.size,
             merkle_path: job
                 .merkle_path
                 .clone()
@@ -919,27 +907,17 @@ impl Core {
             .store(work.declared.is_some(), Ordering::Relaxed);
         let work = Arc::new(work);
         self.work = Some(work.clone());
-        let Some(pool) = &self.pool else { return };
-        let prefix = pool.prefix.clone();
-        let size = pool.size;
         let conns: Vec<u64> = self.miners.keys().copied().collect();
         for conn in conns {
             let ids: Vec<u32> = self.miners[&conn].channels.keys().copied().collect();
             for id in ids {
-                self.send_job(conn, id, &work, &prefix, size);
+                self.send_job(conn, id, &work);
             }
         }
     }
 
     /// A channel's next job on `work` (after a new tip: a future job and SetNewPrevHash).
-    fn send_job(
-        &mut self,
-        conn: u64,
-        channel_id: u32,
-        work: &Arc<Work>,
-        prefix: &[u8],
-        size: usize,
-    ) {
+    fn send_job(&mut self, conn: u64, channel_id: u32, work: &Arc<Work>) {
         let job_id = self.next_job_id;
         self.next_job_id = self.next_job_id.wrapping_add(1).max(1);
         let Some(miner) = self.miners.get_mut(&conn) else {
@@ -963,10 +941,18 @@ impl Core {
         ch.jobs.insert(job_id, work.clone());
         let min_ntime = if new_tip { None } else { Some(work.min_ntime) };
         let job = match ch.extended {
-            Some(_) => {
+            Some(rollable) => {
+                // The pool channel's prefix goes into the coinbase prefix, and the bytes after
+                // the miner's rollable part (if the pool channel has more) into the suffix:
+                // the miner's own extranonce prefix is just its index.
+                let Some(pad) = work.pool_size.checked_sub(INDEX_BYTES + rollable) else {
+                    return;
+                };
+                let prefix = [&work.coinbase_prefix[..], &work.pool_prefix[..]].concat();
+                let suffix = [&vec![0u8; pad][..], &work.coinbase_suffix[..]].concat();
                 let (Ok(p), Ok(s), Ok(path)) = (
-                    B064KOwned::new(work.coinbase_prefix.clone()),
-                    B064KOwned::new(work.coinbase_suffix.clone()),
+                    B064KOwned::new(prefix),
+                    B064KOwned::new(suffix),
                     binary_sv2::Seq0255Owned::new(
                         work.merkle_path
                             .iter()
@@ -988,7 +974,7 @@ impl Core {
                 })
             }
             None => {
-                let extranonce = standard_extranonce(prefix, &ch.index, size);
+                let extranonce = work.extranonce(&ch.index, &[]);
                 MiningOwned::NewMiningJob(NewMiningJobOwned {
                     channel_id,
                     job_id,
@@ -1182,7 +1168,7 @@ impl Core {
         let channel_id = self.next_channel_id;
         self.next_channel_id = self.next_channel_id.wrapping_add(1).max(1);
         let success = match min_extranonce {
-            Some(_) => B032Owned::new([&prefix[..], &index[..]].concat()).map(|p| {
+            Some(_) => B032Owned::new(index.to_vec()).map(|p| {
                 MiningOwned::OpenExtendedMiningChannelSuccess(
                     OpenExtendedMiningChannelSuccessOwned {
                         request_id,
@@ -1235,7 +1221,7 @@ impl Core {
         );
         self.reply(conn, success);
         if let Some(work) = self.work.clone() {
-            self.send_job(conn, channel_id, &work, &prefix, size);
+            self.send_job(conn, channel_id, &work);
         }
     }
 
@@ -1263,7 +1249,7 @@ impl Core {
         let Some(pool) = &self.pool else {
             return self.share_error(conn, channel_id, sequence_number, "no-upstream");
         };
-        let (prefix, size, opening) = (pool.prefix.clone(), pool.size, pool.opening);
+        let opening = pool.opening;
         let Some(ch) = self
             .miners
             .get(&conn)
@@ -1283,8 +1269,8 @@ impl Core {
             return self.share_error(conn, channel_id, sequence_number, "stale-share");
         }
         let extranonce = match (ch.extended, rolled) {
-            (Some(r), Some(e)) if e.len() == r => [&prefix[..], &ch.index[..], &e[..]].concat(),
-            (None, None) => standard_extranonce(&prefix, &ch.index, size),
+            (Some(r), Some(e)) if e.len() == r => work.extranonce(&ch.index, &e),
+            (None, None) => work.extranonce(&ch.index, &[]),
             _ => {
                 return self.share_error(
                     conn,
@@ -1322,7 +1308,12 @@ impl Core {
                 new_shares_sum: 1,
             }),
         );
-        self.forward(&work, &extranonce[prefix.len()..], header, checked);
+        self.forward(
+            &work,
+            &extranonce[work.pool_prefix.len()..],
+            header,
+            checked,
+        );
         if checked.block {
             self.submit_block(&work, &extranonce, header, checked);
         }

@@ -39,6 +39,9 @@ pub struct Work {
     /// The coinbase without witness, split where the pool channel's extranonce prefix starts.
     pub coinbase_prefix: Vec<u8>,
     pub coinbase_suffix: Vec<u8>,
+    /// The pool channel's extranonce prefix and the size after it, when the job was set.
+    pub pool_prefix: Vec<u8>,
+    pub pool_size: usize,
     pub merkle_path: Vec<[u8; 32]>,
     pub prev_hash: [u8; 32],
     pub nbits: u32,
@@ -93,6 +96,14 @@ pub struct Checked {
 }
 
 impl Work {
+    /// The full extranonce of a downstream channel's share: the pool channel's prefix, the
+    /// channel's index, what the miner rolled, zeros for the rest.
+    pub fn extranonce(&self, index: &[u8; INDEX_BYTES], rolled: &[u8]) -> Vec<u8> {
+        let mut e = [&self.pool_prefix[..], &index[..], rolled].concat();
+        e.resize(self.pool_prefix.len() + self.pool_size, 0);
+        e
+    }
+
     /// The coinbase txid with `extranonce` (the pool channel's prefix and the rest).
     fn coinbase_txid(&self, extranonce: &[u8]) -> [u8; 32] {
         let mut engine = sha256d::Hash::engine();
@@ -216,6 +227,8 @@ mod tests {
             version_rolling_allowed: true,
             coinbase_prefix: bytes[..at].to_vec(),
             coinbase_suffix: bytes[at + EXTRANONCE..].to_vec(),
+            pool_prefix: vec![0xA0, 0xA1, 0xA2, 0xA3],
+            pool_size: EXTRANONCE - 4,
             merkle_path: path,
             prev_hash: [7; 32],
             nbits,
@@ -246,6 +259,19 @@ mod tests {
         .unwrap();
         assert_eq!(w.merkle_root(&e), root.to_byte_array());
         assert_ne!(w.merkle_root(&[0xAC; EXTRANONCE]), root.to_byte_array());
+    }
+
+    #[test]
+    fn a_downstream_extranonce_is_pool_prefix_index_rolled_and_zero_padding() {
+        let (w, _, _) = work(0x207f_ffff, easy());
+        let e = w.extranonce(&[0x01, 0x02], &[0xEE; 3]);
+        assert_eq!(e.len(), EXTRANONCE);
+        assert_eq!(&e[..4], &[0xA0, 0xA1, 0xA2, 0xA3]);
+        assert_eq!(&e[4..6], &[0x01, 0x02]);
+        assert_eq!(&e[6..9], &[0xEE; 3]);
+        assert!(e[9..].iter().all(|b| *b == 0));
+        // A standard channel rolls nothing.
+        assert!(w.extranonce(&[9, 9], &[])[6..].iter().all(|b| *b == 0));
     }
 
     #[test]

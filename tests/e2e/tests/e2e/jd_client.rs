@@ -663,3 +663,157 @@ async fn vardiff_moves_each_miners_target_toward_its_share_rate() -> anyhow::Res
     pool.stop().await?;
     tp.stop().await
 }
+
+/// The pool goes away and comes back (its channel for the jd-client now with another
+/// extranonce prefix): miners stay connected to the jd-client, and declared jobs and accepted
+/// shares resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_restart_keeps_the_miners_and_declared_jobs_resume() -> anyhow::Result<()> {
+    use binary_sv2::U256Owned;
+    use common_messages_sv2::Protocol;
+    use hashpool_e2e::raw_client::{setup_connection, RawClient};
+    use mining_sv2::OpenExtendedMiningChannelOwned;
+    use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned, MiningOwned};
+
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    let tp = TestProvider::start(dir.path(), loopback_any_port(), 0x1d00_ffff, 300).await?;
+    let ledger_dir = tempfile::tempdir()?;
+    let listen = free_address();
+    let options = || PoolOptions {
+        shares_per_minute: 120.0,
+        share_batch_size: 1,
+        jd_server_public_key: Some(public_key()),
+        ledger_path: ledger_dir.path().join("ledger.sqlite"),
+        listen_address: listen,
+        ..Default::default()
+    };
+    let pool = TestPool::start(tp.running.listen_address, options()).await?;
+    let jds_stop = CancellationToken::new();
+    let jds = jd_server::start(jd_server_config(free_address(), &tp)?, jds_stop.clone()).await?;
+    let stop = CancellationToken::new();
+    let mut config = jd_client_config(&tp, &pool, jds.listen_address, 40_000.0);
+    config.locking_key = Some(test_key("jdc-pool-restart"));
+    // Slow to come back: another miner reaches the restarted pool first.
+    config.reconnect_initial = Duration::from_secs(2);
+    config.reconnect_max = Duration::from_secs(2);
+    let jdc = jd_client::start(config, stop.clone()).await?;
+    let s = jdc.stats.clone();
+    wait_until(
+        Duration::from_secs(20),
+        "the jd-client's pool channel",
+        || async { s.pool_connected.load(Ordering::Relaxed) },
+    )
+    .await?;
+    // An SV1 miner through the translator (extended channel) and an SV2 miner (standard).
+    let translator = translator::start(
+        translator::TranslatorRunConfig {
+            nominal_hashrate: 20_000.0,
+            ..translator_config(jdc.listen_address, "jdc-translator", None, 1.0e12)
+        },
+        stop.clone(),
+    )
+    .await?;
+    let sv1 = mining_device_sv1::start(
+        mining_device_sv1::Sv1MinerOptions {
+            address: translator.downstream_address,
+            user: "erin.rig".into(),
+            threads: 1,
+            limit_hashrate: Some(20_000.0),
+        },
+        stop.clone(),
+    );
+    let mut options_sv2 = miner_options(jdc.listen_address, "sv2-rig", 20_000.0, true);
+    options_sv2.locking_key = None;
+    let sv2 = mining_device::start(options_sv2, stop.clone());
+    wait_until(
+        Duration::from_secs(90),
+        "shares on declared jobs",
+        || async { count(&s, |s| &s.shares_forwarded_declared) >= 3 },
+    )
+    .await?;
+
+    // The jd-client's channel as the pool's monitoring shows it (refreshed periodically).
+    async fn jdc_prefix(pool: &TestPool) -> anyhow::Result<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(c) = pool
+                .extended_channels()
+                .await?
+                .into_iter()
+                .find(|c| c.user_identity == "e2e-jdc")
+            {
+                return Ok(c.extranonce_prefix_hex);
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "the jd-client's channel never showed"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let before = jdc_prefix(&pool).await?;
+    pool.stop().await?;
+    wait_until(
+        Duration::from_secs(20),
+        "the jd-client to see the pool go",
+        || async { !s.pool_connected.load(Ordering::Relaxed) },
+    )
+    .await?;
+    let pool = TestPool::start(tp.running.listen_address, options()).await?;
+    // Another miner takes the new pool's first channel, so the jd-client's gets another prefix.
+    let mut other = RawClient::connect(listen, Some(public_key())).await?;
+    other
+        .send(CommonMessagesOwned::SetupConnection(setup_connection(
+            Protocol::MiningProtocol,
+        )))
+        .await?;
+    other.recv(Duration::from_secs(10)).await?;
+    other
+        .send(MiningOwned::OpenExtendedMiningChannel(
+            OpenExtendedMiningChannelOwned {
+                request_id: 1,
+                user_identity: hashpool_sv2_io::str0255(&test_key("other").to_hex()),
+                nominal_hash_rate: 1_000.0,
+                max_target: U256Owned::from([0xff; 32]),
+                min_extranonce_size: 8,
+            },
+        ))
+        .await?;
+    other
+        .recv_until(Duration::from_secs(10), |m| match m {
+            AnyMessageOwned::Mining(MiningOwned::OpenExtendedMiningChannelSuccess(_)) => Some(()),
+            _ => None,
+        })
+        .await?;
+
+    let declared = count(&s, |s| &s.shares_forwarded_declared);
+    let accepted = count(&s, |s| &s.pool_shares_accepted);
+    let jobs_before = count(&s, |s| &s.custom_jobs_set);
+    wait_until(
+        Duration::from_secs(90),
+        "declared shares accepted by the restarted pool",
+        || async {
+            count(&s, |s| &s.shares_forwarded_declared) >= declared + 3
+                && count(&s, |s| &s.pool_shares_accepted) >= accepted + 3
+        },
+    )
+    .await?;
+    let after = jdc_prefix(&pool).await?;
+    assert_ne!(
+        before, after,
+        "the new channel has another extranonce prefix"
+    );
+    // Both miners kept their one connection, and the translator its one upstream connection.
+    assert_eq!(sv1.stats.connections.load(Ordering::Relaxed), 1);
+    assert_eq!(sv2.stats.connections.load(Ordering::Relaxed), 1);
+    assert_eq!(translator.stats.pool_connections.load(Ordering::Relaxed), 1);
+    assert!(count(&s, |s| &s.custom_jobs_set) > jobs_before);
+
+    stop.cancel();
+    jdc.task.await?;
+    jds_stop.cancel();
+    jds.task.await?;
+    pool.stop().await?;
+    tp.stop().await
+}
