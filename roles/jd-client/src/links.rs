@@ -310,25 +310,9 @@ async fn open_pool_channel(
 
 /// Quote announcements go to the wallet; anything else from an extension is only logged.
 fn on_extension(config: &JdClientRunConfig, ext: &hashpool_sv2_io::ExtensionFrame) {
-    if ext.extension_type != ext_mint_quote::EXTENSION_TYPE {
-        debug!(
-            extension = ext.extension_type,
-            "ignoring a frame of an unknown extension"
-        );
-        return;
-    }
-    match ext_mint_quote::MintQuoteMessage::decode(ext.message_type, &ext.payload) {
-        Ok(ext_mint_quote::MintQuoteMessage::Announcement(a)) => {
-            let quote = text(&a.quote_id);
-            debug!(%quote, amount = a.amount, "ehash quote announced");
-            if let Some(minter) = &config.minter {
-                minter.announce(quote);
-            }
-        }
-        Ok(other) => warn!(
-            "unexpected mint-quote message {:#04x} from the pool",
-            other.message_type()
-        ),
-        Err(e) => warn!("undecodable mint-quote message from the pool: {e}"),
+    let announced =
+        hashpool_wallet::announced_quote(ext.extension_type, ext.message_type, &ext.payload);
+    if let (Some((quote, _)), Some(minter)) = (announced, &config.minter) {
+        minter.announce(quote);
     }
 }

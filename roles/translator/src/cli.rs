@@ -1,6 +1,6 @@
 //! The translator's command line (the binary is a thin wrapper).
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::Parser;
@@ -33,28 +33,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let mut wallet_for_stats = None;
     if own.wallet.enabled {
-        let wallet = hashpool_wallet::EhashWallet::open(&hashpool_wallet::WalletConfig {
-            mint_url: global.wallet.mint_url.clone(),
-            unit: own.wallet.unit.clone(),
-            database_path: own.wallet.database_path.clone(),
-            mnemonic: None,
-            mnemonic_path: own.wallet.mnemonic_path.clone(),
-        })
+        let (wallet, minter) = hashpool_wallet::open_minting(
+            &hashpool_wallet::WalletConfig {
+                mint_url: global.wallet.mint_url.clone(),
+                unit: own.wallet.unit.clone(),
+                database_path: own.wallet.database_path.clone(),
+                mnemonic: None,
+                mnemonic_path: own.wallet.mnemonic_path.clone(),
+            },
+            Duration::from_secs(own.wallet.recovery_interval_secs),
+            shutdown.clone(),
+        )
         .await
         .context("opening the wallet")?;
         config.locking_key = Some(wallet.sv2_locking_key());
-        tracing::info!(
-            locking_key = %wallet.locking_key().to_hex(),
-            balance = wallet.balance().await.unwrap_or(0),
-            "wallet open"
-        );
-        let wallet = Arc::new(wallet);
         wallet_for_stats = Some(wallet.clone());
-        config.minter = Some(hashpool_wallet::Minter::spawn(
-            wallet.clone(),
-            Duration::from_secs(own.wallet.recovery_interval_secs.max(1)),
-            shutdown.clone(),
-        ));
+        config.minter = Some(minter);
         let (api, _) = crate::wallet_api::serve(
             global.wallet.api_address,
             wallet,

@@ -372,6 +372,7 @@ pub fn miner_options(
         threads: 1,
         nominal_hashrate: hashrate,
         limit_hashrate: limit,
+        hash_pace: None,
         locking_key: Some(test_key(user)),
         minter: None,
     }

@@ -21,7 +21,7 @@ use cdk::{
 use cdk_sqlite::WalletSqliteDatabase;
 
 pub use lookup::{LookupQuote, LookupResponse};
-pub use minter::{Minter, MinterStats};
+pub use minter::{announced_quote, Minter, MinterStats};
 
 /// The wallet's minting counters on a role's `/metrics` (`hashpool_wallet_*`, docs/metrics.md).
 pub fn register_metrics(
@@ -110,6 +110,28 @@ pub struct EhashWallet {
     /// incomplete operations would take one in progress for an interrupted one (a mint's
     /// proofs restored without the quote's transaction record).
     minting: tokio::sync::Mutex<()>,
+}
+
+/// A role's wallet that mints what its pool channel earns (the translator's, the
+/// jd-client's): opened, its key and balance logged, its minter running until `shutdown`.
+pub async fn open_minting(
+    config: &WalletConfig,
+    recovery_interval: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<(Arc<EhashWallet>, Minter), WalletError> {
+    let wallet = EhashWallet::open(config).await?;
+    tracing::info!(
+        locking_key = %wallet.locking_key().to_hex(),
+        balance = wallet.balance().await.unwrap_or(0),
+        "wallet open"
+    );
+    let wallet = Arc::new(wallet);
+    let minter = Minter::spawn(
+        wallet.clone(),
+        recovery_interval.max(std::time::Duration::from_secs(1)),
+        shutdown,
+    );
+    Ok((wallet, minter))
 }
 
 impl EhashWallet {

@@ -130,3 +130,38 @@ async fn run(
         }
     }
 }
+
+/// The quote a frame of the mint-quote extension announces, as `(quote id, ehash amount)`.
+/// Frames of other extensions, and other or undecodable mint-quote messages, are logged and
+/// give `None`: every role that mints announced quotes reads them the same way.
+pub fn announced_quote(
+    extension_type: u16,
+    message_type: u8,
+    payload: &[u8],
+) -> Option<(String, u64)> {
+    if extension_type != ext_mint_quote::EXTENSION_TYPE {
+        debug!(
+            extension = extension_type,
+            "ignoring a frame of an unknown extension"
+        );
+        return None;
+    }
+    match ext_mint_quote::MintQuoteMessage::decode(message_type, payload) {
+        Ok(ext_mint_quote::MintQuoteMessage::Announcement(a)) => {
+            let quote = String::from_utf8_lossy(a.quote_id.as_bytes()).into_owned();
+            debug!(%quote, amount = a.amount, "ehash quote announced");
+            Some((quote, a.amount))
+        }
+        Ok(other) => {
+            warn!(
+                "unexpected mint-quote message {:#04x} from the pool",
+                other.message_type()
+            );
+            None
+        }
+        Err(e) => {
+            warn!("undecodable mint-quote message from the pool: {e}");
+            None
+        }
+    }
+}

@@ -92,6 +92,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             threads: args.threads,
             nominal_hashrate: args.nominal_hashrate,
             limit_hashrate: args.limit_hashrate,
+            hash_pace: None,
             locking_key,
             minter,
         },

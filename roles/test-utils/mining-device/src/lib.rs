@@ -29,6 +29,9 @@ pub struct MinerOptions {
     /// Hashrate announced to the pool (H/s). With `limit_hashrate`, also the pace of hashing.
     pub nominal_hashrate: f32,
     pub limit_hashrate: bool,
+    /// Hash at this pace whatever is announced (tests of difficulty: a miner announcing less
+    /// or more than it has); overrides `limit_hashrate`.
+    pub hash_pace: Option<f32>,
     /// Key the channel's ehash is locked to, sent as the mint-quote locking-key TLV when the
     /// pool offers the extension.
     pub locking_key: Option<ext_mint_quote::LockingKey>,

@@ -51,8 +51,9 @@ enum MinerError {
 /// Mines until `shutdown`, reconnecting with back-off whenever the pool goes away.
 pub async fn run(options: MinerOptions, stats: Arc<MinerStats>, shutdown: CancellationToken) {
     let limit = options
-        .limit_hashrate
-        .then_some(options.nominal_hashrate as f64);
+        .hash_pace
+        .or(options.limit_hashrate.then_some(options.nominal_hashrate))
+        .map(f64::from);
     let mut hashers = Hashers::start(options.threads, limit, stats.clone());
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
@@ -210,28 +211,15 @@ fn on_extension_frame(
     options: &MinerOptions,
     stats: &MinerStats,
 ) {
-    if ext.extension_type != ext_mint_quote::EXTENSION_TYPE {
-        debug!(
-            extension = ext.extension_type,
-            "ignoring a frame of an unknown extension"
-        );
+    let Some((quote, amount)) =
+        hashpool_wallet::announced_quote(ext.extension_type, ext.message_type, &ext.payload)
+    else {
         return;
-    }
-    match ext_mint_quote::MintQuoteMessage::decode(ext.message_type, &ext.payload) {
-        Ok(ext_mint_quote::MintQuoteMessage::Announcement(a)) => {
-            stats.quotes_announced.fetch_add(1, Ordering::Relaxed);
-            stats.ehash_announced.fetch_add(a.amount, Ordering::Relaxed);
-            let quote = text(&a.quote_id);
-            debug!(%quote, amount = a.amount, "ehash quote announced");
-            if let Some(minter) = &options.minter {
-                minter.announce(quote);
-            }
-        }
-        Ok(other) => warn!(
-            "unexpected mint-quote message {:#04x} from the pool",
-            other.message_type()
-        ),
-        Err(e) => warn!("undecodable mint-quote message from the pool: {e}"),
+    };
+    stats.quotes_announced.fetch_add(1, Ordering::Relaxed);
+    stats.ehash_announced.fetch_add(amount, Ordering::Relaxed);
+    if let Some(minter) = &options.minter {
+        minter.announce(quote);
     }
 }
 

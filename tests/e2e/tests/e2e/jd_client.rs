@@ -626,9 +626,10 @@ async fn vardiff_moves_each_miners_target_toward_its_share_rate() -> anyhow::Res
             _ => None,
         })
         .await?;
-    // Announces 1 kH/s and hashes as fast as one CPU thread can: a flood of shares.
+    // Announces 1 kH/s and hashes at 50 kH/s: a flood of shares.
     let mut options = miner_options(jdc.listen_address, "flood", 1_000.0, false);
     options.locking_key = None;
+    options.hash_pace = Some(50_000.0);
     let flood = mining_device::start(options, stop.clone());
 
     // Vardiff waits more than 15 s after a channel opens.
