@@ -45,10 +45,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let (api, _) = hashpool_wallet::api::serve(
             address,
             wallet,
-            hashpool_wallet::api::FaucetSettings {
-                amount: own.wallet.faucet_amount.max(1),
-                interval: Duration::from_secs(own.wallet.faucet_interval_secs),
-            },
+            hashpool_wallet::api::FaucetSettings::from_config(
+                own.wallet.faucet_amount,
+                own.wallet.faucet_interval_secs,
+            ),
             shutdown.clone(),
         )
         .await

@@ -52,10 +52,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let (api, _) = crate::wallet_api::serve(
             global.wallet.api_address,
             wallet,
-            crate::wallet_api::FaucetSettings {
-                amount: own.wallet.faucet_amount.max(1),
-                interval: Duration::from_secs(own.wallet.faucet_interval_secs),
-            },
+            crate::wallet_api::FaucetSettings::from_config(
+                own.wallet.faucet_amount,
+                own.wallet.faucet_interval_secs,
+            ),
             shutdown.clone(),
         )
         .await

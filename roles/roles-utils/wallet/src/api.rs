@@ -27,6 +27,16 @@ pub struct FaucetSettings {
     pub interval: Duration,
 }
 
+impl FaucetSettings {
+    /// From a role's config: ehash per token (at least 1), seconds between a client's tokens.
+    pub fn from_config(amount: u64, interval_secs: u64) -> Self {
+        Self {
+            amount: amount.max(1),
+            interval: Duration::from_secs(interval_secs),
+        }
+    }
+}
+
 #[derive(Clone)]
 struct ApiState {
     wallet: Arc<EhashWallet>,

@@ -85,6 +85,43 @@ fn count(
     f(stats).load(Ordering::Relaxed)
 }
 
+/// A jd-server on `listen` for the chain of `tp`, and what stops it.
+async fn start_jd_server(
+    listen: std::net::SocketAddr,
+    tp: &TestProvider,
+) -> anyhow::Result<(CancellationToken, jd_server::RunningJdServer)> {
+    let stop = CancellationToken::new();
+    let jds = jd_server::start(jd_server_config(listen, tp)?, stop.clone()).await?;
+    Ok((stop, jds))
+}
+
+/// Until the jd-client's channel on the pool is open (its miners are refused before).
+async fn pool_channel_open(jdc: &jd_client::RunningJdClient) -> anyhow::Result<()> {
+    wait_until(
+        Duration::from_secs(20),
+        "the jd-client's pool channel",
+        || async { jdc.stats.pool_connected.load(Ordering::Relaxed) },
+    )
+    .await
+}
+
+/// Stops the jd-client (with what `stop` cancels), the jd-server, the pool and the provider,
+/// waiting for each.
+async fn stop_all(
+    stop: CancellationToken,
+    jdc: jd_client::RunningJdClient,
+    (jds_stop, jds): (CancellationToken, jd_server::RunningJdServer),
+    pool: TestPool,
+    tp: TestProvider,
+) -> anyhow::Result<()> {
+    stop.cancel();
+    jdc.task.await?;
+    jds_stop.cancel();
+    jds.task.await?;
+    pool.stop().await?;
+    tp.stop().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declared_jobs_earn_exact_ehash_and_their_blocks_carry_the_jd_clients_transactions(
 ) -> anyhow::Result<()> {
@@ -105,8 +142,7 @@ async fn declared_jobs_earn_exact_ehash_and_their_blocks_carry_the_jd_clients_tr
     .await?;
     let mint_dir = tempfile::tempdir()?;
     let mint = TestMint::start(mint_dir.path(), pool.running.mint_link_address).await?;
-    let jds_stop = CancellationToken::new();
-    let jds = jd_server::start(jd_server_config(free_address(), &tp)?, jds_stop.clone()).await?;
+    let (jds_stop, jds) = start_jd_server(free_address(), &tp).await?;
 
     let wallet_dir = tempfile::tempdir()?;
     let wallet = Arc::new(open_wallet(wallet_dir.path(), &mint.url()).await?);
@@ -116,12 +152,7 @@ async fn declared_jobs_earn_exact_ehash_and_their_blocks_carry_the_jd_clients_tr
     config.locking_key = Some(wallet.sv2_locking_key());
     config.minter = Some(minter.clone());
     let jdc = jd_client::start(config, stop.clone()).await?;
-    wait_until(
-        Duration::from_secs(20),
-        "the jd-client's pool channel",
-        || async { jdc.stats.pool_connected.load(Ordering::Relaxed) },
-    )
-    .await?;
+    pool_channel_open(&jdc).await?;
 
     // An SV2 miner (standard channel) behind the jd-client, no key of its own.
     let mut options = miner_options(jdc.listen_address, "jdc-miner", 40_000.0, true);
@@ -252,13 +283,8 @@ async fn declared_jobs_earn_exact_ehash_and_their_blocks_carry_the_jd_clients_tr
     );
     assert!(!status["last_blocks"].as_array().expect("blocks").is_empty());
 
-    stop.cancel();
-    jdc.task.await?;
-    jds_stop.cancel();
-    jds.task.await?;
     mint.stop().await?;
-    pool.stop().await?;
-    tp.stop().await
+    stop_all(stop, jdc, (jds_stop, jds), pool, tp).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -279,18 +305,12 @@ async fn without_its_jd_server_the_jd_client_mines_pool_jobs_and_declares_again_
     )
     .await?;
     let jds_address = free_address();
-    let jds_stop = CancellationToken::new();
-    let jds = jd_server::start(jd_server_config(jds_address, &tp)?, jds_stop.clone()).await?;
+    let (jds_stop, jds) = start_jd_server(jds_address, &tp).await?;
     let stop = CancellationToken::new();
     let mut config = jd_client_config(&tp, &pool, jds_address, 30_000.0);
     config.locking_key = Some(test_key("jdc-fallback"));
     let jdc = jd_client::start(config, stop.clone()).await?;
-    wait_until(
-        Duration::from_secs(20),
-        "the jd-client's pool channel",
-        || async { jdc.stats.pool_connected.load(Ordering::Relaxed) },
-    )
-    .await?;
+    pool_channel_open(&jdc).await?;
 
     // SV1 miners through the translator in front of the jd-client (aggregated channel).
     let translator = translator::start(
@@ -350,8 +370,7 @@ async fn without_its_jd_server_the_jd_client_mines_pool_jobs_and_declares_again_
     // Back: declared jobs resume.
     let declared = count(&s, |s| &s.shares_forwarded_declared);
     let jobs = count(&s, |s| &s.custom_jobs_set);
-    let jds_stop = CancellationToken::new();
-    let jds = jd_server::start(jd_server_config(jds_address, &tp)?, jds_stop.clone()).await?;
+    let (jds_stop, jds) = start_jd_server(jds_address, &tp).await?;
     wait_until(
         Duration::from_secs(90),
         "declared jobs again, with shares",
@@ -367,12 +386,7 @@ async fn without_its_jd_server_the_jd_client_mines_pool_jobs_and_declares_again_
     assert_eq!(miner.stats.connections.load(Ordering::Relaxed), 1);
     assert_eq!(translator.stats.pool_connections.load(Ordering::Relaxed), 1);
 
-    stop.cancel();
-    jdc.task.await?;
-    jds_stop.cancel();
-    jds.task.await?;
-    pool.stop().await?;
-    tp.stop().await
+    stop_all(stop, jdc, (jds_stop, jds), pool, tp).await
 }
 
 /// A miner's bad requests and shares get their error codes; the connection, and the
@@ -401,8 +415,7 @@ async fn a_miners_bad_requests_and_shares_are_refused_with_their_codes() -> anyh
         },
     )
     .await?;
-    let jds_stop = CancellationToken::new();
-    let jds = jd_server::start(jd_server_config(free_address(), &tp)?, jds_stop.clone()).await?;
+    let (jds_stop, jds) = start_jd_server(free_address(), &tp).await?;
     let stop = CancellationToken::new();
     let mut config = jd_client_config(&tp, &pool, jds.listen_address, 1.0e6);
     config.locking_key = Some(test_key("jdc-bad-input"));
@@ -556,12 +569,7 @@ async fn a_miners_bad_requests_and_shares_are_refused_with_their_codes() -> anyh
         "the miner's connection still answers: {after:?}"
     );
 
-    stop.cancel();
-    jdc.task.await?;
-    jds_stop.cancel();
-    jds.task.await?;
-    pool.stop().await?;
-    tp.stop().await
+    stop_all(stop, jdc, (jds_stop, jds), pool, tp).await
 }
 
 /// Vardiff: a channel that sends no shares gets an easier target, a miner flooding shares a
@@ -586,19 +594,13 @@ async fn vardiff_moves_each_miners_target_toward_its_share_rate() -> anyhow::Res
         },
     )
     .await?;
-    let jds_stop = CancellationToken::new();
-    let jds = jd_server::start(jd_server_config(free_address(), &tp)?, jds_stop.clone()).await?;
+    let (jds_stop, jds) = start_jd_server(free_address(), &tp).await?;
     let stop = CancellationToken::new();
     let mut config = jd_client_config(&tp, &pool, jds.listen_address, 1.0e6);
     config.locking_key = Some(test_key("jdc-vardiff"));
     config.vardiff_interval = Duration::from_secs(1);
     let jdc = jd_client::start(config, stop.clone()).await?;
-    wait_until(
-        Duration::from_secs(20),
-        "the jd-client's pool channel",
-        || async { jdc.stats.pool_connected.load(Ordering::Relaxed) },
-    )
-    .await?;
+    pool_channel_open(&jdc).await?;
 
     // Announces 1 TH/s and sends nothing.
     let mut quiet = RawClient::connect(jdc.listen_address, Some(public_key())).await?;
@@ -657,12 +659,7 @@ async fn vardiff_moves_each_miners_target_toward_its_share_rate() -> anyhow::Res
     .await?;
     assert_eq!(flood.stats.connections.load(Ordering::Relaxed), 1);
 
-    stop.cancel();
-    jdc.task.await?;
-    jds_stop.cancel();
-    jds.task.await?;
-    pool.stop().await?;
-    tp.stop().await
+    stop_all(stop, jdc, (jds_stop, jds), pool, tp).await
 }
 
 /// The pool goes away and comes back (its channel for the jd-client now with another
@@ -690,8 +687,7 @@ async fn a_pool_restart_keeps_the_miners_and_declared_jobs_resume() -> anyhow::R
         ..Default::default()
     };
     let pool = TestPool::start(tp.running.listen_address, options()).await?;
-    let jds_stop = CancellationToken::new();
-    let jds = jd_server::start(jd_server_config(free_address(), &tp)?, jds_stop.clone()).await?;
+    let (jds_stop, jds) = start_jd_server(free_address(), &tp).await?;
     let stop = CancellationToken::new();
     let mut config = jd_client_config(&tp, &pool, jds.listen_address, 40_000.0);
     config.locking_key = Some(test_key("jdc-pool-restart"));
@@ -700,12 +696,7 @@ async fn a_pool_restart_keeps_the_miners_and_declared_jobs_resume() -> anyhow::R
     config.reconnect_max = Duration::from_secs(2);
     let jdc = jd_client::start(config, stop.clone()).await?;
     let s = jdc.stats.clone();
-    wait_until(
-        Duration::from_secs(20),
-        "the jd-client's pool channel",
-        || async { s.pool_connected.load(Ordering::Relaxed) },
-    )
-    .await?;
+    pool_channel_open(&jdc).await?;
     // An SV1 miner through the translator (extended channel) and an SV2 miner (standard).
     let translator = translator::start(
         translator::TranslatorRunConfig {
@@ -811,10 +802,5 @@ async fn a_pool_restart_keeps_the_miners_and_declared_jobs_resume() -> anyhow::R
     assert_eq!(translator.stats.pool_connections.load(Ordering::Relaxed), 1);
     assert!(count(&s, |s| &s.custom_jobs_set) > jobs_before);
 
-    stop.cancel();
-    jdc.task.await?;
-    jds_stop.cancel();
-    jds.task.await?;
-    pool.stop().await?;
-    tp.stop().await
+    stop_all(stop, jdc, (jds_stop, jds), pool, tp).await
 }
