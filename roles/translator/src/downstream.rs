@@ -385,8 +385,11 @@ fn on_work(m: &mut Miner, w: &UpstreamWork) -> Vec<String> {
     }
     if let Some(job) = &w.job {
         let sv1_id = sv1_job_id(w.opening, job.job_id);
-        if fresh || retargeted || m.jobs.front().map(|(id, _)| id) != Some(&sv1_id) {
-            let clean = job.clean || fresh;
+        let resent = !fresh && m.jobs.front().map(|(id, _)| id) == Some(&sv1_id);
+        if fresh || retargeted || !resent {
+            // A job re-sent only for its new difficulty is not clean: the miner keeps its work,
+            // and the job's earlier, easier listing must stay for the shares still in flight.
+            let clean = !resent && (job.clean || fresh);
             if clean {
                 m.jobs.clear();
                 m.seen.clear();
@@ -880,5 +883,39 @@ mod tests {
             check_share(&mut m, &submit(&job, 4), None),
             Err((error_code::OTHER, _))
         ));
+    }
+
+    #[test]
+    fn shares_hashed_before_a_retarget_of_a_clean_job_still_count() {
+        let mut m = miner(false);
+        let mut first = work(1, &[0xaa], [0xff; 32]);
+        first.aggregated = false;
+        if let Some(j) = first.job.as_mut() {
+            j.clean = true;
+        }
+        m.take_extranonce(&first);
+        on_work(&mut m, &first);
+        // Vardiff made the channel far harder; the same (clean) job is re-sent with it.
+        let mut harder = first.clone();
+        harder.target = [0; 32];
+        harder.target[0] = 1;
+        let resent = on_work(&mut m, &harder);
+        assert!(resent[0].contains("mining.set_difficulty"), "{resent:?}");
+        assert!(
+            resent[1].contains("mining.notify") && resent[1].trim_end().ends_with("false]}"),
+            "a re-sent job must not make the miner drop its work: {resent:?}"
+        );
+        // A share the miner found at the old difficulty, answered after the retarget.
+        let now = Some(ChannelNow { opening: 1 });
+        let share = Submit {
+            extranonce2: vec![0; m.extranonce2_size],
+            ..submit(&sv1_job_id(1, 5), 1)
+        };
+        let checked = check_share(&mut m, &share, now);
+        assert!(
+            matches!(checked, Ok(Checked::ToPool(..))),
+            "{:?}",
+            checked.err()
+        );
     }
 }
