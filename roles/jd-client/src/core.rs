@@ -132,6 +132,30 @@ struct Channel {
     /// The hashrate the target is set for (announced, then measured by vardiff).
     hashrate: f32,
     vardiff: VardiffState,
+    /// The target before the last retarget and the first job id sent after it: a miner may
+    /// still send shares it found at the older target on the jobs it had then.
+    before: Option<(Target, u32)>,
+}
+
+impl Channel {
+    /// A new target, from the job `next_job_id` on. After several quick retargets a job sent
+    /// before them is judged by the easiest target it may have been worked at.
+    fn retarget(&mut self, new: Target, next_job_id: u32) {
+        let older = match self.before {
+            Some((t, _)) => t.max(self.target),
+            None => self.target,
+        };
+        self.before = Some((older, next_job_id));
+        self.target = new;
+    }
+
+    /// The target a share on `job_id` is checked against.
+    fn target_for(&self, job_id: u32) -> Target {
+        match self.before {
+            Some((older, first_job)) if job_id < first_job => older.max(self.target),
+            _ => self.target,
+        }
+    }
 }
 
 struct Miner {
@@ -229,7 +253,7 @@ impl Core {
                 let t = t.min(ch.max_target);
                 ch.hashrate = hashrate;
                 if t != ch.target {
-                    ch.target = t;
+                    ch.retarget(t, self.next_job_id);
                     debug!(channel_id = id, hashrate, "vardiff: new target");
                     updates.push((*conn, *id, t));
                 }
@@ -1085,7 +1109,7 @@ impl Core {
                     .get_mut(&conn)
                     .and_then(|m| m.channels.get_mut(&u.channel_id))
                 {
-                    ch.target = t;
+                    ch.retarget(t, self.next_job_id);
                     ch.hashrate = u.nominal_hash_rate;
                 }
                 self.reply(
@@ -1209,6 +1233,7 @@ impl Core {
                     seen: HashSet::new(),
                     hashrate,
                     vardiff: VardiffState::new().expect("the default vardiff parameters are valid"),
+                    before: None,
                 },
             );
         }
@@ -1280,7 +1305,7 @@ impl Core {
                 )
             }
         };
-        let checked = match work.check(&extranonce, header, &ch.target) {
+        let checked = match work.check(&extranonce, header, &ch.target_for(job_id)) {
             Ok(c) => c,
             Err(e) => return self.share_error(conn, channel_id, sequence_number, e.code()),
         };
@@ -1406,4 +1431,47 @@ fn standard_extranonce(prefix: &[u8], index: &[u8; INDEX_BYTES], size: usize) ->
     let mut e = [prefix, &index[..]].concat();
     e.resize(prefix.len() + size, 0);
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channel(target: Target) -> Channel {
+        Channel {
+            index: [0, 1],
+            extended: None,
+            target,
+            max_target: Target::MAX,
+            jobs: HashMap::new(),
+            tip: None,
+            seen: HashSet::new(),
+            hashrate: 1.0,
+            vardiff: VardiffState::new().expect("default vardiff"),
+            before: None,
+        }
+    }
+
+    #[test]
+    fn shares_on_jobs_sent_before_a_retarget_are_judged_by_the_older_target() {
+        let easy = Target::from_le_bytes([0xff; 32]);
+        let mid = Target::from_le_bytes([0x0f; 32]);
+        let hard = Target::from_le_bytes([0x01; 32]);
+        let mut ch = channel(easy);
+        assert_eq!(ch.target_for(3), easy);
+        // Jobs 1..=4 were sent; vardiff makes the channel harder from job 5 on.
+        ch.retarget(mid, 5);
+        assert_eq!(ch.target_for(4), easy, "work found before the SetTarget");
+        assert_eq!(ch.target_for(5), mid);
+        // A second retarget soon after: every job sent before it keeps the easiest target
+        // of the two (job 5 a little lenient rather than any job unfairly strict).
+        ch.retarget(hard, 6);
+        assert_eq!(ch.target_for(4), easy);
+        assert_eq!(ch.target_for(5), easy);
+        assert_eq!(ch.target_for(6), hard);
+        // An easier target applies to every job at once.
+        ch.retarget(easy, 7);
+        assert_eq!(ch.target_for(6), easy);
+        assert_eq!(ch.target_for(7), easy);
+    }
 }
