@@ -105,8 +105,15 @@ impl Hashers {
 
     /// Stops the threads and waits for them (they notice within one batch), off the runtime.
     pub async fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let threads = self.threads;
+        let Self {
+            stop,
+            threads,
+            shares,
+            ..
+        } = self;
+        stop.store(true, Ordering::Relaxed);
+        // A thread waiting for room in the share queue wakes up when it is gone.
+        drop(shares);
         let _ = tokio::task::spawn_blocking(move || {
             for t in threads {
                 let _ = t.join();
@@ -151,6 +158,25 @@ fn spawn(
         .collect()
 }
 
+/// Whether two works hash the same headers (they may differ in target only).
+fn same_header(a: &Work, b: &Work) -> bool {
+    (
+        a.job_id,
+        a.version,
+        a.prev_hash,
+        a.merkle_root,
+        a.ntime,
+        a.nbits,
+    ) == (
+        b.job_id,
+        b.version,
+        b.prev_hash,
+        b.merkle_root,
+        b.ntime,
+        b.nbits,
+    )
+}
+
 fn hash_loop(
     index: u32,
     threads: u32,
@@ -161,17 +187,26 @@ fn hash_loop(
     stop: &std::sync::atomic::AtomicBool,
 ) {
     let span = u32::MAX / threads;
+    let start_nonce = index.wrapping_mul(span);
+    // The work being hashed and where in it this thread is.
+    let mut current: Option<Work> = None;
+    let (mut ntime, mut nonce, mut header) = (0, start_nonce, [0u8; 80]);
+    let (mut started, mut done) = (Instant::now(), 0u64);
     while !stop.load(Ordering::Relaxed) {
         let (generation, Some(work)) = slot.current() else {
+            current = None;
             std::thread::sleep(Duration::from_millis(20));
             continue;
         };
-        let mut ntime = work.ntime;
-        let mut header = header_bytes(&work, ntime);
-        let start_nonce = index.wrapping_mul(span);
-        let mut nonce = start_nonce;
-        let started = Instant::now();
-        let mut done: u64 = 0;
+        // A new target for the same job (SetTarget, set_difficulty) goes on from where the
+        // thread was: starting the nonce range again would find the shares already sent.
+        if !current.as_ref().is_some_and(|c| same_header(c, &work)) {
+            ntime = work.ntime;
+            header = header_bytes(&work, ntime);
+            nonce = start_nonce;
+            (started, done) = (Instant::now(), 0);
+        }
+        current = Some(work.clone());
         'work: while slot.generation() == generation && !stop.load(Ordering::Relaxed) {
             for _ in 0..BATCH {
                 header[76..80].copy_from_slice(&nonce.to_le_bytes());
@@ -209,5 +244,63 @@ fn hash_loop(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    fn work(target: [u8; 32]) -> Work {
+        Work {
+            job_id: 1,
+            version: 0x2000_0000,
+            prev_hash: [1; 32],
+            merkle_root: [2; 32],
+            ntime: 100,
+            nbits: 0x207f_ffff,
+            target: Target::from_le_bytes(target),
+        }
+    }
+
+    async fn take(hashers: &mut Hashers, n: usize, seen: &mut HashSet<(u32, u32)>) -> usize {
+        let mut repeated = 0;
+        for _ in 0..n {
+            let share = hashers.shares.recv().await.expect("hashing threads run");
+            if !seen.insert((share.ntime, share.nonce)) {
+                repeated += 1;
+            }
+        }
+        repeated
+    }
+
+    #[tokio::test]
+    async fn a_new_target_for_the_same_job_never_repeats_a_share() {
+        let mut hashers = Hashers::start(1, None, Arc::new(MinerStats::default()));
+        // Every hash meets this target: each nonce tried is a share.
+        hashers.slot.set(Some(work([0xff; 32])));
+        let mut seen = HashSet::new();
+        assert_eq!(take(&mut hashers, 100, &mut seen).await, 0);
+        // The same job at another (still trivial) target: hashing goes on from where it was.
+        let mut retargeted = [0xff; 32];
+        retargeted[31] = 0xfe;
+        hashers.slot.set(Some(work(retargeted)));
+        // More than the share queue holds, so shares hashed after the change are read too.
+        assert_eq!(take(&mut hashers, 6_000, &mut seen).await, 0);
+        // A different job starts its nonce range from the beginning.
+        let mut other = work([0xff; 32]);
+        other.job_id = 2;
+        hashers.slot.set(Some(other));
+        let first = loop {
+            let share = hashers.shares.recv().await.expect("hashing threads run");
+            if share.job_id == 2 {
+                break share;
+            }
+        };
+        assert_eq!((first.ntime, first.nonce), (100, 0));
+        // Threads blocked on a full share queue stop too.
+        hashers.stop().await;
     }
 }

@@ -658,6 +658,9 @@ async fn vardiff_moves_each_miners_target_toward_its_share_rate() -> anyhow::Res
     )
     .await?;
     assert_eq!(flood.stats.connections.load(Ordering::Relaxed), 1);
+    // Shares found just before a SetTarget reached the miner still count, and the miner does
+    // not hash the same job's nonces again for its new target: nothing was refused.
+    assert_eq!(flood.stats.shares_rejected.load(Ordering::Relaxed), 0);
 
     stop_all(stop, jdc, (jds_stop, jds), pool, tp).await
 }
