@@ -88,10 +88,17 @@ async fn text_of(browser: &fantoccini::Client, css: &str) -> Option<String> {
         .ok()
 }
 
-fn docs(file: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../docs")
-        .join(file)
+/// Where a screenshot goes: `docs/` (the pictures web.md shows) when
+/// `HASHPOOL_UPDATE_SCREENSHOTS` is set, so that a test run leaves the tree as it was;
+/// otherwise the test's own directory.
+fn screenshot_path(dir: &std::path::Path, file: &str) -> PathBuf {
+    if std::env::var_os("HASHPOOL_UPDATE_SCREENSHOTS").is_some() {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../docs")
+            .join(file)
+    } else {
+        dir.join(file)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,7 +240,10 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
     )
     .await?;
     assert_eq!(text_of(&browser, "#upstream").await.as_deref(), Some("up"));
-    std::fs::write(docs("web-proxy.png"), browser.screenshot().await?)?;
+    std::fs::write(
+        screenshot_path(dir.path(), "web-proxy.png"),
+        browser.screenshot().await?,
+    )?;
 
     // Stop mining and let the last quotes be minted: the balance stops moving.
     miner_stop.cancel();
@@ -359,7 +369,10 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
     )
     .await?;
     assert_ne!(text_of(&browser, "#ehash").await.as_deref(), Some("0 hash"));
-    std::fs::write(docs("web-pool.png"), browser.screenshot().await?)?;
+    std::fs::write(
+        screenshot_path(dir.path(), "web-pool.png"),
+        browser.screenshot().await?,
+    )?;
 
     browser.close().await?;
     stop.cancel();
