@@ -385,11 +385,11 @@ fn on_work(m: &mut Miner, w: &UpstreamWork) -> Vec<String> {
     }
     if let Some(job) = &w.job {
         let sv1_id = sv1_job_id(w.opening, job.job_id);
-        let resent = !fresh && m.jobs.front().map(|(id, _)| id) == Some(&sv1_id);
-        if fresh || retargeted || !resent {
+        let already_sent = !fresh && m.jobs.front().map(|(id, _)| id) == Some(&sv1_id);
+        if retargeted || !already_sent {
             // A job re-sent only for its new difficulty is not clean: the miner keeps its work,
             // and the job's earlier, easier listing must stay for the shares still in flight.
-            let clean = !resent && (job.clean || fresh);
+            let clean = !already_sent && (job.clean || fresh);
             if clean {
                 m.jobs.clear();
                 m.seen.clear();
