@@ -134,6 +134,45 @@ mod tests {
     }
 
     #[test]
+    fn shipped_prod_global_configs_load() {
+        let pool: PoolGlobalConfig =
+            crate::load_with_env(&repo_file("config/prod/shared/pool.toml"), vec![]).unwrap();
+        assert!(pool.jd_server.is_some());
+        assert_eq!(pool.ehash.unit_work, 1024.0);
+        let proxy: ProxyGlobalConfig =
+            crate::load_with_env(&repo_file("config/prod/shared/proxy.toml"), vec![]).unwrap();
+        assert_eq!(proxy.translator.downstream_address.port(), 34255);
+    }
+
+    #[test]
+    fn the_shared_config_loads_beside_the_variables_of_a_roles_own_file() {
+        // What a pool-side role's environment holds under systemd (keys/<role>.env) and in the
+        // supervisor's tests: variables for the role's own file, in sections the shared file
+        // has too (`pool`, `stats`) and in sections it lacks (`template_provider`).
+        let env = vec![
+            (
+                "HASHPOOL__POOL__AUTHORITY_SECRET_KEY".to_string(),
+                "mkDLTBBRxdBv998612qipDYoTK3YUrqLe8uWw7gu3iXbSrn2n".to_string(),
+            ),
+            (
+                "HASHPOOL__STATS__AUTHORITY_SECRET_KEY".to_string(),
+                "mkDLTBBRxdBv998612qipDYoTK3YUrqLe8uWw7gu3iXbSrn2n".to_string(),
+            ),
+            (
+                "HASHPOOL__TEMPLATE_PROVIDER__ADDRESS".to_string(),
+                "127.0.0.1:1".to_string(),
+            ),
+            (
+                "HASHPOOL__POOL__LISTEN_ADDRESS".to_string(),
+                "127.0.0.1:2".to_string(),
+            ),
+        ];
+        let c: PoolGlobalConfig =
+            crate::load_with_env(&repo_file("config/prod/shared/pool.toml"), env).unwrap();
+        assert_eq!(c.pool.listen_address.port(), 2);
+    }
+
+    #[test]
     fn bad_authority_key_is_named() {
         let text = std::fs::read_to_string(repo_file("config/shared/pool.toml"))
             .unwrap()

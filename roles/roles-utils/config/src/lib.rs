@@ -1,8 +1,10 @@
 //! Typed configuration for every Hashpool role.
 //!
 //! One loader ([`load`]) reads a TOML file into a typed struct, applies environment overrides
-//! (`HASHPOOL__SECTION__KEY`), and names the file and the key when anything is missing or
-//! malformed. The shared topology lives in [`PoolGlobalConfig`] and [`ProxyGlobalConfig`].
+//! (`HASHPOOL__SECTION__KEY`), and names the file and the key when anything is missing,
+//! malformed or unknown (a key in the file that the struct has no field for; environment
+//! variables are never refused, since one environment serves several files and roles). The
+//! shared topology lives in [`PoolGlobalConfig`] and [`ProxyGlobalConfig`].
 
 mod global;
 mod loader;
