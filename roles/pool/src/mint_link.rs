@@ -264,6 +264,10 @@ async fn session(
     result
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 async fn on_answer(ctx: &Arc<PoolContext>, message: MintQuoteMessage) -> Result<(), MintLinkError> {
     let ledger = ctx.shares.ledger();
     match message {
@@ -295,9 +299,28 @@ async fn on_answer(ctx: &Arc<PoolContext>, message: MintQuoteMessage) -> Result<
             if code == error_code::TEMPORARY_FAILURE {
                 warn!(%code, message = %text(&e.message), "mint could not create a quote yet; it will be asked again");
             } else {
-                error!(%code, message = %text(&e.message), "mint refused a quote request");
-                if let Err(err) = ledger.record_refusal(&request_id, &code).await {
-                    error!("cannot record a refusal: {err}");
+                let request = hex(&request_id);
+                match ledger.record_refusal(&request_id, &code).await {
+                    Ok(Some(batch)) => {
+                        error!(
+                            request_id = %request,
+                            key = %batch.locking_key,
+                            amount = batch.amount,
+                            %code,
+                            message = %text(&e.message),
+                            "mint refused a quote request for good; its work is back in pending and will be requested again in a new batch"
+                        );
+                        ctx.stats.record_batch_refused(&code);
+                    }
+                    // Resent requests are refused again; their first refusal returned the work.
+                    Ok(None) => debug!(
+                        request_id = %request,
+                        %code,
+                        "refusal of a request already refused, answered or unknown: nothing changes"
+                    ),
+                    Err(err) => {
+                        error!(request_id = %request, %code, "cannot record a refusal: {err}")
+                    }
                 }
             }
             Ok(())

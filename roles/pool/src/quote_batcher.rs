@@ -21,7 +21,7 @@ pub async fn run(ctx: Arc<PoolContext>, link: Arc<MintLink>, shutdown: Cancellat
     loop {
         tokio::select! {
             _ = batch.tick() => {
-                match ctx.shares.ledger().create_batches(ctx.config.unit_work).await {
+                match ctx.shares.ledger().create_batches().await {
                     Ok(created) => {
                         for b in &created {
                             debug!(amount = b.amount, shares = b.share_count, key = %b.locking_key, "batch created");
