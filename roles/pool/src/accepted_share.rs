@@ -39,16 +39,22 @@ impl ShareSink {
         &self.ledger
     }
 
-    /// Called for every accepted share. The share is acknowledged to the miner only once the
-    /// returned receipt resolves: its work is then durable in the accrual ledger.
-    pub fn on_share_accepted(&self, share: &AcceptedShare) -> Receipt {
+    /// Called for every accepted share, on the share path (no waiting here).
+    pub fn on_share_accepted(&self, share: &AcceptedShare) {
         self.stats.record_accepted(share.work, share.block_found);
         tracing::trace!(
             channel_id = share.channel_id,
             work = share.work.hashes() as f64,
             "share accepted"
         );
-        self.ledger.record(*share)
+    }
+
+    /// Queues an accepted share for the ledger, waiting while the ledger's queue is full (the
+    /// miner's connection slows down instead of the pool piling up work). The share is
+    /// acknowledged to the miner only once the returned receipt resolves: its work is then
+    /// durable in the accrual ledger.
+    pub async fn make_durable(&self, share: AcceptedShare) -> Receipt {
+        self.ledger.record(share).await
     }
 
     pub fn on_share_rejected(&self) {

@@ -21,6 +21,81 @@ pub struct PoolConfig {
     /// Reporting to stats-pool: on when the section is there.
     #[serde(default)]
     pub stats_reporter: Option<crate::stats_report::StatsReporterSettings>,
+    /// What one miner may cost the pool (every key has a default).
+    #[serde(default)]
+    pub limits: MinerLimits,
+}
+
+/// Bounds on what a miner controls: the difficulty it mines at, how many connections it holds
+/// and how long it may keep one without doing its part. A hostile miner meets one of these
+/// before it costs honest miners anything; each refusal is counted by reason.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct MinerLimits {
+    /// No channel's target is easier than this difficulty, whatever hashrate or maximum target
+    /// the miner asks for: a share always costs at least this many difficulty-1 shares of work.
+    /// (A network easier than this, as on regtest, sets targets at the network target instead.)
+    pub min_share_difficulty: f64,
+    /// Miner connections open at once; more are closed on accept.
+    pub max_connections: usize,
+    /// Miner connections open at once from one IP address.
+    pub max_connections_per_address: usize,
+    /// From TCP accept to SetupConnection (the Noise handshake included).
+    pub setup_timeout_secs: u64,
+    /// From accept to the first channel opened. (A proxy that opens channels only for its own
+    /// miners, as the translator in `per_miner` mode, reconnects while it has none.)
+    pub first_channel_timeout_secs: u64,
+    /// A connection that sends nothing for this long is closed. Vardiff aims every channel at
+    /// `shares_per_minute`, so only a miner too slow for the minimum difficulty meets it.
+    pub idle_timeout_secs: u64,
+    /// A write to a miner that cannot complete in this long (a peer that stopped reading)
+    /// closes the connection.
+    pub write_timeout_secs: u64,
+}
+
+impl Default for MinerLimits {
+    fn default() -> Self {
+        Self {
+            min_share_difficulty: 1.0,
+            max_connections: 20_000,
+            max_connections_per_address: 256,
+            setup_timeout_secs: 10,
+            first_channel_timeout_secs: 60,
+            idle_timeout_secs: 900,
+            write_timeout_secs: 10,
+        }
+    }
+}
+
+impl MinerLimits {
+    /// Refuses values that would switch a limit off by accident.
+    pub fn check(&self) -> Result<(), String> {
+        let d = self.min_share_difficulty;
+        if !d.is_finite() || d <= 0.0 {
+            return Err(format!(
+                "`limits.min_share_difficulty` must be a positive number, got {d}"
+            ));
+        }
+        for (key, value) in [
+            ("max_connections", self.max_connections as u64),
+            (
+                "max_connections_per_address",
+                self.max_connections_per_address as u64,
+            ),
+            ("setup_timeout_secs", self.setup_timeout_secs),
+            (
+                "first_channel_timeout_secs",
+                self.first_channel_timeout_secs,
+            ),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+            ("write_timeout_secs", self.write_timeout_secs),
+        ] {
+            if value == 0 {
+                return Err(format!("`limits.{key}` must be at least 1"));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -60,6 +135,10 @@ pub struct PoolSettings {
     pub mint_quote_extension: bool,
     /// SQLite database of accepted shares and the work they accrued (created if missing).
     pub ledger_path: std::path::PathBuf,
+    /// Prometheus `/metrics` of the pool's own counters (limits met, refused batches, open
+    /// connections), beside the channel metrics of the monitoring address. Off when unset.
+    #[serde(default)]
+    pub metrics_address: Option<SocketAddr>,
     /// Key that channels without one of their own accrue ehash to (66 hex characters). Without
     /// it, a channel that names no key (locking-key TLV or a key as user identity) is refused.
     #[serde(default, deserialize_with = "optional_locking_key")]
@@ -114,6 +193,8 @@ pub struct PoolRunConfig {
     /// The jd-server whose job tokens `SetCustomMiningJob` must carry; without it, custom
     /// jobs are refused.
     pub jd_server_public_key: Option<Secp256k1PublicKey>,
+    /// Bounds on what each miner may cost.
+    pub limits: MinerLimits,
 }
 
 impl PoolRunConfig {
@@ -127,6 +208,7 @@ impl PoolRunConfig {
                     .into(),
             );
         }
+        own.limits.check()?;
         let unit_work = UnitWork::from_difficulty(global.ehash.unit_work)
             .map_err(|e| format!("shared config key `ehash.unit_work`: {e}"))?;
         let stats_reporting =
@@ -157,6 +239,7 @@ impl PoolRunConfig {
             unit_work,
             stats_reporting,
             jd_server_public_key: global.jd_server.as_ref().map(|j| j.authority_public_key),
+            limits: own.limits,
         })
     }
 }

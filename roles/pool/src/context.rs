@@ -13,8 +13,12 @@ use template_distribution_sv2::SubmitSolutionOwned;
 use tokio::sync::mpsc;
 
 use crate::{
-    accepted_share::ShareSink, config::PoolRunConfig, downstream::channel_set::ChannelSet,
-    job_source::JobSource, ledger::AccrualLedger, stats::PoolStats,
+    accepted_share::ShareSink,
+    config::PoolRunConfig,
+    downstream::{admission::Admission, channel_set::ChannelSet},
+    job_source::JobSource,
+    ledger::AccrualLedger,
+    stats::PoolStats,
 };
 
 /// Bytes of extranonce every coinbase carries: server id (2), channel index, miner's rollable
@@ -30,6 +34,8 @@ pub struct PoolContext {
     pub stats: Arc<PoolStats>,
     pub solutions: mpsc::Sender<SubmitSolutionOwned>,
     pub registry: Registry,
+    /// Open miner connections and the limits they met.
+    pub admission: Arc<Admission>,
     /// Set when the pool reports to a stats service.
     pub stats_reporter: std::sync::OnceLock<hashpool_stats::StatsReporter>,
     /// Job tokens already used by a `SetCustomMiningJob`, with their expiry: each declared job
@@ -54,6 +60,10 @@ impl PoolContext {
             MAX_CHANNELS,
         )
         .map_err(|e| format!("extranonce space: {e:?}"))?;
+        let admission = Arc::new(Admission::new(
+            config.limits.max_connections,
+            config.limits.max_connections_per_address,
+        ));
         Ok(Self {
             shares: ShareSink::new(stats.clone(), ledger),
             config,
@@ -61,6 +71,7 @@ impl PoolContext {
             stats,
             solutions,
             registry: Registry::default(),
+            admission,
             stats_reporter: std::sync::OnceLock::new(),
             used_job_tokens: Mutex::new(std::collections::HashMap::new()),
             extranonces: Mutex::new(allocator),

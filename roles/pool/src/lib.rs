@@ -10,6 +10,7 @@ pub mod context;
 pub mod downstream;
 pub mod job_source;
 pub mod ledger;
+pub mod metrics;
 pub mod mint_link;
 pub mod monitoring;
 pub mod quote_batcher;
@@ -36,6 +37,8 @@ const MONITORING_REFRESH: Duration = Duration::from_secs(1);
 pub struct RunningPool {
     pub listen_address: SocketAddr,
     pub mint_link_address: SocketAddr,
+    /// Where the pool's own `/metrics` is served, if configured.
+    pub metrics_address: Option<SocketAddr>,
     pub context: Arc<PoolContext>,
     /// Ends when every task of the pool has stopped.
     pub task: tokio::task::JoinHandle<()>,
@@ -51,14 +54,15 @@ pub async fn start(
     ));
     let stats = Arc::new(PoolStats::default());
     let (solutions_tx, solutions_rx) = mpsc::channel(256);
-    let ledger = ledger::AccrualLedger::open(&config.pool.ledger_path)
-        .await
-        .with_context(|| {
-            format!(
-                "opening the accrual ledger {}",
-                config.pool.ledger_path.display()
-            )
-        })?;
+    let ledger =
+        ledger::AccrualLedger::open(&config.pool.ledger_path, &config.unit, config.unit_work)
+            .await
+            .with_context(|| {
+                format!(
+                    "opening the accrual ledger {}",
+                    config.pool.ledger_path.display()
+                )
+            })?;
     let ctx = Arc::new(
         PoolContext::new(
             config.clone(),
@@ -128,8 +132,21 @@ pub async fn start(
             tracing::error!(%monitoring_address, "monitoring server failed: {e}");
         }
     });
+    let metrics_address = match config.pool.metrics_address {
+        Some(address) => {
+            let exporter =
+                metrics::exporter(ctx.clone()).map_err(|e| anyhow::anyhow!("pool metrics: {e}"))?;
+            let bound = hashpool_metrics::serve(address, exporter.router(), shutdown.clone())
+                .await
+                .with_context(|| format!("binding the pool metrics endpoint {address}"))?;
+            info!(%bound, "pool metrics at /metrics");
+            Some(bound)
+        }
+        None => None,
+    };
     let task = tokio::spawn(async move { while tasks.join_next().await.is_some() {} });
     Ok(RunningPool {
+        metrics_address,
         listen_address,
         mint_link_address,
         context: ctx,

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use bitcoin::Target;
+use bitcoin::{BlockHash, Target};
 use channels_sv2::{
     server::{extended::ExtendedChannel, standard::StandardChannel},
     Vardiff, VardiffState,
@@ -13,7 +13,10 @@ use mining_sv2::{SetTargetOwned, SubmitSharesSuccess};
 use parsers_sv2::MiningOwned;
 use tracing::{debug, warn};
 
-use super::channel::{target_to_u256, PoolChannel};
+use super::{
+    channel::{target_to_u256, PoolChannel},
+    targets::{network_target, JobTarget},
+};
 use crate::job_source::{JobEvent, Sequenced, Snapshot};
 
 pub enum ChannelKind {
@@ -28,10 +31,12 @@ pub struct ChannelEntry {
     pub vardiff: VardiffState,
     /// Job events up to this sequence number were in the snapshot the channel started from.
     pub bootstrap_seq: u64,
-    /// Target of each job under the current tip, as channels_sv2 validates its shares: fixed
-    /// when the job becomes active, kept through later SetTargets, cleared on a new tip. A
-    /// share's work comes from here, exactly.
-    pub job_targets: HashMap<u32, Target>,
+    /// What each job's shares are credited against: the job's target as channels_sv2
+    /// validates it (fixed when the job becomes active, kept through later SetTargets, cleared
+    /// on a new tip) and its tip's network target. A share's work comes from here, exactly.
+    pub job_targets: HashMap<u32, JobTarget>,
+    /// The network target of the current tip.
+    pub network_target: Option<Target>,
     /// The channel's accepted-share totals as of its last SubmitShares.Success.
     pub acked: Acked,
 }
@@ -50,17 +55,23 @@ impl ChannelEntry {
         if new_tip {
             self.job_targets.clear();
         }
-        let channel = self.channel();
-        if let Some(job_id) = channel.active_job_id() {
-            let target = channel.target();
-            self.job_targets.entry(job_id).or_insert(target);
+        let network = self.network_target;
+        let (active, job) = {
+            let channel = self.channel();
+            (channel.active_job_id(), channel.target())
+        };
+        if let Some(job_id) = active {
+            self.job_targets
+                .entry(job_id)
+                .or_insert(JobTarget { job, network });
         }
     }
 
-    /// The work a share on `job_id` proves: its job's target, as channels_sv2 validated it.
-    /// `None` if that target was not recorded (a bug: the caller counts it).
-    pub fn share_work(&self, job_id: u32) -> Option<Work> {
-        self.job_targets.get(&job_id).map(Work::from_target)
+    /// The work an accepted share on `job_id` with header hash `hash` proves
+    /// ([`JobTarget::credit`]). `None` if the job's target was not recorded (a bug: the caller
+    /// counts it).
+    pub fn share_work(&self, job_id: u32, hash: BlockHash) -> Option<Work> {
+        self.job_targets.get(&job_id).and_then(|t| t.credit(hash))
     }
 
     /// SubmitShares.Success for the shares accepted since the last one, if any.
@@ -128,8 +139,9 @@ impl ChannelSet {
     pub fn bootstrap(entry: &mut ChannelEntry, snapshot: &Snapshot) -> Vec<MiningOwned> {
         entry.bootstrap_seq = snapshot.seq;
         let mut out = Vec::new();
-        let channel = entry.channel_mut();
         if let Some((template, prev_hash)) = &snapshot.current {
+            entry.network_target = Some(network_target(prev_hash.n_bits));
+            let channel = entry.channel_mut();
             let mut as_future = template.template.clone();
             as_future.future_template = true;
             let mut tip = (**prev_hash).clone();
@@ -168,6 +180,9 @@ impl ChannelSet {
         for entry in self.channels.values_mut() {
             if event.seq <= entry.bootstrap_seq {
                 continue;
+            }
+            if let JobEvent::PrevHash(p) = &event.event {
+                entry.network_target = Some(network_target(p.n_bits));
             }
             let channel = entry.channel_mut();
             // A job becomes active with a non-future template (same tip) or a new tip.

@@ -125,11 +125,15 @@ pub fn set_custom_job(
         return refuse(&m, INVALID_TOKEN);
     }
     let request_id = m.request_id;
+    let network = super::targets::network_target(m.nbits);
     match channel.on_set_custom_mining_job(m) {
         Ok(job_id) => {
             // Only a job actually set uses its token; remembered until it would expire anyway.
             used.insert(token, verified.expires_at);
-            let target = *channel.get_target();
+            let target = super::targets::JobTarget {
+                job: *channel.get_target(),
+                network: Some(network),
+            };
             entry.job_targets.insert(job_id, target);
             info!(channel_id, job_id, "custom job set");
             vec![MiningOwned::SetCustomMiningJobSuccess(

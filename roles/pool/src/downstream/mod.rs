@@ -1,23 +1,27 @@
 //! Miner connections: Noise accept, SetupConnection, channels, shares. One task per connection
 //! owns it; the channels live behind a lock shared only with the monitoring API.
 
+pub mod admission;
 mod channel;
 pub mod channel_set;
 mod custom;
 mod open;
 mod shares;
+mod targets;
 
 use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
 
+use tokio::time::Instant;
+
 use binary_sv2::Seq064KOwned;
 use common_messages_sv2::{Protocol, SetupConnectionErrorOwned, SetupConnectionSuccess};
 use extensions_sv2::{
     RequestExtensionsErrorOwned, RequestExtensionsOwned, RequestExtensionsSuccessOwned,
 };
-use hashpool_sv2_io::{decode_frame, encode, spawn_reader};
+use hashpool_sv2_io::{decode_received, encode, spawn_reader, ReceiveError, Received};
 use parsers_sv2::{
     AnyMessageOwned, CommonMessagesOwned, ExtensionsNegotiationOwned, ExtensionsOwned, MiningOwned,
     Tlv,
@@ -27,10 +31,12 @@ use tokio::{net::TcpListener, sync::broadcast};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use admission::{Admitted, LimitReason};
 pub use channel::{target_to_u256, u256_to_target, PoolChannel};
 use channel_set::ChannelSet;
+pub use targets::{target_from_difficulty, TargetBounds};
 
-use crate::context::PoolContext;
+use crate::{accepted_share::AcceptedShare, context::PoolContext};
 
 /// Largest payload a miner has reason to send (SetCustomMiningJob with a full coinbase is
 /// well under this); anything bigger is refused before decoding.
@@ -52,6 +58,8 @@ pub enum DownstreamError {
     Ledger(String),
     #[error("protocol violation: {0}")]
     Protocol(String),
+    #[error("limit `{}` met: {detail}", reason.as_str())]
+    Limit { reason: LimitReason, detail: String },
 }
 
 /// Accepts miners until `shutdown`.
@@ -60,13 +68,30 @@ pub async fn serve(listener: TcpListener, ctx: Arc<PoolContext>, shutdown: Cance
     hashpool_sv2_io::accept_until(listener, shutdown, move |stream, peer| {
         let _ = stream.set_nodelay(true);
         let (ctx, shutdown) = (ctx.clone(), stop.clone());
+        // Checked before the handshake: a refused connection costs one accept and a close.
+        let admitted = ctx.admission.admit(peer.ip());
         async move {
-            match Connection::run(stream, &ctx, shutdown).await {
+            let admitted = match admitted {
+                Ok(a) => a,
+                Err(reason) => {
+                    warn!(%peer, limit = reason.as_str(), "miner connection refused");
+                    return;
+                }
+            };
+            match Connection::run(stream, &ctx, admitted, shutdown).await {
                 Ok(()) | Err(DownstreamError::Closed) => debug!(%peer, "miner disconnected"),
                 // Port probes (health checks, load balancers) connect and close at once.
                 Err(DownstreamError::Noise(stratum_apps::network_helpers::Error::SocketClosed)) => {
                     debug!(%peer, "connection closed before the Noise handshake")
                 }
+                // A connection that set up and then did nothing (a proxy without miners, a
+                // miner gone quiet) is routine; other limits point at a hostile peer.
+                Err(
+                    e @ DownstreamError::Limit {
+                        reason: LimitReason::FirstChannelTimeout | LimitReason::IdleTimeout,
+                        ..
+                    },
+                ) => info!(%peer, "miner connection closed: {e}"),
                 Err(e) => warn!(%peer, "miner connection dropped: {e}"),
             }
         }
@@ -84,23 +109,72 @@ struct Connection {
     close_after_send: Option<DownstreamError>,
     /// Extensions agreed with RequestExtensions (their TLVs are read, their messages sent).
     negotiated: Vec<u16>,
-    /// Ledger receipts of shares accepted since the last send.
-    receipts: Vec<crate::ledger::Receipt>,
+    /// Shares accepted since the last send, to be made durable before anything is sent.
+    accepted: Vec<AcceptedShare>,
+    /// A channel was opened at some point (the first-channel deadline no longer applies).
+    had_channel: bool,
+    write_timeout: Duration,
+}
+
+/// The deadlines a connection must meet, from `limits`.
+struct Deadlines {
+    setup: Instant,
+    first_channel: Instant,
+    idle: Duration,
+    last_frame: Instant,
+}
+
+impl Deadlines {
+    /// The next deadline that applies and the limit it enforces.
+    fn next(&self, setup_done: bool, had_channel: bool) -> (Instant, LimitReason) {
+        let mut next = (self.last_frame + self.idle, LimitReason::IdleTimeout);
+        if !setup_done && self.setup < next.0 {
+            next = (self.setup, LimitReason::SetupTimeout);
+        }
+        if !had_channel && self.first_channel < next.0 {
+            next = (self.first_channel, LimitReason::FirstChannelTimeout);
+        }
+        next
+    }
 }
 
 impl Connection {
     async fn run(
         stream: tokio::net::TcpStream,
         ctx: &Arc<PoolContext>,
+        admitted: Admitted,
         shutdown: CancellationToken,
     ) -> Result<(), DownstreamError> {
-        let noise = accept_noise_connection(
-            stream,
-            ctx.config.authority_public_key,
-            ctx.config.pool.authority_secret_key,
-            ctx.config.pool.cert_validity_secs,
+        let result = Self::serve(stream, ctx, shutdown).await;
+        drop(admitted);
+        if let Err(DownstreamError::Limit { reason, .. }) = &result {
+            ctx.admission.count(*reason);
+        }
+        result
+    }
+
+    async fn serve(
+        stream: tokio::net::TcpStream,
+        ctx: &Arc<PoolContext>,
+        shutdown: CancellationToken,
+    ) -> Result<(), DownstreamError> {
+        let limits = &ctx.config.limits;
+        let accepted_at = Instant::now();
+        let setup_timeout = Duration::from_secs(limits.setup_timeout_secs);
+        let noise = tokio::time::timeout(
+            setup_timeout,
+            accept_noise_connection(
+                stream,
+                ctx.config.authority_public_key,
+                ctx.config.pool.authority_secret_key,
+                ctx.config.pool.cert_validity_secs,
+            ),
         )
         .await
+        .map_err(|_| DownstreamError::Limit {
+            reason: LimitReason::SetupTimeout,
+            detail: format!("no Noise handshake within {setup_timeout:?}"),
+        })?
         .map_err(DownstreamError::Noise)?;
         let (reader, writer) = noise.into_split();
         let mut frames = spawn_reader(reader, 256);
@@ -120,7 +194,15 @@ impl Connection {
             setup_done: false,
             close_after_send: None,
             negotiated: Vec::new(),
-            receipts: Vec::new(),
+            accepted: Vec::new(),
+            had_channel: false,
+            write_timeout: Duration::from_secs(limits.write_timeout_secs),
+        };
+        let mut deadlines = Deadlines {
+            setup: accepted_at + setup_timeout,
+            first_channel: accepted_at + Duration::from_secs(limits.first_channel_timeout_secs),
+            idle: Duration::from_secs(limits.idle_timeout_secs),
+            last_frame: Instant::now(),
         };
         let mut vardiff = tokio::time::interval(Duration::from_secs(
             ctx.config.pool.vardiff_interval_secs.max(1),
@@ -132,8 +214,10 @@ impl Connection {
         ack_deadline.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         let result = loop {
+            let (deadline, limit) = deadlines.next(conn.setup_done, conn.had_channel);
             let out = tokio::select! {
                 frame = frames.recv() => {
+                    deadlines.last_frame = Instant::now();
                     let mut out = match conn.on_frame(ctx, frame) {
                         Ok(out) => out,
                         Err(e) => break Err(e),
@@ -154,7 +238,17 @@ impl Connection {
                     if let Some(e) = failed {
                         break Err(e);
                     }
+                    if !conn.had_channel {
+                        let opened = !conn.lock().channels.is_empty();
+                        conn.had_channel = opened;
+                    }
                     out
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    break Err(DownstreamError::Limit {
+                        reason: limit,
+                        detail: "the miner did not do its part in time".into(),
+                    });
                 }
                 event = job_events.recv() => match event {
                     Ok(event) => conn.lock().on_job_event(&event)
@@ -175,8 +269,14 @@ impl Connection {
                         Ok(f) => f,
                         Err(e) => break Err(e.into()),
                     };
-                    if hashpool_sv2_io::send_frame(&mut conn.writer, frame).await.is_err() {
-                        break Err(DownstreamError::Closed);
+                    let write_timeout = conn.write_timeout;
+                    match tokio::time::timeout(
+                        write_timeout,
+                        hashpool_sv2_io::send_frame(&mut conn.writer, frame),
+                    ).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break Err(DownstreamError::Closed),
+                        Err(_) => break Err(write_timed_out(write_timeout)),
                     }
                     continue;
                 }
@@ -187,7 +287,7 @@ impl Connection {
                 _ = shutdown.cancelled() => break Ok(()),
             };
             // Nothing that acknowledges a share leaves before the share is durable.
-            if let Err(e) = conn.await_durable().await {
+            if let Err(e) = conn.await_durable(ctx).await {
                 break Err(e);
             }
             if let Err(e) = conn.send_all(out).await {
@@ -215,22 +315,26 @@ impl Connection {
             }
             Some(Err(e)) => return Err(DownstreamError::Transport(format!("{e:?}"))),
         };
-        let size = frame.header().payload_length();
-        if size > MAX_MINER_FRAME_PAYLOAD {
-            return Err(DownstreamError::Protocol(format!(
-                "frame payload of {size} bytes exceeds {MAX_MINER_FRAME_PAYLOAD}"
-            )));
+        // The same function the sv2-io fuzz target (`received_frame`) runs.
+        match decode_received(&mut frame, MAX_MINER_FRAME_PAYLOAD, &self.negotiated) {
+            Ok(Received::Message { message, tlvs, .. }) => {
+                self.on_message(ctx, message, &tlvs.unwrap_or_default())
+            }
+            Ok(Received::Extension(ext)) => Err(refuse_extension_frame(&ext)),
+            Err(e @ ReceiveError::TooLarge { .. }) => Err(DownstreamError::Protocol(e.to_string())),
+            Err(ReceiveError::Frame(e)) => Err(e.into()),
         }
-        if let Some(ext) = hashpool_sv2_io::extension_frame(&mut frame) {
-            return Err(refuse_extension_frame(&ext));
-        }
-        let (_, message, tlvs) = decode_frame(&mut frame, &self.negotiated)?;
-        self.on_message(ctx, message, &tlvs.unwrap_or_default())
     }
 
-    /// Waits until every share handled since the last send is in the ledger.
-    async fn await_durable(&mut self) -> Result<(), DownstreamError> {
-        for receipt in self.receipts.drain(..) {
+    /// Waits until every share handled since the last send is in the ledger. A share the
+    /// ledger refuses (its key's accrual would overflow) closes this miner's connection
+    /// before anything acknowledges it; other miners' shares are not affected.
+    async fn await_durable(&mut self, ctx: &PoolContext) -> Result<(), DownstreamError> {
+        let mut receipts = Vec::with_capacity(self.accepted.len());
+        for share in self.accepted.drain(..) {
+            receipts.push(ctx.shares.make_durable(share).await);
+        }
+        for receipt in receipts {
             match receipt.await {
                 Ok(Ok(true)) => {}
                 Ok(Ok(false)) => warn!("a share already in the ledger was not credited again"),
@@ -245,12 +349,16 @@ impl Connection {
         self.channels.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Sends `messages`; a miner that stops reading is dropped after the write time-out
+    /// rather than holding its task and channels.
     async fn send_all(&mut self, messages: Vec<AnyMessageOwned>) -> Result<(), DownstreamError> {
         for m in messages {
-            self.writer
-                .write_frame(encode(m)?)
-                .await
-                .map_err(|_| DownstreamError::Closed)?;
+            let frame = encode(m)?;
+            match tokio::time::timeout(self.write_timeout, self.writer.write_frame(frame)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(DownstreamError::Closed),
+                Err(_) => return Err(write_timed_out(self.write_timeout)),
+            }
         }
         Ok(())
     }
@@ -359,12 +467,12 @@ impl Connection {
         message: MiningOwned,
         tlvs: &[Tlv],
     ) -> Result<Vec<MiningOwned>, DownstreamError> {
-        // Borrows only the channels field, leaving `receipts` free.
+        // Borrows only the channels field, leaving `accepted` free.
         let mut set = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         match message {
             MiningOwned::OpenStandardMiningChannel(m) => Ok(open::standard(ctx, &mut set, m, tlvs)),
             MiningOwned::OpenExtendedMiningChannel(m) => Ok(open::extended(ctx, &mut set, m, tlvs)),
-            MiningOwned::UpdateChannel(m) => Ok(open::update(&mut set, m)),
+            MiningOwned::UpdateChannel(m) => Ok(open::update(ctx, &mut set, m)),
             MiningOwned::CloseChannel(m) => {
                 if set.channels.remove(&m.channel_id).is_some() {
                     info!(channel_id = m.channel_id, reason = %hashpool_sv2_io::text(&m.reason_code), "channel closed by miner");
@@ -372,10 +480,10 @@ impl Connection {
                 Ok(vec![])
             }
             MiningOwned::SubmitSharesStandard(s) => {
-                Ok(shares::standard(ctx, &mut set, s, &mut self.receipts))
+                Ok(shares::standard(ctx, &mut set, s, &mut self.accepted))
             }
             MiningOwned::SubmitSharesExtended(s) => {
-                Ok(shares::extended(ctx, &mut set, s, &mut self.receipts))
+                Ok(shares::extended(ctx, &mut set, s, &mut self.accepted))
             }
             MiningOwned::SetCustomMiningJob(m) => Ok(custom::set_custom_job(ctx, &mut set, m)),
             other => Err(DownstreamError::Protocol(format!(
@@ -399,6 +507,13 @@ fn refuse_extension_frame(ext: &hashpool_sv2_io::ExtensionFrame) -> DownstreamEr
             "message {:#04x} of unknown extension {:#06x}",
             ext.message_type, ext.extension_type
         ))
+    }
+}
+
+fn write_timed_out(after: Duration) -> DownstreamError {
+    DownstreamError::Limit {
+        reason: LimitReason::WriteTimeout,
+        detail: format!("a write did not complete within {after:?} (the miner stopped reading)"),
     }
 }
 

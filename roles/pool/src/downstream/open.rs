@@ -23,8 +23,10 @@ use parsers_sv2::{MiningOwned, Tlv};
 use tracing::{info, warn};
 
 use super::{
+    admission::LimitReason,
     channel::{target_to_u256, u256_to_target},
     channel_set::{ChannelEntry, ChannelKind, ChannelSet},
+    targets::{network_target, TargetBounds},
 };
 use crate::context::PoolContext;
 
@@ -54,6 +56,17 @@ fn extended_error_code(e: &ExtendedChannelError) -> &'static str {
         | ExtendedChannelError::RequestedMinExtranonceSizeTooLarge(c) => c,
         _ => "invalid-channel-parameters",
     }
+}
+
+/// Bounds for a channel opened now: the pool's floor and the current tip's network target.
+fn bounds(ctx: &PoolContext) -> TargetBounds {
+    let network = ctx
+        .jobs
+        .snapshot()
+        .current
+        .as_ref()
+        .map(|(_, tip)| network_target(tip.n_bits));
+    TargetBounds::new(ctx.config.limits.min_share_difficulty, network)
 }
 
 fn capacity_left(ctx: &PoolContext, set: &ChannelSet) -> bool {
@@ -92,6 +105,7 @@ fn admit(
 ) -> Result<LockingKey, &'static str> {
     let key = locking_key(ctx, user, tlvs)?;
     if !capacity_left(ctx, set) {
+        ctx.admission.count(LimitReason::ChannelsPerConnection);
         return Err(ERROR_CODE_OPEN_MINING_CHANNEL_CHANNEL_CAPACITY_EXHAUSTED);
     }
     Ok(key)
@@ -115,11 +129,12 @@ pub fn standard(
         );
     };
     let channel_id = ctx.next_channel_id();
+    let bounds = bounds(ctx);
     let channel = match StandardChannel::new_for_pool(
         channel_id,
         user.clone(),
         prefix,
-        u256_to_target(&m.max_target),
+        bounds.max_target(u256_to_target(&m.max_target)),
         m.nominal_hash_rate,
         ctx.config.pool.share_batch_size,
         ctx.config.pool.shares_per_minute,
@@ -180,11 +195,12 @@ pub fn extended(
         }
     };
     let channel_id = ctx.next_channel_id();
+    let bounds = bounds(ctx);
     let channel = match ExtendedChannel::new_for_pool(
         channel_id,
         user.clone(),
         prefix,
-        u256_to_target(&m.max_target),
+        bounds.max_target(u256_to_target(&m.max_target)),
         m.nominal_hash_rate,
         true,
         rollable as u16,
@@ -232,6 +248,7 @@ fn register(
         vardiff: VardiffState::new().expect("the default vardiff parameters are valid"),
         bootstrap_seq: 0,
         job_targets: Default::default(),
+        network_target: None,
         acked: Default::default(),
     };
     let mut out = vec![success];
@@ -240,7 +257,8 @@ fn register(
     out
 }
 
-pub fn update(set: &mut ChannelSet, m: UpdateChannelOwned) -> Vec<MiningOwned> {
+/// UpdateChannel: the miner's new hashrate and maximum target, bounded as at open.
+pub fn update(ctx: &PoolContext, set: &mut ChannelSet, m: UpdateChannelOwned) -> Vec<MiningOwned> {
     let error = |c: &str| {
         vec![MiningOwned::UpdateChannelError(UpdateChannelErrorOwned {
             channel_id: m.channel_id,
@@ -250,9 +268,11 @@ pub fn update(set: &mut ChannelSet, m: UpdateChannelOwned) -> Vec<MiningOwned> {
     let Some(entry) = set.channels.get_mut(&m.channel_id) else {
         return error(ERROR_CODE_UPDATE_CHANNEL_INVALID_CHANNEL_ID);
     };
+    let bounds = TargetBounds::new(ctx.config.limits.min_share_difficulty, entry.network_target);
+    let max_target = bounds.max_target(u256_to_target(&m.maximum_target));
     match entry
         .channel_mut()
-        .update(m.nominal_hash_rate, Some(u256_to_target(&m.maximum_target)))
+        .update(m.nominal_hash_rate, Some(max_target))
     {
         Ok(target) => vec![MiningOwned::SetTarget(SetTargetOwned {
             channel_id: m.channel_id,

@@ -17,7 +17,7 @@ use template_distribution_sv2::SubmitSolutionOwned;
 use tracing::{info, warn};
 
 use super::channel_set::{ChannelEntry, ChannelKind, ChannelSet};
-use crate::{accepted_share::AcceptedShare, context::PoolContext, ledger::Receipt};
+use crate::{accepted_share::AcceptedShare, context::PoolContext};
 
 /// The fields of a share both kinds carry.
 struct ShareHeader {
@@ -33,7 +33,7 @@ pub fn standard(
     ctx: &PoolContext,
     set: &mut ChannelSet,
     s: SubmitSharesStandardOwned,
-    receipts: &mut Vec<Receipt>,
+    accepted: &mut Vec<AcceptedShare>,
 ) -> Vec<MiningOwned> {
     let header = ShareHeader {
         channel_id: s.channel_id,
@@ -43,7 +43,7 @@ pub fn standard(
         ntime: s.ntime,
         nonce: s.nonce,
     };
-    handle(ctx, set, header, receipts, |entry| match &mut entry.kind {
+    handle(ctx, set, header, accepted, |entry| match &mut entry.kind {
         ChannelKind::Standard(c) => Some(c.validate_share(s)),
         ChannelKind::Extended(_) => None,
     })
@@ -53,7 +53,7 @@ pub fn extended(
     ctx: &PoolContext,
     set: &mut ChannelSet,
     s: SubmitSharesExtendedOwned,
-    receipts: &mut Vec<Receipt>,
+    accepted: &mut Vec<AcceptedShare>,
 ) -> Vec<MiningOwned> {
     let header = ShareHeader {
         channel_id: s.channel_id,
@@ -63,7 +63,7 @@ pub fn extended(
         ntime: s.ntime,
         nonce: s.nonce,
     };
-    handle(ctx, set, header, receipts, |entry| match &mut entry.kind {
+    handle(ctx, set, header, accepted, |entry| match &mut entry.kind {
         ChannelKind::Extended(c) => Some(c.validate_share(s)),
         ChannelKind::Standard(_) => None,
     })
@@ -81,7 +81,7 @@ fn handle(
     ctx: &PoolContext,
     set: &mut ChannelSet,
     h: ShareHeader,
-    receipts: &mut Vec<Receipt>,
+    accepted: &mut Vec<AcceptedShare>,
     validate: impl FnOnce(
         &mut ChannelEntry,
     ) -> Option<Result<ShareValidationResult, ShareValidationError>>,
@@ -105,15 +105,21 @@ fn handle(
             return rejected(set, &h, e);
         }
     };
-    let work = entry.share_work(h.job_id).unwrap_or_else(|| {
-        // channels_sv2 accepted a share on a job we have no target for: credit the channel's
-        // current target rather than nothing, and count it.
+    let block_hash = bitcoin::BlockHash::from_raw_hash(hash);
+    let work = entry.share_work(h.job_id, block_hash).unwrap_or_else(|| {
+        // channels_sv2 accepted a share on a job we have no target for: credit what the hash
+        // proves against the channel's current target (nothing if it misses it), and count it.
         warn!(
             job_id = h.job_id,
             "no recorded target for an accepted share's job"
         );
         ctx.stats.record_without_job_target();
-        Work::from_target(&entry.channel().target())
+        let current = entry.channel().target();
+        if current.is_met_by(block_hash) {
+            Work::from_target(&current)
+        } else {
+            Work::ZERO
+        }
     });
     let share = AcceptedShare {
         channel_id: h.channel_id,
@@ -122,7 +128,8 @@ fn handle(
         work,
         block_found: block.is_some(),
     };
-    receipts.push(ctx.shares.on_share_accepted(&share));
+    ctx.shares.on_share_accepted(&share);
+    accepted.push(share);
     entry.vardiff.increment_shares_since_last_update();
 
     let mut out = Vec::new();

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use axum::{http::header, response::IntoResponse, routing::get, Router};
-use prometheus::{Encoder, GaugeVec, IntCounter, Opts, PullingGauge, Registry, TextEncoder};
+use prometheus::{
+    Encoder, GaugeVec, IntCounter, IntCounterVec, Opts, PullingGauge, Registry, TextEncoder,
+};
 
 pub use prometheus::Error;
 
@@ -39,6 +41,31 @@ impl Exporter {
             let (now, seen) = (read(), counter.get());
             if now > seen {
                 counter.inc_by(now - seen);
+            }
+        }));
+        Ok(self)
+    }
+
+    /// Counters with labels from a bounded set (`read` gives every series, label values in
+    /// `labels` order, with its running total).
+    pub fn counter_vec(
+        &mut self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        read: impl Fn() -> Vec<(Vec<String>, u64)> + Send + Sync + 'static,
+    ) -> Result<&mut Self, Error> {
+        let counters = IntCounterVec::new(Opts::new(name, help), labels)?;
+        self.registry.register(Box::new(counters.clone()))?;
+        self.refresh.push(Box::new(move || {
+            for (values, now) in read() {
+                let values: Vec<&str> = values.iter().map(String::as_str).collect();
+                if let Ok(c) = counters.get_metric_with_label_values(&values) {
+                    let seen = c.get();
+                    if now > seen {
+                        c.inc_by(now - seen);
+                    }
+                }
             }
         }));
         Ok(self)
@@ -158,6 +185,26 @@ mod tests {
         assert!(text.contains("test_rate{miner=\"b\"} 4"), "{text}");
         shares.store(10, Ordering::Relaxed);
         assert!(e.render().contains("test_shares_total 10"));
+    }
+
+    #[test]
+    fn labelled_counters_follow_each_series() {
+        let hits = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let mut e = Exporter::new();
+        let read = hits.clone();
+        e.counter_vec("test_hits_total", "Hits.", &["limit"], move || {
+            vec![
+                (vec!["a".into()], read[0].load(Ordering::Relaxed)),
+                (vec!["b".into()], read[1].load(Ordering::Relaxed)),
+            ]
+        })
+        .unwrap();
+        hits[1].store(2, Ordering::Relaxed);
+        let text = e.render();
+        assert!(text.contains("test_hits_total{limit=\"a\"} 0"), "{text}");
+        assert!(text.contains("test_hits_total{limit=\"b\"} 2"), "{text}");
+        hits[0].store(5, Ordering::Relaxed);
+        assert!(e.render().contains("test_hits_total{limit=\"a\"} 5"));
     }
 
     #[test]
