@@ -160,6 +160,56 @@ pub fn extension_frame(frame: &mut SerializedFrame) -> Option<ExtensionFrame> {
     })
 }
 
+/// What a frame received from a peer holds, once [`decode_received`] has checked it.
+#[derive(Debug)]
+pub enum Received {
+    /// A message the SRI parsers decode, with the TLVs of the negotiated extensions.
+    Message {
+        header: Header,
+        message: AnyMessageOwned,
+        tlvs: Option<Vec<Tlv>>,
+    },
+    /// A frame of an extension the SRI parsers do not know: the caller dispatches or refuses it.
+    Extension(ExtensionFrame),
+}
+
+/// Why a received frame was not decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    #[error("frame payload of {size} bytes exceeds {max}")]
+    TooLarge { size: usize, max: usize },
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+}
+
+/// The path of a frame read from a peer (a Noise-decrypted frame): a payload over `max_payload`
+/// is refused, a frame of an extension the SRI parsers do not know is handed over raw
+/// ([`extension_frame`]), and the rest is decoded ([`decode_frame`], keeping the TLVs of the
+/// extensions in `negotiated`). Never panics, whatever the bytes (fuzzed:
+/// `roles/roles-utils/sv2-io/fuzz`).
+pub fn decode_received(
+    frame: &mut SerializedFrame,
+    max_payload: usize,
+    negotiated: &[u16],
+) -> Result<Received, ReceiveError> {
+    let size = frame.header().payload_length();
+    if size > max_payload {
+        return Err(ReceiveError::TooLarge {
+            size,
+            max: max_payload,
+        });
+    }
+    if let Some(ext) = extension_frame(frame) {
+        return Ok(Received::Extension(ext));
+    }
+    let (header, message, tlvs) = decode_frame(frame, negotiated)?;
+    Ok(Received::Message {
+        header,
+        message,
+        tlvs,
+    })
+}
+
 /// The one builder of frames from raw parts: header fields and payload as given.
 pub fn encode_raw(
     extension_type: u16,
@@ -261,6 +311,47 @@ mod frame_tests {
             AnyMessageOwned::Mining(MiningOwned::OpenStandardMiningChannel(_))
         ));
         assert!(tlvs.is_none());
+    }
+
+    #[test]
+    fn received_frames_are_size_checked_split_and_decoded() {
+        let open = MiningOwned::OpenStandardMiningChannel(mining_sv2_open());
+        let tlv = Tlv::new(0x4861, 1, vec![2; 33]);
+        let mut f = encode_with_tlvs(open.clone(), std::slice::from_ref(&tlv)).unwrap();
+        match decode_received(&mut f, 1 << 17, &[0x4861]).unwrap() {
+            Received::Message { message, tlvs, .. } => {
+                assert!(matches!(
+                    message,
+                    AnyMessageOwned::Mining(MiningOwned::OpenStandardMiningChannel(_))
+                ));
+                assert_eq!(tlvs.unwrap(), vec![tlv]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Over the limit: refused before anything is parsed.
+        let mut f = encode_raw(0, false, 0x10, &[0; 100]).unwrap();
+        assert!(matches!(
+            decode_received(&mut f, 99, &[]),
+            Err(ReceiveError::TooLarge { size: 100, max: 99 })
+        ));
+        // An extension the SRI parsers do not know: handed over raw.
+        let mut f = encode_raw(0x4861, false, 4, &[1, 2]).unwrap();
+        assert!(matches!(
+            decode_received(&mut f, 1 << 17, &[0x4861]),
+            Ok(Received::Extension(ExtensionFrame {
+                extension_type: 0x4861,
+                ..
+            }))
+        ));
+        // A base-protocol frame that does not parse: a frame error.
+        let mut f = encode_raw(0, false, 0x10, &[1, 2, 3]).unwrap();
+        assert!(matches!(
+            decode_received(&mut f, 1 << 17, &[]),
+            Err(ReceiveError::Frame(FrameError::Decode {
+                msg_type: 0x10,
+                ..
+            }))
+        ));
     }
 
     fn mining_sv2_open() -> mining_sv2::OpenStandardMiningChannelOwned {

@@ -10,8 +10,9 @@ mod signal;
 pub use accept::{accept_until, listen};
 pub use backoff::Backoff;
 pub use frame::{
-    decode_frame, encode, encode_raw, encode_with_tlvs, extension_frame, send, send_frame, str0255,
-    text, ExtensionFrame, FrameError, OutFrame, SendError, Sv2Message,
+    decode_frame, decode_received, encode, encode_raw, encode_with_tlvs, extension_frame, send,
+    send_frame, str0255, text, ExtensionFrame, FrameError, OutFrame, ReceiveError, Received,
+    SendError, Sv2Message,
 };
 pub use reader::{spawn_reader, IncomingFrames};
 pub use signal::shutdown_signal;
