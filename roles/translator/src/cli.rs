@@ -49,6 +49,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         config.locking_key = Some(wallet.sv2_locking_key());
         wallet_for_stats = Some(wallet.clone());
         config.minter = Some(minter);
+        // The spending routes' bearer token, beside the wallet (web-proxy reads it there).
+        let token_path =
+            own.wallet.api_token_path.clone().unwrap_or_else(|| {
+                crate::wallet_api::default_token_path(&own.wallet.database_path)
+            });
+        let token = crate::wallet_api::ApiToken::load_or_create(&token_path)
+            .context("the wallet API token")?;
         let (api, _) = crate::wallet_api::serve(
             global.wallet.api_address,
             wallet,
@@ -56,14 +63,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 own.wallet.faucet_amount,
                 own.wallet.faucet_interval_secs,
             ),
+            token,
             shutdown.clone(),
         )
         .await
         .with_context(|| format!("binding the wallet API on {}", global.wallet.api_address))?;
-        tracing::info!(%api, "wallet API");
+        tracing::info!(%api, token = %token_path.display(), "wallet API");
     }
     let (minter, mode) = (config.minter.clone(), config.channel_mode);
-    let running = crate::start(config, shutdown.clone())
+    let limits = own.sv1_limits();
+    tracing::info!(
+        min_share_difficulty = limits.min_share_difficulty,
+        max_shares_per_job = limits.max_shares_per_job,
+        "SV1 limits"
+    );
+    let running = crate::start_with_limits(config, limits, shutdown.clone())
         .await
         .context("starting the translator")?;
     if let Some(reporting) = own.stats_reporting(&global) {

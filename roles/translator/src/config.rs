@@ -40,6 +40,21 @@ pub struct TranslatorSettings {
     /// Pools tried, in order, when the shared config's upstream does not answer.
     #[serde(default)]
     pub fallback_upstreams: Vec<FallbackUpstream>,
+    /// No SV1 miner is given an easier difficulty, nor has a share under it accepted.
+    #[serde(default = "default_min_share_difficulty")]
+    pub min_share_difficulty: f64,
+    /// Shares remembered per miner and job (duplicate detection); past it the job's further
+    /// shares are refused.
+    #[serde(default = "default_max_shares_per_job")]
+    pub max_shares_per_job: usize,
+}
+
+fn default_min_share_difficulty() -> f64 {
+    crate::Sv1Limits::DEFAULT_MIN_SHARE_DIFFICULTY
+}
+
+fn default_max_shares_per_job() -> usize {
+    crate::Sv1Limits::DEFAULT_MAX_SHARES_PER_JOB
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -63,6 +78,10 @@ pub struct WalletSettings {
     pub faucet_amount: u64,
     /// One faucet token per client address per this many seconds.
     pub faucet_interval_secs: u64,
+    /// Bearer token of the wallet API's spending routes (created 0600 on first run); by default
+    /// `wallet-api-token` beside the wallet's database. web-proxy reads the same file.
+    #[serde(default)]
+    pub api_token_path: Option<PathBuf>,
 }
 
 impl TranslatorConfig {
@@ -88,6 +107,7 @@ impl TranslatorConfig {
         if v.interval_secs == 0 {
             return Err("`vardiff.interval_secs` must be at least 1".into());
         }
+        self.sv1_limits().check().map_err(|e| e.to_string())?;
         Ok(crate::TranslatorRunConfig {
             downstream_address: global.translator.downstream_address,
             upstreams: std::iter::once(crate::UpstreamEndpoint {
@@ -119,6 +139,14 @@ impl TranslatorConfig {
 }
 
 impl TranslatorConfig {
+    /// What any one SV1 miner may make the translator do (checked by [`Self::run_config`]).
+    pub fn sv1_limits(&self) -> crate::Sv1Limits {
+        crate::Sv1Limits {
+            min_share_difficulty: self.translator.min_share_difficulty,
+            max_shares_per_job: self.translator.max_shares_per_job,
+        }
+    }
+
     /// Where and as whom stats are reported, if they are.
     pub fn stats_reporting(
         &self,
@@ -161,6 +189,30 @@ mod tests {
         assert_eq!(run.upstreams[0].address, global.translator.upstream_address);
         assert!(own.wallet.enabled);
         assert_eq!(run.channel_mode, crate::ChannelMode::Aggregated);
+        // Local CPU miners (20-50 kH/s at 10 shares a minute: difficulty ~3e-5 and up) stay
+        // above the local floor.
+        let limits = own.sv1_limits();
+        assert!(limits.check().is_ok());
+        let slowest_local_miner =
+            20_000.0 * 60.0 / run.vardiff.shares_per_minute as f64 / 2f64.powi(32);
+        assert!(limits.min_share_difficulty < slowest_local_miner / 2.0);
+    }
+
+    #[test]
+    fn shipped_prod_config_has_limits_that_work() {
+        // Its secret comes from the environment at install (systemd), as here.
+        let secret = (
+            "HASHPOOL__STATS_REPORTER__SECRET_KEY".to_string(),
+            "mkDLTBBRxdBv998612qipDYoTK3YUrqLe8uWw7gu3iXbSrn2n".to_string(),
+        );
+        let own: TranslatorConfig = hashpool_config::load_with_env(
+            &repo("config/prod/translator.config.toml"),
+            vec![secret],
+        )
+        .unwrap();
+        let limits = own.sv1_limits();
+        assert!(limits.check().is_ok());
+        assert!(limits.min_share_difficulty > crate::Sv1Limits::DEFAULT_MIN_SHARE_DIFFICULTY);
     }
 
     #[test]
@@ -190,5 +242,48 @@ mod tests {
         let zero = load(file("aggregated", "0.0")).unwrap();
         let err = zero.run_config(&global).unwrap_err();
         assert!(err.contains("vardiff.shares_per_minute"), "{err}");
+    }
+
+    #[test]
+    fn sv1_limits_default_when_absent_and_are_checked() {
+        let file = |extra: &str| {
+            format!(
+                "[translator]\nuser_identity = \"t\"\nnominal_hashrate = 1.0\n{extra}\n\
+                 [vardiff]\ninitial_hashrate = 1000.0\nshares_per_minute = 10.0\ninterval_secs = 20\n\
+                 [wallet]\nenabled = false\nunit = \"hash\"\ndatabase_path = \"w\"\nmnemonic_path = \"m\"\n\
+                 recovery_interval_secs = 60\nfaucet_amount = 1\nfaucet_interval_secs = 1\n"
+            )
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let global: ProxyGlobalConfig =
+            hashpool_config::load_with_env(&repo("config/shared/proxy.toml"), vec![]).unwrap();
+        let load = |text: String| {
+            let path = dir.path().join("t.toml");
+            std::fs::write(&path, text).unwrap();
+            hashpool_config::load_with_env::<TranslatorConfig, _>(&path, vec![]).unwrap()
+        };
+        assert_eq!(load(file("")).sv1_limits(), crate::Sv1Limits::default());
+        let own = load(file("min_share_difficulty = 0.5\nmax_shares_per_job = 10"));
+        assert_eq!(
+            own.sv1_limits(),
+            crate::Sv1Limits {
+                min_share_difficulty: 0.5,
+                max_shares_per_job: 10
+            }
+        );
+        assert!(own.run_config(&global).is_ok());
+        for bad in [
+            "min_share_difficulty = 0.0",
+            "min_share_difficulty = -1.0",
+            "min_share_difficulty = nan",
+            "min_share_difficulty = inf",
+        ] {
+            let err = load(file(bad)).run_config(&global).unwrap_err();
+            assert!(err.contains("min_share_difficulty"), "{bad}: {err}");
+        }
+        let err = load(file("max_shares_per_job = 0"))
+            .run_config(&global)
+            .unwrap_err();
+        assert!(err.contains("max_shares_per_job"), "{err}");
     }
 }

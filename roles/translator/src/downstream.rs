@@ -3,13 +3,15 @@
 //! mode its channel's prefix. Each miner has its own difficulty (vardiff). Its shares are
 //! rebuilt and checked against their job here (stale, duplicate, low difficulty are answered at
 //! once); a share that reaches the channel's target goes to the pool and is answered with the
-//! pool's verdict, and with no pool connected every share is refused.
+//! pool's verdict, and with no pool connected every share is refused. No miner is given a
+//! difficulty under `Sv1Limits::min_share_difficulty`, and the shares a miner has sent on a job
+//! are remembered (to refuse duplicates) up to `Sv1Limits::max_shares_per_job`.
 
 use std::{
-    collections::{HashSet, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     net::SocketAddr,
     sync::{
-        atomic::{AtomicU32, Ordering},
+        atomic::{AtomicU32, AtomicU64, Ordering},
         Arc,
     },
     time::Duration,
@@ -26,6 +28,7 @@ use hashpool_sv1::{
     response_error, response_ok, set_difficulty, set_extranonce, target_to_difficulty,
     ClientRequest, Notify, ShareHeader, Submit, MAX_LINE_LEN,
 };
+use mining_sv2::ERROR_CODE_SUBMIT_SHARES_STALE_SHARE;
 use serde_json::{json, Value};
 use tokio::{
     net::{TcpListener, TcpStream},
@@ -40,9 +43,10 @@ use tracing::{debug, info};
 use crate::{
     stats::{MinerCounters, TranslatorStats},
     upstream::{
-        ActiveJob, Command, ShareToPool, UpstreamState, UpstreamWork, MINER_EXTRANONCE_BYTES,
+        ActiveJob, Command, NotAccepted, ShareToPool, UpstreamState, UpstreamWork,
+        MINER_EXTRANONCE_BYTES,
     },
-    VardiffSettings,
+    Sv1Limits, VardiffSettings,
 };
 
 /// Version bits SV1 miners may roll (BIP 320).
@@ -62,25 +66,36 @@ pub struct Shared {
     pub aggregated: Option<Work>,
     pub commands: mpsc::Sender<Command>,
     pub vardiff: VardiffSettings,
+    pub limits: Sv1Limits,
     pub stats: Arc<TranslatorStats>,
 }
 
+/// Targets every connection starts from.
+#[derive(Clone, Copy)]
+struct Targets {
+    /// A new miner's, from `vardiff.initial_hashrate` (floored).
+    initial: [u8; 32],
+    /// The easiest any miner may have: `min_share_difficulty`'s.
+    floor: [u8; 32],
+}
+
 pub async fn serve(listener: TcpListener, shared: Shared, shutdown: CancellationToken) {
-    let initial_target = vardiff_target(
+    let floor = difficulty_to_target(shared.limits.min_share_difficulty);
+    let initial = vardiff_target(
         shared.vardiff.initial_hashrate,
         shared.vardiff.shares_per_minute,
     )
-    .unwrap_or([0xff; 32]);
-    let shared = Arc::new((shared, initial_target));
+    .map_or(floor, |t| harder(t, floor));
+    let shared = Arc::new((shared, Targets { initial, floor }));
     let next_index = Arc::new(AtomicU32::new(1));
     let stop = shutdown.clone();
     hashpool_sv2_io::accept_until(listener, shutdown, move |stream, peer| {
         let (shared, stop) = (shared.clone(), stop.clone());
         let index = next_index.fetch_add(1, Ordering::Relaxed);
         async move {
-            let (shared, initial_target) = (&shared.0, shared.1);
+            let (shared, targets) = (&shared.0, shared.1);
             shared.stats.connections.fetch_add(1, Ordering::Relaxed);
-            let result = connection(stream, peer, index, shared, initial_target, stop).await;
+            let result = connection(stream, peer, index, shared, targets, stop).await;
             shared.stats.connections.fetch_sub(1, Ordering::Relaxed);
             if shared.aggregated.is_none() {
                 let _ = shared.commands.send(Command::Close { miner: index }).await;
@@ -97,11 +112,142 @@ pub async fn serve(listener: TcpListener, shared: Shared, shutdown: Cancellation
 /// The most a miner may claim through `mining.suggest_difficulty` (1 PH/s, H/s).
 const MAX_MINER_HASHRATE: f32 = 1e15;
 
+/// Hashes in a difficulty-1 share.
+const DIFFICULTY_1_HASHES: f64 = 4_294_967_296.0;
+
 /// The little-endian target at which a miner of `hashrate` finds `shares_per_minute`.
 fn vardiff_target(hashrate: f32, shares_per_minute: f32) -> Option<[u8; 32]> {
     hash_rate_to_target(hashrate as f64, shares_per_minute as f64)
         .ok()
         .map(|t| t.to_le_bytes())
+}
+
+/// The harder (lower) of two little-endian targets.
+fn harder(a: [u8; 32], b: [u8; 32]) -> [u8; 32] {
+    if Target::from_le_bytes(a) <= Target::from_le_bytes(b) {
+        a
+    } else {
+        b
+    }
+}
+
+/// The difficulty a miner that suggested `difficulty` is given: never under `floor` (whatever
+/// it sent: 1e-30, 0, negative, NaN), never over what a miner of [`MAX_MINER_HASHRATE`] would
+/// need at `shares_per_minute` (a floor above that cap still wins).
+fn clamp_suggestion(difficulty: f64, floor: f64, shares_per_minute: f64) -> f64 {
+    let most = MAX_MINER_HASHRATE as f64 * 60.0 / shares_per_minute / DIFFICULTY_1_HASHES;
+    if difficulty.is_nan() || difficulty < floor {
+        floor
+    } else {
+        difficulty.min(most).max(floor)
+    }
+}
+
+/// Why a share is refused here. Each has the stratum code miners know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum Refusal {
+    #[error("subscribe first")]
+    NotSubscribed,
+    #[error("worker not authorized")]
+    Unauthorized,
+    /// With no pool there is nobody to pay the work.
+    #[error("the pool is unreachable")]
+    NoPool,
+    #[error("job not found (stale)")]
+    Stale,
+    #[error("wrong extranonce2 size")]
+    Extranonce2Size,
+    #[error("version rolling was not configured")]
+    VersionRolling,
+    #[error("duplicate share")]
+    Duplicate,
+    #[error("low difficulty share")]
+    LowDifficulty,
+    #[error("{0} shares on this job already: no more on it until the next job")]
+    JobShareLimit(usize),
+}
+
+impl Refusal {
+    fn code(self) -> i64 {
+        match self {
+            Refusal::NotSubscribed => error_code::NOT_SUBSCRIBED,
+            Refusal::Unauthorized => error_code::UNAUTHORIZED,
+            Refusal::Stale => error_code::JOB_NOT_FOUND,
+            Refusal::Duplicate => error_code::DUPLICATE_SHARE,
+            Refusal::LowDifficulty => error_code::LOW_DIFFICULTY,
+            Refusal::NoPool
+            | Refusal::Extranonce2Size
+            | Refusal::VersionRolling
+            | Refusal::JobShareLimit(_) => error_code::OTHER,
+        }
+    }
+
+    /// The counter of refusals for this reason, beside the total.
+    fn counter(self, stats: &TranslatorStats) -> Option<&AtomicU64> {
+        match self {
+            Refusal::Stale => Some(&stats.shares_refused_stale),
+            Refusal::Duplicate => Some(&stats.shares_refused_duplicate),
+            Refusal::LowDifficulty => Some(&stats.shares_refused_low_difficulty),
+            Refusal::JobShareLimit(_) => Some(&stats.shares_refused_job_share_limit),
+            _ => None,
+        }
+    }
+}
+
+/// The shares a miner submitted on each job it may still submit to, to refuse duplicates.
+/// Bounded: a job's set never holds more than `limit` shares (further shares on that job are
+/// refused, never remembered by forgetting others), and a job's set goes when the job can no
+/// longer be submitted to.
+struct SeenShares {
+    by_job: HashMap<u32, HashSet<u128>>,
+    limit: usize,
+}
+
+impl SeenShares {
+    fn new(limit: usize) -> Self {
+        SeenShares {
+            by_job: HashMap::new(),
+            limit,
+        }
+    }
+
+    /// A share's identity: the low 128 bits of its header hash. The same share always hashes
+    /// the same, so a duplicate is always found; two different shares sharing the bits would
+    /// only get the second refused, never a duplicate accepted.
+    fn key(hash: &Target) -> u128 {
+        let mut low = [0u8; 16];
+        low.copy_from_slice(&hash.to_le_bytes()[..16]);
+        u128::from_le_bytes(low)
+    }
+
+    fn contains(&self, job: u32, key: u128) -> bool {
+        self.by_job.get(&job).is_some_and(|s| s.contains(&key))
+    }
+
+    fn insert(&mut self, job: u32, key: u128) -> Result<(), Refusal> {
+        let set = self.by_job.entry(job).or_default();
+        if set.len() >= self.limit {
+            return Err(Refusal::JobShareLimit(self.limit));
+        }
+        set.insert(key);
+        Ok(())
+    }
+
+    fn clear(&mut self) {
+        self.by_job.clear();
+    }
+
+    /// Forgets the jobs no longer listed: their shares are refused as stale before any
+    /// duplicate check, and the pool never makes an old job current again.
+    fn keep_jobs(&mut self, jobs: &VecDeque<(String, SentJob)>) {
+        self.by_job
+            .retain(|id, _| jobs.iter().any(|(_, j)| j.job.job_id == *id));
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.by_job.values().map(HashSet::len).sum()
+    }
 }
 
 /// A job as this miner saw it: what its shares are checked against.
@@ -124,7 +270,9 @@ struct Miner {
     extranonce2_size: usize,
     target: Option<[u8; 32]>,
     jobs: VecDeque<(String, SentJob)>,
-    seen: HashSet<(u32, Vec<u8>, u32, u32, u32)>,
+    seen: SeenShares,
+    /// The easiest target it may have (`min_share_difficulty`).
+    floor: [u8; 32],
     /// Vardiff's estimate of the miner's hashrate.
     hashrate: f32,
     vardiff: VardiffState,
@@ -167,15 +315,17 @@ impl Miner {
     }
 
     /// The miner's difficulty: its vardiff target in aggregated mode (or the channel's when that
-    /// is easier, so every share at the miner's difficulty counts), its channel's otherwise.
+    /// is easier, so every share at the miner's difficulty counts), its channel's otherwise;
+    /// never easier than the floor, whatever the pool or vardiff say.
     fn target_for(&self, w: &UpstreamWork) -> [u8; 32] {
-        if w.aggregated
+        let target = if w.aggregated
             && Target::from_le_bytes(self.vardiff_target) > Target::from_le_bytes(w.target)
         {
             self.vardiff_target
         } else {
             w.target
-        }
+        };
+        harder(target, self.floor)
     }
 }
 
@@ -184,7 +334,7 @@ async fn connection(
     peer: SocketAddr,
     index: u32,
     shared: &Shared,
-    initial_target: [u8; 32],
+    targets: Targets,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     stream.set_nodelay(true)?;
@@ -215,10 +365,11 @@ async fn connection(
         extranonce2_size: 0,
         target: None,
         jobs: VecDeque::new(),
-        seen: HashSet::new(),
+        seen: SeenShares::new(shared.limits.max_shares_per_job),
+        floor: targets.floor,
         hashrate: shared.vardiff.initial_hashrate,
         vardiff: VardiffState::new().map_err(|e| anyhow::anyhow!("vardiff: {e:?}"))?,
-        vardiff_target: initial_target,
+        vardiff_target: targets.initial,
         own_channel,
         extranonce_subscribed: false,
         must_reconnect: false,
@@ -332,7 +483,8 @@ async fn retarget(m: &mut Miner, work: &Work, shared: &Shared) -> Vec<String> {
     let Some(new_target) = vardiff_target(hashrate, spm) else {
         return Vec::new();
     };
-    m.vardiff_target = new_target;
+    // However slow vardiff measures the miner, its shares stay at the floor or harder.
+    m.vardiff_target = harder(new_target, m.floor);
     let current = work.borrow().clone();
     let lines = current.map(|w| on_work(m, &w)).unwrap_or_default();
     if !lines.is_empty() {
@@ -403,6 +555,7 @@ fn on_work(m: &mut Miner, w: &UpstreamWork) -> Vec<String> {
                 },
             ));
             m.jobs.truncate(RECENT_JOBS);
+            m.seen.keep_jobs(&m.jobs);
             out.push(notify(&Notify {
                 job_id: sv1_id,
                 prev_hash: prev_hash_to_sv1(&job.prev_hash),
@@ -537,9 +690,12 @@ async fn on_request(
             let checked = check_share(m, &submit, channel);
             let stats = &shared.stats;
             match checked {
-                Err((code, message)) => {
+                Err(refusal) => {
                     TranslatorStats::add(&stats.shares_refused_here);
-                    vec![response_error(&id, code, message)]
+                    if let Some(counter) = refusal.counter(stats) {
+                        TranslatorStats::add(counter);
+                    }
+                    vec![response_error(&id, refusal.code(), &refusal.to_string())]
                 }
                 Ok(Checked::BelowChannelTarget { work }) => {
                     m.vardiff.increment_shares_since_last_update();
@@ -571,16 +727,28 @@ async fn on_request(
                                 }
                                 response_ok(&id, json!(true))
                             }
-                            Ok(Err(reason)) => {
+                            Ok(Err(why)) => {
                                 TranslatorStats::add(&stats.shares_refused_upstream);
-                                response_error(
-                                    &id,
-                                    error_code::OTHER,
-                                    &format!("refused by the pool: {reason}"),
-                                )
+                                let code = match &why {
+                                    // A block found since the share's job was sent: as stale
+                                    // as one refused here, and answered with the same code.
+                                    NotAccepted::Refused(c)
+                                        if c == ERROR_CODE_SUBMIT_SHARES_STALE_SHARE =>
+                                    {
+                                        TranslatorStats::add(&stats.shares_refused_upstream_stale);
+                                        error_code::JOB_NOT_FOUND
+                                    }
+                                    NotAccepted::Refused(_) => error_code::OTHER,
+                                    NotAccepted::Unjudged(_) => {
+                                        TranslatorStats::add(&stats.shares_unjudged_upstream);
+                                        error_code::OTHER
+                                    }
+                                };
+                                response_error(&id, code, &why.to_string())
                             }
                             Err(_) => {
                                 TranslatorStats::add(&stats.shares_refused_upstream);
+                                TranslatorStats::add(&stats.shares_unjudged_upstream);
                                 response_error(&id, error_code::OTHER, "no answer from the pool")
                             }
                         };
@@ -594,15 +762,22 @@ async fn on_request(
 }
 
 /// `mining.suggest_difficulty`: the miner's own idea of its difficulty replaces the initial
-/// estimate; vardiff corrects it from there.
+/// estimate; vardiff corrects it from there. Clamped to `[min_share_difficulty, the difficulty
+/// of MAX_MINER_HASHRATE]`: a miner cannot ask for free shares, nor swamp the totals.
 async fn suggest_difficulty(m: &mut Miner, difficulty: f64, work: &Work, shared: &Shared) {
-    if !(difficulty.is_finite() && difficulty > 0.0) {
-        return;
-    }
     let spm = shared.vardiff.shares_per_minute as f64;
-    // Difficulty 1 is 2^32 hashes a share. Capped: no SV1 device is faster, and a miner's
-    // claim must not swamp the translator's totals.
-    let hashrate = ((difficulty * 4_294_967_296.0 * spm / 60.0) as f32).min(MAX_MINER_HASHRATE);
+    let clamped = clamp_suggestion(difficulty, shared.limits.min_share_difficulty, spm);
+    if clamped != difficulty {
+        TranslatorStats::add(&shared.stats.suggested_difficulty_clamped);
+        debug!(
+            miner = m.index,
+            suggested = difficulty,
+            given = clamped,
+            "suggested difficulty clamped"
+        );
+    }
+    let difficulty = clamped;
+    let hashrate = ((difficulty * DIFFICULTY_1_HASHES * spm / 60.0) as f32).min(MAX_MINER_HASHRATE);
     if !hashrate.is_finite() {
         return;
     }
@@ -613,7 +788,7 @@ async fn suggest_difficulty(m: &mut Miner, difficulty: f64, work: &Work, shared:
     if let Some(c) = &m.counters {
         c.hashrate.set(hashrate as f64);
     }
-    m.vardiff_target = difficulty_to_target(difficulty);
+    m.vardiff_target = harder(difficulty_to_target(difficulty), m.floor);
     let channel_open = work.borrow().is_some();
     if !m.aggregated && m.own_channel.is_none() && channel_open {
         let _ = shared
@@ -642,25 +817,20 @@ struct ChannelNow {
 }
 
 /// Rebuilds the share's header from its job and checks it.
-fn check_share(
-    m: &mut Miner,
-    s: &Submit,
-    channel: Option<ChannelNow>,
-) -> Result<Checked, (i64, &'static str)> {
+fn check_share(m: &mut Miner, s: &Submit, channel: Option<ChannelNow>) -> Result<Checked, Refusal> {
     if !m.subscribed {
-        return Err((error_code::NOT_SUBSCRIBED, "subscribe first"));
+        return Err(Refusal::NotSubscribed);
     }
     if m.authorized.as_deref() != Some(s.worker.as_str()) {
-        return Err((error_code::UNAUTHORIZED, "worker not authorized"));
+        return Err(Refusal::Unauthorized);
     }
-    // With no pool there is nobody to pay the work: refuse rather than pretend.
     let Some(channel) = channel else {
-        return Err((error_code::OTHER, "the pool is unreachable"));
+        return Err(Refusal::NoPool);
     };
     // The channel reopened and the miner has not been sent its new work yet: every job it holds
     // belongs to the old channel.
     if m.opening != Some(channel.opening) {
-        return Err((error_code::JOB_NOT_FOUND, "job not found (stale)"));
+        return Err(Refusal::Stale);
     }
     // A job re-sent with a new difficulty is listed once per difficulty: work done under the
     // older, easier one still counts.
@@ -670,26 +840,24 @@ fn check_share(
         .filter(|(id, _)| *id == s.job_id)
         .map(|(_, j)| j);
     let Some(newest) = sent.next() else {
-        return Err((error_code::JOB_NOT_FOUND, "job not found (stale)"));
+        return Err(Refusal::Stale);
     };
     let easiest = sent
         .map(|j| Target::from_le_bytes(j.target))
         .fold(Target::from_le_bytes(newest.target), std::cmp::max);
+    // Every listing was floored when sent; the floor holds here whatever was listed.
+    let required = Target::from_le_bytes(harder(easiest.to_le_bytes(), m.floor));
     if s.extranonce2.len() != m.extranonce2_size {
-        return Err((error_code::OTHER, "wrong extranonce2 size"));
+        return Err(Refusal::Extranonce2Size);
     }
     let job = &newest.job;
     let version = match s.version_bits {
         Some(bits) if m.version_rolling => {
             (job.version & !VERSION_ROLLING_MASK) | (bits & VERSION_ROLLING_MASK)
         }
-        Some(_) => return Err((error_code::OTHER, "version rolling was not configured")),
+        Some(_) => return Err(Refusal::VersionRolling),
         None => job.version,
     };
-    let key = (job.job_id, s.extranonce2.clone(), s.ntime, s.nonce, version);
-    if m.seen.contains(&key) {
-        return Err((error_code::DUPLICATE_SHARE, "duplicate share"));
-    }
     let miner_part = [m.miner_part().as_slice(), &s.extranonce2].concat();
     let coinbase = [
         job.coinbase_prefix.as_slice(),
@@ -707,12 +875,16 @@ fn check_share(
         nonce: s.nonce,
     }
     .hash();
-    if hash > easiest {
-        return Err((error_code::LOW_DIFFICULTY, "low difficulty share"));
+    let key = SeenShares::key(&hash);
+    if m.seen.contains(job.job_id, key) {
+        return Err(Refusal::Duplicate);
     }
-    m.seen.insert(key);
+    if hash > required {
+        return Err(Refusal::LowDifficulty);
+    }
+    m.seen.insert(job.job_id, key)?;
     // Work at the difficulty the share was asked for (the easiest of the job's targets).
-    let work = target_to_difficulty(&easiest.to_le_bytes());
+    let work = target_to_difficulty(&required.to_le_bytes());
     // The pool judges a share by its job's target (fixed when the job became active), not by
     // a SetTarget that came later.
     if hash > Target::from_le_bytes(job.channel_target) {
@@ -749,7 +921,8 @@ mod tests {
             extranonce2_size: 0,
             target: None,
             jobs: VecDeque::new(),
-            seen: HashSet::new(),
+            seen: SeenShares::new(Sv1Limits::DEFAULT_MAX_SHARES_PER_JOB),
+            floor: [0xff; 32],
             hashrate: 1.0,
             vardiff: VardiffState::new().unwrap(),
             vardiff_target: [0xff; 32],
@@ -876,12 +1049,12 @@ mod tests {
         let reopened = Some(ChannelNow { opening: 2 });
         assert!(matches!(
             check_share(&mut m, &submit(&job, 3), reopened),
-            Err((error_code::JOB_NOT_FOUND, _))
+            Err(Refusal::Stale)
         ));
         // No pool: refused, whatever the share.
         assert!(matches!(
             check_share(&mut m, &submit(&job, 4), None),
-            Err((error_code::OTHER, _))
+            Err(Refusal::NoPool)
         ));
     }
 
@@ -916,6 +1089,219 @@ mod tests {
             matches!(checked, Ok(Checked::ToPool(..))),
             "{:?}",
             checked.err()
+        );
+    }
+
+    /// A miner at the test defaults with its floor at `floor` (difficulty) on an aggregated
+    /// channel whose target is the easiest there is, subscribed and sent job 5.
+    fn floored_miner(floor: f64) -> (Miner, UpstreamWork, Vec<String>) {
+        let mut m = miner(true);
+        m.floor = difficulty_to_target(floor);
+        let w = work(1, &[0xaa], [0xff; 32]);
+        m.take_extranonce(&w);
+        let sent = on_work(&mut m, &w);
+        (m, w, sent)
+    }
+
+    fn sent_difficulty(lines: &[String]) -> Option<f64> {
+        lines.iter().find_map(|l| {
+            let v: Value = serde_json::from_str(l).ok()?;
+            (v["method"] == "mining.set_difficulty").then(|| v["params"][0].as_f64())?
+        })
+    }
+
+    #[test]
+    fn suggested_difficulties_are_clamped_to_the_floor_and_the_cap() {
+        let (floor, spm) = (1e-6, 10.0);
+        let cap = MAX_MINER_HASHRATE as f64 * 60.0 / spm / DIFFICULTY_1_HASHES;
+        for nonsense in [1e-30, 0.0, -1.0, f64::NAN, f64::NEG_INFINITY, 5e-7] {
+            assert_eq!(clamp_suggestion(nonsense, floor, spm), floor, "{nonsense}");
+        }
+        for huge in [1e300, f64::INFINITY, cap * 2.0] {
+            assert_eq!(clamp_suggestion(huge, floor, spm), cap, "{huge}");
+        }
+        assert_eq!(clamp_suggestion(0.5, floor, spm), 0.5);
+        assert_eq!(clamp_suggestion(floor, floor, spm), floor);
+        // A floor above the cap (a strange config) still wins.
+        assert_eq!(clamp_suggestion(1.0, cap * 10.0, spm), cap * 10.0);
+    }
+
+    #[tokio::test]
+    async fn a_suggested_1e_30_gets_the_floor_and_is_counted() {
+        let (commands, _rx) = mpsc::channel(4);
+        let shared = Shared {
+            aggregated: None,
+            commands,
+            vardiff: VardiffSettings::default(),
+            limits: Sv1Limits::default(),
+            stats: Arc::new(TranslatorStats::default()),
+        };
+        let floor = Sv1Limits::DEFAULT_MIN_SHARE_DIFFICULTY;
+        let mut m = miner(true);
+        m.floor = difficulty_to_target(floor);
+        let (_tx, work_rx) = watch::channel(None);
+        suggest_difficulty(&mut m, 1e-30, &work_rx, &shared).await;
+        assert_eq!(m.vardiff_target, m.floor);
+        assert_eq!(
+            TranslatorStats::get(&shared.stats.suggested_difficulty_clamped),
+            1
+        );
+        // The hashrate it stands for is the floor's, not 1e-30's.
+        let spm = shared.vardiff.shares_per_minute as f64;
+        let expected = (floor * DIFFICULTY_1_HASHES * spm / 60.0) as f32;
+        assert!((m.hashrate / expected - 1.0).abs() < 1e-3, "{}", m.hashrate);
+        // On a channel far easier than the floor, the difficulty it is sent is the floor.
+        let w = work(1, &[0xaa], [0xff; 32]);
+        m.take_extranonce(&w);
+        let d = sent_difficulty(&on_work(&mut m, &w)).expect("a difficulty");
+        assert!(d >= floor * (1.0 - 1e-9), "sent {d}");
+        // A reasonable suggestion is taken as it is, and not counted.
+        suggest_difficulty(&mut m, 0.25, &work_rx, &shared).await;
+        assert_eq!(m.vardiff_target, difficulty_to_target(0.25));
+        assert_eq!(
+            TranslatorStats::get(&shared.stats.suggested_difficulty_clamped),
+            1
+        );
+    }
+
+    #[test]
+    fn no_miner_is_given_a_target_easier_than_the_floor_nor_credited_under_it() {
+        // 2^-24: a share meets it once in ~256 hashes, quick to find both kinds.
+        let floor = 1.0 / 16_777_216.0;
+        let (mut m, w, sent) = floored_miner(floor);
+        // The channel and vardiff would allow every hash; the miner is sent the floor.
+        let d = sent_difficulty(&sent).expect("a difficulty");
+        assert!((d / floor - 1.0).abs() < 1e-9, "sent {d}");
+        assert_eq!(m.target_for(&w), m.floor);
+        // Channel-per-miner: a pool target easier than the floor is floored too.
+        let mut own = w.clone();
+        own.aggregated = false;
+        assert_eq!(m.target_for(&own), m.floor);
+        // However easy a target vardiff picks, the miner stays at the floor.
+        m.vardiff_target = [0xfe; 32];
+        assert_eq!(m.target_for(&w), m.floor);
+        // A listing that somehow carries an easier target: shares are still held to the floor.
+        for (_, j) in m.jobs.iter_mut() {
+            j.target = [0xff; 32];
+        }
+        let now = Some(ChannelNow { opening: 1 });
+        let job = sv1_job_id(1, 5);
+        let (mut low, mut good) = (0, 0);
+        for nonce in 0..20_000 {
+            match check_share(&mut m, &submit(&job, nonce), now) {
+                Err(Refusal::LowDifficulty) => low += 1,
+                Ok(Checked::ToPool(_, work)) => {
+                    assert!((work / floor - 1.0).abs() < 1e-9, "credited {work}");
+                    good += 1;
+                }
+                other => panic!("nonce {nonce}: {:?}", other.err()),
+            }
+        }
+        assert!(low > 19_000 && good > 10, "{low} low, {good} good");
+        assert_eq!(Refusal::LowDifficulty.code(), error_code::LOW_DIFFICULTY);
+    }
+
+    #[test]
+    fn seen_shares_are_bounded_per_job_and_a_duplicate_is_never_accepted() {
+        let mut m = miner(true);
+        m.seen = SeenShares::new(3);
+        let w = work(1, &[0xaa], [0xff; 32]);
+        m.take_extranonce(&w);
+        on_work(&mut m, &w);
+        let now = Some(ChannelNow { opening: 1 });
+        let job = sv1_job_id(1, 5);
+        // Every hash is a share here (all-ff targets): three are remembered...
+        for nonce in 0..3 {
+            assert!(check_share(&mut m, &submit(&job, nonce), now).is_ok());
+        }
+        // ...the fourth on that job is refused, with its own code and reason...
+        let full = check_share(&mut m, &submit(&job, 3), now).err();
+        assert_eq!(full, Some(Refusal::JobShareLimit(3)));
+        assert_eq!(Refusal::JobShareLimit(3).code(), error_code::OTHER);
+        assert!(Refusal::JobShareLimit(3).to_string().contains("next job"));
+        // ...and nothing was forgotten to make room: the first is still a duplicate.
+        for nonce in 0..3 {
+            assert_eq!(
+                check_share(&mut m, &submit(&job, nonce), now).err(),
+                Some(Refusal::Duplicate)
+            );
+        }
+        assert_eq!(m.seen.len(), 3);
+        // The next job has room of its own; the full one stays full.
+        let mut next = w.clone();
+        if let Some(j) = next.job.as_mut() {
+            j.job_id = 6;
+        }
+        on_work(&mut m, &next);
+        assert!(check_share(&mut m, &submit(&sv1_job_id(1, 6), 0), now).is_ok());
+        assert_eq!(
+            check_share(&mut m, &submit(&job, 4), now).err(),
+            Some(Refusal::JobShareLimit(3))
+        );
+        // Jobs that can no longer be submitted to take their shares with them: memory stays
+        // bounded by the recent jobs.
+        for id in 7..7 + RECENT_JOBS as u32 {
+            let mut newer = w.clone();
+            if let Some(j) = newer.job.as_mut() {
+                j.job_id = id;
+            }
+            on_work(&mut m, &newer);
+        }
+        assert_eq!(m.seen.len(), 0);
+        assert_eq!(
+            check_share(&mut m, &submit(&job, 0), now).err(),
+            Some(Refusal::Stale)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_share_the_pool_calls_stale_is_answered_as_stale_and_counted_apart() {
+        let (commands, mut upstream) = mpsc::channel(4);
+        let shared = Shared {
+            aggregated: None,
+            commands,
+            vardiff: VardiffSettings::default(),
+            limits: Sv1Limits::default(),
+            stats: Arc::new(TranslatorStats::default()),
+        };
+        let mut m = miner(true);
+        let w = work(1, &[0xaa], [0xff; 32]);
+        m.take_extranonce(&w);
+        on_work(&mut m, &w);
+        let (_tx, mut work_rx) = watch::channel(Some(Arc::new(w)));
+        let (out, mut answers) = mpsc::unbounded_channel();
+        let job = sv1_job_id(1, 5);
+        for (nonce, verdict) in [
+            (1, ERROR_CODE_SUBMIT_SHARES_STALE_SHARE),
+            (2, "invalid-share"),
+        ] {
+            let request = ClientRequest::Submit {
+                id: json!(nonce),
+                submit: submit(&job, nonce),
+            };
+            assert!(on_request(request, &mut m, &mut work_rx, &shared, &out)
+                .await
+                .is_empty());
+            let Some(Command::Share(share)) = upstream.recv().await else {
+                panic!("no share forwarded");
+            };
+            let _ = share
+                .verdict
+                .send(Err(NotAccepted::Refused(verdict.into())));
+            let answer: Value =
+                serde_json::from_str(&answers.recv().await.expect("an answer")).expect("JSON");
+            let code = if verdict == ERROR_CODE_SUBMIT_SHARES_STALE_SHARE {
+                error_code::JOB_NOT_FOUND
+            } else {
+                error_code::OTHER
+            };
+            assert_eq!(answer["error"][0], json!(code), "{answer}");
+        }
+        let stats = &shared.stats;
+        assert_eq!(TranslatorStats::get(&stats.shares_refused_upstream), 2);
+        assert_eq!(
+            TranslatorStats::get(&stats.shares_refused_upstream_stale),
+            1
         );
     }
 }

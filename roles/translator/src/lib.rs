@@ -57,6 +57,59 @@ impl Default for VardiffSettings {
     }
 }
 
+/// What any one SV1 miner may make the translator do, whatever it sends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sv1Limits {
+    /// No miner is given an easier difficulty (vardiff, `mining.suggest_difficulty` and the
+    /// pool's target are floored to it) and no share under it is accepted: every share costs
+    /// its miner at least this many difficulty-1 units of hashing.
+    pub min_share_difficulty: f64,
+    /// Distinct shares remembered per miner and job to refuse duplicates; past it that job's
+    /// further shares are refused until the next job (a hash is never forgotten while its job
+    /// can still be submitted to, so a duplicate is never accepted).
+    pub max_shares_per_job: usize,
+}
+
+impl Sv1Limits {
+    /// 2^32 / 10^6: a share at the default floor costs ~4,300 hashes, three orders of
+    /// magnitude more than checking it costs the translator. CPU test miners (tens of kH/s)
+    /// still find several shares a second at it.
+    pub const DEFAULT_MIN_SHARE_DIFFICULTY: f64 = 1e-6;
+    /// Hours of shares at any sane share rate (10 a minute: ~7 h on one job), and at most
+    /// ~1 MB of remembered shares per miner across the jobs it may still submit to.
+    pub const DEFAULT_MAX_SHARES_PER_JOB: usize = 4096;
+
+    /// Refuses limits that could not work: a floor that is not a positive number, or no room
+    /// for a single share.
+    pub fn check(&self) -> Result<(), LimitsError> {
+        let d = self.min_share_difficulty;
+        if !(d.is_finite() && d > 0.0) {
+            return Err(LimitsError::MinShareDifficulty(d));
+        }
+        if self.max_shares_per_job == 0 {
+            return Err(LimitsError::MaxSharesPerJob);
+        }
+        Ok(())
+    }
+}
+
+impl Default for Sv1Limits {
+    fn default() -> Self {
+        Sv1Limits {
+            min_share_difficulty: Self::DEFAULT_MIN_SHARE_DIFFICULTY,
+            max_shares_per_job: Self::DEFAULT_MAX_SHARES_PER_JOB,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LimitsError {
+    #[error("`translator.min_share_difficulty` must be a positive number, not {0}")]
+    MinShareDifficulty(f64),
+    #[error("`translator.max_shares_per_job` must be at least 1")]
+    MaxSharesPerJob,
+}
+
 #[derive(Debug, Clone)]
 pub struct TranslatorRunConfig {
     pub downstream_address: SocketAddr,
@@ -88,11 +141,24 @@ pub struct RunningTranslator {
     pub task: tokio::task::JoinHandle<()>,
 }
 
+/// Starts the translator with the default [`Sv1Limits`].
 pub async fn start(
     config: TranslatorRunConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningTranslator> {
+    start_with_limits(config, Sv1Limits::default(), shutdown).await
+}
+
+/// Starts the translator: SV1 miners on `config.downstream_address`, the pool upstream.
+pub async fn start_with_limits(
+    config: TranslatorRunConfig,
+    limits: Sv1Limits,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningTranslator> {
     anyhow::ensure!(!config.upstreams.is_empty(), "no upstream pool configured");
+    limits.check()?;
+    // The easiest target any channel or miner may have: the pool is asked never to go past it.
+    let floor_target = hashpool_sv1::difficulty_to_target(limits.min_share_difficulty);
     let listener = hashpool_sv2_io::listen(config.downstream_address)?;
     let downstream_address = listener.local_addr()?;
     let (aggregated_tx, work) = match config.channel_mode {
@@ -108,6 +174,7 @@ pub async fn start(
         config.clone(),
         aggregated_tx,
         commands_rx,
+        floor_target,
         stats.clone(),
         shutdown.clone(),
     ));
@@ -117,6 +184,7 @@ pub async fn start(
             aggregated: work.clone(),
             commands: commands_tx,
             vardiff: config.vardiff,
+            limits,
             stats: stats.clone(),
         },
         shutdown.clone(),

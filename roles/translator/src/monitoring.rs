@@ -75,6 +75,41 @@ pub fn exporter(
         read(|s| &s.shares_refused_here),
     )?
     .counter(
+        "hashpool_translator_shares_refused_stale_total",
+        "Shares refused by the translator on a job no longer current (a new block, a pool reconnect).",
+        read(|s| &s.shares_refused_stale),
+    )?
+    .counter(
+        "hashpool_translator_shares_refused_duplicate_total",
+        "Shares refused by the translator as duplicates.",
+        read(|s| &s.shares_refused_duplicate),
+    )?
+    .counter(
+        "hashpool_translator_shares_refused_low_difficulty_total",
+        "Shares refused by the translator above the miner's target (or under min_share_difficulty).",
+        read(|s| &s.shares_refused_low_difficulty),
+    )?
+    .counter(
+        "hashpool_translator_shares_refused_job_share_limit_total",
+        "Shares refused by the translator because the miner had max_shares_per_job shares on the job.",
+        read(|s| &s.shares_refused_job_share_limit),
+    )?
+    .counter(
+        "hashpool_translator_shares_refused_upstream_stale_total",
+        "Forwarded shares the pool refused as stale (a new block crossed them).",
+        read(|s| &s.shares_refused_upstream_stale),
+    )?
+    .counter(
+        "hashpool_translator_shares_unjudged_upstream_total",
+        "Forwarded shares no pool judged: the connection, the channel or the miner went first.",
+        read(|s| &s.shares_unjudged_upstream),
+    )?
+    .counter(
+        "hashpool_translator_suggested_difficulty_clamped_total",
+        "mining.suggest_difficulty requests raised to min_share_difficulty or lowered to the cap.",
+        read(|s| &s.suggested_difficulty_clamped),
+    )?
+    .counter(
         "hashpool_translator_stats_reports_dropped_total",
         "Stats reports dropped because stats-proxy was away longer than the buffer lasts.",
         read(|s| &s.stats_reports_dropped),
@@ -113,7 +148,14 @@ fn status_router(stats: Arc<TranslatorStats>, mode: ChannelMode) -> Router {
                         "accepted_by_pool": get(&s.shares_accepted_by_pool),
                         "refused_upstream": get(&s.shares_refused_upstream),
                         "refused_here": get(&s.shares_refused_here),
+                        "refused_stale": get(&s.shares_refused_stale),
+                        "refused_duplicate": get(&s.shares_refused_duplicate),
+                        "refused_low_difficulty": get(&s.shares_refused_low_difficulty),
+                        "refused_job_share_limit": get(&s.shares_refused_job_share_limit),
+                        "refused_upstream_stale": get(&s.shares_refused_upstream_stale),
+                        "unjudged_upstream": get(&s.shares_unjudged_upstream),
                     },
+                    "suggested_difficulty_clamped": get(&s.suggested_difficulty_clamped),
                 }))
             }
         }),

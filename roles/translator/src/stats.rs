@@ -24,6 +24,22 @@ pub struct TranslatorStats {
     /// Shares refused here: stale, duplicate, low difficulty, malformed, or while no pool is
     /// connected.
     pub shares_refused_here: AtomicU64,
+    /// Of those: shares on a job that is no longer current (a new block, a reconnect).
+    pub shares_refused_stale: AtomicU64,
+    /// Of those: a share the miner had already submitted.
+    pub shares_refused_duplicate: AtomicU64,
+    /// Of those: a share above the miner's target (or under `min_share_difficulty`).
+    pub shares_refused_low_difficulty: AtomicU64,
+    /// Of those: a share on a job the miner already has `max_shares_per_job` shares on.
+    pub shares_refused_job_share_limit: AtomicU64,
+    /// Of the upstream refusals: shares the pool called stale (its new block crossed them).
+    pub shares_refused_upstream_stale: AtomicU64,
+    /// Of the upstream refusals: shares no pool judged (the connection, the channel or the
+    /// miner went before the verdict).
+    pub shares_unjudged_upstream: AtomicU64,
+    /// `mining.suggest_difficulty` requests raised to `min_share_difficulty` (or lowered to
+    /// the most any miner may claim).
+    pub suggested_difficulty_clamped: AtomicU64,
     /// Difficulty changes sent to miners by vardiff.
     pub vardiff_updates: AtomicU64,
     /// 1 while a pool connection is set up, 0 otherwise.

@@ -114,7 +114,9 @@ type Slots = BTreeMap<u32, Slot>;
 fn apply_offline(slots: &mut Slots, config: &TranslatorRunConfig, command: Command) {
     match command {
         Command::Share(s) => {
-            let _ = s.verdict.send(Err("the pool is unreachable".into()));
+            let _ = s
+                .verdict
+                .send(Err(NotAccepted::Unjudged("the pool is unreachable")));
         }
         Command::Open {
             miner,
@@ -141,6 +143,18 @@ fn apply_offline(slots: &mut Slots, config: &TranslatorRunConfig, command: Comma
     }
 }
 
+/// Why a forwarded share was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotAccepted {
+    /// The pool refused it (`SubmitSharesError`), with the pool's error code.
+    #[error("refused by the pool: {0}")]
+    Refused(String),
+    /// No pool judged it: the connection, the channel or the miner went first (or it could
+    /// not be sent at all).
+    #[error("{0}")]
+    Unjudged(&'static str),
+}
+
 /// A share on its way to the pool, with where its verdict goes.
 #[derive(Debug)]
 pub struct ShareToPool {
@@ -151,13 +165,16 @@ pub struct ShareToPool {
     pub version: u32,
     /// The part of the extranonce after the channel's prefix.
     pub extranonce: Vec<u8>,
-    pub verdict: oneshot::Sender<Result<(), String>>,
+    pub verdict: oneshot::Sender<Result<(), NotAccepted>>,
 }
 
+/// `max_target`: the easiest target the translator's floor allows; every channel is opened
+/// and updated with it, so the pool never sets one easier.
 pub async fn run(
     config: TranslatorRunConfig,
     aggregated: Option<UpstreamState>,
     mut commands: mpsc::Receiver<Command>,
+    max_target: [u8; 32],
     stats: Arc<crate::TranslatorStats>,
     shutdown: CancellationToken,
 ) {
@@ -178,7 +195,7 @@ pub async fn run(
         let endpoint = config.upstreams[index % config.upstreams.len()];
         let mut established = false;
         let result = tokio::select! {
-            r = session(&config, endpoint, &mut slots, &mut commands, &stats, &mut established) => r,
+            r = session(&config, endpoint, max_target, &mut slots, &mut commands, &stats, &mut established) => r,
             _ = shutdown.cancelled() => return,
         };
         stats.pool_connected.store(0, Ordering::Relaxed);
@@ -247,7 +264,7 @@ async fn send_frame(
     Ok(hashpool_sv2_io::send_frame(writer, frame).await?)
 }
 
-type Verdict = oneshot::Sender<Result<(), String>>;
+type Verdict = oneshot::Sender<Result<(), NotAccepted>>;
 
 static OPENINGS: AtomicU64 = AtomicU64::new(1);
 
@@ -320,14 +337,14 @@ impl Channel {
         }
     }
 
-    fn fail_pending(&mut self, reason: &str) {
+    fn fail_pending(&mut self, reason: &'static str) {
         for (_, v) in std::mem::take(&mut self.pending) {
-            let _ = v.send(Err(reason.into()));
+            let _ = v.send(Err(NotAccepted::Unjudged(reason)));
         }
     }
 }
 
-fn open_message(slot_id: u32, slot: &Slot, aggregated: bool) -> MiningOwned {
+fn open_message(slot_id: u32, slot: &Slot, aggregated: bool, max_target: [u8; 32]) -> MiningOwned {
     let miner_bytes = if aggregated {
         MINER_EXTRANONCE_BYTES
     } else {
@@ -337,7 +354,7 @@ fn open_message(slot_id: u32, slot: &Slot, aggregated: bool) -> MiningOwned {
         request_id: slot_id,
         user_identity: str0255(&slot.user_identity),
         nominal_hash_rate: slot.hashrate,
-        max_target: U256Owned::from([0xff; 32]),
+        max_target: U256Owned::from(max_target),
         min_extranonce_size: (miner_bytes + MIN_EXTRANONCE2_BYTES) as u16,
     })
 }
@@ -357,9 +374,11 @@ async fn open_channel(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn session(
     config: &TranslatorRunConfig,
     endpoint: crate::UpstreamEndpoint,
+    max_target: [u8; 32],
     slots: &mut Slots,
     commands: &mut mpsc::Receiver<Command>,
     stats: &crate::TranslatorStats,
@@ -425,7 +444,7 @@ async fn session(
     for (id, slot) in slots.iter() {
         open_channel(
             &mut writer,
-            open_message(*id, slot, aggregated),
+            open_message(*id, slot, aggregated, max_target),
             locking_key,
         )
         .await?;
@@ -527,7 +546,7 @@ async fn session(
                             .get_mut(&e.channel_id)
                             .and_then(|c| c.pending.remove(&e.sequence_number))
                         {
-                            let _ = v.send(Err(text(&e.error_code)));
+                            let _ = v.send(Err(NotAccepted::Refused(text(&e.error_code))));
                         }
                     }
                     MiningOwned::CloseChannel(m) => {
@@ -551,7 +570,7 @@ async fn session(
             }
             command = commands.recv() => {
                 let Some(command) = command else { break Ok(()) };
-                let sent = on_command(command, &mut writer, slots, &mut channels, &mut by_slot, config, locking_key, aggregated).await;
+                let sent = on_command(command, &mut writer, slots, &mut channels, &mut by_slot, config, locking_key, aggregated, max_target).await;
                 if let Err(e) = sent {
                     break Err(e);
                 }
@@ -589,17 +608,20 @@ async fn on_command(
     config: &TranslatorRunConfig,
     locking_key: Option<ext_mint_quote::LockingKey>,
     aggregated: bool,
+    max_target: [u8; 32],
 ) -> Result<(), UpstreamError> {
     match command {
         Command::Share(share) => {
             let Some(c) = channels.get_mut(&share.channel_id) else {
-                let _ = share
-                    .verdict
-                    .send(Err("the miner's channel is not open".into()));
+                let _ = share.verdict.send(Err(NotAccepted::Unjudged(
+                    "the miner's channel is not open",
+                )));
                 return Ok(());
             };
             let Ok(extranonce) = B032Owned::new(share.extranonce) else {
-                let _ = share.verdict.send(Err("extranonce too long".into()));
+                let _ = share
+                    .verdict
+                    .send(Err(NotAccepted::Unjudged("extranonce too long")));
                 return Ok(());
             };
             c.sequence = c.sequence.wrapping_add(1);
@@ -630,7 +652,8 @@ async fn on_command(
                 },
             );
             if let Some(slot) = slots.get(&miner) {
-                open_channel(writer, open_message(miner, slot, aggregated), locking_key).await?;
+                let open = open_message(miner, slot, aggregated, max_target);
+                open_channel(writer, open, locking_key).await?;
             }
         }
         Command::Hashrate { miner, hashrate } => {
@@ -639,7 +662,7 @@ async fn on_command(
                 let update = MiningOwned::UpdateChannel(UpdateChannelOwned {
                     channel_id,
                     nominal_hash_rate: hashrate,
-                    maximum_target: U256Owned::from([0xff; 32]),
+                    maximum_target: U256Owned::from(max_target),
                 });
                 hashpool_sv2_io::send(writer, update).await?;
             }

@@ -527,6 +527,32 @@ mod tests {
     }
 
     #[test]
+    fn suggested_difficulties_parse_as_sent_or_are_refused() {
+        // Tiny and huge positive numbers are the server's to clamp: parsed as sent.
+        for d in [1e-30, 1e300, 0.5] {
+            let line = json!({"id": 1, "method": "mining.suggest_difficulty", "params": [d]});
+            match parse_client_line(&line.to_string()).unwrap() {
+                // serde_json reads decimal floats to within an ulp or so.
+                ClientRequest::SuggestDifficulty { id, difficulty } => {
+                    assert_eq!(id, json!(1));
+                    assert!((difficulty / d - 1.0).abs() < 1e-12, "{d}: {difficulty}");
+                }
+                other => panic!("{d}: {other:?}"),
+            }
+        }
+        // What is not a positive number is a bad request.
+        for params in ["[0]", "[-1]", "[\"x\"]", "[]", "[1e400]"] {
+            let line =
+                format!(r#"{{"id":1,"method":"mining.suggest_difficulty","params":{params}}}"#);
+            let code = parse_client_line(&line).unwrap_err().code;
+            assert!(
+                code == error_code::INVALID_PARAMS || code == error_code::PARSE_ERROR,
+                "{params}: {code}"
+            );
+        }
+    }
+
+    #[test]
     fn server_messages_round_trip() {
         let n = Notify {
             job_id: "2a".into(),
