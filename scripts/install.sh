@@ -208,6 +208,17 @@ if [ -f "$mnemonic" ]; then
 else
     warn "$mnemonic was not created; the translator creates it at its first start"
 fi
+# The bearer token of the translator's wallet API spending routes (create a token, faucet).
+# Created here when missing, so web-proxy (which sends it, through a read-only bind of this file
+# alone: hashpool-web-proxy.service) finds it from its first start; never replaced.
+token=$P/var/lib/hashpool/translator/wallet-api-token
+if [ ! -f "$token" ]; then
+    (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$token.new" &&
+        echo >>"$token.new" && mv "$token.new" "$token") || die "cannot create $token"
+    say "wallet API token created: $token"
+fi
+chmod 0600 "$token"
+own hashpool:hashpool "$token"
 # The configs are read by the roles (user hashpool), whoever wrote them last.
 for f in "$P"/etc/hashpool/*.toml "$P"/etc/hashpool/shared/*.toml "$P/etc/hashpool/hashpool.env"; do
     [ -f "$f" ] || continue

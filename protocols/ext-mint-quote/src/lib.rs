@@ -10,8 +10,9 @@ mod messages;
 
 pub use locking_key::{locking_key_from_tlvs, locking_key_tlv, LockingKey, LOCKING_KEY_LEN};
 pub use lookup::{
-    quote_lookup_message, LookedUpQuote, QuoteLookupRequest, QuoteLookupResponse,
-    QUOTE_LOOKUP_MAX_SKEW_SECS, QUOTE_LOOKUP_PATH,
+    quote_lookup_message, valid_lookup_nonce, LookedUpQuote, QuoteLookupRequest,
+    QuoteLookupResponse, QUOTE_LOOKUP_MAX_SKEW_SECS, QUOTE_LOOKUP_NONCE_MAX_LEN,
+    QUOTE_LOOKUP_NONCE_MIN_LEN, QUOTE_LOOKUP_PATH,
 };
 pub use messages::{
     mint_link_auth_digest, MintLinkAuth, MintLinkAuthOwned, MintLinkChallenge,

@@ -42,6 +42,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     config.locking_key = Some(wallet.sv2_locking_key());
     config.minter = Some(minter);
     if let Some(address) = own.wallet.api_address {
+        // The spending routes' bearer token, beside the wallet (web-proxy reads it there).
+        let token_path =
+            own.wallet.api_token_path.clone().unwrap_or_else(|| {
+                hashpool_wallet::api::default_token_path(&own.wallet.database_path)
+            });
+        let token = hashpool_wallet::api::ApiToken::load_or_create(&token_path)
+            .context("the wallet API token")?;
         let (api, _) = hashpool_wallet::api::serve(
             address,
             wallet,
@@ -49,11 +56,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 own.wallet.faucet_amount,
                 own.wallet.faucet_interval_secs,
             ),
+            token,
             shutdown.clone(),
         )
         .await
         .with_context(|| format!("binding the wallet API on {address}"))?;
-        tracing::info!(%api, "wallet API");
+        tracing::info!(%api, token = %token_path.display(), "wallet API");
     }
     let running = crate::start(config, shutdown.clone())
         .await

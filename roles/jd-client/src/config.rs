@@ -87,6 +87,10 @@ pub struct WalletSettings {
     pub faucet_amount: u64,
     #[serde(default = "default_faucet_interval_secs")]
     pub faucet_interval_secs: u64,
+    /// Bearer token of the wallet API's spending routes (created 0600 on first run); by default
+    /// `wallet-api-token` beside the wallet's database. web-proxy reads the same file.
+    #[serde(default)]
+    pub api_token_path: Option<PathBuf>,
 }
 
 fn default_faucet_amount() -> u64 {

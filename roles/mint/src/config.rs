@@ -1,8 +1,14 @@
 //! The mint's configuration: its own file (`config/mint.config.toml`) plus the shared pool-side
 //! topology (`config/shared/pool.toml`: addresses, the pool's and the mint's public keys, unit).
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    str::FromStr,
+    time::Duration,
+};
 
+use cdk::mint_url::MintUrl;
 use hashpool_config::PoolGlobalConfig;
 use serde::Deserialize;
 use stratum_apps::key_utils::{Secp256k1PublicKey, Secp256k1SecretKey};
@@ -28,6 +34,38 @@ pub struct MintSettings {
     pub description: String,
     /// Quote requests from the pool handled at once.
     pub max_concurrent_quotes: usize,
+    /// The URL wallets reach this mint by (what they are configured with). Quote lookups must
+    /// be signed for it (or one of `other_urls`), so a lookup sent to another mint is useless
+    /// here. Default: `http://<mint.http_address>` from the shared config.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Further URLs wallets may use for this mint (e.g. the loopback URL of a wallet on this
+    /// machine when `public_url` is the published HTTPS name).
+    #[serde(default)]
+    pub other_urls: Vec<String>,
+    /// Prometheus `/metrics`, apart from the public Cashu API.
+    #[serde(default = "default_monitoring_address")]
+    pub monitoring_address: SocketAddr,
+    /// Lookup nonces remembered at once (each for the 300 s a lookup's time is accepted);
+    /// when full, lookups are refused (503) until older nonces expire.
+    #[serde(default = "default_lookup_nonce_capacity")]
+    pub lookup_nonce_capacity: usize,
+}
+
+/// The mint's monitoring port: next to the pool's (9108), the translator's (9109) and the
+/// jd-client's (9110).
+pub const DEFAULT_MONITORING_ADDRESS: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9111);
+
+/// Enough for ~330 lookups a second sustained over the 300 s window (a few MB at most).
+pub const DEFAULT_LOOKUP_NONCE_CAPACITY: usize = 100_000;
+
+fn default_monitoring_address() -> SocketAddr {
+    DEFAULT_MONITORING_ADDRESS
+}
+
+fn default_lookup_nonce_capacity() -> usize {
+    DEFAULT_LOOKUP_NONCE_CAPACITY
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -52,6 +90,19 @@ pub struct MintRunConfig {
     pub max_concurrent_quotes: usize,
     pub reconnect_initial: Duration,
     pub reconnect_max: Duration,
+    /// See [`MintSettings::public_url`]; `None`: `http://` and the bound HTTP address.
+    pub public_url: Option<String>,
+    pub other_urls: Vec<String>,
+    pub monitoring_address: SocketAddr,
+    pub lookup_nonce_capacity: usize,
+}
+
+/// A mint URL in the form wallets sign it in (`MintUrl`'s: lowercase scheme and host, no
+/// trailing `/`).
+pub fn normalized_url(url: &str) -> Result<String, String> {
+    MintUrl::from_str(url)
+        .map(|u| u.to_string())
+        .map_err(|e| format!("`{url}` is not a mint URL: {e}"))
 }
 
 impl MintRunConfig {
@@ -77,6 +128,25 @@ impl MintRunConfig {
                 "`pool_link.reconnect_initial_ms` must be > 0 and <= `reconnect_max_ms`".into(),
             );
         }
+        if own.mint.lookup_nonce_capacity == 0 {
+            return Err("`mint.lookup_nonce_capacity` must be at least 1".into());
+        }
+        for url in own.mint.public_url.iter().chain(&own.mint.other_urls) {
+            normalized_url(url).map_err(|e| format!("`mint.public_url`/`mint.other_urls`: {e}"))?;
+        }
+        if own.mint.public_url.is_none() && global.mint.http_address.ip().is_unspecified() {
+            return Err(format!(
+                "`mint.public_url` is required: the HTTP API listens on {}, which is no address \
+                 wallets can use",
+                global.mint.http_address
+            ));
+        }
+        if own.mint.monitoring_address == global.mint.http_address {
+            return Err(
+                "`mint.monitoring_address` must differ from the Cashu API's `mint.http_address`"
+                    .into(),
+            );
+        }
         Ok(Self {
             http_address: global.mint.http_address,
             pool_address: global.pool.mint_link_address,
@@ -90,6 +160,10 @@ impl MintRunConfig {
             max_concurrent_quotes: own.mint.max_concurrent_quotes,
             reconnect_initial: Duration::from_millis(own.pool_link.reconnect_initial_ms),
             reconnect_max: Duration::from_millis(own.pool_link.reconnect_max_ms),
+            public_url: own.mint.public_url,
+            other_urls: own.mint.other_urls,
+            monitoring_address: own.mint.monitoring_address,
+            lookup_nonce_capacity: own.mint.lookup_nonce_capacity,
         })
     }
 }
@@ -118,6 +192,35 @@ mod tests {
         let run = MintRunConfig::new(&global, own).unwrap();
         assert_eq!(run.unit, "hash");
         assert_eq!(run.pool_address, global.pool.mint_link_address);
+        assert_eq!(run.monitoring_address, DEFAULT_MONITORING_ADDRESS);
+        assert_ne!(run.monitoring_address.port(), run.http_address.port());
+        // Unset: `http://` and the bound address, so an address override moves the URL too.
+        assert_eq!(run.public_url, None);
+    }
+
+    #[test]
+    fn a_wildcard_api_address_needs_a_public_url() {
+        let (mut global, mut own) = shipped();
+        global.mint.http_address = "0.0.0.0:3338".parse().unwrap();
+        own.mint.public_url = None;
+        let err = MintRunConfig::new(&global, own.clone()).unwrap_err();
+        assert!(err.contains("`mint.public_url` is required"), "{err}");
+        own.mint.public_url = Some("https://Mint.Example.org/".into());
+        let run = MintRunConfig::new(&global, own.clone()).unwrap();
+        assert_eq!(
+            normalized_url(run.public_url.as_deref().unwrap()).unwrap(),
+            "https://mint.example.org"
+        );
+        own.mint.other_urls = vec!["not a url".into()];
+        assert!(MintRunConfig::new(&global, own).is_err());
+    }
+
+    #[test]
+    fn metrics_never_share_the_public_port() {
+        let (global, mut own) = shipped();
+        own.mint.monitoring_address = global.mint.http_address;
+        let err = MintRunConfig::new(&global, own).unwrap_err();
+        assert!(err.contains("monitoring_address"), "{err}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The mint's HTTP server: the standard Cashu API from cdk-axum, with quote creation over HTTP
 //! closed (ehash quotes come from the pool only) and the signed locking-key lookup beside it.
+//! Metrics are not here: they are served on the monitoring address (`metrics::serve`).
 
 use std::sync::Arc;
 
@@ -17,27 +18,44 @@ use cdk::{
     secp256k1::schnorr::Signature,
 };
 use ext_mint_quote::{
-    quote_lookup_message, LookedUpQuote as LookupQuote, QuoteLookupRequest as LookupRequest,
-    QuoteLookupResponse as LookupResponse, QUOTE_LOOKUP_MAX_SKEW_SECS, QUOTE_LOOKUP_PATH,
+    quote_lookup_message, valid_lookup_nonce, LookedUpQuote as LookupQuote,
+    QuoteLookupRequest as LookupRequest, QuoteLookupResponse as LookupResponse,
+    QUOTE_LOOKUP_MAX_SKEW_SECS, QUOTE_LOOKUP_PATH,
 };
 
+use crate::config::normalized_url;
 use crate::issuer::{quote_id_of_index_key, MintDb, MintStats, INDEX_NAMESPACE};
+use crate::nonces::{Admission, SeenNonces};
 use crate::processor::EHASH_METHOD;
 
 /// Quotes one lookup returns at most; the wallet asks again from the last one's time.
 pub const LOOKUP_PAGE: usize = 500;
 
-pub async fn router(mint: Arc<Mint>, db: MintDb, stats: Arc<MintStats>) -> anyhow::Result<Router> {
+/// What the signed lookup needs besides the database.
+pub struct LookupSettings {
+    /// Every URL a lookup may be signed for, normalized; the first is the public one.
+    pub urls: Vec<String>,
+    /// Nonces remembered at once.
+    pub nonce_capacity: usize,
+}
+
+pub async fn router(
+    mint: Arc<Mint>,
+    db: MintDb,
+    stats: Arc<MintStats>,
+    lookup: LookupSettings,
+) -> anyhow::Result<Router> {
     let cashu = cdk_axum::create_mint_router(mint, vec![EHASH_METHOD.to_string()]).await?;
     let lookup = Router::new()
         .route(QUOTE_LOOKUP_PATH, post(lookup_quotes))
         .with_state(LookupState {
             db,
-            stats: stats.clone(),
+            stats,
+            urls: Arc::new(lookup.urls),
+            nonces: Arc::new(SeenNonces::new(lookup.nonce_capacity)),
         });
     Ok(cashu
         .merge(lookup)
-        .merge(crate::metrics::exporter(stats)?.router())
         .layer(axum::middleware::from_fn(refuse_quote_creation)))
 }
 
@@ -76,6 +94,8 @@ async fn refuse_quote_creation(request: Request, next: Next) -> Response {
 struct LookupState {
     db: MintDb,
     stats: Arc<MintStats>,
+    urls: Arc<Vec<String>>,
+    nonces: Arc<SeenNonces>,
 }
 
 async fn lookup_quotes(
@@ -118,13 +138,66 @@ async fn answer_lookup(
             "`time` is too far from the mint's clock",
         );
     }
-    let message = quote_lookup_message(&pubkey.to_hex(), request.time);
+    if !valid_lookup_nonce(&request.nonce) {
+        return cashu_error(
+            StatusCode::BAD_REQUEST,
+            10000,
+            "`nonce` must be 16 to 64 lowercase hex characters, fresh for every lookup",
+        );
+    }
+    // The mint the wallet signed for must be this one: a lookup signed for another mint (and
+    // replayed here by it) is refused.
+    let signed_for_us = normalized_url(&request.mint).is_ok_and(|u| state.urls.contains(&u));
+    if !signed_for_us {
+        return cashu_error(
+            StatusCode::UNAUTHORIZED,
+            20008,
+            format!(
+                "the lookup is signed for mint `{}`; this mint is `{}`",
+                request.mint,
+                state.urls.first().map_or("", String::as_str)
+            ),
+        );
+    }
+    let message = quote_lookup_message(
+        &pubkey.to_hex(),
+        request.time,
+        &request.nonce,
+        &request.mint,
+    );
     if signature_invalid(&pubkey, &message, &request.signature) {
         return cashu_error(
             StatusCode::UNAUTHORIZED,
             20008,
             "the signature is not by the locking key",
         );
+    }
+    // Checked after the signature, so unsigned junk costs no memory. After `time` + the skew
+    // the time check refuses the request, so the nonce may be forgotten then.
+    let expires = request.time.saturating_add(QUOTE_LOOKUP_MAX_SKEW_SECS);
+    match state.nonces.admit(
+        format!("{}:{}", pubkey.to_hex(), request.nonce),
+        expires,
+        now,
+    ) {
+        Admission::Fresh => {}
+        Admission::Replayed => {
+            MintStats::add(&state.stats.lookups_replayed, 1);
+            tracing::info!(pubkey = %pubkey.to_hex(), "refused a replayed quote lookup");
+            return cashu_error(
+                StatusCode::UNAUTHORIZED,
+                20008,
+                "replayed lookup: this nonce was used already; sign a new one with a fresh nonce",
+            );
+        }
+        Admission::Full => {
+            tracing::warn!("quote lookup refused: the nonce store is full");
+            return cashu_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                10000,
+                "too many lookups in the last minutes; try again later",
+            );
+        }
     }
     match lookup(&state, &pubkey, request.after.as_deref()).await {
         Ok(response) => Json(response).into_response(),

@@ -84,6 +84,8 @@ pub struct MintStats {
     /// Quote lookups answered / refused on `POST /v1/hashpool/quotes`.
     pub lookups_answered: AtomicU64,
     pub lookups_refused: AtomicU64,
+    /// Lookups refused because their nonce was used before (also counted as refused).
+    pub lookups_replayed: AtomicU64,
 }
 
 impl MintStats {

@@ -7,6 +7,7 @@ pub mod config;
 pub mod http;
 pub mod issuer;
 pub mod metrics;
+pub mod nonces;
 pub mod pool_link;
 pub mod processor;
 
@@ -34,6 +35,10 @@ pub fn ehash_amounts() -> Vec<u64> {
 
 pub struct RunningMint {
     pub http_address: SocketAddr,
+    /// Where `/metrics` is served (`mint.monitoring_address`).
+    pub monitoring_address: SocketAddr,
+    /// The URL quote lookups are signed for (`mint.public_url`, or `http://` + `http_address`).
+    pub public_url: String,
     pub mint: Arc<cdk::Mint>,
     pub issuer: Arc<Issuer>,
     pub task: tokio::task::JoinHandle<()>,
@@ -106,8 +111,39 @@ pub async fn start(
         .await
         .with_context(|| format!("binding the HTTP API on {}", config.http_address))?;
     let http_address = listener.local_addr()?;
-    let router = http::router(mint.clone(), db, issuer.stats().clone()).await?;
-    info!(%http_address, pool = %config.pool_address, "mint running");
+    let public_url = crate::config::normalized_url(
+        &config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{http_address}")),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let mut urls = vec![public_url.clone()];
+    for url in &config.other_urls {
+        urls.push(crate::config::normalized_url(url).map_err(anyhow::Error::msg)?);
+    }
+    let router = http::router(
+        mint.clone(),
+        db,
+        issuer.stats().clone(),
+        http::LookupSettings {
+            urls,
+            nonce_capacity: config.lookup_nonce_capacity,
+        },
+    )
+    .await?;
+    let monitoring = TcpListener::bind(config.monitoring_address)
+        .await
+        .with_context(|| format!("binding /metrics on {}", config.monitoring_address))?;
+    let monitoring_address = monitoring.local_addr()?;
+    let metrics = metrics::serve(monitoring, issuer.stats().clone(), shutdown.clone())?;
+    info!(
+        %http_address,
+        %public_url,
+        %monitoring_address,
+        pool = %config.pool_address,
+        "mint running"
+    );
 
     let mint_handle = mint.clone();
     let link = tokio::spawn(pool_link::run(config, issuer.clone(), shutdown.clone()));
@@ -118,12 +154,15 @@ pub async fn start(
             tracing::error!("HTTP server: {e}");
         }
         let _ = link.await;
+        let _ = metrics.await;
         if let Err(e) = mint.stop().await {
             tracing::warn!("stopping the mint: {e}");
         }
     });
     Ok(RunningMint {
         http_address,
+        monitoring_address,
+        public_url,
         mint: mint_handle,
         issuer,
         task,

@@ -1,5 +1,5 @@
-//! The mint's Prometheus metrics, served at `/metrics` beside the Cashu API (names documented
-//! in docs/metrics.md).
+//! The mint's Prometheus metrics, served at `/metrics` on the monitoring address
+//! (`mint.monitoring_address`), never on the public Cashu port (names in docs/metrics.md).
 
 use std::sync::{atomic::AtomicU64, Arc};
 
@@ -48,8 +48,30 @@ pub fn exporter(stats: Arc<MintStats>) -> Result<Exporter, hashpool_metrics::Err
     )?
     .counter(
         "hashpool_mint_quote_lookups_refused_total",
-        "Quote lookups refused (malformed, bad signature, clock skew, failure).",
+        "Quote lookups refused (malformed, bad signature, other mint, stale, replay, failure).",
         read(|s| &s.lookups_refused),
+    )?
+    .counter(
+        "hashpool_mint_quote_lookups_replayed_total",
+        "Quote lookups refused because their nonce was used before.",
+        read(|s| &s.lookups_replayed),
     )?;
     Ok(e)
+}
+
+/// Serves `/metrics` on `listener` (the monitoring address, apart from the public Cashu API)
+/// until `shutdown`.
+pub fn serve(
+    listener: tokio::net::TcpListener,
+    stats: Arc<MintStats>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, hashpool_metrics::Error> {
+    let router = exporter(stats)?.router();
+    Ok(tokio::spawn(async move {
+        let server =
+            axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned());
+        if let Err(e) = server.await {
+            tracing::error!("monitoring server: {e}");
+        }
+    }))
 }

@@ -1,11 +1,18 @@
 //! `web-proxy`: the miner's page. The wallet balance and recent issuance come from the
 //! translator's wallet API, the SV1 miners and the ehash and hashrate history from stats-proxy,
 //! the upstream pool's state from the translator's monitoring API. A form creates a token and a
-//! button asks the faucet (both through the wallet API). The page refreshes by itself.
+//! button asks the faucet (both through the wallet API, with its bearer token, which this
+//! server reads from the wallet's token file and never hands to the browser). The page
+//! refreshes by itself.
 
 pub mod cli;
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use axum::{
     extract::{rejection::JsonRejection, Query, State},
@@ -36,12 +43,17 @@ pub struct WebProxyConfig {
     /// Other names the page may be reached by (`host:port`); its own address, `localhost` and
     /// `127.0.0.1` on its port always work.
     pub allowed_hosts: Vec<String>,
+    /// The wallet API's bearer token file (mode 0600, written by the wallet's role), sent with
+    /// the spending requests the page makes.
+    pub wallet_token_path: PathBuf,
 }
 
 #[derive(Clone)]
 struct AppState {
     config: Arc<WebProxyConfig>,
     upstream: Upstream,
+    /// For the spending requests: a swap at the mint may take longer than a dashboard read.
+    spending: reqwest::Client,
 }
 
 pub struct RunningWebProxy {
@@ -73,6 +85,10 @@ pub fn router(config: WebProxyConfig) -> Router {
     let state = AppState {
         config: Arc::new(config),
         upstream: Upstream::default(),
+        spending: reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .build()
+            .unwrap_or_default(),
     };
     Router::new()
         .route("/", get(index))
@@ -224,9 +240,71 @@ struct TokenRequest {
     amount: u64,
 }
 
-fn forwarded((status, body): (u16, Value)) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-    (status, Json(body)).into_response()
+fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// The wallet API's token, read from its file on every use (the wallet may create it after
+/// this page started). Never created here, and refused if other users can read it.
+fn read_wallet_token(path: &Path) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| {
+        format!(
+            "wallet API token {}: {e} (the wallet creates it on its first start)",
+            path.display()
+        )
+    })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "wallet API token {}: readable by other users (mode {mode:o}); run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    let token = std::fs::read_to_string(path)
+        .map_err(|e| format!("wallet API token {}: {e}", path.display()))?;
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(format!("wallet API token {}: empty", path.display()));
+    }
+    Ok(token.to_string())
+}
+
+/// `POST` to a spending route of the wallet API with its bearer token; the wallet's own status
+/// and JSON body go back to the page, or 502/503 with why it could not be asked.
+async fn forward_spending(s: &AppState, route: &str, body: &Value) -> Response {
+    let token = match read_wallet_token(&s.config.wallet_token_path) {
+        Ok(token) => token,
+        Err(e) => {
+            tracing::error!("{e}");
+            return json_error(StatusCode::SERVICE_UNAVAILABLE, e);
+        }
+    };
+    let url = format!("{}{route}", s.config.wallet_url);
+    match s
+        .spending
+        .post(&url)
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+    {
+        Ok(response) => {
+            let status =
+                StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            match response.json::<Value>().await {
+                Ok(body) => (status, Json(body)).into_response(),
+                Err(e) => json_error(StatusCode::BAD_GATEWAY, format!("{url}: not JSON ({e})")),
+            }
+        }
+        Err(e) => json_error(StatusCode::BAD_GATEWAY, format!("{url}: unreachable ({e})")),
+    }
 }
 
 /// A token of the chosen amount, from the wallet API.
@@ -235,25 +313,18 @@ async fn token(
     body: Result<Json<TokenRequest>, JsonRejection>,
 ) -> Response {
     let Ok(Json(request)) = body else {
-        return (
+        return json_error(
             StatusCode::BAD_REQUEST,
-            Json(json!({ "error": "expected JSON {\"amount\": <positive integer>}" })),
-        )
-            .into_response();
+            "expected JSON {\"amount\": <positive integer>}",
+        );
     };
-    let url = format!("{}/api/v1/tokens", s.config.wallet_url);
-    forwarded(
-        s.upstream
-            .forward_post(&url, &json!({ "amount": request.amount }))
-            .await,
-    )
+    forward_spending(&s, "/api/v1/tokens", &json!({ "amount": request.amount })).await
 }
 
 /// A faucet token. The wallet API limits the faucet per client address; through this page
 /// every visitor is this page's address, so the page as a whole gets one per interval.
 async fn faucet(State(s): State<AppState>) -> Response {
-    let url = format!("{}/api/v1/faucet", s.config.wallet_url);
-    forwarded(s.upstream.forward_post(&url, &json!({})).await)
+    forward_spending(&s, "/api/v1/faucet", &json!({})).await
 }
 
 #[derive(Deserialize)]
@@ -299,4 +370,116 @@ async fn hashrate_chart(State(s): State<AppState>, Query(q): Query<RangeQuery>) 
         }
         .await,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderMap;
+
+    const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    /// A wallet API that spends only for `Authorization: Bearer TOKEN`, as the real one does.
+    async fn fake_wallet() -> SocketAddr {
+        async fn spend(headers: HeaderMap) -> Response {
+            let auth = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if auth == format!("Bearer {TOKEN}") {
+                Json(json!({ "token": "cashuBfake", "amount": 2 })).into_response()
+            } else {
+                json_error(StatusCode::UNAUTHORIZED, "wrong API token")
+            }
+        }
+        let app = Router::new()
+            .route("/api/v1/tokens", post(spend))
+            .route("/api/v1/faucet", post(spend));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        address
+    }
+
+    #[cfg(unix)]
+    fn write_token(path: &Path, token: &str, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(path, format!("{token}\n")).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn spending_requests_carry_the_token_read_server_side() {
+        let dir = tempfile::tempdir().unwrap();
+        let token_path = dir.path().join("wallet-api-token");
+        let wallet = fake_wallet().await;
+        let shutdown = CancellationToken::new();
+        let proxy = start(
+            WebProxyConfig {
+                address: "127.0.0.1:0".parse().unwrap(),
+                stats_url: "http://127.0.0.1:1".into(),
+                wallet_url: format!("http://{wallet}"),
+                translator_url: "http://127.0.0.1:1".into(),
+                refresh_secs: 1,
+                allowed_hosts: Vec::new(),
+                wallet_token_path: token_path.clone(),
+            },
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+        let http = reqwest::Client::new();
+        let post = |route: &'static str| {
+            http.post(format!("http://{}{route}", proxy.address))
+                .json(&json!({ "amount": 2 }))
+                .send()
+        };
+        let answer = |r: reqwest::Response| async move {
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        };
+
+        // No token file yet (the wallet has not started): a clear error, nothing spent.
+        let (status, body) = answer(post("/api/token").await.unwrap()).await;
+        assert_eq!(status, 503);
+        assert!(body["error"].as_str().unwrap().contains("wallet-api-token"));
+
+        // A file others can read is not used.
+        write_token(&token_path, TOKEN, 0o644);
+        let (status, body) = answer(post("/api/faucet").await.unwrap()).await;
+        assert_eq!(status, 503);
+        assert!(
+            body["error"].as_str().unwrap().contains("chmod 600"),
+            "{body}"
+        );
+
+        // The wallet's token: the form and the faucet work.
+        write_token(&token_path, TOKEN, 0o600);
+        for route in ["/api/token", "/api/faucet"] {
+            let (status, body) = answer(post(route).await.unwrap()).await;
+            assert_eq!((status, body["token"].as_str()), (200, Some("cashuBfake")));
+        }
+
+        // Another token: the wallet's refusal reaches the page.
+        write_token(&token_path, &TOKEN.replace('0', "1"), 0o600);
+        let (status, body) = answer(post("/api/token").await.unwrap()).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("wrong API token"))
+        );
+
+        // The page itself never carries the token.
+        write_token(&token_path, TOKEN, 0o600);
+        let page = http
+            .get(format!("http://{}/", proxy.address))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("token-form") && !page.contains(TOKEN));
+        shutdown.cancel();
+    }
 }

@@ -1,14 +1,24 @@
 //! A role's wallet over HTTP (the translator's, or the jd-client's; bound to 127.0.0.1 by
 //! default): balance, recent issuance, create a token, receive a token, and a faucet limited
 //! per client address. The miner's page (web-proxy) reads it.
-//! Errors are JSON `{"error": "..."}` with a fitting status.
+//! Routes that spend (create a token, the faucet) need `Authorization: Bearer <token>`, the
+//! token being the content of a file the wallet creates on its first start (mode 0600, see
+//! [`ApiToken`]): any local process may reach a loopback port, only the wallet's user may read
+//! the file. Errors are JSON `{"error": "..."}` with a fitting status.
 
-use std::{net::SocketAddr, num::NonZeroU32, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    num::NonZeroU32,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use crate::{EhashWallet, WalletError};
 use axum::{
-    extract::{rejection::JsonRejection, ConnectInfo, Query, State},
-    http::StatusCode,
+    extract::{rejection::JsonRejection, ConnectInfo, Query, Request, State},
+    http::{header, StatusCode},
+    middleware::Next,
     response::{IntoResponse, Response},
     routing::{get, post},
     Json, Router,
@@ -37,6 +47,91 @@ impl FaucetSettings {
     }
 }
 
+/// File name of the API token, beside the wallet's database unless configured elsewhere.
+pub const TOKEN_FILE_NAME: &str = "wallet-api-token";
+
+/// Shortest token accepted from a file (hex characters): an operator's own token must not be
+/// guessable either.
+const MIN_TOKEN_LEN: usize = 32;
+
+/// The bearer token of the spending routes.
+#[derive(Clone)]
+pub struct ApiToken(Arc<str>);
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiToken(..)")
+    }
+}
+
+impl ApiToken {
+    /// The token in `path`, created there on first use (32 random bytes as hex, mode 0600,
+    /// never overwritten); refused if other users can read the file or it is too short.
+    pub fn load_or_create(path: &Path) -> Result<Self, WalletError> {
+        let token = hashpool_config::secret_file::load_or_create(path, || {
+            hex::encode(rand::random::<[u8; 32]>())
+        })?;
+        Self::from_secret(token).map_err(|e| WalletError::ApiToken(path.to_path_buf(), e))
+    }
+
+    /// A token given directly (tests, embedding); at least 32 characters.
+    pub fn from_secret(token: impl Into<String>) -> Result<Self, String> {
+        let token = token.into();
+        if token.len() < MIN_TOKEN_LEN || token.chars().any(char::is_whitespace) {
+            return Err(format!(
+                "the token must be at least {MIN_TOKEN_LEN} characters without spaces"
+            ));
+        }
+        Ok(Self(token.into()))
+    }
+
+    /// The secret, for a client (web-proxy) that sends it.
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+
+    /// Compares in time independent of where the first difference is.
+    fn matches(&self, presented: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), presented.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+/// Where the token lives when the role's config names no path: beside the wallet's database.
+pub fn default_token_path(database_path: &Path) -> PathBuf {
+    database_path.parent().map_or_else(
+        || PathBuf::from(TOKEN_FILE_NAME),
+        |d| d.join(TOKEN_FILE_NAME),
+    )
+}
+
+/// Lets a request through only with `Authorization: Bearer <the token>`.
+async fn require_token(State(token): State<ApiToken>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(p) if token.matches(p) => next.run(request).await,
+        found => {
+            let why = if found.is_some() {
+                "wrong API token"
+            } else {
+                "this route spends ehash: send `Authorization: Bearer <token>` with the token \
+                 from the wallet's API token file"
+            };
+            let mut response = error(StatusCode::UNAUTHORIZED, why);
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            response
+        }
+    }
+}
+
 #[derive(Clone)]
 struct ApiState {
     wallet: Arc<EhashWallet>,
@@ -60,7 +155,7 @@ fn wallet_error(e: WalletError) -> Response {
     error(status, text)
 }
 
-pub fn router(wallet: Arc<EhashWallet>, faucet: FaucetSettings) -> Router {
+pub fn router(wallet: Arc<EhashWallet>, faucet: FaucetSettings, token: ApiToken) -> Router {
     let per = faucet.interval.max(Duration::from_millis(1));
     let quota = Quota::with_period(per)
         .expect("non-zero period")
@@ -70,12 +165,15 @@ pub fn router(wallet: Arc<EhashWallet>, faucet: FaucetSettings) -> Router {
         faucet,
         limiter: Arc::new(RateLimiter::keyed(quota)),
     };
+    let spending = Router::new()
+        .route("/api/v1/tokens", post(create_token))
+        .route("/api/v1/faucet", post(faucet_token))
+        .route_layer(axum::middleware::from_fn_with_state(token, require_token));
     Router::new()
         .route("/api/v1/balance", get(balance))
         .route("/api/v1/history", get(history))
-        .route("/api/v1/tokens", post(create_token))
         .route("/api/v1/receive", post(receive))
-        .route("/api/v1/faucet", post(faucet_token))
+        .merge(spending)
         .with_state(state)
 }
 
@@ -84,6 +182,7 @@ pub async fn serve(
     address: SocketAddr,
     wallet: Arc<EhashWallet>,
     faucet: FaucetSettings,
+    token: ApiToken,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(address).await?;
@@ -91,7 +190,7 @@ pub async fn serve(
     // Spending endpoints on a loopback port: only requests that name this server, and not
     // from another site's page (DNS rebinding, cross-origin POSTs).
     let allowed = hashpool_web::guard::AllowedHosts::for_address(bound, &[]);
-    let app = router(wallet, faucet)
+    let app = router(wallet, faucet, token)
         .layer(axum::middleware::from_fn_with_state(
             allowed,
             hashpool_web::guard::same_host,
@@ -209,5 +308,45 @@ async fn faucet_token(
     match s.wallet.send(s.faucet.amount).await {
         Ok(token) => Json(json!({ "token": token, "amount": s.faucet.amount })).into_response(),
         Err(e) => wallet_error(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_file_is_created_private_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = default_token_path(&dir.path().join("w/wallet.sqlite"));
+        assert_eq!(path, dir.path().join("w").join(TOKEN_FILE_NAME));
+        let first = ApiToken::load_or_create(&path).unwrap();
+        assert_eq!(first.secret().len(), 64);
+        assert!(first.secret().bytes().all(|b| b.is_ascii_hexdigit()));
+        let again = ApiToken::load_or_create(&path).unwrap();
+        assert_eq!(again.secret(), first.secret(), "never overwritten");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+            let err = ApiToken::load_or_create(&path).unwrap_err();
+            assert!(err.to_string().contains("chmod 600"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_short_token_is_refused_and_only_the_exact_token_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t");
+        hashpool_config::secret_file::load_or_create(&path, || "short".into()).unwrap();
+        let err = ApiToken::load_or_create(&path).unwrap_err();
+        assert!(err.to_string().contains("at least 32"), "{err}");
+        let token = ApiToken::from_secret("a".repeat(32)).unwrap();
+        assert!(token.matches(&"a".repeat(32)));
+        assert!(!token.matches(&"a".repeat(31)));
+        assert!(!token.matches(&format!("{}b", "a".repeat(31))));
+        assert!(!format!("{token:?}").contains("aaaa"), "never logged");
     }
 }

@@ -76,6 +76,8 @@ pub enum WalletError {
     Lookup(String),
     #[error("quote {0} is locked to another key")]
     ForeignQuote(String),
+    #[error("wallet API token {path}: {reason}", path = .0.display(), reason = .1)]
+    ApiToken(PathBuf, String),
 }
 
 /// One quote minted into the wallet.
@@ -105,6 +107,8 @@ pub struct EhashWallet {
     wallet: Wallet,
     locking_key: SecretKey,
     mint_url: String,
+    /// The mint's URL as lookups sign it (normalized: the mint compares it with its own).
+    signed_mint_url: String,
     http: reqwest::Client,
     /// Wallet operations (mint, send, receive) and recovery one at a time: CDK's recovery of
     /// incomplete operations would take one in progress for an interrupted one (a mint's
@@ -149,6 +153,7 @@ impl EhashWallet {
         let seed = mnemonic.to_seed_normalized("");
         let mint_url = MintUrl::from_str(&config.mint_url)
             .map_err(|e| WalletError::MintUrl(config.mint_url.clone(), e.to_string()))?;
+        let signed_mint_url = mint_url.to_string();
         if let Some(dir) = config
             .database_path
             .parent()
@@ -174,6 +179,7 @@ impl EhashWallet {
             wallet,
             locking_key,
             mint_url: config.mint_url.trim_end_matches('/').to_string(),
+            signed_mint_url,
             http: reqwest::Client::new(),
             minting: tokio::sync::Mutex::new(()),
         })
@@ -306,11 +312,29 @@ impl EhashWallet {
             .into())
     }
 
-    fn sign_lookup(&self, time: u64) -> Result<String, WalletError> {
-        let message = ext_mint_quote::quote_lookup_message(&self.locking_key().to_hex(), time);
-        self.locking_key
+    /// A signed lookup request for this wallet's key at its mint, with a fresh nonce (the mint
+    /// accepts each nonce once).
+    fn signed_lookup(
+        &self,
+        time: u64,
+        after: Option<&str>,
+    ) -> Result<ext_mint_quote::QuoteLookupRequest, WalletError> {
+        let pubkey = self.locking_key().to_hex();
+        let nonce = hex::encode(rand::random::<[u8; 16]>());
+        let message =
+            ext_mint_quote::quote_lookup_message(&pubkey, time, &nonce, &self.signed_mint_url);
+        let signature = self
+            .locking_key
             .sign(&message)
-            .map(|s| s.to_string())
-            .map_err(|e| WalletError::Lookup(e.to_string()))
+            .map_err(|e| WalletError::Lookup(e.to_string()))?
+            .to_string();
+        Ok(ext_mint_quote::QuoteLookupRequest {
+            pubkey,
+            time,
+            nonce,
+            mint: self.signed_mint_url.clone(),
+            signature,
+            after: after.map(str::to_string),
+        })
     }
 }

@@ -2,7 +2,7 @@
 //! previous recovery got (so a long-lived key does not page through its whole history).
 
 use cdk::wallet::Wallet;
-use ext_mint_quote::{QuoteLookupRequest, QUOTE_LOOKUP_PATH};
+use ext_mint_quote::QUOTE_LOOKUP_PATH;
 
 pub use ext_mint_quote::{LookedUpQuote as LookupQuote, QuoteLookupResponse as LookupResponse};
 
@@ -20,12 +20,7 @@ pub(crate) async fn lookup(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default();
-    let body = QuoteLookupRequest {
-        pubkey: wallet.locking_key().to_hex(),
-        time,
-        signature: wallet.sign_lookup(time)?,
-        after: after.map(str::to_string),
-    };
+    let body = wallet.signed_lookup(time, after)?;
     let response = wallet
         .http
         .post(format!("{}{}", wallet.mint_url, QUOTE_LOOKUP_PATH))
