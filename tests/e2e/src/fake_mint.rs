@@ -1,8 +1,9 @@
 //! A scripted mint for the pool's side of the mint link: it connects, negotiates the
 //! extension, proves its key exactly as the real mint does, records every quote request and,
-//! if told to, answers each with a quote.
+//! if told to, answers each with a quote, or refuses the first few for good.
 
 use std::{
+    collections::HashMap,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -11,8 +12,8 @@ use anyhow::{bail, Context};
 use binary_sv2::{SignatureOwned, U256Owned};
 use common_messages_sv2::Protocol;
 use ext_mint_quote::{
-    mint_link_auth_digest, MintLinkAuthOwned, MintQuoteMessage, MintQuoteRequestOwned,
-    MintQuoteResponseOwned, EXTENSION_TYPE,
+    mint_link_auth_digest, MintLinkAuthOwned, MintQuoteErrorOwned, MintQuoteMessage,
+    MintQuoteRequestOwned, MintQuoteResponseOwned, EXTENSION_TYPE,
 };
 use extensions_sv2::RequestExtensionsOwned;
 use hashpool_sv2_io::{encode_raw, extension_frame};
@@ -25,8 +26,33 @@ use crate::raw_client::{setup_connection, RawClient};
 
 pub struct FakeMint {
     pub requests: Arc<Mutex<Vec<MintQuoteRequestOwned>>>,
+    /// Every answer sent, in order, with the request id it answered (a resent request is
+    /// answered again, as a real mint does: with the same quote or the same refusal).
+    pub answers: Arc<Mutex<Vec<AnswerSent>>>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// How the fake mint treats quote requests.
+#[derive(Debug, Clone)]
+pub enum Answers {
+    /// Records them, answers none.
+    Never,
+    /// A quote for each.
+    Quote,
+    /// `MintQuoteError` with `code` for the first `n` distinct request ids (again for each
+    /// resend of those), a quote for every later one.
+    RefuseFirst { n: usize, code: String },
+}
+
+/// An answer and the request id it answered.
+pub type AnswerSent = ([u8; 32], Answer);
+
+/// One answer the fake mint sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Quote { quote_id: String, amount: u64 },
+    Refused { code: String },
 }
 
 fn ext_frame(m: &MintQuoteMessage) -> anyhow::Result<codec_sv2::SerializedFrame> {
@@ -45,6 +71,20 @@ impl FakeMint {
         address: std::net::SocketAddr,
         mint_secret: [u8; 32],
         answer: bool,
+    ) -> anyhow::Result<Self> {
+        let answers = if answer {
+            Answers::Quote
+        } else {
+            Answers::Never
+        };
+        Self::connect_with(address, mint_secret, answers).await
+    }
+
+    /// As [`FakeMint::connect`], answering as `answers` says.
+    pub async fn connect_with(
+        address: std::net::SocketAddr,
+        mint_secret: [u8; 32],
+        answers: Answers,
     ) -> anyhow::Result<Self> {
         let wait = Duration::from_secs(10);
         let mut c = RawClient::connect(address, Some(crate::public_key())).await?;
@@ -85,9 +125,12 @@ impl FakeMint {
         c.send_frame(ext_frame(&auth)?).await?;
 
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let sent = Arc::new(Mutex::new(Vec::new()));
         let stop = CancellationToken::new();
-        let (r, s) = (requests.clone(), stop.clone());
+        let (r, a, s) = (requests.clone(), sent.clone(), stop.clone());
         let task = tokio::spawn(async move {
+            // The answer each request id got first: a resend gets the same.
+            let mut decided: HashMap<[u8; 32], Answer> = HashMap::new();
             loop {
                 let frame = tokio::select! {
                     f = c.recv_frame(Duration::from_secs(3600)) => f,
@@ -103,25 +146,49 @@ impl FakeMint {
                     continue;
                 };
                 r.lock().unwrap().push(req.clone());
-                if answer {
-                    let id = req.request_id.to_array();
-                    let quote_id: String = id[..8].iter().map(|b| format!("{b:02x}")).collect();
-                    let response = MintQuoteMessage::Response(MintQuoteResponseOwned {
-                        request_id: req.request_id.clone(),
-                        quote_id: hashpool_sv2_io::str0255(&format!("quote-{quote_id}")),
-                        amount: req.amount,
-                    });
-                    if c.send_frame(ext_frame(&response).expect("encodes"))
-                        .await
-                        .is_err()
-                    {
-                        return;
+                let id = req.request_id.to_array();
+                let seen = decided.len();
+                let answer = match (&answers, decided.get(&id)) {
+                    (Answers::Never, _) => continue,
+                    (_, Some(first)) => first.clone(),
+                    (Answers::RefuseFirst { n, code }, None) if seen < *n => {
+                        Answer::Refused { code: code.clone() }
                     }
+                    (Answers::Quote | Answers::RefuseFirst { .. }, None) => {
+                        let hex: String = id[..8].iter().map(|b| format!("{b:02x}")).collect();
+                        Answer::Quote {
+                            quote_id: format!("quote-{hex}"),
+                            amount: req.amount,
+                        }
+                    }
+                };
+                decided.insert(id, answer.clone());
+                let message = match &answer {
+                    Answer::Quote { quote_id, amount } => {
+                        MintQuoteMessage::Response(MintQuoteResponseOwned {
+                            request_id: req.request_id.clone(),
+                            quote_id: hashpool_sv2_io::str0255(quote_id),
+                            amount: *amount,
+                        })
+                    }
+                    Answer::Refused { code } => MintQuoteMessage::Error(MintQuoteErrorOwned {
+                        request_id: req.request_id.clone(),
+                        error_code: hashpool_sv2_io::str0255(code),
+                        message: hashpool_sv2_io::str0255("refused by the fake mint"),
+                    }),
+                };
+                a.lock().unwrap().push((id, answer));
+                if c.send_frame(ext_frame(&message).expect("encodes"))
+                    .await
+                    .is_err()
+                {
+                    return;
                 }
             }
         });
         Ok(Self {
             requests,
+            answers: sent,
             stop,
             task,
         })

@@ -3,6 +3,7 @@
 //! (monitoring and status HTTP APIs).
 
 pub mod fake_mint;
+pub mod grind;
 pub mod process;
 pub mod raw_client;
 
@@ -194,6 +195,17 @@ pub struct PoolOptions {
     pub stats_reporting: Option<pool::stats_report::StatsReporting>,
     /// The jd-server whose job tokens custom jobs must carry.
     pub jd_server_public_key: Option<Secp256k1PublicKey>,
+    /// What each miner may cost the pool.
+    pub limits: pool::config::MinerLimits,
+}
+
+/// The pool's limits as tests use them: the defaults, with a share difficulty floor low enough
+/// for CPU miners (a share still costs work: at 1e-9 about four hashes).
+pub fn test_limits() -> pool::config::MinerLimits {
+    pool::config::MinerLimits {
+        min_share_difficulty: 1e-9,
+        ..Default::default()
+    }
 }
 
 /// A fresh ledger file under the system temp directory, unique per call. Tests that care
@@ -224,6 +236,7 @@ impl Default for PoolOptions {
             listen_address: loopback_any_port(),
             stats_reporting: None,
             jd_server_public_key: None,
+            limits: test_limits(),
         }
     }
 }
@@ -252,6 +265,7 @@ impl TestPool {
                 mint_quote_extension: options.mint_quote_extension,
                 default_locking_key: options.default_locking_key,
                 ledger_path: options.ledger_path.clone(),
+                metrics_address: Some(loopback_any_port()),
             },
             template_provider: TemplateProviderSettings {
                 address: provider,
@@ -271,6 +285,7 @@ impl TestPool {
                 .map_err(|e| anyhow::anyhow!("unit work: {e}"))?,
             stats_reporting: options.stats_reporting.clone(),
             jd_server_public_key: options.jd_server_public_key,
+            limits: options.limits,
         };
         let shutdown = CancellationToken::new();
         let running = pool::start(config, shutdown.clone()).await?;
@@ -485,6 +500,11 @@ pub fn mint_run_config(
         max_concurrent_quotes: 4,
         reconnect_initial: Duration::from_millis(100),
         reconnect_max: Duration::from_millis(1_000),
+        // Lookups are signed for `http://<bound address>`, the URL `TestMint::url` gives.
+        public_url: None,
+        other_urls: Vec::new(),
+        monitoring_address: loopback_any_port(),
+        lookup_nonce_capacity: mint::config::DEFAULT_LOOKUP_NONCE_CAPACITY,
     }
 }
 

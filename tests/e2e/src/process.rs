@@ -181,6 +181,10 @@ reconnect_max_ms = 1000
 [quotes]
 batch_interval_ms = 300
 retry_interval_ms = 1000
+
+# CPU miners mine far below the default floor (difficulty 1).
+[limits]
+min_share_difficulty = 1e-9
 "#,
         secret = AUTHORITY_SECRET_KEY,
         public = AUTHORITY_PUBLIC_KEY,
@@ -198,6 +202,8 @@ seed_path = "{seed}"
 name = "crash test mint"
 description = "hashpool e2e"
 max_concurrent_quotes = 4
+# Not the default port: tests (and a local mint) run side by side.
+monitoring_address = "{monitoring}"
 
 [pool_link]
 reconnect_initial_ms = 100
@@ -206,5 +212,6 @@ reconnect_max_ms = 1000
         secret = AUTHORITY_SECRET_KEY,
         db = dir.join("mint.sqlite").display(),
         seed = dir.join("mint.seed").display(),
+        monitoring = crate::free_address(),
     )
 }

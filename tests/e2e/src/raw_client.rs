@@ -15,6 +15,24 @@ use stratum_apps::{
 };
 use tokio::net::TcpStream;
 
+/// A TCP connection to `addr` from `source` (port picked by the OS).
+pub async fn tcp_from(
+    addr: SocketAddr,
+    source: std::net::IpAddr,
+    recv_buffer: Option<u32>,
+) -> anyhow::Result<TcpStream> {
+    let socket = if source.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    if let Some(size) = recv_buffer {
+        socket.set_recv_buffer_size(size)?;
+    }
+    socket.bind(SocketAddr::new(source, 0))?;
+    Ok(socket.connect(addr).await?)
+}
+
 pub struct RawClient {
     writer: NoiseTcpWriteHalf,
     frames: IncomingFrames,
@@ -43,6 +61,23 @@ impl RawClient {
         key: Option<Secp256k1PublicKey>,
     ) -> anyhow::Result<Self> {
         let stream = TcpStream::connect(addr).await?;
+        Self::handshake(stream, key).await
+    }
+
+    /// Connects from `source` (another loopback address, so a test can be several peers) with
+    /// an optional small receive buffer (so a client that stops reading makes the pool's
+    /// writes block after a few kilobytes rather than megabytes).
+    pub async fn connect_from(
+        addr: SocketAddr,
+        key: Option<Secp256k1PublicKey>,
+        source: std::net::IpAddr,
+        recv_buffer: Option<u32>,
+    ) -> anyhow::Result<Self> {
+        let stream = tcp_from(addr, source, recv_buffer).await?;
+        Self::handshake(stream, key).await
+    }
+
+    async fn handshake(stream: TcpStream, key: Option<Secp256k1PublicKey>) -> anyhow::Result<Self> {
         let noise = connect_with_noise(stream, key)
             .await
             .map_err(|e| anyhow!("noise handshake: {e:?}"))?;

@@ -84,6 +84,12 @@ async fn main() -> anyhow::Result<()> {
             unit_work: UNIT_WORK_ONE_HASH,
             batch_interval_ms: if minting { batch_ms } else { 1_000 },
             retry_interval_ms: 5_000,
+            // Every nonce a share (the maximal target), as before the floor existed; every
+            // other limit at its default, so their cost is measured.
+            limits: pool::config::MinerLimits {
+                min_share_difficulty: 1e-30,
+                ..Default::default()
+            },
             ..Default::default()
         },
     )

@@ -2,14 +2,20 @@
 //! each SIGKILLed mid-run and started again on the same files. Afterwards every unit of
 //! accrued work was issued exactly once, every quote was paid once and minted once, and the
 //! wallet holds exactly the ehash of the work the pool accepted.
+//!
+//! Between the crashes an attacker opens channels whose target is far harder than the
+//! network's (`max_target` 1, an absurd hashrate) and submits blocks on them: each block is
+//! credited with the network target's work, never its channel's.
 
-use std::{collections::HashSet, path::Path, time::Duration};
+use std::{collections::HashSet, net::SocketAddr, path::Path, time::Duration};
 
 use hashpool_e2e::{
+    grind::{network_target, BlockAttacker},
     init_tracing, loopback_any_port,
     process::{mint_config, pool_config, RoleProcess, Topology},
-    wait_until, TestProvider, AUTHORITY_PUBLIC_KEY,
+    public_key, test_key, wait_until, TestProvider, AUTHORITY_PUBLIC_KEY,
 };
+use hashpool_ehash::Work;
 use hashpool_wallet::{EhashWallet, WalletConfig};
 
 const HARD_NBITS: u32 = 0x1e0f_ffff;
@@ -42,6 +48,32 @@ async fn minted(probe: &EhashWallet) -> anyhow::Result<(usize, usize)> {
             None => return Ok((done, all)),
         }
     }
+}
+
+/// One block share on a fresh attack channel, accepted by the pool. The pool may be starting
+/// (after its restart): connecting is retried until it answers. Fails if the channel's target
+/// is not harder than the network's (the attack needs it so).
+async fn attack(pool: SocketAddr, user: &str, network: bitcoin::Target) -> anyhow::Result<()> {
+    let wait = Duration::from_secs(90);
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut attacker = loop {
+        match BlockAttacker::connect(pool, public_key(), user, Duration::from_secs(10)).await {
+            Ok(a) => break a,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!("attacker cannot connect yet: {e:#}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e.context("the attacker's connection")),
+        }
+    };
+    anyhow::ensure!(
+        attacker.target() < network,
+        "the attack channel's target is not harder than the network's"
+    );
+    let share = attacker.block_share(network, wait).await?;
+    anyhow::ensure!(share.hash <= network && share.hash > share.channel_target);
+    tracing::info!(stale = attacker.stale, "attacker's block share accepted");
+    Ok(())
 }
 
 /// Waits until at least `target` quotes are minted; returns how many are.
@@ -81,6 +113,12 @@ async fn sigkill_of_mint_pool_and_wallet_loses_and_duplicates_nothing() -> anyho
     };
     // Same mnemonic, its own database: reads the key's quotes from the mint.
     let probe = EhashWallet::open(&wallet_config(&wallet_dir, &mint_url, "probe.sqlite")).await?;
+    // The attacker's identity is its key.
+    let attacker_key = test_key("crash-attacker");
+    let attacker_user = format!("{attacker_key}.attacker");
+    let network = network_target(HARD_NBITS);
+    // Block shares the pool acknowledged: each is in the ledger (acknowledged after commit).
+    let mut blocks = 0u64;
 
     let logs = dir.path();
     let role_args = |c: &Path| {
@@ -114,9 +152,15 @@ async fn sigkill_of_mint_pool_and_wallet_loses_and_duplicates_nothing() -> anyho
 
     let result = async {
         let seen = wait_for_minted(&probe, 3, "quotes minted before any crash").await?;
+        // Attacks run while no role is being killed: an acknowledged share is then exactly one
+        // that the ledger holds.
+        attack(net.pool, &attacker_user, network).await?;
+        blocks += 1;
 
         mint.kill().await?;
         // Mining and accrual go on; the pool holds the requests the mint cannot answer.
+        attack(net.pool, &attacker_user, network).await?;
+        blocks += 1;
         tokio::time::sleep(Duration::from_millis(1500)).await;
         mint.restart()?;
         let seen =
@@ -125,6 +169,8 @@ async fn sigkill_of_mint_pool_and_wallet_loses_and_duplicates_nothing() -> anyho
         pool.kill().await?;
         tokio::time::sleep(Duration::from_millis(1000)).await;
         pool.restart()?;
+        attack(net.pool, &attacker_user, network).await?;
+        blocks += 1;
         let seen =
             wait_for_minted(&probe, seen + 3, "quotes minted after the pool's restart").await?;
 
@@ -148,13 +194,58 @@ async fn sigkill_of_mint_pool_and_wallet_loses_and_duplicates_nothing() -> anyho
     }
 
     // The pool's ledger: every batch answered, one quote each.
-    let ledger = pool::ledger::AccrualLedger::open(&ledger_path).await?;
+    let ledger = pool::ledger::AccrualLedger::open(
+        &ledger_path,
+        "hash",
+        hashpool_ehash::UnitWork::from_difficulty(UNIT_WORK).map_err(anyhow::Error::msg)?,
+    )
+    .await?;
     wait_until(Duration::from_secs(20), "every batch answered", || async {
         ledger.open_batches().await.is_ok_and(|b| b.is_empty())
     })
     .await?;
     pool.stop().await?;
+    // The attacker: each block share earned the network target's work, nothing of its
+    // channel's (harder) target; its accrual agrees with its share rows and its batches.
+    let per_block = Work::from_target(&network).hashes();
+    let attacked = ledger
+        .accrual(&attacker_key)
+        .await?
+        .expect("the attacker accrued");
+    let (attack_rows, attack_shares) = ledger.share_work(&attacker_key).await?;
+    assert_eq!(
+        (attacked.shares, attack_shares),
+        (blocks, blocks),
+        "one ledger share per acknowledged block share"
+    );
+    assert_eq!(
+        attacked.total.hashes(),
+        per_block * blocks as u128,
+        "{blocks} block shares credited at the network target's work"
+    );
+    assert_eq!(attacked.total, attack_rows);
+    let attack_batches = ledger.batches_of(&attacker_key).await?;
+    assert!(attack_batches.iter().all(|b| b.quote_id.is_some()));
+    let attack_unit = hashpool_ehash::UnitWork::from_difficulty(UNIT_WORK)
+        .map_err(anyhow::Error::msg)?
+        .work()
+        .hashes();
+    assert_eq!(
+        attack_batches
+            .iter()
+            .map(|b| b.amount as u128)
+            .sum::<u128>()
+            * attack_unit
+            + attacked.pending.hashes(),
+        attacked.total.hashes(),
+        "the attacker is issued exactly its credited work"
+    );
+
     let batches = ledger.batches_of(&key).await?;
+    assert!(
+        batches.iter().all(|b| b.refused_code.is_none()),
+        "the mint refused no batch"
+    );
     let quote_ids: HashSet<String> = batches.iter().filter_map(|b| b.quote_id.clone()).collect();
     assert_eq!(
         quote_ids.len(),

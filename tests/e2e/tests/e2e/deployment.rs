@@ -206,6 +206,18 @@ fn load_every_role(etc: &Path) {
         ),
     ] {
         assert!(global_ok);
+        if role == "web-proxy" {
+            // web-proxy's file also names the wallet API token it sends: the one install.sh
+            // creates and its unit binds read-only.
+            let web: web_proxy::cli::WebProxyFile =
+                hashpool_config::load_with_env(&own(role), env(role)).expect("web config");
+            let web = web.checked().unwrap_or_else(|e| panic!("{role}: {e}"));
+            assert_eq!(
+                web.wallet_api.token_path,
+                Path::new("/var/lib/hashpool/translator/wallet-api-token")
+            );
+            continue;
+        }
         let web: hashpool_web::settings::WebFile =
             hashpool_config::load_with_env(&own(role), env(role)).expect("web config");
         web.checked().unwrap_or_else(|e| panic!("{role}: {e}"));
@@ -256,6 +268,10 @@ fn install_in_a_scratch_root_makes_a_deployment_that_loads_and_verifies() {
     }
     let mnemonic = root.join("var/lib/hashpool/translator/mnemonic");
     assert_eq!(mode(&mnemonic), 0o600);
+    // The wallet API token web-proxy sends: private, and one the wallet accepts as it is.
+    let api_token = root.join("var/lib/hashpool/translator/wallet-api-token");
+    assert_eq!(mode(&api_token), 0o600);
+    hashpool_wallet::api::ApiToken::load_or_create(&api_token).expect("a usable wallet API token");
     for unit in UNITS {
         assert!(
             root.join("etc/systemd/system").join(unit).is_file(),
@@ -296,6 +312,7 @@ fn install_in_a_scratch_root_makes_a_deployment_that_loads_and_verifies() {
     fs::write(&pool_config, &edited).unwrap();
     let shared_before = fs::read(etc.join("shared/pool.toml")).unwrap();
     let mnemonic_before = fs::read(&mnemonic).unwrap();
+    let api_token_before = fs::read(&api_token).unwrap();
     let out = install(root, &bin, "v2");
     assert!(out.contains("never overwritten"), "{out}");
     assert_eq!(fs::read_to_string(&pool_config).unwrap(), edited);
@@ -304,6 +321,7 @@ fn install_in_a_scratch_root_makes_a_deployment_that_loads_and_verifies() {
         shared_before
     );
     assert_eq!(fs::read(&mnemonic).unwrap(), mnemonic_before);
+    assert_eq!(fs::read(&api_token).unwrap(), api_token_before);
     for role in KEYED {
         assert_eq!(
             fs::read(etc.join(format!("keys/{role}.env"))).unwrap(),

@@ -70,22 +70,26 @@ async fn acknowledged_work_is_in_the_ledger_and_survives_a_restart() -> anyhow::
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let exact = pool.running.context.stats.snapshot();
-    let unit = pool.running.context.config.unit_work.work().hashes();
+    let config = &pool.running.context.config;
+    let (unit_name, unit_work) = (config.unit.clone(), config.unit_work);
+    let unit = unit_work.work().hashes();
     pool.stop().await?;
 
     // Reopened from disk: totals equal the share rows, and all of it equals the pool's work.
-    let ledger = AccrualLedger::open(&ledger_path).await?;
+    let ledger = AccrualLedger::open(&ledger_path, &unit_name, unit_work).await?;
     let mut total = 0u128;
     let mut shares = 0u64;
     for user in ["gina", "hank"] {
         let accrual = ledger.accrual(&test_key(user)).await?.expect("accrued");
         let (rows_work, rows) = ledger.share_work(&test_key(user)).await?;
         assert_eq!(accrual.total, rows_work, "{user}");
-        // What the batcher took out as whole units plus what is pending is all of it.
+        // What the batcher took out as whole units plus what is pending is all of it (a batch
+        // the mint refused gave its work back to pending).
         let issued: u64 = ledger
             .batches_of(&test_key(user))
             .await?
             .iter()
+            .filter(|b| b.refused_code.is_none())
             .map(|b| b.amount)
             .sum();
         assert_eq!(
@@ -132,6 +136,43 @@ async fn acknowledged_work_is_in_the_ledger_and_survives_a_restart() -> anyhow::
         .share_work(&test_key("gina"))
         .await?;
     assert!(after.total.hashes() > 0 && after.total == rows_work);
+    pool.stop().await?;
+    tp.stop().await?;
+    Ok(())
+}
+
+/// A ledger records the unit work it was written with: a pool configured with another one
+/// refuses to start on it (all pending work would be repriced) and says how to migrate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_refuses_a_ledger_written_with_another_unit_work() -> anyhow::Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    let ledger_path = dir.path().join("pool/ledger.sqlite");
+    let tp = TestProvider::start(
+        &dir.path().join("chain"),
+        loopback_any_port(),
+        0x1e0f_ffff,
+        0,
+    )
+    .await?;
+    let options = |unit_work: f64| PoolOptions {
+        ledger_path: ledger_path.clone(),
+        unit_work,
+        ..Default::default()
+    };
+    let pool = TestPool::start(tp.running.listen_address, options(1e-6)).await?;
+    pool.stop().await?;
+
+    let err = match TestPool::start(tp.running.listen_address, options(2e-6)).await {
+        Ok(_) => anyhow::bail!("the pool started on a ledger written with another unit_work"),
+        Err(e) => format!("{e:#}"),
+    };
+    for part in ["unit_work", "ehash.unit_work", "pool.ledger_path"] {
+        assert!(err.contains(part), "`{part}` missing from: {err}");
+    }
+
+    // With the recorded value set back, it starts again on the same ledger.
+    let pool = TestPool::start(tp.running.listen_address, options(1e-6)).await?;
     pool.stop().await?;
     tp.stop().await?;
     Ok(())

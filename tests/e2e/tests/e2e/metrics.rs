@@ -1,6 +1,7 @@
 //! Prometheus `/metrics` on the translator, the mint and the pool: each parses as Prometheus
 //! exposition (`promtool check metrics`), Hashpool's own metrics pass promtool's lint too, and
-//! their values are the roles' real counts. The translator's JSON status agrees.
+//! their values are the roles' real counts. The translator's JSON status agrees. The mint's
+//! metrics are on its monitoring address only, never on its public Cashu port.
 
 use std::{sync::Arc, time::Duration};
 
@@ -119,12 +120,19 @@ async fn every_metrics_endpoint_is_valid_exposition_with_real_values() -> anyhow
     // Mint: valid, lint-clean; it issued what the wallet minted (read first: the wallet keeps
     // minting, and what it minted by then the mint had issued by the scrape).
     let minted = TranslatorStats::get(&minter.stats().ehash_minted) as f64;
-    let text = scrape(mint.running.http_address).await?;
+    let text = scrape(mint.running.monitoring_address).await?;
     assert_eq!(promtool_check(&text)?, Vec::<String>::new(), "{text}");
     assert_eq!(metric_value(&text, "hashpool_mint_pool_link_up"), Some(1.0));
     let issued = metric_value(&text, "hashpool_mint_ehash_issued_total").expect("issued");
     assert!(issued >= minted, "issued {issued}, minted {minted}");
     assert!(metric_value(&text, "hashpool_mint_quotes_issued_total").is_some_and(|v| v >= 1.0));
+    assert_ne!(mint.running.monitoring_address, mint.running.http_address);
+    let public = reqwest::get(format!("{}/metrics", mint.url())).await?;
+    assert_eq!(
+        public.status().as_u16(),
+        404,
+        "metrics on the public Cashu port"
+    );
 
     // Pool (stratum-apps' monitoring): parses; its lint findings are stratum-apps' names.
     let text = scrape(pool.monitoring).await?;

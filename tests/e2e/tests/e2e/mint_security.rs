@@ -1,6 +1,7 @@
 //! What the mint refuses: ehash quotes asked for over HTTP (and, behind that, by anything but
 //! the mint's own issuer), melting, a mint request signed by another key, a lookup not signed
-//! by the key, a repeated request id making a second quote, malformed quote requests.
+//! by the key (or signed for another mint, or replayed), a repeated request id making a second
+//! quote, malformed quote requests.
 
 use binary_sv2::{B0255Owned, U256Owned};
 use cdk::{
@@ -63,18 +64,26 @@ async fn lookup(
     ))
 }
 
-fn signed_lookup(secret: &SecretKey, time: u64) -> QuoteLookupRequest {
+/// A lookup for `secret`'s key, signed for the mint at `mint_url` with a fresh nonce.
+fn signed_lookup_for(mint_url: &str, secret: &SecretKey, time: u64) -> QuoteLookupRequest {
     let pubkey = secret.public_key().to_hex();
+    let nonce = SecretKey::generate().to_secret_hex()[..32].to_string();
     let signature = secret
-        .sign(&quote_lookup_message(&pubkey, time))
+        .sign(&quote_lookup_message(&pubkey, time, &nonce, mint_url))
         .unwrap()
         .to_string();
     QuoteLookupRequest {
         pubkey,
         time,
+        nonce,
+        mint: mint_url.to_string(),
         signature,
         after: None,
     }
+}
+
+fn signed_lookup(mint: &TestMint, secret: &SecretKey, time: u64) -> QuoteLookupRequest {
+    signed_lookup_for(&mint.url(), secret, time)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,7 +163,7 @@ async fn quotes_cannot_be_created_over_http_nor_melted() -> anyhow::Result<()> {
         assert!(refused.is_err(), "an unauthorized ehash quote was created");
     }
     // Nothing was created for that key.
-    let (status, found) = lookup(&mint, &signed_lookup(&key, now())).await?;
+    let (status, found) = lookup(&mint, &signed_lookup(&mint, &key, now())).await?;
     assert_eq!(status, 200);
     assert!(found.unwrap().quotes.is_empty());
     mint.stop().await
@@ -205,7 +214,7 @@ async fn a_request_id_is_applied_once_and_bad_requests_are_refused() -> anyhow::
     );
 
     // The key's lookup lists exactly the two quotes, paid and not yet minted.
-    let (_, found) = lookup(&mint, &signed_lookup(&key, now())).await?;
+    let (_, found) = lookup(&mint, &signed_lookup(&mint, &key, now())).await?;
     let quotes = found.unwrap().quotes;
     assert_eq!(quotes.len(), 2);
     assert_eq!(quotes[0].quote, first.quote_id);
@@ -275,12 +284,12 @@ async fn only_the_locking_key_mints_or_looks_up_its_quotes() -> anyhow::Result<(
 
     // The lookup answers only requests signed by the key, recently.
     let owner_secret_lookup = |time| {
-        let mut body = signed_lookup(&SecretKey::generate(), time);
+        let mut body = signed_lookup(&mint, &SecretKey::generate(), time);
         body.pubkey = owner.locking_key().to_hex();
         body
     };
     assert_eq!(lookup(&mint, &owner_secret_lookup(now())).await?.0, 401);
-    let stale = signed_lookup(&SecretKey::generate(), now() - 1_000);
+    let stale = signed_lookup(&mint, &SecretKey::generate(), now() - 1_000);
     assert_eq!(lookup(&mint, &stale).await?.0, 401);
     let bad_json = http
         .post(format!("{}{}", mint.url(), QUOTE_LOOKUP_PATH))
@@ -296,5 +305,96 @@ async fn only_the_locking_key_mints_or_looks_up_its_quotes() -> anyhow::Result<(
     assert_eq!(owner.recover().await?, 0);
     assert_eq!(owner.mint_quote(&issued.quote_id).await?, 0);
     assert_eq!(owner.balance().await?, 777);
+    mint.stop().await
+}
+
+/// The body and status of a refused lookup.
+async fn refusal(mint: &TestMint, body: &QuoteLookupRequest) -> anyhow::Result<(u16, String)> {
+    let r = reqwest::Client::new()
+        .post(format!("{}{}", mint.url(), QUOTE_LOOKUP_PATH))
+        .json(body)
+        .send()
+        .await?;
+    let status = r.status().as_u16();
+    let v: serde_json::Value = r.json().await?;
+    Ok((status, v["detail"].as_str().unwrap_or_default().to_string()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_is_good_once_and_only_at_the_mint_it_is_signed_for() -> anyhow::Result<()> {
+    init_tracing();
+    let (dir, other_dir) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let mint = lone_mint(dir.path()).await?;
+    let other_mint = lone_mint(other_dir.path()).await?;
+    let key = SecretKey::generate();
+    let pubkey = key.public_key().to_bytes();
+    for id in 1..=3 {
+        mint.running.issuer.issue(&request(id, &pubkey, 10)).await?;
+        other_mint
+            .running
+            .issuer
+            .issue(&request(id, &pubkey, 10))
+            .await?;
+    }
+
+    // Honest: answered, and pages on with fresh signed requests.
+    let first = signed_lookup(&mint, &key, now());
+    let (status, found) = lookup(&mint, &first).await?;
+    assert_eq!(status, 200);
+    let quotes = found.unwrap().quotes;
+    assert_eq!(quotes.len(), 3);
+    let mut page = signed_lookup(&mint, &key, now());
+    page.after = Some(quotes[0].cursor.clone());
+    let rest = lookup(&mint, &page).await?.1.unwrap().quotes;
+    assert_eq!(
+        rest.iter().map(|q| &q.quote).collect::<Vec<_>>(),
+        quotes[1..].iter().map(|q| &q.quote).collect::<Vec<_>>()
+    );
+
+    // The same request again (captured on the way): refused, and said why.
+    let (status, why) = refusal(&mint, &first).await?;
+    assert_eq!(status, 401);
+    assert!(why.contains("replayed"), "{why}");
+    // Also with another cursor: `after` is not what makes a request new.
+    let mut replay = page.clone();
+    replay.after = None;
+    assert_eq!(refusal(&mint, &replay).await?.0, 401);
+
+    // Replayed at another mint (by the mint that received it): signed for the first one only.
+    let (status, why) = refusal(&other_mint, &signed_lookup(&mint, &key, now())).await?;
+    assert_eq!(status, 401);
+    assert!(why.contains("signed for mint"), "{why}");
+    // Claiming the other mint's URL does not help: the signature covers the URL.
+    let mut relabelled = signed_lookup(&mint, &key, now());
+    relabelled.mint = other_mint.url();
+    let (status, why) = refusal(&other_mint, &relabelled).await?;
+    assert_eq!(status, 401);
+    assert!(why.contains("signature"), "{why}");
+    // The URL's spelling does not matter (`MintUrl` normalisation: case, trailing slash).
+    let spelled = signed_lookup_for(&format!("{}/", mint.url().to_uppercase()), &key, now());
+    assert_eq!(lookup(&mint, &spelled).await?.0, 200);
+
+    // A lookup without a nonce (an older wallet) is refused as malformed, with the reason.
+    let mut no_nonce = signed_lookup(&mint, &key, now());
+    no_nonce.nonce.clear();
+    let (status, why) = refusal(&mint, &no_nonce).await?;
+    assert_eq!(status, 400);
+    assert!(why.contains("nonce"), "{why}");
+
+    // Counted.
+    let stats = mint.running.issuer.stats();
+    assert_eq!(mint::issuer::MintStats::get(&stats.lookups_replayed), 2);
+
+    // A wallet still recovers its quotes through lookups signed for its mint.
+    let wallet_dir = tempfile::tempdir()?;
+    let wallet = open_wallet(wallet_dir.path(), &mint.url()).await?;
+    mint.running
+        .issuer
+        .issue(&request(9, &wallet.locking_key().to_bytes(), 21))
+        .await?;
+    assert_eq!(wallet.recover().await?, 21);
+    assert_eq!(wallet.recover().await?, 0);
+    assert_eq!(wallet.balance().await?, 21);
+    other_mint.stop().await?;
     mint.stop().await
 }

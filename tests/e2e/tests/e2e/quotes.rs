@@ -1,12 +1,12 @@
 //! From accrued work to announced quotes, against a scripted mint: one request per key per
 //! batch, exact amounts with the remainder carried, announcements reaching the miners,
-//! unanswered requests resent with the same id after the mint reconnects, and a mint with the
-//! wrong key refused.
+//! unanswered requests resent with the same id after the mint reconnects, refused batches'
+//! work returned to pending and issued later, and a mint with the wrong key refused.
 
 use std::{collections::HashSet, sync::atomic::Ordering, time::Duration};
 
 use hashpool_e2e::{
-    fake_mint::{mint_secret, FakeMint},
+    fake_mint::{mint_secret, Answer, Answers, FakeMint},
     init_tracing, loopback_any_port, miner_options, test_key, wait_until, PoolOptions, TestPool,
     TestProvider,
 };
@@ -210,4 +210,195 @@ async fn a_mint_with_another_key_is_refused() -> anyhow::Result<()> {
     pool.stop().await?;
     tp.stop().await?;
     Ok(())
+}
+
+/// What the ledger says of one key, read so that the figures belong together: the accrual
+/// before and after the batches, equal (no share or batch in between), and no batch open.
+struct Settled {
+    accrual: pool::ledger::KeyAccrual,
+    batches: Vec<pool::ledger::Batch>,
+}
+
+async fn settled(
+    ledger: &pool::ledger::AccrualLedger,
+    key: &ext_mint_quote::LockingKey,
+    unit: u128,
+) -> anyhow::Result<Option<Settled>> {
+    let Some(before) = ledger.accrual(key).await? else {
+        return Ok(None);
+    };
+    let batches = ledger.batches_of(key).await?;
+    let open = ledger.open_batches().await?;
+    let after = ledger.accrual(key).await?;
+    let quiet = after == Some(before)
+        && open.is_empty()
+        && before.pending.hashes() < unit
+        && batches
+            .iter()
+            .all(|b| b.quote_id.is_some() || b.refused_code.is_some());
+    Ok(quiet.then_some(Settled {
+        accrual: before,
+        batches,
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_of_batches_the_mint_refuses_goes_back_to_pending_and_is_issued_later(
+) -> anyhow::Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    let tp = TestProvider::start(dir.path(), loopback_any_port(), HARD_NBITS, 0).await?;
+    let pool = TestPool::start(tp.running.listen_address, options()).await?;
+    // Refused for good: a retry of the same request cannot succeed (SPEC.md, error codes).
+    let code = ext_mint_quote::error_code::AMOUNT_OUT_OF_RANGE;
+    let refusals = 2;
+    let mint = FakeMint::connect_with(
+        pool.running.mint_link_address,
+        mint_secret(),
+        Answers::RefuseFirst {
+            n: refusals,
+            code: code.into(),
+        },
+    )
+    .await?;
+    let stop = CancellationToken::new();
+    let user = "lea";
+    let key = test_key(user);
+    let miner = mining_device::start(
+        miner_options(pool.address(), user, 40_000.0, true),
+        stop.clone(),
+    );
+    let ledger = pool.running.context.shares.ledger().clone();
+    let stats = pool.running.context.stats.clone();
+
+    // The first batches are refused, and counted by code.
+    wait_until(Duration::from_secs(60), "the refusals counted", || async {
+        stats.snapshot().batches_refused.amount_out_of_range >= refusals as u64
+    })
+    .await?;
+    // Later batches, carrying the refused work, are quoted and announced to the miner.
+    wait_until(
+        Duration::from_secs(60),
+        "quotes announced after the refusals",
+        || async { miner.stats.quotes_announced.load(Ordering::Relaxed) >= 2 },
+    )
+    .await?;
+    stop.cancel();
+    miner.task.await?;
+
+    let unit = pool.running.context.config.unit_work.work().hashes();
+    // Shares already in the pool are still committed and batched: wait until nothing moves.
+    wait_until(
+        Duration::from_secs(30),
+        "every batch answered and no whole unit pending",
+        || async { settled(&ledger, &key, unit).await.ok().flatten().is_some() },
+    )
+    .await?;
+    let Settled { accrual, batches } = settled(&ledger, &key, unit).await?.expect("settled");
+
+    let snapshot = stats.snapshot().batches_refused;
+    assert_eq!(
+        (
+            snapshot.amount_out_of_range,
+            snapshot.invalid_locking_key,
+            snapshot.unit_mismatch,
+            snapshot.other
+        ),
+        (refusals as u64, 0, 0, 0),
+        "each refusal counted once, under its code"
+    );
+    let refused: Vec<_> = batches
+        .iter()
+        .filter(|b| b.refused_code.is_some())
+        .collect();
+    let answered: Vec<_> = batches.iter().filter(|b| b.quote_id.is_some()).collect();
+    assert_eq!(refused.len(), refusals, "the first batches were refused");
+    assert!(refused
+        .iter()
+        .all(|b| b.refused_code.as_deref() == Some(code)));
+    assert!(
+        refused.iter().all(|b| b.quote_id.is_none()),
+        "a refused batch has no quote"
+    );
+    assert!(refused.iter().all(|b| b.amount > 0));
+    // The refused work went into batches created after the refusals.
+    let last_refused = refused.iter().map(|b| b.id).max().expect("refused");
+    assert!(answered.iter().any(|b| b.id > last_refused));
+
+    // Nothing lost: the answered batches issued every unit of the work, the refused work
+    // included; the rest (under a unit) is pending. Share rows agree with the accrual.
+    let (rows, shares) = ledger.share_work(&key).await?;
+    assert_eq!(accrual.total, rows);
+    assert_eq!(accrual.shares, shares);
+    let issued: u64 = answered.iter().map(|b| b.amount).sum();
+    let refused_amount: u64 = refused.iter().map(|b| b.amount).sum();
+    assert_eq!(
+        issued as u128 * unit + accrual.pending.hashes(),
+        accrual.total.hashes(),
+        "issued {issued} units ({refused_amount} of them refused once) + pending = all the work"
+    );
+    assert!(
+        issued >= refused.iter().map(|b| b.amount).max().unwrap_or(0),
+        "the refused work was issued later"
+    );
+    // Every share went into an answered batch, or is still waiting for the next one.
+    assert!(answered.iter().map(|b| b.share_count as u64).sum::<u64>() <= shares);
+
+    // The mint: each request id answered one way only (a resend gets the same answer), the
+    // refused ones never quoted, each quoted one exactly its batch.
+    let answers = mint.answers.lock().unwrap().clone();
+    let mut first: std::collections::HashMap<[u8; 32], Answer> = Default::default();
+    for (id, a) in &answers {
+        let was = first.entry(*id).or_insert_with(|| a.clone());
+        assert_eq!(was, a, "request {} answered two ways", hex(id));
+    }
+    let refused_ids: HashSet<[u8; 32]> = first
+        .iter()
+        .filter(|(_, a)| matches!(a, Answer::Refused { .. }))
+        .map(|(id, _)| *id)
+        .collect();
+    let quoted_ids: HashSet<[u8; 32]> = first
+        .iter()
+        .filter(|(_, a)| matches!(a, Answer::Quote { .. }))
+        .map(|(id, _)| *id)
+        .collect();
+    assert_eq!(
+        refused_ids,
+        refused.iter().map(|b| b.request_id).collect::<HashSet<_>>()
+    );
+    assert_eq!(
+        quoted_ids,
+        answered
+            .iter()
+            .map(|b| b.request_id)
+            .collect::<HashSet<_>>()
+    );
+    let batch_ids: HashSet<[u8; 32]> = batches.iter().map(|b| b.request_id).collect();
+    assert_eq!(
+        batch_ids.len(),
+        batches.len(),
+        "a fresh request id per batch"
+    );
+    for b in &answered {
+        let Some(Answer::Quote { quote_id, amount }) = first.get(&b.request_id) else {
+            panic!("batch {} answered without a quote", b.id);
+        };
+        assert_eq!(b.quote_id.as_deref(), Some(quote_id.as_str()));
+        assert_eq!(*amount, b.amount);
+    }
+    // Announced to the miner: only quoted ehash, never a refused batch's.
+    let announced = miner.stats.ehash_announced.load(Ordering::Relaxed);
+    assert!(
+        announced > 0 && announced <= issued,
+        "announced {announced}, issued {issued}"
+    );
+
+    mint.close().await;
+    pool.stop().await?;
+    tp.stop().await?;
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -158,6 +158,8 @@ fn full_profile() -> (String, Vec<u16>) {
         "translator_monitoring",
         "wallet",
         "jd_server",
+        "pool_metrics",
+        "mint_metrics",
     ];
     // Ten rounds stop and start on these ports: keep them out of the ephemeral range, where the
     // other tests' sockets could take one in between.
@@ -172,7 +174,9 @@ fn full_profile() -> (String, Vec<u16>) {
         r#"HASHPOOL__POOL__LISTEN_ADDRESS = "{}"
 HASHPOOL__POOL__MINT_LINK_ADDRESS = "{}"
 HASHPOOL__POOL__MONITORING_ADDRESS = "{}"
+HASHPOOL__POOL__METRICS_ADDRESS = "{}"
 HASHPOOL__MINT__HTTP_ADDRESS = "{}"
+HASHPOOL__MINT__MONITORING_ADDRESS = "{}"
 HASHPOOL__STATS__INGEST_ADDRESS = "{}"
 HASHPOOL__STATS__HTTP_ADDRESS = "{}"
 HASHPOOL__WEB__ADDRESS = "{}"
@@ -181,7 +185,9 @@ HASHPOOL__TEMPLATE_PROVIDER__ADDRESS = "{}"
         a("pool"),
         a("mint_link"),
         a("monitoring"),
+        a("pool_metrics"),
         a("mint"),
+        a("mint_metrics"),
         a("stats_pool_ingest"),
         a("stats_pool_http"),
         a("web_pool"),
@@ -305,7 +311,7 @@ RUST_LOG = "info"
         "mint",
         cfg("mint", "pool"),
         &["pool"],
-        &[p("mint")],
+        &[p("mint"), p("mint_metrics")],
         Some(format!("http://{}/v1/info", a("mint"))),
         &pool_side,
     );

@@ -19,6 +19,25 @@ use translator::{ChannelMode, TranslatorRunConfig, TranslatorStats};
 
 const HARD_NBITS: u32 = 0x1e0f_ffff;
 
+/// Refusals an honest miner hears: its share's job went stale under it (a block found, the
+/// translator's answer or the pool's).
+fn stale_refusals(s: &TranslatorStats) -> u64 {
+    TranslatorStats::get(&s.shares_refused_stale)
+        + TranslatorStats::get(&s.shares_refused_upstream_stale)
+}
+
+/// Refusals no honest miner should get: whatever the translator refused but stale shares, and
+/// whatever the pool judged and refused but stale shares (shares nobody judged, because their
+/// miner or channel went first, are not refusals of anyone's work).
+fn wrong_refusals(s: &TranslatorStats) -> u64 {
+    let get = TranslatorStats::get;
+    let here = get(&s.shares_refused_here).saturating_sub(get(&s.shares_refused_stale));
+    let by_pool = get(&s.shares_refused_upstream)
+        .saturating_sub(get(&s.shares_refused_upstream_stale))
+        .saturating_sub(get(&s.shares_unjudged_upstream));
+    here + by_pool
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sv1_miners_mine_on_the_pool_and_hear_only_the_pools_verdicts() -> anyhow::Result<()> {
     init_tracing();
@@ -43,8 +62,9 @@ async fn sv1_miners_mine_on_the_pool_and_hear_only_the_pools_verdicts() -> anyho
     let translator = translator::start(
         TranslatorRunConfig {
             minter: Some(minter.clone()),
-            // Miners start at a difficulty far under the channel's: most of their shares are
-            // answered by the translator itself until vardiff raises their difficulty.
+            // Miners start at a difficulty under the channel's (the default floor's, 1e-6; 1 kH/s
+            // would be lower): most of their shares are answered by the translator itself until
+            // vardiff raises their difficulty.
             ..translator_config(pool.address(), "translator-test", Some(key), 1_000.0)
         },
         stop.clone(),
@@ -112,11 +132,16 @@ async fn sv1_miners_mine_on_the_pool_and_hear_only_the_pools_verdicts() -> anyho
     );
     assert!(acked <= by_pool + below, "{acked} > {by_pool} + {below}");
     // Every refusal a miner heard is one the translator counted: its own (stale, duplicate...)
-    // or the pool's verdict. The pool refuses only shares that crossed a new tip on the way
-    // (the miners find blocks at this difficulty): without a block, nothing is refused.
+    // or the pool's verdict. The only honest ones are shares that crossed a new tip (the miners
+    // find blocks at this difficulty): without a block, nothing is refused.
     let refused_upstream = TranslatorStats::get(&stats.shares_refused_upstream);
     let refused_here = TranslatorStats::get(&stats.shares_refused_here);
     assert_eq!(rejected, refused_upstream + refused_here);
+    assert_eq!(wrong_refusals(&stats), 0, "{stats:?}");
+    assert!(
+        rejected <= stale_refusals(&stats),
+        "{rejected} refused: {stats:?}"
+    );
     if tp.status().await?.height == 0 {
         assert_eq!(rejected, 0);
     }
@@ -159,7 +184,9 @@ async fn sv1_miners_mine_on_the_pool_and_hear_only_the_pools_verdicts() -> anyho
     .await?;
     assert!(minter.stats().quotes_minted.load(Ordering::Relaxed) > 0);
 
-    // The wallet over HTTP.
+    // The wallet over HTTP; its spending routes need the token from the wallet's token file.
+    let token_path = translator::wallet_api::default_token_path(&wallet_dir.path().join("w"));
+    let token = translator::wallet_api::ApiToken::load_or_create(&token_path)?;
     let (api, _) = translator::wallet_api::serve(
         loopback_any_port(),
         wallet.clone(),
@@ -167,11 +194,32 @@ async fn sv1_miners_mine_on_the_pool_and_hear_only_the_pools_verdicts() -> anyho
             amount: 2,
             interval: Duration::from_secs(3600),
         },
+        token.clone(),
         stop.clone(),
     )
     .await?;
     let http = reqwest::Client::new();
     let url = |p: &str| format!("http://{api}/api/v1/{p}");
+    let bearer = format!("Bearer {}", token.secret());
+    // Without the token, or with another, nothing is spent: 401 with a JSON error.
+    for (auth, what) in [
+        (None, "no token"),
+        (Some("Bearer 00ff".to_string()), "wrong"),
+    ] {
+        for route in ["tokens", "faucet"] {
+            let mut r = http
+                .post(url(route))
+                .json(&serde_json::json!({"amount": 1}));
+            if let Some(auth) = &auth {
+                r = r.header("Authorization", auth);
+            }
+            let r = r.send().await?;
+            assert_eq!(r.status().as_u16(), 401, "{what} on {route}");
+            let e: serde_json::Value = r.json().await?;
+            assert!(e["error"].as_str().is_some_and(|m| !m.is_empty()), "{what}");
+        }
+    }
+    assert_eq!(wallet.balance().await?, issued);
     let balance: serde_json::Value = http.get(url("balance")).send().await?.json().await?;
     assert_eq!(balance["balance"], issued);
     assert_eq!(balance["locking_key"], wallet.locking_key().to_hex());
@@ -207,6 +255,7 @@ async fn sv1_miners_mine_on_the_pool_and_hear_only_the_pools_verdicts() -> anyho
     // A token of 3 goes to a fresh wallet.
     let r: serde_json::Value = http
         .post(url("tokens"))
+        .header("Authorization", &bearer)
         .json(&serde_json::json!({"amount": 3}))
         .send()
         .await?
@@ -224,7 +273,12 @@ async fn sv1_miners_mine_on_the_pool_and_hear_only_the_pools_verdicts() -> anyho
         (serde_json::json!({"amount": issued * 10}), "too much"),
         (serde_json::json!({"nope": 1}), "malformed"),
     ] {
-        let r = http.post(url("tokens")).json(&body).send().await?;
+        let r = http
+            .post(url("tokens"))
+            .header("Authorization", &bearer)
+            .json(&body)
+            .send()
+            .await?;
         assert_eq!(r.status().as_u16(), 400, "{what}");
         let e: serde_json::Value = r.json().await?;
         assert!(e["error"].as_str().is_some_and(|m| !m.is_empty()), "{what}");
@@ -236,9 +290,14 @@ async fn sv1_miners_mine_on_the_pool_and_hear_only_the_pools_verdicts() -> anyho
         .await?;
     assert_eq!(r.status().as_u16(), 400, "a spent token is refused");
     // The faucet: one token per address per interval.
-    let r = http.post(url("faucet")).send().await?;
+    let faucet = || {
+        http.post(url("faucet"))
+            .header("Authorization", &bearer)
+            .send()
+    };
+    let r = faucet().await?;
     assert_eq!(r.status().as_u16(), 200);
-    let again = http.post(url("faucet")).send().await?;
+    let again = faucet().await?;
     assert_eq!(again.status().as_u16(), 429);
     let e: serde_json::Value = again.json().await?;
     assert!(e["retry_after_secs"].as_u64().unwrap() > 0);
@@ -313,7 +372,13 @@ async fn pool_away(channel_mode: ChannelMode) -> anyhow::Result<()> {
     .await?;
 
     pool.stop().await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stats = translator.stats.clone();
+    wait_until(
+        Duration::from_secs(30),
+        "the translator to notice the pool is gone",
+        || async { TranslatorStats::get(&stats.pool_connected) == 0 },
+    )
+    .await?;
     // The miner kept its one connection to the translator.
     assert_eq!(miner.stats.connections.load(Ordering::Relaxed), 1);
     assert!(miner.stats.connected.load(Ordering::Relaxed));
@@ -463,7 +528,15 @@ async fn a_channel_per_miner_retargeted_by_the_miners_vardiff() -> anyhow::Resul
         "told {acked} accepted, ledger has {accrued}"
     );
     assert_eq!(TranslatorStats::get(&stats.shares_below_channel_target), 0);
-    assert_eq!(first.stats.shares_rejected.load(Ordering::Relaxed), 0);
+    // A refusal a miner heard is honest only if its share went stale under it (a block the
+    // miners found: the translator answered 21, or the pool said stale-share); none is wrong.
+    let heard = first.stats.shares_rejected.load(Ordering::Relaxed)
+        + second.stats.shares_rejected.load(Ordering::Relaxed);
+    assert_eq!(wrong_refusals(&stats), 0, "{stats:?}");
+    assert!(
+        heard <= stale_refusals(&stats),
+        "{heard} refused: {stats:?}"
+    );
     pool.stop().await?;
     tp.stop().await?;
     Ok(())

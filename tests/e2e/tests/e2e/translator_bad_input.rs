@@ -21,21 +21,23 @@ use tokio_util::{
     codec::{Framed, LinesCodec},
     sync::CancellationToken,
 };
-use translator::TranslatorStats;
+use translator::{Sv1Limits, TranslatorStats};
 
 const HARD_NBITS: u32 = 0x1e0f_ffff;
 
-type Lines = Framed<TcpStream, LinesCodec>;
+pub(crate) type Lines = Framed<TcpStream, LinesCodec>;
 
 /// The latest work a raw connection was sent.
 #[derive(Default)]
-struct Heard {
-    notify: Option<Notify>,
-    difficulty: Option<f64>,
+pub(crate) struct Heard {
+    pub(crate) notify: Option<Notify>,
+    pub(crate) difficulty: Option<f64>,
+    /// The lowest difficulty ever sent on the connection.
+    pub(crate) lowest_difficulty: Option<f64>,
 }
 
 /// Reads one line, keeping notifications in `heard`; returns responses.
-async fn read(
+pub(crate) async fn read(
     c: &mut Lines,
     heard: &mut Heard,
 ) -> anyhow::Result<Option<(Value, Value, Option<(i64, String)>)>> {
@@ -51,6 +53,7 @@ async fn read(
             }
             ServerMessage::SetDifficulty(d) => {
                 heard.difficulty = Some(d);
+                heard.lowest_difficulty = Some(heard.lowest_difficulty.map_or(d, |l| l.min(d)));
                 None
             }
             _ => None,
@@ -59,7 +62,7 @@ async fn read(
 }
 
 /// Sends `line` and returns the answer to `id`.
-async fn ask_heard(
+pub(crate) async fn ask_heard(
     c: &mut Lines,
     heard: &mut Heard,
     line: &str,
@@ -75,7 +78,7 @@ async fn ask_heard(
     }
 }
 
-async fn ask(
+pub(crate) async fn ask(
     c: &mut Lines,
     line: &str,
     id: Value,
@@ -83,13 +86,25 @@ async fn ask(
     ask_heard(c, &mut Heard::default(), line, id).await
 }
 
-/// The first nonce (from `from`) whose share hash is at or under `target` (`meets`), or over it.
-fn grind(
+/// The first nonce (from 0) whose share hash is at or under `target` (`meets`), or over it.
+pub(crate) fn grind(
     n: &Notify,
     extranonce1: &[u8],
     extranonce2: &[u8],
     target: bitcoin::Target,
     meets: bool,
+) -> u32 {
+    grind_from(n, extranonce1, extranonce2, target, meets, 0)
+}
+
+/// The first nonce from `from` whose share hash is at or under `target` (`meets`), or over it.
+pub(crate) fn grind_from(
+    n: &Notify,
+    extranonce1: &[u8],
+    extranonce2: &[u8],
+    target: bitcoin::Target,
+    meets: bool,
+    from: u32,
 ) -> u32 {
     let coinbase = [
         n.coinbase1.as_slice(),
@@ -100,7 +115,7 @@ fn grind(
     .concat();
     let root = merkle_root(&coinbase, &n.merkle_branch);
     let prev_hash = prev_hash_from_sv1(&n.prev_hash).expect("a valid prev hash");
-    (0u32..)
+    (from..)
         .find(|&nonce| {
             let hash = ShareHeader {
                 version: n.version,
@@ -116,7 +131,7 @@ fn grind(
         .expect("a nonce")
 }
 
-fn code(answer: &(Value, Option<(i64, String)>)) -> i64 {
+pub(crate) fn code(answer: &(Value, Option<(i64, String)>)) -> i64 {
     answer.1.as_ref().map(|e| e.0).unwrap_or(0)
 }
 
@@ -134,7 +149,7 @@ async fn bad_sv1_input_gets_json_rpc_errors_and_the_proxy_keeps_working() -> any
     )
     .await?;
     let stop = CancellationToken::new();
-    let translator = translator::start(
+    let translator = translator::start_with_limits(
         translator::TranslatorRunConfig {
             nominal_hashrate: 30_000.0,
             ..translator_config(
@@ -143,6 +158,12 @@ async fn bad_sv1_input_gets_json_rpc_errors_and_the_proxy_keeps_working() -> any
                 Some(test_key("bad-input")),
                 20_000.0,
             )
+        },
+        // A floor under the difficulty the raw client suggests below: here a suggestion is
+        // honoured (translator_limits.rs tests the floor).
+        Sv1Limits {
+            min_share_difficulty: 1e-9,
+            ..Sv1Limits::default()
         },
         stop.clone(),
     )

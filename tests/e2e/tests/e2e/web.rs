@@ -145,6 +145,8 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
         },
         stop.clone(),
     );
+    // The spending routes' token, in a file only web-proxy's server side reads.
+    let token_path = translator::wallet_api::default_token_path(&wallet_dir.path().join("w"));
     let (wallet_api, _) = translator::wallet_api::serve(
         loopback_any_port(),
         wallet.clone(),
@@ -152,6 +154,7 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
             amount: 1,
             interval: Duration::from_secs(3600),
         },
+        translator::wallet_api::ApiToken::load_or_create(&token_path)?,
         stop.clone(),
     )
     .await?;
@@ -183,6 +186,7 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
             translator_url: format!("http://{monitoring}"),
             refresh_secs: 1,
             allowed_hosts: Vec::new(),
+            wallet_token_path: token_path.clone(),
         },
         stop.clone(),
     )
@@ -321,6 +325,16 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
     )
     .await?;
     assert_eq!(api_balance().await, Some(balance - 2));
+    // The wallet API refuses the same request without its token: web-proxy added it, and the
+    // page never saw it.
+    let direct = http
+        .post(format!("http://{wallet_api}/api/v1/tokens"))
+        .json(&json!({ "amount": 1 }))
+        .send()
+        .await?;
+    assert_eq!(direct.status().as_u16(), 401);
+    let token = std::fs::read_to_string(&token_path)?;
+    assert!(!browser.source().await?.contains(token.trim()));
     // Another site's page (a foreign Origin) and a DNS-rebound name (a foreign Host) get
     // nothing from web-proxy; the balance stays.
     let foreign = http

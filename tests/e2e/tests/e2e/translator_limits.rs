@@ -1,0 +1,255 @@
+//! The translator's limits against a hostile SV1 miner, driven with a raw SV1 client:
+//! `mining.suggest_difficulty 1e-30` (or 1e300, or 0 and -1, refused as bad params) never gets
+//! it a difficulty under `min_share_difficulty`; a share under the floor is refused as low
+//! difficulty; its shares on one job stop at `max_shares_per_job` (the next is refused, the
+//! ones remembered stay duplicates); and /metrics counts each refusal by its reason.
+
+use hashpool_e2e::{
+    init_tracing, loopback_any_port, metric_value, promtool_check, test_key, translator_config,
+    PoolOptions, TestPool, TestProvider,
+};
+use hashpool_sv1::{difficulty_to_target, error_code, Notify, MAX_LINE_LEN};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_util::{
+    codec::{Framed, LinesCodec},
+    sync::CancellationToken,
+};
+use translator::{Sv1Limits, TranslatorRunConfig, TranslatorStats};
+
+use crate::translator_bad_input::{ask_heard, code, grind_from, read, Heard, Lines};
+
+/// Difficulty 1: no share of this test comes near a block, so its job never goes stale.
+const NO_BLOCK_NBITS: u32 = 0x1d00_ffff;
+
+/// Until every line the translator sent before the answer to a no-op request is heard.
+async fn settle(c: &mut Lines, heard: &mut Heard, id: u64) -> anyhow::Result<()> {
+    let request =
+        json!({"id": id, "method": "mining.extranonce.subscribe", "params": []}).to_string();
+    let (ok, err) = ask_heard(c, heard, &request, json!(id)).await?;
+    anyhow::ensure!(ok == json!(true), "extranonce.subscribe: {err:?}");
+    Ok(())
+}
+
+fn submit(id: u64, n: &Notify, extranonce2: &str, nonce: u32) -> String {
+    json!({"id": id, "method": "mining.submit", "params": [
+        "mallory.rig", n.job_id, extranonce2, format!("{:08x}", n.ntime), format!("{nonce:08x}")
+    ]})
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miner_gets_no_difficulty_under_the_floor_and_a_bounded_share_memory(
+) -> anyhow::Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    let tp = TestProvider::start(dir.path(), loopback_any_port(), NO_BLOCK_NBITS, 0).await?;
+    let pool = TestPool::start(
+        tp.running.listen_address,
+        PoolOptions {
+            shares_per_minute: 120.0,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let stop = CancellationToken::new();
+    // The shipped default floor; a share memory small enough to fill by hand.
+    let limits = Sv1Limits {
+        max_shares_per_job: 4,
+        ..Sv1Limits::default()
+    };
+    let floor = limits.min_share_difficulty;
+    let config = TranslatorRunConfig {
+        nominal_hashrate: 30_000.0,
+        ..translator_config(
+            pool.address(),
+            "translator-limits",
+            Some(test_key("limits")),
+            20_000.0,
+        )
+    };
+    let mode = config.channel_mode;
+    let translator = translator::start_with_limits(config, limits, stop.clone()).await?;
+    let stats = translator.stats.clone();
+    let monitoring =
+        translator::monitoring::serve(loopback_any_port(), stats.clone(), None, mode, stop.clone())
+            .await?;
+
+    // The pool may still be waiting for its first template when the translator's channel
+    // opens: the first job comes when it has one.
+    hashpool_e2e::wait_until(
+        std::time::Duration::from_secs(60),
+        "the pool to have work",
+        || async { pool.running.context.jobs.has_work() },
+    )
+    .await?;
+    let stream = TcpStream::connect(translator.downstream_address).await?;
+    let mut c = Framed::new(stream, LinesCodec::new_with_max_length(MAX_LINE_LEN));
+    let mut heard = Heard::default();
+    let (sub, err) = ask_heard(
+        &mut c,
+        &mut heard,
+        r#"{"id":1,"method":"mining.subscribe","params":["raw"]}"#,
+        json!(1),
+    )
+    .await?;
+    assert!(err.is_none(), "{err:?}");
+    let extranonce1 = hex::decode(sub[1].as_str().unwrap_or_default())?;
+    let en2_size = sub[2].as_u64().unwrap_or_default() as usize;
+    let (ok, err) = ask_heard(
+        &mut c,
+        &mut heard,
+        r#"{"id":2,"method":"mining.authorize","params":["mallory.rig","x"]}"#,
+        json!(2),
+    )
+    .await?;
+    assert_eq!((ok, err), (json!(true), None));
+
+    // Zero and negative difficulties are not difficulties.
+    for (id, d) in [(3, json!(0)), (4, json!(-1))] {
+        let line = json!({"id": id, "method": "mining.suggest_difficulty", "params": [d]});
+        let answer = ask_heard(&mut c, &mut heard, &line.to_string(), json!(id)).await?;
+        assert_eq!(code(&answer), error_code::INVALID_PARAMS, "{d}");
+    }
+    // A huge one is taken (capped), then the attack: 1e-30, a target of all ff.
+    for (id, d) in [(5, 1e300), (6, 1e-30)] {
+        let line = json!({"id": id, "method": "mining.suggest_difficulty", "params": [d]});
+        let (ok, err) = ask_heard(&mut c, &mut heard, &line.to_string(), json!(id)).await?;
+        assert_eq!((ok, err), (json!(true), None), "{d}");
+    }
+    settle(&mut c, &mut heard, 7).await?;
+    // The first job may come after the answers (each read waits at most 15 s for a line).
+    while heard.notify.is_none() {
+        read(&mut c, &mut heard).await?;
+    }
+    let given = heard.difficulty.expect("a difficulty");
+    assert!(
+        (given / floor - 1.0).abs() < 1e-9,
+        "after suggesting 1e-30 the miner is at the floor {floor}, not {given}"
+    );
+    assert!(
+        TranslatorStats::get(&stats.suggested_difficulty_clamped) >= 2,
+        "1e300 and 1e-30 clamped"
+    );
+
+    // The floor's target; a share over it (what 1e-30 would have made valid) is refused.
+    let target = bitcoin::Target::from_le_bytes(difficulty_to_target(floor));
+    let en2 = "00".repeat(en2_size);
+    let en2_bytes = vec![0u8; en2_size];
+    let mut next_id = 100;
+    // A new job from the pool (none is expected: no block, no new transactions) restarts the
+    // round on it; three in a row fail the test.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        anyhow::ensure!(attempts <= 3, "the job kept changing under the test");
+        let n = heard.notify.clone().expect("a job");
+        let mut send = async |heard: &mut Heard, en2: &str, nonce: u32| {
+            next_id += 1;
+            ask_heard(
+                &mut c,
+                heard,
+                &submit(next_id, &n, en2, nonce),
+                json!(next_id),
+            )
+            .await
+        };
+        let under = grind_from(&n, &extranonce1, &en2_bytes, target, false, 0);
+        let answer = send(&mut heard, &en2, under).await?;
+        if code(&answer) == error_code::JOB_NOT_FOUND {
+            continue;
+        }
+        assert_eq!(
+            code(&answer),
+            error_code::LOW_DIFFICULTY,
+            "a share under the floor: {answer:?}"
+        );
+        // Four valid shares fill the job's share memory.
+        let mut valid = Vec::new();
+        let mut from = 0;
+        while valid.len() < 4 {
+            let nonce = grind_from(&n, &extranonce1, &en2_bytes, target, true, from);
+            from = nonce + 1;
+            let answer = send(&mut heard, &en2, nonce).await?;
+            if code(&answer) == error_code::JOB_NOT_FOUND {
+                break;
+            }
+            assert_eq!(answer, (json!(true), None), "valid share {nonce}");
+            valid.push(nonce);
+        }
+        if valid.len() < 4 {
+            continue;
+        }
+        // The fifth is refused, with a reason that says when shares are taken again...
+        let fifth = grind_from(&n, &extranonce1, &en2_bytes, target, true, from);
+        let answer = send(&mut heard, &en2, fifth).await?;
+        if code(&answer) == error_code::JOB_NOT_FOUND {
+            continue;
+        }
+        assert_eq!(code(&answer), error_code::OTHER, "{answer:?}");
+        let reason = answer.1.map(|e| e.1).unwrap_or_default();
+        assert!(reason.contains("next job"), "{reason}");
+        // ...and the shares remembered were not forgotten to make room.
+        let answer = send(&mut heard, &en2, valid[0]).await?;
+        assert_eq!(code(&answer), error_code::DUPLICATE_SHARE, "{answer:?}");
+        // Another extranonce2 is still the same job: refused too.
+        let other_en2 = "01".repeat(en2_size);
+        let nonce = grind_from(&n, &extranonce1, &vec![1u8; en2_size], target, true, 0);
+        let answer = send(&mut heard, &other_en2, nonce).await?;
+        assert_eq!(code(&answer), error_code::OTHER, "{answer:?}");
+        break;
+    }
+
+    // Never, on the whole connection, a difficulty under the floor.
+    let lowest = heard.lowest_difficulty.expect("difficulties heard");
+    assert!(lowest >= floor * (1.0 - 1e-9), "sent {lowest}");
+
+    // Each refusal is counted by its reason.
+    assert!(TranslatorStats::get(&stats.shares_refused_low_difficulty) >= 1);
+    assert!(TranslatorStats::get(&stats.shares_refused_job_share_limit) >= 2);
+    assert!(TranslatorStats::get(&stats.shares_refused_duplicate) >= 1);
+    let text = reqwest::get(format!("http://{monitoring}/metrics"))
+        .await?
+        .text()
+        .await?;
+    assert_eq!(promtool_check(&text)?, Vec::<String>::new(), "{text}");
+    for (name, counter) in [
+        (
+            "hashpool_translator_shares_refused_low_difficulty_total",
+            &stats.shares_refused_low_difficulty,
+        ),
+        (
+            "hashpool_translator_shares_refused_job_share_limit_total",
+            &stats.shares_refused_job_share_limit,
+        ),
+        (
+            "hashpool_translator_shares_refused_duplicate_total",
+            &stats.shares_refused_duplicate,
+        ),
+        (
+            "hashpool_translator_suggested_difficulty_clamped_total",
+            &stats.suggested_difficulty_clamped,
+        ),
+    ] {
+        assert_eq!(
+            metric_value(&text, name),
+            Some(TranslatorStats::get(counter) as f64),
+            "{name}"
+        );
+    }
+    let status: Value = reqwest::get(format!("http://{monitoring}/api/v1/status"))
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        status["shares"]["refused_job_share_limit"],
+        json!(TranslatorStats::get(&stats.shares_refused_job_share_limit))
+    );
+
+    drop(c);
+    stop.cancel();
+    translator.task.await?;
+    pool.stop().await?;
+    tp.stop().await?;
+    Ok(())
+}
