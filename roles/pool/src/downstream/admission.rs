@@ -96,6 +96,7 @@ impl Admission {
     /// Takes a place for a connection from `address`, or says which limit refuses it (and
     /// counts the refusal).
     pub fn admit(self: &Arc<Self>, address: IpAddr) -> Result<Admitted, LimitReason> {
+        let address = source(address);
         let mut open = self.lock();
         let from_address = open.per_address.get(&address).copied().unwrap_or(0);
         let refusal = if open.total >= self.max_total {
@@ -141,6 +142,20 @@ impl Admission {
     }
 }
 
+/// The source a per-address limit counts: an IPv4 address, or an IPv6 /64 (one subscriber's
+/// network: a peer with a /64 has 2^64 addresses to spread connections over).
+fn source(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !((1u128 << 64) - 1),
+            )),
+        },
+    }
+}
+
 impl Drop for Admitted {
     fn drop(&mut self) {
         let mut open = self.admission.lock();
@@ -181,6 +196,29 @@ mod tests {
         assert_eq!(a.hits_of(LimitReason::ConnectionsPerAddress), 1);
         assert_eq!(a.hits_of(LimitReason::Connections), 1);
         assert_eq!(a.hits_of(LimitReason::IdleTimeout), 0);
+    }
+
+    #[test]
+    fn an_ipv6_network_counts_as_one_address() {
+        let a = Arc::new(Admission::new(10, 2));
+        let host =
+            |last: u16| IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, last));
+        let _one = a.admit(host(1)).unwrap();
+        let _two = a.admit(host(2)).unwrap();
+        assert_eq!(
+            a.admit(host(3)).err(),
+            Some(LimitReason::ConnectionsPerAddress)
+        );
+        // Another /64 is another source; a v4-mapped address is its IPv4 address.
+        let other = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 2, 0, 0, 0, 1));
+        let _three = a.admit(other).unwrap();
+        let _v4 = a.admit(ip(9)).unwrap();
+        let mapped = IpAddr::V6(std::net::Ipv4Addr::new(127, 0, 0, 9).to_ipv6_mapped());
+        let _v4_again = a.admit(mapped).unwrap();
+        assert_eq!(
+            a.admit(ip(9)).err(),
+            Some(LimitReason::ConnectionsPerAddress)
+        );
     }
 
     #[test]
