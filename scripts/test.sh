@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
+echo "==> module dependency cycles"
+python3 scripts/check-module-cycles.py
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 # The supervisor's end-to-end test runs the role binaries themselves.

@@ -7,6 +7,7 @@
 mod locking_key;
 mod lookup;
 mod messages;
+mod mint_link;
 
 pub use locking_key::{locking_key_from_tlvs, locking_key_tlv, LockingKey, LOCKING_KEY_LEN};
 pub use lookup::{
@@ -15,11 +16,18 @@ pub use lookup::{
     QUOTE_LOOKUP_NONCE_MIN_LEN, QUOTE_LOOKUP_PATH,
 };
 pub use messages::{
-    mint_link_auth_digest, MintLinkAuth, MintLinkAuthOwned, MintLinkChallenge,
+    decode_announcement, AnnouncedQuote, MintLinkAuth, MintLinkAuthOwned, MintLinkChallenge,
     MintLinkChallengeOwned, MintQuoteError, MintQuoteErrorOwned, MintQuoteMessage,
     MintQuoteRequest, MintQuoteRequestOwned, MintQuoteResponse, MintQuoteResponseOwned,
     QuoteAnnouncement, QuoteAnnouncementOwned,
 };
+pub use mint_link::{
+    mint_link_auth_digest, new_challenge, sign_challenge, verify_challenge, MintLinkAuthError,
+};
+
+/// The Cashu payment method of ehash quotes (NUT-04 `method`), as the mint serves it and
+/// wallets mint it.
+pub const EHASH_METHOD: &str = "ehash";
 
 /// Extension type, in the experimental range 0x4000..=0x7fff.
 pub const EXTENSION_TYPE: u16 = 0x4861;
@@ -73,4 +81,6 @@ pub enum ExtError {
     InvalidKey,
     #[error("field `{0}` is empty")]
     EmptyField(&'static str),
+    #[error("message {0:#04x} is not sent to miners")]
+    NotForMiners(u8),
 }

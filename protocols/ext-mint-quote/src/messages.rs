@@ -62,19 +62,11 @@ pub struct MintLinkChallenge<'decoder> {
 }
 
 /// Mint -> pool: the mint's x-only public key and its BIP340 signature of
-/// [`mint_link_auth_digest`] of the challenge.
+/// [`crate::mint_link_auth_digest`] of the challenge.
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct MintLinkAuth<'decoder> {
     pub mint_public_key: U256<'decoder>,
     pub signature: Signature<'decoder>,
-}
-
-/// What the mint signs: SHA-256 of a domain tag and the challenge nonce.
-pub fn mint_link_auth_digest(nonce: &[u8; 32]) -> [u8; 32] {
-    use secp256k1::hashes::{sha256, Hash};
-    let mut data = b"hashpool/mint-link/v1".to_vec();
-    data.extend_from_slice(nonce);
-    sha256::Hash::hash(&data).to_byte_array()
 }
 
 /// Any message of the extension, owned.
@@ -182,6 +174,28 @@ impl MintQuoteMessage {
 
 fn decode<'a, T: Deserialize<'a>>(buf: &'a mut [u8]) -> Result<T, ExtError> {
     binary_sv2::from_bytes(buf).map_err(|e| ExtError::Malformed(format!("{e:?}")))
+}
+
+/// A quote announced to a miner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnouncedQuote {
+    pub channel_id: u32,
+    pub quote_id: String,
+    pub amount: u64,
+    pub locking_key: LockingKey,
+}
+
+/// Decodes a frame a miner received on the extension: only announcements travel that way.
+pub fn decode_announcement(message_type: u8, payload: &[u8]) -> Result<AnnouncedQuote, ExtError> {
+    match MintQuoteMessage::decode(message_type, payload)? {
+        MintQuoteMessage::Announcement(a) => Ok(AnnouncedQuote {
+            channel_id: a.channel_id,
+            quote_id: String::from_utf8_lossy(a.quote_id.as_bytes()).into_owned(),
+            amount: a.amount,
+            locking_key: LockingKey::from_slice(a.locking_key.as_bytes())?,
+        }),
+        other => Err(ExtError::NotForMiners(other.message_type())),
+    }
 }
 
 #[cfg(test)]

@@ -301,7 +301,7 @@ fn is_our_role(pid: u32, role: &state::RoleState) -> bool {
 }
 
 pub fn render_status(state: &State, with_header: bool) -> String {
-    let now = state::unix_now();
+    let now = hashpool_role::unix_now();
     let mut out = String::new();
     if with_header {
         let _ = writeln!(

@@ -6,7 +6,6 @@ use std::{
     io,
     os::unix::io::AsRawFd,
     path::PathBuf,
-    time::{SystemTime, UNIX_EPOCH},
 };
 
 use serde::{Deserialize, Serialize};
@@ -195,13 +194,6 @@ impl State {
 /// An I/O error that names its file (a bare "Permission denied" says nothing).
 fn with_path(e: io::Error, path: &std::path::Path) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", path.display()))
-}
-
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Whether a process with this id exists.

@@ -125,7 +125,7 @@ impl Supervisor {
             run,
             slots,
             checker: Checker::new()?,
-            started_at: state::unix_now(),
+            started_at: hashpool_role::unix_now(),
             stopping: false,
             announced_up: false,
         })
@@ -241,7 +241,7 @@ impl Supervisor {
                 slot.child = Some(child);
                 slot.phase = Phase::Starting;
                 slot.started = Some(Instant::now());
-                slot.started_unix = Some(state::unix_now());
+                slot.started_unix = Some(hashpool_role::unix_now());
                 slot.healthy_since = None;
                 slot.bad_checks = 0;
                 slot.last_check = None;
@@ -357,7 +357,7 @@ impl Supervisor {
             supervisor_pid: std::process::id(),
             profile: self.profile_path.clone(),
             started_at: self.started_at,
-            updated_at: state::unix_now(),
+            updated_at: hashpool_role::unix_now(),
             stopping: self.stopping,
             roles: self
                 .slots
@@ -482,7 +482,7 @@ fn start_process(
         "{START_MARKER} #{} of {} at unix time {}: {} {} ----",
         slot.spawns,
         slot.spec.name,
-        state::unix_now(),
+        hashpool_role::unix_now(),
         slot.exe.display(),
         slot.spec.args.join(" ")
     )?;

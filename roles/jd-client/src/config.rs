@@ -126,7 +126,6 @@ pub struct JdClientRunConfig {
     pub pool: PoolEndpoint,
     pub jd_server: Endpoint,
     pub locking_key: Option<ext_mint_quote::LockingKey>,
-    pub minter: Option<hashpool_wallet::Minter>,
     /// First retry after losing an upstream; doubles up to `reconnect_max`.
     pub reconnect_initial: Duration,
     pub reconnect_max: Duration,
@@ -161,7 +160,6 @@ impl JdClientRunConfig {
             pool: own.pool.clone(),
             jd_server: own.jd_server.clone(),
             locking_key: None,
-            minter: None,
             reconnect_initial: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(5),
         })

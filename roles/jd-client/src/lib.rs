@@ -15,6 +15,7 @@ pub mod core;
 pub mod downstream;
 pub mod links;
 pub mod monitoring;
+pub mod role;
 pub mod stats;
 pub mod work;
 
@@ -37,8 +38,11 @@ pub struct RunningJdClient {
 }
 
 /// Binds the miners' port and starts the upstream links and the core, until `shutdown`.
+/// `minter` mints the quotes the pool announces (into the wallet whose key is
+/// `config.locking_key`).
 pub async fn start(
     config: JdClientRunConfig,
+    minter: Option<hashpool_wallet::Minter>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningJdClient> {
     let listener = hashpool_sv2_io::listen(config.listen_address)
@@ -47,14 +51,9 @@ pub async fn start(
     let stats = Arc::new(JdClientStats::default());
     let monitoring_address = match config.monitoring_address {
         Some(address) => Some(
-            monitoring::serve(
-                address,
-                stats.clone(),
-                config.minter.clone(),
-                shutdown.clone(),
-            )
-            .await
-            .with_context(|| format!("binding the monitoring endpoint on {address}"))?,
+            monitoring::serve(address, stats.clone(), minter.clone(), shutdown.clone())
+                .await
+                .with_context(|| format!("binding the monitoring endpoint on {address}"))?,
         ),
         None => None,
     };
@@ -76,6 +75,7 @@ pub async fn start(
         tasks.push(tokio::spawn(links::run(
             upstream,
             config.clone(),
+            minter.clone(),
             events.clone(),
             shutdown.clone(),
         )));

@@ -4,49 +4,27 @@
 //! extension, opens the channel with the wallet's locking key, and hands quote announcements
 //! straight to the wallet's minter.
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
-use binary_sv2::{Seq064KOwned, U256Owned};
-use common_messages_sv2::{Protocol, SetupConnectionOwned};
-use extensions_sv2::RequestExtensionsOwned;
+use binary_sv2::U256Owned;
+use common_messages_sv2::Protocol;
 use hashpool_sv2_io::{
-    decode_frame, encode_with_tlvs, extension_frame, send_frame, spawn_reader, str0255, text,
-    Backoff, IncomingFrames,
+    decode_frame, encode_with_tlvs, extension_frame, keep_connected, str0255, text, Backoff,
+    Connection, ConnectionError, Dial, Healthy, Negotiated,
 };
+use hashpool_wallet::Minter;
 use mining_sv2::OpenExtendedMiningChannelOwned;
-use parsers_sv2::{
-    AnyMessageOwned, CommonMessagesOwned, ExtensionsNegotiationOwned, ExtensionsOwned, MiningOwned,
-};
-use stratum_apps::{
-    key_utils::Secp256k1PublicKey,
-    network_helpers::{connect_with_noise, noise_stream::NoiseTcpWriteHalf},
-};
-use tokio::{net::TcpStream, sync::mpsc};
+use parsers_sv2::{AnyMessageOwned, MiningOwned};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::{core::Event, work::INDEX_BYTES, JdClientRunConfig};
+use crate::{config::JdClientRunConfig, core::Event, work::INDEX_BYTES};
 
 /// Extranonce bytes each downstream channel can roll (the translator asks for 8).
 pub const DOWNSTREAM_ROLLABLE: usize = 8;
 /// What the core may queue for one upstream before the link is considered stuck.
 pub const OUT_QUEUE: usize = 1024;
-
-#[derive(Debug, thiserror::Error)]
-pub enum LinkError {
-    #[error("connect: {0}")]
-    Connect(std::io::Error),
-    #[error("noise handshake: {0:?}")]
-    Noise(stratum_apps::network_helpers::Error),
-    #[error("connection closed")]
-    Closed,
-    #[error("frame: {0}")]
-    Frame(#[from] hashpool_sv2_io::FrameError),
-    #[error("send: {0}")]
-    Send(#[from] hashpool_sv2_io::SendError),
-    #[error("refused: {0}")]
-    Refused(String),
-}
 
 /// Which upstream a link talks to.
 #[derive(Debug, Clone, Copy)]
@@ -82,100 +60,34 @@ impl Upstream {
     }
 }
 
-async fn next(frames: &mut IncomingFrames) -> Result<codec_sv2::SerializedFrame, LinkError> {
-    match frames.recv().await {
-        Some(Ok(f)) => Ok(f),
-        _ => Err(LinkError::Closed),
-    }
-}
-
-async fn next_message(frames: &mut IncomingFrames) -> Result<AnyMessageOwned, LinkError> {
-    Ok(decode_frame(&mut next(frames).await?, &[])?.1)
-}
-
-/// Connects, completes the Noise handshake (the key pinned when given) and SetupConnection.
-async fn connect(
-    upstream: Upstream,
-    address: SocketAddr,
-    key: Option<Secp256k1PublicKey>,
-) -> Result<(IncomingFrames, NoiseTcpWriteHalf), LinkError> {
-    let stream = tokio::time::timeout(
-        stratum_apps::network_helpers::TCP_CONNECT_TIMEOUT,
-        TcpStream::connect(address),
-    )
-    .await
-    .map_err(|_| LinkError::Connect(std::io::ErrorKind::TimedOut.into()))?
-    .map_err(LinkError::Connect)?;
-    stream.set_nodelay(true).map_err(LinkError::Connect)?;
-    let noise = connect_with_noise(stream, key)
-        .await
-        .map_err(LinkError::Noise)?;
-    let (reader, mut writer) = noise.into_split();
-    let mut frames = spawn_reader(reader, 1024);
-    hashpool_sv2_io::send(
-        &mut writer,
-        CommonMessagesOwned::SetupConnection(SetupConnectionOwned {
-            protocol: upstream.protocol(),
-            min_version: 2,
-            max_version: 2,
-            flags: 0,
-            endpoint_host: str0255(&address.ip().to_string()),
-            endpoint_port: address.port(),
-            vendor: str0255("hashpool"),
-            hardware_version: str0255("jd-client"),
-            firmware: str0255(env!("CARGO_PKG_VERSION")),
-            device_id: str0255("jd-client"),
-        }),
-    )
-    .await?;
-    match next_message(&mut frames).await? {
-        AnyMessageOwned::Common(CommonMessagesOwned::SetupConnectionSuccess(_)) => {
-            Ok((frames, writer))
-        }
-        AnyMessageOwned::Common(CommonMessagesOwned::SetupConnectionError(e)) => {
-            Err(LinkError::Refused(text(&e.error_code)))
-        }
-        other => Err(LinkError::Refused(format!("setup answered with {other}"))),
-    }
-}
-
 /// Keeps one upstream connected until `shutdown`, reconnecting with back-off.
 pub async fn run(
     upstream: Upstream,
     config: JdClientRunConfig,
+    minter: Option<Minter>,
     events: mpsc::Sender<Event>,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = Backoff::new(config.reconnect_initial, config.reconnect_max);
-    loop {
-        let result = tokio::select! {
-            r = session(upstream, &config, &events, &mut backoff) => r,
-            _ = shutdown.cancelled() => return,
-        };
+    let backoff = Backoff::new(config.reconnect_initial, config.reconnect_max);
+    let (config, minter, events) = (&config, minter.as_ref(), &events);
+    keep_connected(upstream.name(), backoff, &shutdown, |healthy| async move {
+        let result = session(upstream, config, minter, events, healthy).await;
+        // The core gone (it dropped its end) is the one clean end of a link.
         if events.send(upstream.lost()).await.is_err() {
-            return;
+            return Ok(());
         }
-        let delay = backoff.next_delay();
-        warn!(
-            upstream = upstream.name(),
-            retry_in_ms = delay.as_millis() as u64,
-            "{} unavailable: {}",
-            upstream.name(),
-            result.err().map(|e| e.to_string()).unwrap_or_default()
-        );
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = shutdown.cancelled() => return,
-        }
-    }
+        result.and(Err(ConnectionError::Closed))
+    })
+    .await
 }
 
 async fn session(
     upstream: Upstream,
     config: &JdClientRunConfig,
+    minter: Option<&Minter>,
     events: &mpsc::Sender<Event>,
-    backoff: &mut Backoff,
-) -> Result<(), LinkError> {
+    healthy: Healthy,
+) -> Result<(), ConnectionError> {
     let (address, key) = match upstream {
         Upstream::TemplateProvider => (
             config.template_provider.address,
@@ -187,31 +99,29 @@ async fn session(
         ),
         Upstream::Pool => (config.pool.address, Some(config.pool.authority_public_key)),
     };
-    let (mut frames, mut writer) = connect(upstream, address, key).await?;
+    let dial = Dial::new(address, key, upstream.protocol(), "jd-client");
+    let (mut conn, _) = hashpool_sv2_io::dial(&dial).await?;
     let (tx, mut rx) = mpsc::channel::<AnyMessageOwned>(OUT_QUEUE);
     let connected = match upstream {
         Upstream::TemplateProvider => Event::TpUp(tx),
         Upstream::JdServer => Event::JdsUp(tx),
         Upstream::Pool => {
-            let channel = open_pool_channel(config, &mut frames, &mut writer).await?;
+            let channel = open_pool_channel(config, minter, &mut conn).await?;
             Event::PoolUp { tx, channel }
         }
     };
     info!(upstream = upstream.name(), %address, "connected");
-    backoff.reset();
+    healthy.mark();
     events
         .send(connected)
         .await
-        .map_err(|_| LinkError::Closed)?;
+        .map_err(|_| ConnectionError::Closed)?;
     loop {
         tokio::select! {
-            frame = frames.recv() => {
-                let mut frame = match frame {
-                    Some(Ok(f)) => f,
-                    _ => return Err(LinkError::Closed),
-                };
+            frame = conn.recv_frame() => {
+                let mut frame = frame?;
                 if let Some(ext) = extension_frame(&mut frame) {
-                    on_extension(config, &ext);
+                    on_extension(minter, &ext);
                     continue;
                 }
                 let event = match decode_frame(&mut frame, &[])?.1 {
@@ -223,11 +133,11 @@ async fn session(
                         continue;
                     }
                 };
-                events.send(event).await.map_err(|_| LinkError::Closed)?;
+                events.send(event).await.map_err(|_| ConnectionError::Closed)?;
             }
             out = rx.recv() => {
                 let Some(message) = out else { return Ok(()) };
-                hashpool_sv2_io::send(&mut writer, message).await?;
+                conn.send(message).await?;
             }
         }
     }
@@ -236,30 +146,21 @@ async fn session(
 /// Mint-quote extension, then one extended channel locked to the wallet's key.
 async fn open_pool_channel(
     config: &JdClientRunConfig,
-    frames: &mut IncomingFrames,
-    writer: &mut NoiseTcpWriteHalf,
-) -> Result<mining_sv2::OpenExtendedMiningChannelSuccessOwned, LinkError> {
+    minter: Option<&Minter>,
+    conn: &mut Connection,
+) -> Result<mining_sv2::OpenExtendedMiningChannelSuccessOwned, ConnectionError> {
     let mut with_tlv = false;
     if config.locking_key.is_some() {
-        hashpool_sv2_io::send(
-            writer,
-            ExtensionsOwned::ExtensionsNegotiation(ExtensionsNegotiationOwned::RequestExtensions(
-                RequestExtensionsOwned {
-                    request_id: 1,
-                    requested_extensions: Seq064KOwned::new(vec![ext_mint_quote::EXTENSION_TYPE])
-                        .expect("one extension"),
-                },
-            )),
-        )
-        .await?;
-        match next_message(frames).await? {
-            AnyMessageOwned::Extensions(ExtensionsOwned::ExtensionsNegotiation(
-                ExtensionsNegotiationOwned::RequestExtensionsSuccess(_),
-            )) => with_tlv = true,
-            AnyMessageOwned::Extensions(ExtensionsOwned::ExtensionsNegotiation(
-                ExtensionsNegotiationOwned::RequestExtensionsError(_),
-            )) => warn!("the pool does not offer the mint-quote extension: mining without ehash"),
-            other => return Err(LinkError::Refused(format!("extensions: {other}"))),
+        match conn
+            .request_extensions(&[ext_mint_quote::EXTENSION_TYPE])
+            .await?
+        {
+            Negotiated::Agreed(agreed) => {
+                with_tlv = agreed.contains(&ext_mint_quote::EXTENSION_TYPE)
+            }
+            Negotiated::Refused { .. } => {
+                warn!("the pool does not offer the mint-quote extension: mining without ehash")
+            }
         }
     }
     let open = MiningOwned::OpenExtendedMiningChannel(OpenExtendedMiningChannelOwned {
@@ -272,18 +173,18 @@ async fn open_pool_channel(
     match config.locking_key.filter(|_| with_tlv) {
         Some(key) => {
             let frame = encode_with_tlvs(open, &[ext_mint_quote::locking_key_tlv(&key)])?;
-            send_frame(writer, frame).await?
+            conn.send_frame(frame).await?
         }
-        None => hashpool_sv2_io::send(writer, open).await?,
+        None => conn.send(open).await?,
     }
     // Quote announcements may come before the answer; anything else before it is refused.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let mut frame = tokio::time::timeout_at(deadline, next(frames))
+        let mut frame = tokio::time::timeout_at(deadline, conn.recv_frame())
             .await
-            .map_err(|_| LinkError::Refused("no answer to the channel request".into()))??;
+            .map_err(|_| ConnectionError::Timeout("waiting for the pool channel"))??;
         if let Some(ext) = extension_frame(&mut frame) {
-            on_extension(config, &ext);
+            on_extension(minter, &ext);
             continue;
         }
         match decode_frame(&mut frame, &[])?.1 {
@@ -298,7 +199,7 @@ async fn open_pool_channel(
                 return Ok(s);
             }
             AnyMessageOwned::Mining(MiningOwned::OpenMiningChannelError(e)) => {
-                return Err(LinkError::Refused(format!(
+                return Err(ConnectionError::Refused(format!(
                     "channel refused: {}",
                     text(&e.error_code)
                 )))
@@ -309,10 +210,10 @@ async fn open_pool_channel(
 }
 
 /// Quote announcements go to the wallet; anything else from an extension is only logged.
-fn on_extension(config: &JdClientRunConfig, ext: &hashpool_sv2_io::ExtensionFrame) {
+fn on_extension(minter: Option<&Minter>, ext: &hashpool_sv2_io::ExtensionFrame) {
     let announced =
         hashpool_wallet::announced_quote(ext.extension_type, ext.message_type, &ext.payload);
-    if let (Some((quote, _)), Some(minter)) = (announced, &config.minter) {
+    if let (Some((quote, _)), Some(minter)) = (announced, minter) {
         minter.announce(quote);
     }
 }

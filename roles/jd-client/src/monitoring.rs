@@ -15,7 +15,7 @@ use hashpool_metrics::Exporter;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::JdClientStats;
+use crate::stats::JdClientStats;
 
 /// The counters, each with its metric name and help.
 /// A metric's name, help, and the stat it reads.

@@ -1,6 +1,7 @@
 //! What the jd-client's miners mine: a job as the pool knows it (a custom job the jd-server
 //! accepted, or the pool's own job while declaring is not possible), and the checks of a
-//! miner's share against it.
+//! miner's share against it (the ntime, version-rolling and target rules are the shared
+//! checker's, [`hashpool_shares`], so they answer with the same verdicts as the translator's).
 
 use bitcoin::{
     block::{Header, Version},
@@ -8,14 +9,11 @@ use bitcoin::{
     BlockHash, CompactTarget, Target, TxMerkleNode, Txid,
 };
 use channels_sv2::merkle_root::merkle_root_from_path_;
+use hashpool_shares::{check_target, NtimeRule, VersionRule};
 
 /// Bytes of the pool channel's extranonce each downstream channel owns (its index): up to
 /// 65,536 channels behind one jd-client.
 pub const INDEX_BYTES: usize = 2;
-/// Shares may carry times up to two hours after the job's `min_ntime` (consensus' future limit).
-const MAX_NTIME_AHEAD: u32 = 2 * 60 * 60;
-/// BIP320: the version bits miners may roll.
-const VERSION_ROLLING_MASK: u32 = 0x1fff_e000;
 
 /// A job declared by this jd-client and set on the pool: what a block on it needs.
 #[derive(Debug, Clone)]
@@ -53,29 +51,10 @@ pub struct Work {
     pub declared: Option<Declared>,
 }
 
-/// Why a share is refused (the SubmitShares.Error code).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ShareError {
-    #[error("invalid-extranonce-size")]
-    ExtranonceSize,
-    #[error("invalid-timestamp")]
-    Ntime,
-    #[error("invalid-version")]
-    Version,
-    #[error("difficulty-too-low")]
-    Difficulty,
-}
-
-impl ShareError {
-    pub fn code(&self) -> &'static str {
-        match self {
-            ShareError::ExtranonceSize => "invalid-extranonce-size",
-            ShareError::Ntime => "invalid-timestamp",
-            ShareError::Version => "invalid-version",
-            ShareError::Difficulty => "difficulty-too-low",
-        }
-    }
-}
+/// Why a share is refused: the shared checker's verdicts, whose `code()` is the
+/// SubmitShares.Error code (`ExtranonceSize`, `Ntime`, `Version`, `Difficulty` as before, and
+/// the job and duplicate verdicts).
+pub use hashpool_shares::Rejection as ShareError;
 
 /// A share's header fields.
 #[derive(Debug, Clone, Copy)]
@@ -136,22 +115,10 @@ impl Work {
         share: ShareHeader,
         channel_target: &Target,
     ) -> Result<Checked, ShareError> {
-        if share.ntime < self.min_ntime || share.ntime > self.min_ntime + MAX_NTIME_AHEAD {
-            return Err(ShareError::Ntime);
-        }
-        let rolled = share.version ^ self.version;
-        let allowed = if self.version_rolling_allowed {
-            VERSION_ROLLING_MASK
-        } else {
-            0
-        };
-        if rolled & !allowed != 0 {
-            return Err(ShareError::Version);
-        }
+        NtimeRule::FromMinNtime(self.min_ntime).check(share.ntime)?;
+        VersionRule::new(self.version, self.version_rolling_allowed).check(share.version)?;
         let hash = self.header(extranonce, share).block_hash();
-        if !channel_target.is_met_by(hash) {
-            return Err(ShareError::Difficulty);
-        }
+        check_target(&Target::from_le_bytes(hash.to_byte_array()), channel_target)?;
         let network = Target::from_compact(CompactTarget::from_consensus(self.nbits));
         Ok(Checked {
             hash,

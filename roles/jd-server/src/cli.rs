@@ -2,10 +2,8 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Parser;
 use hashpool_config::PoolGlobalConfig;
-use tokio_util::sync::CancellationToken;
 
 use crate::{JdServerConfig, JdServerRunConfig};
 
@@ -26,17 +24,16 @@ pub struct Args {
 
 /// Runs the role as its binary does, until SIGINT/SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let _log = hashpool_logging::init(args.log_file.as_deref())?;
-    let global: PoolGlobalConfig = hashpool_config::load(&args.global_config)?;
-    let own: JdServerConfig = hashpool_config::load(&args.config)?;
-    let config = JdServerRunConfig::new(&global, own).map_err(anyhow::Error::msg)?;
-    let shutdown = CancellationToken::new();
-    let running = crate::start(config, shutdown.clone())
-        .await
-        .context("starting the jd-server")?;
-    hashpool_sv2_io::shutdown_signal().await;
-    tracing::info!("shutting down");
-    shutdown.cancel();
-    running.task.await.context("jd-server tasks")?;
-    Ok(())
+    let args = &args;
+    hashpool_role::run(
+        "jd-server",
+        args.log_file.as_deref(),
+        |shutdown| async move {
+            let global: PoolGlobalConfig = hashpool_config::load(&args.global_config)?;
+            let own: JdServerConfig = hashpool_config::load(&args.config)?;
+            let config = JdServerRunConfig::new(&global, own).map_err(anyhow::Error::msg)?;
+            Ok(crate::start(config, shutdown).await?.task)
+        },
+    )
+    .await
 }

@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod declaration;
 pub mod rpc;
 pub mod session;
 
@@ -98,9 +99,9 @@ pub async fn start(
                         debug!(%peer, "job declarator client disconnected")
                     }
                     // Port probes (health checks) connect and close at once.
-                    Err(session::SessionError::Noise(
-                        stratum_apps::network_helpers::Error::SocketClosed,
-                    )) => debug!(%peer, "connection closed before the Noise handshake"),
+                    Err(session::SessionError::Connection(e)) if e.is_probe() => {
+                        debug!(%peer, "connection closed before the Noise handshake")
+                    }
                     Err(e) => warn!(%peer, "job declarator client dropped: {e}"),
                 }
             }

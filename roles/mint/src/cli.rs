@@ -3,10 +3,8 @@
 use std::path::PathBuf;
 
 use crate::{MintConfig, MintRunConfig};
-use anyhow::Context;
 use clap::Parser;
 use hashpool_config::PoolGlobalConfig;
-use tokio_util::sync::CancellationToken;
 
 /// Hashpool's Cashu mint (unit `hash`).
 #[derive(Parser, Debug)]
@@ -25,17 +23,12 @@ pub struct Args {
 
 /// Runs the role as its binary does, until SIGINT/SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let _log = hashpool_logging::init(args.log_file.as_deref())?;
-    let global: PoolGlobalConfig = hashpool_config::load(&args.global_config)?;
-    let own: MintConfig = hashpool_config::load(&args.config)?;
-    let config = MintRunConfig::new(&global, own).map_err(anyhow::Error::msg)?;
-    let shutdown = CancellationToken::new();
-    let running = crate::start(config, shutdown.clone())
-        .await
-        .context("starting the mint")?;
-    hashpool_sv2_io::shutdown_signal().await;
-    tracing::info!("shutting down");
-    shutdown.cancel();
-    running.task.await.context("mint tasks")?;
-    Ok(())
+    let args = &args;
+    hashpool_role::run("mint", args.log_file.as_deref(), |shutdown| async move {
+        let global: PoolGlobalConfig = hashpool_config::load(&args.global_config)?;
+        let own: MintConfig = hashpool_config::load(&args.config)?;
+        let config = MintRunConfig::new(&global, own).map_err(anyhow::Error::msg)?;
+        Ok(crate::start(config, shutdown).await?.task)
+    })
+    .await
 }

@@ -21,8 +21,7 @@ use cdk_common::{
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 
-/// The payment method's name, in URLs and mint info.
-pub const EHASH_METHOD: &str = "ehash";
+pub use ext_mint_quote::EHASH_METHOD;
 
 /// What the issuer passes to the processor in the quote request's extra fields.
 #[derive(Debug, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 //! The pool's configuration: its own file (`config/pool.config.toml`) plus the shared topology
 //! (`config/shared/pool.toml`).
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use ext_mint_quote::LockingKey;
 use hashpool_config::PoolGlobalConfig;
@@ -20,7 +20,7 @@ pub struct PoolConfig {
     pub quotes: QuoteSettings,
     /// Reporting to stats-pool: on when the section is there.
     #[serde(default)]
-    pub stats_reporter: Option<crate::stats_report::StatsReporterSettings>,
+    pub stats_reporter: Option<StatsReporterSettings>,
     /// What one miner may cost the pool (every key has a default).
     #[serde(default)]
     pub limits: MinerLimits,
@@ -171,6 +171,22 @@ pub struct TemplateProviderSettings {
     pub reconnect_max_ms: u64,
 }
 
+/// `[stats_reporter]` in the pool's file: reporting is on when the section is there.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StatsReporterSettings {
+    /// A snapshot this often.
+    pub interval_secs: u64,
+    /// Reports kept while stats-pool is away (the oldest dropped beyond).
+    pub buffer: usize,
+}
+
+/// Where and how often the pool reports.
+#[derive(Debug, Clone)]
+pub struct StatsReporting {
+    pub reporter: hashpool_stats::ReporterConfig,
+    pub interval: Duration,
+}
+
 /// Everything the pool needs to run, from both files.
 #[derive(Debug, Clone)]
 pub struct PoolRunConfig {
@@ -189,7 +205,7 @@ pub struct PoolRunConfig {
     /// Work that earns one ehash.
     pub unit_work: UnitWork,
     /// Where stats go, if anywhere.
-    pub stats_reporting: Option<crate::stats_report::StatsReporting>,
+    pub stats_reporting: Option<StatsReporting>,
     /// The jd-server whose job tokens `SetCustomMiningJob` must carry; without it, custom
     /// jobs are refused.
     pub jd_server_public_key: Option<Secp256k1PublicKey>,
@@ -211,21 +227,18 @@ impl PoolRunConfig {
         own.limits.check()?;
         let unit_work = UnitWork::from_difficulty(global.ehash.unit_work)
             .map_err(|e| format!("shared config key `ehash.unit_work`: {e}"))?;
-        let stats_reporting =
-            own.stats_reporter
-                .as_ref()
-                .map(|s| crate::stats_report::StatsReporting {
-                    reporter: hashpool_stats::ReporterConfig {
-                        address: global.stats.ingest_address,
-                        service_public_key: global.stats.authority_public_key,
-                        // The pool proves itself with its authority key.
-                        secret_key: own.pool.authority_secret_key,
-                        role: hashpool_stats::Role::Pool,
-                        name: format!("pool-{}", own.pool.server_id),
-                        buffer: s.buffer.max(1),
-                    },
-                    interval: std::time::Duration::from_secs(s.interval_secs.max(1)),
-                });
+        let stats_reporting = own.stats_reporter.as_ref().map(|s| StatsReporting {
+            reporter: hashpool_stats::ReporterConfig {
+                address: global.stats.ingest_address,
+                service_public_key: global.stats.authority_public_key,
+                // The pool proves itself with its authority key.
+                secret_key: own.pool.authority_secret_key,
+                role: hashpool_stats::Role::Pool,
+                name: format!("pool-{}", own.pool.server_id),
+                buffer: s.buffer.max(1),
+            },
+            interval: Duration::from_secs(s.interval_secs.max(1)),
+        });
         Ok(Self {
             listen_address: global.pool.listen_address,
             monitoring_address: global.pool.monitoring_address,

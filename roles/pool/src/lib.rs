@@ -1,22 +1,29 @@
 //! Hashpool's SV2 mining pool: serves miners over Noise (standard and extended channels,
 //! vardiff), builds their jobs from a template provider's templates, validates shares with
 //! channels_sv2 and submits blocks. Every accepted share passes through
-//! [`accepted_share::ShareSink::on_share_accepted`].
+//! [`miners::ShareSink::on_share_accepted`].
+//!
+//! The modules depend one way, each only on those listed before it (checked by
+//! `scripts/check-module-cycles.py`):
+//! - leaves: [`config`], [`accepted_share`], [`counters`], [`events`];
+//! - [`ledger`]: accepted shares made durable, accrued and batched;
+//! - [`jobs`]: templates from the template provider, made into the pool's jobs;
+//! - [`miners`]: the miner connections, their channels and shares, and the registry of them;
+//! - [`quotes`]: the mint link and the batcher that asks it for quotes;
+//! - [`observability`]: stats reports, the monitoring API and metrics.
+//!
+//! This file only wires them together: each gets the handles it needs.
 
 pub mod accepted_share;
 pub mod cli;
 pub mod config;
-pub mod context;
-pub mod downstream;
-pub mod job_source;
+pub mod counters;
+pub mod events;
+pub mod jobs;
 pub mod ledger;
-pub mod metrics;
-pub mod mint_link;
-pub mod monitoring;
-pub mod quote_batcher;
-pub mod stats;
-pub mod stats_report;
-pub mod template_receiver;
+pub mod miners;
+pub mod observability;
+pub mod quotes;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -27,9 +34,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 pub use config::{PoolConfig, PoolRunConfig};
-use context::PoolContext;
-use job_source::JobSource;
-use stats::PoolStats;
+use counters::PoolStats;
+use events::EventSink;
+use jobs::JobSource;
+use ledger::AccrualLedger;
+use miners::{Admission, MinerHandles, Registry, ShareSink};
+use observability::stats_report::StatsReportHandles;
+use quotes::{MintLink, MintLinkHandles};
 
 /// How often the monitoring API's snapshot of channels is refreshed.
 const MONITORING_REFRESH: Duration = Duration::from_secs(1);
@@ -39,7 +50,13 @@ pub struct RunningPool {
     pub mint_link_address: SocketAddr,
     /// Where the pool's own `/metrics` is served, if configured.
     pub metrics_address: Option<SocketAddr>,
-    pub context: Arc<PoolContext>,
+    pub config: Arc<PoolRunConfig>,
+    pub jobs: Arc<JobSource>,
+    pub stats: Arc<PoolStats>,
+    pub ledger: AccrualLedger,
+    pub admission: Arc<Admission>,
+    /// The miners' connections and their channels.
+    pub registry: Arc<Registry>,
     /// Ends when every task of the pool has stopped.
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -49,30 +66,36 @@ pub async fn start(
     config: PoolRunConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningPool> {
+    let config = Arc::new(config);
     let jobs = Arc::new(JobSource::new(
         config.pool.coinbase_reward_script.script_pubkey(),
     ));
     let stats = Arc::new(PoolStats::default());
     let (solutions_tx, solutions_rx) = mpsc::channel(256);
-    let ledger =
-        ledger::AccrualLedger::open(&config.pool.ledger_path, &config.unit, config.unit_work)
-            .await
-            .with_context(|| {
-                format!(
-                    "opening the accrual ledger {}",
-                    config.pool.ledger_path.display()
-                )
-            })?;
-    let ctx = Arc::new(
-        PoolContext::new(
-            config.clone(),
-            jobs.clone(),
-            stats.clone(),
-            ledger,
-            solutions_tx,
-        )
-        .map_err(anyhow::Error::msg)?,
-    );
+    let ledger = AccrualLedger::open(&config.pool.ledger_path, &config.unit, config.unit_work)
+        .await
+        .with_context(|| {
+            format!(
+                "opening the accrual ledger {}",
+                config.pool.ledger_path.display()
+            )
+        })?;
+    // Events are consumed only when the pool reports to a stats service.
+    let (events, events_rx) = match &config.stats_reporting {
+        Some(_) => {
+            let (sink, rx) = EventSink::channel();
+            (sink, Some(rx))
+        }
+        None => (EventSink::disabled(), None),
+    };
+    let miners = Arc::new(MinerHandles::new(
+        config.clone(),
+        jobs.clone(),
+        ShareSink::new(stats.clone(), ledger.clone()),
+        stats.clone(),
+        events.clone(),
+        solutions_tx,
+    )?);
     let listener = hashpool_sv2_io::listen(config.listen_address)
         .with_context(|| format!("binding the miner listener {}", config.listen_address))?;
     let listen_address = listener.local_addr()?;
@@ -91,35 +114,55 @@ pub async fn start(
     let monitoring = MonitoringServer::new(
         config.monitoring_address,
         None,
-        Some(Arc::new(monitoring::PoolMonitoring(ctx.clone()))),
+        Some(Arc::new(observability::monitoring::PoolMonitoring(
+            miners.registry.clone(),
+        ))),
         MONITORING_REFRESH,
     )
     .map_err(|e| anyhow::anyhow!("monitoring server: {e}"))?;
 
     let mut tasks = JoinSet::new();
-    tasks.spawn(downstream::serve(listener, ctx.clone(), shutdown.clone()));
-    let link = Arc::new(mint_link::MintLink::default());
-    tasks.spawn(mint_link::serve(
+    tasks.spawn(miners::serve(listener, miners.clone(), shutdown.clone()));
+    let link = Arc::new(MintLink::default());
+    let mint_handles = Arc::new(MintLinkHandles {
+        config: config.clone(),
+        ledger: ledger.clone(),
+        stats: stats.clone(),
+        miners: miners.registry.clone(),
+        events,
+    });
+    tasks.spawn(quotes::mint_link::serve(
         mint_listener,
-        ctx.clone(),
+        mint_handles,
         link.clone(),
         shutdown.clone(),
     ));
-    if let Some(reporting) = config.stats_reporting.clone() {
+    if let (Some(reporting), Some(events_rx)) = (config.stats_reporting.clone(), events_rx) {
         info!(stats = %reporting.reporter.address, "reporting to the stats service");
-        tasks.spawn(stats_report::run(
-            ctx.clone(),
+        let handles = StatsReportHandles {
+            stats: stats.clone(),
+            miners: miners.registry.clone(),
+            mint: link.clone(),
+            provider_address: config.template_provider.address,
+        };
+        tasks.spawn(observability::stats_report::run(
+            handles,
             reporting,
-            link.clone(),
+            events_rx,
             shutdown.clone(),
         ));
     }
-    tasks.spawn(quote_batcher::run(ctx.clone(), link, shutdown.clone()));
-    tasks.spawn(template_receiver::run(
+    tasks.spawn(quotes::batcher::run(
+        config.clone(),
+        ledger.clone(),
+        link,
+        shutdown.clone(),
+    ));
+    tasks.spawn(jobs::template_receiver::run(
         config.template_provider.clone(),
-        jobs,
+        jobs.clone(),
         solutions_rx,
-        stats,
+        stats.clone(),
         shutdown.clone(),
     ));
     let monitoring_shutdown = shutdown.clone();
@@ -135,7 +178,8 @@ pub async fn start(
     let metrics_address = match config.pool.metrics_address {
         Some(address) => {
             let exporter =
-                metrics::exporter(ctx.clone()).map_err(|e| anyhow::anyhow!("pool metrics: {e}"))?;
+                observability::metrics::exporter(miners.admission.clone(), stats.clone())
+                    .map_err(|e| anyhow::anyhow!("pool metrics: {e}"))?;
             let bound = hashpool_metrics::serve(address, exporter.router(), shutdown.clone())
                 .await
                 .with_context(|| format!("binding the pool metrics endpoint {address}"))?;
@@ -149,7 +193,12 @@ pub async fn start(
         metrics_address,
         listen_address,
         mint_link_address,
-        context: ctx,
+        admission: miners.admission.clone(),
+        registry: miners.registry.clone(),
+        config,
+        jobs,
+        stats,
+        ledger,
         task,
     })
 }

@@ -4,10 +4,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Parser;
 use hashpool_config::ProxyGlobalConfig;
-use hashpool_stats::{role::StatsRoleConfig, Role};
+use hashpool_stats::Role;
 
 pub const SERVICE: &str = "stats-proxy";
 
@@ -27,19 +26,17 @@ pub struct Args {
 }
 
 /// The service's run config from both files.
-pub fn load(args: &Args) -> anyhow::Result<hashpool_stats::StatsServiceConfig> {
-    let global: ProxyGlobalConfig = hashpool_config::load(&args.global_config)?;
-    let own: StatsRoleConfig = hashpool_config::load(&args.config)?;
-    own.run_config(SERVICE, Role::Translator, &global.stats)
-        .map_err(anyhow::Error::msg)
-        .with_context(|| format!("config {}", args.config.display()))
+pub fn load(args: &Args) -> Result<hashpool_stats::StatsServiceConfig, String> {
+    hashpool_stats::role::load(
+        SERVICE,
+        Role::Translator,
+        &args.config,
+        &args.global_config,
+        |g: &ProxyGlobalConfig| &g.stats,
+    )
 }
 
 /// Runs until SIGINT/SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let _log = hashpool_logging::init(args.log_file.as_deref())?;
-    let config = load(&args)?;
-    hashpool_stats::role::serve_until_signal(config)
-        .await
-        .map_err(anyhow::Error::msg)
+    hashpool_stats::role::run(SERVICE, args.log_file.as_deref(), || load(&args)).await
 }

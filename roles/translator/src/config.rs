@@ -85,7 +85,7 @@ pub struct WalletSettings {
 }
 
 impl TranslatorConfig {
-    /// The run config (without the wallet, which `cli` opens) from both files.
+    /// The run config (without the wallet, which [`crate::role`] opens) from both files.
     pub fn run_config(
         &self,
         global: &ProxyGlobalConfig,
@@ -127,7 +127,6 @@ impl TranslatorConfig {
             user_identity: self.translator.user_identity.clone(),
             nominal_hashrate: self.translator.nominal_hashrate,
             locking_key: None,
-            minter: None,
             channel_mode: self.translator.channel_mode,
             vardiff: crate::VardiffSettings {
                 initial_hashrate: v.initial_hashrate,

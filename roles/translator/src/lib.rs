@@ -5,11 +5,12 @@
 
 pub mod cli;
 pub mod config;
-pub mod downstream;
 pub mod monitoring;
+pub mod role;
 pub mod stats;
 pub mod stats_report;
-pub mod upstream;
+pub mod sv1;
+pub mod sv2;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -19,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use hashpool_wallet::api as wallet_api;
 pub use stats::TranslatorStats;
-pub use upstream::{UpstreamState, UpstreamWork};
+pub use sv2::{UpstreamState, UpstreamWork};
 
 /// How SV1 miners map onto channels with the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -120,8 +121,6 @@ pub struct TranslatorRunConfig {
     pub nominal_hashrate: f32,
     /// Locking key sent with the channel (mint-quote TLV) when set.
     pub locking_key: Option<ext_mint_quote::LockingKey>,
-    /// Mints the quotes the pool announces into the translator's wallet.
-    pub minter: Option<hashpool_wallet::Minter>,
     pub channel_mode: ChannelMode,
     pub vardiff: VardiffSettings,
 }
@@ -146,13 +145,16 @@ pub async fn start(
     config: TranslatorRunConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningTranslator> {
-    start_with_limits(config, Sv1Limits::default(), shutdown).await
+    start_with_limits(config, Sv1Limits::default(), None, shutdown).await
 }
 
-/// Starts the translator: SV1 miners on `config.downstream_address`, the pool upstream.
+/// Starts the translator: SV1 miners on `config.downstream_address`, the pool upstream;
+/// `minter` mints the quotes the pool announces (into the wallet whose key is
+/// `config.locking_key`).
 pub async fn start_with_limits(
     config: TranslatorRunConfig,
     limits: Sv1Limits,
+    minter: Option<hashpool_wallet::Minter>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningTranslator> {
     anyhow::ensure!(!config.upstreams.is_empty(), "no upstream pool configured");
@@ -170,17 +172,18 @@ pub async fn start_with_limits(
     };
     let stats = Arc::new(TranslatorStats::default());
     let (commands_tx, commands_rx) = tokio::sync::mpsc::channel(16 * 1024);
-    let up = tokio::spawn(upstream::run(
+    let up = tokio::spawn(sv2::run(
         config.clone(),
         aggregated_tx,
         commands_rx,
         floor_target,
+        minter,
         stats.clone(),
         shutdown.clone(),
     ));
-    let down = tokio::spawn(downstream::serve(
+    let down = tokio::spawn(sv1::serve(
         listener,
-        downstream::Shared {
+        sv1::Shared {
             aggregated: work.clone(),
             commands: commands_tx,
             vardiff: config.vardiff,

@@ -42,13 +42,6 @@ pub struct StatsReporting {
 /// Issuances looked at per snapshot (newest first); older ones were reported before.
 const HISTORY_PER_SNAPSHOT: usize = 100;
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Reports until `shutdown`. Returns the reporter (its counters are the role's metrics).
 pub fn spawn(
     stats: Arc<TranslatorStats>,
@@ -148,7 +141,7 @@ fn snapshot(
         + TranslatorStats::get(&stats.shares_refused_upstream);
     let pool_up = TranslatorStats::get(&stats.pool_connected) == 1;
     let snapshot = Snapshot {
-        at: unix_now(),
+        at: hashpool_role::unix_now(),
         shares: shares.saturating_sub(last.shares),
         work: (work - last.work).max(0.0),
         shares_rejected: refused.saturating_sub(last.refused),

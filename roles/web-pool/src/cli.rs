@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use hashpool_config::PoolGlobalConfig;
-use tokio_util::sync::CancellationToken;
 
 use crate::WebPoolConfig;
 
@@ -43,19 +42,17 @@ pub fn load(args: &Args) -> anyhow::Result<WebPoolConfig> {
 
 /// Runs until SIGINT/SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let _log = hashpool_logging::init(args.log_file.as_deref())?;
-    let config = load(&args)?;
-    let shutdown = CancellationToken::new();
-    let address = config.address;
-    let running = crate::start(config, shutdown.clone())
-        .await
-        .with_context(|| format!("binding {address}"))?;
-    tracing::info!(address = %running.address, "web-pool: open http://{}/", running.address);
-    hashpool_sv2_io::shutdown_signal().await;
-    tracing::info!("shutting down");
-    shutdown.cancel();
-    let _ = running.task.await;
-    Ok(())
+    let args = &args;
+    hashpool_role::run("web-pool", args.log_file.as_deref(), |shutdown| async move {
+        let config = load(args)?;
+        let address = config.address;
+        let running = crate::start(config, shutdown)
+            .await
+            .with_context(|| format!("binding {address}"))?;
+        tracing::info!(address = %running.address, "web-pool: open http://{}/", running.address);
+        Ok(running.task)
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -10,7 +10,9 @@ use hashpool_ehash::{Accrual, UnitWork, Work};
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    begin_immediate, finish, now_millis, work_bytes, work_from, AccrualLedger, LedgerError,
+    error::LedgerError,
+    sqlite::{begin_immediate, finish, now_millis, work_bytes, work_from},
+    AccrualLedger,
 };
 
 /// One quote request the pool owes a miner.

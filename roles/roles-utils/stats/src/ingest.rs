@@ -11,11 +11,8 @@ use std::{
     time::Duration,
 };
 
-use hashpool_sv2_io::{extension_frame, spawn_reader, IncomingFrames};
-use stratum_apps::{
-    key_utils::{Secp256k1PublicKey, Secp256k1SecretKey},
-    network_helpers::{accept_noise_connection, noise_stream::NoiseTcpWriteHalf},
-};
+use hashpool_sv2_io::{Connection, ConnectionError, ServerIdentity};
+use stratum_apps::key_utils::{Secp256k1PublicKey, Secp256k1SecretKey};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -79,8 +76,6 @@ impl IngestStats {
 
 #[derive(Debug, thiserror::Error)]
 enum IngestError {
-    #[error("noise handshake: {0:?}")]
-    Noise(stratum_apps::network_helpers::Error),
     #[error("connection closed")]
     Closed,
     #[error("refused ({code}): {message}")]
@@ -95,10 +90,7 @@ fn refused(code: &'static str, message: impl Into<String>) -> IngestError {
 }
 
 pub fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    i64::try_from(hashpool_role::unix_now()).unwrap_or(i64::MAX)
 }
 
 pub async fn serve(
@@ -132,28 +124,24 @@ async fn connection(
     store: &Store,
     stats: &IngestStats,
 ) {
-    let noise = match accept_noise_connection(
-        stream,
-        config.authority_public_key,
-        config.authority_secret_key,
-        config.cert_validity_secs,
-    )
-    .await
-    {
-        Ok(n) => n,
+    let identity = ServerIdentity {
+        public_key: config.authority_public_key,
+        secret_key: config.authority_secret_key,
+        cert_validity_secs: config.cert_validity_secs,
+    };
+    let mut conn = match hashpool_sv2_io::accept(stream, peer, &identity, 64, HELLO_TIMEOUT).await {
+        Ok(c) => c,
         Err(e) => {
             stats.refused.fetch_add(1, Ordering::Relaxed);
-            debug!(%peer, "stats connection failed: {:?}", IngestError::Noise(e));
+            debug!(%peer, "stats connection failed: {e}");
             return;
         }
     };
-    let (reader, mut writer) = noise.into_split();
-    let mut frames = spawn_reader(reader, 64);
-    let reporter = match authenticate(&mut frames, &mut writer, config).await {
+    let reporter = match authenticate(&mut conn, config).await {
         Ok(name) => name,
         Err(e) => {
             stats.refused.fetch_add(1, Ordering::Relaxed);
-            refuse(&mut writer, &e).await;
+            refuse(&mut conn, &e).await;
             warn!(%peer, "stats reporter refused: {e}");
             return;
         }
@@ -169,7 +157,7 @@ async fn connection(
             now_secs(),
         )
         .await;
-    let result = reports(&mut frames, &reporter, config, store, stats).await;
+    let result = reports(&mut conn, &reporter, config, store, stats).await;
     stats.reporters_connected.fetch_sub(1, Ordering::Relaxed);
     // A newer connection of the same reporter (it reconnected before this one was seen to
     // close) keeps it up.
@@ -181,55 +169,45 @@ async fn connection(
     match result {
         Err(e @ IngestError::Refused { .. }) => {
             stats.refused.fetch_add(1, Ordering::Relaxed);
-            refuse(&mut writer, &e).await;
+            refuse(&mut conn, &e).await;
             warn!(%peer, %reporter, "stats reporter disconnected: {e}");
         }
         _ => info!(%peer, %reporter, "stats reporter left"),
     }
 }
 
-async fn refuse(writer: &mut NoiseTcpWriteHalf, e: &IngestError) {
+async fn refuse(conn: &mut Connection, e: &IngestError) {
     if let IngestError::Refused { code, message } = e {
         let m = StatsMessage::Refused(Refused {
             code: code.to_string(),
             message: message.clone(),
         });
-        if let Ok(frame) = m.encode() {
-            let _ = hashpool_sv2_io::send_frame(writer, frame).await;
-        }
+        let _ = conn.send_extension(&m).await;
     }
 }
 
-async fn next(frames: &mut IncomingFrames) -> Result<StatsMessage, IngestError> {
-    let mut frame = match frames.recv().await {
-        Some(Ok(f)) => f,
-        _ => return Err(IngestError::Closed),
-    };
-    let ext = extension_frame(&mut frame)
-        .ok_or_else(|| refused("malformed", "not a stats protocol frame"))?;
-    StatsMessage::decode(&ext).map_err(|e| refused("malformed", e.to_string()))
+async fn next(conn: &mut Connection) -> Result<StatsMessage, IngestError> {
+    conn.recv_extension().await.map_err(|e| match e {
+        ConnectionError::Closed => IngestError::Closed,
+        other => refused("malformed", other.to_string()),
+    })
 }
 
-async fn send(writer: &mut NoiseTcpWriteHalf, m: &StatsMessage) -> Result<(), IngestError> {
-    let frame = m.encode().map_err(|_| IngestError::Closed)?;
-    hashpool_sv2_io::send_frame(writer, frame)
+async fn send(conn: &mut Connection, m: &StatsMessage) -> Result<(), IngestError> {
+    conn.send_extension(m)
         .await
         .map_err(|_| IngestError::Closed)
 }
 
 /// Challenge and Hello; returns the reporter's name.
-async fn authenticate(
-    frames: &mut IncomingFrames,
-    writer: &mut NoiseTcpWriteHalf,
-    config: &IngestConfig,
-) -> Result<String, IngestError> {
+async fn authenticate(conn: &mut Connection, config: &IngestConfig) -> Result<String, IngestError> {
     let nonce: [u8; 32] = rand::random();
     let challenge = Challenge {
         protocol_version: PROTOCOL_VERSION,
         nonce: hex::encode(nonce),
     };
-    send(writer, &StatsMessage::Challenge(challenge)).await?;
-    let hello = match tokio::time::timeout(HELLO_TIMEOUT, next(frames)).await {
+    send(conn, &StatsMessage::Challenge(challenge)).await?;
+    let hello = match tokio::time::timeout(HELLO_TIMEOUT, next(conn)).await {
         Err(_) => return Err(refused("unexpected", "no hello in time")),
         Ok(m) => match m? {
             StatsMessage::Hello(h) => h,
@@ -268,20 +246,20 @@ async fn authenticate(
     }
     verify_hello(&hello, &nonce, &config.reporter_keys)
         .map_err(|reason| refused("unauthorized", reason))?;
-    send(writer, &StatsMessage::Welcome(Welcome {})).await?;
+    send(conn, &StatsMessage::Welcome(Welcome {})).await?;
     Ok(hello.reporter)
 }
 
 /// Reports until the reporter leaves or sends something it must not.
 async fn reports(
-    frames: &mut IncomingFrames,
+    conn: &mut Connection,
     reporter: &str,
     config: &IngestConfig,
     store: &Store,
     stats: &IngestStats,
 ) -> Result<(), IngestError> {
     loop {
-        let report = match next(frames).await {
+        let report = match next(conn).await {
             Err(IngestError::Closed) => return Ok(()),
             Err(e) => return Err(e),
             Ok(StatsMessage::Report(r)) => r,

@@ -197,6 +197,15 @@ impl StatsMessage {
     }
 
     pub fn encode(&self) -> Result<SerializedFrame, ProtocolError> {
+        Ok(encode_raw(
+            EXTENSION_TYPE,
+            false,
+            self.message_type(),
+            &self.payload()?,
+        )?)
+    }
+
+    fn payload(&self) -> Result<Vec<u8>, ProtocolError> {
         let payload = match self {
             StatsMessage::Challenge(m) => serde_json::to_vec(m)?,
             StatsMessage::Hello(m) => serde_json::to_vec(m)?,
@@ -207,23 +216,21 @@ impl StatsMessage {
         if payload.len() > MAX_PAYLOAD {
             return Err(ProtocolError::TooLarge(payload.len()));
         }
-        Ok(encode_raw(
-            EXTENSION_TYPE,
-            false,
-            self.message_type(),
-            &payload,
-        )?)
+        Ok(payload)
     }
 
     pub fn decode(frame: &ExtensionFrame) -> Result<Self, ProtocolError> {
         if frame.extension_type != EXTENSION_TYPE {
             return Err(ProtocolError::WrongExtension(frame.extension_type));
         }
-        if frame.payload.len() > MAX_PAYLOAD {
-            return Err(ProtocolError::TooLarge(frame.payload.len()));
+        Self::decode_payload(frame.message_type, &frame.payload)
+    }
+
+    fn decode_payload(message_type: u8, p: &[u8]) -> Result<Self, ProtocolError> {
+        if p.len() > MAX_PAYLOAD {
+            return Err(ProtocolError::TooLarge(p.len()));
         }
-        let p = &frame.payload;
-        Ok(match frame.message_type {
+        Ok(match message_type {
             MSG_CHALLENGE => StatsMessage::Challenge(serde_json::from_slice(p)?),
             MSG_HELLO => StatsMessage::Hello(serde_json::from_slice(p)?),
             MSG_WELCOME => StatsMessage::Welcome(serde_json::from_slice(p)?),
@@ -231,6 +238,23 @@ impl StatsMessage {
             MSG_REPORT => StatsMessage::Report(serde_json::from_slice(p)?),
             other => return Err(ProtocolError::UnknownMessage(other)),
         })
+    }
+}
+
+impl hashpool_sv2_io::ExtensionMessage for StatsMessage {
+    const EXTENSION_TYPE: u16 = EXTENSION_TYPE;
+    type Error = ProtocolError;
+
+    fn message_type(&self) -> u8 {
+        StatsMessage::message_type(self)
+    }
+
+    fn encode_payload(&self) -> Result<Vec<u8>, ProtocolError> {
+        self.payload()
+    }
+
+    fn decode(message_type: u8, payload: &[u8]) -> Result<Self, ProtocolError> {
+        Self::decode_payload(message_type, payload)
     }
 }
 

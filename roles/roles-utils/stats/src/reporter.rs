@@ -13,14 +13,11 @@ use std::{
     time::Duration,
 };
 
-use hashpool_sv2_io::{extension_frame, spawn_reader, Backoff, IncomingFrames};
-use stratum_apps::{
-    key_utils::{Secp256k1PublicKey, Secp256k1SecretKey},
-    network_helpers::{connect_with_noise, noise_stream::NoiseTcpWriteHalf},
-};
-use tokio::{net::TcpStream, sync::Notify};
+use hashpool_sv2_io::{connect_noise, keep_connected, Backoff, Connection, ConnectionError};
+use stratum_apps::key_utils::{Secp256k1PublicKey, Secp256k1SecretKey};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::protocol::{sign_hello, Report, Role, StatsMessage};
 
@@ -62,45 +59,21 @@ pub struct StatsReporter {
     shared: Arc<Shared>,
 }
 
-#[derive(Debug, thiserror::Error)]
-enum SessionError {
-    #[error("connect: {0}")]
-    Connect(std::io::Error),
-    #[error("noise handshake: {0:?}")]
-    Noise(stratum_apps::network_helpers::Error),
-    #[error("the stats service closed the connection")]
-    Closed,
-    #[error("refused by the stats service: {0}")]
-    Refused(String),
-    #[error("{0}")]
-    Protocol(#[from] crate::protocol::ProtocolError),
-}
-
 impl StatsReporter {
     /// Starts the background task; it runs until `shutdown`.
     pub fn spawn(config: ReporterConfig, shutdown: CancellationToken) -> Self {
         let reporter = Self::unconnected(config.buffer);
         let shared = reporter.shared.clone();
         tokio::spawn(async move {
-            let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
-            loop {
-                let result = tokio::select! {
-                    r = session(&config, &shared) => r,
-                    _ = shutdown.cancelled() => return,
-                };
+            let backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
+            let peer = format!("stats service {}", config.address);
+            let (config, shared) = (&config, &shared);
+            keep_connected(&peer, backoff, &shutdown, |healthy| async move {
+                let result = session(config, shared, healthy).await;
                 shared.stats.connected.store(0, Ordering::Relaxed);
-                match result {
-                    Err(SessionError::Refused(reason)) => {
-                        warn!(service = %config.address, "stats reporting refused: {reason}")
-                    }
-                    Err(e) => debug!(service = %config.address, "stats service unreachable: {e}"),
-                    Ok(()) => backoff.reset(),
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff.next_delay()) => {}
-                    _ = shutdown.cancelled() => return,
-                }
-            }
+                result
+            })
+            .await
         });
         reporter
     }
@@ -161,40 +134,26 @@ impl StatsReporter {
     }
 }
 
-async fn next(frames: &mut IncomingFrames) -> Result<StatsMessage, SessionError> {
-    let mut frame = match frames.recv().await {
-        Some(Ok(f)) => f,
-        _ => return Err(SessionError::Closed),
-    };
-    let ext = extension_frame(&mut frame)
-        .ok_or_else(|| SessionError::Refused("a frame outside the stats protocol".into()))?;
-    Ok(StatsMessage::decode(&ext)?)
+fn unexpected(m: StatsMessage, expected: &str) -> ConnectionError {
+    match m {
+        StatsMessage::Refused(r) => ConnectionError::Refused(format!("{}: {}", r.code, r.message)),
+        other => ConnectionError::Protocol(format!(
+            "expected {expected}, got message {:#04x}",
+            other.message_type()
+        )),
+    }
 }
 
-async fn send(writer: &mut NoiseTcpWriteHalf, m: &StatsMessage) -> Result<(), SessionError> {
-    hashpool_sv2_io::send_frame(writer, m.encode()?)
-        .await
-        .map_err(|_| SessionError::Closed)
-}
-
-async fn session(config: &ReporterConfig, shared: &Shared) -> Result<(), SessionError> {
-    let stream = TcpStream::connect(config.address)
-        .await
-        .map_err(SessionError::Connect)?;
-    let noise = connect_with_noise(stream, Some(config.service_public_key))
-        .await
-        .map_err(SessionError::Noise)?;
-    let (reader, mut writer) = noise.into_split();
-    let mut frames = spawn_reader(reader, 16);
-    let challenge = match next(&mut frames).await? {
+async fn session(
+    config: &ReporterConfig,
+    shared: &Shared,
+    healthy: hashpool_sv2_io::Healthy,
+) -> Result<(), ConnectionError> {
+    let mut conn: Connection =
+        connect_noise(config.address, Some(config.service_public_key), 16).await?;
+    let challenge = match conn.recv_extension().await? {
         StatsMessage::Challenge(c) => c,
-        StatsMessage::Refused(r) => return Err(SessionError::Refused(r.message)),
-        other => {
-            return Err(SessionError::Refused(format!(
-                "expected a challenge, got message {:#04x}",
-                other.message_type()
-            )))
-        }
+        other => return Err(unexpected(other, "a challenge")),
     };
     let hello = sign_hello(
         &challenge,
@@ -202,19 +161,11 @@ async fn session(config: &ReporterConfig, shared: &Shared) -> Result<(), Session
         &config.name,
         &config.secret_key.into_bytes(),
     )
-    .map_err(SessionError::Refused)?;
-    send(&mut writer, &StatsMessage::Hello(hello)).await?;
-    match next(&mut frames).await? {
-        StatsMessage::Welcome(_) => {}
-        StatsMessage::Refused(r) => {
-            return Err(SessionError::Refused(format!("{}: {}", r.code, r.message)))
-        }
-        other => {
-            return Err(SessionError::Refused(format!(
-                "expected welcome, got message {:#04x}",
-                other.message_type()
-            )))
-        }
+    .map_err(ConnectionError::Refused)?;
+    conn.send_extension(&StatsMessage::Hello(hello)).await?;
+    match conn.recv_extension().await? {
+        StatsMessage::Welcome(_) => healthy.mark(),
+        other => return Err(unexpected(other, "welcome")),
     }
     info!(service = %config.address, "reporting stats");
     shared.stats.connected.store(1, Ordering::Relaxed);
@@ -227,15 +178,14 @@ async fn session(config: &ReporterConfig, shared: &Shared) -> Result<(), Session
         let Some(report) = head else {
             tokio::select! {
                 _ = shared.wake.notified() => continue,
-                m = next(&mut frames) => match m? {
-                    StatsMessage::Refused(r) => {
-                        return Err(SessionError::Refused(format!("{}: {}", r.code, r.message)))
-                    }
+                m = conn.recv_extension() => match m? {
+                    refused @ StatsMessage::Refused(_) => return Err(unexpected(refused, "nothing")),
                     _ => continue,
                 },
             }
         };
-        send(&mut writer, &StatsMessage::Report(report.clone())).await?;
+        conn.send_extension(&StatsMessage::Report(report.clone()))
+            .await?;
         let mut buffer = shared.buffer.lock().unwrap_or_else(|e| e.into_inner());
         // The head may have been dropped for room while this one was being written.
         if buffer.front() == Some(&report) {

@@ -2,7 +2,7 @@
 //! (`config/stats-pool.config.toml`, `config/stats-proxy.config.toml`) and how it combines with
 //! the `[stats]` section of their side's shared topology.
 
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
 use hashpool_config::StatsTopology;
 use serde::Deserialize;
@@ -83,26 +83,42 @@ impl StatsRoleConfig {
     }
 }
 
-/// Runs a stats service until SIGINT/SIGTERM.
-pub async fn serve_until_signal(config: StatsServiceConfig) -> Result<(), String> {
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let (ingest, http, database) = (
-        config.ingest_address,
-        config.http_address,
-        config.database.clone(),
-    );
-    let running = crate::service::start(config, shutdown.clone())
-        .await
-        .map_err(|e| {
-            format!(
-                "starting the stats service (database {}): {e}",
+/// The stats service of one side, loaded from its own file and the side's shared topology
+/// (`G`: the pool's or the proxy's).
+pub fn load<G: serde::de::DeserializeOwned>(
+    service: &'static str,
+    role: Role,
+    config: &Path,
+    global_config: &Path,
+    stats_of: impl FnOnce(&G) -> &StatsTopology,
+) -> Result<StatsServiceConfig, String> {
+    let global: G = hashpool_config::load(global_config).map_err(|e| e.to_string())?;
+    let own: StatsRoleConfig = hashpool_config::load(config).map_err(|e| e.to_string())?;
+    own.run_config(service, role, stats_of(&global))
+        .map_err(|e| format!("config {}: {e}", config.display()))
+}
+
+/// Runs a stats service binary (`stats-pool`, `stats-proxy`) until SIGINT/SIGTERM.
+pub async fn run(
+    service: &'static str,
+    log_file: Option<&Path>,
+    load: impl FnOnce() -> Result<StatsServiceConfig, String>,
+) -> anyhow::Result<()> {
+    hashpool_role::run(service, log_file, |shutdown| async move {
+        let config = load().map_err(anyhow::Error::msg)?;
+        let (ingest, http, database) = (
+            config.ingest_address,
+            config.http_address,
+            config.database.clone(),
+        );
+        let running = crate::service::start(config, shutdown).await.map_err(|e| {
+            anyhow::anyhow!(
+                "database {}: {e}",
                 crate::service::redact(&database)
             )
         })?;
-    tracing::info!(%ingest, %http, "reporters connect to the ingest address; the API is on /api/v1/..., metrics on /metrics");
-    hashpool_sv2_io::shutdown_signal().await;
-    tracing::info!("shutting down");
-    shutdown.cancel();
-    let _ = running.task.await;
-    Ok(())
+        tracing::info!(%ingest, %http, "reporters connect to the ingest address; the API is on /api/v1/..., metrics on /metrics");
+        Ok(running.task)
+    })
+    .await
 }

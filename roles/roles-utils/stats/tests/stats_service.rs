@@ -13,12 +13,9 @@ use hashpool_stats::{
     Block, Issuance, Report, ReporterConfig, Role, ServiceHealth, Snapshot, StatsReporter,
     StatsServiceConfig, Subject,
 };
-use hashpool_sv2_io::{extension_frame, spawn_reader};
+use hashpool_sv2_io::{connect_noise, Connection};
 use serde_json::Value;
-use stratum_apps::{
-    key_utils::{Secp256k1PublicKey, Secp256k1SecretKey},
-    network_helpers::connect_with_noise,
-};
+use stratum_apps::key_utils::{Secp256k1PublicKey, Secp256k1SecretKey};
 use tokio_util::sync::CancellationToken;
 
 /// The SRI test authority pair, for the service; reporters use keys of their own.
@@ -348,38 +345,28 @@ async fn the_service_samples_on_schedule_and_retention_deletes_old_rows() {
 }
 
 /// A raw Noise connection to the service, through the challenge.
-async fn raw_session(
-    address: SocketAddr,
-) -> (
-    hashpool_sv2_io::IncomingFrames,
-    stratum_apps::network_helpers::noise_stream::NoiseTcpWriteHalf,
-    Challenge,
-) {
-    let stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let noise = connect_with_noise(stream, Some(service_keys().0))
+async fn raw_session(address: SocketAddr) -> (Connection, Challenge) {
+    let mut conn = connect_noise(address, Some(service_keys().0), 16)
         .await
         .unwrap();
-    let (reader, writer) = noise.into_split();
-    let mut frames = spawn_reader(reader, 16);
-    let StatsMessage::Challenge(c) = next(&mut frames).await.unwrap() else {
+    let StatsMessage::Challenge(c) = next(&mut conn).await.unwrap() else {
         panic!("expected the challenge")
     };
-    (frames, writer, c)
+    (conn, c)
 }
 
-async fn next(frames: &mut hashpool_sv2_io::IncomingFrames) -> Option<StatsMessage> {
-    let mut frame = tokio::time::timeout(Duration::from_secs(10), frames.recv())
+async fn next(conn: &mut Connection) -> Option<StatsMessage> {
+    tokio::time::timeout(Duration::from_secs(10), conn.recv_extension())
         .await
-        .ok()??
-        .ok()?;
-    StatsMessage::decode(&extension_frame(&mut frame)?).ok()
+        .ok()?
+        .ok()
 }
 
-async fn refusal(frames: &mut hashpool_sv2_io::IncomingFrames) -> String {
-    match next(frames).await {
+async fn refusal(conn: &mut Connection) -> String {
+    match next(conn).await {
         Some(StatsMessage::Refused(r)) => {
             // Then the connection closes.
-            assert!(next(frames).await.is_none());
+            assert!(next(conn).await.is_none());
             r.code
         }
         other => panic!("expected a refusal, got {other:?}"),
@@ -398,39 +385,39 @@ async fn bad_keys_and_malformed_frames_are_refused_and_the_service_goes_on() {
     let address = running.ingest_address;
 
     // A key the service does not list.
-    let (mut frames, mut writer, c) = raw_session(address).await;
+    let (mut conn, c) = raw_session(address).await;
     let hello = sign_hello(&c, Role::Pool, "pool-x", &stranger.into_bytes()).unwrap();
-    send(&mut writer, StatsMessage::Hello(hello)).await;
-    assert_eq!(refusal(&mut frames).await, "unauthorized");
+    send(&mut conn, StatsMessage::Hello(hello)).await;
+    assert_eq!(refusal(&mut conn).await, "unauthorized");
 
     // A Hello signed for another challenge (a replay).
-    let (mut frames, mut writer, _) = raw_session(address).await;
+    let (mut conn, _) = raw_session(address).await;
     let other = Challenge {
         protocol_version: PROTOCOL_VERSION,
         nonce: "ab".repeat(32),
     };
     let replayed = sign_hello(&other, Role::Pool, "pool-1", &secret.into_bytes()).unwrap();
-    send(&mut writer, StatsMessage::Hello(replayed)).await;
-    assert_eq!(refusal(&mut frames).await, "unauthorized");
+    send(&mut conn, StatsMessage::Hello(replayed)).await;
+    assert_eq!(refusal(&mut conn).await, "unauthorized");
 
     // Another role, another version.
-    let (mut frames, mut writer, c) = raw_session(address).await;
+    let (mut conn, c) = raw_session(address).await;
     let hello = sign_hello(&c, Role::Translator, "t", &secret.into_bytes()).unwrap();
-    send(&mut writer, StatsMessage::Hello(hello)).await;
-    assert_eq!(refusal(&mut frames).await, "wrong-role");
-    let (mut frames, mut writer, c) = raw_session(address).await;
+    send(&mut conn, StatsMessage::Hello(hello)).await;
+    assert_eq!(refusal(&mut conn).await, "wrong-role");
+    let (mut conn, c) = raw_session(address).await;
     let hello = Hello {
         protocol_version: 99,
         ..sign_hello(&c, Role::Pool, "pool-1", &secret.into_bytes()).unwrap()
     };
-    send(&mut writer, StatsMessage::Hello(hello)).await;
-    assert_eq!(refusal(&mut frames).await, "unsupported-version");
+    send(&mut conn, StatsMessage::Hello(hello)).await;
+    assert_eq!(refusal(&mut conn).await, "unsupported-version");
 
     // A report before Hello; a Hello that is not JSON.
-    let (mut frames, mut writer, _) = raw_session(address).await;
-    send(&mut writer, snapshot_message()).await;
-    assert_eq!(refusal(&mut frames).await, "unexpected");
-    let (mut frames, mut writer, _) = raw_session(address).await;
+    let (mut conn, _) = raw_session(address).await;
+    send(&mut conn, snapshot_message()).await;
+    assert_eq!(refusal(&mut conn).await, "unexpected");
+    let (mut conn, _) = raw_session(address).await;
     let garbage = hashpool_sv2_io::encode_raw(
         hashpool_stats::protocol::EXTENSION_TYPE,
         false,
@@ -438,17 +425,15 @@ async fn bad_keys_and_malformed_frames_are_refused_and_the_service_goes_on() {
         b"{\"protocol_version\": 1, \"role\": ",
     )
     .unwrap();
-    hashpool_sv2_io::send_frame(&mut writer, garbage)
-        .await
-        .unwrap();
-    assert_eq!(refusal(&mut frames).await, "malformed");
+    conn.send_frame(garbage).await.unwrap();
+    assert_eq!(refusal(&mut conn).await, "malformed");
 
     // Authenticated, then a malformed report: refused and disconnected; nothing stored.
-    let (mut frames, mut writer, c) = raw_session(address).await;
+    let (mut conn, c) = raw_session(address).await;
     let hello = sign_hello(&c, Role::Pool, "pool-1", &secret.into_bytes()).unwrap();
-    send(&mut writer, StatsMessage::Hello(hello)).await;
+    send(&mut conn, StatsMessage::Hello(hello)).await;
     assert!(matches!(
-        next(&mut frames).await,
+        next(&mut conn).await,
         Some(StatsMessage::Welcome(_))
     ));
     let bad = hashpool_sv2_io::encode_raw(
@@ -458,8 +443,8 @@ async fn bad_keys_and_malformed_frames_are_refused_and_the_service_goes_on() {
         br#"{"type":"snapshot","shares":"many"}"#,
     )
     .unwrap();
-    hashpool_sv2_io::send_frame(&mut writer, bad).await.unwrap();
-    assert_eq!(refusal(&mut frames).await, "malformed");
+    conn.send_frame(bad).await.unwrap();
+    assert_eq!(refusal(&mut conn).await, "malformed");
     assert_eq!(running.stats.refused.load(Ordering::Relaxed), 7);
     assert_eq!(running.stats.reports.load(Ordering::Relaxed), 0);
 
@@ -483,13 +468,8 @@ fn snapshot_message() -> StatsMessage {
     StatsMessage::Report(snapshot(1.0, &[]))
 }
 
-async fn send(
-    writer: &mut stratum_apps::network_helpers::noise_stream::NoiseTcpWriteHalf,
-    m: StatsMessage,
-) {
-    hashpool_sv2_io::send_frame(writer, m.encode().unwrap())
-        .await
-        .unwrap();
+async fn send(conn: &mut Connection, m: StatsMessage) {
+    conn.send_extension(&m).await.unwrap();
 }
 
 #[tokio::test]

@@ -57,8 +57,7 @@ pub fn register_metrics(
     Ok(())
 }
 
-/// The mint's payment method for ehash quotes.
-pub const EHASH_METHOD: &str = "ehash";
+pub use ext_mint_quote::EHASH_METHOD;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WalletError {

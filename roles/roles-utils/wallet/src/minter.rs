@@ -146,21 +146,13 @@ pub fn announced_quote(
         );
         return None;
     }
-    match ext_mint_quote::MintQuoteMessage::decode(message_type, payload) {
-        Ok(ext_mint_quote::MintQuoteMessage::Announcement(a)) => {
-            let quote = String::from_utf8_lossy(a.quote_id.as_bytes()).into_owned();
-            debug!(%quote, amount = a.amount, "ehash quote announced");
-            Some((quote, a.amount))
-        }
-        Ok(other) => {
-            warn!(
-                "unexpected mint-quote message {:#04x} from the pool",
-                other.message_type()
-            );
-            None
+    match ext_mint_quote::decode_announcement(message_type, payload) {
+        Ok(a) => {
+            debug!(quote = %a.quote_id, amount = a.amount, "ehash quote announced");
+            Some((a.quote_id, a.amount))
         }
         Err(e) => {
-            warn!("undecodable mint-quote message from the pool: {e}");
+            warn!("unusable mint-quote message from the pool: {e}");
             None
         }
     }

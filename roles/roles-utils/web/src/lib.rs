@@ -47,9 +47,7 @@ pub fn svg_response(result: Result<String, String>) -> axum::response::Response 
     }
 }
 
+/// Seconds since the Unix epoch, as the charts' timestamps.
 pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    i64::try_from(hashpool_role::unix_now()).unwrap_or(i64::MAX)
 }

@@ -15,7 +15,7 @@ use anyhow::{anyhow, bail, Context};
 use bitcoin::Target;
 use futures::{SinkExt, StreamExt};
 use hashpool_sv1::{ServerMessage, MAX_LINE_LEN};
-use hashpool_sv2_io::Backoff;
+use hashpool_sv2_io::{keep_connected, Backoff, Healthy};
 use mining_device::{
     hasher::{FoundShare, Hashers, Work, WorkSlot},
     MinerStats,
@@ -26,7 +26,7 @@ use tokio_util::{
     codec::{Framed, LinesCodec},
     sync::CancellationToken,
 };
-use tracing::{info, warn};
+use tracing::info;
 
 #[derive(Debug, Clone)]
 pub struct Sv1MinerOptions {
@@ -50,26 +50,20 @@ pub fn start(options: Sv1MinerOptions, shutdown: CancellationToken) -> Sv1Miner 
 
 async fn run(options: Sv1MinerOptions, stats: Arc<MinerStats>, shutdown: CancellationToken) {
     let mut hashers = Hashers::start(options.threads, options.limit_hashrate, stats.clone());
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-    loop {
-        let result = tokio::select! {
-            r = session(&options, &stats, &hashers.slot, &mut hashers.shares, &mut backoff) => r,
-            _ = shutdown.cancelled() => break,
-        };
-        hashers.slot.set(None);
-        stats.connected.store(false, Ordering::Relaxed);
-        let delay = backoff.next_delay();
-        match result {
-            Ok(()) => info!("SV1 session ended"),
-            Err(e) => warn!(
-                retry_in_ms = delay.as_millis() as u64,
-                "SV1 connection lost: {e:#}"
-            ),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = shutdown.cancelled() => break,
-        }
+    {
+        let backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        let (options, stats, slot) = (&options, &stats, &hashers.slot);
+        // One session at a time takes the shares found.
+        let shares = &tokio::sync::Mutex::new(&mut hashers.shares);
+        keep_connected("SV1 pool", backoff, &shutdown, |healthy| async move {
+            let mut shares = shares.lock().await;
+            let result = session(options, stats, slot, &mut shares, &healthy).await;
+            slot.set(None);
+            stats.connected.store(false, Ordering::Relaxed);
+            // `{:#}`: the whole context chain in the log line.
+            result.map_err(|e| format!("{e:#}"))
+        })
+        .await;
     }
     hashers.stop().await;
 }
@@ -132,7 +126,7 @@ async fn session(
     stats: &MinerStats,
     slot: &WorkSlot,
     shares: &mut mpsc::Receiver<FoundShare>,
-    backoff: &mut Backoff,
+    healthy: &Healthy,
 ) -> anyhow::Result<()> {
     let stream = TcpStream::connect(options.address)
         .await
@@ -166,7 +160,7 @@ async fn session(
                     None => bail!("the server closed the connection"),
                 };
                 let message = hashpool_sv1::parse_server_line(&line).map_err(|e| anyhow!("bad line from the server: {e}"))?;
-                if on_message(message, &mut s, stats, backoff)? {
+                if on_message(message, &mut s, stats, healthy)? {
                     slot.set(s.work());
                 }
             }
@@ -197,7 +191,7 @@ fn on_message(
     message: ServerMessage,
     s: &mut Session,
     stats: &MinerStats,
-    backoff: &mut Backoff,
+    healthy: &Healthy,
 ) -> anyhow::Result<bool> {
     match message {
         ServerMessage::Response { id, result, error } => {
@@ -221,7 +215,7 @@ fn on_message(
                     s.extranonce2_size = size as usize;
                     stats.connections.fetch_add(1, Ordering::Relaxed);
                     stats.connected.store(true, Ordering::Relaxed);
-                    backoff.reset();
+                    healthy.mark();
                     return Ok(true);
                 }
                 2 => {

@@ -6,23 +6,18 @@ use std::{
     time::Duration,
 };
 
-use binary_sv2::Seq064KOwned;
 use binary_sv2::U256Owned;
 use bitcoin::Target;
-use common_messages_sv2::{Protocol, SetupConnectionOwned};
-use extensions_sv2::RequestExtensionsOwned;
+use common_messages_sv2::Protocol;
 use hashpool_sv2_io::{
-    decode_frame, encode_with_tlvs, extension_frame, spawn_reader, str0255 as s, text, Backoff,
-    SendError, Sv2Message,
+    decode_frame, encode_with_tlvs, extension_frame, keep_connected, str0255 as s, text, Backoff,
+    ConnectionError, Dial, Healthy, Negotiated, Sv2Message,
 };
 use mining_sv2::{NewMiningJobOwned, OpenStandardMiningChannelOwned, SubmitSharesStandard};
-use parsers_sv2::{
-    AnyMessageOwned, CommonMessagesOwned, ExtensionsNegotiationOwned, ExtensionsOwned, MiningOwned,
-};
-use stratum_apps::network_helpers::{connect_with_noise, noise_stream::NoiseTcpWriteHalf};
-use tokio::{net::TcpStream, sync::mpsc};
+use parsers_sv2::{AnyMessageOwned, MiningOwned};
+use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::{
     hasher::{FoundShare, Hashers, Work, WorkSlot},
@@ -32,22 +27,6 @@ use crate::{
 /// SetupConnection flag: this device needs standard jobs (no extended ones via a group).
 const REQUIRES_STANDARD_JOBS: u32 = 1;
 
-#[derive(Debug, thiserror::Error)]
-enum MinerError {
-    #[error("connect: {0}")]
-    Connect(std::io::Error),
-    #[error("noise handshake: {0:?}")]
-    Noise(stratum_apps::network_helpers::Error),
-    #[error("frame: {0}")]
-    Frame(#[from] hashpool_sv2_io::FrameError),
-    #[error("pool closed the connection")]
-    Closed,
-    #[error("cannot send: {0}")]
-    Send(#[from] SendError),
-    #[error("pool refused: {0}")]
-    Refused(String),
-}
-
 /// Mines until `shutdown`, reconnecting with back-off whenever the pool goes away.
 pub async fn run(options: MinerOptions, stats: Arc<MinerStats>, shutdown: CancellationToken) {
     let limit = options
@@ -55,26 +34,19 @@ pub async fn run(options: MinerOptions, stats: Arc<MinerStats>, shutdown: Cancel
         .or(options.limit_hashrate.then_some(options.nominal_hashrate))
         .map(f64::from);
     let mut hashers = Hashers::start(options.threads, limit, stats.clone());
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-    loop {
-        let result = tokio::select! {
-            r = session(&options, &stats, &hashers.slot, &mut hashers.shares, &mut backoff) => r,
-            _ = shutdown.cancelled() => break,
-        };
-        hashers.slot.set(None);
-        stats.connected.store(false, Ordering::Relaxed);
-        let delay = backoff.next_delay();
-        match result {
-            Ok(()) => info!("pool session ended"),
-            Err(e) => warn!(
-                retry_in_ms = delay.as_millis() as u64,
-                "pool connection lost: {e}"
-            ),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = shutdown.cancelled() => break,
-        }
+    {
+        let backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        let (options, stats, slot) = (&options, &stats, &hashers.slot);
+        // One session at a time takes the shares found.
+        let shares = &Mutex::new(&mut hashers.shares);
+        keep_connected("pool", backoff, &shutdown, |healthy| async move {
+            let mut shares = shares.lock().await;
+            let result = session(options, stats, slot, &mut shares, healthy).await;
+            slot.set(None);
+            stats.connected.store(false, Ordering::Relaxed);
+            result
+        })
+        .await;
     }
     hashers.stop().await;
 }
@@ -116,59 +88,59 @@ async fn session(
     stats: &MinerStats,
     slot: &WorkSlot,
     shares: &mut mpsc::Receiver<FoundShare>,
-    backoff: &mut Backoff,
-) -> Result<(), MinerError> {
-    let stream = TcpStream::connect(options.pool_address)
-        .await
-        .map_err(MinerError::Connect)?;
-    let noise = connect_with_noise(stream, options.pool_authority_key)
-        .await
-        .map_err(MinerError::Noise)?;
-    let (reader, mut writer) = noise.into_split();
-    let mut frames = spawn_reader(reader, 256);
-    send(
-        &mut writer,
-        CommonMessagesOwned::SetupConnection(SetupConnectionOwned {
-            protocol: Protocol::MiningProtocol,
-            min_version: 2,
-            max_version: 2,
-            flags: REQUIRES_STANDARD_JOBS,
-            endpoint_host: s(&options.pool_address.ip().to_string()),
-            endpoint_port: options.pool_address.port(),
-            vendor: s("hashpool"),
-            hardware_version: s("cpu"),
-            firmware: s(env!("CARGO_PKG_VERSION")),
-            device_id: s(&options.device_id),
-        }),
+    healthy: Healthy,
+) -> Result<(), ConnectionError> {
+    let dial = Dial::new(
+        options.pool_address,
+        options.pool_authority_key,
+        Protocol::MiningProtocol,
+        "cpu",
     )
-    .await?;
+    .device_id(&options.device_id)
+    .flags(REQUIRES_STANDARD_JOBS)
+    .capacity(256);
+    let (mut conn, _) = hashpool_sv2_io::dial(&dial).await?;
+    stats.connections.fetch_add(1, Ordering::Relaxed);
+    stats.mint_quote_negotiated.store(false, Ordering::Relaxed);
+    // Ask for the mint-quote extension; the channel opens once the pool has answered.
+    let mut agreed = false;
+    if options.locking_key.is_some() {
+        agreed = match conn
+            .request_extensions(&[ext_mint_quote::EXTENSION_TYPE])
+            .await?
+        {
+            Negotiated::Agreed(e) => e.contains(&ext_mint_quote::EXTENSION_TYPE),
+            Negotiated::Refused { .. } => false,
+        };
+        stats.mint_quote_negotiated.store(agreed, Ordering::Relaxed);
+        info!(mint_quote = agreed, "extension negotiation answered");
+    }
+    match open_channel(options, agreed)? {
+        Reply::Message(m) => conn.send(m).await?,
+        Reply::Frame(f) => conn.send_frame(f).await?,
+    }
     // Drain shares found on work of an earlier connection: they cannot be submitted now.
     while shares.try_recv().is_ok() {}
 
     let mut ch = ChannelState::default();
     loop {
         tokio::select! {
-            frame = frames.recv() => {
-                let mut frame = match frame {
-                    Some(Ok(f)) => f,
-                    _ => return Err(MinerError::Closed),
-                };
+            frame = conn.recv_frame() => {
+                let mut frame = frame?;
                 if let Some(ext) = extension_frame(&mut frame) {
                     on_extension_frame(&ext, options, stats);
                     continue;
                 }
                 let (_, message, _) = decode_frame(&mut frame, &[])?;
-                match on_message(message, options, stats, &mut ch, slot, backoff)? {
-                    Reply::None => {}
-                    Reply::Message(m) => send(&mut writer, m).await?,
-                    Reply::Frame(f) => hashpool_sv2_io::send_frame(&mut writer, f).await?,
+                if on_message(message, stats, &mut ch, slot)? {
+                    healthy.mark();
                 }
             }
             share = shares.recv() => {
                 let Some(share) = share else { return Ok(()) };
                 let Some(channel_id) = ch.channel_id else { continue };
                 ch.sequence = ch.sequence.wrapping_add(1);
-                send(&mut writer, MiningOwned::SubmitSharesStandard(SubmitSharesStandard {
+                conn.send(MiningOwned::SubmitSharesStandard(SubmitSharesStandard {
                     channel_id,
                     sequence_number: ch.sequence,
                     job_id: share.job_id,
@@ -182,14 +154,13 @@ async fn session(
     }
 }
 
-/// What to send back for a message.
+/// The channel request: with the locking-key TLV when the pool took the extension.
 enum Reply {
-    None,
     Message(AnyMessageOwned),
     Frame(codec_sv2::SerializedFrame),
 }
 
-fn open_channel(options: &MinerOptions, with_tlv: bool) -> Result<Reply, MinerError> {
+fn open_channel(options: &MinerOptions, with_tlv: bool) -> Result<Reply, ConnectionError> {
     let open = MiningOwned::OpenStandardMiningChannel(OpenStandardMiningChannelOwned {
         request_id: 1,
         user_identity: s(&options.user_identity),
@@ -223,54 +194,21 @@ fn on_extension_frame(
     }
 }
 
+/// Applies a message from the pool; true once the channel is open (the link is healthy).
 fn on_message(
     message: AnyMessageOwned,
-    options: &MinerOptions,
     stats: &MinerStats,
     ch: &mut ChannelState,
     slot: &WorkSlot,
-    backoff: &mut Backoff,
-) -> Result<Reply, MinerError> {
+) -> Result<bool, ConnectionError> {
     let mining = match message {
-        AnyMessageOwned::Common(CommonMessagesOwned::SetupConnectionSuccess(_)) => {
-            stats.connections.fetch_add(1, Ordering::Relaxed);
-            stats.mint_quote_negotiated.store(false, Ordering::Relaxed);
-            if options.locking_key.is_none() {
-                return open_channel(options, false);
-            }
-            // Ask for the mint-quote extension; the channel opens once the pool has answered.
-            let request = RequestExtensionsOwned {
-                request_id: 1,
-                requested_extensions: Seq064KOwned::new(vec![ext_mint_quote::EXTENSION_TYPE])
-                    .expect("one extension"),
-            };
-            return Ok(Reply::Message(AnyMessageOwned::Extensions(
-                ExtensionsOwned::ExtensionsNegotiation(
-                    ExtensionsNegotiationOwned::RequestExtensions(request),
-                ),
-            )));
-        }
-        AnyMessageOwned::Extensions(ExtensionsOwned::ExtensionsNegotiation(n)) => {
-            let agreed = match n {
-                ExtensionsNegotiationOwned::RequestExtensionsSuccess(s) => s
-                    .supported_extensions
-                    .into_inner()
-                    .contains(&ext_mint_quote::EXTENSION_TYPE),
-                _ => false,
-            };
-            stats.mint_quote_negotiated.store(agreed, Ordering::Relaxed);
-            info!(mint_quote = agreed, "extension negotiation answered");
-            return open_channel(options, agreed);
-        }
-        AnyMessageOwned::Common(CommonMessagesOwned::SetupConnectionError(e)) => {
-            return Err(MinerError::Refused(text(&e.error_code)));
-        }
         AnyMessageOwned::Mining(m) => m,
         other => {
             debug!("ignoring {other}");
-            return Ok(Reply::None);
+            return Ok(false);
         }
     };
+    let mut opened = false;
     let mut work_changed = false;
     match mining {
         MiningOwned::OpenStandardMiningChannelSuccess(m) => {
@@ -278,11 +216,11 @@ fn on_message(
             ch.channel_id = Some(m.channel_id);
             ch.target = Some(Target::from_le_bytes(m.target.to_array()));
             stats.connected.store(true, Ordering::Relaxed);
-            backoff.reset();
+            opened = true;
             work_changed = true;
         }
         MiningOwned::OpenMiningChannelError(e) => {
-            return Err(MinerError::Refused(text(&e.error_code)));
+            return Err(ConnectionError::Refused(text(&e.error_code)));
         }
         MiningOwned::NewMiningJob(job) => {
             stats.jobs.fetch_add(1, Ordering::Relaxed);
@@ -316,7 +254,7 @@ fn on_message(
             debug!(code = %text(&e.error_code), "share rejected");
         }
         MiningOwned::CloseChannel(c) => {
-            return Err(MinerError::Refused(format!(
+            return Err(ConnectionError::Refused(format!(
                 "channel closed: {}",
                 text(&c.reason_code)
             )));
@@ -326,9 +264,5 @@ fn on_message(
     if work_changed {
         slot.set(ch.work());
     }
-    Ok(Reply::None)
-}
-
-async fn send(writer: &mut NoiseTcpWriteHalf, msg: impl Sv2Message) -> Result<(), MinerError> {
-    Ok(hashpool_sv2_io::send(writer, msg).await?)
+    Ok(opened)
 }

@@ -3,12 +3,14 @@
 use std::sync::Arc;
 
 use binary_sv2::{B016MOwned, B064KOwned, Seq064KOwned};
-use common_messages_sv2::{Protocol, SetupConnectionErrorOwned, SetupConnectionSuccess};
-use hashpool_sv2_io::{decode_frame, spawn_reader, str0255, SendError, Sv2Message};
-use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned, TemplateDistributionOwned};
+use common_messages_sv2::Protocol;
+use hashpool_sv2_io::{
+    decode_frame, str0255, ConnectionError, SendError, ServerIdentity, Sv2Message,
+};
+use parsers_sv2::{AnyMessageOwned, TemplateDistributionOwned};
 use stratum_apps::{
     key_utils::{Secp256k1PublicKey, Secp256k1SecretKey},
-    network_helpers::{accept_noise_connection, noise_stream::NoiseTcpWriteHalf},
+    network_helpers::noise_stream::NoiseTcpWriteHalf,
 };
 use template_distribution_sv2::{
     RequestTransactionDataErrorOwned, RequestTransactionDataSuccessOwned,
@@ -34,8 +36,8 @@ pub struct Identity {
 
 #[derive(Debug, thiserror::Error)]
 enum SessionError {
-    #[error("noise: {0:?}")]
-    Noise(stratum_apps::network_helpers::Error),
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
     #[error("bad frame: {0}")]
     Frame(#[from] hashpool_sv2_io::FrameError),
     #[error("peer closed the connection")]
@@ -58,10 +60,13 @@ pub async fn serve(
         let (shared, shutdown) = (shared.clone(), stop.clone());
         async move {
             shared.lock().counters.connections += 1;
-            match session(stream, &shared, id, shutdown).await {
-                Ok(()) | Err(SessionError::Closed) => info!(%peer, "template client disconnected"),
+            match session(stream, peer, &shared, id, shutdown).await {
+                Ok(())
+                | Err(SessionError::Closed | SessionError::Connection(ConnectionError::Closed)) => {
+                    info!(%peer, "template client disconnected")
+                }
                 // Port probes (health checks) connect and close at once.
-                Err(SessionError::Noise(stratum_apps::network_helpers::Error::SocketClosed)) => {
+                Err(SessionError::Connection(e)) if e.is_probe() => {
                     debug!(%peer, "connection closed before the Noise handshake")
                 }
                 Err(e) => warn!(%peer, "template client dropped: {e}"),
@@ -73,17 +78,28 @@ pub async fn serve(
 
 async fn session(
     stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
     shared: &Shared,
     id: Identity,
     shutdown: CancellationToken,
 ) -> Result<(), SessionError> {
-    let noise = accept_noise_connection(stream, id.public, id.secret, id.cert_validity_secs)
-        .await
-        .map_err(SessionError::Noise)?;
-    let (reader, mut writer) = noise.into_split();
-    let mut frames = spawn_reader(reader, 32);
+    let identity = ServerIdentity {
+        public_key: id.public,
+        secret_key: id.secret,
+        cert_validity_secs: id.cert_validity_secs,
+    };
+    let mut conn = hashpool_sv2_io::accept(
+        stream,
+        peer,
+        &identity,
+        32,
+        std::time::Duration::from_secs(10),
+    )
+    .await?;
+    conn.expect_setup(Protocol::TemplateDistributionProtocol)
+        .await?;
+    let (mut frames, mut writer) = conn.into_parts();
     let mut events = shared.subscribe();
-    let mut setup_done = false;
     let mut reserved_size: Option<u32> = None;
 
     loop {
@@ -95,34 +111,6 @@ async fn session(
                 };
                 let (_, message, _) = decode_frame(&mut frame, &[])?;
                 match message {
-                    AnyMessageOwned::Common(CommonMessagesOwned::SetupConnection(m)) => {
-                        if setup_done {
-                            return Err(SessionError::Protocol("second SetupConnection".into()));
-                        }
-                        if m.protocol != Protocol::TemplateDistributionProtocol
-                            || m.min_version > 2 || m.max_version < 2
-                        {
-                            let refusal = SetupConnectionErrorOwned {
-                                flags: 0,
-                                error_code: str0255(if m.protocol != Protocol::TemplateDistributionProtocol {
-                                    "unsupported-protocol"
-                                } else {
-                                    "protocol-version-mismatch"
-                                }),
-                            };
-                            send(&mut writer, CommonMessagesOwned::SetupConnectionError(refusal)).await?;
-                            return Err(SessionError::Protocol(format!(
-                                "refused SetupConnection for {:?}", m.protocol
-                            )));
-                        }
-                        setup_done = true;
-                        send(&mut writer, CommonMessagesOwned::SetupConnectionSuccess(
-                            SetupConnectionSuccess { used_version: 2, flags: 0 },
-                        )).await?;
-                    }
-                    _ if !setup_done => {
-                        return Err(SessionError::Protocol("message before SetupConnection".into()));
-                    }
                     AnyMessageOwned::TemplateDistribution(m) => {
                         handle_template_message(m, shared, &mut writer, &mut reserved_size).await?;
                     }

@@ -135,7 +135,7 @@ async fn main() -> anyhow::Result<()> {
     let elapsed = started.elapsed();
 
     // Let the last shares be batched, quoted and minted.
-    let ledger = pool.running.context.shares.ledger().clone();
+    let ledger = pool.running.ledger.clone();
     let drain_started = Instant::now();
     tokio::time::sleep(Duration::from_millis(200)).await;
     loop {
@@ -161,7 +161,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let accepted: u64 = runs.iter().map(|r| r.accepted).sum();
-    let stats = pool.running.context.stats.snapshot();
+    let stats = pool.running.stats.snapshot();
     let pct = |l: &mut Vec<Duration>, p: f64| {
         l.sort();
         l.get(((l.len() as f64 - 1.0) * p) as usize)

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use common_messages_sv2::Protocol;
 use hashpool_e2e::{
-    init_tracing, loopback_any_port, miner_options, public_key,
+    init_tracing, miner_options, public_key,
     raw_client::{setup_connection, RawClient},
-    wait_until, PoolOptions, TestPool, TestProvider, REGTEST_NBITS,
+    wait_until, PoolOptions, Stack,
 };
 use mining_sv2::{OpenStandardMiningChannelOwned, SubmitSharesStandard};
 use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned, MiningOwned};
@@ -39,16 +39,14 @@ fn share_error_code(m: &AnyMessageOwned) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_peers_are_refused_and_honest_miners_keep_mining() -> anyhow::Result<()> {
     init_tracing();
-    let dir = tempfile::tempdir()?;
-    let tp = TestProvider::start(dir.path(), loopback_any_port(), REGTEST_NBITS, 0).await?;
-    let pool = TestPool::start(
-        tp.running.listen_address,
-        PoolOptions {
+    let stack = Stack::new()
+        .with_pool(PoolOptions {
             shares_per_minute: 60.0,
             ..Default::default()
-        },
-    )
-    .await?;
+        })
+        .start()
+        .await?;
+    let pool = &stack.pool;
     let addr = pool.address();
     let stop = CancellationToken::new();
     let honest = mining_device::start(miner_options(addr, "honest", 20_000.0, true), stop.clone());
@@ -175,7 +173,6 @@ async fn bad_peers_are_refused_and_honest_miners_keep_mining() -> anyhow::Result
 
     stop.cancel();
     honest.task.await?;
-    pool.stop().await?;
-    tp.stop().await?;
+    stack.stop().await?;
     Ok(())
 }

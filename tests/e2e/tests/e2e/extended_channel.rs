@@ -11,9 +11,9 @@ use bitcoin::{
 };
 use common_messages_sv2::Protocol;
 use hashpool_e2e::{
-    init_tracing, loopback_any_port, public_key,
+    init_tracing, public_key,
     raw_client::{setup_connection, RawClient},
-    wait_until, PoolOptions, TestPool, TestProvider, REGTEST_NBITS,
+    wait_until, Stack,
 };
 use mining_sv2::{OpenExtendedMiningChannelOwned, SubmitSharesExtendedOwned};
 use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned, MiningOwned};
@@ -23,11 +23,10 @@ const WAIT: Duration = Duration::from_secs(15);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extended_channel_share_is_accepted_and_its_block_connects() -> anyhow::Result<()> {
     init_tracing();
-    let dir = tempfile::tempdir()?;
-    let tp = TestProvider::start(dir.path(), loopback_any_port(), REGTEST_NBITS, 0).await?;
-    let pool = TestPool::start(tp.running.listen_address, PoolOptions::default()).await?;
+    let stack = Stack::new().start().await?;
+    let (tp, pool) = (&stack.tp, &stack.pool);
     wait_until(WAIT, "the pool to have work", || async {
-        pool.running.context.jobs.has_work()
+        pool.running.jobs.has_work()
     })
     .await?;
 
@@ -144,7 +143,6 @@ async fn extended_channel_share_is_accepted_and_its_block_connects() -> anyhow::
     })
     .await?;
 
-    pool.stop().await?;
-    tp.stop().await?;
+    stack.stop().await?;
     Ok(())
 }

@@ -19,7 +19,7 @@ use hashpool_e2e::{
 use hashpool_ehash::Work;
 use mining_sv2::{SubmitSharesStandardOwned, UpdateChannelOwned};
 use parsers_sv2::{AnyMessageOwned, MiningOwned};
-use pool::downstream::{admission::LimitReason, target_from_difficulty};
+use pool::miners::{admission::LimitReason, target_from_difficulty};
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -66,11 +66,11 @@ async fn a_block_share_on_a_harder_than_network_target_earns_only_the_network_ta
     )
     .await?;
     wait_until(WAIT, "the pool to have work", || async {
-        pool.running.context.jobs.has_work()
+        pool.running.jobs.has_work()
     })
     .await?;
     let net = network(EASY_BLOCKS_NBITS);
-    let ledger = pool.running.context.shares.ledger().clone();
+    let ledger = pool.running.ledger.clone();
 
     // An honest miner beside the attacker.
     let stop = CancellationToken::new();
@@ -258,7 +258,7 @@ async fn nonsense_hashrates_are_refused_and_a_channel_at_the_floor_cannot_send_u
     )
     .await?;
     wait_until(WAIT, "the pool to have work", || async {
-        pool.running.context.jobs.has_work()
+        pool.running.jobs.has_work()
     })
     .await?;
     let key = test_key("freeloader");
@@ -321,14 +321,7 @@ async fn nonsense_hashrates_are_refused_and_a_channel_at_the_floor_cannot_send_u
         assert_eq!(code, "difficulty-too-low");
         refused += 1;
     }
-    assert!(pool
-        .running
-        .context
-        .shares
-        .ledger()
-        .accrual(&key)
-        .await?
-        .is_none());
+    assert!(pool.running.ledger.accrual(&key).await?.is_none());
 
     // UpdateChannel cannot go under the floor either.
     c.send(MiningOwned::UpdateChannel(UpdateChannelOwned {
@@ -372,7 +365,7 @@ async fn connection_limits_and_time_outs_drop_the_attacker_while_an_honest_miner
         },
     )
     .await?;
-    let admission = pool.running.context.admission.clone();
+    let admission = pool.running.admission.clone();
     let stop = CancellationToken::new();
     let honest = mining_device::start(
         miner_options(pool.address(), "honest", 20_000.0, true),

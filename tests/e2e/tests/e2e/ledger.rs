@@ -5,8 +5,7 @@
 use std::{sync::atomic::Ordering, time::Duration};
 
 use hashpool_e2e::{
-    init_tracing, loopback_any_port, miner_options, test_key, wait_until, PoolOptions, TestPool,
-    TestProvider,
+    init_tracing, miner_options, test_key, wait_until, PoolOptions, Running, Stack, TestPool,
 };
 use pool::ledger::AccrualLedger;
 use tokio_util::sync::CancellationToken;
@@ -16,22 +15,25 @@ async fn acknowledged_work_is_in_the_ledger_and_survives_a_restart() -> anyhow::
     init_tracing();
     let dir = tempfile::tempdir()?;
     let ledger_path = dir.path().join("pool/ledger.sqlite");
-    // A harder network target than regtest's keeps most shares from being blocks.
-    let tp = TestProvider::start(
-        &dir.path().join("chain"),
-        loopback_any_port(),
-        0x1e0f_ffff,
-        0,
-    )
-    .await?;
     let options = || PoolOptions {
         shares_per_minute: 120.0,
         share_batch_size: 3,
         ledger_path: ledger_path.clone(),
         ..Default::default()
     };
-    let pool = TestPool::start(tp.running.listen_address, options()).await?;
-    let stop = CancellationToken::new();
+    // A harder network target than regtest's keeps most shares from being blocks. The pool is
+    // stopped and started again on its ledger: the test holds the stack's parts.
+    let Running {
+        dir: _stack_dir,
+        tp,
+        pool,
+        stop,
+        ..
+    } = Stack::new()
+        .nbits(0x1e0f_ffff)
+        .with_pool(options())
+        .start()
+        .await?;
     let miners: Vec<_> = ["gina", "hank"]
         .iter()
         .map(|u| {
@@ -53,7 +55,7 @@ async fn acknowledged_work_is_in_the_ledger_and_survives_a_restart() -> anyhow::
     .await?;
 
     // While mining: whatever a miner was told was accepted is already in the ledger.
-    let ledger = pool.running.context.shares.ledger().clone();
+    let ledger = pool.running.ledger.clone();
     for (m, user) in miners.iter().zip(["gina", "hank"]) {
         let acknowledged = m.stats.shares_acknowledged.load(Ordering::Relaxed);
         let accrual = ledger.accrual(&test_key(user)).await?.expect("accrued");
@@ -69,8 +71,8 @@ async fn acknowledged_work_is_in_the_ledger_and_survives_a_restart() -> anyhow::
         m.task.await?;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let exact = pool.running.context.stats.snapshot();
-    let config = &pool.running.context.config;
+    let exact = pool.running.stats.snapshot();
+    let config = &pool.running.config;
     let (unit_name, unit_work) = (config.unit.clone(), config.unit_work);
     let unit = unit_work.work().hashes();
     pool.stop().await?;
@@ -122,19 +124,11 @@ async fn acknowledged_work_is_in_the_ledger_and_survives_a_restart() -> anyhow::
     miner.task.await?;
     let after = pool
         .running
-        .context
-        .shares
-        .ledger()
+        .ledger
         .accrual(&test_key("gina"))
         .await?
         .expect("accrued");
-    let (rows_work, _) = pool
-        .running
-        .context
-        .shares
-        .ledger()
-        .share_work(&test_key("gina"))
-        .await?;
+    let (rows_work, _) = pool.running.ledger.share_work(&test_key("gina")).await?;
     assert!(after.total.hashes() > 0 && after.total == rows_work);
     pool.stop().await?;
     tp.stop().await?;
@@ -148,19 +142,21 @@ async fn a_pool_refuses_a_ledger_written_with_another_unit_work() -> anyhow::Res
     init_tracing();
     let dir = tempfile::tempdir()?;
     let ledger_path = dir.path().join("pool/ledger.sqlite");
-    let tp = TestProvider::start(
-        &dir.path().join("chain"),
-        loopback_any_port(),
-        0x1e0f_ffff,
-        0,
-    )
-    .await?;
     let options = |unit_work: f64| PoolOptions {
         ledger_path: ledger_path.clone(),
         unit_work,
         ..Default::default()
     };
-    let pool = TestPool::start(tp.running.listen_address, options(1e-6)).await?;
+    let Running {
+        dir: _stack_dir,
+        tp,
+        pool,
+        ..
+    } = Stack::new()
+        .nbits(0x1e0f_ffff)
+        .with_pool(options(1e-6))
+        .start()
+        .await?;
     pool.stop().await?;
 
     let err = match TestPool::start(tp.running.listen_address, options(2e-6)).await {

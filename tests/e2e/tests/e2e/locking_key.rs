@@ -9,9 +9,9 @@ use common_messages_sv2::Protocol;
 use ext_mint_quote::{LockingKey, MintQuoteMessage, MintQuoteRequestOwned, EXTENSION_TYPE};
 use extensions_sv2::RequestExtensionsOwned;
 use hashpool_e2e::{
-    init_tracing, loopback_any_port, miner_options, public_key,
+    init_tracing, miner_options, public_key,
     raw_client::{setup_connection, RawClient},
-    test_key, wait_until, PoolOptions, TestPool, TestProvider, REGTEST_NBITS,
+    test_key, wait_until, PoolOptions, Running, Stack, TestPool,
 };
 use hashpool_sv2_io::{encode_raw, encode_with_tlvs, str0255};
 use mining_sv2::OpenStandardMiningChannelOwned;
@@ -88,23 +88,21 @@ async fn open_result(c: &mut RawClient) -> anyhow::Result<Result<u32, String>> {
 }
 
 fn channel_key(pool: &TestPool, channel_id: u32) -> Option<LockingKey> {
-    pool.running
-        .context
-        .registry
-        .connections()
-        .iter()
-        .find_map(|set| {
-            let set = set.lock().unwrap();
-            set.channels.get(&channel_id).map(|e| e.locking_key)
-        })
+    pool.running.registry.connections().iter().find_map(|set| {
+        let set = set.lock().unwrap();
+        set.channels().get(&channel_id).map(|e| e.locking_key)
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channels_get_the_right_locking_key_or_a_clear_refusal() -> anyhow::Result<()> {
     init_tracing();
-    let dir = tempfile::tempdir()?;
-    let tp = TestProvider::start(dir.path(), loopback_any_port(), REGTEST_NBITS, 0).await?;
-    let pool = TestPool::start(tp.running.listen_address, PoolOptions::default()).await?;
+    let Running {
+        dir: _stack_dir,
+        tp,
+        pool,
+        ..
+    } = Stack::new().start().await?;
     let tlv = |key: &LockingKey| ext_mint_quote::locking_key_tlv(key);
 
     // Negotiated + TLV: the TLV's key, whatever the identity says.
@@ -185,13 +183,12 @@ async fn channels_get_the_right_locking_key_or_a_clear_refusal() -> anyhow::Resu
         .load(std::sync::atomic::Ordering::Relaxed));
     let keys: Vec<_> = pool
         .running
-        .context
         .registry
         .connections()
         .iter()
         .flat_map(|s| {
             let s = s.lock().unwrap();
-            s.channels
+            s.channels()
                 .values()
                 .map(|e| e.locking_key)
                 .collect::<Vec<_>>()
@@ -209,18 +206,20 @@ async fn channels_get_the_right_locking_key_or_a_clear_refusal() -> anyhow::Resu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_extension_channels_fall_back_to_the_default_key() -> anyhow::Result<()> {
     init_tracing();
-    let dir = tempfile::tempdir()?;
-    let tp = TestProvider::start(dir.path(), loopback_any_port(), REGTEST_NBITS, 0).await?;
     let default = test_key("operator");
-    let pool = TestPool::start(
-        tp.running.listen_address,
-        PoolOptions {
+    let Running {
+        dir: _stack_dir,
+        tp,
+        pool,
+        ..
+    } = Stack::new()
+        .with_pool(PoolOptions {
             mint_quote_extension: false,
             default_locking_key: Some(default),
             ..Default::default()
-        },
-    )
-    .await?;
+        })
+        .start()
+        .await?;
     // The extension is refused, so the TLV is not read: the default key applies.
     let (mut c, agreed) = client(&pool, true).await?;
     assert!(!agreed);

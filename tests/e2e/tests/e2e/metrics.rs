@@ -3,17 +3,14 @@
 //! their values are the roles' real counts. The translator's JSON status agrees. The mint's
 //! metrics are on its monitoring address only, never on its public Cashu port.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use hashpool_e2e::{
-    init_tracing, loopback_any_port, metric_value, open_wallet, promtool_check, translator_config,
-    wait_until, PoolOptions, TestMint, TestPool, TestProvider,
+    init_tracing, loopback_any_port, metric_value, promtool_check, wait_until, PoolOptions, Stack,
 };
-use hashpool_wallet::Minter;
 use mining_device_sv1::Sv1MinerOptions;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
-use translator::{TranslatorRunConfig, TranslatorStats};
+use translator::TranslatorStats;
 
 const HARD_NBITS: u32 = 0x1e0f_ffff;
 
@@ -34,35 +31,22 @@ async fn scrape(address: std::net::SocketAddr) -> anyhow::Result<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metrics_endpoint_is_valid_exposition_with_real_values() -> anyhow::Result<()> {
     init_tracing();
-    let dir = tempfile::tempdir()?;
-    let tp = TestProvider::start(dir.path(), loopback_any_port(), HARD_NBITS, 0).await?;
-    let pool = TestPool::start(
-        tp.running.listen_address,
-        PoolOptions {
+    // The translator mines into the wallet's key and mints with its minter.
+    let stack = Stack::new()
+        .nbits(HARD_NBITS)
+        .with_pool(PoolOptions {
             shares_per_minute: 120.0,
             share_batch_size: 1,
             ..Default::default()
-        },
-    )
-    .await?;
-    let mint_dir = tempfile::tempdir()?;
-    let mint = TestMint::start(mint_dir.path(), pool.running.mint_link_address).await?;
-    let wallet_dir = tempfile::tempdir()?;
-    let wallet = Arc::new(open_wallet(wallet_dir.path(), &mint.url()).await?);
-    let stop = CancellationToken::new();
-    let minter = Minter::spawn(wallet.clone(), Duration::from_secs(3600), stop.clone());
-    let config = TranslatorRunConfig {
-        minter: Some(minter.clone()),
-        nominal_hashrate: 30_000.0,
-        ..translator_config(
-            pool.address(),
-            "translator-metrics",
-            Some(wallet.sv2_locking_key()),
-            1.0e12,
-        )
-    };
-    let mode = config.channel_mode;
-    let translator = translator::start(config, stop.clone()).await?;
+        })
+        .with_wallet()
+        .with_translator("translator-metrics", 1.0e12, |c| {
+            c.nominal_hashrate = 30_000.0
+        })
+        .start()
+        .await?;
+    let (pool, mint, minter, stop) = (&stack.pool, stack.mint(), stack.minter(), &stack.stop);
+    let (translator, mode) = (&stack.translator().running, stack.translator().channel_mode);
     let monitoring = translator::monitoring::serve(
         loopback_any_port(),
         translator.stats.clone(),
@@ -144,9 +128,6 @@ async fn every_metrics_endpoint_is_valid_exposition_with_real_values() -> anyhow
 
     stop.cancel();
     miner.task.await?;
-    translator.task.await?;
-    mint.stop().await?;
-    pool.stop().await?;
-    tp.stop().await?;
+    stack.stop().await?;
     Ok(())
 }

@@ -4,11 +4,10 @@
 use std::{sync::atomic::Ordering, time::Duration};
 
 use hashpool_e2e::{
-    free_address, init_tracing, loopback_any_port, miner_options, wait_until, PoolOptions,
-    TestPool, TestProvider, REGTEST_NBITS,
+    free_address, init_tracing, miner_options, wait_until, PoolOptions, Running, Stack,
+    TestProvider, REGTEST_NBITS,
 };
 use mining_device::MinerStats;
-use tokio_util::sync::CancellationToken;
 
 fn get(c: &std::sync::atomic::AtomicU64) -> u64 {
     MinerStats::get(c)
@@ -17,22 +16,17 @@ fn get(c: &std::sync::atomic::AtomicU64) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn miner_finds_blocks_that_the_chain_connects() -> anyhow::Result<()> {
     init_tracing();
-    let dir = tempfile::tempdir()?;
     // Synthetic mempool transactions, so blocks carry more than a coinbase.
-    let tp = TestProvider::start(dir.path(), loopback_any_port(), REGTEST_NBITS, 100).await?;
-    let pool = TestPool::start(
-        tp.running.listen_address,
-        PoolOptions {
+    let stack = Stack::new()
+        .mempool_tx_every_ms(100)
+        .with_pool(PoolOptions {
             shares_per_minute: 60.0,
             ..Default::default()
-        },
-    )
-    .await?;
-    let stop = CancellationToken::new();
-    let miner = mining_device::start(
-        miner_options(pool.address(), "alice", 20_000.0, true),
-        stop.clone(),
-    );
+        })
+        .start()
+        .await?;
+    let (tp, pool, stop) = (&stack.tp, &stack.pool, &stack.stop);
+    let miner = stack.miner("alice", 20_000.0);
 
     wait_until(
         Duration::from_secs(90),
@@ -68,24 +62,18 @@ async fn miner_finds_blocks_that_the_chain_connects() -> anyhow::Result<()> {
 
     stop.cancel();
     miner.task.await?;
-    pool.stop().await?;
-    tp.stop().await?;
+    stack.stop().await?;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vardiff_moves_the_target_toward_the_configured_rate() -> anyhow::Result<()> {
     init_tracing();
-    let dir = tempfile::tempdir()?;
     // A harder network target than regtest's, so shares are shares and not all blocks.
-    let tp = TestProvider::start(dir.path(), loopback_any_port(), 0x1e0f_ffff, 0).await?;
-    let pool = TestPool::start(tp.running.listen_address, PoolOptions::default()).await?;
-    let stop = CancellationToken::new();
+    let stack = Stack::new().nbits(0x1e0f_ffff).start().await?;
+    let (pool, stop) = (&stack.pool, &stack.stop);
     // Announces 1 kH/s but hashes as fast as it can: far more shares than 6 a minute.
-    let miner = mining_device::start(
-        miner_options(pool.address(), "fast", 1_000.0, false),
-        stop.clone(),
-    );
+    let miner = stack.start_miner(miner_options(pool.address(), "fast", 1_000.0, false));
     wait_until(Duration::from_secs(30), "first shares", || async {
         pool.shares_accepted().await >= 5
     })
@@ -121,16 +109,15 @@ async fn vardiff_moves_the_target_toward_the_configured_rate() -> anyhow::Result
     stop.cancel();
     miner.task.await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let exact = pool.running.context.stats.snapshot();
+    let exact = pool.running.stats.snapshot();
     let credited: f64 = pool
         .running
-        .context
         .registry
         .connections()
         .iter()
         .flat_map(|set| {
             let set = set.lock().unwrap();
-            set.channels
+            set.channels()
                 .values()
                 .map(|e| e.channel().share_accounting().get_share_work_sum())
                 .collect::<Vec<_>>()
@@ -144,26 +131,29 @@ async fn vardiff_moves_the_target_toward_the_configured_rate() -> anyhow::Result
         exact.work_accepted
     );
 
-    pool.stop().await?;
-    tp.stop().await?;
+    stack.stop().await?;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn miners_stay_connected_while_the_template_provider_restarts() -> anyhow::Result<()> {
     init_tracing();
-    let dir = tempfile::tempdir()?;
     let tp_address = free_address();
-    let tp = TestProvider::start(dir.path(), tp_address, REGTEST_NBITS, 0).await?;
-    let pool = TestPool::start(
-        tp_address,
-        PoolOptions {
+    // The provider is stopped and started again on the same chain: the test holds its parts.
+    let Running {
+        dir,
+        tp,
+        pool,
+        stop,
+        ..
+    } = Stack::new()
+        .provider_address(tp_address)
+        .with_pool(PoolOptions {
             shares_per_minute: 60.0,
             ..Default::default()
-        },
-    )
-    .await?;
-    let stop = CancellationToken::new();
+        })
+        .start()
+        .await?;
     let miner = mining_device::start(
         miner_options(pool.address(), "bob", 20_000.0, true),
         stop.clone(),
@@ -184,7 +174,7 @@ async fn miners_stay_connected_while_the_template_provider_restarts() -> anyhow:
     wait_until(
         Duration::from_secs(10),
         "the pool to notice the provider is gone",
-        || async { !pool.running.context.stats.snapshot().provider_connected },
+        || async { !pool.running.stats.snapshot().provider_connected },
     )
     .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -194,7 +184,7 @@ async fn miners_stay_connected_while_the_template_provider_restarts() -> anyhow:
     let jobs_before = get(&miner.stats.jobs);
     let shares_before = pool.shares_accepted().await;
 
-    let tp = TestProvider::start(dir.path(), tp_address, REGTEST_NBITS, 0).await?;
+    let tp = TestProvider::start(&dir.path().join("chain"), tp_address, REGTEST_NBITS, 0).await?;
     // The chain continued from disk.
     let status = tp.status().await?;
     assert!(status.height >= height_before, "{status:?}");

@@ -2,13 +2,9 @@
 //! SV2 miner whose wallet mints every announced quote. The wallet ends up holding exactly the
 //! ehash of the work the pool accepted from it, and the tokens are spendable.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
-use hashpool_e2e::{
-    init_tracing, loopback_any_port, miner_options, open_wallet, wait_until, PoolOptions, TestMint,
-    TestPool, TestProvider,
-};
-use hashpool_wallet::Minter;
+use hashpool_e2e::{init_tracing, miner_options, open_wallet, wait_until, PoolOptions, Stack};
 use tokio_util::sync::CancellationToken;
 
 const HARD_NBITS: u32 = 0x1e0f_ffff;
@@ -16,25 +12,20 @@ const HARD_NBITS: u32 = 0x1e0f_ffff;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wallet_balance_is_exactly_the_ehash_of_accepted_work() -> anyhow::Result<()> {
     init_tracing();
-    let dir = tempfile::tempdir()?;
     // New mempool transactions every 300 ms: jobs change under the miner all along.
-    let tp = TestProvider::start(dir.path(), loopback_any_port(), HARD_NBITS, 300).await?;
-    let pool = TestPool::start(
-        tp.running.listen_address,
-        PoolOptions {
+    let stack = Stack::new()
+        .nbits(HARD_NBITS)
+        .mempool_tx_every_ms(300)
+        .with_pool(PoolOptions {
             shares_per_minute: 120.0,
             share_batch_size: 2,
             ..Default::default()
-        },
-    )
-    .await?;
-    let mint_dir = tempfile::tempdir()?;
-    let mint = TestMint::start(mint_dir.path(), pool.running.mint_link_address).await?;
-
-    let wallet_dir = tempfile::tempdir()?;
-    let wallet = Arc::new(open_wallet(wallet_dir.path(), &mint.url()).await?);
-    let stop = CancellationToken::new();
-    let minter = Minter::spawn(wallet.clone(), Duration::from_secs(3600), stop.clone());
+        })
+        .with_wallet()
+        .start()
+        .await?;
+    let (pool, mint) = (&stack.pool, stack.mint());
+    let (wallet, minter) = (stack.wallet(), stack.minter());
     let mut options = miner_options(pool.address(), "wallet-miner", 40_000.0, true);
     options.locking_key = Some(wallet.sv2_locking_key());
     options.minter = Some(minter.clone());
@@ -58,8 +49,8 @@ async fn wallet_balance_is_exactly_the_ehash_of_accepted_work() -> anyhow::Resul
     miner.task.await?;
 
     let key = wallet.sv2_locking_key();
-    let ledger = pool.running.context.shares.ledger().clone();
-    let unit = pool.running.context.config.unit_work.work().hashes();
+    let ledger = pool.running.ledger.clone();
+    let unit = pool.running.config.unit_work.work().hashes();
     // The last whole unit of accrued work becomes a batch, and every batch gets its quote.
     wait_until(
         Duration::from_secs(20),
@@ -89,7 +80,7 @@ async fn wallet_balance_is_exactly_the_ehash_of_accepted_work() -> anyhow::Resul
     );
 
     // Every accepted share was credited at the target of its own job.
-    let stats = pool.running.context.stats.snapshot();
+    let stats = pool.running.stats.snapshot();
     assert_eq!(stats.shares_without_job_target, 0);
     assert!(stats.shares_accepted >= shares);
 
@@ -117,9 +108,6 @@ async fn wallet_balance_is_exactly_the_ehash_of_accepted_work() -> anyhow::Resul
     assert!(other.receive(&token).await.is_err());
     assert_eq!(other.balance().await?, send);
 
-    stop.cancel();
-    mint.stop().await?;
-    pool.stop().await?;
-    tp.stop().await?;
+    stack.stop().await?;
     Ok(())
 }

@@ -7,8 +7,7 @@ use std::{collections::HashSet, sync::atomic::Ordering, time::Duration};
 
 use hashpool_e2e::{
     fake_mint::{mint_secret, Answer, Answers, FakeMint},
-    init_tracing, loopback_any_port, miner_options, test_key, wait_until, PoolOptions, TestPool,
-    TestProvider,
+    init_tracing, miner_options, test_key, wait_until, PoolOptions, Stack,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -25,9 +24,12 @@ fn options() -> PoolOptions {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accrued_work_becomes_quotes_announced_to_the_miners() -> anyhow::Result<()> {
     init_tracing();
-    let dir = tempfile::tempdir()?;
-    let tp = TestProvider::start(dir.path(), loopback_any_port(), HARD_NBITS, 0).await?;
-    let pool = TestPool::start(tp.running.listen_address, options()).await?;
+    let stack = Stack::new()
+        .nbits(HARD_NBITS)
+        .with_pool(options())
+        .start()
+        .await?;
+    let pool = &stack.pool;
     let mint = FakeMint::connect(pool.running.mint_link_address, mint_secret(), true).await?;
     let stop = CancellationToken::new();
     let users = ["ivy", "jack"];
@@ -58,7 +60,7 @@ async fn accrued_work_becomes_quotes_announced_to_the_miners() -> anyhow::Result
     for m in miners {
         m.task.await?;
     }
-    let ledger = pool.running.context.shares.ledger().clone();
+    let ledger = pool.running.ledger.clone();
     // Let the last batch be created and answered.
     wait_until(Duration::from_secs(10), "every batch answered", || async {
         tokio::time::sleep(Duration::from_millis(700)).await;
@@ -70,7 +72,7 @@ async fn accrued_work_becomes_quotes_announced_to_the_miners() -> anyhow::Result
     })
     .await?;
 
-    let unit = pool.running.context.config.unit_work.work().hashes();
+    let unit = pool.running.config.unit_work.work().hashes();
     let requests = mint.requests.lock().unwrap().clone();
     for (user, announced) in users.iter().zip(announced) {
         let key = test_key(user);
@@ -113,17 +115,19 @@ async fn accrued_work_becomes_quotes_announced_to_the_miners() -> anyhow::Result
         assert!(batches.len() as u64 <= accrual.shares, "{user}");
     }
     mint.close().await;
-    pool.stop().await?;
-    tp.stop().await?;
+    stack.stop().await?;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unanswered_requests_go_again_with_the_same_id_when_a_mint_returns() -> anyhow::Result<()> {
     init_tracing();
-    let dir = tempfile::tempdir()?;
-    let tp = TestProvider::start(dir.path(), loopback_any_port(), HARD_NBITS, 0).await?;
-    let pool = TestPool::start(tp.running.listen_address, options()).await?;
+    let stack = Stack::new()
+        .nbits(HARD_NBITS)
+        .with_pool(options())
+        .start()
+        .await?;
+    let pool = &stack.pool;
     let stop = CancellationToken::new();
     let miner = mining_device::start(
         miner_options(pool.address(), "kim", 40_000.0, true),
@@ -173,7 +177,7 @@ async fn unanswered_requests_go_again_with_the_same_id_when_a_mint_returns() -> 
         },
     )
     .await?;
-    let ledger = pool.running.context.shares.ledger();
+    let ledger = &pool.running.ledger;
     for b in ledger.batches_of(&test_key("kim")).await? {
         if unanswered.contains(&b.request_id) {
             assert!(b.quote_id.is_some(), "batch {} still unanswered", b.id);
@@ -183,17 +187,19 @@ async fn unanswered_requests_go_again_with_the_same_id_when_a_mint_returns() -> 
     stop.cancel();
     miner.task.await?;
     mint.close().await;
-    pool.stop().await?;
-    tp.stop().await?;
+    stack.stop().await?;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mint_with_another_key_is_refused() -> anyhow::Result<()> {
     init_tracing();
-    let dir = tempfile::tempdir()?;
-    let tp = TestProvider::start(dir.path(), loopback_any_port(), HARD_NBITS, 0).await?;
-    let pool = TestPool::start(tp.running.listen_address, options()).await?;
+    let stack = Stack::new()
+        .nbits(HARD_NBITS)
+        .with_pool(options())
+        .start()
+        .await?;
+    let pool = &stack.pool;
     let impostor = FakeMint::connect(pool.running.mint_link_address, [7u8; 32], true).await?;
     wait_until(
         Duration::from_secs(15),
@@ -207,8 +213,7 @@ async fn a_mint_with_another_key_is_refused() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!mint.is_closed());
     mint.close().await;
-    pool.stop().await?;
-    tp.stop().await?;
+    stack.stop().await?;
     Ok(())
 }
 
@@ -246,9 +251,12 @@ async fn settled(
 async fn work_of_batches_the_mint_refuses_goes_back_to_pending_and_is_issued_later(
 ) -> anyhow::Result<()> {
     init_tracing();
-    let dir = tempfile::tempdir()?;
-    let tp = TestProvider::start(dir.path(), loopback_any_port(), HARD_NBITS, 0).await?;
-    let pool = TestPool::start(tp.running.listen_address, options()).await?;
+    let stack = Stack::new()
+        .nbits(HARD_NBITS)
+        .with_pool(options())
+        .start()
+        .await?;
+    let pool = &stack.pool;
     // Refused for good: a retry of the same request cannot succeed (SPEC.md, error codes).
     let code = ext_mint_quote::error_code::AMOUNT_OUT_OF_RANGE;
     let refusals = 2;
@@ -268,8 +276,8 @@ async fn work_of_batches_the_mint_refuses_goes_back_to_pending_and_is_issued_lat
         miner_options(pool.address(), user, 40_000.0, true),
         stop.clone(),
     );
-    let ledger = pool.running.context.shares.ledger().clone();
-    let stats = pool.running.context.stats.clone();
+    let ledger = pool.running.ledger.clone();
+    let stats = pool.running.stats.clone();
 
     // The first batches are refused, and counted by code.
     wait_until(Duration::from_secs(60), "the refusals counted", || async {
@@ -286,7 +294,7 @@ async fn work_of_batches_the_mint_refuses_goes_back_to_pending_and_is_issued_lat
     stop.cancel();
     miner.task.await?;
 
-    let unit = pool.running.context.config.unit_work.work().hashes();
+    let unit = pool.running.config.unit_work.work().hashes();
     // Shares already in the pool are still committed and batched: wait until nothing moves.
     wait_until(
         Duration::from_secs(30),
@@ -394,8 +402,7 @@ async fn work_of_batches_the_mint_refuses_goes_back_to_pending_and_is_issued_lat
     );
 
     mint.close().await;
-    pool.stop().await?;
-    tp.stop().await?;
+    stack.stop().await?;
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use hashpool_wallet::Minter;
 use mining_device_sv1::Sv1MinerOptions;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
-use translator::{stats_report::StatsReporting, TranslatorRunConfig};
+use translator::stats_report::StatsReporting;
 
 const HARD_NBITS: u32 = 0x1e0f_ffff;
 
@@ -44,7 +44,7 @@ async fn pool_and_translator_stats_reach_their_services() -> anyhow::Result<()> 
         tp.running.listen_address,
         PoolOptions {
             shares_per_minute: 120.0,
-            stats_reporting: Some(pool::stats_report::StatsReporting {
+            stats_reporting: Some(pool::config::StatsReporting {
                 reporter: stats_reporter(&stats_pool, Role::Pool, "pool-7"),
                 interval: Duration::from_millis(500),
             }),
@@ -58,11 +58,10 @@ async fn pool_and_translator_stats_reach_their_services() -> anyhow::Result<()> 
     let wallet = Arc::new(open_wallet(wallet_dir.path(), &mint.url()).await?);
     let key = wallet.sv2_locking_key();
     let minter = Minter::spawn(wallet.clone(), Duration::from_secs(3600), stop.clone());
-    let translator = translator::start(
-        TranslatorRunConfig {
-            minter: Some(minter),
-            ..translator_config(pool.address(), "translator-stats", Some(key), 20_000.0)
-        },
+    let translator = translator::start_with_limits(
+        translator_config(pool.address(), "translator-stats", Some(key), 20_000.0),
+        translator::Sv1Limits::default(),
+        Some(minter),
         stop.clone(),
     )
     .await?;

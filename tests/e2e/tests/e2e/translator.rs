@@ -6,13 +6,10 @@
 
 use std::{sync::atomic::Ordering, time::Duration};
 
-use std::sync::Arc;
-
 use hashpool_e2e::{
     init_tracing, loopback_any_port, open_wallet, test_key, translator_config, wait_until,
-    PoolOptions, TestMint, TestPool, TestProvider,
+    PoolOptions, Stack, TestPool, TestProvider,
 };
-use hashpool_wallet::Minter;
 use mining_device_sv1::Sv1MinerOptions;
 use tokio_util::sync::CancellationToken;
 use translator::{ChannelMode, TranslatorRunConfig, TranslatorStats};
@@ -41,35 +38,27 @@ fn wrong_refusals(s: &TranslatorStats) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sv1_miners_mine_on_the_pool_and_hear_only_the_pools_verdicts() -> anyhow::Result<()> {
     init_tracing();
-    let dir = tempfile::tempdir()?;
-    let tp = TestProvider::start(dir.path(), loopback_any_port(), HARD_NBITS, 300).await?;
-    let pool = TestPool::start(
-        tp.running.listen_address,
-        PoolOptions {
+    // The translator mines into the wallet's key and mints with its minter. Its miners start
+    // at a difficulty under the channel's (the default floor's, 1e-6; 1 kH/s would be lower):
+    // most of their shares are answered by the translator itself until vardiff raises their
+    // difficulty.
+    let stack = Stack::new()
+        .nbits(HARD_NBITS)
+        .mempool_tx_every_ms(300)
+        .with_pool(PoolOptions {
             shares_per_minute: 120.0,
             share_batch_size: 3,
             ..Default::default()
-        },
-    )
-    .await?;
-    let mint_dir = tempfile::tempdir()?;
-    let mint = TestMint::start(mint_dir.path(), pool.running.mint_link_address).await?;
-    let wallet_dir = tempfile::tempdir()?;
-    let wallet = Arc::new(open_wallet(wallet_dir.path(), &mint.url()).await?);
+        })
+        .with_wallet()
+        .with_translator("translator-test", 1_000.0, |_| {})
+        .start()
+        .await?;
+    let (tp, pool, mint, stop) = (&stack.tp, &stack.pool, stack.mint(), &stack.stop);
+    let (wallet, minter) = (stack.wallet(), stack.minter());
+    let wallet_dir = stack.dir.path().join("wallet");
     let key = wallet.sv2_locking_key();
-    let stop = CancellationToken::new();
-    let minter = Minter::spawn(wallet.clone(), Duration::from_secs(3600), stop.clone());
-    let translator = translator::start(
-        TranslatorRunConfig {
-            minter: Some(minter.clone()),
-            // Miners start at a difficulty under the channel's (the default floor's, 1e-6; 1 kH/s
-            // would be lower): most of their shares are answered by the translator itself until
-            // vardiff raises their difficulty.
-            ..translator_config(pool.address(), "translator-test", Some(key), 1_000.0)
-        },
-        stop.clone(),
-    )
-    .await?;
+    let translator = &stack.translator().running;
     let miners_stop = CancellationToken::new();
     let miners: Vec<_> = ["rig1", "rig2"]
         .iter()
@@ -116,7 +105,7 @@ async fn sv1_miners_mine_on_the_pool_and_hear_only_the_pools_verdicts() -> anyho
     }
     // Every forwarded share reported accepted is one the pool accepted for the translator's key;
     // the others were valid at the miner's difficulty but under the channel's.
-    let ledger = pool.running.context.shares.ledger().clone();
+    let ledger = pool.running.ledger.clone();
     let accrued = ledger.accrual(&key).await?.expect("accrued").shares;
     let by_pool = TranslatorStats::get(&stats.shares_accepted_by_pool);
     let below = TranslatorStats::get(&stats.shares_below_channel_target);
@@ -145,11 +134,11 @@ async fn sv1_miners_mine_on_the_pool_and_hear_only_the_pools_verdicts() -> anyho
     if tp.status().await?.height == 0 {
         assert_eq!(rejected, 0);
     }
-    let stats = pool.running.context.stats.snapshot();
+    let stats = pool.running.stats.snapshot();
     assert_eq!(stats.shares_without_job_target, 0);
 
     // The translator's wallet holds exactly the ehash of the work accepted from it.
-    let unit = pool.running.context.config.unit_work.work().hashes();
+    let unit = pool.running.config.unit_work.work().hashes();
     wait_until(
         Duration::from_secs(20),
         "the last batch answered",
@@ -185,7 +174,7 @@ async fn sv1_miners_mine_on_the_pool_and_hear_only_the_pools_verdicts() -> anyho
     assert!(minter.stats().quotes_minted.load(Ordering::Relaxed) > 0);
 
     // The wallet over HTTP; its spending routes need the token from the wallet's token file.
-    let token_path = translator::wallet_api::default_token_path(&wallet_dir.path().join("w"));
+    let token_path = translator::wallet_api::default_token_path(&wallet_dir.join("w"));
     let token = translator::wallet_api::ApiToken::load_or_create(&token_path)?;
     let (api, _) = translator::wallet_api::serve(
         loopback_any_port(),
@@ -302,11 +291,7 @@ async fn sv1_miners_mine_on_the_pool_and_hear_only_the_pools_verdicts() -> anyho
     let e: serde_json::Value = again.json().await?;
     assert!(e["retry_after_secs"].as_u64().unwrap() > 0);
     assert_eq!(wallet.balance().await?, issued - 3 - 2);
-    stop.cancel();
-    translator.task.await?;
-    mint.stop().await?;
-    pool.stop().await?;
-    tp.stop().await?;
+    stack.stop().await?;
     Ok(())
 }
 
@@ -414,9 +399,7 @@ async fn pool_away(channel_mode: ChannelMode) -> anyhow::Result<()> {
     // Every share the miner was told was accepted is in the pool's ledger, across the outage.
     let accrued = pool
         .running
-        .context
-        .shares
-        .ledger()
+        .ledger
         .accrual(&key)
         .await?
         .expect("accrued")
@@ -515,9 +498,7 @@ async fn a_channel_per_miner_retargeted_by_the_miners_vardiff() -> anyhow::Resul
         + second.stats.shares_acknowledged.load(Ordering::Relaxed);
     let accrued = pool
         .running
-        .context
-        .shares
-        .ledger()
+        .ledger
         .accrual(&key)
         .await?
         .expect("accrued")

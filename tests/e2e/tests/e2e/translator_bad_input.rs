@@ -165,6 +165,7 @@ async fn bad_sv1_input_gets_json_rpc_errors_and_the_proxy_keeps_working() -> any
             min_share_difficulty: 1e-9,
             ..Sv1Limits::default()
         },
+        None,
         stop.clone(),
     )
     .await?;

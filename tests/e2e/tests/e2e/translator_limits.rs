@@ -69,7 +69,7 @@ async fn a_miner_gets_no_difficulty_under_the_floor_and_a_bounded_share_memory(
         )
     };
     let mode = config.channel_mode;
-    let translator = translator::start_with_limits(config, limits, stop.clone()).await?;
+    let translator = translator::start_with_limits(config, limits, None, stop.clone()).await?;
     let stats = translator.stats.clone();
     let monitoring =
         translator::monitoring::serve(loopback_any_port(), stats.clone(), None, mode, stop.clone())
@@ -80,7 +80,7 @@ async fn a_miner_gets_no_difficulty_under_the_floor_and_a_bounded_share_memory(
     hashpool_e2e::wait_until(
         std::time::Duration::from_secs(60),
         "the pool to have work",
-        || async { pool.running.context.jobs.has_work() },
+        || async { pool.running.jobs.has_work() },
     )
     .await?;
     let stream = TcpStream::connect(translator.downstream_address).await?;

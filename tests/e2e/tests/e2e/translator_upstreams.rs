@@ -79,7 +79,7 @@ async fn falls_back_to_the_next_pool_and_mines_without_the_extension() -> anyhow
     )
     .await?;
     assert_eq!(m.stats.shares_rejected.load(Ordering::Relaxed), 0);
-    let ledger = pool.running.context.shares.ledger().clone();
+    let ledger = pool.running.ledger.clone();
     // Without the extension the translator's key never reached the pool.
     assert!(ledger.accrual(&translator_key).await?.is_none());
     assert!(ledger.accrual(&default_key).await?.expect("accrued").shares >= 3);

@@ -4,19 +4,21 @@
 //! web-pool shows the pool hashrate chart with data. Screenshots of both pages are written to
 //! docs/ (docs/web.md shows them).
 
-use std::{path::PathBuf, process::Stdio, sync::Arc, time::Duration};
+use std::{path::PathBuf, process::Stdio, time::Duration};
 
 use fantoccini::{ClientBuilder, Locator};
 use hashpool_e2e::{
-    free_address, init_tracing, loopback_any_port, open_wallet, start_stats, stats_get,
-    stats_reporter, translator_config, wait_until, PoolOptions, TestMint, TestPool, TestProvider,
+    free_address, init_tracing, loopback_any_port, start_stats, stats_get, stats_reporter,
+    translator_config, wait_until, wallet_config, PoolOptions, TestMint, TestPool, TestProvider,
 };
 use hashpool_stats::Role;
-use hashpool_wallet::Minter;
 use mining_device_sv1::Sv1MinerOptions;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
-use translator::{stats_report::StatsReporting, ChannelMode, TranslatorRunConfig};
+use translator::{
+    role::{RoleConfig, RoleWallet},
+    stats_report::StatsReporting,
+};
 
 const HARD_NBITS: u32 = 0x1e0f_ffff;
 
@@ -113,7 +115,7 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
         tp.running.listen_address,
         PoolOptions {
             shares_per_minute: 120.0,
-            stats_reporting: Some(pool::stats_report::StatsReporting {
+            stats_reporting: Some(pool::config::StatsReporting {
                 reporter: stats_reporter(&stats_pool, Role::Pool, "pool-1"),
                 interval: Duration::from_millis(500),
             }),
@@ -124,48 +126,37 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
     let mint_dir = tempfile::tempdir()?;
     let mint = TestMint::start(mint_dir.path(), pool.running.mint_link_address).await?;
     let wallet_dir = tempfile::tempdir()?;
-    let wallet = Arc::new(open_wallet(wallet_dir.path(), &mint.url()).await?);
-    let key = wallet.sv2_locking_key();
-    let minter = Minter::spawn(wallet.clone(), Duration::from_secs(3600), stop.clone());
-    let translator = translator::start(
-        TranslatorRunConfig {
-            minter: Some(minter.clone()),
-            ..translator_config(pool.address(), "my-proxy", Some(key), 20_000.0)
-        },
-        stop.clone(),
-    )
-    .await?;
-    translator::stats_report::spawn(
-        translator.stats.clone(),
-        Some(wallet.clone()),
-        StatsReporting {
-            reporter: stats_reporter(&stats_proxy, Role::Translator, "my-proxy"),
-            interval: Duration::from_millis(500),
-            upstream: pool.address().to_string(),
-        },
-        stop.clone(),
-    );
-    // The spending routes' token, in a file only web-proxy's server side reads.
+    // The translator as its binary runs it: wallet, wallet API, stats reporting, monitoring.
     let token_path = translator::wallet_api::default_token_path(&wallet_dir.path().join("w"));
-    let (wallet_api, _) = translator::wallet_api::serve(
-        loopback_any_port(),
-        wallet.clone(),
-        translator::wallet_api::FaucetSettings {
-            amount: 1,
-            interval: Duration::from_secs(3600),
+    let role = translator::role::start(
+        RoleConfig {
+            translator: translator_config(pool.address(), "my-proxy", None, 20_000.0),
+            limits: translator::Sv1Limits::default(),
+            wallet: Some(RoleWallet {
+                wallet: wallet_config(wallet_dir.path(), &mint.url()),
+                recovery_interval: Duration::from_secs(3600),
+                api_address: loopback_any_port(),
+                api_token_path: token_path.clone(),
+                faucet: translator::wallet_api::FaucetSettings {
+                    amount: 1,
+                    interval: Duration::from_secs(3600),
+                },
+            }),
+            stats: Some(StatsReporting {
+                reporter: stats_reporter(&stats_proxy, Role::Translator, "my-proxy"),
+                interval: Duration::from_millis(500),
+                upstream: pool.address().to_string(),
+            }),
+            monitoring_address: loopback_any_port(),
         },
-        translator::wallet_api::ApiToken::load_or_create(&token_path)?,
         stop.clone(),
     )
     .await?;
-    let monitoring = translator::monitoring::serve(
-        loopback_any_port(),
-        translator.stats.clone(),
-        Some(minter),
-        ChannelMode::Aggregated,
-        stop.clone(),
-    )
-    .await?;
+    let translator = &role.translator;
+    let wallet = role.wallet.clone().expect("the role opened its wallet");
+    let key = wallet.sv2_locking_key();
+    let wallet_api = role.wallet_api.expect("the role serves the wallet API");
+    let monitoring = role.monitoring;
     let web_pool = web_pool::start(
         web_pool::WebPoolConfig {
             address: loopback_any_port(),
@@ -266,8 +257,8 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
     };
     // Settled: no work left that could become another quote, no batch waiting for the mint,
     // and the wallet holds every quote issued.
-    let ledger = pool.running.context.shares.ledger().clone();
-    let unit = pool.running.context.config.unit_work.work().hashes();
+    let ledger = pool.running.ledger.clone();
+    let unit = pool.running.config.unit_work.work().hashes();
     wait_until(Duration::from_secs(30), "every quote minted", || async {
         let settled = ledger
             .accrual(&key)

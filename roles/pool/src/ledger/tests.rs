@@ -1,0 +1,556 @@
+use sqlx::Sqlite;
+
+use super::{
+    sqlite::work_bytes,
+    writer::{commit_group, Pending},
+    *,
+};
+
+fn key(n: u8) -> LockingKey {
+    let secp = bitcoin::secp256k1::Secp256k1::signing_only();
+    let sk = bitcoin::secp256k1::SecretKey::from_slice(&[n; 32]).unwrap();
+    LockingKey::from_slice(&bitcoin::secp256k1::PublicKey::from_secret_key(&secp, &sk).serialize())
+        .unwrap()
+}
+
+fn share(n: u32, k: u8, work: u128) -> AcceptedShare {
+    let mut hash = [0u8; 32];
+    hash[..4].copy_from_slice(&n.to_le_bytes());
+    AcceptedShare {
+        channel_id: 1,
+        locking_key: key(k),
+        share_hash: hash,
+        work: Work::from_hashes(work),
+        block_found: false,
+    }
+}
+
+/// 1,000 hashes per ehash.
+fn unit() -> UnitWork {
+    UnitWork::from_work(Work::from_hashes(1_000)).unwrap()
+}
+
+async fn open(path: &Path) -> AccrualLedger {
+    AccrualLedger::open(path, "hash", unit()).await.unwrap()
+}
+
+#[tokio::test]
+async fn accruals_survive_reopening_and_match_share_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    let ledger = open(&path).await;
+    let mut receipts = Vec::new();
+    for i in 0..1000u32 {
+        receipts.push(
+            ledger
+                .record(share(i, (i % 3) as u8 + 1, 1_000 + i as u128))
+                .await,
+        );
+    }
+    for r in receipts {
+        assert_eq!(r.await.unwrap(), Ok(true));
+    }
+    drop(ledger);
+    let ledger = open(&path).await;
+    let mut all = 0u128;
+    for k in 1..=3u8 {
+        let a = ledger.accrual(&key(k)).await.unwrap().unwrap();
+        let (rows, count) = ledger.share_work(&key(k)).await.unwrap();
+        assert_eq!(a.total, rows);
+        assert_eq!(a.pending, rows);
+        assert_eq!(a.shares, count);
+        all += a.total.hashes();
+    }
+    assert_eq!(all, (0..1000u128).map(|i| 1_000 + i).sum::<u128>());
+    assert!(ledger.accrual(&key(9)).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_replayed_share_is_not_credited_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir.path().join("l.sqlite")).await;
+    assert_eq!(
+        ledger.record(share(7, 1, 500)).await.await.unwrap(),
+        Ok(true)
+    );
+    assert_eq!(
+        ledger.record(share(7, 1, 500)).await.await.unwrap(),
+        Ok(false)
+    );
+    let a = ledger.accrual(&key(1)).await.unwrap().unwrap();
+    assert_eq!(a.total.hashes(), 500);
+    assert_eq!(a.shares, 1);
+}
+
+/// Holds SQLite's write lock on a connection of its own, so the writer cannot commit.
+async fn block_writer(ledger: &AccrualLedger) -> sqlx::pool::PoolConnection<Sqlite> {
+    let mut lock = ledger.db.acquire().await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    lock
+}
+
+#[tokio::test]
+async fn record_waits_for_room_when_the_queue_is_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = AccrualLedger::open_with_queue(&dir.path().join("l.sqlite"), "hash", unit(), 2)
+        .await
+        .unwrap();
+    let mut lock = block_writer(&ledger).await;
+    let mut receipts = Vec::new();
+    let mut waiting = None;
+    for i in 0..50u32 {
+        let mut record = Box::pin(ledger.record(share(i, 1, 100)));
+        match tokio::time::timeout(Duration::from_millis(200), &mut record).await {
+            Ok(receipt) => receipts.push(receipt),
+            Err(_) => {
+                waiting = Some(record);
+                break;
+            }
+        }
+    }
+    let waiting = waiting.expect("record returned with the queue full");
+    // The blocked writer holds one group (at most the queue's 2) and the queue 2 more.
+    assert!(receipts.len() <= 4, "{} shares queued", receipts.len());
+    sqlx::query("ROLLBACK").execute(&mut *lock).await.unwrap();
+    drop(lock);
+    // Room again: the waiting share is queued and everything commits.
+    receipts.push(waiting.await);
+    let queued = receipts.len() as u64;
+    for r in receipts {
+        assert_eq!(r.await.unwrap(), Ok(true));
+    }
+    let a = ledger.accrual(&key(1)).await.unwrap().unwrap();
+    assert_eq!(a.shares, queued);
+    assert_eq!(a.total.hashes(), 100 * queued as u128);
+}
+
+#[test]
+fn a_share_recorded_after_the_writer_stopped_resolves_to_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let first = runtime();
+    let ledger = first.block_on(open(&dir.path().join("l.sqlite")));
+    // The writer task ends with the runtime it runs on.
+    drop(first);
+    let outcome = runtime().block_on(async move { ledger.record(share(1, 1, 100)).await.await });
+    assert_eq!(outcome, Ok(Err(LedgerError::Stopped)));
+}
+
+#[tokio::test]
+async fn an_overflowing_share_is_refused_alone_and_the_group_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir.path().join("l.sqlite")).await;
+    assert_eq!(
+        ledger.record(share(1, 1, 1_000)).await.await.unwrap(),
+        Ok(true)
+    );
+    // One group: honest A, A's overflow, honest B, honest A again.
+    let group = [
+        share(2, 1, 500),
+        share(3, 1, u128::MAX - 1_000),
+        share(4, 2, 700),
+        share(5, 1, 250),
+    ];
+    let mut receipts = Vec::new();
+    let pending: Vec<Pending> = group
+        .iter()
+        .map(|s| {
+            let (done, receipt) = oneshot::channel();
+            receipts.push(receipt);
+            Pending { share: *s, done }
+        })
+        .collect();
+    commit_group(&ledger.db, pending).await;
+    let mut outcomes = Vec::new();
+    for r in receipts {
+        outcomes.push(r.await.unwrap());
+    }
+    assert_eq!(outcomes[0], Ok(true));
+    assert_eq!(
+        outcomes[1],
+        Err(LedgerError::AccrualOverflow {
+            key: key(1).to_hex(),
+            work: u128::MAX - 1_000
+        })
+    );
+    let message = outcomes[1].clone().unwrap_err().to_string();
+    assert!(
+        message.contains("overflow") && message.contains(&key(1).to_hex()),
+        "{message}"
+    );
+    assert_eq!(outcomes[2], Ok(true));
+    assert_eq!(outcomes[3], Ok(true));
+    let a = ledger.accrual(&key(1)).await.unwrap().unwrap();
+    assert_eq!(
+        (a.total.hashes(), a.pending.hashes(), a.shares),
+        (1_750, 1_750, 3)
+    );
+    assert_eq!(ledger.share_work(&key(1)).await.unwrap(), (a.total, 3));
+    let b = ledger.accrual(&key(2)).await.unwrap().unwrap();
+    assert_eq!(
+        (b.total.hashes(), b.pending.hashes(), b.shares),
+        (700, 700, 1)
+    );
+    // The refused share was not stored: sent again, it is refused again, not a replay.
+    assert!(matches!(
+        ledger
+            .record(share(3, 1, u128::MAX - 1_000))
+            .await
+            .await
+            .unwrap(),
+        Err(LedgerError::AccrualOverflow { .. })
+    ));
+}
+
+#[tokio::test]
+async fn batches_take_whole_units_and_carry_the_remainder() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir.path().join("l.sqlite")).await;
+    for i in 0..10u32 {
+        ledger
+            .record(share(i, 1, 350))
+            .await
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    ledger
+        .record(share(100, 2, 999))
+        .await
+        .await
+        .unwrap()
+        .unwrap();
+    let batches = ledger.create_batches().await.unwrap();
+    // Key 1: 3,500 of work -> 3 ehash, 500 carried; key 2: 999 -> nothing yet.
+    assert_eq!(batches.len(), 1);
+    assert_eq!(batches[0].locking_key, key(1));
+    assert_eq!(batches[0].amount, 3);
+    assert_eq!(batches[0].share_count, 10);
+    let a = ledger.accrual(&key(1)).await.unwrap().unwrap();
+    assert_eq!(a.pending.hashes(), 500);
+    assert_eq!(a.total.hashes(), 3_500);
+    // Nothing new: no second batch; the open one is waiting for the mint.
+    assert!(ledger.create_batches().await.unwrap().is_empty());
+    assert_eq!(ledger.open_batches().await.unwrap(), batches);
+    // The mint answers; a repeated answer changes nothing.
+    let answered = ledger
+        .record_quote(&batches[0].request_id, "q1")
+        .await
+        .unwrap();
+    assert_eq!(answered.unwrap().quote_id.as_deref(), Some("q1"));
+    assert!(ledger
+        .record_quote(&batches[0].request_id, "q2")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(ledger.open_batches().await.unwrap().is_empty());
+    // A refusal after the answer changes nothing either: the quote was issued.
+    assert!(ledger
+        .record_refusal(&batches[0].request_id, "amount-out-of-range")
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        ledger
+            .accrual(&key(1))
+            .await
+            .unwrap()
+            .unwrap()
+            .pending
+            .hashes(),
+        500
+    );
+    // More work tops the carried remainder up past a unit.
+    for i in 10..12u32 {
+        ledger
+            .record(share(i, 1, 250))
+            .await
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let next = ledger.create_batches().await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].amount, 1);
+    assert_eq!(next[0].share_count, 2);
+    assert_ne!(next[0].request_id, batches[0].request_id);
+    assert_eq!(
+        ledger
+            .accrual(&key(1))
+            .await
+            .unwrap()
+            .unwrap()
+            .pending
+            .hashes(),
+        0
+    );
+}
+
+/// Ehash of the batches of `k` not refused (issued or waiting for the mint).
+async fn issued(ledger: &AccrualLedger, k: u8) -> u64 {
+    ledger
+        .batches_of(&key(k))
+        .await
+        .unwrap()
+        .iter()
+        .filter(|b| b.refused_code.is_none())
+        .map(|b| b.amount)
+        .sum()
+}
+
+#[tokio::test]
+async fn a_refused_batch_returns_its_work_to_pending_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.sqlite");
+    let ledger = open(&path).await;
+    for i in 0..10u32 {
+        ledger
+            .record(share(i, 1, 350))
+            .await
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let first = ledger.create_batches().await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].amount, 3);
+    let refused = ledger
+        .record_refusal(&first[0].request_id, "amount-out-of-range")
+        .await
+        .unwrap()
+        .expect("a new refusal");
+    assert_eq!(refused.request_id, first[0].request_id);
+    assert_eq!(refused.amount, 3);
+    assert_eq!(refused.refused_code.as_deref(), Some("amount-out-of-range"));
+    // All of it is pending again: the 3,000 taken plus the 500 carried.
+    let a = ledger.accrual(&key(1)).await.unwrap().unwrap();
+    assert_eq!((a.pending.hashes(), a.total.hashes()), (3_500, 3_500));
+    assert!(ledger.open_batches().await.unwrap().is_empty());
+    // Refused again (a resent request), answered late, or unknown: nothing changes.
+    assert!(ledger
+        .record_refusal(&first[0].request_id, "amount-out-of-range")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(ledger
+        .record_quote(&first[0].request_id, "late")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(ledger
+        .record_refusal(&[9; 32], "unit-mismatch")
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        ledger
+            .accrual(&key(1))
+            .await
+            .unwrap()
+            .unwrap()
+            .pending
+            .hashes(),
+        3_500
+    );
+    assert_eq!(issued(&ledger, 1).await, 0);
+    // The next batch asks for it again, with its shares, under a new request id.
+    ledger
+        .record(share(10, 1, 600))
+        .await
+        .await
+        .unwrap()
+        .unwrap();
+    let second = ledger.create_batches().await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_ne!(second[0].request_id, first[0].request_id);
+    assert_eq!(second[0].amount, 4);
+    assert_eq!(second[0].share_count, 11);
+    drop(ledger);
+    // Durable: reopened, the refusal and the new batch are there, and the ehash issued
+    // plus the work pending is all the work.
+    let ledger = open(&path).await;
+    let a = ledger.accrual(&key(1)).await.unwrap().unwrap();
+    assert_eq!(a.pending.hashes(), 100);
+    assert_eq!(issued(&ledger, 1).await, 4);
+    assert_eq!(
+        issued(&ledger, 1).await as u128 * unit().work().hashes() + a.pending.hashes(),
+        a.total.hashes()
+    );
+    assert_eq!(a.total, ledger.share_work(&key(1)).await.unwrap().0);
+    let all = ledger.batches_of(&key(1)).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].refused_code.as_deref(), Some("amount-out-of-range"));
+    assert_eq!(ledger.open_batches().await.unwrap(), second);
+}
+
+#[tokio::test]
+async fn the_ledger_opens_only_with_the_unit_and_unit_work_it_was_written_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.sqlite");
+    let ledger = open(&path).await;
+    ledger
+        .record(share(1, 1, 500))
+        .await
+        .await
+        .unwrap()
+        .unwrap();
+    drop(ledger);
+    // Same values: fine.
+    let ledger = open(&path).await;
+    assert_eq!(ledger.unit(), "hash");
+    assert_eq!(ledger.unit_work(), unit());
+    drop(ledger);
+    let other = UnitWork::from_work(Work::from_hashes(2_000)).unwrap();
+    let err = AccrualLedger::open(&path, "hash", other)
+        .await
+        .err()
+        .expect("another unit_work is refused");
+    assert_eq!(
+        err,
+        LedgerError::UnitMismatch {
+            stored_unit: "hash".into(),
+            stored_unit_work: 1_000,
+            configured_unit: "hash".into(),
+            configured_unit_work: 2_000,
+        }
+    );
+    let message = err.to_string();
+    for part in [
+        "1000 hashes",
+        "2000 hashes",
+        "ehash.unit_work",
+        "pool.ledger_path",
+    ] {
+        assert!(message.contains(part), "`{part}` missing from: {message}");
+    }
+    let err = AccrualLedger::open(&path, "sat", unit())
+        .await
+        .err()
+        .expect("another unit is refused");
+    let message = err.to_string();
+    assert!(
+        message.contains("unit `hash`") && message.contains("unit `sat`"),
+        "{message}"
+    );
+    // A refused open changed nothing.
+    let ledger = open(&path).await;
+    assert_eq!(
+        ledger
+            .accrual(&key(1))
+            .await
+            .unwrap()
+            .unwrap()
+            .total
+            .hashes(),
+        500
+    );
+}
+
+#[tokio::test]
+async fn a_ledger_from_before_the_unit_was_recorded_adopts_the_configured_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.sqlite");
+    {
+        // The schema of the version before `ledger_meta`, with an accrual in it.
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .unwrap()
+            .filename(&path)
+            .create_if_missing(true);
+        let db = SqlitePool::connect_with(options).await.unwrap();
+        let mut old = sqlx::migrate!("./migrations");
+        old.migrations = old
+            .migrations
+            .iter()
+            .filter(|m| m.version < 3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        old.run(&db).await.unwrap();
+        sqlx::query("INSERT INTO accruals VALUES (?, ?, ?, 1)")
+            .bind(key(1).as_bytes().as_slice())
+            .bind(work_bytes(Work::from_hashes(4_000)))
+            .bind(work_bytes(Work::from_hashes(4_000)))
+            .execute(&db)
+            .await
+            .unwrap();
+        db.close().await;
+    }
+    let other = UnitWork::from_work(Work::from_hashes(2_000)).unwrap();
+    let ledger = AccrualLedger::open(&path, "hash", other).await.unwrap();
+    assert_eq!(ledger.create_batches().await.unwrap()[0].amount, 2);
+    drop(ledger);
+    // From now on the adopted values are the ledger's.
+    assert!(matches!(
+        AccrualLedger::open(&path, "hash", unit()).await,
+        Err(LedgerError::UnitMismatch { .. })
+    ));
+}
+
+#[tokio::test]
+async fn an_unwritable_ledger_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let err = AccrualLedger::open(&file.join("ledger.sqlite"), "hash", unit())
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("not-a-dir"), "{err}");
+}
+
+#[tokio::test]
+async fn batch_creation_reads_only_keys_with_new_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.sqlite");
+    let unit = hashpool_ehash::UnitWork::from_work(Work::from_hashes(1_000)).unwrap();
+    let ledger = AccrualLedger::open(&path, "hash", unit).await.unwrap();
+    // Many keys with less than a unit each (one share each under fresh keys).
+    for k in 1..=200u8 {
+        ledger
+            .record(share(k as u32, k, 10))
+            .await
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    // The first creation after start reads every key.
+    assert!(ledger.create_batches().await.unwrap().is_empty());
+    assert_eq!(ledger.keys_examined(), 200);
+    // Nothing new: nothing read.
+    assert!(ledger.create_batches().await.unwrap().is_empty());
+    assert_eq!(ledger.keys_examined(), 200);
+    // New work for one key: that key alone, and its unit is issued.
+    ledger
+        .record(share(1_000, 7, 995))
+        .await
+        .await
+        .unwrap()
+        .unwrap();
+    let batches = ledger.create_batches().await.unwrap();
+    assert_eq!(ledger.keys_examined(), 201);
+    assert_eq!(batches.len(), 1);
+    assert_eq!(batches[0].locking_key, key(7));
+    assert_eq!(batches[0].amount, 1);
+    // A refusal puts that key back among those to read, and its work is issued again.
+    ledger
+        .record_refusal(&batches[0].request_id, "amount-out-of-range")
+        .await
+        .unwrap();
+    let again = ledger.create_batches().await.unwrap();
+    assert_eq!(ledger.keys_examined(), 202);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].amount, 1);
+    // After a restart every key is read once more (work left from before it).
+    drop(ledger);
+    let ledger = AccrualLedger::open(&path, "hash", unit).await.unwrap();
+    assert!(ledger.create_batches().await.unwrap().is_empty());
+    assert_eq!(ledger.keys_examined(), 200);
+}

@@ -1,0 +1,142 @@
+//! The one task every ledger write goes through, in queue order: queued shares committed
+//! together (group commit), batch creation and the mint's answers between groups.
+
+use std::{
+    collections::HashSet,
+    sync::{atomic::AtomicU64, Arc},
+};
+
+use ext_mint_quote::LockingKey;
+use hashpool_ehash::UnitWork;
+use sqlx::SqlitePool;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, error};
+
+use super::{batches, error::LedgerError, share_commit::write_group, Batch};
+use crate::accepted_share::AcceptedShare;
+
+/// Shares written in one transaction at most.
+pub(super) const MAX_GROUP: usize = 4096;
+
+/// Resolves once the share is durable: `Ok(true)` credited, `Ok(false)` already in the ledger
+/// (a replay: not credited twice), `Err(AccrualOverflow)` refused, not stored.
+pub type Receipt = oneshot::Receiver<Result<bool, LedgerError>>;
+
+pub(super) struct Pending {
+    pub(super) share: AcceptedShare,
+    pub(super) done: oneshot::Sender<Result<bool, LedgerError>>,
+}
+
+/// What the writer task does, in queue order.
+pub(super) enum Command {
+    Share(Pending),
+    CreateBatches {
+        unit: UnitWork,
+        done: oneshot::Sender<Result<Vec<Batch>, LedgerError>>,
+    },
+    RecordQuote {
+        request_id: [u8; 32],
+        quote_id: String,
+        done: oneshot::Sender<Result<Option<Batch>, LedgerError>>,
+    },
+    RecordRefusal {
+        request_id: [u8; 32],
+        code: String,
+        done: oneshot::Sender<Result<Option<Batch>, LedgerError>>,
+    },
+}
+
+pub(super) async fn writer(
+    db: SqlitePool,
+    mut rx: mpsc::Receiver<Command>,
+    examined: Arc<AtomicU64>,
+) {
+    let mut next: Option<Command> = None;
+    // Keys whose pending work changed since the last batch creation: only they can have a
+    // whole unit to issue. `None` until the first creation, which looks at every key (work
+    // left from before a restart). Without this, one share under each of a million fresh
+    // keys would make every batch tick read a million rows.
+    let mut dirty: Option<HashSet<LockingKey>> = None;
+    loop {
+        let command = match next.take() {
+            Some(c) => c,
+            None => match rx.recv().await {
+                Some(c) => c,
+                None => return,
+            },
+        };
+        match command {
+            Command::Share(first) => {
+                let mut group = vec![first];
+                while group.len() < MAX_GROUP {
+                    match rx.try_recv() {
+                        Ok(Command::Share(p)) => group.push(p),
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let credited = commit_group(&db, group).await;
+                if let Some(keys) = dirty.as_mut() {
+                    keys.extend(credited);
+                }
+            }
+            Command::CreateBatches { unit, done } => {
+                let result = batches::create(&db, unit, dirty.as_ref(), &examined).await;
+                if result.is_ok() {
+                    dirty = Some(HashSet::new());
+                }
+                let _ = done.send(result);
+            }
+            Command::RecordQuote {
+                request_id,
+                quote_id,
+                done,
+            } => {
+                let _ = done.send(batches::record_quote(&db, &request_id, &quote_id).await);
+            }
+            Command::RecordRefusal {
+                request_id,
+                code,
+                done,
+            } => {
+                let result = batches::record_refusal(&db, &request_id, &code).await;
+                // The returned work is pending again: the next creation must look at its key.
+                if let (Ok(Some(batch)), Some(keys)) = (&result, dirty.as_mut()) {
+                    keys.insert(batch.locking_key);
+                }
+                let _ = done.send(result);
+            }
+        }
+    }
+}
+
+/// Commits a group; returns the keys whose shares were credited.
+pub(super) async fn commit_group(db: &SqlitePool, group: Vec<Pending>) -> Vec<LockingKey> {
+    let shares: Vec<&AcceptedShare> = group.iter().map(|p| &p.share).collect();
+    match write_group(db, &shares).await {
+        Ok(outcomes) => {
+            debug!(shares = group.len(), "ledger group committed");
+            let mut credited = Vec::new();
+            for (p, outcome) in group.into_iter().zip(outcomes) {
+                if outcome == Ok(true) {
+                    credited.push(p.share.locking_key);
+                }
+                let _ = p.done.send(outcome);
+            }
+            credited
+        }
+        Err(e) => {
+            error!(
+                "ledger write failed; {} share(s) not acknowledged: {e}",
+                group.len()
+            );
+            for p in group {
+                let _ = p.done.send(Err(e.clone()));
+            }
+            Vec::new()
+        }
+    }
+}

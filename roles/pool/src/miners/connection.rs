@@ -1,0 +1,492 @@
+//! One miner connection: its task reads frames, applies them to the connection's channels,
+//! follows job events, runs vardiff and sends what results, in that order, until the miner
+//! goes, misbehaves or meets a limit.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tokio::time::Instant;
+
+use common_messages_sv2::Protocol;
+use hashpool_sv2_io::{
+    answer_extensions, answer_setup, decode_received, encode, setup_refusal, ConnectionError,
+    ReceiveError, Received, ServerIdentity,
+};
+use parsers_sv2::{
+    AnyMessageOwned, CommonMessagesOwned, ExtensionsNegotiationOwned, ExtensionsOwned, MiningOwned,
+    Tlv,
+};
+use stratum_apps::network_helpers::noise_stream::NoiseTcpWriteHalf;
+use tokio::{net::TcpListener, sync::broadcast};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{
+    admission::{Admitted, LimitReason},
+    channel_set::ChannelSet,
+    custom, open,
+    registry::Announcer,
+    shares, MinerHandles,
+};
+use crate::accepted_share::AcceptedShare;
+
+/// Largest payload a miner has reason to send (SetCustomMiningJob with a full coinbase is
+/// well under this); anything bigger is refused before decoding.
+pub const MAX_MINER_FRAME_PAYLOAD: usize = 1 << 17;
+/// Frames already received that are handled together before their replies go out.
+const MAX_FRAMES_PER_COMMIT: usize = 255;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MinerError {
+    #[error(transparent)]
+    Connection(ConnectionError),
+    #[error("undecodable frame: {0}")]
+    Frame(#[from] hashpool_sv2_io::FrameError),
+    #[error("connection closed")]
+    Closed,
+    #[error("unreadable transport frame (bad encryption or framing): {0}")]
+    Transport(String),
+    #[error("accepted shares could not be made durable, so they are not acknowledged: {0}")]
+    Ledger(String),
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    #[error("limit `{}` met: {detail}", reason.as_str())]
+    Limit { reason: LimitReason, detail: String },
+}
+
+/// Accepts miners until `shutdown`.
+pub async fn serve(listener: TcpListener, ctx: Arc<MinerHandles>, shutdown: CancellationToken) {
+    let stop = shutdown.clone();
+    hashpool_sv2_io::accept_until(listener, shutdown, move |stream, peer| {
+        let _ = stream.set_nodelay(true);
+        let (ctx, shutdown) = (ctx.clone(), stop.clone());
+        // Checked before the handshake: a refused connection costs one accept and a close.
+        let admitted = ctx.admission.admit(peer.ip());
+        async move {
+            let admitted = match admitted {
+                Ok(a) => a,
+                Err(reason) => {
+                    warn!(%peer, limit = reason.as_str(), "miner connection refused");
+                    return;
+                }
+            };
+            match Connection::run(stream, peer, &ctx, admitted, shutdown).await {
+                Ok(()) | Err(MinerError::Closed) => debug!(%peer, "miner disconnected"),
+                // Port probes (health checks, load balancers) connect and close at once.
+                Err(MinerError::Connection(e)) if e.is_probe() => {
+                    debug!(%peer, "connection closed before the Noise handshake")
+                }
+                // A connection that set up and then did nothing (a proxy without miners, a
+                // miner gone quiet) is routine; other limits point at a hostile peer.
+                Err(
+                    e @ MinerError::Limit {
+                        reason: LimitReason::FirstChannelTimeout | LimitReason::IdleTimeout,
+                        ..
+                    },
+                ) => info!(%peer, "miner connection closed: {e}"),
+                Err(e) => warn!(%peer, "miner connection dropped: {e}"),
+            }
+        }
+    })
+    .await
+}
+
+struct Connection {
+    client_id: usize,
+    /// Handed to the registry once the mint-quote extension is negotiated.
+    announcer: Announcer,
+    writer: NoiseTcpWriteHalf,
+    channels: Arc<Mutex<ChannelSet>>,
+    setup_done: bool,
+    /// Set when a reply must be the last thing the connection sends.
+    close_after_send: Option<MinerError>,
+    /// Extensions agreed with RequestExtensions (their TLVs are read, their messages sent).
+    negotiated: Vec<u16>,
+    /// Shares accepted since the last send, to be made durable before anything is sent.
+    accepted: Vec<AcceptedShare>,
+    /// A channel was opened at some point (the first-channel deadline no longer applies).
+    had_channel: bool,
+    write_timeout: Duration,
+}
+
+/// The deadlines a connection must meet, from `limits`.
+struct Deadlines {
+    setup: Instant,
+    first_channel: Instant,
+    idle: Duration,
+    last_frame: Instant,
+}
+
+impl Deadlines {
+    /// The next deadline that applies and the limit it enforces.
+    fn next(&self, setup_done: bool, had_channel: bool) -> (Instant, LimitReason) {
+        let mut next = (self.last_frame + self.idle, LimitReason::IdleTimeout);
+        if !setup_done && self.setup < next.0 {
+            next = (self.setup, LimitReason::SetupTimeout);
+        }
+        if !had_channel && self.first_channel < next.0 {
+            next = (self.first_channel, LimitReason::FirstChannelTimeout);
+        }
+        next
+    }
+}
+
+impl Connection {
+    async fn run(
+        stream: tokio::net::TcpStream,
+        peer: std::net::SocketAddr,
+        ctx: &Arc<MinerHandles>,
+        admitted: Admitted,
+        shutdown: CancellationToken,
+    ) -> Result<(), MinerError> {
+        let result = Self::serve(stream, peer, ctx, shutdown).await;
+        drop(admitted);
+        if let Err(MinerError::Limit { reason, .. }) = &result {
+            ctx.admission.count(*reason);
+        }
+        result
+    }
+
+    async fn serve(
+        stream: tokio::net::TcpStream,
+        peer: std::net::SocketAddr,
+        ctx: &Arc<MinerHandles>,
+        shutdown: CancellationToken,
+    ) -> Result<(), MinerError> {
+        let limits = &ctx.config.limits;
+        let accepted_at = Instant::now();
+        let setup_timeout = Duration::from_secs(limits.setup_timeout_secs);
+        let identity = ServerIdentity {
+            public_key: ctx.config.authority_public_key,
+            secret_key: ctx.config.pool.authority_secret_key,
+            cert_validity_secs: ctx.config.pool.cert_validity_secs,
+        };
+        let link = hashpool_sv2_io::accept(stream, peer, &identity, 256, setup_timeout)
+            .await
+            .map_err(|e| match e {
+                ConnectionError::Timeout(_) => MinerError::Limit {
+                    reason: LimitReason::SetupTimeout,
+                    detail: format!("no Noise handshake within {setup_timeout:?}"),
+                },
+                other => MinerError::Connection(other),
+            })?;
+        // Frames are read in bursts (one ledger commit for all) and written under a time-out:
+        // the halves are handled apart.
+        let (mut frames, writer) = link.into_parts();
+        let mut job_events = ctx.jobs.subscribe();
+        let client_id = ctx.next_client_id();
+        let channels = Arc::new(Mutex::new(ChannelSet::new(
+            client_id,
+            ctx.next_channel_id(),
+        )));
+        ctx.registry.insert(client_id, channels.clone());
+        ctx.stats.connection_opened();
+        let (announcer, mut announcements) = tokio::sync::mpsc::unbounded_channel();
+        let mut conn = Connection {
+            client_id,
+            announcer,
+            writer,
+            channels,
+            setup_done: false,
+            close_after_send: None,
+            negotiated: Vec::new(),
+            accepted: Vec::new(),
+            had_channel: false,
+            write_timeout: Duration::from_secs(limits.write_timeout_secs),
+        };
+        let mut deadlines = Deadlines {
+            setup: accepted_at + setup_timeout,
+            first_channel: accepted_at + Duration::from_secs(limits.first_channel_timeout_secs),
+            idle: Duration::from_secs(limits.idle_timeout_secs),
+            last_frame: Instant::now(),
+        };
+        let mut vardiff = tokio::time::interval(Duration::from_secs(
+            ctx.config.pool.vardiff_interval_secs.max(1),
+        ));
+        vardiff.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ack_deadline = tokio::time::interval(Duration::from_millis(
+            ctx.config.pool.share_ack_interval_ms.max(1),
+        ));
+        ack_deadline.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+        let result = loop {
+            let (deadline, limit) = deadlines.next(conn.setup_done, conn.had_channel);
+            let out = tokio::select! {
+                frame = frames.recv() => {
+                    deadlines.last_frame = Instant::now();
+                    let mut out = match conn.on_frame(ctx, frame) {
+                        Ok(out) => out,
+                        Err(e) => break Err(e),
+                    };
+                    // Frames already waiting are handled before anything is sent, so one
+                    // ledger commit covers all their shares.
+                    let mut failed = None;
+                    for _ in 0..MAX_FRAMES_PER_COMMIT {
+                        let Ok(next) = frames.try_recv() else { break };
+                        match conn.on_frame(ctx, Some(next)) {
+                            Ok(more) => out.extend(more),
+                            Err(e) => {
+                                failed = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                    if let Some(e) = failed {
+                        break Err(e);
+                    }
+                    if !conn.had_channel {
+                        let opened = !conn.lock().channels().is_empty();
+                        conn.had_channel = opened;
+                    }
+                    out
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    break Err(MinerError::Limit {
+                        reason: limit,
+                        detail: "the miner did not do its part in time".into(),
+                    });
+                }
+                event = job_events.recv() => match event {
+                    Ok(event) => conn.lock().on_job_event(&event)
+                        .into_iter().map(AnyMessageOwned::Mining).collect(),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        warn!(client_id, missed = n, "connection fell behind on job updates; restarting its channels' work");
+                        conn.rebootstrap(ctx)
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break Ok(()),
+                },
+                Some(announcement) = announcements.recv() => {
+                    let frame = match hashpool_sv2_io::encode_extension(&announcement) {
+                        Ok(f) => f,
+                        Err(e) => break Err(MinerError::Connection(e)),
+                    };
+                    let write_timeout = conn.write_timeout;
+                    match tokio::time::timeout(
+                        write_timeout,
+                        hashpool_sv2_io::send_frame(&mut conn.writer, frame),
+                    ).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break Err(MinerError::Closed),
+                        Err(_) => break Err(write_timed_out(write_timeout)),
+                    }
+                    continue;
+                }
+                _ = vardiff.tick() => conn.lock().run_vardiff()
+                    .into_iter().map(AnyMessageOwned::Mining).collect(),
+                _ = ack_deadline.tick() => conn.lock().acknowledge_pending()
+                    .into_iter().map(AnyMessageOwned::Mining).collect(),
+                _ = shutdown.cancelled() => break Ok(()),
+            };
+            // Nothing that acknowledges a share leaves before the share is durable.
+            if let Err(e) = conn.await_durable(ctx).await {
+                break Err(e);
+            }
+            if let Err(e) = conn.send_all(out).await {
+                break Err(e);
+            }
+            if let Some(e) = conn.close_after_send.take() {
+                break Err(e);
+            }
+        };
+        ctx.registry.remove(client_id);
+        ctx.stats.connection_closed();
+        result
+    }
+
+    /// Checks, decodes and handles one frame from the reader.
+    fn on_frame(
+        &mut self,
+        ctx: &MinerHandles,
+        frame: Option<Result<codec_sv2::SerializedFrame, stratum_apps::network_helpers::Error>>,
+    ) -> Result<Vec<AnyMessageOwned>, MinerError> {
+        let mut frame = match frame {
+            Some(Ok(f)) => f,
+            Some(Err(stratum_apps::network_helpers::Error::SocketClosed)) | None => {
+                return Err(MinerError::Closed)
+            }
+            Some(Err(e)) => return Err(MinerError::Transport(format!("{e:?}"))),
+        };
+        // The same function the sv2-io fuzz target (`received_frame`) runs.
+        match decode_received(&mut frame, MAX_MINER_FRAME_PAYLOAD, &self.negotiated) {
+            Ok(Received::Message { message, tlvs, .. }) => {
+                self.on_message(ctx, message, &tlvs.unwrap_or_default())
+            }
+            Ok(Received::Extension(ext)) => Err(refuse_extension_frame(&ext)),
+            Err(e @ ReceiveError::TooLarge { .. }) => Err(MinerError::Protocol(e.to_string())),
+            Err(ReceiveError::Frame(e)) => Err(e.into()),
+        }
+    }
+
+    /// Waits until every share handled since the last send is in the ledger. A share the
+    /// ledger refuses (its key's accrual would overflow) closes this miner's connection
+    /// before anything acknowledges it; other miners' shares are not affected.
+    async fn await_durable(&mut self, ctx: &MinerHandles) -> Result<(), MinerError> {
+        let mut receipts = Vec::with_capacity(self.accepted.len());
+        for share in self.accepted.drain(..) {
+            receipts.push(ctx.shares.make_durable(share).await);
+        }
+        for receipt in receipts {
+            match receipt.await {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => warn!("a share already in the ledger was not credited again"),
+                Ok(Err(e)) => return Err(MinerError::Ledger(e.to_string())),
+                Err(_) => return Err(MinerError::Ledger("ledger writer stopped".into())),
+            }
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ChannelSet> {
+        self.channels.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends `messages`; a miner that stops reading is dropped after the write time-out
+    /// rather than holding its task and channels.
+    async fn send_all(&mut self, messages: Vec<AnyMessageOwned>) -> Result<(), MinerError> {
+        for m in messages {
+            let frame = encode(m)?;
+            match tokio::time::timeout(self.write_timeout, self.writer.write_frame(frame)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(MinerError::Closed),
+                Err(_) => return Err(write_timed_out(self.write_timeout)),
+            }
+        }
+        Ok(())
+    }
+
+    /// After missing job events, every channel restarts from the current snapshot.
+    fn rebootstrap(&mut self, ctx: &MinerHandles) -> Vec<AnyMessageOwned> {
+        let snapshot = ctx.jobs.snapshot();
+        self.lock()
+            .rebootstrap(&snapshot)
+            .into_iter()
+            .map(AnyMessageOwned::Mining)
+            .collect()
+    }
+
+    fn on_message(
+        &mut self,
+        ctx: &MinerHandles,
+        message: AnyMessageOwned,
+        tlvs: &[Tlv],
+    ) -> Result<Vec<AnyMessageOwned>, MinerError> {
+        match message {
+            AnyMessageOwned::Common(CommonMessagesOwned::SetupConnection(m)) => {
+                if self.setup_done {
+                    return Err(MinerError::Protocol("second SetupConnection".into()));
+                }
+                match answer_setup(&m, Protocol::MiningProtocol) {
+                    Ok(success) => {
+                        self.setup_done = true;
+                        let vendor = hashpool_sv2_io::text(&m.vendor);
+                        info!(%vendor, device = %hashpool_sv2_io::text(&m.device_id), "miner connected");
+                        self.lock().vendor = vendor;
+                        Ok(vec![AnyMessageOwned::Common(
+                            CommonMessagesOwned::SetupConnectionSuccess(success),
+                        )])
+                    }
+                    Err(code) => {
+                        // The refusal is sent, then the connection closes.
+                        self.close_after_send = Some(MinerError::Protocol(format!(
+                            "SetupConnection refused: {code}"
+                        )));
+                        Ok(vec![AnyMessageOwned::Common(setup_refusal(code))])
+                    }
+                }
+            }
+            _ if !self.setup_done => Err(MinerError::Protocol(
+                "message before SetupConnection".into(),
+            )),
+            AnyMessageOwned::Mining(m) => {
+                let out = self.on_mining_message(ctx, m, tlvs)?;
+                Ok(out.into_iter().map(AnyMessageOwned::Mining).collect())
+            }
+            AnyMessageOwned::Extensions(ExtensionsOwned::ExtensionsNegotiation(
+                ExtensionsNegotiationOwned::RequestExtensions(r),
+            )) => Ok(vec![self.on_request_extensions(ctx, r)]),
+            other => Err(MinerError::Protocol(format!(
+                "a miner does not send {other}"
+            ))),
+        }
+    }
+
+    /// Agrees to the extensions this pool offers among those requested; a connection with
+    /// the mint-quote extension is told of its keys' quotes.
+    fn on_request_extensions(
+        &mut self,
+        ctx: &MinerHandles,
+        request: extensions_sv2::RequestExtensionsOwned,
+    ) -> AnyMessageOwned {
+        let offered: &[u16] = if ctx.config.pool.mint_quote_extension {
+            &[ext_mint_quote::EXTENSION_TYPE]
+        } else {
+            &[]
+        };
+        let requested = request.requested_extensions.clone().into_inner();
+        let (reply, agreed) = answer_extensions(request, offered, &[]);
+        let negotiated = agreed.unwrap_or_default();
+        info!(?requested, ?negotiated, "extensions negotiated");
+        let announces = negotiated.contains(&ext_mint_quote::EXTENSION_TYPE);
+        self.negotiated = negotiated;
+        ctx.registry
+            .set_announcer(self.client_id, announces.then(|| self.announcer.clone()));
+        AnyMessageOwned::Extensions(reply)
+    }
+
+    fn on_mining_message(
+        &mut self,
+        ctx: &MinerHandles,
+        message: MiningOwned,
+        tlvs: &[Tlv],
+    ) -> Result<Vec<MiningOwned>, MinerError> {
+        // Borrows only the channels field, leaving `accepted` free.
+        let mut set = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        match message {
+            MiningOwned::OpenStandardMiningChannel(m) => Ok(open::standard(ctx, &mut set, m, tlvs)),
+            MiningOwned::OpenExtendedMiningChannel(m) => Ok(open::extended(ctx, &mut set, m, tlvs)),
+            MiningOwned::UpdateChannel(m) => Ok(open::update(ctx, &mut set, m)),
+            MiningOwned::CloseChannel(m) => {
+                if ctx.registry.close_channel(&mut set, m.channel_id).is_some() {
+                    info!(channel_id = m.channel_id, reason = %hashpool_sv2_io::text(&m.reason_code), "channel closed by miner");
+                }
+                Ok(vec![])
+            }
+            MiningOwned::SubmitSharesStandard(s) => {
+                Ok(shares::standard(ctx, &mut set, s, &mut self.accepted))
+            }
+            MiningOwned::SubmitSharesExtended(s) => {
+                Ok(shares::extended(ctx, &mut set, s, &mut self.accepted))
+            }
+            MiningOwned::SetCustomMiningJob(m) => Ok(custom::set_custom_job(ctx, &mut set, m)),
+            other => Err(MinerError::Protocol(format!(
+                "a miner does not send {other}"
+            ))),
+        }
+    }
+}
+
+/// Frames of extensions the SRI parsers do not know. Mint-quote requests and responses belong
+/// to the mint link only, announcements flow to miners only: a miner sending any of them is
+/// misbehaving, as is one sending frames of an unknown extension.
+fn refuse_extension_frame(ext: &hashpool_sv2_io::ExtensionFrame) -> MinerError {
+    if ext.extension_type == ext_mint_quote::EXTENSION_TYPE {
+        MinerError::Protocol(format!(
+            "mint-quote message type {:#04x} is not accepted from a miner",
+            ext.message_type
+        ))
+    } else {
+        MinerError::Protocol(format!(
+            "message {:#04x} of unknown extension {:#06x}",
+            ext.message_type, ext.extension_type
+        ))
+    }
+}
+
+fn write_timed_out(after: Duration) -> MinerError {
+    MinerError::Limit {
+        reason: LimitReason::WriteTimeout,
+        detail: format!("a write did not complete within {after:?} (the miner stopped reading)"),
+    }
+}

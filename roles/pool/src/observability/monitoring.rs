@@ -1,0 +1,125 @@
+//! Feeds the stratum-apps monitoring server (`/api/v1/clients`, `/metrics`) from the pool's
+//! live channels.
+
+use std::sync::Arc;
+
+use channels_sv2::target::bytes_to_hex;
+use stratum_apps::monitoring::{
+    client::Sv2ClientKind, ExtendedChannelInfo, StandardChannelInfo, Sv2ClientInfo,
+    Sv2ClientsMonitoring,
+};
+
+use crate::miners::{
+    channel_set::{ChannelKind, ChannelSet},
+    PoolChannel, Registry,
+};
+
+/// The miners' connections, as the monitoring server reads them.
+pub struct PoolMonitoring(pub Arc<Registry>);
+
+struct Common {
+    channel_id: u32,
+    user_identity: String,
+    nominal_hashrate: f32,
+    target_hex: String,
+    expected_shares_per_minute: f32,
+    shares_accepted: u32,
+    shares_rejected: u32,
+    shares_rejected_by_reason: std::collections::HashMap<String, u32>,
+    share_work_sum: f64,
+    last_share_sequence_number: u32,
+    best_diff: f64,
+    last_batch_accepted: u32,
+    last_batch_work_sum: u64,
+    share_batch_size: usize,
+    blocks_found: u32,
+}
+
+fn common(c: &dyn PoolChannel) -> Common {
+    let a = c.share_accounting();
+    Common {
+        channel_id: c.channel_id(),
+        user_identity: c.user_identity().to_string(),
+        nominal_hashrate: c.nominal_hashrate(),
+        target_hex: bytes_to_hex(&c.target().to_be_bytes()),
+        expected_shares_per_minute: c.shares_per_minute(),
+        shares_accepted: a.get_shares_accepted(),
+        shares_rejected: a.get_rejected_shares_count(),
+        shares_rejected_by_reason: a
+            .get_rejected_shares()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        share_work_sum: a.get_share_work_sum(),
+        last_share_sequence_number: a.get_last_share_sequence_number(),
+        best_diff: a.get_best_diff(),
+        last_batch_accepted: a.get_last_batch_accepted(),
+        last_batch_work_sum: a.get_last_batch_work_sum(),
+        share_batch_size: a.get_share_batch_size(),
+        blocks_found: a.get_blocks_found(),
+    }
+}
+
+fn client_info(set: &ChannelSet) -> Sv2ClientInfo {
+    let mut standard = Vec::new();
+    let mut extended = Vec::new();
+    for entry in set.channels().values() {
+        let c = common(entry.channel());
+        match &entry.kind {
+            ChannelKind::Standard(s) => standard.push(StandardChannelInfo {
+                channel_id: c.channel_id,
+                user_identity: c.user_identity,
+                nominal_hashrate: c.nominal_hashrate,
+                stable_hashrate: s.get_stable_hashrate(),
+                target_hex: c.target_hex,
+                requested_max_target_hex: bytes_to_hex(&s.get_requested_max_target().to_be_bytes()),
+                extranonce_prefix_hex: bytes_to_hex(s.get_extranonce_prefix()),
+                expected_shares_per_minute: c.expected_shares_per_minute,
+                shares_accepted: c.shares_accepted,
+                shares_rejected: c.shares_rejected,
+                shares_rejected_by_reason: c.shares_rejected_by_reason,
+                share_work_sum: c.share_work_sum,
+                last_share_sequence_number: c.last_share_sequence_number,
+                best_diff: c.best_diff,
+                last_batch_accepted: c.last_batch_accepted,
+                last_batch_work_sum: c.last_batch_work_sum,
+                share_batch_size: c.share_batch_size,
+                blocks_found: c.blocks_found,
+            }),
+            ChannelKind::Extended(e) => extended.push(ExtendedChannelInfo {
+                channel_id: c.channel_id,
+                user_identity: c.user_identity,
+                nominal_hashrate: c.nominal_hashrate,
+                stable_hashrate: e.get_stable_hashrate(),
+                target_hex: c.target_hex,
+                requested_max_target_hex: bytes_to_hex(&e.get_requested_max_target().to_be_bytes()),
+                extranonce_prefix_hex: bytes_to_hex(e.get_extranonce_prefix()),
+                full_extranonce_size: e.get_full_extranonce_size(),
+                rollable_extranonce_size: e.get_rollable_extranonce_size(),
+                expected_shares_per_minute: c.expected_shares_per_minute,
+                shares_accepted: c.shares_accepted,
+                shares_rejected: c.shares_rejected,
+                shares_rejected_by_reason: c.shares_rejected_by_reason,
+                share_work_sum: c.share_work_sum,
+                last_share_sequence_number: c.last_share_sequence_number,
+                best_diff: c.best_diff,
+                last_batch_accepted: c.last_batch_accepted,
+                last_batch_work_sum: c.last_batch_work_sum,
+                share_batch_size: c.share_batch_size,
+                blocks_found: c.blocks_found,
+            }),
+        }
+    }
+    let mut info = Sv2ClientInfo::new(set.client_id, extended, standard);
+    info.client_kind = Sv2ClientKind::from_setup_connection(&set.vendor, "");
+    info
+}
+
+impl Sv2ClientsMonitoring for PoolMonitoring {
+    fn get_sv2_clients(&self) -> Vec<Sv2ClientInfo> {
+        self.0
+            .connections()
+            .iter()
+            .map(|set| client_info(&set.lock().unwrap_or_else(|p| p.into_inner())))
+            .collect()
+    }
+}

@@ -1,0 +1,40 @@
+use crate::{FrameError, SendError};
+
+/// Why a connection could not be set up or was lost: one type for every role's links.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("connect: {0}")]
+    Connect(#[source] std::io::Error),
+    #[error("noise handshake failed (is the peer's authority key right?): {0:?}")]
+    Noise(stratum_apps::network_helpers::Error),
+    #[error("connection closed")]
+    Closed,
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    #[error("timed out {0}")]
+    Timeout(&'static str),
+}
+
+impl ConnectionError {
+    /// A port probe (a health check) connects and closes before the Noise handshake: not worth
+    /// a warning.
+    pub fn is_probe(&self) -> bool {
+        matches!(
+            self,
+            ConnectionError::Noise(stratum_apps::network_helpers::Error::SocketClosed)
+        )
+    }
+}
+
+impl From<SendError> for ConnectionError {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Encode(e) => ConnectionError::Frame(e),
+            SendError::Closed => ConnectionError::Closed,
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! One SV1 miner's task: its requests answered in order, the pool's verdicts and new work
+//! passed on as they come, its difficulty revisited every vardiff interval.
+
+use std::net::SocketAddr;
+
+use bitcoin::Target;
+use channels_sv2::vardiff::classic::VardiffState;
+use futures::{SinkExt, StreamExt};
+use hashpool_shares::ShareChecker;
+use hashpool_sv1::{error_code, parse_client_line, response_error, MAX_LINE_LEN};
+use serde_json::Value;
+use tokio::{
+    net::TcpStream,
+    sync::{mpsc, watch},
+};
+use tokio_util::{
+    codec::{Framed, LinesCodec, LinesCodecError},
+    sync::CancellationToken,
+};
+use tracing::debug;
+
+use super::{
+    miner::{on_work, Miner},
+    requests::on_request,
+    vardiff::retarget,
+    Shared, RECENT_JOBS,
+};
+
+/// Targets every connection starts from.
+#[derive(Clone, Copy)]
+pub(super) struct Targets {
+    /// A new miner's, from `vardiff.initial_hashrate` (floored).
+    pub(super) initial: [u8; 32],
+    /// The easiest any miner may have: `min_share_difficulty`'s.
+    pub(super) floor: [u8; 32],
+}
+
+/// Initial read and write buffer of a miner connection.
+const CONNECTION_BUFFER: usize = 512;
+
+pub(super) async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    index: u32,
+    shared: &Shared,
+    targets: Targets,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    stream.set_nodelay(true)?;
+    // Small initial buffers: they grow for long lines, and thousands of idle miners stay cheap.
+    let (mut sink, mut lines) = Framed::with_capacity(
+        stream,
+        LinesCodec::new_with_max_length(MAX_LINE_LEN),
+        CONNECTION_BUFFER,
+    )
+    .split();
+    // Answers decided later (the pool's verdicts) come back through here.
+    let (out_tx, mut out) = mpsc::unbounded_channel::<String>();
+    let (own_channel, mut work) = match &shared.aggregated {
+        Some(work) => (None, work.clone()),
+        None => {
+            let (tx, rx) = watch::channel(None);
+            (Some(tx), rx)
+        }
+    };
+    let mut m = Miner {
+        index,
+        subscribed: false,
+        authorized: None,
+        version_rolling: false,
+        opening: None,
+        aggregated: shared.aggregated.is_some(),
+        extranonce_prefix: Vec::new(),
+        extranonce2_size: 0,
+        target: None,
+        shares: ShareChecker::new(
+            Target::from_le_bytes(targets.floor),
+            RECENT_JOBS,
+            shared.limits.max_shares_per_job,
+        ),
+        hashrate: shared.vardiff.initial_hashrate,
+        vardiff: VardiffState::new().map_err(|e| anyhow::anyhow!("vardiff: {e:?}"))?,
+        vardiff_target: targets.initial,
+        own_channel,
+        extranonce_subscribed: false,
+        must_reconnect: false,
+        counters: None,
+    };
+    let period = shared.vardiff.interval;
+    let mut vardiff = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    vardiff.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    debug!(%peer, index, "SV1 miner connected");
+    let result = async {
+        loop {
+            tokio::select! {
+                line = lines.next() => {
+                    let line = match line {
+                        None => return Ok(()),
+                        Some(Ok(l)) => l,
+                        Some(Err(LinesCodecError::MaxLineLengthExceeded)) => {
+                            // The codec cannot resynchronise after an oversized line: answer, close.
+                            sink.send(trim(response_error(&Value::Null, error_code::INVALID_REQUEST, "line too long"))).await?;
+                            anyhow::bail!("sent a line longer than {MAX_LINE_LEN} bytes");
+                        }
+                        Some(Err(e)) => return Err(e.into()),
+                    };
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    let request = match parse_client_line(&line) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            sink.send(trim(response_error(&e.id, e.code, &e.message))).await?;
+                            continue;
+                        }
+                    };
+                    for reply in on_request(request, &mut m, &mut work, shared, &out_tx).await {
+                        sink.send(trim(reply)).await?;
+                    }
+                }
+                answer = out.recv() => {
+                    if let Some(answer) = answer {
+                        sink.send(trim(answer)).await?;
+                    }
+                }
+                changed = work.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    let current = work.borrow_and_update().clone();
+                    if let Some(w) = current {
+                        for line in on_work(&mut m, &w) {
+                            sink.send(trim(line)).await?;
+                        }
+                    }
+                }
+                _ = vardiff.tick() => {
+                    for line in retarget(&mut m, &work, shared).await {
+                        sink.send(trim(line)).await?;
+                    }
+                }
+                _ = shutdown.cancelled() => return Ok(()),
+            }
+            if m.must_reconnect {
+                anyhow::bail!(
+                    "its extranonce changed (new pool channel) and it did not send \
+                     mining.extranonce.subscribe: closed so that it reconnects"
+                );
+            }
+        }
+    }
+    .await;
+    if m.authorized.is_some() {
+        shared.stats.rehash(m.hashrate, 0.0);
+        shared.stats.unregister_miner(m.index);
+    }
+    result
+}
+
+pub(super) fn trim(mut line: String) -> String {
+    while line.ends_with('\n') {
+        line.pop();
+    }
+    line
+}

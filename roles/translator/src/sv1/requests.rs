@@ -1,0 +1,148 @@
+//! A miner's requests: subscribe, authorize, configure, extranonce.subscribe,
+//! suggest_difficulty, and submit (handed to [`super::shares`]).
+
+use std::time::Duration;
+
+use hashpool_shares::VERSION_ROLLING_MASK;
+use hashpool_sv1::{error_code, response_error, response_ok, ClientRequest};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::{
+    miner::{on_work, Miner},
+    shares::on_submit,
+    vardiff::suggest_difficulty,
+    Shared, Work,
+};
+use crate::sv2::Command;
+
+/// How long a new subscription waits for the pool's first work.
+const WORK_WAIT: Duration = Duration::from_secs(10);
+
+/// The lines answering `request` (a share's answer may come later, through `out`).
+pub(super) async fn on_request(
+    request: ClientRequest,
+    m: &mut Miner,
+    work: &mut Work,
+    shared: &Shared,
+    out: &mpsc::UnboundedSender<String>,
+) -> Vec<String> {
+    match request {
+        ClientRequest::Subscribe { id, .. } => subscribe(id, m, work, shared).await,
+        ClientRequest::Authorize { id, user, .. } => authorize(id, user, m, work, shared),
+        ClientRequest::Configure {
+            id,
+            extensions,
+            version_rolling_mask,
+            ..
+        } => vec![configure(id, extensions, version_rolling_mask, m)],
+        ClientRequest::ExtranonceSubscribe { id } => {
+            m.extranonce_subscribed = true;
+            vec![response_ok(&id, json!(true))]
+        }
+        ClientRequest::SuggestDifficulty { id, difficulty } => {
+            suggest_difficulty(m, difficulty, work, shared).await;
+            let mut replies = vec![response_ok(&id, json!(true))];
+            replies.extend(current_work(m, work));
+            replies
+        }
+        ClientRequest::Submit { id, submit } => on_submit(id, submit, m, work, shared, out).await,
+    }
+}
+
+/// What the miner is sent of the current work, if there is any.
+fn current_work(m: &mut Miner, work: &Work) -> Vec<String> {
+    let current = work.borrow().clone();
+    current.map(|w| on_work(m, &w)).unwrap_or_default()
+}
+
+/// `mining.subscribe`: in channel-per-miner mode the miner's channel is opened first; either way
+/// the answer waits for the pool's first work (the extranonce comes with it).
+async fn subscribe(id: Value, m: &mut Miner, work: &mut Work, shared: &Shared) -> Vec<String> {
+    if let Some(own) = m.own_channel.take() {
+        let open = Command::Open {
+            miner: m.index,
+            hashrate: m.hashrate,
+            work: own,
+        };
+        if shared.commands.send(open).await.is_err() {
+            return vec![response_error(
+                &id,
+                error_code::OTHER,
+                "translator stopping",
+            )];
+        }
+    }
+    let current = match tokio::time::timeout(WORK_WAIT, work.wait_for(|w| w.is_some())).await {
+        Ok(Ok(w)) => w.clone(),
+        _ => None,
+    };
+    let Some(w) = current else {
+        return vec![response_error(
+            &id,
+            error_code::OTHER,
+            "the pool is unreachable; try again",
+        )];
+    };
+    m.subscribed = true;
+    m.take_extranonce(&w);
+    let subscription = format!("{:08x}", m.index);
+    vec![response_ok(
+        &id,
+        json!([
+            [
+                ["mining.set_difficulty", subscription],
+                ["mining.notify", subscription]
+            ],
+            hex::encode(m.extranonce1()),
+            m.extranonce2_size
+        ]),
+    )]
+}
+
+/// `mining.authorize`: any non-empty worker name, after subscribe; the miner's work follows.
+fn authorize(id: Value, user: String, m: &mut Miner, work: &Work, shared: &Shared) -> Vec<String> {
+    if !m.subscribed {
+        return vec![response_error(
+            &id,
+            error_code::NOT_SUBSCRIBED,
+            "subscribe first",
+        )];
+    }
+    if user.is_empty() {
+        return vec![response_error(
+            &id,
+            error_code::UNAUTHORIZED,
+            "empty worker name",
+        )];
+    }
+    if m.authorized.is_none() {
+        shared.stats.rehash(0.0, m.hashrate);
+    }
+    m.counters = Some(shared.stats.register_miner(m.index, &user, m.hashrate));
+    m.authorized = Some(user);
+    let mut replies = vec![response_ok(&id, json!(true))];
+    replies.extend(current_work(m, work));
+    replies
+}
+
+/// `mining.configure`: version rolling (BIP 310, within BIP 320's bits); no other extension.
+fn configure(
+    id: Value,
+    extensions: Vec<String>,
+    version_rolling_mask: Option<u32>,
+    m: &mut Miner,
+) -> String {
+    let mut result = serde_json::Map::new();
+    for e in extensions {
+        if e == "version-rolling" {
+            let mask = version_rolling_mask.unwrap_or(VERSION_ROLLING_MASK) & VERSION_ROLLING_MASK;
+            m.version_rolling = mask != 0;
+            result.insert("version-rolling".into(), json!(mask != 0));
+            result.insert("version-rolling.mask".into(), json!(format!("{mask:08x}")));
+        } else {
+            result.insert(e, json!(false));
+        }
+    }
+    response_ok(&id, Value::Object(result))
+}

@@ -1,0 +1,279 @@
+//! A whole test stack in one expression. The default is a template provider (regtest
+//! difficulty, no mempool traffic) and a pool with [`PoolOptions::default`]; each test states
+//! only what differs, and the harness starts the roles in the order a deployment does (chain,
+//! pool, mint, wallet, jd-server, translator) and stops them in reverse.
+//!
+//! ```text
+//! let stack = Stack::new()
+//!     .nbits(HARD_NBITS)
+//!     .with_pool(PoolOptions { shares_per_minute: 120.0, ..Default::default() })
+//!     .with_mint()
+//!     .start()
+//!     .await?;
+//! let miner = stack.miner("alice", 20_000.0);
+//! ```
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use hashpool_wallet::{EhashWallet, Minter};
+use tokio_util::sync::CancellationToken;
+use translator::{ChannelMode, RunningTranslator, TranslatorRunConfig};
+
+use crate::{
+    loopback_any_port, miner_options, open_wallet, public_key, translator_config, PoolOptions,
+    TestJdServer, TestMint, TestPool, TestProvider, REGTEST_NBITS,
+};
+
+/// What to start; [`Stack::start`] starts it.
+pub struct Stack {
+    nbits: u32,
+    synthetic_tx_interval_ms: u64,
+    provider_address: SocketAddr,
+    pool: PoolOptions,
+    mint: bool,
+    wallet: bool,
+    jd_server: bool,
+    translator: Option<TranslatorSetup>,
+}
+
+/// A change to the translator's configuration once the stack's addresses are known.
+type EditTranslator = Box<dyn FnOnce(&mut TranslatorRunConfig) + Send>;
+
+struct TranslatorSetup {
+    user: String,
+    initial_hashrate: f32,
+    edit: EditTranslator,
+}
+
+impl Default for Stack {
+    fn default() -> Self {
+        Self {
+            nbits: REGTEST_NBITS,
+            synthetic_tx_interval_ms: 0,
+            provider_address: loopback_any_port(),
+            pool: PoolOptions::default(),
+            mint: false,
+            wallet: false,
+            jd_server: false,
+            translator: None,
+        }
+    }
+}
+
+impl Stack {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The chain's difficulty (default regtest's, where most shares are blocks).
+    pub fn nbits(mut self, nbits: u32) -> Self {
+        self.nbits = nbits;
+        self
+    }
+
+    /// A synthetic mempool transaction every `ms` milliseconds (default none), so templates
+    /// and jobs change under the miners.
+    pub fn mempool_tx_every_ms(mut self, ms: u64) -> Self {
+        self.synthetic_tx_interval_ms = ms;
+        self
+    }
+
+    /// Where the template provider listens (default a port the OS picks): a test that restarts
+    /// it needs to know.
+    pub fn provider_address(mut self, address: SocketAddr) -> Self {
+        self.provider_address = address;
+        self
+    }
+
+    pub fn with_pool(mut self, options: PoolOptions) -> Self {
+        self.pool = options;
+        self
+    }
+
+    /// The real mint, linked to the pool.
+    pub fn with_mint(mut self) -> Self {
+        self.mint = true;
+        self
+    }
+
+    /// A wallet on the mint (started too) and a minter minting its quotes; the translator, if
+    /// any, locks its ehash to the wallet's key and mints with it.
+    pub fn with_wallet(mut self) -> Self {
+        self.mint = true;
+        self.wallet = true;
+        self
+    }
+
+    /// A jd-server on the chain; the pool requires its job tokens unless its options name
+    /// another key.
+    pub fn with_jd_server(mut self) -> Self {
+        self.jd_server = true;
+        self
+    }
+
+    /// A translator in front of the pool ([`translator_config`] for `user` and
+    /// `initial_hashrate`), changed by `edit` before it starts.
+    pub fn with_translator(
+        mut self,
+        user: &str,
+        initial_hashrate: f32,
+        edit: impl FnOnce(&mut TranslatorRunConfig) + Send + 'static,
+    ) -> Self {
+        self.translator = Some(TranslatorSetup {
+            user: user.into(),
+            initial_hashrate,
+            edit: Box::new(edit),
+        });
+        self
+    }
+
+    pub async fn start(self) -> anyhow::Result<Running> {
+        let dir = tempfile::tempdir()?;
+        let stop = CancellationToken::new();
+        let tp = TestProvider::start(
+            &dir.path().join("chain"),
+            self.provider_address,
+            self.nbits,
+            self.synthetic_tx_interval_ms,
+        )
+        .await?;
+        let mut pool_options = self.pool;
+        if self.jd_server && pool_options.jd_server_public_key.is_none() {
+            pool_options.jd_server_public_key = Some(public_key());
+        }
+        let pool = TestPool::start(tp.running.listen_address, pool_options).await?;
+        let mint = if self.mint {
+            let mint_dir = dir.path().join("mint");
+            std::fs::create_dir_all(&mint_dir)?;
+            Some(TestMint::start(&mint_dir, pool.running.mint_link_address).await?)
+        } else {
+            None
+        };
+        let (wallet, minter) = match (&mint, self.wallet) {
+            (Some(mint), true) => {
+                let wallet_dir = dir.path().join("wallet");
+                std::fs::create_dir_all(&wallet_dir)?;
+                let wallet = Arc::new(open_wallet(&wallet_dir, &mint.url()).await?);
+                let minter = Minter::spawn(wallet.clone(), Duration::from_secs(3600), stop.clone());
+                (Some(wallet), Some(minter))
+            }
+            _ => (None, None),
+        };
+        let jd_server = if self.jd_server {
+            Some(TestJdServer::start(loopback_any_port(), &tp).await?)
+        } else {
+            None
+        };
+        let translator = match self.translator {
+            Some(setup) => {
+                let mut config = translator_config(
+                    pool.address(),
+                    &setup.user,
+                    wallet.as_ref().map(|w| w.sv2_locking_key()),
+                    setup.initial_hashrate,
+                );
+                (setup.edit)(&mut config);
+                let channel_mode = config.channel_mode;
+                let running = translator::start_with_limits(
+                    config,
+                    translator::Sv1Limits::default(),
+                    minter.clone(),
+                    stop.clone(),
+                )
+                .await?;
+                Some(TestTranslator {
+                    running,
+                    channel_mode,
+                })
+            }
+            None => None,
+        };
+        Ok(Running {
+            dir,
+            tp,
+            pool,
+            mint,
+            wallet,
+            minter,
+            jd_server,
+            translator,
+            stop,
+        })
+    }
+}
+
+/// The stack's translator, and the channel mode it was configured with (its monitoring is
+/// served with it).
+pub struct TestTranslator {
+    pub running: RunningTranslator,
+    pub channel_mode: ChannelMode,
+}
+
+/// A started [`Stack`]: every handle, the roles not asked for `None`.
+pub struct Running {
+    /// The chain's, the mint's and the wallet's files (`chain/`, `mint/`, `wallet/`). A test
+    /// destructuring the stack binds it: dropped, it removes the chain under the provider.
+    pub dir: tempfile::TempDir,
+    pub tp: TestProvider,
+    pub pool: TestPool,
+    pub mint: Option<TestMint>,
+    pub wallet: Option<Arc<EhashWallet>>,
+    pub minter: Option<Minter>,
+    pub jd_server: Option<TestJdServer>,
+    pub translator: Option<TestTranslator>,
+    /// Stops the minter, the translator and the miners of [`Running::miner`].
+    pub stop: CancellationToken,
+}
+
+impl Running {
+    pub fn mint(&self) -> &TestMint {
+        self.mint.as_ref().expect("a stack built with_mint()")
+    }
+
+    pub fn wallet(&self) -> &Arc<EhashWallet> {
+        self.wallet.as_ref().expect("a stack built with_wallet()")
+    }
+
+    pub fn minter(&self) -> &Minter {
+        self.minter.as_ref().expect("a stack built with_wallet()")
+    }
+
+    pub fn jd_server(&self) -> &TestJdServer {
+        self.jd_server
+            .as_ref()
+            .expect("a stack built with_jd_server()")
+    }
+
+    pub fn translator(&self) -> &TestTranslator {
+        self.translator
+            .as_ref()
+            .expect("a stack built with_translator()")
+    }
+
+    /// An SV2 miner on the pool ([`miner_options`], its hashrate limited to `hashrate`),
+    /// stopped by [`Running::stop`].
+    pub fn miner(&self, user: &str, hashrate: f32) -> mining_device::Miner {
+        self.start_miner(miner_options(self.pool.address(), user, hashrate, true))
+    }
+
+    /// A miner with these options, stopped by [`Running::stop`].
+    pub fn start_miner(&self, options: mining_device::MinerOptions) -> mining_device::Miner {
+        mining_device::start(options, self.stop.clone())
+    }
+
+    /// Stops everything, the last started first, waiting for each.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        if let Some(translator) = self.translator {
+            translator.running.task.await?;
+        }
+        if let Some(jd_server) = self.jd_server {
+            jd_server.stop().await?;
+        }
+        if let Some(mint) = self.mint {
+            mint.stop().await?;
+        }
+        self.pool.stop().await?;
+        self.tp.stop().await
+    }
+}

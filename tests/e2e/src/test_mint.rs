@@ -1,0 +1,91 @@
+//! The mint in-process, and wallets on it.
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::{loopback_any_port, public_key, secret_key};
+
+/// A real mint (roles/mint) in-process, linked to a pool's mint link, its database under `dir`.
+pub struct TestMint {
+    pub running: mint::RunningMint,
+    pub shutdown: CancellationToken,
+}
+
+pub fn mint_run_config(
+    dir: &Path,
+    mint_link: SocketAddr,
+    http_address: SocketAddr,
+) -> mint::MintRunConfig {
+    mint::MintRunConfig {
+        http_address,
+        pool_address: mint_link,
+        pool_authority_public_key: public_key(),
+        secret_key: secret_key(),
+        unit: "hash".into(),
+        database_path: dir.join("mint.sqlite"),
+        seed_path: dir.join("mint.seed"),
+        name: "test mint".into(),
+        description: "hashpool e2e".into(),
+        max_concurrent_quotes: 4,
+        reconnect_initial: Duration::from_millis(100),
+        reconnect_max: Duration::from_millis(1_000),
+        // Lookups are signed for `http://<bound address>`, the URL `TestMint::url` gives.
+        public_url: None,
+        other_urls: Vec::new(),
+        monitoring_address: loopback_any_port(),
+        lookup_nonce_capacity: mint::config::DEFAULT_LOOKUP_NONCE_CAPACITY,
+    }
+}
+
+impl TestMint {
+    pub async fn start(dir: &Path, mint_link: SocketAddr) -> anyhow::Result<Self> {
+        Self::start_at(dir, mint_link, loopback_any_port()).await
+    }
+
+    pub async fn start_at(
+        dir: &Path,
+        mint_link: SocketAddr,
+        http_address: SocketAddr,
+    ) -> anyhow::Result<Self> {
+        let shutdown = CancellationToken::new();
+        let running = mint::start(
+            mint_run_config(dir, mint_link, http_address),
+            shutdown.clone(),
+        )
+        .await?;
+        Ok(Self { running, shutdown })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.running.http_address)
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.running.task)
+            .await
+            .context("mint did not stop")??;
+        Ok(())
+    }
+}
+
+/// A wallet with a fresh mnemonic under `dir`.
+pub async fn open_wallet(
+    dir: &Path,
+    mint_url: &str,
+) -> anyhow::Result<hashpool_wallet::EhashWallet> {
+    Ok(hashpool_wallet::EhashWallet::open(&wallet_config(dir, mint_url)).await?)
+}
+
+/// A wallet of unit `hash` on `mint_url`, kept in `dir`.
+pub fn wallet_config(dir: &Path, mint_url: &str) -> hashpool_wallet::WalletConfig {
+    hashpool_wallet::WalletConfig {
+        mint_url: mint_url.to_string(),
+        unit: "hash".into(),
+        database_path: dir.join("wallet.sqlite"),
+        mnemonic: None,
+        mnemonic_path: dir.join("mnemonic"),
+    }
+}
