@@ -10,14 +10,14 @@ use binary_sv2::U256Owned;
 use common_messages_sv2::Protocol;
 use hashpool_sv2_io::{
     decode_frame, encode_with_tlvs, extension_frame, keep_connected, str0255, text, Backoff,
-    Connection, ConnectionError, Dial, Healthy, Negotiated,
+    Connection, ConnectionError, Dial, Healthy,
 };
 use hashpool_wallet::Minter;
 use mining_sv2::OpenExtendedMiningChannelOwned;
 use parsers_sv2::{AnyMessageOwned, MiningOwned};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::{config::JdClientRunConfig, core::Event, work::INDEX_BYTES};
 
@@ -149,20 +149,9 @@ async fn open_pool_channel(
     minter: Option<&Minter>,
     conn: &mut Connection,
 ) -> Result<mining_sv2::OpenExtendedMiningChannelSuccessOwned, ConnectionError> {
-    let mut with_tlv = false;
-    if config.locking_key.is_some() {
-        match conn
-            .request_extensions(&[ext_mint_quote::EXTENSION_TYPE])
-            .await?
-        {
-            Negotiated::Agreed(agreed) => {
-                with_tlv = agreed.contains(&ext_mint_quote::EXTENSION_TYPE)
-            }
-            Negotiated::Refused { .. } => {
-                warn!("the pool does not offer the mint-quote extension: mining without ehash")
-            }
-        }
-    }
+    // Without the mint-quote extension the pool's channel earns no ehash.
+    let with_tlv =
+        config.locking_key.is_some() && conn.try_extension(ext_mint_quote::EXTENSION_TYPE).await?;
     let open = MiningOwned::OpenExtendedMiningChannel(OpenExtendedMiningChannelOwned {
         request_id: 1,
         user_identity: str0255(&config.pool.user_identity),

@@ -13,6 +13,7 @@ pub mod session;
 use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
+use hashpool_sv2_io::ConnectionError;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -95,11 +96,11 @@ pub async fn start(
             let (ctx, shutdown) = (ctx.clone(), stop.clone());
             async move {
                 match session::run(stream, ctx, shutdown).await {
-                    Ok(()) | Err(session::SessionError::Closed) => {
+                    Ok(()) | Err(ConnectionError::Closed) => {
                         debug!(%peer, "job declarator client disconnected")
                     }
                     // Port probes (health checks) connect and close at once.
-                    Err(session::SessionError::Connection(e)) if e.is_probe() => {
+                    Err(e) if e.is_probe() => {
                         debug!(%peer, "connection closed before the Noise handshake")
                     }
                     Err(e) => warn!(%peer, "job declarator client dropped: {e}"),

@@ -17,7 +17,7 @@ use bitcoin::{consensus, Amount, TxOut};
 use common_messages_sv2::Protocol;
 use hashpool_job_declaration::SplitCoinbase;
 use hashpool_sv2_io::{
-    answer_setup, decode_frame, setup_refusal, str0255, ConnectionError, SendError, ServerIdentity,
+    answer_setup, decode_frame, setup_refusal, str0255, ConnectionError, ServerIdentity,
 };
 use job_declaration_sv2::{
     AllocateMiningJobTokenSuccessOwned, DeclareMiningJobErrorOwned, DeclareMiningJobOwned,
@@ -36,20 +36,6 @@ use crate::{
 const MAX_TOKENS: usize = 1_024;
 /// Accepted jobs a solution may still be for.
 const RECENT_JOBS: usize = 16;
-
-#[derive(Debug, thiserror::Error)]
-pub enum SessionError {
-    #[error(transparent)]
-    Connection(#[from] ConnectionError),
-    #[error("bad frame: {0}")]
-    Frame(#[from] hashpool_sv2_io::FrameError),
-    #[error("peer closed the connection")]
-    Closed,
-    #[error("cannot send: {0}")]
-    Send(#[from] SendError),
-    #[error("protocol violation: {0}")]
-    Protocol(String),
-}
 
 /// A declaration waiting for its missing transactions.
 struct Pending {
@@ -74,8 +60,8 @@ pub async fn run(
     stream: tokio::net::TcpStream,
     ctx: Arc<JdContext>,
     shutdown: CancellationToken,
-) -> Result<(), SessionError> {
-    let peer = stream.peer_addr().map_err(|_| SessionError::Closed)?;
+) -> Result<(), ConnectionError> {
+    let peer = stream.peer_addr().map_err(|_| ConnectionError::Closed)?;
     let identity = ServerIdentity {
         public_key: ctx.config.authority_public_key,
         secret_key: ctx.config.authority_secret_key,
@@ -99,7 +85,7 @@ pub async fn run(
             frame = frames.recv() => {
                 let mut frame = match frame {
                     Some(Ok(f)) => f,
-                    Some(Err(_)) | None => return Err(SessionError::Closed),
+                    Some(Err(_)) | None => return Err(ConnectionError::Closed),
                 };
                 let (_, message, _) = decode_frame(&mut frame, &[])?;
                 session.on_message(message).await?;
@@ -110,15 +96,15 @@ pub async fn run(
 }
 
 impl Session {
-    async fn send(&mut self, message: JobDeclarationOwned) -> Result<(), SessionError> {
+    async fn send(&mut self, message: JobDeclarationOwned) -> Result<(), ConnectionError> {
         Ok(hashpool_sv2_io::send(&mut self.writer, message).await?)
     }
 
-    async fn on_message(&mut self, message: AnyMessageOwned) -> Result<(), SessionError> {
+    async fn on_message(&mut self, message: AnyMessageOwned) -> Result<(), ConnectionError> {
         match message {
             AnyMessageOwned::Common(CommonMessagesOwned::SetupConnection(m)) => {
                 if self.setup_done {
-                    return Err(SessionError::Protocol("second SetupConnection".into()));
+                    return Err(ConnectionError::Protocol("second SetupConnection".into()));
                 }
                 match answer_setup(&m, Protocol::JobDeclarationProtocol) {
                     Ok(success) => {
@@ -132,17 +118,17 @@ impl Session {
                     }
                     Err(code) => {
                         hashpool_sv2_io::send(&mut self.writer, setup_refusal(code)).await?;
-                        Err(SessionError::Protocol(format!(
+                        Err(ConnectionError::Protocol(format!(
                             "refused SetupConnection: {code}"
                         )))
                     }
                 }
             }
-            _ if !self.setup_done => Err(SessionError::Protocol(
+            _ if !self.setup_done => Err(ConnectionError::Protocol(
                 "message before SetupConnection".into(),
             )),
             AnyMessageOwned::JobDeclaration(m) => self.on_job_declaration(m).await,
-            other => Err(SessionError::Protocol(format!(
+            other => Err(ConnectionError::Protocol(format!(
                 "a job declarator client does not send {other}"
             ))),
         }
@@ -151,7 +137,7 @@ impl Session {
     async fn on_job_declaration(
         &mut self,
         message: JobDeclarationOwned,
-    ) -> Result<(), SessionError> {
+    ) -> Result<(), ConnectionError> {
         match message {
             JobDeclarationOwned::AllocateMiningJobToken(m) => {
                 let token = self.allocate();
@@ -188,7 +174,7 @@ impl Session {
                 self.push_solution(m).await;
                 Ok(())
             }
-            other => Err(SessionError::Protocol(format!(
+            other => Err(ConnectionError::Protocol(format!(
                 "a job declarator client does not send {other}"
             ))),
         }
@@ -225,7 +211,7 @@ impl Session {
         &mut self,
         request_id: u32,
         Refusal(code, details): Refusal,
-    ) -> Result<(), SessionError> {
+    ) -> Result<(), ConnectionError> {
         info!(peer = %self.peer, request_id, code, "declared job refused: {details}");
         let reply = DeclareMiningJobErrorOwned {
             request_id,

@@ -5,24 +5,16 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
-use anyhow::{bail, Context};
-use binary_sv2::{SignatureOwned, U256Owned};
+use anyhow::bail;
 use common_messages_sv2::Protocol;
 use ext_mint_quote::{
-    mint_link_auth_digest, MintLinkAuthOwned, MintQuoteErrorOwned, MintQuoteMessage,
-    MintQuoteRequestOwned, MintQuoteResponseOwned, EXTENSION_TYPE,
+    sign_challenge, MintQuoteErrorOwned, MintQuoteMessage, MintQuoteRequestOwned,
+    MintQuoteResponseOwned, EXTENSION_TYPE,
 };
-use extensions_sv2::RequestExtensionsOwned;
-use hashpool_sv2_io::{encode_raw, extension_frame};
-use parsers_sv2::{
-    AnyMessageOwned, CommonMessagesOwned, ExtensionsNegotiationOwned, ExtensionsOwned,
-};
+use hashpool_sv2_io::{decode_extension, extension_frame, Dial, Negotiated};
 use tokio_util::sync::CancellationToken;
-
-use crate::raw_client::{setup_connection, RawClient};
 
 pub struct FakeMint {
     pub requests: Arc<Mutex<Vec<MintQuoteRequestOwned>>>,
@@ -55,15 +47,6 @@ pub enum Answer {
     Refused { code: String },
 }
 
-fn ext_frame(m: &MintQuoteMessage) -> anyhow::Result<codec_sv2::SerializedFrame> {
-    Ok(encode_raw(
-        EXTENSION_TYPE,
-        m.is_channel_message(),
-        m.message_type(),
-        &m.encode(),
-    )?)
-}
-
 impl FakeMint {
     /// Connects to the pool's mint link and authenticates with `mint_secret`. Fails if the pool
     /// closes the link instead of sending it requests.
@@ -86,43 +69,23 @@ impl FakeMint {
         mint_secret: [u8; 32],
         answers: Answers,
     ) -> anyhow::Result<Self> {
-        let wait = Duration::from_secs(10);
-        let mut c = RawClient::connect(address, Some(crate::public_key())).await?;
-        c.send(CommonMessagesOwned::SetupConnection(setup_connection(
+        // The same connection layer and challenge signing as the real mint.
+        let dial = Dial::new(
+            address,
+            Some(crate::public_key()),
             Protocol::MiningProtocol,
-        )))
-        .await?;
-        c.recv(wait).await?;
-        c.send(ExtensionsOwned::ExtensionsNegotiation(
-            ExtensionsNegotiationOwned::RequestExtensions(RequestExtensionsOwned {
-                request_id: 1,
-                requested_extensions: vec![EXTENSION_TYPE].try_into().expect("one"),
-            }),
-        ))
-        .await?;
-        match c.recv(wait).await? {
-            AnyMessageOwned::Extensions(ExtensionsOwned::ExtensionsNegotiation(
-                ExtensionsNegotiationOwned::RequestExtensionsSuccess(_),
-            )) => {}
-            other => bail!("extension refused: {other}"),
+            "fake-mint",
+        );
+        let (mut c, _) = hashpool_sv2_io::dial(&dial).await?;
+        match c.request_extensions(&[EXTENSION_TYPE]).await? {
+            Negotiated::Agreed(_) => {}
+            other => bail!("extension refused: {other:?}"),
         }
-        let mut frame = c.recv_frame(wait).await?;
-        let ext = extension_frame(&mut frame).context("expected the challenge")?;
-        let MintQuoteMessage::Challenge(challenge) =
-            MintQuoteMessage::decode(ext.message_type, &ext.payload)?
-        else {
+        let MintQuoteMessage::Challenge(challenge) = c.recv_extension().await? else {
             bail!("expected the challenge");
         };
-        let secp = bitcoin::secp256k1::Secp256k1::new();
-        let keypair = bitcoin::secp256k1::Keypair::from_seckey_slice(&secp, &mint_secret)?;
-        let digest = mint_link_auth_digest(&challenge.nonce.to_array());
-        let signature = secp
-            .sign_schnorr_no_aux_rand(&bitcoin::secp256k1::Message::from_digest(digest), &keypair);
-        let auth = MintQuoteMessage::Auth(MintLinkAuthOwned {
-            mint_public_key: U256Owned::from(keypair.x_only_public_key().0.serialize()),
-            signature: SignatureOwned::from(*signature.as_ref()),
-        });
-        c.send_frame(ext_frame(&auth)?).await?;
+        let auth = sign_challenge(&challenge, &mint_secret)?;
+        c.send_extension(&MintQuoteMessage::Auth(auth)).await?;
 
         let requests = Arc::new(Mutex::new(Vec::new()));
         let sent = Arc::new(Mutex::new(Vec::new()));
@@ -133,15 +96,13 @@ impl FakeMint {
             let mut decided: HashMap<[u8; 32], Answer> = HashMap::new();
             loop {
                 let frame = tokio::select! {
-                    f = c.recv_frame(Duration::from_secs(3600)) => f,
+                    f = c.recv_frame() => f,
                     _ = s.cancelled() => return,
                 };
                 let Ok(mut frame) = frame else { return };
-                let Some(ext) = extension_frame(&mut frame) else {
-                    continue;
-                };
-                let Ok(MintQuoteMessage::Request(req)) =
-                    MintQuoteMessage::decode(ext.message_type, &ext.payload)
+                let Some(Ok(MintQuoteMessage::Request(req))) = extension_frame(&mut frame)
+                    .as_ref()
+                    .and_then(decode_extension)
                 else {
                     continue;
                 };
@@ -178,10 +139,7 @@ impl FakeMint {
                     }),
                 };
                 a.lock().unwrap().push((id, answer));
-                if c.send_frame(ext_frame(&message).expect("encodes"))
-                    .await
-                    .is_err()
-                {
+                if c.send_extension(&message).await.is_err() {
                     return;
                 }
             }

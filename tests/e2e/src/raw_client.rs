@@ -6,13 +6,10 @@ use anyhow::{anyhow, bail};
 use binary_sv2::U256Owned;
 use codec_sv2::SerializedFrame;
 use common_messages_sv2::{Protocol, SetupConnectionOwned};
-use hashpool_sv2_io::{decode_frame, encode, spawn_reader, IncomingFrames, Sv2Message};
+use hashpool_sv2_io::{decode_frame, Connection, Sv2Message};
 use mining_sv2::OpenStandardMiningChannelOwned;
 use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned, MiningOwned};
-use stratum_apps::{
-    key_utils::Secp256k1PublicKey,
-    network_helpers::{connect_with_noise, noise_stream::NoiseTcpWriteHalf},
-};
+use stratum_apps::{key_utils::Secp256k1PublicKey, network_helpers::connect_with_noise};
 use tokio::net::TcpStream;
 
 /// A TCP connection to `addr` from `source` (port picked by the OS).
@@ -34,8 +31,7 @@ pub async fn tcp_from(
 }
 
 pub struct RawClient {
-    writer: NoiseTcpWriteHalf,
-    frames: IncomingFrames,
+    conn: Connection,
 }
 
 use hashpool_sv2_io::str0255 as s;
@@ -77,29 +73,24 @@ impl RawClient {
         Self::handshake(stream, key).await
     }
 
+    /// The Noise handshake only: no SetupConnection (tests send what they want).
     async fn handshake(stream: TcpStream, key: Option<Secp256k1PublicKey>) -> anyhow::Result<Self> {
+        let peer = stream.peer_addr()?;
         let noise = connect_with_noise(stream, key)
             .await
             .map_err(|e| anyhow!("noise handshake: {e:?}"))?;
-        let (reader, writer) = noise.into_split();
         Ok(Self {
-            writer,
-            frames: spawn_reader(reader, 64),
+            conn: Connection::new(noise, peer, 64),
         })
     }
 
     pub async fn send(&mut self, msg: impl Sv2Message) -> anyhow::Result<()> {
-        self.writer
-            .write_frame(encode(msg)?)
-            .await
-            .map_err(|e| anyhow!("send: {e:?}"))
+        Ok(self.conn.send(msg).await?)
     }
 
     /// Sends an already built frame (e.g. a message with TLVs).
     pub async fn send_frame(&mut self, frame: SerializedFrame) -> anyhow::Result<()> {
-        hashpool_sv2_io::send_frame(&mut self.writer, frame)
-            .await
-            .map_err(|e| anyhow!("send: {e}"))
+        Ok(self.conn.send_frame(frame).await?)
     }
 
     /// Sends a frame with any header and payload, valid or not.
@@ -115,19 +106,17 @@ impl RawClient {
 
     /// The next frame, undecoded (for extensions the SRI parsers do not know).
     pub async fn recv_frame(&mut self, timeout: Duration) -> anyhow::Result<SerializedFrame> {
-        match tokio::time::timeout(timeout, self.frames.recv()).await {
+        match tokio::time::timeout(timeout, self.conn.recv_frame()).await {
             Err(_) => bail!("no frame within {timeout:?}"),
-            Ok(Some(Ok(f))) => Ok(f),
-            Ok(_) => bail!("connection closed"),
+            Ok(frame) => Ok(frame?),
         }
     }
 
     /// The next message, or an error if the connection closed or nothing came in time.
     pub async fn recv(&mut self, timeout: Duration) -> anyhow::Result<AnyMessageOwned> {
-        match tokio::time::timeout(timeout, self.frames.recv()).await {
+        match tokio::time::timeout(timeout, self.conn.recv_frame()).await {
             Err(_) => bail!("no message within {timeout:?}"),
-            Ok(Some(Ok(mut f))) => Ok(decode_frame(&mut f, &[])?.1),
-            Ok(_) => bail!("connection closed"),
+            Ok(frame) => Ok(decode_frame(&mut frame?, &[])?.1),
         }
     }
 
@@ -153,10 +142,10 @@ impl RawClient {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match tokio::time::timeout(left, self.frames.recv()).await {
+            match tokio::time::timeout(left, self.conn.recv_frame()).await {
                 Err(_) => return false,
-                Ok(Some(Ok(_))) => continue,
-                Ok(_) => return true,
+                Ok(Ok(_)) => continue,
+                Ok(Err(_)) => return true,
             }
         }
     }

@@ -82,6 +82,21 @@ impl Connection {
         }
     }
 
+    /// Client side, for an extension the client can do without: true when the server agreed
+    /// to `extension`; a refusal is logged and the client goes on without it.
+    pub async fn try_extension(&mut self, extension: u16) -> Result<bool, ConnectionError> {
+        match self.request_extensions(&[extension]).await? {
+            Negotiated::Agreed(agreed) => Ok(agreed.contains(&extension)),
+            Negotiated::Refused { .. } => {
+                tracing::warn!(
+                    extension = format_args!("{extension:#06x}"),
+                    "the server does not offer the extension: going on without it"
+                );
+                Ok(false)
+            }
+        }
+    }
+
     /// Server side: the next message must be RequestExtensions; answers it
     /// ([`answer_extensions`]) and returns the agreed extensions, or `Refused` once the refusal
     /// is sent.

@@ -11,7 +11,7 @@ use bitcoin::Target;
 use common_messages_sv2::Protocol;
 use hashpool_sv2_io::{
     decode_frame, encode_with_tlvs, extension_frame, keep_connected, str0255 as s, text, Backoff,
-    ConnectionError, Dial, Healthy, Negotiated, Sv2Message,
+    ConnectionError, Dial, Healthy, Sv2Message,
 };
 use mining_sv2::{NewMiningJobOwned, OpenStandardMiningChannelOwned, SubmitSharesStandard};
 use parsers_sv2::{AnyMessageOwned, MiningOwned};
@@ -105,13 +105,7 @@ async fn session(
     // Ask for the mint-quote extension; the channel opens once the pool has answered.
     let mut agreed = false;
     if options.locking_key.is_some() {
-        agreed = match conn
-            .request_extensions(&[ext_mint_quote::EXTENSION_TYPE])
-            .await?
-        {
-            Negotiated::Agreed(e) => e.contains(&ext_mint_quote::EXTENSION_TYPE),
-            Negotiated::Refused { .. } => false,
-        };
+        agreed = conn.try_extension(ext_mint_quote::EXTENSION_TYPE).await?;
         stats.mint_quote_negotiated.store(agreed, Ordering::Relaxed);
         info!(mint_quote = agreed, "extension negotiation answered");
     }

@@ -4,9 +4,7 @@ use std::sync::Arc;
 
 use binary_sv2::{B016MOwned, B064KOwned, Seq064KOwned};
 use common_messages_sv2::Protocol;
-use hashpool_sv2_io::{
-    decode_frame, str0255, ConnectionError, SendError, ServerIdentity, Sv2Message,
-};
+use hashpool_sv2_io::{decode_frame, str0255, ConnectionError, ServerIdentity, Sv2Message};
 use parsers_sv2::{AnyMessageOwned, TemplateDistributionOwned};
 use stratum_apps::{
     key_utils::{Secp256k1PublicKey, Secp256k1SecretKey},
@@ -34,20 +32,6 @@ pub struct Identity {
     pub cert_validity_secs: u64,
 }
 
-#[derive(Debug, thiserror::Error)]
-enum SessionError {
-    #[error(transparent)]
-    Connection(#[from] ConnectionError),
-    #[error("bad frame: {0}")]
-    Frame(#[from] hashpool_sv2_io::FrameError),
-    #[error("peer closed the connection")]
-    Closed,
-    #[error("cannot send: {0}")]
-    Send(#[from] SendError),
-    #[error("protocol violation: {0}")]
-    Protocol(String),
-}
-
 /// Accepts connections until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
@@ -61,12 +45,11 @@ pub async fn serve(
         async move {
             shared.lock().counters.connections += 1;
             match session(stream, peer, &shared, id, shutdown).await {
-                Ok(())
-                | Err(SessionError::Closed | SessionError::Connection(ConnectionError::Closed)) => {
+                Ok(()) | Err(ConnectionError::Closed) => {
                     info!(%peer, "template client disconnected")
                 }
                 // Port probes (health checks) connect and close at once.
-                Err(SessionError::Connection(e)) if e.is_probe() => {
+                Err(e) if e.is_probe() => {
                     debug!(%peer, "connection closed before the Noise handshake")
                 }
                 Err(e) => warn!(%peer, "template client dropped: {e}"),
@@ -82,7 +65,7 @@ async fn session(
     shared: &Shared,
     id: Identity,
     shutdown: CancellationToken,
-) -> Result<(), SessionError> {
+) -> Result<(), ConnectionError> {
     let identity = ServerIdentity {
         public_key: id.public,
         secret_key: id.secret,
@@ -107,7 +90,7 @@ async fn session(
             frame = frames.recv() => {
                 let mut frame = match frame {
                     Some(Ok(f)) => f,
-                    Some(Err(_)) | None => return Err(SessionError::Closed),
+                    Some(Err(_)) | None => return Err(ConnectionError::Closed),
                 };
                 let (_, message, _) = decode_frame(&mut frame, &[])?;
                 match message {
@@ -115,7 +98,7 @@ async fn session(
                         handle_template_message(m, shared, &mut writer, &mut reserved_size).await?;
                     }
                     other => {
-                        return Err(SessionError::Protocol(format!("unexpected message {other}")));
+                        return Err(ConnectionError::Protocol(format!("unexpected message {other}")));
                     }
                 }
             }
@@ -142,7 +125,7 @@ async fn handle_template_message(
     shared: &Shared,
     writer: &mut NoiseTcpWriteHalf,
     reserved_size: &mut Option<u32>,
-) -> Result<(), SessionError> {
+) -> Result<(), ConnectionError> {
     match message {
         TemplateDistributionOwned::CoinbaseOutputConstraints(c) => {
             debug!(
@@ -182,7 +165,7 @@ async fn handle_template_message(
             Err(e) => warn!(template_id = s.template_id, "solution refused: {e}"),
         },
         other => {
-            return Err(SessionError::Protocol(format!(
+            return Err(ConnectionError::Protocol(format!(
                 "a template client does not send {other}"
             )))
         }
@@ -203,7 +186,7 @@ async fn send_new_tip(
     shared: &Shared,
     writer: &mut NoiseTcpWriteHalf,
     reserved: u32,
-) -> Result<(), SessionError> {
+) -> Result<(), ConnectionError> {
     let t = shared.new_template(reserved, true);
     let prev_hash = {
         let st = shared.lock();
@@ -216,7 +199,7 @@ async fn send_new_tip(
 async fn send_template(
     writer: &mut NoiseTcpWriteHalf,
     t: &Arc<Template>,
-) -> Result<(), SessionError> {
+) -> Result<(), ConnectionError> {
     send(
         writer,
         TemplateDistributionOwned::NewTemplate(t.message.clone()),
@@ -227,8 +210,8 @@ async fn send_template(
 async fn send(
     writer: &mut NoiseTcpWriteHalf,
     message: impl Sv2Message,
-) -> Result<(), SessionError> {
+) -> Result<(), ConnectionError> {
     hashpool_sv2_io::send(writer, message)
         .await
-        .map_err(SessionError::from)
+        .map_err(ConnectionError::from)
 }

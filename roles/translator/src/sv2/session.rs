@@ -9,9 +9,7 @@ use std::{
 };
 
 use common_messages_sv2::Protocol;
-use hashpool_sv2_io::{
-    decode_frame, extension_frame, Backoff, ConnectionError, Dial, Negotiated, Reconnect,
-};
+use hashpool_sv2_io::{decode_frame, extension_frame, Backoff, ConnectionError, Dial, Reconnect};
 use parsers_sv2::AnyMessageOwned;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -125,20 +123,9 @@ async fn session(
     let (mut conn, _) = hashpool_sv2_io::dial(&dial).await?;
     stats.pool_connected.store(1, Ordering::Relaxed);
     crate::TranslatorStats::add(&stats.pool_connections);
-    let mut with_tlv = false;
-    if config.locking_key.is_some() {
-        match conn
-            .request_extensions(&[ext_mint_quote::EXTENSION_TYPE])
-            .await?
-        {
-            Negotiated::Agreed(agreed) => {
-                with_tlv = agreed.contains(&ext_mint_quote::EXTENSION_TYPE)
-            }
-            Negotiated::Refused { .. } => {
-                warn!("the pool does not offer the mint-quote extension: mining without ehash")
-            }
-        }
-    }
+    // Without the mint-quote extension the pool's channel earns no ehash.
+    let with_tlv =
+        config.locking_key.is_some() && conn.try_extension(ext_mint_quote::EXTENSION_TYPE).await?;
     let locking_key = config.locking_key.filter(|_| with_tlv);
     let aggregated = config.channel_mode == crate::ChannelMode::Aggregated;
     for (id, slot) in slots.iter() {

@@ -22,19 +22,14 @@ use std::{
 use binary_sv2::U256Owned;
 use common_messages_sv2::Protocol;
 use ext_mint_quote::{MintQuoteMessage, EXTENSION_TYPE};
-use extensions_sv2::RequestExtensionsOwned;
 use hashpool_e2e::{
     fake_mint::{mint_secret, FakeMint},
-    loopback_any_port, open_wallet, public_key,
-    raw_client::setup_connection,
-    test_key, PoolOptions, TestMint, TestPool, TestProvider,
+    loopback_any_port, open_wallet, public_key, test_key, PoolOptions, TestMint, TestPool,
+    TestProvider,
 };
-use hashpool_sv2_io::{decode_frame, extension_frame, spawn_reader, str0255, text};
+use hashpool_sv2_io::{decode_frame, extension_frame, str0255, text, Dial};
 use mining_sv2::{OpenStandardMiningChannelOwned, SubmitSharesStandard};
-use parsers_sv2::{
-    AnyMessageOwned, CommonMessagesOwned, ExtensionsNegotiationOwned, ExtensionsOwned, MiningOwned,
-};
-use stratum_apps::network_helpers::connect_with_noise;
+use parsers_sv2::{AnyMessageOwned, MiningOwned};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -264,41 +259,29 @@ async fn load(
     minted: Arc<Mutex<Vec<(Instant, u64)>>>,
     stop: CancellationToken,
 ) -> anyhow::Result<ChannelRun> {
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let noise = connect_with_noise(stream, Some(public_key()))
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let (reader, mut writer) = noise.into_split();
-    let mut frames = spawn_reader(reader, 4096);
-    hashpool_sv2_io::send(
-        &mut writer,
-        CommonMessagesOwned::SetupConnection(setup_connection(Protocol::MiningProtocol)),
+    // Flag 1: standard jobs (REQUIRES_STANDARD_JOBS), as the raw clients ask.
+    let dial = Dial::new(
+        addr,
+        Some(public_key()),
+        Protocol::MiningProtocol,
+        "share-bench",
     )
-    .await?;
-    if quotes.is_some() {
-        // Announcements come only to connections that negotiated the extension.
-        hashpool_sv2_io::send(
-            &mut writer,
-            ExtensionsOwned::ExtensionsNegotiation(ExtensionsNegotiationOwned::RequestExtensions(
-                RequestExtensionsOwned {
-                    request_id: 1,
-                    requested_extensions: vec![EXTENSION_TYPE].try_into().expect("one"),
-                },
-            )),
-        )
-        .await?;
+    .flags(1)
+    .capacity(4096);
+    let (mut conn, _) = hashpool_sv2_io::dial(&dial).await?;
+    // Announcements come only to connections that negotiated the extension.
+    if quotes.is_some() && !conn.try_extension(EXTENSION_TYPE).await? {
+        anyhow::bail!("the pool does not offer the mint-quote extension");
     }
-    hashpool_sv2_io::send(
-        &mut writer,
-        MiningOwned::OpenStandardMiningChannel(OpenStandardMiningChannelOwned {
+    conn.send(MiningOwned::OpenStandardMiningChannel(
+        OpenStandardMiningChannelOwned {
             request_id: 1,
             // The key as user identity (the pool's fallback when a channel has no TLV).
             user_identity: str0255(&format!("{key}.bench")),
             nominal_hash_rate: 1.0,
             max_target: U256Owned::from([0xff; 32]),
-        }),
-    )
+        },
+    ))
     .await?;
     let mut run = ChannelRun {
         minted,
@@ -318,9 +301,7 @@ async fn load(
     };
     let (mut channel, mut job, mut ntime, mut version) = (None, None, 0u32, 0u32);
     while channel.is_none() || job.is_none() || ntime == 0 {
-        let Some(Ok(mut f)) = frames.recv().await else {
-            anyhow::bail!("closed")
-        };
+        let mut f = conn.recv_frame().await?;
         if on_announcement(&mut f) {
             continue;
         }
@@ -346,26 +327,21 @@ async fn load(
         while sending && seq - acked_seq < window {
             seq += 1;
             run.sent.push(Instant::now());
-            hashpool_sv2_io::send(
-                &mut writer,
-                MiningOwned::SubmitSharesStandard(SubmitSharesStandard {
-                    channel_id: channel,
-                    sequence_number: seq,
-                    job_id: job,
-                    nonce: seq,
-                    ntime,
-                    version,
-                }),
-            )
+            conn.send(MiningOwned::SubmitSharesStandard(SubmitSharesStandard {
+                channel_id: channel,
+                sequence_number: seq,
+                job_id: job,
+                nonce: seq,
+                ntime,
+                version,
+            }))
             .await?;
         }
         let frame = tokio::select! {
-            f = frames.recv() => f,
+            f = conn.recv_frame() => f,
             _ = stop.cancelled() => return Ok(run),
         };
-        let Some(Ok(mut f)) = frame else {
-            anyhow::bail!("closed")
-        };
+        let mut f = frame?;
         if on_announcement(&mut f) {
             continue;
         }
