@@ -194,6 +194,6 @@ fn supervise(
         .build()?;
     runtime.block_on(async move {
         let supervisor = Supervisor::new(profile, profile_path, workdir, &bin_dir, run)?;
-        supervisor.run(hashpool_sv2_io::shutdown_signal()).await
+        supervisor.run(hashpool_role::shutdown_signal()).await
     })
 }

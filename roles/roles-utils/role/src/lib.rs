@@ -2,11 +2,15 @@
 //! `-f`), configuration and start (the role's own `start`, the same function the end-to-end
 //! tests call), then SIGINT/SIGTERM, a clean shutdown, and the role's task joined.
 
+mod signal;
+
 use std::{future::Future, path::Path};
 
 use anyhow::Context;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+pub use signal::shutdown_signal;
 
 /// Runs a role until SIGINT or SIGTERM. `start` loads the role's configuration and starts it
 /// (with logging already installed, so its errors are logged too), returning the task that
@@ -17,7 +21,7 @@ where
     Fut: Future<Output = anyhow::Result<JoinHandle<T>>>,
 {
     let _log = hashpool_logging::init(log_file)?;
-    run_until(role, start, hashpool_sv2_io::shutdown_signal()).await
+    run_until(role, start, shutdown_signal()).await
 }
 
 /// [`run`] without logging set-up, stopping when `stop` resolves instead of on a signal.

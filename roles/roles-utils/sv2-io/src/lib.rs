@@ -14,7 +14,6 @@ mod negotiate;
 mod reader;
 mod reconnect;
 mod serve;
-mod signal;
 
 pub use accept::{accept_until, listen};
 pub use backoff::Backoff;
@@ -30,4 +29,3 @@ pub use negotiate::{answer_extensions, Negotiated};
 pub use reader::{spawn_reader, IncomingFrames};
 pub use reconnect::{keep_connected, Healthy, Reconnect};
 pub use serve::{accept, answer_setup, setup_refusal, ServerIdentity};
-pub use signal::shutdown_signal;

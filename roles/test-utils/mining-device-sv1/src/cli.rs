@@ -4,7 +4,6 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use clap::Parser;
-use tokio_util::sync::CancellationToken;
 
 use crate::Sv1MinerOptions;
 
@@ -31,20 +30,19 @@ pub struct Args {
 
 /// Runs the miner until SIGINT/SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let _log = hashpool_logging::init(args.log_file.as_deref())?;
-    let shutdown = CancellationToken::new();
-    let miner = crate::start(
-        Sv1MinerOptions {
-            address: args.address,
-            user: args.user,
-            threads: args.threads,
-            limit_hashrate: args.limit_hashrate,
+    let log_file = args.log_file.clone();
+    hashpool_role::run(
+        "SV1 mining device",
+        log_file.as_deref(),
+        |shutdown| async move {
+            let options = Sv1MinerOptions {
+                address: args.address,
+                user: args.user,
+                threads: args.threads,
+                limit_hashrate: args.limit_hashrate,
+            };
+            Ok(crate::start(options, shutdown).task)
         },
-        shutdown.clone(),
-    );
-    hashpool_sv2_io::shutdown_signal().await;
-    tracing::info!("shutting down");
-    shutdown.cancel();
-    miner.task.await?;
-    Ok(())
+    )
+    .await
 }

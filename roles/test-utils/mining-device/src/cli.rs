@@ -57,8 +57,17 @@ pub struct Args {
 
 /// Runs the role as its binary does, until SIGINT/SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let _log = hashpool_logging::init(args.log_file.as_deref())?;
-    let shutdown = CancellationToken::new();
+    let log_file = args.log_file.clone();
+    hashpool_role::run("mining device", log_file.as_deref(), |shutdown| {
+        start(args, shutdown)
+    })
+    .await
+}
+
+async fn start(
+    args: Args,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let (mut locking_key, mut minter) = (args.locking_key, None);
     if let Some(mint_url) = args.wallet_mint_url {
         if locking_key.is_some() {
@@ -96,13 +105,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             locking_key,
             minter,
         },
-        shutdown.clone(),
+        shutdown,
     );
-    hashpool_sv2_io::shutdown_signal().await;
-    tracing::info!("shutting down");
-    shutdown.cancel();
-    miner.task.await?;
-    Ok(())
+    Ok(miner.task)
 }
 
 fn parse_locking_key(s: &str) -> Result<ext_mint_quote::LockingKey, String> {
