@@ -45,7 +45,7 @@ pub async fn router(
     stats: Arc<MintStats>,
     lookup: LookupSettings,
 ) -> anyhow::Result<Router> {
-    let cashu = cdk_axum::create_mint_router(mint, vec![EHASH_METHOD.to_string()]).await?;
+    let cashu = cdk_axum::create_mint_router(mint.clone(), vec![EHASH_METHOD.to_string()]).await?;
     let lookup = Router::new()
         .route(QUOTE_LOOKUP_PATH, post(lookup_quotes))
         .with_state(LookupState {
@@ -54,9 +54,12 @@ pub async fn router(
             urls: Arc::new(lookup.urls),
             nonces: Arc::new(SeenNonces::new(lookup.nonce_capacity)),
         });
-    Ok(cashu
+    let cashu = cashu
         .merge(lookup)
-        .layer(axum::middleware::from_fn(refuse_quote_creation)))
+        .layer(axum::middleware::from_fn(refuse_quote_creation));
+    // Our `/v1/ws` first (cdk-axum's route of the same path would overlap in a merge);
+    // everything else is cdk-axum's and the lookup's.
+    Ok(crate::ws::router(mint, crate::ws::WsLimits::default()).fallback_service(cashu))
 }
 
 /// Cashu-style error body (`detail`, `code`).

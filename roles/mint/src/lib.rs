@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod nonces;
 pub mod pool_link;
 pub mod processor;
+pub mod ws;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -84,7 +85,10 @@ pub async fn start(
         .with_supported_websockets(SupportedMethods::default_custom(
             method.clone(),
             unit.clone(),
-        ));
+        ))
+        // NUT-29 batch minting of ehash quotes (`cdk-cli mint-batch`): 15 quotes of at most
+        // 64 outputs each stay under CDK's 1,000 outputs per request.
+        .with_batch_minting(Some(15), Some(vec![EHASH_METHOD.to_string()]));
     builder.configure_unit(
         unit.clone(),
         UnitConfig {

@@ -2,6 +2,7 @@
 //! cost minutes of linking and gigabytes of disk per file.
 
 mod bad_input;
+mod cashu_wallets;
 mod crash;
 mod deployment;
 mod extended_channel;
