@@ -257,12 +257,23 @@ impl PoolRunConfig {
     }
 }
 
+/// The shipped local configuration (`config/shared/pool.toml`, `config/pool.config.toml`), for
+/// unit tests that need a whole [`PoolRunConfig`].
+#[cfg(test)]
+pub(crate) fn shipped_for_tests() -> PoolRunConfig {
+    let global: PoolGlobalConfig =
+        hashpool_config::load_with_env(&tests::repo("config/shared/pool.toml"), vec![]).unwrap();
+    let own: PoolConfig =
+        hashpool_config::load_with_env(&tests::repo("config/pool.config.toml"), vec![]).unwrap();
+    PoolRunConfig::new(&global, own).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::path::PathBuf;
 
-    fn repo(rel: &str) -> PathBuf {
+    pub(super) fn repo(rel: &str) -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../..")
             .join(rel)

@@ -117,3 +117,6 @@ impl MinerHandles {
         self.client_ids.fetch_add(1, Ordering::Relaxed)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -66,7 +66,7 @@ async fn resend_open(unit: &str, ledger: &AccrualLedger, link: &MintLink) {
     }
 }
 
-fn request(unit: &str, b: &Batch) -> MintQuoteMessage {
+pub(super) fn request(unit: &str, b: &Batch) -> MintQuoteMessage {
     MintQuoteMessage::Request(MintQuoteRequestOwned {
         request_id: U256Owned::from(b.request_id),
         locking_key: B0255Owned::new(b.locking_key.as_bytes().to_vec()).expect("33 bytes"),

@@ -60,6 +60,20 @@ impl MintLink {
     pub async fn is_up(&self) -> bool {
         self.active.lock().await.is_some()
     }
+
+    /// Makes `tx` the link requests go to (replacing an older one) and wakes the batcher.
+    pub(super) async fn attach(&self, tx: mpsc::Sender<MintQuoteMessage>) {
+        *self.active.lock().await = Some(tx);
+        self.up.notify_one();
+    }
+
+    /// Forgets `tx` if it is still the active link (a newer link stays).
+    async fn detach(&self, tx: &mpsc::Sender<MintQuoteMessage>) {
+        let mut active = self.active.lock().await;
+        if active.as_ref().is_some_and(|a| a.same_channel(tx)) {
+            *active = None;
+        }
+    }
 }
 
 /// Accepts mint connections until `shutdown`.
@@ -125,8 +139,7 @@ async fn session(
         .map_err(|_| ConnectionError::Timeout("waiting for the mint to authenticate"))??;
 
     let (tx, mut outbound) = mpsc::channel(16 * 1024);
-    *link.active.lock().await = Some(tx.clone());
-    link.up.notify_one();
+    link.attach(tx.clone()).await;
     info!("mint link authenticated");
 
     let result = loop {
@@ -155,10 +168,7 @@ async fn session(
             _ = shutdown.cancelled() => break Ok(()),
         }
     };
-    let mut active = link.active.lock().await;
-    if active.as_ref().is_some_and(|a| a.same_channel(&tx)) {
-        *active = None;
-    }
+    link.detach(&tx).await;
     result
 }
 
@@ -166,7 +176,10 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn on_answer(
+/// Records one answer of the mint: a quote (recorded, announced to the key's miners), a
+/// temporary failure (nothing changes: the request is sent again) or a refusal for good (the
+/// batch's work back to pending). Any other message from a mint is a protocol error.
+pub(super) async fn on_answer(
     ctx: &Arc<MintLinkHandles>,
     message: MintQuoteMessage,
 ) -> Result<(), ConnectionError> {

@@ -6,3 +6,6 @@ pub mod batcher;
 pub mod mint_link;
 
 pub use mint_link::{MintLink, MintLinkHandles};
+
+#[cfg(test)]
+mod tests;

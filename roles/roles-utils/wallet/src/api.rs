@@ -136,7 +136,32 @@ async fn require_token(State(token): State<ApiToken>, request: Request, next: Ne
 struct ApiState {
     wallet: Arc<EhashWallet>,
     faucet: FaucetSettings,
-    limiter: Arc<DefaultKeyedRateLimiter<std::net::IpAddr>>,
+    limiter: Arc<FaucetLimiter>,
+}
+
+/// One faucet token per client address per interval.
+struct FaucetLimiter(DefaultKeyedRateLimiter<std::net::IpAddr>);
+
+impl FaucetLimiter {
+    fn new(interval: Duration) -> Self {
+        let per = interval.max(Duration::from_millis(1));
+        let quota = Quota::with_period(per)
+            .expect("non-zero period")
+            .allow_burst(NonZeroU32::MIN);
+        Self(RateLimiter::keyed(quota))
+    }
+
+    /// Takes `address`'s turn if it has one; else the seconds until it has (at least 1).
+    fn check(&self, address: std::net::IpAddr) -> Result<(), u64> {
+        self.0.check_key(&address).map_err(|not_until| {
+            not_until
+                .wait_time_from(governor::clock::Clock::now(
+                    &governor::clock::DefaultClock::default(),
+                ))
+                .as_secs()
+                .max(1)
+        })
+    }
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -156,14 +181,10 @@ fn wallet_error(e: WalletError) -> Response {
 }
 
 pub fn router(wallet: Arc<EhashWallet>, faucet: FaucetSettings, token: ApiToken) -> Router {
-    let per = faucet.interval.max(Duration::from_millis(1));
-    let quota = Quota::with_period(per)
-        .expect("non-zero period")
-        .allow_burst(NonZeroU32::MIN);
     let state = ApiState {
+        limiter: Arc::new(FaucetLimiter::new(faucet.interval)),
         wallet,
         faucet,
-        limiter: Arc::new(RateLimiter::keyed(quota)),
     };
     let spending = Router::new()
         .route("/api/v1/tokens", post(create_token))
@@ -292,15 +313,12 @@ async fn faucet_token(
     State(s): State<ApiState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> Response {
-    if let Err(not_until) = s.limiter.check_key(&peer.ip()) {
-        let wait = not_until.wait_time_from(governor::clock::Clock::now(
-            &governor::clock::DefaultClock::default(),
-        ));
+    if let Err(retry_after_secs) = s.limiter.check(peer.ip()) {
         return (
             StatusCode::TOO_MANY_REQUESTS,
             Json(json!({
                 "error": "faucet used too recently from this address",
-                "retry_after_secs": wait.as_secs().max(1),
+                "retry_after_secs": retry_after_secs,
             })),
         )
             .into_response();
@@ -348,5 +366,82 @@ mod tests {
         assert!(!token.matches(&"a".repeat(31)));
         assert!(!token.matches(&format!("{}b", "a".repeat(31))));
         assert!(!format!("{token:?}").contains("aaaa"), "never logged");
+    }
+
+    #[test]
+    fn an_unreadable_token_file_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the file should be.
+        let path = dir.path().join("token-dir");
+        std::fs::create_dir(&path).unwrap();
+        let err = ApiToken::load_or_create(&path).unwrap_err();
+        assert!(err.to_string().contains("token-dir"), "{err}");
+        assert!(path.is_dir());
+        #[cfg(unix)]
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let private = |name: &str, bytes: &[u8]| {
+                let p = dir.path().join(name);
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&p)
+                    .unwrap();
+                f.write_all(bytes).unwrap();
+                p
+            };
+            // Not text, or empty: refused, never replaced by a new token.
+            let binary = private("binary", &[0xff, 0xfe, 0x00, 0x80]);
+            assert!(ApiToken::load_or_create(&binary).is_err());
+            assert_eq!(std::fs::read(&binary).unwrap(), [0xff, 0xfe, 0x00, 0x80]);
+            let empty = private("empty", b"\n");
+            let err = ApiToken::load_or_create(&empty).unwrap_err();
+            assert!(err.to_string().contains("empty"), "{err}");
+            assert_eq!(std::fs::read(&empty).unwrap(), b"\n");
+            // An operator's own token (long enough, 0600) is used as written.
+            let own = private("own", format!("{}\n", "f".repeat(40)).as_bytes());
+            assert_eq!(
+                ApiToken::load_or_create(&own).unwrap().secret(),
+                "f".repeat(40)
+            );
+        }
+    }
+
+    #[test]
+    fn the_faucet_gives_each_address_one_token_per_interval() {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+        let one = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        let two = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+        let six = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        let limiter = FaucetLimiter::new(Duration::from_secs(60));
+        assert_eq!(limiter.check(one), Ok(()));
+        // Again from the same address: refused, told how long to wait (within the interval).
+        let wait = limiter.check(one).unwrap_err();
+        assert!((1..=60).contains(&wait), "{wait}");
+        assert!(limiter.check(one).is_err());
+        // Other addresses have their own turn.
+        assert_eq!(limiter.check(two), Ok(()));
+        assert_eq!(limiter.check(six), Ok(()));
+        assert!(limiter.check(six).is_err());
+
+        // Once the interval has passed, the address has a turn again; a wait shorter than a
+        // second is reported as 1 (the Retry-After unit).
+        let quick = FaucetLimiter::new(Duration::from_millis(200));
+        assert_eq!(quick.check(one), Ok(()));
+        assert_eq!(quick.check(one), Err(1));
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(quick.check(one), Ok(()));
+        // A zero interval still limits (one token per millisecond), it does not switch off.
+        let zero = FaucetLimiter::new(Duration::ZERO);
+        assert_eq!(zero.check(one), Ok(()));
+    }
+
+    #[test]
+    fn faucet_settings_give_at_least_one_ehash() {
+        let s = FaucetSettings::from_config(0, 30);
+        assert_eq!((s.amount, s.interval), (1, Duration::from_secs(30)));
+        assert_eq!(FaucetSettings::from_config(64, 0).amount, 64);
     }
 }

@@ -4,6 +4,7 @@
 
 use std::{
     collections::VecDeque,
+    future::Future,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -15,7 +16,26 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::EhashWallet;
+use crate::{EhashWallet, WalletError};
+
+/// What the minter needs of a wallet: the [`EhashWallet`] (a stand-in in tests, so the
+/// minter's order, retries and counting are tested without a mint).
+pub(crate) trait QuoteMinting: Send + Sync + 'static {
+    /// Mints what is left of `quote_id`; the amount minted now (0 if minted before).
+    fn mint_quote(&self, quote_id: &str) -> impl Future<Output = Result<u64, WalletError>> + Send;
+    /// Mints every quote of the wallet's key not fully minted yet; the amount minted.
+    fn recover(&self) -> impl Future<Output = Result<u64, WalletError>> + Send;
+}
+
+impl QuoteMinting for EhashWallet {
+    fn mint_quote(&self, quote_id: &str) -> impl Future<Output = Result<u64, WalletError>> + Send {
+        EhashWallet::mint_quote(self, quote_id)
+    }
+
+    fn recover(&self) -> impl Future<Output = Result<u64, WalletError>> + Send {
+        EhashWallet::recover(self)
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct MinterStats {
@@ -42,6 +62,14 @@ impl Minter {
         recovery_interval: Duration,
         shutdown: CancellationToken,
     ) -> Self {
+        Self::start(wallet, recovery_interval, shutdown)
+    }
+
+    fn start<W: QuoteMinting>(
+        wallet: Arc<W>,
+        recovery_interval: Duration,
+        shutdown: CancellationToken,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(MinterStats::default());
         tokio::spawn(run(wallet, rx, stats.clone(), recovery_interval, shutdown));
@@ -58,8 +86,8 @@ impl Minter {
     }
 }
 
-async fn run(
-    wallet: Arc<EhashWallet>,
+async fn run<W: QuoteMinting>(
+    wallet: Arc<W>,
     mut rx: mpsc::UnboundedReceiver<String>,
     stats: Arc<MinterStats>,
     recovery_interval: Duration,
@@ -102,7 +130,7 @@ async fn run(
                     pending.pop_front();
                     delay = RETRY_INITIAL;
                 }
-                Err(crate::WalletError::ForeignQuote(_)) => {
+                Err(WalletError::ForeignQuote(_)) => {
                     warn!(quote = %id, "announced quote is not locked to this wallet; skipped");
                     pending.pop_front();
                 }
@@ -157,3 +185,7 @@ pub fn announced_quote(
         }
     }
 }
+
+#[cfg(test)]
+#[path = "minter_tests.rs"]
+mod tests;
