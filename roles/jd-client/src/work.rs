@@ -74,6 +74,17 @@ pub struct Checked {
     pub block: bool,
 }
 
+impl Checked {
+    /// The share's hash as a number to compare with targets (and the shared checker's key).
+    pub fn hash_target(&self) -> Target {
+        hash_target(&self.hash)
+    }
+}
+
+fn hash_target(hash: &BlockHash) -> Target {
+    Target::from_le_bytes(hash.to_byte_array())
+}
+
 impl Work {
     /// The full extranonce of a downstream channel's share: the pool channel's prefix, the
     /// channel's index, what the miner rolled, zeros for the rest.
@@ -108,7 +119,8 @@ impl Work {
         }
     }
 
-    /// Checks a share with its full extranonce against `channel_target`.
+    /// Checks a share with its full extranonce against `channel_target` (the target its job may
+    /// have been worked at: the shared checker's `required`). Duplicates are the checker's.
     pub fn check(
         &self,
         extranonce: &[u8],
@@ -118,7 +130,7 @@ impl Work {
         NtimeRule::FromMinNtime(self.min_ntime).check(share.ntime)?;
         VersionRule::new(self.version, self.version_rolling_allowed).check(share.version)?;
         let hash = self.header(extranonce, share).block_hash();
-        check_target(&Target::from_le_bytes(hash.to_byte_array()), channel_target)?;
+        check_target(&hash_target(&hash), channel_target)?;
         let network = Target::from_compact(CompactTarget::from_consensus(self.nbits));
         Ok(Checked {
             hash,

@@ -23,9 +23,6 @@ use crate::{
     work::{ShareHeader, Work, INDEX_BYTES},
 };
 
-/// Jobs a downstream channel keeps under one tip (older ones' shares are stale).
-const MAX_CHANNEL_JOBS: usize = 32;
-
 pub(super) struct Miner {
     tx: Out,
     pub(super) channels: HashMap<u32, Channel>,
@@ -39,7 +36,8 @@ pub(super) struct Miners {
     /// Extranonce indexes of open channels: each channel's part of the pool's extranonce.
     used_indexes: HashSet<u16>,
     next_index: u16,
-    /// Job ids are unique across channels, so their order tells which came before a retarget.
+    /// Job ids are unique across channels and increasing: an id below this one that a channel
+    /// does not list was issued and is stale ([`hashpool_shares::Rejection::unknown_job`]).
     pub(super) next_job_id: u32,
 }
 
@@ -91,7 +89,7 @@ impl Miners {
         for miner in self.conns.values_mut() {
             let mut closed = Vec::new();
             for (id, ch) in miner.channels.iter_mut() {
-                ch.jobs.clear();
+                ch.forget_jobs();
                 ch.tip = None;
                 if ch.extended.is_some_and(|r| r > rollable) {
                     closed.push(*id);
@@ -118,7 +116,7 @@ impl Miners {
     pub(super) fn forget_jobs(&mut self) {
         for miner in self.conns.values_mut() {
             for ch in miner.channels.values_mut() {
-                ch.jobs.clear();
+                ch.forget_jobs();
             }
         }
     }
@@ -129,7 +127,7 @@ impl Miners {
         let mut updates = Vec::new();
         for (conn, miner) in self.conns.iter_mut() {
             for (id, ch) in miner.channels.iter_mut() {
-                let hashrate = match ch.vardiff.try_vardiff(ch.hashrate, &ch.target, spm) {
+                let hashrate = match ch.vardiff.try_vardiff(ch.hashrate, &ch.target(), spm) {
                     Ok(Some(h)) => h,
                     Ok(None) => continue,
                     Err(e) => {
@@ -143,8 +141,8 @@ impl Miners {
                 };
                 let t = t.min(ch.max_target);
                 ch.hashrate = hashrate;
-                if t != ch.target {
-                    ch.retarget(t, self.next_job_id);
+                if t != ch.target() {
+                    ch.retarget(t);
                     debug!(channel_id = id, hashrate, "vardiff: new target");
                     updates.push((*conn, *id, t));
                 }
@@ -235,14 +233,13 @@ impl Core {
                 let Some(t) = self.channel_target(u.nominal_hash_rate, &max) else {
                     return;
                 };
-                let next_job_id = self.miners.next_job_id;
                 if let Some(ch) = self
                     .miners
                     .conns
                     .get_mut(&conn)
                     .and_then(|m| m.channels.get_mut(&u.channel_id))
                 {
-                    ch.retarget(t, next_job_id);
+                    ch.retarget(t);
                     ch.hashrate = u.nominal_hash_rate;
                 }
                 self.reply(
@@ -405,19 +402,10 @@ impl Core {
         let Some(ch) = miner.channels.get_mut(&channel_id) else {
             return;
         };
-        let new_tip = ch.tip != Some(work.prev_hash);
-        if new_tip {
-            ch.jobs.clear();
-            ch.seen.clear();
-            ch.tip = Some(work.prev_hash);
-        }
-        while ch.jobs.len() >= MAX_CHANNEL_JOBS {
-            let Some(oldest) = ch.jobs.keys().min().copied() else {
-                break;
-            };
-            ch.jobs.remove(&oldest);
-        }
-        ch.jobs.insert(job_id, work.clone());
+        let new_tip = ch.is_new_tip(work);
+        // Listed at the channel's target; a new tip drops the channel's other jobs and their
+        // shares (even if this job cannot be built, the old tip's jobs are stale).
+        ch.sent(job_id, work.clone());
         let min_ntime = if new_tip { None } else { Some(work.min_ntime) };
         let job = match ch.extended {
             Some(rollable) => {

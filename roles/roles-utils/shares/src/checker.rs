@@ -36,9 +36,11 @@ pub struct ShareChecker<K, J> {
     recent_jobs: usize,
     /// Newest first.
     listings: VecDeque<Listing<K, J>>,
-    /// Shares per job, to refuse duplicates.
+    /// Shares per listed job, to refuse duplicates and to bound each job's.
     seen: HashMap<K, HashSet<u128>>,
     max_shares_per_job: usize,
+    /// A hash remembered on any listed job is a duplicate, not only on the share's own job.
+    across_jobs: bool,
 }
 
 impl<K: Clone + Eq + Hash, J> ShareChecker<K, J> {
@@ -49,7 +51,18 @@ impl<K: Clone + Eq + Hash, J> ShareChecker<K, J> {
             listings: VecDeque::new(),
             seen: HashMap::new(),
             max_shares_per_job,
+            across_jobs: false,
         }
+    }
+
+    /// Refuses as a duplicate a hash remembered on any listed job, not only on the share's
+    /// own: for a caller that may send the same work under several job ids (the jd-client
+    /// falling back to a pool job it sent before), whose shares hash the same on each. The
+    /// same hash is always the same work, so this never refuses a new share; it costs one
+    /// lookup per listed job.
+    pub fn duplicates_across_jobs(mut self) -> Self {
+        self.across_jobs = true;
+        self
     }
 
     pub fn floor(&self) -> Target {
@@ -76,7 +89,10 @@ impl<K: Clone + Eq + Hash, J> ShareChecker<K, J> {
 
     /// A new target for the channel without re-sending its jobs (an SV2 `SetTarget`): every
     /// listed job also counts work under it, so an easier target applies at once and a harder
-    /// one leaves work found before it still counting.
+    /// one leaves work found before it still counting. Each job thus keeps the easiest target
+    /// the channel had while the miner held it; a job sent after this call is listed at the
+    /// target it is sent with, not at the older ones (jobs and `SetTarget`s reach the miner in
+    /// the order they were sent, so it never worked that job at an older target).
     pub fn retarget(&mut self, target: Target) {
         for l in &mut self.listings {
             l.target = l.target.max(target);
@@ -110,10 +126,18 @@ impl<K: Clone + Eq + Hash, J> ShareChecker<K, J> {
     }
 
     /// Judges a share's hash on job `id` against `required` (from [`ShareChecker::job`]) and
-    /// remembers it. A duplicate is refused as such before its difficulty is judged.
+    /// remembers it. A duplicate (a hash remembered on job `id`, or on any listed job with
+    /// [`ShareChecker::duplicates_across_jobs`]) is refused as such before its difficulty is
+    /// judged.
     pub fn record(&mut self, id: &K, hash: &Target, required: &Target) -> Result<(), Rejection> {
         let key = share_key(hash);
-        if self.seen.get(id).is_some_and(|s| s.contains(&key)) {
+        let duplicate = if self.across_jobs {
+            // At most `recent_jobs` sets.
+            self.seen.values().any(|s| s.contains(&key))
+        } else {
+            self.seen.get(id).is_some_and(|s| s.contains(&key))
+        };
+        if duplicate {
             return Err(Rejection::Duplicate);
         }
         check_target(hash, required)?;

@@ -5,9 +5,12 @@
 //! before a harder target was sent is refused") had to be fixed in each. Here they are once:
 //!
 //! - [`ShareChecker`]: the targets each job was sent with (a job re-sent with a new difficulty is
-//!   judged by the easiest target it was sent with, never easier than the floor) and the
-//!   duplicate policy (bounded per job: past the bound a job's further shares are refused, a
-//!   remembered share is never forgotten while its job can be submitted to);
+//!   judged by the easiest target it was sent with, never easier than the floor; an SV2
+//!   `SetTarget`, which applies to every job at once, leaves each job the easiest target it
+//!   had since it was sent) and the duplicate policy (bounded per job: past the bound a job's
+//!   further shares are refused, a remembered share is never forgotten while its job can be
+//!   submitted to; a caller that may send the same work under several ids refuses a hash
+//!   remembered on any listed job);
 //! - [`NtimeRule`] and [`VersionRule`]: what a share's header may carry;
 //! - [`Rejection`]: every verdict, each with its `SubmitShares.Error` code ([`codes`]).
 //!

@@ -216,6 +216,39 @@ fn duplicates_are_refused_and_each_job_is_bounded() {
 }
 
 #[test]
+fn across_jobs_a_hash_remembered_on_any_listed_job_is_a_duplicate() {
+    // Jobs 1 and 2 (the same work sent twice, say): (job, hash byte, verdict), in order.
+    let cases: &[(u32, u8, Result<(), Rejection>)] = &[
+        (1, 0x01, Ok(())),
+        // The same hash under the other id is the same work.
+        (2, 0x01, Err(Rejection::Duplicate)),
+        (2, 0x02, Ok(())),
+        (1, 0x02, Err(Rejection::Duplicate)),
+        (2, 0x03, Ok(())),
+        // Job 2 is full; job 1 still has room, but not for job 2's shares.
+        (2, 0x04, Err(Rejection::JobShareLimit(2))),
+        (1, 0x03, Err(Rejection::Duplicate)),
+        (1, 0x04, Ok(())),
+    ];
+    let mut c = checker().duplicates_across_jobs();
+    let easy = target(0x3f);
+    for (i, (job, h, expected)) in cases.iter().enumerate() {
+        assert_eq!(&c.record(job, &hash(*h), &easy), expected, "case {i}");
+    }
+    assert_eq!(c.remembered(), 4);
+    // Without it, only the share's own job counts (callers that never send the same work
+    // under two ids).
+    let mut c = checker();
+    assert_eq!(c.record(&1, &hash(1), &easy), Ok(()));
+    assert_eq!(c.record(&2, &hash(1), &easy), Ok(()));
+    // A job that leaves takes its shares along, in both.
+    let mut c = checker().duplicates_across_jobs();
+    assert_eq!(c.record(&1, &hash(1), &easy), Ok(()));
+    c.send(3, (), target(0x0f), true);
+    assert_eq!(c.record(&3, &hash(1), &easy), Ok(()));
+}
+
+#[test]
 fn jobs_leave_with_their_shares() {
     // (what happens, job 1 still listed, shares remembered)
     let mut c = ShareChecker::<u32, ()>::new(target(0xff), 2, 8);
