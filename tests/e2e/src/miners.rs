@@ -37,6 +37,20 @@ pub fn miner_options(
     }
 }
 
+/// An SV1 miner on one thread for the translator at `address`, hashing at most `hashrate`.
+pub fn sv1_miner_options(
+    address: SocketAddr,
+    user: &str,
+    hashrate: f64,
+) -> mining_device_sv1::Sv1MinerOptions {
+    mining_device_sv1::Sv1MinerOptions {
+        address,
+        user: user.into(),
+        threads: 1,
+        limit_hashrate: Some(hashrate),
+    }
+}
+
 /// A translator in front of the test pool (aggregated mode), its miners' difficulty starting at
 /// `initial_hashrate` and aiming at 120 shares a minute.
 pub fn translator_config(

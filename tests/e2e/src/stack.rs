@@ -17,11 +17,11 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use hashpool_wallet::{EhashWallet, Minter};
 use tokio_util::sync::CancellationToken;
-use translator::{ChannelMode, RunningTranslator, TranslatorRunConfig};
+use translator::{ChannelMode, RunningTranslator, Sv1Limits, TranslatorRunConfig};
 
 use crate::{
-    loopback_any_port, miner_options, open_wallet, public_key, translator_config, PoolOptions,
-    TestJdServer, TestMint, TestPool, TestProvider, REGTEST_NBITS,
+    loopback_any_port, miner_options, open_wallet, public_key, sv1_miner_options,
+    translator_config, PoolOptions, TestJdServer, TestMint, TestPool, TestProvider, REGTEST_NBITS,
 };
 
 /// What to start; [`Stack::start`] starts it.
@@ -33,7 +33,9 @@ pub struct Stack {
     mint: bool,
     wallet: bool,
     jd_server: bool,
+    jd_server_address: SocketAddr,
     translator: Option<TranslatorSetup>,
+    translator_limits: Sv1Limits,
 }
 
 /// A change to the translator's configuration once the stack's addresses are known.
@@ -55,7 +57,9 @@ impl Default for Stack {
             mint: false,
             wallet: false,
             jd_server: false,
+            jd_server_address: loopback_any_port(),
             translator: None,
+            translator_limits: Sv1Limits::default(),
         }
     }
 }
@@ -111,6 +115,13 @@ impl Stack {
         self
     }
 
+    /// Where the jd-server listens (default a port the OS picks): a test that restarts it
+    /// needs to know.
+    pub fn jd_server_address(mut self, address: SocketAddr) -> Self {
+        self.jd_server_address = address;
+        self
+    }
+
     /// A translator in front of the pool ([`translator_config`] for `user` and
     /// `initial_hashrate`), changed by `edit` before it starts.
     pub fn with_translator(
@@ -124,6 +135,13 @@ impl Stack {
             initial_hashrate,
             edit: Box::new(edit),
         });
+        self
+    }
+
+    /// The translator's limits on its SV1 miners (default [`Sv1Limits::default`], the shipped
+    /// ones).
+    pub fn translator_limits(mut self, limits: Sv1Limits) -> Self {
+        self.translator_limits = limits;
         self
     }
 
@@ -160,7 +178,7 @@ impl Stack {
             _ => (None, None),
         };
         let jd_server = if self.jd_server {
-            Some(TestJdServer::start(loopback_any_port(), &tp).await?)
+            Some(TestJdServer::start(self.jd_server_address, &tp).await?)
         } else {
             None
         };
@@ -176,7 +194,7 @@ impl Stack {
                 let channel_mode = config.channel_mode;
                 let running = translator::start_with_limits(
                     config,
-                    translator::Sv1Limits::default(),
+                    self.translator_limits,
                     minter.clone(),
                     stop.clone(),
                 )
@@ -254,6 +272,16 @@ impl Running {
     /// stopped by [`Running::stop`].
     pub fn miner(&self, user: &str, hashrate: f32) -> mining_device::Miner {
         self.start_miner(miner_options(self.pool.address(), user, hashrate, true))
+    }
+
+    /// An SV1 miner on the stack's translator ([`sv1_miner_options`], its hashrate limited to
+    /// `hashrate`), stopped by [`Running::stop`].
+    pub fn sv1_miner(&self, user: &str, hashrate: f64) -> mining_device_sv1::Sv1Miner {
+        let address = self.translator().running.downstream_address;
+        mining_device_sv1::start(
+            sv1_miner_options(address, user, hashrate),
+            self.stop.clone(),
+        )
     }
 
     /// A miner with these options, stopped by [`Running::stop`].

@@ -158,37 +158,69 @@ impl TestPool {
         Ok(reqwest::get(url).await?.error_for_status()?.json().await?)
     }
 
+    /// Every client's channels, as the pool's monitoring API reports them.
+    async fn channels(&self) -> anyhow::Result<Vec<Sv2ClientChannelsResponse>> {
+        let mut out = Vec::new();
+        for client in self.clients().await?.items {
+            let url = format!(
+                "http://{}/api/v1/clients/{}/channels",
+                self.monitoring, client.client_id
+            );
+            out.push(reqwest::get(url).await?.error_for_status()?.json().await?);
+        }
+        Ok(out)
+    }
+
     /// Every standard channel the pool serves, as its monitoring API reports them.
     pub async fn standard_channels(&self) -> anyhow::Result<Vec<StandardChannelInfo>> {
-        let mut out = Vec::new();
-        for client in self.clients().await?.items {
-            let url = format!(
-                "http://{}/api/v1/clients/{}/channels",
-                self.monitoring, client.client_id
-            );
-            let r: Sv2ClientChannelsResponse =
-                reqwest::get(url).await?.error_for_status()?.json().await?;
-            out.extend(r.standard_channels);
-        }
-        Ok(out)
+        Ok(self
+            .channels()
+            .await?
+            .into_iter()
+            .flat_map(|r| r.standard_channels)
+            .collect())
     }
 
-    /// Accepted shares over every channel, from the monitoring API.
     /// Every extended channel the pool serves, as its monitoring API reports them.
     pub async fn extended_channels(&self) -> anyhow::Result<Vec<ExtendedChannelInfo>> {
-        let mut out = Vec::new();
-        for client in self.clients().await?.items {
-            let url = format!(
-                "http://{}/api/v1/clients/{}/channels",
-                self.monitoring, client.client_id
-            );
-            let r: Sv2ClientChannelsResponse =
-                reqwest::get(url).await?.error_for_status()?.json().await?;
-            out.extend(r.extended_channels);
-        }
-        Ok(out)
+        Ok(self
+            .channels()
+            .await?
+            .into_iter()
+            .flat_map(|r| r.extended_channels)
+            .collect())
     }
 
+    /// Until the pool has a job to give (its first template arrived).
+    pub async fn wait_for_work(&self, timeout: Duration) -> anyhow::Result<()> {
+        wait_until(timeout, "the pool to have work", || async {
+            self.running.jobs.has_work()
+        })
+        .await
+    }
+
+    /// Until `key` has less than a unit of work pending and the mint answered every batch: all
+    /// of its work that can become ehash was quoted.
+    pub async fn wait_until_settled(
+        &self,
+        key: &ext_mint_quote::LockingKey,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let ledger = &self.running.ledger;
+        let unit = self.running.config.unit_work.work().hashes();
+        wait_until(timeout, "the last batch answered", || async {
+            let settled = ledger
+                .accrual(key)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|a| a.pending.hashes() < unit);
+            settled && ledger.open_batches().await.is_ok_and(|b| b.is_empty())
+        })
+        .await
+    }
+
+    /// Accepted shares over every standard channel, from the monitoring API.
     pub async fn shares_accepted(&self) -> u64 {
         self.standard_channels()
             .await

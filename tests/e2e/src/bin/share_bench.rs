@@ -24,8 +24,7 @@ use common_messages_sv2::Protocol;
 use ext_mint_quote::{MintQuoteMessage, EXTENSION_TYPE};
 use hashpool_e2e::{
     fake_mint::{mint_secret, FakeMint},
-    loopback_any_port, open_wallet, public_key, test_key, PoolOptions, TestMint, TestPool,
-    TestProvider,
+    open_wallet, public_key, test_key, PoolOptions, Stack,
 };
 use hashpool_sv2_io::{decode_frame, extension_frame, str0255, text, Dial};
 use mining_sv2::{OpenStandardMiningChannelOwned, SubmitSharesStandard};
@@ -60,42 +59,32 @@ async fn main() -> anyhow::Result<()> {
     let minting = args.get(4).map(String::as_str) == Some("mint");
     let batch_ms: u64 = args.get(5).and_then(|a| a.parse().ok()).unwrap_or(100);
     let dir = tempfile::tempdir()?;
-    let tp = TestProvider::start(
-        &dir.path().join("chain"),
-        loopback_any_port(),
-        NO_BLOCKS_NBITS,
-        0,
-    )
-    .await?;
-    let pool = TestPool::start(
-        tp.running.listen_address,
-        PoolOptions {
-            // A rate this high keeps vardiff from raising the (maximal) target mid-run and
-            // sizes the duplicate-share budget for the run.
-            shares_per_minute: 1.0e9,
-            share_batch_size: 1,
-            vardiff_interval_secs: 3600,
-            ledger_path: dir.path().join("ledger.sqlite"),
-            unit_work: UNIT_WORK_ONE_HASH,
-            batch_interval_ms: if minting { batch_ms } else { 1_000 },
-            retry_interval_ms: 5_000,
-            // Every nonce a share (the maximal target), as before the floor existed; every
-            // other limit at its default, so their cost is measured.
-            limits: pool::config::MinerLimits {
-                min_share_difficulty: 1e-30,
-                ..Default::default()
-            },
+    let stack = Stack::new().nbits(NO_BLOCKS_NBITS).with_pool(PoolOptions {
+        // A rate this high keeps vardiff from raising the (maximal) target mid-run and
+        // sizes the duplicate-share budget for the run.
+        shares_per_minute: 1.0e9,
+        share_batch_size: 1,
+        vardiff_interval_secs: 3600,
+        ledger_path: dir.path().join("ledger.sqlite"),
+        unit_work: UNIT_WORK_ONE_HASH,
+        batch_interval_ms: if minting { batch_ms } else { 1_000 },
+        retry_interval_ms: 5_000,
+        // Every nonce a share (the maximal target), as before the floor existed; every
+        // other limit at its default, so their cost is measured.
+        limits: pool::config::MinerLimits {
+            min_share_difficulty: 1e-30,
             ..Default::default()
         },
-    )
-    .await?;
-    let (fake, mint) = if minting {
-        let mint =
-            TestMint::start(&dir.path().join("mint"), pool.running.mint_link_address).await?;
-        (None, Some(mint))
-    } else {
-        let fake = FakeMint::connect(pool.running.mint_link_address, mint_secret(), true).await?;
-        (Some(fake), None)
+        ..Default::default()
+    });
+    // The real mint, or a scripted one that answers the quotes (mode `ack`).
+    let stack = if minting { stack.with_mint() } else { stack }
+        .start()
+        .await?;
+    let (pool, mint) = (&stack.pool, stack.mint.as_ref());
+    let fake = match mint {
+        Some(_) => None,
+        None => Some(FakeMint::connect(pool.running.mint_link_address, mint_secret(), true).await?),
     };
 
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -193,7 +182,7 @@ async fn main() -> anyhow::Result<()> {
         println!("quote requests           {}", fake.request_count());
         fake.close().await;
     }
-    if let Some(mint) = mint {
+    if mint.is_some() {
         let mut token = Vec::new();
         let (mut minted_total, mut quotes) = (0u64, 0usize);
         for r in &runs {
@@ -226,11 +215,8 @@ async fn main() -> anyhow::Result<()> {
             ms(pct(&mut token, 0.5)),
             ms(pct(&mut token, 0.99))
         );
-        mint.stop().await?;
     }
-    pool.stop().await?;
-    tp.stop().await?;
-    Ok(())
+    stack.stop().await
 }
 
 /// Mints each announced quote at once, recording when and how much.

@@ -17,10 +17,9 @@ use std::{
 use anyhow::Context;
 use futures::{SinkExt, StreamExt};
 use hashpool_e2e::{
-    free_address, loopback_any_port, process::RoleProcess, test_key, PoolOptions, TestPool,
-    TestProvider, AUTHORITY_PUBLIC_KEY,
+    free_address, process::RoleProcess, sv1_miner_options, test_key, PoolOptions, Stack,
+    AUTHORITY_PUBLIC_KEY,
 };
-use mining_device_sv1::Sv1MinerOptions;
 use serde_json::json;
 use tokio::net::TcpStream;
 use tokio_util::{
@@ -50,16 +49,16 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|a| a.parse().ok())
         .unwrap_or(10_000);
     let dir = tempfile::tempdir()?;
-    let tp = TestProvider::start(dir.path(), loopback_any_port(), HARD_NBITS, 0).await?;
-    let pool = TestPool::start(
-        tp.running.listen_address,
-        PoolOptions {
+    let stack = Stack::new()
+        .nbits(HARD_NBITS)
+        .with_pool(PoolOptions {
             shares_per_minute: 600.0,
             share_batch_size: 1,
             ..Default::default()
-        },
-    )
-    .await?;
+        })
+        .start()
+        .await?;
+    let pool = &stack.pool;
 
     // The translator as a process: no wallet; its identity is a key, so the pool accrues to it.
     let sv1 = free_address();
@@ -72,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
              upstream_authority_public_key = \"{AUTHORITY_PUBLIC_KEY}\"\nmonitoring_address = \"{monitoring}\"\n\
              [wallet]\napi_address = \"127.0.0.1:1\"\nmint_url = \"http://127.0.0.1:1\"\n\
              [stats]\ningest_address = \"127.0.0.1:1\"\nhttp_address = \"127.0.0.1:1\"\n\
+             authority_public_key = \"{AUTHORITY_PUBLIC_KEY}\"\nreporter_public_keys = [\"{AUTHORITY_PUBLIC_KEY}\"]\n\
              [web]\naddress = \"127.0.0.1:1\"\n",
             pool.address()
         ),
@@ -114,12 +114,7 @@ async fn main() -> anyhow::Result<()> {
     let miners: Vec<_> = (0..2)
         .map(|i| {
             mining_device_sv1::start(
-                Sv1MinerOptions {
-                    address: sv1,
-                    user: format!("load.rig{i}"),
-                    threads: 1,
-                    limit_hashrate: Some(20_000.0),
-                },
+                sv1_miner_options(sv1, &format!("load.rig{i}"), 20_000.0),
                 stop.clone(),
             )
         })
@@ -285,7 +280,5 @@ async fn main() -> anyhow::Result<()> {
         let _ = m.task.await;
     }
     translator.stop().await?;
-    pool.stop().await?;
-    tp.stop().await?;
-    Ok(())
+    stack.stop().await
 }

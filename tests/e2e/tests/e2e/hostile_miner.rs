@@ -12,15 +12,14 @@ use hashpool_e2e::{
     grind::{
         self, hash_value, header, max_target_one, network_target, share, target_of, ChannelWork,
     },
-    init_tracing, loopback_any_port, miner_options, public_key,
+    init_tracing, public_key,
     raw_client::{tcp_from, RawClient},
-    test_key, test_limits, wait_until, PoolOptions, TestPool, TestProvider,
+    test_key, test_limits, wait_until, PoolOptions, Stack,
 };
 use hashpool_ehash::Work;
 use mining_sv2::{SubmitSharesStandardOwned, UpdateChannelOwned};
 use parsers_sv2::{AnyMessageOwned, MiningOwned};
 use pool::miners::{admission::LimitReason, target_from_difficulty};
-use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(60);
 /// A block every ~65,000 hashes: the attacker grinds blocks in the test itself.
@@ -55,29 +54,21 @@ fn network(nbits: u32) -> Target {
 async fn a_block_share_on_a_harder_than_network_target_earns_only_the_network_targets_work(
 ) -> anyhow::Result<()> {
     init_tracing();
-    let dir = tempfile::tempdir()?;
-    let tp = TestProvider::start(dir.path(), loopback_any_port(), EASY_BLOCKS_NBITS, 0).await?;
-    let pool = TestPool::start(
-        tp.running.listen_address,
-        PoolOptions {
+    let stack = Stack::new()
+        .nbits(EASY_BLOCKS_NBITS)
+        .with_pool(PoolOptions {
             shares_per_minute: 60.0,
             ..Default::default()
-        },
-    )
-    .await?;
-    wait_until(WAIT, "the pool to have work", || async {
-        pool.running.jobs.has_work()
-    })
-    .await?;
+        })
+        .start()
+        .await?;
+    let pool = &stack.pool;
+    pool.wait_for_work(WAIT).await?;
     let net = network(EASY_BLOCKS_NBITS);
     let ledger = pool.running.ledger.clone();
 
     // An honest miner beside the attacker.
-    let stop = CancellationToken::new();
-    let honest = mining_device::start(
-        miner_options(pool.address(), "honest", 5_000.0, true),
-        stop.clone(),
-    );
+    let honest = stack.miner("honest", 5_000.0);
 
     let attacker = test_key("attacker");
     let mut c = RawClient::connect(pool.address(), Some(public_key())).await?;
@@ -207,11 +198,9 @@ async fn a_block_share_on_a_harder_than_network_target_earns_only_the_network_ta
     let (rows, _) = ledger.share_work(&honest_key).await?;
     assert_eq!(accrual.total, rows);
 
-    stop.cancel();
+    stack.stop.cancel();
     honest.task.await?;
-    pool.stop().await?;
-    tp.stop().await?;
-    Ok(())
+    stack.stop().await
 }
 
 async fn honest_total(ledger: &pool::ledger::AccrualLedger) -> anyhow::Result<u128> {
@@ -243,24 +232,20 @@ async fn wait_for_accrual(
 async fn nonsense_hashrates_are_refused_and_a_channel_at_the_floor_cannot_send_unhashed_nonces(
 ) -> anyhow::Result<()> {
     init_tracing();
-    let dir = tempfile::tempdir()?;
-    let tp = TestProvider::start(dir.path(), loopback_any_port(), NO_BLOCKS_NBITS, 0).await?;
     let floor = 0.001;
-    let pool = TestPool::start(
-        tp.running.listen_address,
-        PoolOptions {
+    let stack = Stack::new()
+        .nbits(NO_BLOCKS_NBITS)
+        .with_pool(PoolOptions {
             limits: pool::config::MinerLimits {
                 min_share_difficulty: floor,
                 ..test_limits()
             },
             ..Default::default()
-        },
-    )
-    .await?;
-    wait_until(WAIT, "the pool to have work", || async {
-        pool.running.jobs.has_work()
-    })
-    .await?;
+        })
+        .start()
+        .await?;
+    let pool = &stack.pool;
+    pool.wait_for_work(WAIT).await?;
     let key = test_key("freeloader");
     let user = format!("{key}.w");
     let mut c = RawClient::connect(pool.address(), Some(public_key())).await?;
@@ -338,20 +323,16 @@ async fn nonsense_hashrates_are_refused_and_a_channel_at_the_floor_cannot_send_u
         .await?;
     assert_eq!(target_of(&set), floor_target);
 
-    pool.stop().await?;
-    tp.stop().await?;
-    Ok(())
+    stack.stop().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_limits_and_time_outs_drop_the_attacker_while_an_honest_miner_keeps_mining(
 ) -> anyhow::Result<()> {
     init_tracing();
-    let dir = tempfile::tempdir()?;
-    let tp = TestProvider::start(dir.path(), loopback_any_port(), HARD_NBITS, 0).await?;
-    let pool = TestPool::start(
-        tp.running.listen_address,
-        PoolOptions {
+    let stack = Stack::new()
+        .nbits(HARD_NBITS)
+        .with_pool(PoolOptions {
             shares_per_minute: 60.0,
             limits: pool::config::MinerLimits {
                 max_connections: 4,
@@ -362,15 +343,12 @@ async fn connection_limits_and_time_outs_drop_the_attacker_while_an_honest_miner
                 ..test_limits()
             },
             ..Default::default()
-        },
-    )
-    .await?;
+        })
+        .start()
+        .await?;
+    let pool = &stack.pool;
     let admission = pool.running.admission.clone();
-    let stop = CancellationToken::new();
-    let honest = mining_device::start(
-        miner_options(pool.address(), "honest", 20_000.0, true),
-        stop.clone(),
-    );
+    let honest = stack.miner("honest", 20_000.0);
     wait_until(WAIT, "the honest miner's first shares", || async {
         pool.shares_accepted().await >= 1
     })
@@ -527,9 +505,7 @@ async fn connection_limits_and_time_outs_drop_the_attacker_while_an_honest_miner
         Some(1.0)
     );
 
-    stop.cancel();
+    stack.stop.cancel();
     honest.task.await?;
-    pool.stop().await?;
-    tp.stop().await?;
-    Ok(())
+    stack.stop().await
 }

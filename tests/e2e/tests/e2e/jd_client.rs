@@ -7,9 +7,9 @@
 use std::{sync::atomic::Ordering, time::Duration};
 
 use hashpool_e2e::{
-    free_address, init_tracing, jd_server_config, loopback_any_port, metric_value, miner_options,
-    promtool_check, public_key, secret_key, test_key, translator_config, wait_until, PoolOptions,
-    Stack, TestPool, TestProvider,
+    free_address, init_tracing, loopback_any_port, metric_value, miner_options, promtool_check,
+    public_key, secret_key, sv1_miner_options, test_key, translator_config, wait_until,
+    PoolOptions, Running, Stack, TestJdServer, TestPool, TestProvider,
 };
 use jd_client::JdClientStats;
 use tokio_util::sync::CancellationToken;
@@ -57,16 +57,6 @@ fn count(
     f(stats).load(Ordering::Relaxed)
 }
 
-/// A jd-server on `listen` for the chain of `tp`, and what stops it.
-async fn start_jd_server(
-    listen: std::net::SocketAddr,
-    tp: &TestProvider,
-) -> anyhow::Result<(CancellationToken, jd_server::RunningJdServer)> {
-    let stop = CancellationToken::new();
-    let jds = jd_server::start(jd_server_config(listen, tp)?, stop.clone()).await?;
-    Ok((stop, jds))
-}
-
 /// Until the jd-client's channel on the pool is open (its miners are refused before).
 async fn pool_channel_open(jdc: &jd_client::RunningJdClient) -> anyhow::Result<()> {
     wait_until(
@@ -82,16 +72,49 @@ async fn pool_channel_open(jdc: &jd_client::RunningJdClient) -> anyhow::Result<(
 async fn stop_all(
     stop: CancellationToken,
     jdc: jd_client::RunningJdClient,
-    (jds_stop, jds): (CancellationToken, jd_server::RunningJdServer),
+    jds: TestJdServer,
     pool: TestPool,
     tp: TestProvider,
 ) -> anyhow::Result<()> {
     stop.cancel();
     jdc.task.await?;
-    jds_stop.cancel();
-    jds.task.await?;
+    jds.stop().await?;
     pool.stop().await?;
     tp.stop().await
+}
+
+/// No blocks: the tip stays; new mempool transactions every 300 ms make new templates. A pool
+/// taking the jd-server's job tokens and `jd_server` at `jd_server_address`.
+fn no_blocks_stack(pool: PoolOptions, jd_server_address: std::net::SocketAddr) -> Stack {
+    Stack::new()
+        .nbits(0x1d00_ffff)
+        .mempool_tx_every_ms(300)
+        .with_pool(pool)
+        .with_jd_server()
+        .jd_server_address(jd_server_address)
+}
+
+/// An SV1 miner through a translator in front of the jd-client (aggregated channel), both
+/// stopped by `stop`.
+async fn sv1_behind(
+    jdc: &jd_client::RunningJdClient,
+    hashrate: f32,
+    user: &str,
+    stop: &CancellationToken,
+) -> anyhow::Result<(translator::RunningTranslator, mining_device_sv1::Sv1Miner)> {
+    let translator = translator::start(
+        translator::TranslatorRunConfig {
+            nominal_hashrate: hashrate,
+            ..translator_config(jdc.listen_address, "jdc-translator", None, 1.0e12)
+        },
+        stop.clone(),
+    )
+    .await?;
+    let miner = mining_device_sv1::start(
+        sv1_miner_options(translator.downstream_address, user, hashrate.into()),
+        stop.clone(),
+    );
+    Ok((translator, miner))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,20 +179,8 @@ async fn declared_jobs_earn_exact_ehash_and_their_blocks_carry_the_jd_clients_tr
     let key = wallet.sv2_locking_key();
     let ledger = pool.running.ledger.clone();
     let unit = pool.running.config.unit_work.work().hashes();
-    wait_until(
-        Duration::from_secs(20),
-        "the last batch answered",
-        || async {
-            let settled = ledger
-                .accrual(&key)
-                .await
-                .ok()
-                .flatten()
-                .is_some_and(|a| a.pending.hashes() < unit);
-            settled && ledger.open_batches().await.is_ok_and(|b| b.is_empty())
-        },
-    )
-    .await?;
+    pool.wait_until_settled(&key, Duration::from_secs(20))
+        .await?;
     let issued: u64 = ledger
         .batches_of(&key)
         .await?
@@ -255,45 +266,34 @@ async fn declared_jobs_earn_exact_ehash_and_their_blocks_carry_the_jd_clients_tr
 async fn without_its_jd_server_the_jd_client_mines_pool_jobs_and_declares_again_when_it_returns(
 ) -> anyhow::Result<()> {
     init_tracing();
-    let dir = tempfile::tempdir()?;
-    // No blocks: the tip stays; new mempool transactions every 300 ms make new templates.
-    let tp = TestProvider::start(dir.path(), loopback_any_port(), 0x1d00_ffff, 300).await?;
-    let pool = TestPool::start(
-        tp.running.listen_address,
+    // The jd-server is stopped and started again at its address: the test holds the stack's
+    // parts.
+    let jds_address = free_address();
+    let Running {
+        dir: _stack_dir,
+        tp,
+        pool,
+        jd_server,
+        stop,
+        ..
+    } = no_blocks_stack(
         PoolOptions {
             shares_per_minute: 120.0,
             share_batch_size: 1,
-            jd_server_public_key: Some(public_key()),
             ..Default::default()
         },
+        jds_address,
     )
+    .start()
     .await?;
-    let jds_address = free_address();
-    let (jds_stop, jds) = start_jd_server(jds_address, &tp).await?;
-    let stop = CancellationToken::new();
+    let jds = jd_server.expect("a jd-server");
     let mut config = jd_client_config(&tp, &pool, jds_address, 30_000.0);
     config.locking_key = Some(test_key("jdc-fallback"));
     let jdc = jd_client::start(config, None, stop.clone()).await?;
     pool_channel_open(&jdc).await?;
 
     // SV1 miners through the translator in front of the jd-client (aggregated channel).
-    let translator = translator::start(
-        translator::TranslatorRunConfig {
-            nominal_hashrate: 30_000.0,
-            ..translator_config(jdc.listen_address, "jdc-translator", None, 1.0e12)
-        },
-        stop.clone(),
-    )
-    .await?;
-    let miner = mining_device_sv1::start(
-        mining_device_sv1::Sv1MinerOptions {
-            address: translator.downstream_address,
-            user: "dave.rig".into(),
-            threads: 1,
-            limit_hashrate: Some(30_000.0),
-        },
-        stop.clone(),
-    );
+    let (translator, miner) = sv1_behind(&jdc, 30_000.0, "dave.rig", &stop).await?;
 
     let s = jdc.stats.clone();
     let on_pool_jobs = |s: &JdClientStats| {
@@ -310,8 +310,7 @@ async fn without_its_jd_server_the_jd_client_mines_pool_jobs_and_declares_again_
     .await?;
 
     // The jd-server goes away: the pool's jobs, same miners, same channel.
-    jds_stop.cancel();
-    jds.task.await?;
+    jds.stop().await?;
     wait_until(
         Duration::from_secs(30),
         "mining the pool's jobs",
@@ -334,7 +333,7 @@ async fn without_its_jd_server_the_jd_client_mines_pool_jobs_and_declares_again_
     // Back: declared jobs resume.
     let declared = count(&s, |s| &s.shares_forwarded_declared);
     let jobs = count(&s, |s| &s.custom_jobs_set);
-    let (jds_stop, jds) = start_jd_server(jds_address, &tp).await?;
+    let jds = TestJdServer::start(jds_address, &tp).await?;
     wait_until(
         Duration::from_secs(90),
         "declared jobs again, with shares",
@@ -350,7 +349,7 @@ async fn without_its_jd_server_the_jd_client_mines_pool_jobs_and_declares_again_
     assert_eq!(miner.stats.connections.load(Ordering::Relaxed), 1);
     assert_eq!(translator.stats.pool_connections.load(Ordering::Relaxed), 1);
 
-    stop_all(stop, jdc, (jds_stop, jds), pool, tp).await
+    stop_all(stop, jdc, jds, pool, tp).await
 }
 
 /// The pool goes away and comes back (its channel for the jd-client now with another
@@ -365,8 +364,8 @@ async fn a_pool_restart_keeps_the_miners_and_declared_jobs_resume() -> anyhow::R
     use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned, MiningOwned};
 
     init_tracing();
-    let dir = tempfile::tempdir()?;
-    let tp = TestProvider::start(dir.path(), loopback_any_port(), 0x1d00_ffff, 300).await?;
+    // The pool is stopped and started again at its address, on its ledger: the test holds the
+    // stack's parts.
     let ledger_dir = tempfile::tempdir()?;
     let listen = free_address();
     let options = || PoolOptions {
@@ -377,10 +376,18 @@ async fn a_pool_restart_keeps_the_miners_and_declared_jobs_resume() -> anyhow::R
         listen_address: listen,
         ..Default::default()
     };
-    let pool = TestPool::start(tp.running.listen_address, options()).await?;
-    let (jds_stop, jds) = start_jd_server(free_address(), &tp).await?;
-    let stop = CancellationToken::new();
-    let mut config = jd_client_config(&tp, &pool, jds.listen_address, 40_000.0);
+    let Running {
+        dir: _stack_dir,
+        tp,
+        pool,
+        jd_server,
+        stop,
+        ..
+    } = no_blocks_stack(options(), loopback_any_port())
+        .start()
+        .await?;
+    let jds = jd_server.expect("a jd-server");
+    let mut config = jd_client_config(&tp, &pool, jds.address(), 40_000.0);
     config.locking_key = Some(test_key("jdc-pool-restart"));
     // Slow to come back: another miner reaches the restarted pool first.
     config.reconnect_initial = Duration::from_secs(2);
@@ -389,23 +396,7 @@ async fn a_pool_restart_keeps_the_miners_and_declared_jobs_resume() -> anyhow::R
     let s = jdc.stats.clone();
     pool_channel_open(&jdc).await?;
     // An SV1 miner through the translator (extended channel) and an SV2 miner (standard).
-    let translator = translator::start(
-        translator::TranslatorRunConfig {
-            nominal_hashrate: 20_000.0,
-            ..translator_config(jdc.listen_address, "jdc-translator", None, 1.0e12)
-        },
-        stop.clone(),
-    )
-    .await?;
-    let sv1 = mining_device_sv1::start(
-        mining_device_sv1::Sv1MinerOptions {
-            address: translator.downstream_address,
-            user: "erin.rig".into(),
-            threads: 1,
-            limit_hashrate: Some(20_000.0),
-        },
-        stop.clone(),
-    );
+    let (translator, sv1) = sv1_behind(&jdc, 20_000.0, "erin.rig", &stop).await?;
     let mut options_sv2 = miner_options(jdc.listen_address, "sv2-rig", 20_000.0, true);
     options_sv2.locking_key = None;
     let sv2 = mining_device::start(options_sv2, stop.clone());
@@ -493,5 +484,5 @@ async fn a_pool_restart_keeps_the_miners_and_declared_jobs_resume() -> anyhow::R
     assert_eq!(translator.stats.pool_connections.load(Ordering::Relaxed), 1);
     assert!(count(&s, |s| &s.custom_jobs_set) > jobs_before);
 
-    stop_all(stop, jdc, (jds_stop, jds), pool, tp).await
+    stop_all(stop, jdc, jds, pool, tp).await
 }

@@ -52,20 +52,8 @@ async fn wallet_balance_is_exactly_the_ehash_of_accepted_work() -> anyhow::Resul
     let ledger = pool.running.ledger.clone();
     let unit = pool.running.config.unit_work.work().hashes();
     // The last whole unit of accrued work becomes a batch, and every batch gets its quote.
-    wait_until(
-        Duration::from_secs(20),
-        "the last batch answered",
-        || async {
-            let settled = ledger
-                .accrual(&key)
-                .await
-                .ok()
-                .flatten()
-                .is_some_and(|a| a.pending.hashes() < unit);
-            settled && ledger.open_batches().await.is_ok_and(|b| b.is_empty())
-        },
-    )
-    .await?;
+    pool.wait_until_settled(&key, Duration::from_secs(20))
+        .await?;
     let batches = ledger.batches_of(&key).await?;
     let issued: u64 = batches.iter().map(|b| b.amount).sum();
     assert!(issued > 0);

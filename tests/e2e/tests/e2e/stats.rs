@@ -2,15 +2,13 @@
 //! miner mines through the translator. Both services see the channel / miner, hashrate samples
 //! from accepted work, health, and exactly the ehash that was issued and is in the wallet.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use hashpool_e2e::{
-    init_tracing, open_wallet, promtool_check, start_stats, stats_get, stats_reporter,
-    translator_config, wait_until, PoolOptions, TestMint, TestPool, TestProvider,
+    init_tracing, promtool_check, start_stats, stats_get, stats_reporter, sv1_miner_options,
+    wait_until, PoolOptions, Stack,
 };
 use hashpool_stats::Role;
-use hashpool_wallet::Minter;
-use mining_device_sv1::Sv1MinerOptions;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use translator::stats_report::StatsReporting;
@@ -38,33 +36,23 @@ async fn pool_and_translator_stats_reach_their_services() -> anyhow::Result<()> 
     let stats_pool = start_stats(&dir.path().join("sp"), Role::Pool, stop.clone()).await?;
     let stats_proxy = start_stats(&dir.path().join("sx"), Role::Translator, stop.clone()).await?;
 
-    let tp =
-        TestProvider::start(dir.path(), hashpool_e2e::loopback_any_port(), HARD_NBITS, 0).await?;
-    let pool = TestPool::start(
-        tp.running.listen_address,
-        PoolOptions {
+    // The translator mines into the wallet's key and mints with its minter.
+    let stack = Stack::new()
+        .nbits(HARD_NBITS)
+        .with_pool(PoolOptions {
             shares_per_minute: 120.0,
             stats_reporting: Some(pool::config::StatsReporting {
                 reporter: stats_reporter(&stats_pool, Role::Pool, "pool-7"),
                 interval: Duration::from_millis(500),
             }),
             ..Default::default()
-        },
-    )
-    .await?;
-    let mint_dir = tempfile::tempdir()?;
-    let mint = TestMint::start(mint_dir.path(), pool.running.mint_link_address).await?;
-    let wallet_dir = tempfile::tempdir()?;
-    let wallet = Arc::new(open_wallet(wallet_dir.path(), &mint.url()).await?);
-    let key = wallet.sv2_locking_key();
-    let minter = Minter::spawn(wallet.clone(), Duration::from_secs(3600), stop.clone());
-    let translator = translator::start_with_limits(
-        translator_config(pool.address(), "translator-stats", Some(key), 20_000.0),
-        translator::Sv1Limits::default(),
-        Some(minter),
-        stop.clone(),
-    )
-    .await?;
+        })
+        .with_wallet()
+        .with_translator("translator-stats", 20_000.0, |_| {})
+        .start()
+        .await?;
+    let (pool, wallet) = (&stack.pool, stack.wallet());
+    let translator = &stack.translator().running;
     translator::stats_report::spawn(
         translator.stats.clone(),
         Some(wallet.clone()),
@@ -77,12 +65,7 @@ async fn pool_and_translator_stats_reach_their_services() -> anyhow::Result<()> 
     );
     let miner_stop = CancellationToken::new();
     let miner = mining_device_sv1::start(
-        Sv1MinerOptions {
-            address: translator.downstream_address,
-            user: "alice.rig1".into(),
-            threads: 1,
-            limit_hashrate: Some(30_000.0),
-        },
+        sv1_miner_options(translator.downstream_address, "alice.rig1", 30_000.0),
         miner_stop.clone(),
     );
 
@@ -186,8 +169,5 @@ async fn pool_and_translator_stats_reach_their_services() -> anyhow::Result<()> 
     }
 
     stop.cancel();
-    pool.stop().await?;
-    tp.stop().await?;
-    mint.stop().await?;
-    Ok(())
+    stack.stop().await
 }

@@ -7,7 +7,7 @@ use common_messages_sv2::Protocol;
 use hashpool_e2e::{
     init_tracing, loopback_any_port, public_key,
     raw_client::{setup_connection, RawClient},
-    TestProvider, REGTEST_NBITS,
+    wait_until, TestProvider, REGTEST_NBITS,
 };
 use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned, TemplateDistributionOwned};
 use template_distribution_sv2::{CoinbaseOutputConstraints, RequestTransactionData};
@@ -26,8 +26,11 @@ async fn serves_templates_tips_and_transaction_data() -> anyhow::Result<()> {
     init_tracing();
     let dir = tempfile::tempdir()?;
     let tp = TestProvider::start(dir.path(), loopback_any_port(), REGTEST_NBITS, 50).await?;
-    // Let a few synthetic transactions arrive.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // A few synthetic transactions first, so the first template carries fees.
+    wait_until(WAIT, "synthetic transactions in the mempool", || async {
+        tp.status().await.is_ok_and(|s| s.mempool_size >= 3)
+    })
+    .await?;
     let mut c = RawClient::connect(tp.running.listen_address, Some(public_key())).await?;
     c.send(CommonMessagesOwned::SetupConnection(setup_connection(
         Protocol::TemplateDistributionProtocol,

@@ -7,12 +7,11 @@
 use std::{sync::atomic::Ordering, time::Duration};
 
 use hashpool_e2e::{
-    init_tracing, loopback_any_port, open_wallet, test_key, translator_config, wait_until,
-    PoolOptions, Stack, TestPool, TestProvider,
+    free_address, init_tracing, loopback_any_port, open_wallet, sv1_miner_options, test_key,
+    wait_until, PoolOptions, Running, Stack, TestPool,
 };
-use mining_device_sv1::Sv1MinerOptions;
 use tokio_util::sync::CancellationToken;
-use translator::{ChannelMode, TranslatorRunConfig, TranslatorStats};
+use translator::{ChannelMode, TranslatorStats};
 
 const HARD_NBITS: u32 = 0x1e0f_ffff;
 
@@ -64,12 +63,11 @@ async fn sv1_miners_mine_on_the_pool_and_hear_only_the_pools_verdicts() -> anyho
         .iter()
         .map(|u| {
             mining_device_sv1::start(
-                Sv1MinerOptions {
-                    address: translator.downstream_address,
-                    user: format!("alice.{u}"),
-                    threads: 1,
-                    limit_hashrate: Some(30_000.0),
-                },
+                sv1_miner_options(
+                    translator.downstream_address,
+                    &format!("alice.{u}"),
+                    30_000.0,
+                ),
                 miners_stop.clone(),
             )
         })
@@ -139,20 +137,8 @@ async fn sv1_miners_mine_on_the_pool_and_hear_only_the_pools_verdicts() -> anyho
 
     // The translator's wallet holds exactly the ehash of the work accepted from it.
     let unit = pool.running.config.unit_work.work().hashes();
-    wait_until(
-        Duration::from_secs(20),
-        "the last batch answered",
-        || async {
-            let settled = ledger
-                .accrual(&key)
-                .await
-                .ok()
-                .flatten()
-                .is_some_and(|a| a.pending.hashes() < unit);
-            settled && ledger.open_batches().await.is_ok_and(|b| b.is_empty())
-        },
-    )
-    .await?;
+    pool.wait_until_settled(&key, Duration::from_secs(20))
+        .await?;
     let issued: u64 = ledger
         .batches_of(&key)
         .await?
@@ -308,47 +294,44 @@ async fn per_miner_channels_are_reopened_when_the_pool_returns() -> anyhow::Resu
 
 async fn pool_away(channel_mode: ChannelMode) -> anyhow::Result<()> {
     init_tracing();
-    let dir = tempfile::tempdir()?;
-    let tp = TestProvider::start(dir.path(), loopback_any_port(), HARD_NBITS, 0).await?;
-    let listen = hashpool_e2e::free_address();
+    // The pool is stopped and started again at its address, on its ledger: the test holds the
+    // stack's parts.
+    let ledger_dir = tempfile::tempdir()?;
+    let listen = free_address();
     let options = || PoolOptions {
         shares_per_minute: 120.0,
         share_batch_size: 1,
-        ledger_path: dir.path().join("ledger.sqlite"),
+        ledger_path: ledger_dir.path().join("ledger.sqlite"),
         listen_address: listen,
         ..Default::default()
     };
-    let pool = TestPool::start(tp.running.listen_address, options()).await?;
     let key = test_key("away");
-    let stop = CancellationToken::new();
-    let translator = translator::start(
-        translator::TranslatorRunConfig {
-            nominal_hashrate: 30_000.0,
-            channel_mode,
-            // Aggregated: every share the miner finds is at the channel's target, so every
-            // "accepted" it hears is the pool's. Per miner: its channel starts at 20 kH/s.
-            ..translator_config(
-                listen,
-                "translator-away",
-                Some(key),
-                match channel_mode {
-                    ChannelMode::Aggregated => 1.0e12,
-                    ChannelMode::PerMiner => 20_000.0,
-                },
-            )
-        },
-        stop.clone(),
-    )
-    .await?;
-    let miner = mining_device_sv1::start(
-        Sv1MinerOptions {
-            address: translator.downstream_address,
-            user: "carol.rig".into(),
-            threads: 1,
-            limit_hashrate: Some(20_000.0),
-        },
-        stop.clone(),
-    );
+    // Aggregated: every share the miner finds is at the channel's target, so every "accepted"
+    // it hears is the pool's. Per miner: its channel starts at 20 kH/s.
+    let initial_hashrate = match channel_mode {
+        ChannelMode::Aggregated => 1.0e12,
+        ChannelMode::PerMiner => 20_000.0,
+    };
+    let stack = Stack::new()
+        .nbits(HARD_NBITS)
+        .with_pool(options())
+        .with_translator("translator-away", initial_hashrate, move |c| {
+            c.nominal_hashrate = 30_000.0;
+            c.channel_mode = channel_mode;
+            c.locking_key = Some(key);
+        })
+        .start()
+        .await?;
+    let miner = stack.sv1_miner("carol.rig", 20_000.0);
+    let Running {
+        dir: _stack_dir,
+        tp,
+        pool,
+        translator,
+        stop,
+        ..
+    } = stack;
+    let translator = translator.expect("a translator").running;
     let acked =
         |m: &mining_device_sv1::Sv1Miner| m.stats.shares_acknowledged.load(Ordering::Relaxed);
     wait_until(Duration::from_secs(60), "shares accepted", || async {
@@ -409,53 +392,43 @@ async fn pool_away(channel_mode: ChannelMode) -> anyhow::Result<()> {
         "told {total} accepted, ledger has {accrued}"
     );
     pool.stop().await?;
-    tp.stop().await?;
-    Ok(())
+    tp.stop().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_channel_per_miner_retargeted_by_the_miners_vardiff() -> anyhow::Result<()> {
     init_tracing();
-    let dir = tempfile::tempdir()?;
-    let tp = TestProvider::start(dir.path(), loopback_any_port(), HARD_NBITS, 0).await?;
-    let pool = TestPool::start(
-        tp.running.listen_address,
-        PoolOptions {
+    let key = test_key("per-miner");
+    let mut stack = Stack::new()
+        .nbits(HARD_NBITS)
+        .with_pool(PoolOptions {
             shares_per_minute: 120.0,
             // Batches never fill: each miner hears its verdicts through the pool's
             // acknowledgement deadline.
             share_batch_size: 1_000,
             share_ack_interval_ms: 300,
             ..Default::default()
-        },
-    )
-    .await?;
-    let key = test_key("per-miner");
-    let stop = CancellationToken::new();
-    let translator = translator::start(
-        TranslatorRunConfig {
-            channel_mode: ChannelMode::PerMiner,
-            // Far under the miners' real rate: vardiff must raise it.
-            ..translator_config(pool.address(), "translator-pm", Some(key), 1_000.0)
-        },
-        stop.clone(),
-    )
-    .await?;
+        })
+        // Its miners start far under their real rate: vardiff must raise it.
+        .with_translator("translator-pm", 1_000.0, move |c| {
+            c.channel_mode = ChannelMode::PerMiner;
+            c.locking_key = Some(key);
+        })
+        .start()
+        .await?;
+    // Stopped before the ledger is read; the rest of the stack after.
+    let translator = stack.translator.take().expect("a translator").running;
+    let (pool, stop) = (&stack.pool, &stack.stop);
     let stats = translator.stats.clone();
     let miner = |user: &str, stop: &CancellationToken| {
         mining_device_sv1::start(
-            Sv1MinerOptions {
-                address: translator.downstream_address,
-                user: user.into(),
-                threads: 1,
-                limit_hashrate: Some(30_000.0),
-            },
+            sv1_miner_options(translator.downstream_address, user, 30_000.0),
             stop.clone(),
         )
     };
-    let first_stop = CancellationToken::new();
+    let (first_stop, second_stop) = (CancellationToken::new(), CancellationToken::new());
     let first = miner("erin.rig1", &first_stop);
-    let second = miner("erin.rig2", &stop);
+    let second = miner("erin.rig2", &second_stop);
     let channels = || async {
         pool.extended_channels()
             .await
@@ -490,8 +463,11 @@ async fn a_channel_per_miner_retargeted_by_the_miners_vardiff() -> anyhow::Resul
         || async { channels().await.len() == 1 },
     )
     .await?;
-    stop.cancel();
+    // The miner goes before the translator: the shares its shutdown leaves unanswered reach
+    // no miner.
+    second_stop.cancel();
     second.task.await?;
+    stop.cancel();
     translator.task.await?;
     // Every share a miner was told was accepted is a share the pool accepted.
     let acked = first.stats.shares_acknowledged.load(Ordering::Relaxed)
@@ -518,7 +494,5 @@ async fn a_channel_per_miner_retargeted_by_the_miners_vardiff() -> anyhow::Resul
         heard <= stale_refusals(&stats),
         "{heard} refused: {stats:?}"
     );
-    pool.stop().await?;
-    tp.stop().await?;
-    Ok(())
+    stack.stop().await
 }

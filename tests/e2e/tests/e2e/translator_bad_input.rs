@@ -6,21 +6,14 @@
 use std::{sync::atomic::Ordering, time::Duration};
 
 use futures::{SinkExt, StreamExt};
-use hashpool_e2e::{
-    init_tracing, loopback_any_port, test_key, translator_config, wait_until, PoolOptions,
-    TestPool, TestProvider,
-};
+use hashpool_e2e::{init_tracing, test_key, wait_until, PoolOptions, Stack};
 use hashpool_sv1::{
     difficulty_to_target, error_code, merkle_root, parse_server_line, prev_hash_from_sv1, Notify,
     ServerMessage, ShareHeader, MAX_LINE_LEN,
 };
-use mining_device_sv1::Sv1MinerOptions;
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
-use tokio_util::{
-    codec::{Framed, LinesCodec},
-    sync::CancellationToken,
-};
+use tokio_util::codec::{Framed, LinesCodec};
 use translator::{Sv1Limits, TranslatorStats};
 
 const HARD_NBITS: u32 = 0x1e0f_ffff;
@@ -138,46 +131,26 @@ pub(crate) fn code(answer: &(Value, Option<(i64, String)>)) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_sv1_input_gets_json_rpc_errors_and_the_proxy_keeps_working() -> anyhow::Result<()> {
     init_tracing();
-    let dir = tempfile::tempdir()?;
-    let tp = TestProvider::start(dir.path(), loopback_any_port(), HARD_NBITS, 0).await?;
-    let pool = TestPool::start(
-        tp.running.listen_address,
-        PoolOptions {
+    let stack = Stack::new()
+        .nbits(HARD_NBITS)
+        .with_pool(PoolOptions {
             shares_per_minute: 120.0,
             ..Default::default()
-        },
-    )
-    .await?;
-    let stop = CancellationToken::new();
-    let translator = translator::start_with_limits(
-        translator::TranslatorRunConfig {
-            nominal_hashrate: 30_000.0,
-            ..translator_config(
-                pool.address(),
-                "translator-bad-input",
-                Some(test_key("bad-input")),
-                20_000.0,
-            )
-        },
+        })
+        .with_translator("translator-bad-input", 20_000.0, |c| {
+            c.nominal_hashrate = 30_000.0;
+            c.locking_key = Some(test_key("bad-input"));
+        })
         // A floor under the difficulty the raw client suggests below: here a suggestion is
         // honoured (translator_limits.rs tests the floor).
-        Sv1Limits {
+        .translator_limits(Sv1Limits {
             min_share_difficulty: 1e-9,
             ..Sv1Limits::default()
-        },
-        None,
-        stop.clone(),
-    )
-    .await?;
-    let honest = mining_device_sv1::start(
-        Sv1MinerOptions {
-            address: translator.downstream_address,
-            user: "honest.rig".into(),
-            threads: 1,
-            limit_hashrate: Some(20_000.0),
-        },
-        stop.clone(),
-    );
+        })
+        .start()
+        .await?;
+    let translator = &stack.translator().running;
+    let honest = stack.sv1_miner("honest.rig", 20_000.0);
 
     let stream = TcpStream::connect(translator.downstream_address).await?;
     let mut c = Framed::new(stream, LinesCodec::new_with_max_length(MAX_LINE_LEN));
@@ -335,10 +308,7 @@ async fn bad_sv1_input_gets_json_rpc_errors_and_the_proxy_keeps_working() -> any
     )
     .await?;
     assert_eq!(honest.stats.shares_rejected.load(Ordering::Relaxed), 0);
-    stop.cancel();
+    stack.stop.cancel();
     honest.task.await?;
-    translator.task.await?;
-    pool.stop().await?;
-    tp.stop().await?;
-    Ok(())
+    stack.stop().await
 }

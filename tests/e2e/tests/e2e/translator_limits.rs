@@ -5,17 +5,13 @@
 //! ones remembered stay duplicates); and /metrics counts each refusal by its reason.
 
 use hashpool_e2e::{
-    init_tracing, loopback_any_port, metric_value, promtool_check, test_key, translator_config,
-    PoolOptions, TestPool, TestProvider,
+    init_tracing, loopback_any_port, metric_value, promtool_check, test_key, PoolOptions, Stack,
 };
 use hashpool_sv1::{difficulty_to_target, error_code, Notify, MAX_LINE_LEN};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
-use tokio_util::{
-    codec::{Framed, LinesCodec},
-    sync::CancellationToken,
-};
-use translator::{Sv1Limits, TranslatorRunConfig, TranslatorStats};
+use tokio_util::codec::{Framed, LinesCodec};
+use translator::{Sv1Limits, TranslatorStats};
 
 use crate::translator_bad_input::{ask_heard, code, grind_from, read, Heard, Lines};
 
@@ -42,34 +38,27 @@ fn submit(id: u64, n: &Notify, extranonce2: &str, nonce: u32) -> String {
 async fn a_miner_gets_no_difficulty_under_the_floor_and_a_bounded_share_memory(
 ) -> anyhow::Result<()> {
     init_tracing();
-    let dir = tempfile::tempdir()?;
-    let tp = TestProvider::start(dir.path(), loopback_any_port(), NO_BLOCK_NBITS, 0).await?;
-    let pool = TestPool::start(
-        tp.running.listen_address,
-        PoolOptions {
-            shares_per_minute: 120.0,
-            ..Default::default()
-        },
-    )
-    .await?;
-    let stop = CancellationToken::new();
     // The shipped default floor; a share memory small enough to fill by hand.
     let limits = Sv1Limits {
         max_shares_per_job: 4,
         ..Sv1Limits::default()
     };
     let floor = limits.min_share_difficulty;
-    let config = TranslatorRunConfig {
-        nominal_hashrate: 30_000.0,
-        ..translator_config(
-            pool.address(),
-            "translator-limits",
-            Some(test_key("limits")),
-            20_000.0,
-        )
-    };
-    let mode = config.channel_mode;
-    let translator = translator::start_with_limits(config, limits, None, stop.clone()).await?;
+    let stack = Stack::new()
+        .nbits(NO_BLOCK_NBITS)
+        .with_pool(PoolOptions {
+            shares_per_minute: 120.0,
+            ..Default::default()
+        })
+        .with_translator("translator-limits", 20_000.0, |c| {
+            c.nominal_hashrate = 30_000.0;
+            c.locking_key = Some(test_key("limits"));
+        })
+        .translator_limits(limits)
+        .start()
+        .await?;
+    let (pool, stop) = (&stack.pool, &stack.stop);
+    let (translator, mode) = (&stack.translator().running, stack.translator().channel_mode);
     let stats = translator.stats.clone();
     let monitoring =
         translator::monitoring::serve(loopback_any_port(), stats.clone(), None, mode, stop.clone())
@@ -77,12 +66,8 @@ async fn a_miner_gets_no_difficulty_under_the_floor_and_a_bounded_share_memory(
 
     // The pool may still be waiting for its first template when the translator's channel
     // opens: the first job comes when it has one.
-    hashpool_e2e::wait_until(
-        std::time::Duration::from_secs(60),
-        "the pool to have work",
-        || async { pool.running.jobs.has_work() },
-    )
-    .await?;
+    pool.wait_for_work(std::time::Duration::from_secs(60))
+        .await?;
     let stream = TcpStream::connect(translator.downstream_address).await?;
     let mut c = Framed::new(stream, LinesCodec::new_with_max_length(MAX_LINE_LEN));
     let mut heard = Heard::default();
@@ -247,9 +232,5 @@ async fn a_miner_gets_no_difficulty_under_the_floor_and_a_bounded_share_memory(
     );
 
     drop(c);
-    stop.cancel();
-    translator.task.await?;
-    pool.stop().await?;
-    tp.stop().await?;
-    Ok(())
+    stack.stop().await
 }

@@ -9,10 +9,9 @@ use std::{path::PathBuf, process::Stdio, time::Duration};
 use fantoccini::{ClientBuilder, Locator};
 use hashpool_e2e::{
     free_address, init_tracing, loopback_any_port, start_stats, stats_get, stats_reporter,
-    translator_config, wait_until, wallet_config, PoolOptions, TestMint, TestPool, TestProvider,
+    sv1_miner_options, translator_config, wait_until, wallet_config, PoolOptions, Stack,
 };
 use hashpool_stats::Role;
-use mining_device_sv1::Sv1MinerOptions;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use translator::{
@@ -110,21 +109,20 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
     let stop = CancellationToken::new();
     let stats_pool = start_stats(&dir.path().join("sp"), Role::Pool, stop.clone()).await?;
     let stats_proxy = start_stats(&dir.path().join("sx"), Role::Translator, stop.clone()).await?;
-    let tp = TestProvider::start(dir.path(), loopback_any_port(), HARD_NBITS, 0).await?;
-    let pool = TestPool::start(
-        tp.running.listen_address,
-        PoolOptions {
+    let stack = Stack::new()
+        .nbits(HARD_NBITS)
+        .with_pool(PoolOptions {
             shares_per_minute: 120.0,
             stats_reporting: Some(pool::config::StatsReporting {
                 reporter: stats_reporter(&stats_pool, Role::Pool, "pool-1"),
                 interval: Duration::from_millis(500),
             }),
             ..Default::default()
-        },
-    )
-    .await?;
-    let mint_dir = tempfile::tempdir()?;
-    let mint = TestMint::start(mint_dir.path(), pool.running.mint_link_address).await?;
+        })
+        .with_mint()
+        .start()
+        .await?;
+    let (pool, mint) = (&stack.pool, stack.mint());
     let wallet_dir = tempfile::tempdir()?;
     // The translator as its binary runs it: wallet, wallet API, stats reporting, monitoring.
     let token_path = translator::wallet_api::default_token_path(&wallet_dir.path().join("w"));
@@ -185,12 +183,7 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
 
     let miner_stop = CancellationToken::new();
     let miner = mining_device_sv1::start(
-        Sv1MinerOptions {
-            address: translator.downstream_address,
-            user: "alice.rig1".into(),
-            threads: 1,
-            limit_hashrate: Some(30_000.0),
-        },
+        sv1_miner_options(translator.downstream_address, "alice.rig1", 30_000.0),
         miner_stop.clone(),
     );
     // Mine until the wallet holds ehash and the pool's hashrate has a few samples.
@@ -381,8 +374,5 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
 
     browser.close().await?;
     stop.cancel();
-    pool.stop().await?;
-    tp.stop().await?;
-    mint.stop().await?;
-    Ok(())
+    stack.stop().await
 }

@@ -9,27 +9,15 @@ use super::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pool_sets_only_declared_jobs_and_credits_their_shares() -> anyhow::Result<()> {
     use bitcoin::Target;
-    use hashpool_e2e::{test_key, wait_until, PoolOptions, TestPool};
+    use hashpool_e2e::test_key;
     use mining_sv2::{
         OpenExtendedMiningChannelOwned, SetCustomMiningJobOwned, SubmitSharesExtendedOwned,
     };
     use parsers_sv2::MiningOwned;
 
     let s = setup().await?;
-    let ledger_dir = tempfile::tempdir()?;
-    let pool = TestPool::start(
-        s.tp.running.listen_address,
-        PoolOptions {
-            jd_server_public_key: Some(public_key()),
-            ledger_path: ledger_dir.path().join("ledger.sqlite"),
-            ..PoolOptions::default()
-        },
-    )
-    .await?;
-    wait_until(WAIT, "the pool to have work", || async {
-        pool.running.jobs.has_work()
-    })
-    .await?;
+    let pool = &s.stack.pool;
+    pool.wait_for_work(WAIT).await?;
 
     // The jd-client's channel on the pool, its ehash locked to its key.
     let key = test_key("jdc");
@@ -220,7 +208,5 @@ async fn the_pool_sets_only_declared_jobs_and_credits_their_shares() -> anyhow::
     assert_eq!(accrual.shares, 2);
     assert_eq!(accrual.total.hashes(), credited);
 
-    pool.stop().await?;
-    s.shutdown.cancel();
-    s.tp.stop().await
+    s.stack.stop().await
 }
