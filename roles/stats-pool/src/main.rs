@@ -1,6 +1,4 @@
-use clap::Parser;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    stats_pool::run(stats_pool::Args::parse()).await
+    stats_pool::main().await
 }

@@ -1,58 +1,34 @@
-//! web-pool's command line (the binary is a thin wrapper).
+//! web-pool's command line (the binary is a thin wrapper): the dashboards' shared flags and run
+//! loop ([`hashpool_web::cli`]) with web-pool's defaults and config.
 
-use std::path::PathBuf;
-
-use anyhow::Context;
-use clap::Parser;
 use hashpool_config::PoolGlobalConfig;
+pub use hashpool_web::cli::Args;
+use hashpool_web::{cli::Binary, settings::WebFile};
 
 use crate::WebPoolConfig;
 
 /// Hashpool web-pool: the operator's dashboard.
-#[derive(Parser, Debug)]
-#[command(version)]
-pub struct Args {
-    /// Role config (TOML).
-    #[arg(short, long, default_value = "config/web-pool.config.toml")]
-    pub config: PathBuf,
-    /// Shared pool-side topology (TOML).
-    #[arg(short, long, default_value = "config/shared/pool.toml")]
-    pub global_config: PathBuf,
-    /// Also log to this file (rotated daily).
-    #[arg(short = 'f', long)]
-    pub log_file: Option<PathBuf>,
-}
+pub const BINARY: Binary = Binary::new(
+    "web-pool",
+    "Hashpool web-pool: the operator's dashboard",
+    "config/web-pool.config.toml",
+)
+.global_config(
+    "config/shared/pool.toml",
+    "Shared pool-side topology (TOML)",
+);
 
 /// Both files combined: every address comes from the shared topology.
 pub fn load(args: &Args) -> anyhow::Result<WebPoolConfig> {
-    let global: PoolGlobalConfig = hashpool_config::load(&args.global_config)?;
-    let own: hashpool_web::settings::WebFile = hashpool_config::load(&args.config)?;
-    let own = own
-        .checked()
-        .map_err(|e| anyhow::anyhow!("config {}: {e}", args.config.display()))?;
+    let (global, web) = args.load_files::<PoolGlobalConfig, _, _>(WebFile::checked)?;
     Ok(WebPoolConfig {
         address: global.web.address,
         stats_url: format!("http://{}", global.stats.http_address),
         pool_monitoring_url: format!("http://{}", global.pool.monitoring_address),
         mint_url: format!("http://{}", global.mint.http_address),
-        refresh_secs: own.refresh_secs,
-        allowed_hosts: own.allowed_hosts,
+        refresh_secs: web.refresh_secs,
+        allowed_hosts: web.allowed_hosts,
     })
-}
-
-/// Runs until SIGINT/SIGTERM.
-pub async fn run(args: Args) -> anyhow::Result<()> {
-    let args = &args;
-    hashpool_role::run("web-pool", args.log_file.as_deref(), |shutdown| async move {
-        let config = load(args)?;
-        let address = config.address;
-        let running = crate::start(config, shutdown)
-            .await
-            .with_context(|| format!("binding {address}"))?;
-        tracing::info!(address = %running.address, "web-pool: open http://{}/", running.address);
-        Ok(running.task)
-    })
-    .await
 }
 
 #[cfg(test)]
@@ -61,13 +37,7 @@ mod tests {
 
     #[test]
     fn shipped_local_configs_load() {
-        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let config = load(&Args {
-            config: repo.join("config/web-pool.config.toml"),
-            global_config: repo.join("config/shared/pool.toml"),
-            log_file: None,
-        })
-        .unwrap();
+        let config = load(&BINARY.shipped_args()).unwrap();
         assert_eq!(config.address.port(), 8081);
         assert_eq!(config.stats_url, "http://127.0.0.1:8091");
     }

@@ -6,18 +6,15 @@ pub mod cli;
 
 use std::{net::SocketAddr, sync::Arc};
 
-use axum::{
-    extract::{Query, State},
-    response::{Html, Response},
-    routing::get,
-    Json, Router,
-};
+use axum::{extract::State, response::Html, routing::get, Json, Router};
 use hashpool_web::{
-    chart, page, range_secs, series, svg_response, units, unix_now, upstream::Upstream,
+    page,
+    stats_charts::Titles,
+    units, unix_now,
+    upstream::{answers, latest_hashrate, Upstream},
+    Dashboard, Running,
 };
-use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Where web-pool listens and what it reads, from the shared pool topology.
@@ -43,42 +40,30 @@ struct AppState {
     upstream: Upstream,
 }
 
-pub struct RunningWebPool {
-    pub address: SocketAddr,
-    pub task: tokio::task::JoinHandle<()>,
+pub async fn start(config: WebPoolConfig, shutdown: CancellationToken) -> std::io::Result<Running> {
+    dashboard(config).serve(shutdown).await
 }
 
-pub async fn start(
-    config: WebPoolConfig,
-    shutdown: CancellationToken,
-) -> std::io::Result<RunningWebPool> {
-    let listener = TcpListener::bind(config.address).await?;
-    let address = listener.local_addr()?;
-    let allowed = hashpool_web::guard::AllowedHosts::for_address(address, &config.allowed_hosts);
-    let app = router(config).layer(axum::middleware::from_fn_with_state(
-        allowed,
-        hashpool_web::guard::same_host,
-    ));
-    let task = tokio::spawn(async move {
-        let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
-        if let Err(e) = server.await {
-            tracing::warn!("web-pool server stopped: {e}");
-        }
-    });
-    Ok(RunningWebPool { address, task })
-}
+/// The charts' titles.
+const CHARTS: Titles = Titles {
+    hashrate: "Pool hashrate",
+    issuance: "ehash issued",
+};
 
-pub fn router(config: WebPoolConfig) -> Router {
+/// The page and its API, ready to serve.
+pub fn dashboard(config: WebPoolConfig) -> Dashboard {
+    let upstream = Upstream::default();
+    let charts = CHARTS.routes(upstream.clone(), config.stats_url.clone());
+    let listen = (config.address, config.allowed_hosts.clone());
     let state = AppState {
         config: Arc::new(config),
-        upstream: Upstream::default(),
+        upstream,
     };
-    Router::new()
+    let app = Router::new()
         .route("/", get(index))
         .route("/api/summary", get(summary))
-        .route("/chart/hashrate.svg", get(hashrate_chart))
-        .route("/chart/issuance.svg", get(issuance_chart))
-        .with_state(state)
+        .with_state(state);
+    Dashboard::new(cli::BINARY.name, listen, app.merge(charts))
 }
 
 async fn index(State(s): State<AppState>) -> Html<String> {
@@ -89,22 +74,16 @@ async fn index(State(s): State<AppState>) -> Html<String> {
   <div class="card"><div class="label">ehash issued</div><div class="value" id="ehash">–</div></div>
   <div class="card"><div class="label">Proxies / channels</div><div class="value" id="connected">–</div></div>
 </div>
-<section><h2>Pool hashrate {hr_ranges}</h2><div class="chart" id="hashrate-chart"></div></section>
+{hashrate_chart}
 <section><h2>Services</h2><table id="health"><tr><td class="empty">loading…</td></tr></table></section>
 <section><h2>Connected proxies and channels</h2><table id="channels"><tr><td class="empty">loading…</td></tr></table></section>
 <section><h2>Blocks found</h2><table id="blocks"><tr><td class="empty">loading…</td></tr></table></section>
-<section><h2>ehash issued {is_ranges}</h2><div class="chart" id="issuance-chart"></div></section>"#,
-        hr_ranges = page::ranges("hashrate-ranges"),
-        is_ranges = page::ranges("issuance-ranges"),
+{issuance_chart}"#,
+        hashrate_chart = page::chart("Pool hashrate", "hashrate"),
+        issuance_chart = page::chart("ehash issued", "issuance"),
     );
     let script = format!(
-        r#"let hashrateRange = '1h', issuanceRange = '1h';
-const charts = () => Promise.all([
-  hp.chart('hashrate-chart', '/chart/hashrate.svg?range=' + hashrateRange),
-  hp.chart('issuance-chart', '/chart/issuance.svg?range=' + issuanceRange),
-]);
-hp.ranges('hashrate-ranges', r => {{ hashrateRange = r; charts(); }});
-hp.ranges('issuance-ranges', r => {{ issuanceRange = r; charts(); }});
+        r#"const charts = hp.charts(['hashrate', 'issuance']);
 hp.refresh({refresh}, async () => {{
   const s = await hp.json('/api/summary');
   document.getElementById('hashrate').textContent = s.hashrate_text;
@@ -152,26 +131,9 @@ async fn summary(State(s): State<AppState>) -> Json<Value> {
         u.up(&urls[6]),
         u.up(&urls[7]),
     );
-    let mut errors = Vec::new();
-    let mut ok = |r: Result<Value, String>| {
-        r.unwrap_or_else(|e| {
-            errors.push(e);
-            Value::Null
-        })
-    };
-    let (health, hashrate, channels, downstreams, blocks, issuance) = (
-        ok(health),
-        ok(hashrate),
-        ok(channels),
-        ok(downstreams),
-        ok(blocks),
-        ok(issuance),
-    );
-    let latest = hashrate["samples"]
-        .as_array()
-        .and_then(|s| s.last())
-        .and_then(|s| s["hashrate"].as_f64())
-        .unwrap_or(0.0);
+    let ([health, hashrate, channels, downstreams, blocks, issuance], errors) =
+        answers([health, hashrate, channels, downstreams, blocks, issuance]);
+    let latest = latest_hashrate(&hashrate);
     let reported = |name: &str| {
         health["services"]
             .as_array()
@@ -246,49 +208,4 @@ async fn summary(State(s): State<AppState>) -> Json<Value> {
         "health": health_rows,
         "errors": errors,
     }))
-}
-
-#[derive(Deserialize)]
-struct RangeQuery {
-    range: Option<String>,
-}
-
-async fn hashrate_chart(State(s): State<AppState>, Query(q): Query<RangeQuery>) -> Response {
-    let (label, range) = range_secs(q.range.as_deref());
-    let url = format!("{}/api/v1/hashrate?range={label}", s.config.stats_url);
-    svg_response(
-        async {
-            let v = s.upstream.get(&url).await?;
-            chart::line_chart(
-                &format!("Pool hashrate, last {label}"),
-                "H/s",
-                &series(&v, "samples", "hashrate"),
-                unix_now(),
-                range,
-            )
-        }
-        .await,
-    )
-}
-
-async fn issuance_chart(State(s): State<AppState>, Query(q): Query<RangeQuery>) -> Response {
-    let (label, range) = range_secs(q.range.as_deref());
-    let url = format!(
-        "{}/api/v1/issuance?range={label}&limit=1",
-        s.config.stats_url
-    );
-    svg_response(
-        async {
-            let v = s.upstream.get(&url).await?;
-            chart::bar_chart(
-                &format!("ehash issued, last {label}"),
-                "hash",
-                &series(&v, "buckets", "amount"),
-                v["bucket_secs"].as_i64().unwrap_or(60),
-                unix_now(),
-                range,
-            )
-        }
-        .await,
-    )
 }

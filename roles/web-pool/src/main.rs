@@ -1,6 +1,6 @@
-use clap::Parser;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    web_pool::cli::run(web_pool::cli::Args::parse()).await
+    web_pool::cli::BINARY
+        .main(|args| web_pool::cli::load(args).map(web_pool::dashboard))
+        .await
 }

@@ -1,14 +1,28 @@
-//! web-proxy's command line (the binary is a thin wrapper).
+//! web-proxy's command line (the binary is a thin wrapper): the dashboards' shared flags and run
+//! loop ([`hashpool_web::cli`]) with web-proxy's defaults and config.
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-use clap::Parser;
 use hashpool_config::ProxyGlobalConfig;
-use hashpool_web::settings::{WebFile, WebSettings};
+pub use hashpool_web::cli::Args;
+use hashpool_web::{
+    cli::Binary,
+    settings::{WebFile, WebSettings},
+};
 use serde::Deserialize;
 
 use crate::WebProxyConfig;
+
+/// Hashpool web-proxy: the miner's page.
+pub const BINARY: Binary = Binary::new(
+    "web-proxy",
+    "Hashpool web-proxy: the miner's page",
+    "config/web-proxy.config.toml",
+)
+.global_config(
+    "config/shared/proxy.toml",
+    "Shared miner-side topology (TOML)",
+);
 
 /// `config/web-proxy.config.toml`: the dashboards' `[web]` section and the wallet API's token.
 #[derive(Debug, Clone, Deserialize)]
@@ -53,28 +67,9 @@ fn default_token_path() -> PathBuf {
     PathBuf::from(".hashpool/data/translator/wallet-api-token")
 }
 
-/// Hashpool web-proxy: the miner's page.
-#[derive(Parser, Debug)]
-#[command(version)]
-pub struct Args {
-    /// Role config (TOML).
-    #[arg(short, long, default_value = "config/web-proxy.config.toml")]
-    pub config: PathBuf,
-    /// Shared miner-side topology (TOML).
-    #[arg(short, long, default_value = "config/shared/proxy.toml")]
-    pub global_config: PathBuf,
-    /// Also log to this file (rotated daily).
-    #[arg(short = 'f', long)]
-    pub log_file: Option<PathBuf>,
-}
-
 /// Both files combined: every address comes from the shared topology.
 pub fn load(args: &Args) -> anyhow::Result<WebProxyConfig> {
-    let global: ProxyGlobalConfig = hashpool_config::load(&args.global_config)?;
-    let own: WebProxyFile = hashpool_config::load(&args.config)?;
-    let own = own
-        .checked()
-        .map_err(|e| anyhow::anyhow!("config {}: {e}", args.config.display()))?;
+    let (global, own): (ProxyGlobalConfig, _) = args.load_files(WebProxyFile::checked)?;
     Ok(WebProxyConfig {
         address: global.web.address,
         stats_url: format!("http://{}", global.stats.http_address),
@@ -86,40 +81,19 @@ pub fn load(args: &Args) -> anyhow::Result<WebProxyConfig> {
     })
 }
 
-/// Runs until SIGINT/SIGTERM.
-pub async fn run(args: Args) -> anyhow::Result<()> {
-    let args = &args;
-    hashpool_role::run("web-proxy", args.log_file.as_deref(), |shutdown| async move {
-        let config = load(args)?;
-        let address = config.address;
-        let running = crate::start(config, shutdown)
-            .await
-            .with_context(|| format!("binding {address}"))?;
-        tracing::info!(address = %running.address, "web-proxy: open http://{}/", running.address);
-        Ok(running.task)
-    })
-    .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn shipped_local_configs_load() {
-        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let config = load(&Args {
-            config: repo.join("config/web-proxy.config.toml"),
-            global_config: repo.join("config/shared/proxy.toml"),
-            log_file: None,
-        })
-        .unwrap();
-        assert_eq!(config.address.port(), 3030);
-        assert_eq!(config.stats_url, "http://127.0.0.1:8092");
-        assert_eq!(config.wallet_url, "http://127.0.0.1:8083");
+        let config = load(&BINARY.shipped_args()).unwrap();
         assert_eq!(
             config.wallet_token_path,
             PathBuf::from(".hashpool/data/translator/wallet-api-token")
         );
+        assert_eq!(config.address.port(), 3030);
+        assert_eq!(config.stats_url, "http://127.0.0.1:8092");
+        assert_eq!(config.wallet_url, "http://127.0.0.1:8083");
     }
 }

@@ -15,18 +15,21 @@ use std::{
 };
 
 use axum::{
-    extract::{rejection::JsonRejection, Query, State},
+    extract::{rejection::JsonRejection, State},
     http::StatusCode,
     response::{Html, IntoResponse, Response},
     routing::{get, post},
     Json, Router,
 };
 use hashpool_web::{
-    chart, page, range_secs, series, svg_response, units, unix_now, upstream::Upstream,
+    page,
+    stats_charts::Titles,
+    units,
+    upstream::{answers, latest_hashrate, Upstream},
+    Dashboard, Running,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Where web-proxy listens and what it reads, from the shared miner-side topology.
@@ -56,48 +59,94 @@ struct AppState {
     spending: reqwest::Client,
 }
 
-pub struct RunningWebProxy {
-    pub address: SocketAddr,
-    pub task: tokio::task::JoinHandle<()>,
-}
-
 pub async fn start(
     config: WebProxyConfig,
     shutdown: CancellationToken,
-) -> std::io::Result<RunningWebProxy> {
-    let listener = TcpListener::bind(config.address).await?;
-    let address = listener.local_addr()?;
-    let allowed = hashpool_web::guard::AllowedHosts::for_address(address, &config.allowed_hosts);
-    let app = router(config).layer(axum::middleware::from_fn_with_state(
-        allowed,
-        hashpool_web::guard::same_host,
-    ));
-    let task = tokio::spawn(async move {
-        let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
-        if let Err(e) = server.await {
-            tracing::warn!("web-proxy server stopped: {e}");
-        }
-    });
-    Ok(RunningWebProxy { address, task })
+) -> std::io::Result<Running> {
+    dashboard(config).serve(shutdown).await
 }
 
-pub fn router(config: WebProxyConfig) -> Router {
+/// The charts' titles.
+const CHARTS: Titles = Titles {
+    hashrate: "Miners' hashrate",
+    issuance: "ehash minted",
+};
+
+/// The page, its API and the spending routes, ready to serve.
+pub fn dashboard(config: WebProxyConfig) -> Dashboard {
+    // For the spending requests: a swap at the mint may take longer than a dashboard read.
+    let spending = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap_or_default();
+    let upstream = Upstream::default();
+    let charts = CHARTS.routes(upstream.clone(), config.stats_url.clone());
+    let listen = (config.address, config.allowed_hosts.clone());
     let state = AppState {
+        spending,
         config: Arc::new(config),
-        upstream: Upstream::default(),
-        spending: reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .build()
-            .unwrap_or_default(),
+        upstream,
     };
-    Router::new()
+    let app = Router::new()
         .route("/", get(index))
         .route("/api/summary", get(summary))
         .route("/api/token", post(token))
         .route("/api/faucet", post(faucet))
-        .route("/chart/issuance.svg", get(issuance_chart))
-        .route("/chart/hashrate.svg", get(hashrate_chart))
-        .with_state(state)
+        .with_state(state);
+    Dashboard::new(cli::BINARY.name, listen, app.merge(charts))
+}
+
+async fn summary(State(s): State<AppState>) -> Json<Value> {
+    let c = &s.config;
+    let u = &s.upstream;
+    let urls = [
+        format!("{}/api/v1/balance", c.wallet_url),
+        format!("{}/api/v1/history?limit=10", c.wallet_url),
+        format!("{}/api/v1/subjects?kind=miner", c.stats_url),
+        format!("{}/api/v1/hashrate?range=1h", c.stats_url),
+        format!("{}/api/v1/status", c.translator_url),
+    ];
+    let (balance, history, miners, hashrate, status) = tokio::join!(
+        u.get(&urls[0]),
+        u.get(&urls[1]),
+        u.get(&urls[2]),
+        u.get(&urls[3]),
+        u.get(&urls[4]),
+    );
+    let ([balance, history, miners, hashrate, status], errors) =
+        answers([balance, history, miners, hashrate, status]);
+    let latest = latest_hashrate(&hashrate);
+    let miner_rows: Vec<Value> = miners["subjects"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .filter(|m| m["connected"] == true)
+                .map(|m| {
+                    let hashrate = m["hashrate"].as_f64().unwrap_or(0.0);
+                    json!({
+                        "worker": m["label"],
+                        "hashrate": hashrate,
+                        "hashrate_text": units::hashrate(hashrate),
+                        "shares_total": m["shares_total"],
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Json(json!({
+        "balance": balance["balance"].as_u64(),
+        "locking_key": balance["locking_key"],
+        "hashrate": latest,
+        "hashrate_text": units::hashrate(latest),
+        "miners": miner_rows,
+        "upstream": {
+            "connected": status["pool_connected"].as_bool().unwrap_or(false),
+            "sv1_connections": status["sv1_connections"],
+            "channel_mode": status["channel_mode"],
+        },
+        "history": history["issuance"].as_array().cloned().unwrap_or_default(),
+        "errors": errors,
+    }))
 }
 
 async fn index(State(s): State<AppState>) -> Html<String> {
@@ -108,8 +157,8 @@ async fn index(State(s): State<AppState>) -> Html<String> {
   <div class="card"><div class="label">SV1 miners</div><div class="value" id="miners-count">–</div></div>
   <div class="card"><div class="label">Upstream pool</div><div class="value" id="upstream">–</div></div>
 </div>
-<section><h2>ehash issued to this wallet {is_ranges}</h2><div class="chart" id="issuance-chart"></div></section>
-<section><h2>Hashrate of the miners {hr_ranges}</h2><div class="chart" id="hashrate-chart"></div></section>
+{issuance_chart}
+{hashrate_chart}
 <section><h2>Connected SV1 miners</h2><table id="miners"><tr><td class="empty">loading…</td></tr></table></section>
 <section><h2>Send ehash</h2>
   <form id="token-form"><input type="number" id="token-amount" min="1" step="1" placeholder="amount (hash)" required>
@@ -118,17 +167,11 @@ async fn index(State(s): State<AppState>) -> Html<String> {
   <div class="msg" id="token-msg"></div><textarea id="token" readonly placeholder="a cashuB… token appears here"></textarea>
 </section>
 <section><h2>Recent issuance</h2><table id="history"><tr><td class="empty">loading…</td></tr></table></section>"#,
-        is_ranges = page::ranges("issuance-ranges"),
-        hr_ranges = page::ranges("hashrate-ranges"),
+        issuance_chart = page::chart("ehash issued to this wallet", "issuance"),
+        hashrate_chart = page::chart("Hashrate of the miners", "hashrate"),
     );
     let script = format!(
-        r#"let issuanceRange = '1h', hashrateRange = '1h';
-const charts = () => Promise.all([
-  hp.chart('issuance-chart', '/chart/issuance.svg?range=' + issuanceRange),
-  hp.chart('hashrate-chart', '/chart/hashrate.svg?range=' + hashrateRange),
-]);
-hp.ranges('issuance-ranges', r => {{ issuanceRange = r; charts(); }});
-hp.ranges('hashrate-ranges', r => {{ hashrateRange = r; charts(); }});
+        r#"const charts = hp.charts(['issuance', 'hashrate']);
 const showToken = (ok, r) => {{
   const msg = document.getElementById('token-msg');
   msg.className = ok ? 'msg' : 'msg err';
@@ -164,75 +207,6 @@ hp.refresh({refresh}, async () => {{
         refresh = s.config.refresh_secs.max(1),
     );
     page::page("Hashpool — my miners", "wallet and miners", &body, &script)
-}
-
-async fn summary(State(s): State<AppState>) -> Json<Value> {
-    let c = &s.config;
-    let u = &s.upstream;
-    let urls = [
-        format!("{}/api/v1/balance", c.wallet_url),
-        format!("{}/api/v1/history?limit=10", c.wallet_url),
-        format!("{}/api/v1/subjects?kind=miner", c.stats_url),
-        format!("{}/api/v1/hashrate?range=1h", c.stats_url),
-        format!("{}/api/v1/status", c.translator_url),
-    ];
-    let (balance, history, miners, hashrate, status) = tokio::join!(
-        u.get(&urls[0]),
-        u.get(&urls[1]),
-        u.get(&urls[2]),
-        u.get(&urls[3]),
-        u.get(&urls[4]),
-    );
-    let mut errors = Vec::new();
-    let mut ok = |r: Result<Value, String>| {
-        r.unwrap_or_else(|e| {
-            errors.push(e);
-            Value::Null
-        })
-    };
-    let (balance, history, miners, hashrate, status) = (
-        ok(balance),
-        ok(history),
-        ok(miners),
-        ok(hashrate),
-        ok(status),
-    );
-    let latest = hashrate["samples"]
-        .as_array()
-        .and_then(|s| s.last())
-        .and_then(|s| s["hashrate"].as_f64())
-        .unwrap_or(0.0);
-    let miner_rows: Vec<Value> = miners["subjects"]
-        .as_array()
-        .map(|rows| {
-            rows.iter()
-                .filter(|m| m["connected"] == true)
-                .map(|m| {
-                    let hashrate = m["hashrate"].as_f64().unwrap_or(0.0);
-                    json!({
-                        "worker": m["label"],
-                        "hashrate": hashrate,
-                        "hashrate_text": units::hashrate(hashrate),
-                        "shares_total": m["shares_total"],
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Json(json!({
-        "balance": balance["balance"].as_u64(),
-        "locking_key": balance["locking_key"],
-        "hashrate": latest,
-        "hashrate_text": units::hashrate(latest),
-        "miners": miner_rows,
-        "upstream": {
-            "connected": status["pool_connected"].as_bool().unwrap_or(false),
-            "sv1_connections": status["sv1_connections"],
-            "channel_mode": status["channel_mode"],
-        },
-        "history": history["issuance"].as_array().cloned().unwrap_or_default(),
-        "errors": errors,
-    }))
 }
 
 #[derive(Deserialize)]
@@ -327,55 +301,11 @@ async fn faucet(State(s): State<AppState>) -> Response {
     forward_spending(&s, "/api/v1/faucet", &json!({})).await
 }
 
-#[derive(Deserialize)]
-struct RangeQuery {
-    range: Option<String>,
-}
-
-async fn issuance_chart(State(s): State<AppState>, Query(q): Query<RangeQuery>) -> Response {
-    let (label, range) = range_secs(q.range.as_deref());
-    let url = format!(
-        "{}/api/v1/issuance?range={label}&limit=1",
-        s.config.stats_url
-    );
-    svg_response(
-        async {
-            let v = s.upstream.get(&url).await?;
-            chart::bar_chart(
-                &format!("ehash minted, last {label}"),
-                "hash",
-                &series(&v, "buckets", "amount"),
-                v["bucket_secs"].as_i64().unwrap_or(60),
-                unix_now(),
-                range,
-            )
-        }
-        .await,
-    )
-}
-
-async fn hashrate_chart(State(s): State<AppState>, Query(q): Query<RangeQuery>) -> Response {
-    let (label, range) = range_secs(q.range.as_deref());
-    let url = format!("{}/api/v1/hashrate?range={label}", s.config.stats_url);
-    svg_response(
-        async {
-            let v = s.upstream.get(&url).await?;
-            chart::line_chart(
-                &format!("Miners' hashrate, last {label}"),
-                "H/s",
-                &series(&v, "samples", "hashrate"),
-                unix_now(),
-                range,
-            )
-        }
-        .await,
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::http::HeaderMap;
+    use tokio::net::TcpListener;
 
     const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 

@@ -1,6 +1,6 @@
-use clap::Parser;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    web_proxy::cli::run(web_proxy::cli::Args::parse()).await
+    web_proxy::cli::BINARY
+        .main(|args| web_proxy::cli::load(args).map(web_proxy::dashboard))
+        .await
 }

@@ -1,10 +1,15 @@
-//! What `stats-pool` and `stats-proxy` share: their own config file
-//! (`config/stats-pool.config.toml`, `config/stats-proxy.config.toml`) and how it combines with
-//! the `[stats]` section of their side's shared topology.
+//! What `stats-pool` and `stats-proxy` share: all of them but the side they serve. Their command
+//! line ([`Args`], each with its own name and default paths), their own config file
+//! (`config/stats-pool.config.toml`, `config/stats-proxy.config.toml`), how it combines with the
+//! `[stats]` section of their side's shared topology, and the run loop ([`main`]).
 
-use std::{path::Path, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
-use hashpool_config::StatsTopology;
+use clap::{CommandFactory, FromArgMatches};
+use hashpool_config::{PoolGlobalConfig, ProxyGlobalConfig, StatsTopology};
 use serde::Deserialize;
 use stratum_apps::key_utils::Secp256k1SecretKey;
 
@@ -96,6 +101,93 @@ pub fn load<G: serde::de::DeserializeOwned>(
     let own: StatsRoleConfig = hashpool_config::load(config).map_err(|e| e.to_string())?;
     own.run_config(service, role, stats_of(&global))
         .map_err(|e| format!("config {}: {e}", config.display()))
+}
+
+/// How the two binaries differ: the side whose reports they take ([`Role`]) picks the rest.
+struct Binary {
+    service: &'static str,
+    about: &'static str,
+    config: &'static str,
+    global_config: &'static str,
+}
+
+const fn binary(role: Role) -> Binary {
+    match role {
+        Role::Pool => Binary {
+            service: "stats-pool",
+            about: "Hashpool stats-pool: keeps what the pool reports and serves it over HTTP",
+            config: "config/stats-pool.config.toml",
+            global_config: "config/shared/pool.toml",
+        },
+        Role::Translator => Binary {
+            service: "stats-proxy",
+            about:
+                "Hashpool stats-proxy: keeps what the translator reports and serves it over HTTP",
+            config: "config/stats-proxy.config.toml",
+            global_config: "config/shared/proxy.toml",
+        },
+    }
+}
+
+/// The command line of both stats binaries; [`Args::command_for`] adds each one's name,
+/// description and default paths.
+#[derive(clap::Parser, Debug, Clone)]
+#[command(version)]
+pub struct Args {
+    /// Role config (TOML).
+    #[arg(short, long)]
+    pub config: PathBuf,
+    /// Shared topology (TOML).
+    #[arg(short, long)]
+    pub global_config: PathBuf,
+    /// Also log to this file (rotated daily).
+    #[arg(short = 'f', long)]
+    pub log_file: Option<PathBuf>,
+}
+
+impl Args {
+    /// The command line of the binary serving `role`.
+    pub fn command_for(role: Role) -> clap::Command {
+        let binary = binary(role);
+        // The derive makes a path with no default required; each binary's default lifts that.
+        Self::command()
+            .name(binary.service)
+            .about(binary.about)
+            .mut_arg("config", |a| a.default_value(binary.config).required(false))
+            .mut_arg("global_config", |a| {
+                a.default_value(binary.global_config).required(false)
+            })
+    }
+
+    /// The process's arguments, as the binary serving `role` takes them (exits on `--help` or
+    /// a bad flag, as `clap::Parser::parse` does).
+    pub fn parse_for(role: Role) -> Self {
+        let mut command = Self::command_for(role);
+        let matches = command.get_matches_mut();
+        Self::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut command).exit())
+    }
+
+    /// The service's run config from both files.
+    pub fn load(&self, role: Role) -> Result<StatsServiceConfig, String> {
+        let (service, config, global) = (binary(role).service, &self.config, &self.global_config);
+        match role {
+            Role::Pool => load(service, role, config, global, |g: &PoolGlobalConfig| {
+                &g.stats
+            }),
+            Role::Translator => load(service, role, config, global, |g: &ProxyGlobalConfig| {
+                &g.stats
+            }),
+        }
+    }
+}
+
+/// The stats binary serving `role`: parses the command line and runs until SIGINT/SIGTERM.
+pub async fn main(role: Role) -> anyhow::Result<()> {
+    let args = Args::parse_for(role);
+    run(binary(role).service, args.log_file.as_deref(), || {
+        args.load(role)
+    })
+    .await
 }
 
 /// Runs a stats service binary (`stats-pool`, `stats-proxy`) until SIGINT/SIGTERM.

@@ -6,13 +6,21 @@
 //! - [`upstream`]: JSON from the stats services, the wallet API and monitoring endpoints, with a
 //!   short timeout so a role that is down shows as down instead of stalling the page.
 //! - [`units`]: hashrates and amounts as people read them.
+//! - [`stats_charts`]: the hashrate and issuance charts both pages draw from their stats service.
+//! - [`dashboard`], [`cli`]: serving a page behind the host [`guard`], and the binaries' command
+//!   line and run loop.
 
 pub mod chart;
+pub mod cli;
+pub mod dashboard;
 pub mod guard;
 pub mod page;
 pub mod settings;
+pub mod stats_charts;
 pub mod units;
 pub mod upstream;
+
+pub use dashboard::{Dashboard, Running};
 
 /// Chart ranges the pages offer (label, seconds).
 pub const RANGES: [(&str, i64); 3] = [("1h", 3_600), ("24h", 86_400), ("7d", 604_800)];

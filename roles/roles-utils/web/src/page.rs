@@ -37,7 +37,8 @@ footer { color: var(--muted); font-size: 12px; text-align: center; }
 
 /// The client side every page shares: `hp.refresh(fn)` runs `fn` now and every `secs`;
 /// `hp.chart(id, url)` puts an SVG chart inline (so its data is in the page); `hp.ranges(id,
-/// cb)` wires a 1h/24h/7d switch; `hp.esc` escapes text for HTML.
+/// cb)` wires a 1h/24h/7d switch; `hp.charts(names)` wires the [`chart`] sections of `names`
+/// and returns the function that redraws them; `hp.esc` escapes text for HTML.
 const SCRIPT: &str = r#"
 const hp = {
   esc(s) { return String(s ?? '').replace(/[&<>"']/g, c => ({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c])); },
@@ -57,6 +58,12 @@ const hp = {
       box.querySelectorAll('button').forEach(o => o.classList.toggle('on', o === b));
       cb(b.dataset.range);
     }));
+  },
+  charts(names) {
+    const range = Object.fromEntries(names.map(n => [n, '1h']));
+    const draw = () => Promise.all(names.map(n => hp.chart(n + '-chart', '/chart/' + n + '.svg?range=' + range[n])));
+    names.forEach(n => hp.ranges(n + '-ranges', r => { range[n] = r; draw(); }));
+    return draw;
   },
   refresh(secs, fn) {
     const run = () => fn().catch(e => console.warn(e)).finally(() => {
@@ -96,4 +103,13 @@ pub fn ranges(id: &str) -> String {
         })
         .collect();
     format!(r#"<span class="ranges" id="{id}">{buttons}</span>"#)
+}
+
+/// A chart's section: `title`, its range switch (`{name}-ranges`) and the chart
+/// (`{name}-chart`, drawn from `/chart/{name}.svg` by `hp.charts`).
+pub fn chart(title: &str, name: &str) -> String {
+    format!(
+        r#"<section><h2>{title} {}</h2><div class="chart" id="{name}-chart"></div></section>"#,
+        ranges(&format!("{name}-ranges"))
+    )
 }

@@ -5,6 +5,28 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+/// The answers of several reads for one page: each value (`null` where the read failed) and
+/// what failed, for the page to show.
+pub fn answers<const N: usize>(results: [Result<Value, String>; N]) -> ([Value; N], Vec<String>) {
+    let mut errors = Vec::new();
+    let values = results.map(|r| {
+        r.unwrap_or_else(|e| {
+            errors.push(e);
+            Value::Null
+        })
+    });
+    (values, errors)
+}
+
+/// The newest sample of a stats hashrate answer (`{"samples": [{"hashrate": ..}]}`), or 0.
+pub fn latest_hashrate(answer: &Value) -> f64 {
+    answer["samples"]
+        .as_array()
+        .and_then(|s| s.last())
+        .and_then(|s| s["hashrate"].as_f64())
+        .unwrap_or(0.0)
+}
+
 #[derive(Clone)]
 pub struct Upstream {
     client: reqwest::Client,
