@@ -15,7 +15,7 @@ use hashpool_sv2_io::{answer_extensions, decode_frame, ConnectionError, ServerId
 use parsers_sv2::{AnyMessageOwned, ExtensionsNegotiationOwned, ExtensionsOwned};
 use tokio::{net::TcpListener, sync::mpsc};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::debug;
 
 use crate::{config::JdClientRunConfig, core::Event};
 
@@ -36,10 +36,8 @@ pub async fn serve(
         let (config, events, stop) = (config.clone(), events.clone(), stop.clone());
         let conn = ids.fetch_add(1, Ordering::Relaxed);
         async move {
-            match session(stream, peer, conn, &config, &events, stop).await {
-                Ok(()) | Err(ConnectionError::Closed) => debug!(%peer, conn, "miner disconnected"),
-                Err(e) => info!(%peer, conn, "miner dropped: {e}"),
-            }
+            let result = session(stream, peer, conn, &config, &events, stop).await;
+            hashpool_sv2_io::log_session_end(peer, "miner", &result);
             let _ = events.send(Event::MinerGone { conn }).await;
         }
     })

@@ -13,10 +13,9 @@ pub mod session;
 use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
-use hashpool_sv2_io::ConnectionError;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::info;
 
 pub use config::{JdServerConfig, JdServerRunConfig};
 
@@ -95,16 +94,8 @@ pub async fn start(
         hashpool_sv2_io::accept_until(listener, shutdown, move |stream, peer| {
             let (ctx, shutdown) = (ctx.clone(), stop.clone());
             async move {
-                match session::run(stream, ctx, shutdown).await {
-                    Ok(()) | Err(ConnectionError::Closed) => {
-                        debug!(%peer, "job declarator client disconnected")
-                    }
-                    // Port probes (health checks) connect and close at once.
-                    Err(e) if e.is_probe() => {
-                        debug!(%peer, "connection closed before the Noise handshake")
-                    }
-                    Err(e) => warn!(%peer, "job declarator client dropped: {e}"),
-                }
+                let result = session::run(stream, ctx, shutdown).await;
+                hashpool_sv2_io::log_session_end(peer, "job declarator client", &result);
             }
         })
         .await

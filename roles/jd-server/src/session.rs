@@ -17,13 +17,12 @@ use bitcoin::{consensus, Amount, TxOut};
 use common_messages_sv2::Protocol;
 use hashpool_job_declaration::SplitCoinbase;
 use hashpool_sv2_io::{
-    answer_setup, decode_frame, setup_refusal, str0255, ConnectionError, ServerIdentity,
+    answer_setup, decode_frame, setup_refusal, str0255, Connection, ConnectionError, ServerIdentity,
 };
 use job_declaration_sv2::{
     AllocateMiningJobTokenSuccessOwned, DeclareMiningJobErrorOwned, DeclareMiningJobOwned,
 };
 use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned, JobDeclarationOwned};
-use stratum_apps::network_helpers::noise_stream::NoiseTcpWriteHalf;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -48,7 +47,7 @@ struct Pending {
 
 struct Session {
     ctx: Arc<JdContext>,
-    writer: NoiseTcpWriteHalf,
+    conn: Connection,
     peer: std::net::SocketAddr,
     setup_done: bool,
     tokens: HashMap<Vec<u8>, Allocated>,
@@ -70,10 +69,9 @@ pub async fn run(
     let conn =
         hashpool_sv2_io::accept(stream, peer, &identity, 32, Duration::from_secs(10)).await?;
     // Setup is answered in the message loop: anything before it is refused there.
-    let (mut frames, writer) = conn.into_parts();
     let mut session = Session {
         ctx,
-        writer,
+        conn,
         peer,
         setup_done: false,
         tokens: HashMap::new(),
@@ -82,12 +80,8 @@ pub async fn run(
     };
     loop {
         tokio::select! {
-            frame = frames.recv() => {
-                let mut frame = match frame {
-                    Some(Ok(f)) => f,
-                    Some(Err(_)) | None => return Err(ConnectionError::Closed),
-                };
-                let (_, message, _) = decode_frame(&mut frame, &[])?;
+            frame = session.conn.recv_frame() => {
+                let (_, message, _) = decode_frame(&mut frame?, &[])?;
                 session.on_message(message).await?;
             }
             _ = shutdown.cancelled() => return Ok(()),
@@ -97,7 +91,7 @@ pub async fn run(
 
 impl Session {
     async fn send(&mut self, message: JobDeclarationOwned) -> Result<(), ConnectionError> {
-        Ok(hashpool_sv2_io::send(&mut self.writer, message).await?)
+        self.conn.send(message).await
     }
 
     async fn on_message(&mut self, message: AnyMessageOwned) -> Result<(), ConnectionError> {
@@ -109,15 +103,13 @@ impl Session {
                 match answer_setup(&m, Protocol::JobDeclarationProtocol) {
                     Ok(success) => {
                         self.setup_done = true;
-                        hashpool_sv2_io::send(
-                            &mut self.writer,
-                            CommonMessagesOwned::SetupConnectionSuccess(success),
-                        )
-                        .await?;
+                        self.conn
+                            .send(CommonMessagesOwned::SetupConnectionSuccess(success))
+                            .await?;
                         Ok(())
                     }
                     Err(code) => {
-                        hashpool_sv2_io::send(&mut self.writer, setup_refusal(code)).await?;
+                        self.conn.send(setup_refusal(code)).await?;
                         Err(ConnectionError::Protocol(format!(
                             "refused SetupConnection: {code}"
                         )))

@@ -87,14 +87,8 @@ pub async fn serve(
     hashpool_sv2_io::accept_until(listener, shutdown, move |stream, peer| {
         let (ctx, link, shutdown) = (ctx.clone(), link.clone(), stop.clone());
         async move {
-            match session(stream, peer, &ctx, &link, shutdown).await {
-                Ok(()) | Err(ConnectionError::Closed) => info!(%peer, "mint link closed"),
-                // Port probes (health checks) connect and close at once.
-                Err(e) if e.is_probe() => {
-                    debug!(%peer, "connection closed before the Noise handshake")
-                }
-                Err(e) => warn!(%peer, "mint link dropped: {e}"),
-            }
+            let result = session(stream, peer, &ctx, &link, shutdown).await;
+            hashpool_sv2_io::log_session_end(peer, "mint", &result);
         }
     })
     .await

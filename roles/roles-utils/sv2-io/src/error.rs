@@ -30,6 +30,22 @@ impl ConnectionError {
     }
 }
 
+/// Logs how a served peer's session ended, at the level it deserves: a peer that closed at
+/// info, a port probe (a health check) at debug, a refusal or a violation at warn.
+pub fn log_session_end(
+    peer: std::net::SocketAddr,
+    who: &str,
+    result: &Result<(), ConnectionError>,
+) {
+    match result {
+        Ok(()) | Err(ConnectionError::Closed) => tracing::info!(%peer, "{who} disconnected"),
+        Err(e) if e.is_probe() => {
+            tracing::debug!(%peer, "connection closed before the Noise handshake")
+        }
+        Err(e) => tracing::warn!(%peer, "{who} dropped: {e}"),
+    }
+}
+
 impl From<SendError> for ConnectionError {
     fn from(e: SendError) -> Self {
         match e {

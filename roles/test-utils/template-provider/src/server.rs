@@ -4,12 +4,11 @@ use std::sync::Arc;
 
 use binary_sv2::{B016MOwned, B064KOwned, Seq064KOwned};
 use common_messages_sv2::Protocol;
-use hashpool_sv2_io::{decode_frame, str0255, ConnectionError, ServerIdentity, Sv2Message};
-use parsers_sv2::{AnyMessageOwned, TemplateDistributionOwned};
-use stratum_apps::{
-    key_utils::{Secp256k1PublicKey, Secp256k1SecretKey},
-    network_helpers::noise_stream::NoiseTcpWriteHalf,
+use hashpool_sv2_io::{
+    decode_frame, str0255, Connection, ConnectionError, ServerIdentity, Sv2Message,
 };
+use parsers_sv2::{AnyMessageOwned, TemplateDistributionOwned};
+use stratum_apps::key_utils::{Secp256k1PublicKey, Secp256k1SecretKey};
 use template_distribution_sv2::{
     RequestTransactionDataErrorOwned, RequestTransactionDataSuccessOwned,
     ERROR_CODE_REQUEST_TRANSACTION_DATA_STALE_TEMPLATE_ID,
@@ -44,16 +43,8 @@ pub async fn serve(
         let (shared, shutdown) = (shared.clone(), stop.clone());
         async move {
             shared.lock().counters.connections += 1;
-            match session(stream, peer, &shared, id, shutdown).await {
-                Ok(()) | Err(ConnectionError::Closed) => {
-                    info!(%peer, "template client disconnected")
-                }
-                // Port probes (health checks) connect and close at once.
-                Err(e) if e.is_probe() => {
-                    debug!(%peer, "connection closed before the Noise handshake")
-                }
-                Err(e) => warn!(%peer, "template client dropped: {e}"),
-            }
+            let result = session(stream, peer, &shared, id, shutdown).await;
+            hashpool_sv2_io::log_session_end(peer, "template client", &result);
         }
     })
     .await
@@ -81,21 +72,16 @@ async fn session(
     .await?;
     conn.expect_setup(Protocol::TemplateDistributionProtocol)
         .await?;
-    let (mut frames, mut writer) = conn.into_parts();
     let mut events = shared.subscribe();
     let mut reserved_size: Option<u32> = None;
 
     loop {
         tokio::select! {
-            frame = frames.recv() => {
-                let mut frame = match frame {
-                    Some(Ok(f)) => f,
-                    Some(Err(_)) | None => return Err(ConnectionError::Closed),
-                };
-                let (_, message, _) = decode_frame(&mut frame, &[])?;
+            frame = conn.recv_frame() => {
+                let (_, message, _) = decode_frame(&mut frame?, &[])?;
                 match message {
                     AnyMessageOwned::TemplateDistribution(m) => {
-                        handle_template_message(m, shared, &mut writer, &mut reserved_size).await?;
+                        handle_template_message(m, shared, &mut conn, &mut reserved_size).await?;
                     }
                     other => {
                         return Err(ConnectionError::Protocol(format!("unexpected message {other}")));
@@ -106,11 +92,11 @@ async fn session(
                 let Some(reserved) = reserved_size else { continue };
                 match event {
                     Ok(ChainEvent::NewTip { .. }) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                        send_new_tip(shared, &mut writer, reserved).await?;
+                        send_new_tip(shared, &mut conn, reserved).await?;
                     }
                     Ok(ChainEvent::MempoolChanged) => {
                         let t = shared.new_template(reserved, false);
-                        send_template(&mut writer, &t).await?;
+                        send_template(&mut conn, &t).await?;
                     }
                     Err(broadcast::error::RecvError::Closed) => return Ok(()),
                 }
@@ -123,7 +109,7 @@ async fn session(
 async fn handle_template_message(
     message: TemplateDistributionOwned,
     shared: &Shared,
-    writer: &mut NoiseTcpWriteHalf,
+    conn: &mut Connection,
     reserved_size: &mut Option<u32>,
 ) -> Result<(), ConnectionError> {
     match message {
@@ -133,7 +119,7 @@ async fn handle_template_message(
                 "coinbase output constraints"
             );
             *reserved_size = Some(c.coinbase_output_max_additional_size);
-            send_new_tip(shared, writer, c.coinbase_output_max_additional_size).await?;
+            send_new_tip(shared, conn, c.coinbase_output_max_additional_size).await?;
         }
         TemplateDistributionOwned::RequestTransactionData(r) => {
             let reply = match shared.template(r.template_id) {
@@ -155,7 +141,7 @@ async fn handle_template_message(
                     },
                 ),
             };
-            send(writer, reply).await?;
+            send(conn, reply).await?;
         }
         TemplateDistributionOwned::SubmitSolution(s) => match shared.submit_solution(&s) {
             Ok((height, hash)) => info!(height, %hash, "block connected"),
@@ -184,7 +170,7 @@ fn transaction_list(t: &Template) -> Seq064KOwned<B016MOwned> {
 
 async fn send_new_tip(
     shared: &Shared,
-    writer: &mut NoiseTcpWriteHalf,
+    conn: &mut Connection,
     reserved: u32,
 ) -> Result<(), ConnectionError> {
     let t = shared.new_template(reserved, true);
@@ -192,26 +178,18 @@ async fn send_new_tip(
         let st = shared.lock();
         template::prev_hash_message(&st.chain, t.id)
     };
-    send_template(writer, &t).await?;
-    send(writer, TemplateDistributionOwned::SetNewPrevHash(prev_hash)).await
+    send_template(conn, &t).await?;
+    send(conn, TemplateDistributionOwned::SetNewPrevHash(prev_hash)).await
 }
 
-async fn send_template(
-    writer: &mut NoiseTcpWriteHalf,
-    t: &Arc<Template>,
-) -> Result<(), ConnectionError> {
+async fn send_template(conn: &mut Connection, t: &Arc<Template>) -> Result<(), ConnectionError> {
     send(
-        writer,
+        conn,
         TemplateDistributionOwned::NewTemplate(t.message.clone()),
     )
     .await
 }
 
-async fn send(
-    writer: &mut NoiseTcpWriteHalf,
-    message: impl Sv2Message,
-) -> Result<(), ConnectionError> {
-    hashpool_sv2_io::send(writer, message)
-        .await
-        .map_err(ConnectionError::from)
+async fn send(conn: &mut Connection, message: impl Sv2Message) -> Result<(), ConnectionError> {
+    conn.send(message).await
 }
