@@ -184,6 +184,17 @@ impl EhashWallet {
         })
     }
 
+    /// The key a mnemonic's quotes are locked to (NUT-20, counter 0 of its seed), without
+    /// opening a wallet.
+    pub fn locking_key_of(words: &str) -> Result<PublicKey, WalletError> {
+        let mnemonic =
+            bip39::Mnemonic::parse(words).map_err(|e| WalletError::Mnemonic(e.to_string()))?;
+        let seed = mnemonic.to_seed_normalized("");
+        Ok(nut20::derive_quote_locking_key(&seed, 0)
+            .map_err(|e| WalletError::Mnemonic(e.to_string()))?
+            .public_key())
+    }
+
     /// The key the miner's quotes are locked to (33-byte compressed).
     pub fn locking_key(&self) -> PublicKey {
         self.locking_key.public_key()
@@ -228,6 +239,16 @@ impl EhashWallet {
     /// Mints every quote locked to this wallet's key that is not fully minted yet (quotes
     /// announced while the wallet was away). Returns the amount minted.
     pub async fn recover(&self) -> Result<u64, WalletError> {
+        self.recover_with_progress(|_, _| {}).await
+    }
+
+    /// [`Self::recover`], telling `progress` of each quote minted (its id and the amount minted
+    /// now). Idempotent and resumable: a quote already minted mints nothing, and a mint a crash
+    /// interrupted is finished first.
+    pub async fn recover_with_progress(
+        &self,
+        mut progress: impl FnMut(&str, u64),
+    ) -> Result<u64, WalletError> {
         let _one_at_a_time = self.minting.lock().await;
         // A mint interrupted by a crash: its outputs are signed at the mint but may be missing
         // here; CDK restores them from the seed (NUT-09/13).
@@ -241,7 +262,10 @@ impl EhashWallet {
             for quote in &page.quotes {
                 if quote.amount_issued < quote.amount {
                     match self.mint_quote_locked(&quote.quote).await {
-                        Ok(amount) => minted += amount,
+                        Ok(amount) => {
+                            minted += amount;
+                            progress(&quote.quote, amount);
+                        }
                         Err(e) => {
                             tracing::warn!(quote = %quote.quote, "cannot mint a recovered quote yet: {e}");
                             stalled = true;

@@ -23,4 +23,5 @@ mod translator;
 mod translator_bad_input;
 mod translator_limits;
 mod translator_upstreams;
+mod wallet_cli;
 mod web;
