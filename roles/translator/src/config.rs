@@ -34,9 +34,14 @@ pub struct TranslatorSettings {
     pub user_identity: String,
     /// Hashrate announced for the channel (H/s); the pool's vardiff corrects it.
     pub nominal_hashrate: f32,
-    /// `aggregated` (one channel for every miner) or `per_miner` (one channel each).
+    /// `aggregated` (one channel for every miner), `per_miner` (one channel each) or `per_key`
+    /// (public mode: the username is the miner's key, one channel per key locked to it).
     #[serde(default)]
     pub channel_mode: crate::ChannelMode,
+    /// Public mode only: the key (66 hex characters) whose channel miners whose username holds
+    /// no key mine on. Absent: such miners are refused at `mining.authorize`.
+    #[serde(default)]
+    pub default_key: Option<String>,
     /// Pools tried, in order, when the shared config's upstream does not answer.
     #[serde(default)]
     pub fallback_upstreams: Vec<FallbackUpstream>,
@@ -108,6 +113,25 @@ impl TranslatorConfig {
             return Err("`vardiff.interval_secs` must be at least 1".into());
         }
         self.sv1_limits().check().map_err(|e| e.to_string())?;
+        let public = self.translator.channel_mode == crate::ChannelMode::PerKey;
+        if public && self.wallet.enabled {
+            return Err(
+                "a public translator (`translator.channel_mode = \"per_key\"`) holds no \
+                        wallet: set `wallet.enabled = false` (each miner claims its own ehash)"
+                    .into(),
+            );
+        }
+        let default_key = match &self.translator.default_key {
+            None => None,
+            Some(_) if !public => {
+                return Err(
+                    "`translator.default_key` is for `channel_mode = \"per_key\"` only".into(),
+                )
+            }
+            Some(hex) => Some(ext_mint_quote::LockingKey::from_hex(hex).map_err(|e| {
+                format!("`translator.default_key` is not a compressed public key in hex: {e}")
+            })?),
+        };
         Ok(crate::TranslatorRunConfig {
             downstream_address: global.translator.downstream_address,
             upstreams: std::iter::once(crate::UpstreamEndpoint {
@@ -128,6 +152,7 @@ impl TranslatorConfig {
             nominal_hashrate: self.translator.nominal_hashrate,
             locking_key: None,
             channel_mode: self.translator.channel_mode,
+            default_key,
             vardiff: crate::VardiffSettings {
                 initial_hashrate: v.initial_hashrate,
                 shares_per_minute: v.shares_per_minute,
@@ -284,5 +309,49 @@ mod tests {
             .run_config(&global)
             .unwrap_err();
         assert!(err.contains("max_shares_per_job"), "{err}");
+    }
+
+    #[test]
+    fn public_mode_holds_no_wallet_and_takes_a_default_key_only_explicitly() {
+        let file = |mode: &str, extra: &str, wallet: bool| {
+            format!(
+                "[translator]\nuser_identity = \"t\"\nnominal_hashrate = 1.0\nchannel_mode = \"{mode}\"\n{extra}\n\
+                 [vardiff]\ninitial_hashrate = 1000.0\nshares_per_minute = 10.0\ninterval_secs = 20\n\
+                 [wallet]\nenabled = {wallet}\nunit = \"hash\"\ndatabase_path = \"w\"\nmnemonic_path = \"m\"\n\
+                 recovery_interval_secs = 60\nfaucet_amount = 1\nfaucet_interval_secs = 1\n"
+            )
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let global: ProxyGlobalConfig =
+            hashpool_config::load_with_env(&repo("config/shared/proxy.toml"), vec![]).unwrap();
+        let run = |text: String| {
+            let path = dir.path().join("t.toml");
+            std::fs::write(&path, text).unwrap();
+            hashpool_config::load_with_env::<TranslatorConfig, _>(&path, vec![])
+                .unwrap()
+                .run_config(&global)
+        };
+        let public = run(file("per_key", "", false)).unwrap();
+        assert_eq!(public.channel_mode, crate::ChannelMode::PerKey);
+        assert_eq!(public.default_key, None);
+        let key = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798";
+        let with_default =
+            run(file("per_key", &format!("default_key = \"{key}\""), false)).unwrap();
+        assert_eq!(
+            with_default.default_key.map(|k| k.to_hex()).as_deref(),
+            Some(key)
+        );
+
+        let err = run(file("per_key", "", true)).unwrap_err();
+        assert!(err.contains("wallet.enabled = false"), "{err}");
+        let err = run(file("per_key", "default_key = \"02abc\"", false)).unwrap_err();
+        assert!(err.contains("translator.default_key"), "{err}");
+        let err = run(file(
+            "aggregated",
+            &format!("default_key = \"{key}\""),
+            true,
+        ))
+        .unwrap_err();
+        assert!(err.contains("per_key"), "{err}");
     }
 }

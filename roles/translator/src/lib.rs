@@ -1,7 +1,9 @@
 //! The translator: SV1 miners mine on the SV2 pool through one aggregated extended channel
-//! (each SV1 connection owns a slice of its extranonce space) or through one extended channel
-//! per miner. Every miner has its own difficulty (vardiff); every share is checked against its
-//! job here, and a share that reaches the pool's target is answered only with the pool's verdict.
+//! (each SV1 connection owns a slice of its extranonce space), through one extended channel
+//! per miner, or (public mode) through one extended channel per miner key, locked to the key the
+//! miner gives as its username. Every miner has its own difficulty (vardiff); every share is
+//! checked against its job here, and a share that reaches the pool's target is answered only
+//! with the pool's verdict.
 
 pub mod cli;
 pub mod config;
@@ -34,6 +36,18 @@ pub enum ChannelMode {
     /// One extended channel per miner: every share a miner submits goes to the pool, and the
     /// miner's vardiff moves its channel's target (UpdateChannel).
     PerMiner,
+    /// Public mode: the SV1 username is the miner's key (`<key>[.<worker>]`), and each key has
+    /// one extended channel on the pool, locked to it; the workers of a key share it as miners
+    /// share the aggregated channel. The translator holds no wallet: the mint keeps every quote
+    /// for the key's owner, who claims it with their own wallet.
+    PerKey,
+}
+
+impl ChannelMode {
+    /// Several miners share each channel, each owning a 4-byte slice of its extranonce.
+    pub fn shares_channels(self) -> bool {
+        matches!(self, ChannelMode::Aggregated | ChannelMode::PerKey)
+    }
 }
 
 /// Per-miner difficulty.
@@ -122,6 +136,9 @@ pub struct TranslatorRunConfig {
     /// Locking key sent with the channel (mint-quote TLV) when set.
     pub locking_key: Option<ext_mint_quote::LockingKey>,
     pub channel_mode: ChannelMode,
+    /// Public mode: whose channel a miner whose username holds no key mines on. `None`: such
+    /// a miner is refused at `mining.authorize`.
+    pub default_key: Option<ext_mint_quote::LockingKey>,
     pub vardiff: VardiffSettings,
 }
 
@@ -134,7 +151,7 @@ pub struct UpstreamEndpoint {
 
 pub struct RunningTranslator {
     pub downstream_address: SocketAddr,
-    /// The aggregated channel's work (`None` in channel-per-miner mode).
+    /// The aggregated channel's work (`None` in the other modes).
     pub work: Option<watch::Receiver<Option<Arc<UpstreamWork>>>>,
     pub stats: Arc<TranslatorStats>,
     pub task: tokio::task::JoinHandle<()>,
@@ -168,8 +185,16 @@ pub async fn start_with_limits(
             let (tx, rx) = watch::channel(None);
             (Some(tx), Some(rx))
         }
-        ChannelMode::PerMiner => (None, None),
+        ChannelMode::PerMiner | ChannelMode::PerKey => (None, None),
     };
+    anyhow::ensure!(
+        config.default_key.is_none() || config.channel_mode == ChannelMode::PerKey,
+        "a default key is for public mode (channel_mode = per_key) only"
+    );
+    anyhow::ensure!(
+        config.channel_mode != ChannelMode::PerKey || minter.is_none(),
+        "a public translator (channel_mode = per_key) holds no wallet: miners claim their own ehash"
+    );
     let stats = Arc::new(TranslatorStats::default());
     let (commands_tx, commands_rx) = tokio::sync::mpsc::channel(16 * 1024);
     let up = tokio::spawn(sv2::run(
@@ -184,7 +209,10 @@ pub async fn start_with_limits(
     let down = tokio::spawn(sv1::serve(
         listener,
         sv1::Shared {
+            mode: config.channel_mode,
             aggregated: work.clone(),
+            keys: (config.channel_mode == ChannelMode::PerKey)
+                .then(|| sv1::KeyChannels::new(config.default_key)),
             commands: commands_tx,
             vardiff: config.vardiff,
             limits,

@@ -139,6 +139,7 @@ fn status_router(stats: Arc<TranslatorStats>, mode: ChannelMode) -> Router {
                     "channel_mode": match mode {
                         ChannelMode::Aggregated => "aggregated",
                         ChannelMode::PerMiner => "per_miner",
+                        ChannelMode::PerKey => "per_key",
                     },
                     "sv1_connections": get(&s.connections),
                     "miners_hashrate": get(&s.miners_hashrate),

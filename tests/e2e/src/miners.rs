@@ -69,6 +69,7 @@ pub fn translator_config(
         nominal_hashrate: 60_000.0,
         locking_key,
         channel_mode: translator::ChannelMode::Aggregated,
+        default_key: None,
         vardiff: translator::VardiffSettings {
             initial_hashrate,
             shares_per_minute: 120.0,

@@ -25,6 +25,7 @@ use super::{
     vardiff::retarget,
     Shared, RECENT_JOBS,
 };
+use crate::{sv2::MIN_EXTRANONCE2_BYTES, ChannelMode};
 
 /// Targets every connection starts from.
 #[derive(Clone, Copy)]
@@ -56,22 +57,30 @@ pub(super) async fn connection(
     .split();
     // Answers decided later (the pool's verdicts) come back through here.
     let (out_tx, mut out) = mpsc::unbounded_channel::<String>();
-    let (own_channel, mut work) = match &shared.aggregated {
-        Some(work) => (None, work.clone()),
-        None => {
+    // Public mode: no work until the miner's key is known (at authorize); `_idle` keeps the
+    // empty work open until then.
+    let (_idle, idle_work) = watch::channel(None);
+    let (own_channel, mut work) = match (&shared.aggregated, shared.mode) {
+        (Some(work), _) => (None, work.clone()),
+        (None, ChannelMode::PerKey) => (None, idle_work),
+        (None, _) => {
             let (tx, rx) = watch::channel(None);
             (Some(tx), rx)
         }
     };
+    let public = shared.mode == ChannelMode::PerKey;
     let mut m = Miner {
         index,
         subscribed: false,
         authorized: None,
         version_rolling: false,
         opening: None,
-        aggregated: shared.aggregated.is_some(),
+        aggregated: shared.mode.shares_channels(),
         extranonce_prefix: Vec::new(),
-        extranonce2_size: 0,
+        extranonce2_size: if public { MIN_EXTRANONCE2_BYTES } else { 0 },
+        fixed_extranonce: public,
+        pad: 0,
+        key: None,
         target: None,
         shares: ShareChecker::new(
             Target::from_le_bytes(targets.floor),
@@ -153,6 +162,9 @@ pub(super) async fn connection(
     if m.authorized.is_some() {
         shared.stats.rehash(m.hashrate, 0.0);
         shared.stats.unregister_miner(m.index);
+    }
+    if let (Some((key, slot)), Some(keys)) = (m.key, &shared.keys) {
+        keys.leave(key, slot, &shared.commands).await;
     }
     result
 }

@@ -33,6 +33,13 @@ pub(super) struct Miner {
     pub(super) aggregated: bool,
     pub(super) extranonce_prefix: Vec<u8>,
     pub(super) extranonce2_size: usize,
+    /// Public mode: extranonce1 is the miner's index alone and extranonce2 has a fixed size,
+    /// both told at subscribe; the channel's prefix rides in coinbase1, and the channel's
+    /// extranonce bytes beyond the miner's (`pad`, zeros) in coinbase2.
+    pub(super) fixed_extranonce: bool,
+    pub(super) pad: usize,
+    /// Public mode: the key it mines for, and its key's channel slot.
+    pub(super) key: Option<(ext_mint_quote::LockingKey, u32)>,
     pub(super) target: Option<[u8; 32]>,
     /// The jobs it may submit to (by SV1 job id), the targets each was sent with, its shares;
     /// its floor is the easiest target it may have (`min_share_difficulty`).
@@ -69,7 +76,25 @@ impl Miner {
     }
 
     pub(super) fn extranonce1(&self) -> Vec<u8> {
+        if self.fixed_extranonce {
+            return self.miner_part();
+        }
         [self.extranonce_prefix.as_slice(), &self.miner_part()].concat()
+    }
+
+    /// What the miner's coinbase starts with before extranonce1: the job's coinbase prefix,
+    /// and in public mode the channel's extranonce prefix.
+    pub(super) fn coinbase1(&self, job: &ActiveJob) -> Vec<u8> {
+        if self.fixed_extranonce {
+            return [job.coinbase_prefix.as_slice(), &self.extranonce_prefix].concat();
+        }
+        job.coinbase_prefix.clone()
+    }
+
+    /// What follows extranonce2: the channel's unused extranonce bytes (public mode), then the
+    /// job's coinbase suffix.
+    pub(super) fn coinbase2(&self, job: &ActiveJob) -> Vec<u8> {
+        [vec![0; self.pad].as_slice(), &job.coinbase_suffix].concat()
     }
 
     pub(super) fn take_extranonce(&mut self, w: &UpstreamWork) {
@@ -80,7 +105,15 @@ impl Miner {
         } else {
             0
         };
-        self.extranonce2_size = w.extranonce_size.saturating_sub(miner_bytes);
+        if self.fixed_extranonce {
+            // The channel was opened with room for both (`min_extranonce_size`); a pool that
+            // gave less has every share refused.
+            self.pad = w
+                .extranonce_size
+                .saturating_sub(miner_bytes + self.extranonce2_size);
+        } else {
+            self.extranonce2_size = w.extranonce_size.saturating_sub(miner_bytes);
+        }
     }
 
     /// The miner's difficulty: its vardiff target in aggregated mode (or the channel's when that
@@ -148,8 +181,8 @@ pub(super) fn on_work(m: &mut Miner, w: &UpstreamWork) -> Vec<String> {
             out.push(notify(&Notify {
                 job_id: sv1_id,
                 prev_hash: prev_hash_to_sv1(&job.prev_hash),
-                coinbase1: job.coinbase_prefix.clone(),
-                coinbase2: job.coinbase_suffix.clone(),
+                coinbase1: m.coinbase1(job),
+                coinbase2: m.coinbase2(job),
                 merkle_branch: job.merkle_path.clone(),
                 version: job.version,
                 nbits: job.nbits,

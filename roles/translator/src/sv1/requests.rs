@@ -8,6 +8,7 @@ use hashpool_sv1::{error_code, response_error, response_ok, ClientRequest};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use super::{key_channels::KeyChannels, username::parse_username};
 use super::{
     miner::{on_work, Miner},
     shares::on_submit,
@@ -15,6 +16,7 @@ use super::{
     Shared, Work,
 };
 use crate::sv2::Command;
+use tracing::debug;
 
 /// How long a new subscription waits for the pool's first work.
 const WORK_WAIT: Duration = Duration::from_secs(10);
@@ -29,7 +31,7 @@ pub(super) async fn on_request(
 ) -> Vec<String> {
     match request {
         ClientRequest::Subscribe { id, .. } => subscribe(id, m, work, shared).await,
-        ClientRequest::Authorize { id, user, .. } => authorize(id, user, m, work, shared),
+        ClientRequest::Authorize { id, user, .. } => authorize(id, user, m, work, shared).await,
         ClientRequest::Configure {
             id,
             extensions,
@@ -57,13 +59,20 @@ fn current_work(m: &mut Miner, work: &Work) -> Vec<String> {
 }
 
 /// `mining.subscribe`: in channel-per-miner mode the miner's channel is opened first; either way
-/// the answer waits for the pool's first work (the extranonce comes with it).
+/// the answer waits for the pool's first work (the extranonce comes with it). In public mode the
+/// extranonce is the miner's own (its index) and the answer is immediate: its channel is its
+/// key's, known at authorize.
 async fn subscribe(id: Value, m: &mut Miner, work: &mut Work, shared: &Shared) -> Vec<String> {
+    if m.fixed_extranonce {
+        m.subscribed = true;
+        return vec![subscribed(&id, m)];
+    }
     if let Some(own) = m.own_channel.take() {
         let open = Command::Open {
             miner: m.index,
             hashrate: m.hashrate,
             work: own,
+            key: None,
         };
         if shared.commands.send(open).await.is_err() {
             return vec![response_error(
@@ -86,9 +95,13 @@ async fn subscribe(id: Value, m: &mut Miner, work: &mut Work, shared: &Shared) -
     };
     m.subscribed = true;
     m.take_extranonce(&w);
+    vec![subscribed(&id, m)]
+}
+
+fn subscribed(id: &Value, m: &Miner) -> String {
     let subscription = format!("{:08x}", m.index);
-    vec![response_ok(
-        &id,
+    response_ok(
+        id,
         json!([
             [
                 ["mining.set_difficulty", subscription],
@@ -97,11 +110,18 @@ async fn subscribe(id: Value, m: &mut Miner, work: &mut Work, shared: &Shared) -
             hex::encode(m.extranonce1()),
             m.extranonce2_size
         ]),
-    )]
+    )
 }
 
-/// `mining.authorize`: any non-empty worker name, after subscribe; the miner's work follows.
-fn authorize(id: Value, user: String, m: &mut Miner, work: &Work, shared: &Shared) -> Vec<String> {
+/// `mining.authorize`: any non-empty worker name (in public mode one that names the miner's
+/// key, see [`super::username`]), after subscribe; the miner's work follows.
+async fn authorize(
+    id: Value,
+    user: String,
+    m: &mut Miner,
+    work: &mut Work,
+    shared: &Shared,
+) -> Vec<String> {
     if !m.subscribed {
         return vec![response_error(
             &id,
@@ -116,6 +136,12 @@ fn authorize(id: Value, user: String, m: &mut Miner, work: &Work, shared: &Share
             "empty worker name",
         )];
     }
+    if let Some(keys) = &shared.keys {
+        if let Err(refusal) = join_key(&user, m, work, keys, shared).await {
+            debug!(miner = m.index, "authorize refused: {refusal}");
+            return vec![response_error(&id, error_code::UNAUTHORIZED, &refusal)];
+        }
+    }
     if m.authorized.is_none() {
         shared.stats.rehash(0.0, m.hashrate);
     }
@@ -124,6 +150,33 @@ fn authorize(id: Value, user: String, m: &mut Miner, work: &Work, shared: &Share
     let mut replies = vec![response_ok(&id, json!(true))];
     replies.extend(current_work(m, work));
     replies
+}
+
+/// Public mode: the miner mines on the channel of the key its username names. A connection
+/// stays with its first key (another worker of the same key may authorize on it too).
+async fn join_key(
+    user: &str,
+    m: &mut Miner,
+    work: &mut Work,
+    keys: &KeyChannels,
+    shared: &Shared,
+) -> Result<(), String> {
+    let named = parse_username(user, keys.default_key()).map_err(|e| e.to_string())?;
+    match m.key {
+        Some((key, _)) if key == named.key => Ok(()),
+        Some((key, _)) => Err(format!(
+            "this connection mines for {key}; connect again to mine for another key"
+        )),
+        None => {
+            let joined = keys
+                .join(named.key, m.hashrate, &shared.commands)
+                .await
+                .map_err(|()| "translator stopping".to_string())?;
+            m.key = Some((named.key, joined.slot));
+            *work = joined.work;
+            Ok(())
+        }
+    }
 }
 
 /// `mining.configure`: version rolling (BIP 310, within BIP 320's bits); no other extension.

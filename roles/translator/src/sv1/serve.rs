@@ -16,7 +16,7 @@ use super::{
     vardiff::vardiff_target,
     Shared,
 };
-use crate::sv2::Command;
+use crate::{sv2::Command, ChannelMode};
 
 pub async fn serve(listener: TcpListener, shared: Shared, shutdown: CancellationToken) {
     let floor = difficulty_to_target(shared.limits.min_share_difficulty);
@@ -36,7 +36,7 @@ pub async fn serve(listener: TcpListener, shared: Shared, shutdown: Cancellation
             shared.stats.connections.fetch_add(1, Ordering::Relaxed);
             let result = connection(stream, peer, index, shared, targets, stop).await;
             shared.stats.connections.fetch_sub(1, Ordering::Relaxed);
-            if shared.aggregated.is_none() {
+            if shared.mode == ChannelMode::PerMiner {
                 let _ = shared.commands.send(Command::Close { miner: index }).await;
             }
             match result {

@@ -222,7 +222,9 @@ pub(super) fn check_share(
     // The pool judges ntime; SV1 shares carry only the bits they rolled.
     NtimeRule::Unchecked.check(s.ntime)?;
     let version = VersionRule::new(job.version, m.version_rolling).apply_bits(s.version_bits)?;
-    let miner_part = [m.miner_part().as_slice(), &s.extranonce2].concat();
+    // The channel's extranonce after its prefix: the miner's index (shared channels), its
+    // extranonce2, and in public mode the unused rest as zeros.
+    let miner_part = [m.miner_part().as_slice(), &s.extranonce2, &vec![0; m.pad]].concat();
     let coinbase = [
         job.coinbase_prefix.as_slice(),
         &m.extranonce_prefix,

@@ -33,6 +33,9 @@ fn miner(aggregated: bool) -> Miner {
         aggregated,
         extranonce_prefix: Vec::new(),
         extranonce2_size: 0,
+        fixed_extranonce: false,
+        pad: 0,
+        key: None,
         target: None,
         shares: ShareChecker::new(
             Target::from_le_bytes([0xff; 32]),
@@ -247,7 +250,9 @@ fn suggested_difficulties_are_clamped_to_the_floor_and_the_cap() {
 async fn a_suggested_1e_30_gets_the_floor_and_is_counted() {
     let (commands, _rx) = mpsc::channel(4);
     let shared = Shared {
+        mode: crate::ChannelMode::Aggregated,
         aggregated: None,
+        keys: None,
         commands,
         vardiff: VardiffSettings::default(),
         limits: Sv1Limits::default(),
@@ -380,7 +385,9 @@ fn seen_shares_are_bounded_per_job_and_a_duplicate_is_never_accepted() {
 async fn a_share_the_pool_calls_stale_is_answered_as_stale_and_counted_apart() {
     let (commands, mut upstream) = mpsc::channel(4);
     let shared = Shared {
+        mode: crate::ChannelMode::Aggregated,
         aggregated: None,
+        keys: None,
         commands,
         vardiff: VardiffSettings::default(),
         limits: Sv1Limits::default(),
@@ -425,4 +432,227 @@ async fn a_share_the_pool_calls_stale_is_answered_as_stale_and_counted_apart() {
         TranslatorStats::get(&stats.shares_refused_upstream_stale),
         1
     );
+}
+
+/// A public-mode miner: subscribed before its key is known, extranonce1 its index alone.
+fn public_miner() -> Miner {
+    Miner {
+        authorized: None,
+        subscribed: false,
+        fixed_extranonce: true,
+        extranonce2_size: crate::sv2::MIN_EXTRANONCE2_BYTES,
+        ..miner(true)
+    }
+}
+
+fn public_shared(
+    default_key: Option<ext_mint_quote::LockingKey>,
+) -> (Shared, mpsc::Receiver<Command>) {
+    let (commands, upstream) = mpsc::channel(16);
+    let shared = Shared {
+        mode: crate::ChannelMode::PerKey,
+        aggregated: None,
+        keys: Some(super::KeyChannels::new(default_key)),
+        commands,
+        vardiff: VardiffSettings::default(),
+        limits: Sv1Limits::default(),
+        stats: Arc::new(TranslatorStats::default()),
+    };
+    (shared, upstream)
+}
+
+fn test_key(n: u8) -> ext_mint_quote::LockingKey {
+    let secp = bitcoin::secp256k1::Secp256k1::new();
+    let sk = bitcoin::secp256k1::SecretKey::from_slice(&[n; 32]).unwrap();
+    ext_mint_quote::LockingKey::from_slice(&sk.public_key(&secp).serialize()).unwrap()
+}
+
+fn authorize_request(user: &str) -> ClientRequest {
+    ClientRequest::Authorize {
+        id: json!(2),
+        user: user.into(),
+        password: None,
+    }
+}
+
+#[tokio::test]
+async fn a_public_miner_is_told_its_extranonce_before_its_key_and_it_never_changes() {
+    let (shared, mut upstream) = public_shared(None);
+    let (out, _answers) = mpsc::unbounded_channel();
+    let mut m = public_miner();
+    let (_idle, mut work_rx) = watch::channel(None);
+    let subscribe = ClientRequest::Subscribe {
+        id: json!(1),
+        user_agent: None,
+    };
+    let lines = on_request(subscribe, &mut m, &mut work_rx, &shared, &out).await;
+    let answer: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(answer["result"][1], json!("00000007"), "{answer}");
+    assert_eq!(answer["result"][2], json!(4), "{answer}");
+
+    let key = test_key(1);
+    let user = format!("{key}.rig1");
+    let lines = on_request(
+        authorize_request(&user),
+        &mut m,
+        &mut work_rx,
+        &shared,
+        &out,
+    )
+    .await;
+    assert!(lines[0].contains("true"), "{lines:?}");
+    let Some(Command::Open {
+        key: Some(opened_for),
+        work: channel,
+        ..
+    }) = upstream.recv().await
+    else {
+        panic!("the key's channel was not opened");
+    };
+    assert_eq!(opened_for, key);
+
+    // The key's channel: a 2-byte prefix and 12 bytes of extranonce, more than the miner's
+    // index and extranonce2 need.
+    let mut w = work(1, &[0xaa, 0xbb], [0xff; 32]);
+    w.extranonce_size = 12;
+    channel.send_replace(Some(Arc::new(w.clone())));
+    let lines = on_work(&mut m, &w);
+    assert!(
+        !lines.iter().any(|l| l.contains("set_extranonce")),
+        "{lines:?}"
+    );
+    let notify: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    let (coinbase1, coinbase2) = (
+        notify["params"][2].as_str().unwrap(),
+        notify["params"][3].as_str().unwrap(),
+    );
+    assert_eq!(
+        coinbase1, "01aabb",
+        "the channel's prefix rides in coinbase1"
+    );
+    assert_eq!(
+        coinbase2, "0000000002",
+        "the unused extranonce rides in coinbase2"
+    );
+
+    // The share the pool gets has the channel's whole extranonce, and the coinbase the miner
+    // hashed is the one the pool rebuilds from it.
+    let Ok(Checked::ToPool(share, _)) = check_share(
+        &mut m,
+        &Submit {
+            worker: user.clone(),
+            ..submit(&sv1_job_id(1, 5), 1)
+        },
+        Some(ChannelNow { opening: 1 }),
+    ) else {
+        panic!("the share was not sent to the pool");
+    };
+    assert_eq!(share.extranonce.len(), 12);
+    let miner_view = [
+        hex::decode(coinbase1).unwrap(),
+        m.extranonce1(),
+        vec![0; 4],
+        hex::decode(coinbase2).unwrap(),
+    ]
+    .concat();
+    let pool_view = [vec![1], vec![0xaa, 0xbb], share.extranonce.clone(), vec![2]].concat();
+    assert_eq!(miner_view, pool_view);
+
+    // Another pool, another prefix: the miner's extranonce stays as it was told.
+    let mut moved = work(2, &[0xcc], [0xff; 32]);
+    moved.extranonce_size = 8;
+    let lines = on_work(&mut m, &moved);
+    assert!(!m.must_reconnect);
+    assert!(
+        !lines.iter().any(|l| l.contains("set_extranonce")),
+        "{lines:?}"
+    );
+    assert_eq!(m.extranonce1(), vec![0, 0, 0, 7]);
+    assert_eq!(m.pad, 0);
+}
+
+#[tokio::test]
+async fn a_public_miner_without_a_valid_key_is_refused_with_what_to_put_there() {
+    let (shared, mut upstream) = public_shared(None);
+    let (out, _answers) = mpsc::unbounded_channel();
+    let (_idle, mut work_rx) = watch::channel(None);
+    for user in [
+        "bitaxe",
+        "02deadbeef02deadbeef02deadbeef02deadbeef02deadbeef02deadbeef0000",
+    ] {
+        let mut m = public_miner();
+        m.subscribed = true;
+        let lines = on_request(authorize_request(user), &mut m, &mut work_rx, &shared, &out).await;
+        let answer: Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(
+            answer["error"][0],
+            json!(error_code::UNAUTHORIZED),
+            "{answer}"
+        );
+        assert!(
+            answer["error"][1]
+                .as_str()
+                .unwrap()
+                .contains("hashpool-wallet init"),
+            "{answer}"
+        );
+        assert!(m.authorized.is_none() && m.key.is_none());
+    }
+    assert!(
+        upstream.try_recv().is_err(),
+        "no channel for a refused miner"
+    );
+
+    // One connection, one key: a second key is refused, another worker of the same key is not.
+    let mut m = public_miner();
+    m.subscribed = true;
+    let first = format!("{}.a", test_key(1));
+    assert!(on_request(
+        authorize_request(&first),
+        &mut m,
+        &mut work_rx,
+        &shared,
+        &out
+    )
+    .await[0]
+        .contains("true"));
+    let other = test_key(2).to_hex();
+    let lines = on_request(
+        authorize_request(&other),
+        &mut m,
+        &mut work_rx,
+        &shared,
+        &out,
+    )
+    .await;
+    assert!(lines[0].contains("connect again"), "{lines:?}");
+    let same = format!("{}.b", test_key(1));
+    assert!(on_request(
+        authorize_request(&same),
+        &mut m,
+        &mut work_rx,
+        &shared,
+        &out
+    )
+    .await[0]
+        .contains("true"));
+    assert_eq!(m.key.map(|k| k.0), Some(test_key(1)));
+
+    // With a default key, a username without a key mines for it.
+    let (shared, mut upstream) = public_shared(Some(test_key(3)));
+    let mut m = public_miner();
+    m.subscribed = true;
+    assert!(on_request(
+        authorize_request("bitaxe"),
+        &mut m,
+        &mut work_rx,
+        &shared,
+        &out
+    )
+    .await[0]
+        .contains("true"));
+    assert!(matches!(
+        upstream.recv().await,
+        Some(Command::Open { key: Some(k), .. }) if k == test_key(3)
+    ));
 }

@@ -102,10 +102,10 @@ impl Channel {
 pub(super) fn open_message(
     slot_id: u32,
     slot: &Slot,
-    aggregated: bool,
+    mode: crate::ChannelMode,
     max_target: [u8; 32],
 ) -> MiningOwned {
-    let miner_bytes = if aggregated {
+    let miner_bytes = if mode.shares_channels() {
         MINER_EXTRANONCE_BYTES
     } else {
         0
@@ -119,7 +119,17 @@ pub(super) fn open_message(
     })
 }
 
-/// Sends an open request, with the wallet's locking key when the pool took the extension.
+/// The key a slot's channel is locked to by TLV: its own (public mode) or the translator's
+/// wallet's; none when the pool did not take the mint-quote extension.
+pub(super) fn slot_key(
+    slot: &Slot,
+    own: Option<ext_mint_quote::LockingKey>,
+    tlv: bool,
+) -> Option<ext_mint_quote::LockingKey> {
+    slot.locking_key.or(own).filter(|_| tlv)
+}
+
+/// Sends an open request, with the slot's locking key when the pool took the extension.
 pub(super) async fn open_channel(
     conn: &mut Connection,
     open: MiningOwned,
@@ -177,7 +187,7 @@ impl Session<'_> {
                     opening: OPENINGS.fetch_add(1, Ordering::Relaxed),
                     id: s.channel_id,
                     slot: s.request_id,
-                    aggregated: self.aggregated,
+                    aggregated: self.mode.shares_channels(),
                     extranonce_prefix: s.extranonce_prefix.as_bytes().to_vec(),
                     extranonce_size: s.extranonce_size as usize,
                     target: s.target.to_array(),
@@ -193,8 +203,12 @@ impl Session<'_> {
             }
             MiningOwned::OpenMiningChannelError(e) => {
                 let reason = text(&e.error_code);
-                // No channel works on this pool: the next one may take them all.
-                if self.aggregated || self.channels.is_empty() {
+                // No channel works on this pool: the next one may take them all. (A key's
+                // channel refused says nothing of the others': only that key's miners go.)
+                let aggregated = self.mode == crate::ChannelMode::Aggregated;
+                if aggregated
+                    || (self.mode == crate::ChannelMode::PerMiner && self.channels.is_empty())
+                {
                     return Err(ConnectionError::Refused(format!("channel: {reason}")));
                 }
                 // Others work: this miner is disconnected (its work sender dropped)
@@ -243,7 +257,7 @@ impl Session<'_> {
                     warn!(channel_id = m.channel_id, reason = %text(&m.reason_code), "the pool closed a channel");
                     self.by_slot.remove(&c.slot);
                     c.fail_pending("the pool closed the channel");
-                    if self.aggregated {
+                    if self.mode == crate::ChannelMode::Aggregated {
                         return Err(ConnectionError::Refused(
                             "the pool closed the channel".into(),
                         ));

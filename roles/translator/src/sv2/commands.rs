@@ -7,7 +7,7 @@ use mining_sv2::{CloseChannelOwned, SubmitSharesExtendedOwned, UpdateChannelOwne
 use parsers_sv2::MiningOwned;
 
 use super::{
-    channel::{open_channel, open_message},
+    channel::{open_channel, open_message, slot_key},
     failover::apply_offline,
     Command, NotAccepted, Session,
 };
@@ -45,6 +45,7 @@ impl Session<'_> {
                 miner,
                 hashrate,
                 work,
+                key,
             } => {
                 apply_offline(
                     self.slots,
@@ -53,11 +54,13 @@ impl Session<'_> {
                         miner,
                         hashrate,
                         work,
+                        key,
                     },
                 );
                 if let Some(slot) = self.slots.get(&miner) {
-                    let open = open_message(miner, slot, self.aggregated, self.max_target);
-                    open_channel(&mut self.conn, open, self.locking_key).await?;
+                    let open = open_message(miner, slot, self.mode, self.max_target);
+                    let key = slot_key(slot, self.locking_key, self.tlv);
+                    open_channel(&mut self.conn, open, key).await?;
                 }
             }
             Command::Hashrate { miner, hashrate } => {

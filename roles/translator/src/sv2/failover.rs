@@ -8,12 +8,15 @@ use crate::TranslatorRunConfig;
 
 use super::{Command, NotAccepted, UpstreamState};
 
-/// A channel the translator keeps open whenever a pool is connected: the aggregated one, or
-/// one per subscribed miner (keyed by the miner's index, also the open request's id).
+/// A channel the translator keeps open whenever a pool is connected: the aggregated one, one
+/// per subscribed miner (keyed by the miner's index, also the open request's id), or one per
+/// miner key (keyed by the key's slot number).
 pub(super) struct Slot {
     pub(super) user_identity: String,
     pub(super) hashrate: f32,
     pub(super) work: UpstreamState,
+    /// The key this channel is locked to, when not the translator's own (public mode).
+    pub(super) locking_key: Option<ext_mint_quote::LockingKey>,
 }
 
 pub(super) type Slots = BTreeMap<u32, Slot>;
@@ -32,13 +35,21 @@ pub(super) fn apply_offline(slots: &mut Slots, config: &TranslatorRunConfig, com
             miner,
             hashrate,
             work,
+            key,
         } => {
+            // A key's channel is named by its key: a pool that did not take the mint-quote
+            // extension still locks the channel to it (the key as user identity).
+            let user_identity = match key {
+                Some(key) => key.to_hex(),
+                None => format!("{}.{miner}", config.user_identity),
+            };
             slots.insert(
                 miner,
                 Slot {
-                    user_identity: format!("{}.{miner}", config.user_identity),
+                    user_identity,
                     hashrate,
                     work,
+                    locking_key: key,
                 },
             );
         }

@@ -71,11 +71,12 @@ pub type UpstreamState = watch::Sender<Option<Arc<UpstreamWork>>>;
 pub enum Command {
     Share(ShareToPool),
     /// Channel-per-miner mode: open (and after a reconnect, reopen) a channel for this miner;
-    /// its work is published on `work`.
+    /// public mode: for this key's slot, locked to `key`. Its work is published on `work`.
     Open {
         miner: u32,
         hashrate: f32,
         work: UpstreamState,
+        key: Option<ext_mint_quote::LockingKey>,
     },
     /// Channel-per-miner mode: the miner's vardiff estimate, sent to the pool as UpdateChannel.
     Hashrate {
@@ -126,9 +127,12 @@ struct Session<'a> {
     /// Channel ids by slot.
     by_slot: HashMap<u32, u32>,
     group_channel_id: Option<u32>,
-    /// Sent with every open request when the pool took the mint-quote extension.
+    /// The translator's own key, sent with every open request (a key's channel sends its key)
+    /// when the pool took the mint-quote extension.
     locking_key: Option<ext_mint_quote::LockingKey>,
-    aggregated: bool,
+    /// The pool took the mint-quote extension: locking-key TLVs may be sent.
+    tlv: bool,
+    mode: crate::ChannelMode,
     /// The easiest target any channel may have (the translator's floor).
     max_target: [u8; 32],
 }

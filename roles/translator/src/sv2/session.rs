@@ -18,7 +18,7 @@ use tracing::warn;
 use crate::TranslatorRunConfig;
 
 use super::{
-    channel::{open_channel, open_message},
+    channel::{open_channel, open_message, slot_key},
     failover::{apply_offline, Slot, Slots, AGGREGATED_SLOT},
     Command, Session, UpstreamState,
 };
@@ -42,6 +42,7 @@ pub async fn run(
                 user_identity: config.user_identity.clone(),
                 hashrate: config.nominal_hashrate,
                 work,
+                locking_key: None,
             },
         );
     }
@@ -123,22 +124,23 @@ async fn session(
     let (mut conn, _) = hashpool_sv2_io::dial(&dial).await?;
     stats.pool_connected.store(1, Ordering::Relaxed);
     crate::TranslatorStats::add(&stats.pool_connections);
-    // Without the mint-quote extension the pool's channel earns no ehash.
-    let with_tlv =
-        config.locking_key.is_some() && conn.try_extension(ext_mint_quote::EXTENSION_TYPE).await?;
-    let locking_key = config.locking_key.filter(|_| with_tlv);
-    let aggregated = config.channel_mode == crate::ChannelMode::Aggregated;
+    let mode = config.channel_mode;
+    // Without the mint-quote extension the translator's channel earns no ehash; a key's
+    // channel is still locked to its key (its user identity) but nobody is told of its quotes.
+    let wants_tlv = config.locking_key.is_some() || mode == crate::ChannelMode::PerKey;
+    let tlv = wants_tlv && conn.try_extension(ext_mint_quote::EXTENSION_TYPE).await?;
+    let locking_key = config.locking_key.filter(|_| tlv);
     for (id, slot) in slots.iter() {
         open_channel(
             &mut conn,
-            open_message(*id, slot, aggregated, max_target),
-            locking_key,
+            open_message(*id, slot, mode, max_target),
+            slot_key(slot, locking_key, tlv),
         )
         .await?;
     }
-    // The pool connection counts as established once a channel opens on it, or, in
-    // channel-per-miner mode with no miner yet, once it has set up.
-    *established = !aggregated && slots.is_empty();
+    // The pool connection counts as established once a channel opens on it, or, with a channel
+    // per miner or key and none wanted yet, once it has set up.
+    *established = mode != crate::ChannelMode::Aggregated && slots.is_empty();
 
     let mut session = Session {
         conn,
@@ -148,7 +150,8 @@ async fn session(
         by_slot: HashMap::new(),
         group_channel_id: None,
         locking_key,
-        aggregated,
+        tlv,
+        mode,
         max_target,
     };
     let result = loop {

@@ -15,6 +15,7 @@ mod metrics;
 mod mining;
 mod mint_security;
 mod minting;
+mod public_translator;
 mod quotes;
 mod stats;
 mod supervisor;

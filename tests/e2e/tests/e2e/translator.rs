@@ -310,7 +310,7 @@ async fn pool_away(channel_mode: ChannelMode) -> anyhow::Result<()> {
     // it hears is the pool's. Per miner: its channel starts at 20 kH/s.
     let initial_hashrate = match channel_mode {
         ChannelMode::Aggregated => 1.0e12,
-        ChannelMode::PerMiner => 20_000.0,
+        ChannelMode::PerMiner | ChannelMode::PerKey => 20_000.0,
     };
     let stack = Stack::new()
         .nbits(HARD_NBITS)
