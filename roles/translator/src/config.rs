@@ -52,6 +52,40 @@ pub struct TranslatorSettings {
     /// shares are refused.
     #[serde(default = "default_max_shares_per_job")]
     pub max_shares_per_job: usize,
+    /// SV1 connections held at once, in all and from one address.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "default_max_connections_per_address")]
+    pub max_connections_per_address: usize,
+    /// Seconds a connection has to authorize a worker.
+    #[serde(default = "default_authorize_timeout_secs")]
+    pub authorize_timeout_secs: u64,
+    /// Seconds of silence after which a connection is closed.
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+    /// Seconds a write to a miner may take.
+    #[serde(default = "default_write_timeout_secs")]
+    pub write_timeout_secs: u64,
+}
+
+fn default_max_connections() -> usize {
+    crate::Sv1Limits::DEFAULT_MAX_CONNECTIONS
+}
+
+fn default_max_connections_per_address() -> usize {
+    crate::Sv1Limits::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
+}
+
+fn default_authorize_timeout_secs() -> u64 {
+    crate::Sv1Limits::DEFAULT_AUTHORIZE_TIMEOUT.as_secs()
+}
+
+fn default_idle_timeout_secs() -> u64 {
+    crate::Sv1Limits::DEFAULT_IDLE_TIMEOUT.as_secs()
+}
+
+fn default_write_timeout_secs() -> u64 {
+    crate::Sv1Limits::DEFAULT_WRITE_TIMEOUT.as_secs()
 }
 
 fn default_min_share_difficulty() -> f64 {
@@ -165,9 +199,15 @@ impl TranslatorConfig {
 impl TranslatorConfig {
     /// What any one SV1 miner may make the translator do (checked by [`Self::run_config`]).
     pub fn sv1_limits(&self) -> crate::Sv1Limits {
+        let t = &self.translator;
         crate::Sv1Limits {
-            min_share_difficulty: self.translator.min_share_difficulty,
-            max_shares_per_job: self.translator.max_shares_per_job,
+            min_share_difficulty: t.min_share_difficulty,
+            max_shares_per_job: t.max_shares_per_job,
+            max_connections: t.max_connections,
+            max_connections_per_address: t.max_connections_per_address,
+            authorize_timeout: std::time::Duration::from_secs(t.authorize_timeout_secs),
+            idle_timeout: std::time::Duration::from_secs(t.idle_timeout_secs),
+            write_timeout: std::time::Duration::from_secs(t.write_timeout_secs),
         }
     }
 
@@ -292,7 +332,8 @@ mod tests {
             own.sv1_limits(),
             crate::Sv1Limits {
                 min_share_difficulty: 0.5,
-                max_shares_per_job: 10
+                max_shares_per_job: 10,
+                ..Default::default()
             }
         );
         assert!(own.run_config(&global).is_ok());
@@ -309,6 +350,27 @@ mod tests {
             .run_config(&global)
             .unwrap_err();
         assert!(err.contains("max_shares_per_job"), "{err}");
+        for (bad, named) in [
+            ("max_connections = 0", "max_connections"),
+            (
+                "max_connections_per_address = 0",
+                "max_connections_per_address",
+            ),
+            ("authorize_timeout_secs = 0", "authorize_timeout_secs"),
+            ("idle_timeout_secs = 0", "idle_timeout_secs"),
+            ("write_timeout_secs = 0", "write_timeout_secs"),
+        ] {
+            let err = load(file(bad)).run_config(&global).unwrap_err();
+            assert!(err.contains(named), "{bad}: {err}");
+        }
+        let own = load(file(
+            "max_connections_per_address = 3\nauthorize_timeout_secs = 5",
+        ));
+        assert_eq!(own.sv1_limits().max_connections_per_address, 3);
+        assert_eq!(
+            own.sv1_limits().authorize_timeout,
+            std::time::Duration::from_secs(5)
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use hashpool_wallet::api as wallet_api;
-pub use stats::TranslatorStats;
+pub use stats::{Sv1Limit, TranslatorStats};
 pub use sv2::{UpstreamState, UpstreamWork};
 
 /// How SV1 miners map onto channels with the pool.
@@ -83,6 +83,18 @@ pub struct Sv1Limits {
     /// further shares are refused until the next job (a hash is never forgotten while its job
     /// can still be submitted to, so a duplicate is never accepted).
     pub max_shares_per_job: usize,
+    /// SV1 connections held at once; more are closed on accept.
+    pub max_connections: usize,
+    /// SV1 connections held at once from one IPv4 address (or IPv6 /64). A farm behind one
+    /// NAT address is one source: size it for the largest farm expected.
+    pub max_connections_per_address: usize,
+    /// A connection that has not authorized a worker this long after connecting is closed.
+    pub authorize_timeout: Duration,
+    /// A connection that has sent nothing this long is closed (miners submit shares every few
+    /// seconds at the vardiff's rate).
+    pub idle_timeout: Duration,
+    /// A miner that does not read what it is sent for this long is closed.
+    pub write_timeout: Duration,
 }
 
 impl Sv1Limits {
@@ -93,6 +105,13 @@ impl Sv1Limits {
     /// Hours of shares at any sane share rate (10 a minute: ~7 h on one job), and at most
     /// ~1 MB of remembered shares per miner across the jobs it may still submit to.
     pub const DEFAULT_MAX_SHARES_PER_JOB: usize = 4096;
+    /// Twice the 10,000 connections benchmarked at ~10 KB each (docs/benchmarks.md).
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
+    /// A large farm behind one address.
+    pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 1024;
+    pub const DEFAULT_AUTHORIZE_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(900);
+    pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
     /// Refuses limits that could not work: a floor that is not a positive number, or no room
     /// for a single share.
@@ -104,6 +123,18 @@ impl Sv1Limits {
         if self.max_shares_per_job == 0 {
             return Err(LimitsError::MaxSharesPerJob);
         }
+        if self.max_connections == 0 || self.max_connections_per_address == 0 {
+            return Err(LimitsError::Connections);
+        }
+        for (name, t) in [
+            ("authorize_timeout_secs", self.authorize_timeout),
+            ("idle_timeout_secs", self.idle_timeout),
+            ("write_timeout_secs", self.write_timeout),
+        ] {
+            if t.is_zero() {
+                return Err(LimitsError::Timeout(name));
+            }
+        }
         Ok(())
     }
 }
@@ -113,6 +144,11 @@ impl Default for Sv1Limits {
         Sv1Limits {
             min_share_difficulty: Self::DEFAULT_MIN_SHARE_DIFFICULTY,
             max_shares_per_job: Self::DEFAULT_MAX_SHARES_PER_JOB,
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_address: Self::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+            authorize_timeout: Self::DEFAULT_AUTHORIZE_TIMEOUT,
+            idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
+            write_timeout: Self::DEFAULT_WRITE_TIMEOUT,
         }
     }
 }
@@ -123,6 +159,10 @@ pub enum LimitsError {
     MinShareDifficulty(f64),
     #[error("`translator.max_shares_per_job` must be at least 1")]
     MaxSharesPerJob,
+    #[error("`translator.max_connections` and `translator.max_connections_per_address` must be at least 1")]
+    Connections,
+    #[error("`translator.{0}` must be at least 1")]
+    Timeout(&'static str),
 }
 
 #[derive(Debug, Clone)]

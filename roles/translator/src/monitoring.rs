@@ -118,6 +118,22 @@ pub fn exporter(
         "hashpool_translator_vardiff_updates_total",
         "Miner difficulty changes made by vardiff.",
         read(|s| &s.vardiff_updates),
+    )?
+    .counter_vec(
+        "hashpool_translator_limit_hits_total",
+        "SV1 connections refused or closed because a limit was met.",
+        &["limit"],
+        {
+            let stats = stats.clone();
+            move || {
+                stats
+                    .limit_hits
+                    .all()
+                    .into_iter()
+                    .map(|(limit, n)| (vec![limit.to_string()], n))
+                    .collect()
+            }
+        },
     )?;
     if let Some(minter) = minter {
         hashpool_wallet::register_metrics(&mut e, minter)?;
@@ -157,6 +173,7 @@ fn status_router(stats: Arc<TranslatorStats>, mode: ChannelMode) -> Router {
                         "unjudged_upstream": get(&s.shares_unjudged_upstream),
                     },
                     "suggested_difficulty_clamped": get(&s.suggested_difficulty_clamped),
+                    "limit_hits": s.limit_hits.all().into_iter().map(|(k, n)| (k.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
                 }))
             }
         }),

@@ -54,8 +54,72 @@ pub struct TranslatorStats {
     pub work_accepted: AtomicF64,
     /// Stats reports dropped while stats-proxy was away (the reporter's buffer was full).
     pub stats_reports_dropped: AtomicU64,
+    /// SV1 connections refused or closed because a limit was met, by limit.
+    pub limit_hits: LimitHits,
     /// Authorized miners by connection index.
     miners: Mutex<HashMap<u32, Arc<MinerCounters>>>,
+}
+
+/// Why an SV1 connection was refused or closed because of a limit (`Sv1Limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sv1Limit {
+    /// `max_connections` connections were open.
+    Connections,
+    /// `max_connections_per_address` connections from the same address were open.
+    ConnectionsPerAddress,
+    /// No worker authorized within `authorize_timeout_secs`.
+    AuthorizeTimeout,
+    /// Nothing received for `idle_timeout_secs`.
+    IdleTimeout,
+    /// A write did not complete within `write_timeout_secs`.
+    WriteTimeout,
+}
+
+impl Sv1Limit {
+    pub const ALL: [Sv1Limit; 5] = [
+        Sv1Limit::Connections,
+        Sv1Limit::ConnectionsPerAddress,
+        Sv1Limit::AuthorizeTimeout,
+        Sv1Limit::IdleTimeout,
+        Sv1Limit::WriteTimeout,
+    ];
+
+    /// The label used in logs and metrics: the config key of the limit.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sv1Limit::Connections => "max_connections",
+            Sv1Limit::ConnectionsPerAddress => "max_connections_per_address",
+            Sv1Limit::AuthorizeTimeout => "authorize_timeout",
+            Sv1Limit::IdleTimeout => "idle_timeout",
+            Sv1Limit::WriteTimeout => "write_timeout",
+        }
+    }
+}
+
+/// How often each [`Sv1Limit`] was met since start.
+#[derive(Debug, Default)]
+pub struct LimitHits([AtomicU64; Sv1Limit::ALL.len()]);
+
+impl LimitHits {
+    fn index(limit: Sv1Limit) -> usize {
+        Sv1Limit::ALL.iter().position(|l| *l == limit).unwrap_or(0)
+    }
+
+    pub fn count(&self, limit: Sv1Limit) {
+        self.0[Self::index(limit)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self, limit: Sv1Limit) -> u64 {
+        self.0[Self::index(limit)].load(Ordering::Relaxed)
+    }
+
+    /// Every limit's label and count.
+    pub fn all(&self) -> Vec<(&'static str, u64)> {
+        Sv1Limit::ALL
+            .iter()
+            .map(|l| (l.as_str(), self.get(*l)))
+            .collect()
+    }
 }
 
 /// An f64 kept in an atomic's bits; only ever added to.

@@ -3,13 +3,14 @@
 //! counters say which limit a hostile (or broken) miner met.
 
 use std::{
-    collections::HashMap,
     net::IpAddr,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc, Mutex,
+        Arc,
     },
 };
+
+use hashpool_sv2_io::Full;
 
 /// Why the pool refused or closed a miner connection because of a limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,63 +60,32 @@ impl LimitReason {
     }
 }
 
-#[derive(Default)]
-struct Open {
-    total: usize,
-    per_address: HashMap<IpAddr, usize>,
-}
-
 /// Open miner connections (total and per address) and the limit counters.
 pub struct Admission {
-    max_total: usize,
-    max_per_address: usize,
-    open: Mutex<Open>,
+    open: Arc<hashpool_sv2_io::Admission>,
     hits: [AtomicU64; LimitReason::ALL.len()],
 }
 
-/// Held by an admitted connection; frees its place when dropped.
-pub struct Admitted {
-    admission: Arc<Admission>,
-    address: IpAddr,
-}
+pub use hashpool_sv2_io::Admitted;
 
 impl Admission {
     pub fn new(max_total: usize, max_per_address: usize) -> Self {
         Self {
-            max_total,
-            max_per_address,
-            open: Mutex::new(Open::default()),
+            open: Arc::new(hashpool_sv2_io::Admission::new(max_total, max_per_address)),
             hits: Default::default(),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
-        self.open.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Takes a place for a connection from `address`, or says which limit refuses it (and
     /// counts the refusal).
-    pub fn admit(self: &Arc<Self>, address: IpAddr) -> Result<Admitted, LimitReason> {
-        let address = source(address);
-        let mut open = self.lock();
-        let from_address = open.per_address.get(&address).copied().unwrap_or(0);
-        let refusal = if open.total >= self.max_total {
-            Some(LimitReason::Connections)
-        } else if from_address >= self.max_per_address {
-            Some(LimitReason::ConnectionsPerAddress)
-        } else {
-            None
-        };
-        if let Some(reason) = refusal {
-            drop(open);
+    pub fn admit(&self, address: IpAddr) -> Result<Admitted, LimitReason> {
+        self.open.admit(address).map_err(|full| {
+            let reason = match full {
+                Full::Connections => LimitReason::Connections,
+                Full::ConnectionsPerAddress => LimitReason::ConnectionsPerAddress,
+            };
             self.count(reason);
-            return Err(reason);
-        }
-        open.total += 1;
-        *open.per_address.entry(address).or_insert(0) += 1;
-        Ok(Admitted {
-            admission: self.clone(),
-            address,
+            reason
         })
     }
 
@@ -138,34 +108,7 @@ impl Admission {
 
     /// Connections open now.
     pub fn open_connections(&self) -> usize {
-        self.lock().total
-    }
-}
-
-/// The source a per-address limit counts: an IPv4 address, or an IPv6 /64 (one subscriber's
-/// network: a peer with a /64 has 2^64 addresses to spread connections over).
-fn source(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(std::net::Ipv6Addr::from(
-                u128::from(v6) & !((1u128 << 64) - 1),
-            )),
-        },
-    }
-}
-
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        let mut open = self.admission.lock();
-        open.total = open.total.saturating_sub(1);
-        if let Some(n) = open.per_address.get_mut(&self.address) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                open.per_address.remove(&self.address);
-            }
-        }
+        self.open.open_connections()
     }
 }
 
@@ -178,8 +121,8 @@ mod tests {
     }
 
     #[test]
-    fn per_address_and_total_limits_refuse_and_free_their_places() {
-        let a = Arc::new(Admission::new(3, 2));
+    fn per_address_and_total_limits_refuse_free_their_places_and_are_counted() {
+        let a = Admission::new(3, 2);
         let first = a.admit(ip(1)).unwrap();
         let _second = a.admit(ip(1)).unwrap();
         assert_eq!(
@@ -196,29 +139,6 @@ mod tests {
         assert_eq!(a.hits_of(LimitReason::ConnectionsPerAddress), 1);
         assert_eq!(a.hits_of(LimitReason::Connections), 1);
         assert_eq!(a.hits_of(LimitReason::IdleTimeout), 0);
-    }
-
-    #[test]
-    fn an_ipv6_network_counts_as_one_address() {
-        let a = Arc::new(Admission::new(10, 2));
-        let host =
-            |last: u16| IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, last));
-        let _one = a.admit(host(1)).unwrap();
-        let _two = a.admit(host(2)).unwrap();
-        assert_eq!(
-            a.admit(host(3)).err(),
-            Some(LimitReason::ConnectionsPerAddress)
-        );
-        // Another /64 is another source; a v4-mapped address is its IPv4 address.
-        let other = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 2, 0, 0, 0, 1));
-        let _three = a.admit(other).unwrap();
-        let _v4 = a.admit(ip(9)).unwrap();
-        let mapped = IpAddr::V6(std::net::Ipv4Addr::new(127, 0, 0, 9).to_ipv6_mapped());
-        let _v4_again = a.admit(mapped).unwrap();
-        assert_eq!(
-            a.admit(ip(9)).err(),
-            Some(LimitReason::ConnectionsPerAddress)
-        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! reconnect-with-back-off runner ([`keep_connected`]).
 
 mod accept;
+mod admission;
 mod backoff;
 mod connection;
 mod dial;
@@ -16,6 +17,7 @@ mod reconnect;
 mod serve;
 
 pub use accept::{accept_until, listen};
+pub use admission::{Admission, Admitted, Full};
 pub use backoff::Backoff;
 pub use connection::{decode_extension, encode_extension, Connection, ExtensionMessage};
 pub use dial::{connect_noise, dial, Dial};

@@ -5,13 +5,14 @@ use std::net::SocketAddr;
 
 use bitcoin::Target;
 use channels_sv2::vardiff::classic::VardiffState;
-use futures::{SinkExt, StreamExt};
+use futures::{stream::SplitSink, SinkExt, StreamExt};
 use hashpool_shares::ShareChecker;
 use hashpool_sv1::{error_code, parse_client_line, response_error, MAX_LINE_LEN};
 use serde_json::Value;
 use tokio::{
     net::TcpStream,
     sync::{mpsc, watch},
+    time::Instant,
 };
 use tokio_util::{
     codec::{Framed, LinesCodec, LinesCodecError},
@@ -25,7 +26,7 @@ use super::{
     vardiff::retarget,
     Shared, RECENT_JOBS,
 };
-use crate::{sv2::MIN_EXTRANONCE2_BYTES, ChannelMode};
+use crate::{stats::Sv1Limit, sv2::MIN_EXTRANONCE2_BYTES, ChannelMode};
 
 /// Targets every connection starts from.
 #[derive(Clone, Copy)]
@@ -99,16 +100,31 @@ pub(super) async fn connection(
     let mut vardiff = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     vardiff.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     debug!(%peer, index, "SV1 miner connected");
+    let limits = &shared.limits;
+    let authorize_by = Instant::now() + limits.authorize_timeout;
+    let mut last_line = Instant::now();
     let result = async {
         loop {
+            // The next deadline: authorizing (until a worker is), and hearing from the miner.
+            let idle_by = last_line + limits.idle_timeout;
+            let (deadline, limit) = if m.authorized.is_none() && authorize_by < idle_by {
+                (authorize_by, Sv1Limit::AuthorizeTimeout)
+            } else {
+                (idle_by, Sv1Limit::IdleTimeout)
+            };
             tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {
+                    shared.stats.limit_hits.count(limit);
+                    anyhow::bail!("limit `{}` met: closed", limit.as_str());
+                }
                 line = lines.next() => {
+                    last_line = Instant::now();
                     let line = match line {
                         None => return Ok(()),
                         Some(Ok(l)) => l,
                         Some(Err(LinesCodecError::MaxLineLengthExceeded)) => {
                             // The codec cannot resynchronise after an oversized line: answer, close.
-                            sink.send(trim(response_error(&Value::Null, error_code::INVALID_REQUEST, "line too long"))).await?;
+                            send(&mut sink, response_error(&Value::Null, error_code::INVALID_REQUEST, "line too long"), shared).await?;
                             anyhow::bail!("sent a line longer than {MAX_LINE_LEN} bytes");
                         }
                         Some(Err(e)) => return Err(e.into()),
@@ -119,17 +135,17 @@ pub(super) async fn connection(
                     let request = match parse_client_line(&line) {
                         Ok(r) => r,
                         Err(e) => {
-                            sink.send(trim(response_error(&e.id, e.code, &e.message))).await?;
+                            send(&mut sink, response_error(&e.id, e.code, &e.message), shared).await?;
                             continue;
                         }
                     };
                     for reply in on_request(request, &mut m, &mut work, shared, &out_tx).await {
-                        sink.send(trim(reply)).await?;
+                        send(&mut sink, reply, shared).await?;
                     }
                 }
                 answer = out.recv() => {
                     if let Some(answer) = answer {
-                        sink.send(trim(answer)).await?;
+                        send(&mut sink, answer, shared).await?;
                     }
                 }
                 changed = work.changed() => {
@@ -139,13 +155,13 @@ pub(super) async fn connection(
                     let current = work.borrow_and_update().clone();
                     if let Some(w) = current {
                         for line in on_work(&mut m, &w) {
-                            sink.send(trim(line)).await?;
+                            send(&mut sink, line, shared).await?;
                         }
                     }
                 }
                 _ = vardiff.tick() => {
                     for line in retarget(&mut m, &work, shared).await {
-                        sink.send(trim(line)).await?;
+                        send(&mut sink, line, shared).await?;
                     }
                 }
                 _ = shutdown.cancelled() => return Ok(()),
@@ -167,6 +183,20 @@ pub(super) async fn connection(
         keys.leave(key, slot, &shared.commands).await;
     }
     result
+}
+
+type Sink = SplitSink<Framed<TcpStream, LinesCodec>, String>;
+
+/// Sends one line; a miner that does not read it within `write_timeout` is closed.
+async fn send(sink: &mut Sink, line: String, shared: &Shared) -> anyhow::Result<()> {
+    let timeout = shared.limits.write_timeout;
+    match tokio::time::timeout(timeout, sink.send(trim(line))).await {
+        Ok(sent) => Ok(sent?),
+        Err(_) => {
+            shared.stats.limit_hits.count(Sv1Limit::WriteTimeout);
+            anyhow::bail!("limit `write_timeout` met: it read nothing for {timeout:?}: closed")
+        }
+    }
 }
 
 pub(super) fn trim(mut line: String) -> String {

@@ -11,7 +11,7 @@ use hashpool_sv1::{difficulty_to_target, error_code, Notify, MAX_LINE_LEN};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LinesCodec};
-use translator::{Sv1Limits, TranslatorStats};
+use translator::{Sv1Limit, Sv1Limits, TranslatorStats};
 
 use crate::translator_bad_input::{ask_heard, code, grind_from, read, Heard, Lines};
 
@@ -232,5 +232,77 @@ async fn a_miner_gets_no_difficulty_under_the_floor_and_a_bounded_share_memory(
     );
 
     drop(c);
+    stack.stop().await
+}
+
+/// Reads until the translator closes the connection (answers to earlier requests may come
+/// first); an error if it stays open for `within`.
+async fn closed_by_translator(c: &mut Lines, within: std::time::Duration) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    tokio::time::timeout(within, async {
+        while let Some(Ok(_)) = c.next().await {}
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("still open after {within:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_sv1_port_bounds_connections_per_address_and_closes_the_silent(
+) -> anyhow::Result<()> {
+    init_tracing();
+    // The deadlines are long next to the few local round trips before them.
+    let limits = Sv1Limits {
+        max_connections_per_address: 3,
+        authorize_timeout: std::time::Duration::from_secs(3),
+        idle_timeout: std::time::Duration::from_secs(5),
+        ..Sv1Limits::default()
+    };
+    let stack = Stack::new()
+        .nbits(NO_BLOCK_NBITS)
+        .with_translator("translator-port", 20_000.0, |c| {
+            c.locking_key = Some(test_key("port"));
+        })
+        .translator_limits(limits)
+        .start()
+        .await?;
+    let translator = &stack.translator().running;
+    let address = translator.downstream_address;
+    let hits = &translator.stats.limit_hits;
+    let connect = || async move {
+        anyhow::Ok(Framed::new(
+            TcpStream::connect(address).await?,
+            LinesCodec::new(),
+        ))
+    };
+    let subscribe = json!({"id": 1, "method": "mining.subscribe", "params": []}).to_string();
+    let authorize =
+        json!({"id": 2, "method": "mining.authorize", "params": ["honest.rig", "x"]}).to_string();
+    let mut heard = Heard::default();
+    let within = std::time::Duration::from_secs(60);
+
+    // Three connections from one address are held; a fourth is closed at once, and counted.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut c = connect().await?;
+        ask_heard(&mut c, &mut heard, &subscribe, json!(1)).await?;
+        let (ok, err) = ask_heard(&mut c, &mut heard, &authorize, json!(2)).await?;
+        anyhow::ensure!(ok == json!(true), "authorize: {err:?}");
+        held.push(c);
+    }
+    let mut fourth = connect().await?;
+    closed_by_translator(&mut fourth, within).await?;
+    assert_eq!(hits.get(Sv1Limit::ConnectionsPerAddress), 1);
+
+    // Silent after authorizing: closed after `idle_timeout`, which frees their places.
+    for c in &mut held {
+        closed_by_translator(c, within).await?;
+    }
+    assert_eq!(hits.get(Sv1Limit::IdleTimeout), 3);
+    // Never authorizing: closed after `authorize_timeout`.
+    let mut silent = connect().await?;
+    ask_heard(&mut silent, &mut heard, &subscribe, json!(1)).await?;
+    closed_by_translator(&mut silent, within).await?;
+    assert_eq!(hits.get(Sv1Limit::AuthorizeTimeout), 1);
+    assert_eq!(hits.get(Sv1Limit::Connections), 0);
     stack.stop().await
 }
