@@ -2,7 +2,11 @@
 //! mnemonic (0600), the wallet database and the mint's URL; its public key is what a miner
 //! puts in the SV1 username (`<key>.<worker>`) or SV2 identity, and `claim` mints every quote
 //! the mint holds for that key (through the signed lookup), so nothing is lost while the
-//! wallet is away. Every command answers in JSON with `--json`.
+//! wallet is away. `serve` puts the wallet API (web-proxy's source) on the directory and claims
+//! new quotes periodically. Every command answers in JSON with `--json`.
+
+mod lock;
+mod serve;
 
 use std::{
     io::Write,
@@ -13,6 +17,9 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use hashpool_wallet::{EhashWallet, WalletConfig};
 use serde_json::json;
+
+pub use lock::DirLock;
+pub use serve::{serve, ServeArgs, Served};
 
 #[derive(Parser, Debug)]
 #[command(name = "hashpool-wallet", version, about)]
@@ -40,6 +47,9 @@ pub enum Command {
     },
     /// Prints the public key (the SV1 username / SV2 identity).
     Key,
+    /// Serves the wallet API (balance, history, tokens; no faucet) for web-proxy, claiming new
+    /// quotes periodically, until Ctrl-C.
+    Serve(ServeArgs),
     #[command(flatten)]
     Wallet(WalletCommand),
 }
@@ -49,6 +59,7 @@ pub enum Command {
 pub enum WalletCommand {
     /// Mints every quote the mint holds for this key that is not minted yet.
     Claim,
+    /// The ehash held.
     Balance,
     /// The latest quotes minted into this wallet.
     History {
@@ -56,17 +67,18 @@ pub enum WalletCommand {
         limit: usize,
     },
     /// Prints a `cashuB` token of AMOUNT from this wallet.
-    Send {
-        amount: u64,
-    },
+    Send { amount: u64 },
     /// Receives a token into this wallet.
-    Receive {
-        token: String,
-    },
+    Receive { token: String },
 }
 
 const MNEMONIC: &str = "mnemonic";
 const MINT_URL: &str = "mint-url";
+const DATABASE: &str = "wallet.sqlite";
+
+fn database_path(dir: &Path) -> PathBuf {
+    dir.join(DATABASE)
+}
 
 /// Runs one command, writing its answer to `out`.
 pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
@@ -92,8 +104,26 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             let key = EhashWallet::locking_key_of(&read_mnemonic(dir)?)?.to_hex();
             return answer(out, json_out, json!({ "public_key": key }), &key);
         }
+        Command::Serve(args) => {
+            return serve_until_signal(dir, cli.mint.as_deref(), &args, json_out, out).await
+        }
         Command::Wallet(command) => command,
     };
+    // Commands that change the wallet: one process at a time (see `lock`).
+    let changes = match &command {
+        WalletCommand::Claim => Some("claim"),
+        WalletCommand::Send { .. } => Some("send"),
+        WalletCommand::Receive { .. } => Some("receive"),
+        WalletCommand::Balance | WalletCommand::History { .. } => None,
+    };
+    let _lock = changes
+        .map(|name| {
+            DirLock::acquire(
+                dir,
+                &format!("`hashpool-wallet {name}` (pid {})", std::process::id()),
+            )
+        })
+        .transpose()?;
     let wallet = open(dir, cli.mint.as_deref()).await?;
     match command {
         WalletCommand::Claim => {
@@ -155,6 +185,47 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
     }
 }
 
+/// `serve` in the foreground: logging, the start line on `out`, then serving until SIGINT or
+/// SIGTERM.
+async fn serve_until_signal(
+    dir: &Path,
+    mint: Option<&str>,
+    args: &ServeArgs,
+    json_out: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    hashpool_role::run(
+        "hashpool-wallet",
+        args.log_file.as_deref(),
+        |shutdown| async move {
+            let served = serve(dir, mint, args, shutdown).await?;
+            let claims = match args.claim_every {
+                0 => "never (stop serve to claim)".to_string(),
+                secs => format!("every {secs} s"),
+            };
+            answer(
+                out,
+                json_out,
+                json!({
+                    "api": format!("http://{}", served.address),
+                    "token_path": served.token_path,
+                    "public_key": served.public_key,
+                    "claim_every_secs": args.claim_every,
+                }),
+                &format!(
+                    "wallet API on http://{} (no faucet); token file {}; claiming {claims}; \
+                     Ctrl-C stops",
+                    served.address,
+                    served.token_path.display()
+                ),
+            )?;
+            out.flush()?;
+            Ok(served.task)
+        },
+    )
+    .await
+}
+
 fn answer(
     out: &mut dyn Write,
     json_out: bool,
@@ -172,7 +243,7 @@ fn answer(
 /// The mnemonic file: created (0600) with new words, or with `restore`'s; an existing file is
 /// never replaced by other words.
 fn init(dir: &Path, restore: Option<&str>) -> anyhow::Result<String> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    create_private_dir(dir)?;
     let path = dir.join(MNEMONIC);
     let wanted = match restore {
         Some(words) => Some(
@@ -198,6 +269,26 @@ fn init(dir: &Path, restore: Option<&str>) -> anyhow::Result<String> {
         }
     }
     Ok(EhashWallet::locking_key_of(words.trim())?.to_hex())
+}
+
+/// Creates the wallet's directory (and its parents) if missing, the directory itself readable by
+/// its owner only: it holds the proofs (the database), the mnemonic and the API token. An
+/// existing directory is left as it is.
+pub(crate) fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        // Created meanwhile by another process: as good.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("creating {}", dir.display())),
+    }
 }
 
 fn read_mnemonic(dir: &Path) -> anyhow::Result<String> {
@@ -227,7 +318,7 @@ async fn open(dir: &Path, mint: Option<&str>) -> anyhow::Result<EhashWallet> {
     Ok(EhashWallet::open(&WalletConfig {
         mint_url: mint,
         unit: "hash".into(),
-        database_path: dir.join("wallet.sqlite"),
+        database_path: database_path(dir),
         mnemonic: Some(words),
         mnemonic_path: dir.join(MNEMONIC),
     })
@@ -258,6 +349,22 @@ mod tests {
     }
 
     #[test]
+    fn a_new_wallet_directory_is_private_and_an_existing_one_is_left_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let parent = tempfile::tempdir().unwrap();
+        // The directory holds the proofs, the mnemonic and the API token: its owner's alone.
+        let dir = parent.path().join("home/.hashpool-wallet");
+        init(&dir, None).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        let shared = parent.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+        init(&shared, None).unwrap();
+        assert_eq!(mode(&shared), 0o755, "not changed behind its owner's back");
+    }
+
+    #[test]
     fn a_restored_mnemonic_gives_the_same_key_and_bad_words_are_refused() {
         let words = bip39::Mnemonic::generate(12).unwrap().to_string();
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -269,5 +376,116 @@ mod tests {
         let c = tempfile::tempdir().unwrap();
         assert!(init(c.path(), Some("not a mnemonic at all")).is_err());
         assert!(!c.path().join(MNEMONIC).exists());
+    }
+
+    async fn cli(dir: &Path, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+        let dir = dir.to_str().expect("a UTF-8 path");
+        let argv = ["hashpool-wallet", "--dir", dir, "--json"]
+            .into_iter()
+            .chain(args.iter().copied());
+        let mut out = Vec::new();
+        run(Cli::try_parse_from(argv)?, &mut out).await?;
+        Ok(serde_json::from_slice(&out)?)
+    }
+
+    /// Without a mint (nothing listens on the URL): the API still serves the wallet's
+    /// directory, with no faucet, its token file private; the claims fail and are retried
+    /// without stopping it; other processes cannot change the wallet meanwhile.
+    #[tokio::test]
+    async fn serve_puts_the_api_on_the_directory_and_holds_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = init(dir.path(), None).unwrap();
+        remember_mint(dir.path(), "http://127.0.0.1:1").unwrap();
+        let args =
+            ServeArgs::from_arg_matches_for(&["--listen", "127.0.0.1:0", "--claim-every", "1"]);
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let served = serve(dir.path(), None, &args, shutdown.clone())
+            .await
+            .unwrap();
+        assert_eq!(served.public_key, key);
+        assert_eq!(served.token_path, dir.path().join("wallet-api-token"));
+        let mode = std::fs::metadata(&served.token_path)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let token = std::fs::read_to_string(&served.token_path).unwrap();
+        let api = format!("http://{}", served.address);
+        let http = reqwest::Client::new();
+
+        // Let a claim or two fail against the missing mint: the API keeps answering.
+        tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+        let balance: serde_json::Value = http
+            .get(format!("{api}/api/v1/balance"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            balance,
+            json!({ "balance": 0, "unit": "hash", "locking_key": key, "faucet": false })
+        );
+        let faucet = http
+            .post(format!("{api}/api/v1/faucet"))
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(faucet.status().as_u16(), 404);
+        let body: serde_json::Value = faucet.json().await.unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains("no faucet"),
+            "{body}"
+        );
+        let unauthorized = http
+            .post(format!("{api}/api/v1/tokens"))
+            .json(&json!({ "amount": 1 }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unauthorized.status().as_u16(), 401);
+
+        // Changing the wallet from another command is refused, naming the server; reading is not.
+        let err = cli(dir.path(), &["claim"]).await.unwrap_err().to_string();
+        assert!(
+            err.contains("in use by `hashpool-wallet serve`")
+                && err.contains(&served.address.to_string()),
+            "{err}"
+        );
+        assert!(cli(dir.path(), &["send", "1"]).await.is_err());
+        assert_eq!(cli(dir.path(), &["balance"]).await.unwrap()["balance"], 0);
+        // A second server on the same directory is refused too.
+        let second = ServeArgs::from_arg_matches_for(&["--listen", "127.0.0.1:0"]);
+        assert!(serve(dir.path(), None, &second, shutdown.clone())
+            .await
+            .is_err());
+
+        shutdown.cancel();
+        served.task.await.unwrap();
+        // Stopped: the directory is free again.
+        DirLock::acquire(dir.path(), "test").unwrap();
+    }
+
+    impl ServeArgs {
+        fn from_arg_matches_for(args: &[&str]) -> Self {
+            let argv = ["hashpool-wallet", "serve"]
+                .into_iter()
+                .chain(args.iter().copied());
+            match Cli::try_parse_from(argv).unwrap().command {
+                Command::Serve(args) => args,
+                other => panic!("parsed as {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn serve_defaults_to_the_wallet_api_port_and_a_claim_a_minute() {
+        let args = ServeArgs::from_arg_matches_for(&[]);
+        assert_eq!(args.listen, "127.0.0.1:8083".parse().unwrap());
+        assert_eq!(args.claim_every, 60);
+        assert!(args.log_file.is_none());
     }
 }

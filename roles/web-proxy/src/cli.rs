@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use hashpool_config::ProxyGlobalConfig;
+use hashpool_config::{StatsTopology, TranslatorTopology, WalletTopology, WebTopology};
 pub use hashpool_web::cli::Args;
 use hashpool_web::{
     cli::Binary,
@@ -67,14 +67,31 @@ fn default_token_path() -> PathBuf {
     PathBuf::from(".hashpool/data/translator/wallet-api-token")
 }
 
+/// The shared miner-side topology (`config/shared/proxy.toml`, the same file and sections as
+/// `hashpool_config::ProxyGlobalConfig`) as web-proxy reads it: `[translator]` and `[stats]`
+/// may be left out where none runs (a miner's wallet at home, `hashpool-wallet serve`), and the
+/// page then shows the wallet alone and says what is not available. A section that is given is
+/// read whole, as every other role reads it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProxyTopology {
+    pub translator: Option<TranslatorTopology>,
+    pub wallet: WalletTopology,
+    pub stats: Option<StatsTopology>,
+    pub web: WebTopology,
+}
+
 /// Both files combined: every address comes from the shared topology.
 pub fn load(args: &Args) -> anyhow::Result<WebProxyConfig> {
-    let (global, own): (ProxyGlobalConfig, _) = args.load_files(WebProxyFile::checked)?;
+    let (global, own): (ProxyTopology, _) = args.load_files(WebProxyFile::checked)?;
     Ok(WebProxyConfig {
         address: global.web.address,
-        stats_url: format!("http://{}", global.stats.http_address),
+        stats_url: global
+            .stats
+            .map(|stats| format!("http://{}", stats.http_address)),
         wallet_url: format!("http://{}", global.wallet.api_address),
-        translator_url: format!("http://{}", global.translator.monitoring_address),
+        translator_url: global
+            .translator
+            .map(|translator| format!("http://{}", translator.monitoring_address)),
         refresh_secs: own.web.refresh_secs,
         allowed_hosts: own.web.allowed_hosts,
         wallet_token_path: own.wallet_api.token_path,
@@ -84,6 +101,7 @@ pub fn load(args: &Args) -> anyhow::Result<WebProxyConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn shipped_local_configs_load() {
@@ -93,7 +111,53 @@ mod tests {
             PathBuf::from(".hashpool/data/translator/wallet-api-token")
         );
         assert_eq!(config.address.port(), 3030);
-        assert_eq!(config.stats_url, "http://127.0.0.1:8092");
+        assert_eq!(config.stats_url.as_deref(), Some("http://127.0.0.1:8092"));
         assert_eq!(config.wallet_url, "http://127.0.0.1:8083");
+        assert_eq!(
+            config.translator_url.as_deref(),
+            Some("http://127.0.0.1:9109")
+        );
+    }
+
+    /// The files a miner uses at home (`hashpool-wallet serve`, no translator, no stats-proxy;
+    /// docs/mine-with-your-own-key.md): the wallet alone.
+    #[test]
+    fn shipped_home_configs_load_without_translator_or_stats() {
+        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+        let config = load(&Args {
+            config: dir.join("config/home/web-proxy.config.toml"),
+            global_config: dir.join("config/home/proxy.toml"),
+            log_file: None,
+        })
+        .unwrap();
+        assert_eq!(config.address.port(), 3030);
+        assert_eq!(config.wallet_url, "http://127.0.0.1:8083");
+        assert_eq!(
+            config.wallet_token_path,
+            PathBuf::from(".hashpool-wallet/wallet-api-token")
+        );
+        assert_eq!((config.stats_url, config.translator_url), (None, None));
+    }
+
+    /// A section that is given is read whole: a half-written `[stats]` is refused, naming the key.
+    #[test]
+    fn a_partial_optional_section_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let global = dir.path().join("proxy.toml");
+        std::fs::write(
+            &global,
+            "[wallet]\napi_address = \"127.0.0.1:8083\"\nmint_url = \"http://127.0.0.1:3338\"\n\
+             [web]\naddress = \"127.0.0.1:3030\"\n[stats]\nhttp_address = \"127.0.0.1:8092\"\n",
+        )
+        .unwrap();
+        let own = dir.path().join("web-proxy.toml");
+        std::fs::write(&own, "[web]\nrefresh_secs = 5\n").unwrap();
+        let err = load(&Args {
+            config: own,
+            global_config: global,
+            log_file: None,
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("stats"), "{err:#}");
     }
 }

@@ -1,9 +1,13 @@
-//! `web-proxy`: the miner's page. The wallet balance and recent issuance come from the
-//! translator's wallet API, the SV1 miners and the ehash and hashrate history from stats-proxy,
-//! the upstream pool's state from the translator's monitoring API. A form creates a token and a
-//! button asks the faucet (both through the wallet API, with its bearer token, which this
-//! server reads from the wallet's token file and never hands to the browser). The page
-//! refreshes by itself.
+//! `web-proxy`: the miner's page. The wallet balance and recent issuance come from a wallet API
+//! (the translator's, or a miner's own `hashpool-wallet serve`), the SV1 miners and the ehash
+//! and hashrate history from stats-proxy, the upstream pool's state from the translator's
+//! monitoring API. A form creates a token and a button asks the faucet (both through the wallet
+//! API, with its bearer token, which this server reads from the wallet's token file and never
+//! hands to the browser). The page refreshes by itself.
+//!
+//! Only the wallet is required. A miner at home mining on a public translator runs neither a
+//! translator nor stats-proxy: without them (not in the topology, or not answering) the page
+//! shows the wallet and says plainly what is not available and why, instead of failing.
 
 pub mod cli;
 
@@ -25,7 +29,7 @@ use hashpool_web::{
     page,
     stats_charts::Titles,
     units,
-    upstream::{answers, latest_hashrate, Upstream},
+    upstream::{latest_hashrate, Upstream},
     Dashboard, Running,
 };
 use serde::Deserialize;
@@ -36,12 +40,12 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone)]
 pub struct WebProxyConfig {
     pub address: SocketAddr,
-    /// stats-proxy's HTTP API.
-    pub stats_url: String,
-    /// The translator's wallet API.
+    /// stats-proxy's HTTP API; `None`: none runs here (no hashrate, SV1 miners or charts).
+    pub stats_url: Option<String>,
+    /// The wallet API (the translator's, or `hashpool-wallet serve`).
     pub wallet_url: String,
-    /// The translator's monitoring API.
-    pub translator_url: String,
+    /// The translator's monitoring API; `None`: no translator runs here (no upstream state).
+    pub translator_url: Option<String>,
     pub refresh_secs: u64,
     /// Other names the page may be reached by (`host:port`); its own address, `localhost` and
     /// `127.0.0.1` on its port always work.
@@ -80,7 +84,10 @@ pub fn dashboard(config: WebProxyConfig) -> Dashboard {
         .build()
         .unwrap_or_default();
     let upstream = Upstream::default();
-    let charts = CHARTS.routes(upstream.clone(), config.stats_url.clone());
+    let charts = config
+        .stats_url
+        .clone()
+        .map(|stats| CHARTS.routes(upstream.clone(), stats));
     let listen = (config.address, config.allowed_hosts.clone());
     let state = AppState {
         spending,
@@ -93,28 +100,82 @@ pub fn dashboard(config: WebProxyConfig) -> Dashboard {
         .route("/api/token", post(token))
         .route("/api/faucet", post(faucet))
         .with_state(state);
-    Dashboard::new(cli::BINARY.name, listen, app.merge(charts))
+    let app = match charts {
+        Some(charts) => app.merge(charts),
+        None => app,
+    };
+    Dashboard::new(cli::BINARY.name, listen, app)
+}
+
+/// What each source gives the page, for the notice when it is not available.
+const WALLET_GIVES: &str = "the wallet (balance, issuance, tokens)";
+const STATS_GIVES: &str = "stats-proxy (miners' hashrate, SV1 miners, charts)";
+const TRANSLATOR_GIVES: &str = "the translator's monitoring API (upstream pool)";
+
+/// `GET base + route`, or `None` when the source is not configured.
+async fn read(u: &Upstream, base: Option<&str>, route: &str) -> Option<Result<Value, String>> {
+    match base {
+        Some(base) => Some(u.get(&format!("{base}{route}")).await),
+        None => None,
+    }
+}
+
+/// The values of one source's reads (`null` where a read failed), and a line for the page if
+/// the source is not configured or a read failed.
+fn source<const N: usize>(
+    gives: &str,
+    reads: [Option<Result<Value, String>>; N],
+    not_configured: &str,
+    hint: &str,
+) -> ([Value; N], Option<String>) {
+    let mut why = None;
+    let values = reads.map(|read| match read {
+        Some(Ok(value)) => value,
+        Some(Err(e)) => {
+            why.get_or_insert(format!("{gives}: {e}{hint}"));
+            Value::Null
+        }
+        None => {
+            why.get_or_insert(format!("{gives}: {not_configured}"));
+            Value::Null
+        }
+    });
+    (values, why)
 }
 
 async fn summary(State(s): State<AppState>) -> Json<Value> {
     let c = &s.config;
     let u = &s.upstream;
-    let urls = [
-        format!("{}/api/v1/balance", c.wallet_url),
-        format!("{}/api/v1/history?limit=10", c.wallet_url),
-        format!("{}/api/v1/subjects?kind=miner", c.stats_url),
-        format!("{}/api/v1/hashrate?range=1h", c.stats_url),
-        format!("{}/api/v1/status", c.translator_url),
-    ];
+    let (stats, translator) = (c.stats_url.as_deref(), c.translator_url.as_deref());
     let (balance, history, miners, hashrate, status) = tokio::join!(
-        u.get(&urls[0]),
-        u.get(&urls[1]),
-        u.get(&urls[2]),
-        u.get(&urls[3]),
-        u.get(&urls[4]),
+        read(u, Some(&c.wallet_url), "/api/v1/balance"),
+        read(u, Some(&c.wallet_url), "/api/v1/history?limit=10"),
+        read(u, stats, "/api/v1/subjects?kind=miner"),
+        read(u, stats, "/api/v1/hashrate?range=1h"),
+        read(u, translator, "/api/v1/status"),
     );
-    let ([balance, history, miners, hashrate, status], errors) =
-        answers([balance, history, miners, hashrate, status]);
+    let ([balance, history], wallet_why) = source(
+        WALLET_GIVES,
+        [balance, history],
+        "",
+        " (is `hashpool-wallet serve` or the translator's wallet running?)",
+    );
+    let ([miners, hashrate], stats_why) = source(
+        STATS_GIVES,
+        [miners, hashrate],
+        "not run here (no [stats] in the shared topology)",
+        "",
+    );
+    let ([status], translator_why) = source(
+        TRANSLATOR_GIVES,
+        [status],
+        "not run here (no [translator] in the shared topology)",
+        "",
+    );
+    let unavailable: Vec<String> = [wallet_why, stats_why, translator_why]
+        .into_iter()
+        .flatten()
+        .collect();
     let latest = latest_hashrate(&hashrate);
     let miner_rows: Vec<Value> = miners["subjects"]
         .as_array()
@@ -136,30 +197,63 @@ async fn summary(State(s): State<AppState>) -> Json<Value> {
     Json(json!({
         "balance": balance["balance"].as_u64(),
         "locking_key": balance["locking_key"],
+        // `null` when the wallet does not say (an older wallet API): the button stays.
+        "faucet": balance["faucet"].as_bool(),
         "hashrate": latest,
         "hashrate_text": units::hashrate(latest),
         "miners": miner_rows,
         "upstream": {
-            "connected": status["pool_connected"].as_bool().unwrap_or(false),
+            // `null`: no translator here; `false`: it does not answer or has no pool.
+            "connected": translator.map(|_| status["pool_connected"].as_bool().unwrap_or(false)),
             "sv1_connections": status["sv1_connections"],
             "channel_mode": status["channel_mode"],
         },
         "history": history["issuance"].as_array().cloned().unwrap_or_default(),
-        "errors": errors,
+        "sources": {
+            "wallet": true,
+            "stats": stats.is_some(),
+            "translator": translator.is_some(),
+        },
+        "unavailable": unavailable,
     }))
 }
 
 async fn index(State(s): State<AppState>) -> Html<String> {
-    let body = format!(
-        r#"<div class="cards">
-  <div class="card"><div class="label">Wallet balance</div><div class="value" id="balance">–</div></div>
+    let c = &s.config;
+    let stats = c.stats_url.is_some();
+    let translator = c.translator_url.is_some();
+    // Only the parts whose source is configured; the notice says what is missing and why.
+    let stats_cards = if stats {
+        r#"
   <div class="card"><div class="label">Miners' hashrate</div><div class="value" id="hashrate">–</div></div>
-  <div class="card"><div class="label">SV1 miners</div><div class="value" id="miners-count">–</div></div>
-  <div class="card"><div class="label">Upstream pool</div><div class="value" id="upstream">–</div></div>
-</div>
-{issuance_chart}
+  <div class="card"><div class="label">SV1 miners</div><div class="value" id="miners-count">–</div></div>"#
+    } else {
+        ""
+    };
+    let upstream_card = if translator {
+        r#"
+  <div class="card"><div class="label">Upstream pool</div><div class="value" id="upstream">–</div></div>"#
+    } else {
+        ""
+    };
+    let stats_sections = if stats {
+        format!(
+            r#"{issuance_chart}
 {hashrate_chart}
-<section><h2>Connected SV1 miners</h2><table id="miners"><tr><td class="empty">loading…</td></tr></table></section>
+<section><h2>Connected SV1 miners</h2><table id="miners"><tr><td class="empty">loading…</td></tr></table></section>"#,
+            issuance_chart = page::chart("ehash issued to this wallet", "issuance"),
+            hashrate_chart = page::chart("Hashrate of the miners", "hashrate"),
+        )
+    } else {
+        String::new()
+    };
+    let body = format!(
+        r#"<section id="unavailable" hidden></section>
+<div class="cards">
+  <div class="card"><div class="label">Wallet balance</div><div class="value" id="balance">–</div></div>{stats_cards}{upstream_card}
+</div>
+<section><h2>Key (quotes are locked to it; the stratum username)</h2><code id="locking-key">–</code></section>
+{stats_sections}
 <section><h2>Send ehash</h2>
   <form id="token-form"><input type="number" id="token-amount" min="1" step="1" placeholder="amount (hash)" required>
   <button class="act" type="submit">Create token</button>
@@ -167,11 +261,9 @@ async fn index(State(s): State<AppState>) -> Html<String> {
   <div class="msg" id="token-msg"></div><textarea id="token" readonly placeholder="a cashuB… token appears here"></textarea>
 </section>
 <section><h2>Recent issuance</h2><table id="history"><tr><td class="empty">loading…</td></tr></table></section>"#,
-        issuance_chart = page::chart("ehash issued to this wallet", "issuance"),
-        hashrate_chart = page::chart("Hashrate of the miners", "hashrate"),
     );
     let script = format!(
-        r#"const charts = hp.charts(['issuance', 'hashrate']);
+        r#"const charts = hp.charts({charts});
 const showToken = (ok, r) => {{
   const msg = document.getElementById('token-msg');
   msg.className = ok ? 'msg' : 'msg err';
@@ -182,6 +274,7 @@ const postJson = async (url, body) => {{
   try {{ showToken(true, await hp.json(url, {{ method: 'POST', headers: {{ 'content-type': 'application/json' }}, body: JSON.stringify(body) }})); }}
   catch (e) {{ showToken(false, {{ error: e.message }}); }}
 }};
+const set = (id, fn) => {{ const e = document.getElementById(id); if (e) fn(e); }};
 document.getElementById('token-form').addEventListener('submit', ev => {{
   ev.preventDefault();
   postJson('/api/token', {{ amount: Number(document.getElementById('token-amount').value) }});
@@ -189,24 +282,42 @@ document.getElementById('token-form').addEventListener('submit', ev => {{
 document.getElementById('faucet').addEventListener('click', () => postJson('/api/faucet', {{}}));
 hp.refresh({refresh}, async () => {{
   const s = await hp.json('/api/summary');
-  document.getElementById('balance').textContent = s.balance === null ? 'unavailable' : s.balance + ' hash';
-  document.getElementById('balance').dataset.balance = s.balance ?? '';
-  document.getElementById('hashrate').textContent = s.hashrate_text;
-  document.getElementById('miners-count').textContent = s.miners.length;
-  document.getElementById('upstream').innerHTML = hp.state(s.upstream.connected);
-  document.getElementById('miners').innerHTML = s.miners.length === 0
+  set('unavailable', e => {{
+    e.hidden = s.unavailable.length === 0;
+    e.innerHTML = '<h2>Not available</h2><ul>' + s.unavailable.map(u => `<li>${{hp.esc(u)}}</li>`).join('') + '</ul>';
+  }});
+  set('balance', e => {{
+    e.textContent = s.balance === null ? 'unavailable' : s.balance + ' hash';
+    e.dataset.balance = s.balance ?? '';
+  }});
+  set('locking-key', e => {{ e.textContent = s.locking_key ?? 'unavailable'; }});
+  set('faucet', e => {{ e.hidden = s.faucet === false; }});
+  set('hashrate', e => {{ e.textContent = s.hashrate_text; }});
+  set('miners-count', e => {{ e.textContent = s.miners.length; }});
+  set('upstream', e => {{ e.innerHTML = hp.state(s.upstream.connected); }});
+  set('miners', e => {{ e.innerHTML = s.miners.length === 0
     ? '<tr><td class="empty">no miner connected</td></tr>'
     : '<tr><th>worker</th><th class="num">hashrate</th><th class="num">shares accepted</th></tr>' +
-      s.miners.map(m => `<tr><td>${{hp.esc(m.worker)}}</td><td class="num">${{hp.esc(m.hashrate_text)}}</td><td class="num">${{m.shares_total}}</td></tr>`).join('');
+      s.miners.map(m => `<tr><td>${{hp.esc(m.worker)}}</td><td class="num">${{hp.esc(m.hashrate_text)}}</td><td class="num">${{m.shares_total}}</td></tr>`).join(''); }});
   document.getElementById('history').innerHTML = s.history.length === 0
     ? '<tr><td class="empty">nothing minted yet</td></tr>'
     : '<tr><th>minted</th><th>quote</th><th class="num">amount</th></tr>' +
       s.history.map(h => `<tr><td>${{new Date(h.time * 1000).toLocaleString()}}</td><td><code>${{hp.esc(h.quote)}}</code></td><td class="num">${{h.amount}}</td></tr>`).join('');
   await charts();
 }});"#,
-        refresh = s.config.refresh_secs.max(1),
+        charts = if stats {
+            "['issuance', 'hashrate']"
+        } else {
+            "[]"
+        },
+        refresh = c.refresh_secs.max(1),
     );
-    page::page("Hashpool — my miners", "wallet and miners", &body, &script)
+    let subtitle = if stats || translator {
+        "wallet and miners"
+    } else {
+        "wallet"
+    };
+    page::page("Hashpool — my miners", subtitle, &body, &script)
 }
 
 #[derive(Deserialize)]
@@ -323,6 +434,18 @@ mod tests {
             }
         }
         let app = Router::new()
+            .route(
+                "/api/v1/balance",
+                get(|| async {
+                    Json(json!({ "balance": 7, "unit": "hash", "locking_key": "02ab", "faucet": false }))
+                }),
+            )
+            .route(
+                "/api/v1/history",
+                get(|| async {
+                    Json(json!({ "issuance": [{ "quote": "q1", "amount": 7, "time": 1 }] }))
+                }),
+            )
             .route("/api/v1/tokens", post(spend))
             .route("/api/v1/faucet", post(spend));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -348,9 +471,9 @@ mod tests {
         let proxy = start(
             WebProxyConfig {
                 address: "127.0.0.1:0".parse().unwrap(),
-                stats_url: "http://127.0.0.1:1".into(),
+                stats_url: Some("http://127.0.0.1:1".into()),
                 wallet_url: format!("http://{wallet}"),
-                translator_url: "http://127.0.0.1:1".into(),
+                translator_url: Some("http://127.0.0.1:1".into()),
                 refresh_secs: 1,
                 allowed_hosts: Vec::new(),
                 wallet_token_path: token_path.clone(),
@@ -411,5 +534,101 @@ mod tests {
             .unwrap();
         assert!(page.contains("token-form") && !page.contains(TOKEN));
         shutdown.cancel();
+    }
+
+    async fn page_and_summary(config: WebProxyConfig) -> (String, Value, u16) {
+        let shutdown = CancellationToken::new();
+        let proxy = start(config, shutdown.clone()).await.unwrap();
+        let http = reqwest::Client::new();
+        let get = |route: &str| http.get(format!("http://{}{route}", proxy.address)).send();
+        let page = get("/").await.unwrap().text().await.unwrap();
+        let summary = get("/api/summary").await.unwrap().json().await.unwrap();
+        let chart = get("/chart/hashrate.svg").await.unwrap().status().as_u16();
+        shutdown.cancel();
+        (page, summary, chart)
+    }
+
+    fn config(wallet_url: String, stats: Option<&str>, translator: Option<&str>) -> WebProxyConfig {
+        WebProxyConfig {
+            address: "127.0.0.1:0".parse().unwrap(),
+            stats_url: stats.map(str::to_string),
+            wallet_url,
+            translator_url: translator.map(str::to_string),
+            refresh_secs: 1,
+            allowed_hosts: Vec::new(),
+            wallet_token_path: PathBuf::from("unused"),
+        }
+    }
+
+    /// A miner at home: the wallet alone. The page shows the wallet, leaves out what needs a
+    /// translator or stats-proxy and says why; the summary answers instead of failing.
+    #[tokio::test]
+    async fn in_front_of_a_wallet_alone_the_page_shows_the_wallet_and_says_what_is_missing() {
+        let wallet = fake_wallet().await;
+        let (page, summary, chart) =
+            page_and_summary(config(format!("http://{wallet}"), None, None)).await;
+        assert!(page.contains(r#"id="balance""#) && page.contains("token-form"));
+        assert!(page.contains(r#"id="unavailable""#));
+        for part in [
+            r#"id="upstream""#,
+            r#"id="miners""#,
+            "hashrate-chart",
+            "issuance-chart",
+        ] {
+            assert!(!page.contains(part), "{part} shown without its source");
+        }
+        assert_eq!(chart, 404, "no chart without stats-proxy");
+        assert_eq!(summary["balance"], 7);
+        assert_eq!(summary["locking_key"], "02ab");
+        assert_eq!(summary["faucet"], false);
+        assert_eq!(summary["history"][0]["quote"], "q1");
+        assert_eq!(summary["upstream"]["connected"], Value::Null);
+        assert_eq!(summary["miners"], json!([]));
+        assert_eq!(
+            summary["unavailable"],
+            json!([
+                "stats-proxy (miners' hashrate, SV1 miners, charts): not run here (no [stats] in the shared topology)",
+                "the translator's monitoring API (upstream pool): not run here (no [translator] in the shared topology)",
+            ])
+        );
+    }
+
+    /// Configured but not answering: every part is on the page, the summary says which source
+    /// failed and how; a wallet that does not answer is named with what to start.
+    #[tokio::test]
+    async fn sources_that_do_not_answer_are_named_on_the_page() {
+        let wallet = fake_wallet().await;
+        let down = "http://127.0.0.1:1";
+        let (page, summary, chart) =
+            page_and_summary(config(format!("http://{wallet}"), Some(down), Some(down))).await;
+        assert!(page.contains(r#"id="upstream""#) && page.contains("hashrate-chart"));
+        assert_eq!(chart, 502);
+        assert_eq!(summary["balance"], 7);
+        assert_eq!(summary["upstream"]["connected"], false);
+        let unavailable = summary["unavailable"].as_array().unwrap();
+        assert_eq!(unavailable.len(), 2, "{summary}");
+        assert!(
+            unavailable[0]
+                .as_str()
+                .unwrap()
+                .starts_with("stats-proxy (")
+                && unavailable[0].as_str().unwrap().contains("unreachable")
+        );
+        assert!(
+            unavailable[1]
+                .as_str()
+                .unwrap()
+                .starts_with("the translator's monitoring API")
+                && unavailable[1].as_str().unwrap().contains("unreachable")
+        );
+
+        let (_, summary, _) = page_and_summary(config(down.into(), None, None)).await;
+        assert_eq!(summary["balance"], Value::Null);
+        let first = summary["unavailable"][0].as_str().unwrap();
+        assert!(
+            first.starts_with("the wallet (balance, issuance, tokens): http://127.0.0.1:1/api/v1/balance: unreachable")
+                && first.ends_with("(is `hashpool-wallet serve` or the translator's wallet running?)"),
+            "{first}"
+        );
     }
 }

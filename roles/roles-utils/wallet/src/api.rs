@@ -1,6 +1,7 @@
-//! A role's wallet over HTTP (the translator's, or the jd-client's; bound to 127.0.0.1 by
-//! default): balance, recent issuance, create a token, receive a token, and a faucet limited
-//! per client address. The miner's page (web-proxy) reads it.
+//! A wallet over HTTP (the translator's, the jd-client's, or a miner's own under
+//! `hashpool-wallet serve`; bound to 127.0.0.1 by default): balance, recent issuance, create a
+//! token, receive a token, and (for the roles that offer one) a faucet limited per client
+//! address. The miner's page (web-proxy) reads it.
 //! Routes that spend (create a token, the faucet) need `Authorization: Bearer <token>`, the
 //! token being the content of a file the wallet creates on its first start (mode 0600, see
 //! [`ApiToken`]): any local process may reach a loopback port, only the wallet's user may read
@@ -135,8 +136,8 @@ async fn require_token(State(token): State<ApiToken>, request: Request, next: Ne
 #[derive(Clone)]
 struct ApiState {
     wallet: Arc<EhashWallet>,
-    faucet: FaucetSettings,
-    limiter: Arc<FaucetLimiter>,
+    /// `None`: this wallet gives no faucet tokens (a miner's own wallet).
+    faucet: Option<(FaucetSettings, Arc<FaucetLimiter>)>,
 }
 
 /// One faucet token per client address per interval.
@@ -180,12 +181,18 @@ fn wallet_error(e: WalletError) -> Response {
     error(status, text)
 }
 
-pub fn router(wallet: Arc<EhashWallet>, faucet: FaucetSettings, token: ApiToken) -> Router {
-    let state = ApiState {
-        limiter: Arc::new(FaucetLimiter::new(faucet.interval)),
-        wallet,
-        faucet,
-    };
+/// The API's routes. `faucet`: the faucet's settings, or `None` for a wallet without one
+/// (`POST /api/v1/faucet` then answers 404 saying so, and the balance says `"faucet": false`).
+pub fn router(
+    wallet: Arc<EhashWallet>,
+    faucet: impl Into<Option<FaucetSettings>>,
+    token: ApiToken,
+) -> Router {
+    let faucet = faucet.into().map(|settings| {
+        let limiter = Arc::new(FaucetLimiter::new(settings.interval));
+        (settings, limiter)
+    });
+    let state = ApiState { wallet, faucet };
     let spending = Router::new()
         .route("/api/v1/tokens", post(create_token))
         .route("/api/v1/faucet", post(faucet_token))
@@ -198,11 +205,12 @@ pub fn router(wallet: Arc<EhashWallet>, faucet: FaucetSettings, token: ApiToken)
         .with_state(state)
 }
 
-/// Serves the API on `address` until `shutdown`; returns the bound address.
+/// Serves the API on `address` until `shutdown`; returns the bound address. `faucet` as in
+/// [`router`].
 pub async fn serve(
     address: SocketAddr,
     wallet: Arc<EhashWallet>,
-    faucet: FaucetSettings,
+    faucet: impl Into<Option<FaucetSettings>>,
     token: ApiToken,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
@@ -232,6 +240,7 @@ async fn balance(State(s): State<ApiState>) -> Response {
             "balance": balance,
             "unit": "hash",
             "locking_key": s.wallet.locking_key().to_hex(),
+            "faucet": s.faucet.is_some(),
         }))
         .into_response(),
         Err(e) => wallet_error(e),
@@ -313,7 +322,10 @@ async fn faucet_token(
     State(s): State<ApiState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> Response {
-    if let Err(retry_after_secs) = s.limiter.check(peer.ip()) {
+    let Some((faucet, limiter)) = &s.faucet else {
+        return error(StatusCode::NOT_FOUND, "this wallet gives no faucet tokens");
+    };
+    if let Err(retry_after_secs) = limiter.check(peer.ip()) {
         return (
             StatusCode::TOO_MANY_REQUESTS,
             Json(json!({
@@ -323,8 +335,8 @@ async fn faucet_token(
         )
             .into_response();
     }
-    match s.wallet.send(s.faucet.amount).await {
-        Ok(token) => Json(json!({ "token": token, "amount": s.faucet.amount })).into_response(),
+    match s.wallet.send(faucet.amount).await {
+        Ok(token) => Json(json!({ "token": token, "amount": faucet.amount })).into_response(),
         Err(e) => wallet_error(e),
     }
 }

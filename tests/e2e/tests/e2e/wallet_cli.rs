@@ -1,14 +1,19 @@
 //! `hashpool-wallet` against a real mint: init prints the key quotes are locked to; claim mints
 //! exactly the key's quotes (once, whatever was minted before it), never another key's;
-//! balance, history, send and receive agree.
+//! balance, history, send and receive agree. `serve` puts the wallet API on the directory and
+//! claims new quotes by itself; web-proxy in front of it, with no translator and no
+//! stats-proxy (a miner's page at home), shows the exact balance and creates tokens.
+
+use std::time::Duration;
 
 use binary_sv2::{B0255Owned, U256Owned};
 use clap::Parser;
 use ext_mint_quote::MintQuoteRequestOwned;
-use hashpool_e2e::{free_address, init_tracing, TestMint};
+use hashpool_e2e::{free_address, init_tracing, loopback_any_port, wait_until, TestMint};
 use hashpool_sv2_io::str0255;
-use hashpool_wallet_cli::Cli;
-use serde_json::Value;
+use hashpool_wallet_cli::{Cli, ServeArgs};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
 
 async fn wallet(dir: &std::path::Path, mint: &str, args: &[&str]) -> anyhow::Result<Value> {
     let dir = dir.to_str().expect("a UTF-8 path");
@@ -102,5 +107,150 @@ async fn a_miner_claims_exactly_its_quotes_once_and_spends_them() -> anyhow::Res
     assert!(wallet(&a, &url, &["send", "100000"]).await.is_err());
     assert_eq!(wallet(&a, &url, &["balance"]).await?["balance"], 350);
     assert_eq!(wallet(&b, &url, &["balance"]).await?["balance"], 257);
+    mint.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_proxy_in_front_of_a_served_wallet_shows_it_and_creates_tokens() -> anyhow::Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    let mint = TestMint::start(&dir.path().join("mint"), free_address()).await?;
+    let url = mint.url();
+    let (home, friend) = (dir.path().join("home"), dir.path().join("friend"));
+    let key = wallet(&home, &url, &["init"]).await?["public_key"]
+        .as_str()
+        .expect("a key")
+        .to_string();
+    wallet(&friend, &url, &["init"]).await?;
+    // Earned before the wallet is served: its first claim mints it.
+    let before = issue(&mint, 21, &key, 300).await?;
+
+    let stop = CancellationToken::new();
+    let served = hashpool_wallet_cli::serve(
+        &home,
+        None,
+        &ServeArgs {
+            listen: loopback_any_port(),
+            claim_every: 1,
+            log_file: None,
+        },
+        stop.clone(),
+    )
+    .await?;
+    assert_eq!(served.public_key, key);
+    assert_eq!(served.token_path, home.join("wallet-api-token"));
+    // The miner's page at home: the wallet alone (no translator, no stats-proxy).
+    let proxy = web_proxy::start(
+        web_proxy::WebProxyConfig {
+            address: loopback_any_port(),
+            stats_url: None,
+            wallet_url: format!("http://{}", served.address),
+            translator_url: None,
+            refresh_secs: 1,
+            allowed_hosts: Vec::new(),
+            wallet_token_path: served.token_path.clone(),
+        },
+        stop.clone(),
+    )
+    .await?;
+    let http = reqwest::Client::new();
+    let page = format!("http://{}", proxy.address);
+    let summary = || async {
+        http.get(format!("{page}/api/summary"))
+            .send()
+            .await?
+            .json::<Value>()
+            .await
+    };
+    let balance_is = |amount: u64| {
+        let summary = &summary;
+        async move {
+            summary()
+                .await
+                .is_ok_and(|s| s["balance"].as_u64() == Some(amount))
+        }
+    };
+    wait_until(
+        Duration::from_secs(30),
+        "the first claim's 300 hash",
+        || balance_is(300),
+    )
+    .await?;
+    // Earned while served: the periodic claim mints it.
+    let during = issue(&mint, 22, &key, 200).await?;
+    wait_until(Duration::from_secs(30), "the next claim's 200 hash", || {
+        balance_is(500)
+    })
+    .await?;
+
+    let s = summary().await?;
+    assert_eq!(s["locking_key"], key.as_str(), "{s}");
+    assert_eq!(s["faucet"], false, "{s}");
+    let mut quotes: Vec<(String, u64)> = s["history"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|h| {
+            (
+                h["quote"].as_str().unwrap_or_default().to_string(),
+                h["amount"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    quotes.sort();
+    let mut expected = vec![(before, 300), (during, 200)];
+    expected.sort();
+    assert_eq!(quotes, expected, "{s}");
+    assert_eq!(s["upstream"]["connected"], Value::Null, "{s}");
+    let unavailable = s["unavailable"].as_array().expect("a list");
+    assert_eq!(unavailable.len(), 2, "{s}");
+    assert!(unavailable
+        .iter()
+        .all(|u| u.as_str().is_some_and(|u| u.contains("not run here"))));
+    let html = http.get(&page).send().await?.text().await?;
+    assert!(html.contains("token-form") && html.contains(r#"id="unavailable""#));
+    assert!(!html.contains(r#"id="upstream""#));
+
+    // A token through the page (web-proxy adds the wallet's bearer token).
+    let create = |body: Value| http.post(format!("{page}/api/token")).json(&body).send();
+    let made = create(json!({ "amount": 120 })).await?;
+    assert_eq!(made.status().as_u16(), 200);
+    let made: Value = made.json().await?;
+    assert_eq!(made["amount"], 120, "{made}");
+    let token = made["token"].as_str().expect("a token").to_string();
+    assert!(token.starts_with("cashuB"), "{token}");
+    let too_much = create(json!({ "amount": 100_000 })).await?;
+    assert_eq!(too_much.status().as_u16(), 400);
+    let faucet = http.post(format!("{page}/api/faucet")).send().await?;
+    assert_eq!(
+        faucet.status().as_u16(),
+        404,
+        "no faucet on a miner's own wallet"
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "the balance less the token",
+        || balance_is(380),
+    )
+    .await?;
+
+    // While served, another process may read the wallet but not change it.
+    let refused = wallet(&home, &url, &["send", "1"]).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("hashpool-wallet serve"),
+        "{refused:#}"
+    );
+    assert_eq!(wallet(&home, &url, &["balance"]).await?["balance"], 380);
+    // The token is real: another wallet receives it.
+    assert_eq!(
+        wallet(&friend, &url, &["receive", &token]).await?["received"],
+        120
+    );
+
+    // Stopped: the directory is the CLI's again, nothing left to claim.
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), served.task).await??;
+    assert_eq!(wallet(&home, &url, &["claim"]).await?["claimed"], 0);
+    assert_eq!(wallet(&home, &url, &["balance"]).await?["balance"], 380);
     mint.stop().await
 }
