@@ -192,6 +192,8 @@ pub struct StatsReporting {
 pub struct PoolRunConfig {
     pub listen_address: SocketAddr,
     pub monitoring_address: SocketAddr,
+    /// The per-key miner API (`/api/v1/miners/{key}`), if served.
+    pub api_address: Option<SocketAddr>,
     pub authority_public_key: Secp256k1PublicKey,
     pub pool: PoolSettings,
     pub template_provider: TemplateProviderSettings,
@@ -242,6 +244,7 @@ impl PoolRunConfig {
         Ok(Self {
             listen_address: global.pool.listen_address,
             monitoring_address: global.pool.monitoring_address,
+            api_address: global.pool.api_address,
             authority_public_key: global.pool.authority_public_key,
             pool: own.pool,
             template_provider: own.template_provider,

@@ -50,6 +50,8 @@ pub struct RunningPool {
     pub mint_link_address: SocketAddr,
     /// Where the pool's own `/metrics` is served, if configured.
     pub metrics_address: Option<SocketAddr>,
+    /// Where the per-key miner API is served, if configured.
+    pub api_address: Option<SocketAddr>,
     pub config: Arc<PoolRunConfig>,
     pub jobs: Arc<JobSource>,
     pub stats: Arc<PoolStats>,
@@ -188,9 +190,16 @@ pub async fn start(
         }
         None => None,
     };
+    let api_address = match config.api_address {
+        Some(address) => {
+            Some(serve_miner_api(address, &config, &ledger, &miners, &shutdown).await?)
+        }
+        None => None,
+    };
     let task = tokio::spawn(async move { while tasks.join_next().await.is_some() {} });
     Ok(RunningPool {
         metrics_address,
+        api_address,
         listen_address,
         mint_link_address,
         admission: miners.admission.clone(),
@@ -201,4 +210,32 @@ pub async fn start(
         ledger,
         task,
     })
+}
+
+/// Serves the per-key miner API on `address` (its own read-only ledger connections).
+async fn serve_miner_api(
+    address: SocketAddr,
+    config: &PoolRunConfig,
+    ledger: &AccrualLedger,
+    miners: &MinerHandles,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    let reader = ledger::LedgerReader::open(
+        &config.pool.ledger_path,
+        ledger.unit_work(),
+        ledger::ReadLimits::default(),
+    )
+    .await
+    .context("opening the ledger for the miner API")?;
+    let api = observability::miner_api::MinerApi::new(
+        reader,
+        miners.registry.clone(),
+        ledger.unit().to_string(),
+        ledger.unit_work(),
+    );
+    let bound = hashpool_metrics::serve(address, api.router(), shutdown.clone())
+        .await
+        .with_context(|| format!("binding the miner API {address}"))?;
+    info!(%bound, "miner API at /api/v1/miners/{{key}}");
+    Ok(bound)
 }

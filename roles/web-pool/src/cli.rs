@@ -25,6 +25,7 @@ pub fn load(args: &Args) -> anyhow::Result<WebPoolConfig> {
         address: global.web.address,
         stats_url: format!("http://{}", global.stats.http_address),
         pool_monitoring_url: format!("http://{}", global.pool.monitoring_address),
+        pool_api_url: global.pool.api_address.map(|a| format!("http://{a}")),
         mint_url: format!("http://{}", global.mint.http_address),
         refresh_secs: web.refresh_secs,
         allowed_hosts: web.allowed_hosts,

@@ -1,8 +1,10 @@
 //! `web-pool`: the operator's dashboard. It reads stats-pool's API (hashrate samples, channels
 //! and the proxies they come from, blocks, ehash issued, health reported by the pool) and checks
-//! the pool's monitoring API and the mint itself; the page refreshes by itself.
+//! the pool's monitoring API and the mint itself; the page refreshes by itself. Each miner key
+//! has its own page ([`miner`]), from the pool's per-key API.
 
 pub mod cli;
+pub mod miner;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -25,6 +27,9 @@ pub struct WebPoolConfig {
     pub stats_url: String,
     /// The pool's monitoring API.
     pub pool_monitoring_url: String,
+    /// The pool's per-key miner API (`pool.api_address`); the miner pages say they are off
+    /// without it.
+    pub pool_api_url: Option<String>,
     /// The mint's Cashu API.
     pub mint_url: String,
     /// The page reloads its data this often.
@@ -35,7 +40,7 @@ pub struct WebPoolConfig {
 }
 
 #[derive(Clone)]
-struct AppState {
+pub(crate) struct AppState {
     config: Arc<WebPoolConfig>,
     upstream: Upstream,
 }
@@ -62,13 +67,15 @@ pub fn dashboard(config: WebPoolConfig) -> Dashboard {
     let app = Router::new()
         .route("/", get(index))
         .route("/api/summary", get(summary))
+        .merge(miner::routes())
         .with_state(state);
     Dashboard::new(cli::BINARY.name, listen, app.merge(charts))
 }
 
 async fn index(State(s): State<AppState>) -> Html<String> {
     let body = format!(
-        r#"<div class="cards">
+        r#"{search}
+<div class="cards">
   <div class="card"><div class="label">Pool hashrate</div><div class="value" id="hashrate">–</div></div>
   <div class="card"><div class="label">Blocks found</div><div class="value" id="blocks-count">–</div></div>
   <div class="card"><div class="label">ehash issued</div><div class="value" id="ehash">–</div></div>
@@ -79,6 +86,7 @@ async fn index(State(s): State<AppState>) -> Html<String> {
 <section><h2>Connected proxies and channels</h2><table id="channels"><tr><td class="empty">loading…</td></tr></table></section>
 <section><h2>Blocks found</h2><table id="blocks"><tr><td class="empty">loading…</td></tr></table></section>
 {issuance_chart}"#,
+        search = miner::search_box(),
         hashrate_chart = page::chart("Pool hashrate", "hashrate"),
         issuance_chart = page::chart("ehash issued", "issuance"),
     );

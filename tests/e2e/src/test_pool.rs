@@ -94,6 +94,7 @@ impl TestPool {
         let config = PoolRunConfig {
             listen_address: options.listen_address,
             monitoring_address: monitoring,
+            api_address: Some(loopback_any_port()),
             authority_public_key: public_key(),
             pool: PoolSettings {
                 authority_secret_key: secret_key(),

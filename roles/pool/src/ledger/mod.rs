@@ -11,6 +11,7 @@
 
 mod batches;
 mod error;
+mod reader;
 mod share_commit;
 mod sqlite;
 #[cfg(test)]
@@ -37,6 +38,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use batches::Batch;
 pub use error::LedgerError;
+pub use reader::{FoundBlock, IssuedQuote, KeyReport, LedgerReader, ReadLimits, WindowWork};
 pub use writer::Receipt;
 
 use crate::accepted_share::AcceptedShare;

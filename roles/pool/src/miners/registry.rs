@@ -16,6 +16,9 @@ use super::channel_set::{ChannelEntry, ChannelSet};
 /// Where a connection's quote announcements go (its task writes them to the miner).
 pub type Announcer = mpsc::UnboundedSender<MintQuoteMessage>;
 
+/// A connection's channels, and the ids of those locked to one key.
+pub type KeyChannels = (Arc<Mutex<ChannelSet>>, Vec<u32>);
+
 /// A quote the mint issued, to be announced to the miners of its key.
 #[derive(Debug, Clone, Copy)]
 pub struct Quote<'a> {
@@ -137,6 +140,31 @@ impl Registry {
             .values()
             .map(|c| c.channels.clone())
             .collect()
+    }
+
+    /// The connections with a channel locked to `key` and those channels' ids, at most `limit`
+    /// channels in all, and how many channels the key has in all. Reads the key index only, not
+    /// every connection.
+    pub fn channels_of(&self, key: &LockingKey, limit: usize) -> (Vec<KeyChannels>, usize) {
+        let inner = self.lock();
+        let Some(clients) = inner.by_key.get(key) else {
+            return (Vec::new(), 0);
+        };
+        let total = clients.values().map(BTreeSet::len).sum();
+        let mut left = limit;
+        let mut out = Vec::new();
+        for (client_id, channels) in clients {
+            if left == 0 {
+                break;
+            }
+            let Some(connection) = inner.connections.get(client_id) else {
+                continue;
+            };
+            let ids: Vec<u32> = channels.iter().take(left).copied().collect();
+            left -= ids.len();
+            out.push((connection.channels.clone(), ids));
+        }
+        (out, total)
     }
 
     /// Tells every connection with a channel locked to `key` (and the extension negotiated)

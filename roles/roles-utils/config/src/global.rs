@@ -36,6 +36,10 @@ pub struct PoolTopology {
     pub mint_link_address: SocketAddr,
     /// Monitoring HTTP API (`/api/v1/...`, `/metrics`).
     pub monitoring_address: SocketAddr,
+    /// The per-key miner API (`/api/v1/miners/{key}`), read by web-pool's miner pages. Not
+    /// served when unset.
+    #[serde(default)]
+    pub api_address: Option<SocketAddr>,
     /// The pool's Noise authority public key: what every peer of the pool pins.
     pub authority_public_key: Secp256k1PublicKey,
 }

@@ -5,7 +5,8 @@
 //! - [`page`]: the HTML shell, styles and the small script that refreshes a page by itself.
 //! - [`upstream`]: JSON from the stats services, the wallet API and monitoring endpoints, with a
 //!   short timeout so a role that is down shows as down instead of stalling the page.
-//! - [`units`]: hashrates and amounts as people read them.
+//! - [`units`]: hashrates, difficulties and times as people read them.
+//! - [`html`]: escaping and tables for pages rendered by the server.
 //! - [`stats_charts`]: the hashrate and issuance charts both pages draw from their stats service.
 //! - [`dashboard`], [`cli`]: serving a page behind the host [`guard`], and the binaries' command
 //!   line and run loop.
@@ -14,6 +15,7 @@ pub mod chart;
 pub mod cli;
 pub mod dashboard;
 pub mod guard;
+pub mod html;
 pub mod page;
 pub mod settings;
 pub mod stats_charts;

@@ -29,6 +29,8 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .empty { color: var(--muted); }
 form { display: flex; gap: 8px; align-items: center; flex-wrap: wrap; }
 input[type=number] { width: 140px; padding: 6px 8px; border: 1px solid var(--line); border-radius: 5px; }
+input[type=search] { flex: 1; min-width: 260px; padding: 6px 8px; border: 1px solid var(--line); border-radius: 5px; font: 13px ui-monospace, monospace; }
+.note { color: var(--muted); font-size: 13px; } code { word-break: break-all; }
 button.act { background: var(--accent); color: #fff; border: 0; border-radius: 5px; padding: 7px 14px; cursor: pointer; }
 textarea { width: 100%; min-height: 70px; margin-top: 8px; font: 12px ui-monospace, monospace; }
 .msg { margin-top: 6px; font-size: 13px; } .msg.err { color: var(--bad); }

@@ -25,9 +25,74 @@ pub fn scale_for(max: f64) -> (f64, &'static str) {
     (divisor, prefix)
 }
 
+/// A share difficulty: `1.23 k` and up with an SI prefix, `0.5`, or `1.23e-7` for the tiny
+/// ones CPU miners mine.
+pub fn difficulty(d: f64) -> String {
+    if !d.is_finite() || d <= 0.0 {
+        return "0".into();
+    }
+    if d >= 1000.0 {
+        let (value, prefix) = scaled(d);
+        format!("{value:.2} {prefix}")
+    } else if d >= 0.001 {
+        format!("{d:.3}")
+    } else {
+        format!("{d:.2e}")
+    }
+}
+
+/// Unix milliseconds as `2024-05-01 12:34:56 UTC`.
+pub fn utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// How long ago `ms` was at `now_ms`: `12 s ago`, `5 min ago`, `3 h ago`, `2 d ago`.
+pub fn ago(ms: i64, now_ms: i64) -> String {
+    let secs = (now_ms.saturating_sub(ms) / 1000).max(0);
+    match secs {
+        s if s < 120 => format!("{s} s ago"),
+        s if s < 7_200 => format!("{} min ago", s / 60),
+        s if s < 172_800 => format!("{} h ago", s / 3600),
+        s => format!("{} d ago", s / 86_400),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn difficulties_times_and_ages_read_naturally() {
+        assert_eq!(difficulty(0.0), "0");
+        assert_eq!(difficulty(f64::NAN), "0");
+        assert_eq!(difficulty(0.5), "0.500");
+        assert_eq!(difficulty(1.5e-7), "1.50e-7");
+        assert_eq!(difficulty(2_500_000.0), "2.50 M");
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(1_700_000_000_123), "2023-11-14 22:13:20 UTC");
+        assert_eq!(ago(1_000, 13_000), "12 s ago");
+        assert_eq!(ago(0, 600_000), "10 min ago");
+        assert_eq!(ago(0, 4 * 86_400_000), "4 d ago");
+        assert_eq!(ago(5_000, 1_000), "0 s ago");
+    }
 
     #[test]
     fn hashrates_read_naturally() {

@@ -59,6 +59,23 @@ impl Upstream {
         Self::json(url, response).await
     }
 
+    /// `GET url`: the role's status and JSON body (whatever the status), or why it could not be
+    /// reached or did not answer JSON.
+    pub async fn get_status(&self, url: &str) -> Result<(u16, Value), String> {
+        let response = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: unreachable ({e})"))?;
+        let status = response.status().as_u16();
+        let body = response
+            .json()
+            .await
+            .map_err(|e| format!("{url}: not JSON ({e})"))?;
+        Ok((status, body))
+    }
+
     /// `POST url` with a JSON body; a JSON error body from the role is passed on.
     pub async fn post(&self, url: &str, body: &Value) -> Result<Value, String> {
         let response = self

@@ -12,6 +12,7 @@ mod job_declaration;
 mod ledger;
 mod locking_key;
 mod metrics;
+mod miner_page;
 mod mining;
 mod mint_security;
 mod minting;

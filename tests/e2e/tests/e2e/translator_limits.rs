@@ -239,11 +239,9 @@ async fn a_miner_gets_no_difficulty_under_the_floor_and_a_bounded_share_memory(
 /// first); an error if it stays open for `within`.
 async fn closed_by_translator(c: &mut Lines, within: std::time::Duration) -> anyhow::Result<()> {
     use futures::StreamExt;
-    tokio::time::timeout(within, async {
-        while let Some(Ok(_)) = c.next().await {}
-    })
-    .await
-    .map_err(|_| anyhow::anyhow!("still open after {within:?}"))
+    tokio::time::timeout(within, async { while let Some(Ok(_)) = c.next().await {} })
+        .await
+        .map_err(|_| anyhow::anyhow!("still open after {within:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

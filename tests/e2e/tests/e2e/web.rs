@@ -160,6 +160,7 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
             address: loopback_any_port(),
             stats_url: format!("http://{}", stats_pool.http_address),
             pool_monitoring_url: format!("http://{}", pool.monitoring),
+            pool_api_url: pool.running.api_address.map(|a| format!("http://{a}")),
             mint_url: mint.url(),
             refresh_secs: 1,
             allowed_hosts: Vec::new(),
@@ -170,9 +171,9 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
     let web_proxy = web_proxy::start(
         web_proxy::WebProxyConfig {
             address: loopback_any_port(),
-            stats_url: format!("http://{}", stats_proxy.http_address),
+            stats_url: Some(format!("http://{}", stats_proxy.http_address)),
             wallet_url: format!("http://{wallet_api}"),
-            translator_url: format!("http://{monitoring}"),
+            translator_url: Some(format!("http://{monitoring}")),
             refresh_secs: 1,
             allowed_hosts: Vec::new(),
             wallet_token_path: token_path.clone(),

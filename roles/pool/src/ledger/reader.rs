@@ -1,0 +1,361 @@
+//! Read-only views of the ledger for the public per-key miner API. They run on their own
+//! read-only connections (WAL lets them read beside the writer), so a burst of page views never
+//! takes a connection the share path commits on, and every query is bounded: by the key's
+//! indexes and by a row limit, never a scan of the whole ledger.
+
+use std::{path::Path, str::FromStr, time::Duration};
+
+use ext_mint_quote::LockingKey;
+use hashpool_ehash::{UnitWork, Work};
+use sqlx::{
+    sqlite::{SqliteConnectOptions, SqlitePoolOptions},
+    Row, Sqlite, SqlitePool, Transaction,
+};
+
+use super::{error::LedgerError, sqlite::work_from, KeyAccrual};
+
+/// What a [`LedgerReader`] reads at most per request.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadLimits {
+    /// Share rows summed for the hashrate windows (the newest first).
+    pub window_shares: u32,
+    /// Blocks listed (the total is counted separately).
+    pub blocks: u32,
+    /// Answered quotes listed.
+    pub quotes: u32,
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        Self {
+            window_shares: 100_000,
+            blocks: 20,
+            quotes: 10,
+        }
+    }
+}
+
+/// The work a key's shares accrued over a window ending now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowWork {
+    /// The window's length.
+    pub secs: u64,
+    pub work: Work,
+    pub shares: u64,
+    /// False when the window held more shares than [`ReadLimits::window_shares`]: `work` and
+    /// `shares` then cover only the newest ones, from `covered_from_ms` on.
+    pub complete: bool,
+    pub covered_from_ms: i64,
+}
+
+/// A block one of the key's shares found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FoundBlock {
+    /// The header hash as the ledger stores it (internal byte order).
+    pub hash: [u8; 32],
+    pub channel_id: u32,
+    pub at_ms: i64,
+}
+
+/// A quote the mint issued for the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedQuote {
+    pub quote_id: String,
+    pub amount: u64,
+    pub at_ms: i64,
+}
+
+/// Everything the ledger knows of one key, read in one transaction (one consistent snapshot).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyReport {
+    /// `None`: no share was ever credited to the key.
+    pub accrual: Option<KeyAccrual>,
+    /// Ehash in batches sent to the mint and not answered yet.
+    pub requested: u64,
+    /// Ehash in quotes the mint issued (batches answered, not refused).
+    pub quoted: u64,
+    pub last_share_ms: Option<i64>,
+    pub windows: Vec<WindowWork>,
+    pub blocks_found: u64,
+    /// Newest first, at most [`ReadLimits::blocks`].
+    pub blocks: Vec<FoundBlock>,
+    /// Newest first, at most [`ReadLimits::quotes`].
+    pub quotes: Vec<IssuedQuote>,
+}
+
+/// Read-only connections to the ledger file.
+#[derive(Clone)]
+pub struct LedgerReader {
+    db: SqlitePool,
+    unit_work: UnitWork,
+    limits: ReadLimits,
+}
+
+impl LedgerReader {
+    /// Opens the ledger at `path` read-only (the pool's [`super::AccrualLedger`] created and
+    /// migrated it); `unit_work` is the ledger's own ([`super::AccrualLedger::unit_work`]).
+    pub async fn open(
+        path: &Path,
+        unit_work: UnitWork,
+        limits: ReadLimits,
+    ) -> Result<Self, LedgerError> {
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(5));
+        let db = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await?;
+        Ok(Self {
+            db,
+            unit_work,
+            limits,
+        })
+    }
+
+    /// What the ledger holds for `key`, with the work of the last `window_secs` each (windows
+    /// end at `now_ms`, unix milliseconds).
+    pub async fn key_report(
+        &self,
+        key: &LockingKey,
+        now_ms: i64,
+        window_secs: &[u64],
+    ) -> Result<KeyReport, LedgerError> {
+        let key_bytes = key.as_bytes().as_slice();
+        // One read transaction: accruals, batches and shares from the same snapshot.
+        let mut tx = self.db.begin().await?;
+        let accrual = accrual(&mut tx, key_bytes).await?;
+        let Some(accrual) = accrual else {
+            tx.commit().await?;
+            return Ok(KeyReport {
+                accrual: None,
+                requested: 0,
+                quoted: 0,
+                last_share_ms: None,
+                windows: window_secs
+                    .iter()
+                    .map(|&secs| WindowWork {
+                        secs,
+                        work: Work::ZERO,
+                        shares: 0,
+                        complete: true,
+                        covered_from_ms: now_ms.saturating_sub(secs_to_ms(secs)),
+                    })
+                    .collect(),
+                blocks_found: 0,
+                blocks: Vec::new(),
+                quotes: Vec::new(),
+            });
+        };
+        let (requested, requested_work) = requested(&mut tx, key_bytes).await?;
+        let quoted = quoted(accrual, requested_work, self.unit_work)?;
+        let last_share_ms: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(accepted_at) FROM shares WHERE locking_key = ?")
+                .bind(key_bytes)
+                .fetch_one(&mut *tx)
+                .await?;
+        let windows = windows(
+            &mut tx,
+            key_bytes,
+            now_ms,
+            window_secs,
+            self.limits.window_shares,
+        )
+        .await?;
+        let (blocks_found, blocks) = blocks(&mut tx, key_bytes, self.limits.blocks).await?;
+        let quotes = quotes(&mut tx, key_bytes, self.limits.quotes).await?;
+        tx.commit().await?;
+        Ok(KeyReport {
+            accrual: Some(accrual),
+            requested,
+            quoted,
+            last_share_ms,
+            windows,
+            blocks_found,
+            blocks,
+            quotes,
+        })
+    }
+}
+
+fn secs_to_ms(secs: u64) -> i64 {
+    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+async fn accrual(
+    tx: &mut Transaction<'_, Sqlite>,
+    key: &[u8],
+) -> Result<Option<KeyAccrual>, LedgerError> {
+    let row = sqlx::query(
+        "SELECT pending_work, total_work, share_count FROM accruals WHERE locking_key = ?",
+    )
+    .bind(key)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|r| {
+        Ok(KeyAccrual {
+            pending: work_from(r.get::<Vec<u8>, _>(0))?,
+            total: work_from(r.get::<Vec<u8>, _>(1))?,
+            shares: u64::try_from(r.get::<i64, _>(2)).unwrap_or(0),
+        })
+    })
+    .transpose()
+}
+
+/// Ehash and work in the key's batches still waiting for the mint (few: the batcher makes at
+/// most one per key and interval, and the mint answers them).
+async fn requested(
+    tx: &mut Transaction<'_, Sqlite>,
+    key: &[u8],
+) -> Result<(u64, Work), LedgerError> {
+    let rows = sqlx::query(
+        "SELECT amount, work FROM batches \
+         WHERE locking_key = ? AND quote_id IS NULL AND refused_code IS NULL",
+    )
+    .bind(key)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut amount = 0u64;
+    let mut work = Work::ZERO;
+    for r in rows {
+        amount = amount.saturating_add(u64::try_from(r.get::<i64, _>(0)).unwrap_or(0));
+        work = work
+            .checked_add(work_from(r.get::<Vec<u8>, _>(1))?)
+            .ok_or(LedgerError::CorruptWork)?;
+    }
+    Ok((amount, work))
+}
+
+/// Ehash quoted to the key, from the ledger's invariant (total work = pending work + the work
+/// of every batch not refused) instead of summing every answered batch the key ever had.
+fn quoted(accrual: KeyAccrual, requested: Work, unit: UnitWork) -> Result<u64, LedgerError> {
+    let quoted_work = accrual
+        .total
+        .hashes()
+        .checked_sub(accrual.pending.hashes())
+        .and_then(|w| w.checked_sub(requested.hashes()))
+        .ok_or(LedgerError::CorruptWork)?;
+    let per_unit = unit.work().hashes();
+    if per_unit == 0 || quoted_work % per_unit != 0 {
+        return Err(LedgerError::CorruptWork);
+    }
+    u64::try_from(quoted_work / per_unit).map_err(|_| LedgerError::CorruptWork)
+}
+
+/// The newest shares of the key within the longest window (at most `limit`, through the
+/// `(locking_key, accepted_at)` index), summed per window.
+async fn windows(
+    tx: &mut Transaction<'_, Sqlite>,
+    key: &[u8],
+    now_ms: i64,
+    window_secs: &[u64],
+    limit: u32,
+) -> Result<Vec<WindowWork>, LedgerError> {
+    let limit = limit.max(1);
+    let longest = window_secs.iter().copied().max().unwrap_or(0);
+    let since = now_ms.saturating_sub(secs_to_ms(longest));
+    let rows = sqlx::query(
+        "SELECT accepted_at, work FROM shares WHERE locking_key = ? AND accepted_at >= ? \
+         ORDER BY accepted_at DESC LIMIT ?",
+    )
+    .bind(key)
+    .bind(since)
+    .bind(i64::from(limit))
+    .fetch_all(&mut **tx)
+    .await?;
+    let truncated = rows.len() >= limit as usize;
+    let mut shares = Vec::with_capacity(rows.len());
+    for r in rows {
+        shares.push((r.get::<i64, _>(0), work_from(r.get::<Vec<u8>, _>(1))?));
+    }
+    // With the limit met, rows not read are no newer than the oldest one read: a window that
+    // starts after it is whole, a longer one covers only what was read.
+    let oldest_read = shares.last().map(|(at, _)| *at);
+    window_secs
+        .iter()
+        .map(|&secs| {
+            let start = now_ms.saturating_sub(secs_to_ms(secs));
+            let mut work = Work::ZERO;
+            let mut count = 0u64;
+            for (_, w) in shares.iter().filter(|(at, _)| *at >= start) {
+                work = work.checked_add(*w).ok_or(LedgerError::CorruptWork)?;
+                count += 1;
+            }
+            let complete = !truncated || oldest_read.is_some_and(|oldest| oldest < start);
+            let covered_from_ms = match (complete, oldest_read) {
+                (false, Some(oldest)) => oldest,
+                _ => start,
+            };
+            Ok(WindowWork {
+                secs,
+                work,
+                shares: count,
+                complete,
+                covered_from_ms,
+            })
+        })
+        .collect()
+}
+
+async fn blocks(
+    tx: &mut Transaction<'_, Sqlite>,
+    key: &[u8],
+    limit: u32,
+) -> Result<(u64, Vec<FoundBlock>), LedgerError> {
+    // Both through the partial index of blocks by key.
+    let total: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM shares WHERE locking_key = ? AND block_found = 1")
+            .bind(key)
+            .fetch_one(&mut **tx)
+            .await?;
+    let rows = sqlx::query(
+        "SELECT share_hash, channel_id, accepted_at FROM shares \
+         WHERE locking_key = ? AND block_found = 1 ORDER BY accepted_at DESC LIMIT ?",
+    )
+    .bind(key)
+    .bind(i64::from(limit))
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut found = Vec::with_capacity(rows.len());
+    for r in rows {
+        let hash: [u8; 32] = r
+            .get::<Vec<u8>, _>(0)
+            .try_into()
+            .map_err(|_| LedgerError::Database("corrupt share hash".into()))?;
+        found.push(FoundBlock {
+            hash,
+            channel_id: u32::try_from(r.get::<i64, _>(1)).unwrap_or(0),
+            at_ms: r.get(2),
+        });
+    }
+    Ok((u64::try_from(total).unwrap_or(0), found))
+}
+
+async fn quotes(
+    tx: &mut Transaction<'_, Sqlite>,
+    key: &[u8],
+    limit: u32,
+) -> Result<Vec<IssuedQuote>, LedgerError> {
+    // `batches_by_key` holds the row id after the key: newest first without a sort.
+    let rows = sqlx::query(
+        "SELECT quote_id, amount, answered_at FROM batches \
+         WHERE locking_key = ? AND quote_id IS NOT NULL AND refused_code IS NULL \
+         ORDER BY id DESC LIMIT ?",
+    )
+    .bind(key)
+    .bind(i64::from(limit))
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| IssuedQuote {
+            quote_id: r.get(0),
+            amount: u64::try_from(r.get::<i64, _>(1)).unwrap_or(0),
+            at_ms: r.get::<Option<i64>, _>(2).unwrap_or(0),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests;

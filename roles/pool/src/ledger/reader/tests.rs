@@ -1,0 +1,197 @@
+use super::*;
+use crate::{accepted_share::AcceptedShare, ledger::AccrualLedger};
+
+fn key(n: u8) -> LockingKey {
+    let secp = bitcoin::secp256k1::Secp256k1::signing_only();
+    let sk = bitcoin::secp256k1::SecretKey::from_slice(&[n; 32]).unwrap();
+    LockingKey::from_slice(&bitcoin::secp256k1::PublicKey::from_secret_key(&secp, &sk).serialize())
+        .unwrap()
+}
+
+fn share(n: u32, k: u8, work: u128, block: bool) -> AcceptedShare {
+    let mut hash = [0u8; 32];
+    hash[..4].copy_from_slice(&n.to_le_bytes());
+    AcceptedShare {
+        channel_id: 3,
+        locking_key: key(k),
+        share_hash: hash,
+        work: Work::from_hashes(work),
+        block_found: block,
+    }
+}
+
+/// 1,000 hashes per ehash.
+fn unit() -> UnitWork {
+    UnitWork::from_work(Work::from_hashes(1_000)).unwrap()
+}
+
+async fn record(ledger: &AccrualLedger, shares: impl IntoIterator<Item = AcceptedShare>) {
+    let mut receipts = Vec::new();
+    for s in shares {
+        receipts.push(ledger.record(s).await);
+    }
+    for r in receipts {
+        assert_eq!(r.await.unwrap(), Ok(true));
+    }
+}
+
+/// Puts share `n` at `at_ms` (the writer stamps shares with the time they commit).
+async fn stamp(ledger: &AccrualLedger, n: u32, at_ms: i64) {
+    let mut hash = [0u8; 32];
+    hash[..4].copy_from_slice(&n.to_le_bytes());
+    sqlx::query("UPDATE shares SET accepted_at = ? WHERE share_hash = ?")
+        .bind(at_ms)
+        .bind(hash.as_slice())
+        .execute(&ledger.db)
+        .await
+        .unwrap();
+}
+
+async fn setup(limits: ReadLimits) -> (tempfile::TempDir, AccrualLedger, LedgerReader) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    let ledger = AccrualLedger::open(&path, "hash", unit()).await.unwrap();
+    let reader = LedgerReader::open(&path, unit(), limits).await.unwrap();
+    (dir, ledger, reader)
+}
+
+const NOW: i64 = 1_700_000_000_000;
+
+#[tokio::test]
+async fn an_unknown_key_has_an_empty_report() {
+    let (_dir, ledger, reader) = setup(ReadLimits::default()).await;
+    record(&ledger, [share(1, 1, 5_000, true)]).await;
+    let r = reader.key_report(&key(2), NOW, &[600, 3600]).await.unwrap();
+    assert_eq!(r.accrual, None);
+    assert_eq!((r.quoted, r.requested, r.blocks_found), (0, 0, 0));
+    assert_eq!(r.last_share_ms, None);
+    assert!(r.blocks.is_empty() && r.quotes.is_empty());
+    assert_eq!(r.windows.len(), 2);
+    assert!(r
+        .windows
+        .iter()
+        .all(|w| w.work == Work::ZERO && w.shares == 0 && w.complete));
+}
+
+#[tokio::test]
+async fn a_keys_report_equals_its_ledger_rows() {
+    let (_dir, ledger, reader) = setup(ReadLimits {
+        blocks: 2,
+        ..Default::default()
+    })
+    .await;
+    // Key 1: 2,500 hashes, quoted as 2 ehash (500 left); 1,700 more make a second batch of 2,
+    // not answered yet (200 left); then 900 more pending.
+    record(
+        &ledger,
+        [share(1, 1, 1_000, false), share(2, 1, 1_500, true)],
+    )
+    .await;
+    let first = ledger.create_batches().await.unwrap();
+    assert_eq!(first[0].amount, 2);
+    ledger
+        .record_quote(&first[0].request_id, "quote-a")
+        .await
+        .unwrap()
+        .unwrap();
+    record(
+        &ledger,
+        [share(3, 1, 1_700, true), share(4, 2, 9_000, false)],
+    )
+    .await;
+    let second = ledger.create_batches().await.unwrap();
+    let ours = second.iter().find(|b| b.locking_key == key(1)).unwrap();
+    assert_eq!(ours.amount, 2);
+    // Another key's batch refused: nothing changes for key 1.
+    let theirs = second.iter().find(|b| b.locking_key == key(2)).unwrap();
+    ledger
+        .record_refusal(&theirs.request_id, "amount-out-of-range")
+        .await
+        .unwrap();
+    record(&ledger, [share(5, 1, 900, true)]).await;
+    for (n, at) in [
+        (1, NOW - 7_200_000),
+        (2, NOW - 1_800_000),
+        (3, NOW - 60_000),
+    ] {
+        stamp(&ledger, n, at).await;
+    }
+    stamp(&ledger, 5, NOW - 1_000).await;
+
+    let r = reader
+        .key_report(&key(1), NOW, &[600, 3_600, 86_400])
+        .await
+        .unwrap();
+    let accrual = ledger.accrual(&key(1)).await.unwrap().unwrap();
+    assert_eq!(r.accrual, Some(accrual));
+    assert_eq!(accrual.total, Work::from_hashes(5_100));
+    // Quoted: what the answered batches say; requested: the open one.
+    let batches = ledger.batches_of(&key(1)).await.unwrap();
+    let answered: u64 = batches
+        .iter()
+        .filter(|b| b.quote_id.is_some() && b.refused_code.is_none())
+        .map(|b| b.amount)
+        .sum();
+    let open: u64 = batches
+        .iter()
+        .filter(|b| b.quote_id.is_none() && b.refused_code.is_none())
+        .map(|b| b.amount)
+        .sum();
+    assert_eq!((r.quoted, r.requested), (answered, open));
+    assert_eq!((r.quoted, r.requested), (2, 2));
+    assert_eq!(
+        (r.quoted + r.requested) as u128 * 1_000 + accrual.pending.hashes(),
+        accrual.total.hashes()
+    );
+    assert_eq!(r.last_share_ms, Some(NOW - 1_000));
+    let windows: Vec<_> = r
+        .windows
+        .iter()
+        .map(|w| (w.secs, w.work.hashes(), w.shares, w.complete))
+        .collect();
+    assert_eq!(
+        windows,
+        vec![
+            (600, 1_700 + 900, 2, true),
+            (3_600, 1_500 + 1_700 + 900, 3, true),
+            (86_400, 5_100, 4, true),
+        ]
+    );
+    // Three blocks, the newest two listed, newest first.
+    assert_eq!(r.blocks_found, 3);
+    let listed: Vec<_> = r.blocks.iter().map(|b| (b.hash[0], b.at_ms)).collect();
+    assert_eq!(listed, vec![(5, NOW - 1_000), (3, NOW - 60_000)]);
+    assert_eq!(r.blocks[0].channel_id, 3);
+    assert_eq!(r.quotes.len(), 1);
+    assert_eq!(
+        (r.quotes[0].quote_id.as_str(), r.quotes[0].amount),
+        ("quote-a", 2)
+    );
+}
+
+#[tokio::test]
+async fn windows_past_the_row_limit_say_what_they_cover() {
+    let (_dir, ledger, reader) = setup(ReadLimits {
+        window_shares: 3,
+        ..Default::default()
+    })
+    .await;
+    record(&ledger, (1..=5).map(|n| share(n, 1, 100, false))).await;
+    // Shares 1..5 at -50 min, -40, -30, -20 and -1 min.
+    for (n, minutes) in [(1, 50), (2, 40), (3, 30), (4, 20), (5, 1)] {
+        stamp(&ledger, n, NOW - minutes * 60_000).await;
+    }
+    let r = reader
+        .key_report(&key(1), NOW, &[600, 3_600])
+        .await
+        .unwrap();
+    // 10 min: only share 5, and the rows read reach further back: whole.
+    assert_eq!((r.windows[0].shares, r.windows[0].complete), (1, true));
+    // 1 h: the limit of three rows was met; it covers shares 3..5, from share 3 on.
+    let hour = r.windows[1];
+    assert_eq!(
+        (hour.shares, hour.work.hashes(), hour.complete),
+        (3, 300, false)
+    );
+    assert_eq!(hour.covered_from_ms, NOW - 30 * 60_000);
+}
