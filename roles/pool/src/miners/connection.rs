@@ -290,6 +290,14 @@ impl Connection {
                 break Err(e);
             }
         };
+        // Shares accepted in the frames before the one that ended the connection (the miner
+        // left, or sent something refused) are valid work the pool counted: credited, although
+        // no acknowledgement can reach the miner now.
+        if !conn.accepted.is_empty() {
+            if let Err(e) = conn.await_durable(ctx).await {
+                warn!(client_id, "shares of a closed connection not credited: {e}");
+            }
+        }
         ctx.registry.remove(client_id);
         ctx.stats.connection_closed();
         result

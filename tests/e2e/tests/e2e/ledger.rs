@@ -70,7 +70,22 @@ async fn acknowledged_work_is_in_the_ledger_and_survives_a_restart() -> anyhow::
     for m in miners {
         m.task.await?;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every share the pool counted is in the ledger (the last ones are committed as their
+    // connections close).
+    wait_until(
+        Duration::from_secs(30),
+        "the ledger to hold every accepted share",
+        || async {
+            let mut in_ledger = 0;
+            for user in ["gina", "hank"] {
+                if let Ok(Some(a)) = ledger.accrual(&test_key(user)).await {
+                    in_ledger += a.shares;
+                }
+            }
+            in_ledger == pool.running.stats.snapshot().shares_accepted
+        },
+    )
+    .await?;
     let exact = pool.running.stats.snapshot();
     let config = &pool.running.config;
     let (unit_name, unit_work) = (config.unit.clone(), config.unit_work);
