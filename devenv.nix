@@ -72,17 +72,17 @@ in
     translator = role {
       exec = "translator -c config/translator.config.toml -g config/shared/proxy.toml";
       deps = [ "pool" "mint" "stats-proxy" ];
-      probe = ready 9109 "/api/v1/status";
+      probe = ready 9109 "/api/v1/health";
     };
     web-pool = role {
       exec = "web-pool -c config/web-pool.config.toml -g config/shared/pool.toml";
       deps = [ "stats-pool" ];
-      probe = ready 8081 "/";
+      probe = ready 8081 "/api/v1/health";
     };
     web-proxy = role {
       exec = "web-proxy -c config/web-proxy.config.toml -g config/shared/proxy.toml";
       deps = [ "stats-proxy" ];
-      probe = ready 3030 "/";
+      probe = ready 3030 "/api/v1/health";
     };
     mining-device = role {
       exec = "mining-device --pool 127.0.0.1:34254 --pool-pubkey 9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH72 --user-identity local-miner --nominal-hashrate 50000 --limit-hashrate --wallet-mint-url http://127.0.0.1:3338 --wallet-db .hashpool/data/mining-device/wallet.sqlite --wallet-mnemonic-file .hashpool/data/mining-device/mnemonic";

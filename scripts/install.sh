@@ -16,7 +16,9 @@
 #   - the configs of config/prod into /etc/hashpool, and scripts/systemd/hashpool.env, ONLY where
 #     missing: an operator's file is never overwritten;
 #   - the keys, with `hashpool keys`: created only where missing, never replaced;
-#   - the systemd units, the target and the logrotate file (these are replaced);
+#   - the systemd units and the target (these are replaced; the roles log to the journal), and
+#     the journald drop-in that keeps the journal on disk, ONLY where missing; the logrotate
+#     file of releases that logged to /var/log/hashpool is removed;
 #   - then `systemctl daemon-reload`. It never starts, stops or restarts a service.
 set -euo pipefail
 
@@ -24,9 +26,8 @@ REPO=$(cd "$(dirname "$0")/.." && pwd -P)
 
 # Binaries of a release.
 REQUIRED_BINS=(pool mint translator jd-server jd-client stats-pool stats-proxy web-pool web-proxy hashpool)
-# One data directory (/var/lib/hashpool/<name>) and one log file per unit.
+# One data directory (/var/lib/hashpool/<name>) per unit.
 DATA_DIRS=(pool mint translator jd-server jd-client stats-pool stats-proxy web-pool web-proxy bitcoind)
-LOG_NAMES=(pool mint translator jd-server jd-client stats-pool stats-proxy web-pool web-proxy bitcoind sv2-tp)
 # Roles whose secret `hashpool keys` writes to /etc/hashpool/keys/<role>.env.
 KEYED_ROLES=(pool mint translator stats-pool stats-proxy jd-server jd-client)
 PLACEHOLDER_SCRIPT="raw(00140000000000000000000000000000000000000000)"
@@ -75,10 +76,10 @@ fi
 # ---- what: sources and binaries -----------------------------------------------------------
 SRC_CONF=$REPO/config/prod
 SRC_UNITS=$REPO/scripts/systemd
-SRC_LOGROTATE=$REPO/scripts/logrotate/hashpool
+SRC_JOURNALD=$REPO/scripts/systemd/journald-hashpool.conf
 for f in "$SRC_CONF/pool.config.toml" "$SRC_CONF/shared/pool.toml" "$SRC_CONF/shared/proxy.toml" \
     "$SRC_UNITS/hashpool.env" "$SRC_UNITS/hashpool.target" "$SRC_UNITS/hashpool-pool.service" \
-    "$SRC_LOGROTATE"; do
+    "$SRC_JOURNALD"; do
     [ -f "$f" ] || die "$f is missing: run install.sh from a complete Hashpool checkout"
 done
 
@@ -152,8 +153,7 @@ dir 0750 hashpool:hashpool "$P/var/lib/hashpool"
 for d in "${DATA_DIRS[@]}"; do
     dir 0750 hashpool:hashpool "$P/var/lib/hashpool/$d"
 done
-dir 0750 hashpool:hashpool "$P/var/log/hashpool"
-for d in "$P/etc/systemd/system" "$P/etc/logrotate.d"; do
+for d in "$P/etc/systemd/system" "$P/etc/systemd/journald.conf.d"; do
     [ -d "$d" ] || install -d -m 0755 "$d"
 done
 
@@ -247,19 +247,26 @@ else
     say "current -> $new_target (was $old_target; scripts/rollback.sh goes back)"
 fi
 
-# ---- (f) units, logrotate, log files --------------------------------------------------------
+# ---- (f) units, the journal -------------------------------------------------------------------
 for u in "$SRC_UNITS"/*.service "$SRC_UNITS"/hashpool.target; do
     install -m 0644 "$u" "$P/etc/systemd/system/$(basename "$u")"
 done
-install -m 0644 "$SRC_LOGROTATE" "$P/etc/logrotate.d/hashpool"
-say "units and hashpool.target in ${P}/etc/systemd/system, logrotate in ${P}/etc/logrotate.d/hashpool"
-# systemd opens the log files as root; made here they belong to hashpool, so that logrotate
-# (running as hashpool) can copy and truncate them.
-for n in "${LOG_NAMES[@]}"; do
-    f=$P/var/log/hashpool/$n.log
-    [ -e "$f" ] || install -m 0640 /dev/null "$f"
-    own hashpool:hashpool "$f"
-done
+say "units and hashpool.target in ${P}/etc/systemd/system (the roles log to the journal)"
+journald_added=0
+journald_conf=$P/etc/systemd/journald.conf.d/hashpool.conf
+if [ -e "$journald_conf" ]; then
+    say "journald drop-in kept (never overwritten): $journald_conf"
+else
+    install -m 0644 "$SRC_JOURNALD" "$journald_conf"
+    journald_added=1
+    say "journald drop-in added: $journald_conf (journal kept on disk, size bounded)"
+fi
+# Releases before this one appended the logs to /var/log/hashpool/<role>.log, rotated by
+# /etc/logrotate.d/hashpool: the file is ours and rotates nothing now. The old logs stay.
+if [ -e "$P/etc/logrotate.d/hashpool" ]; then
+    rm -f "$P/etc/logrotate.d/hashpool"
+    say "removed ${P}/etc/logrotate.d/hashpool (the roles log to the journal now; the old files in ${P}/var/log/hashpool/ are left to you)"
+fi
 
 # ---- (g) ownership, systemd -----------------------------------------------------------------
 if [ "$LIVE" = 1 ]; then
@@ -287,8 +294,11 @@ if grep -qF "$SRI_TEST_KEY" "$C/pool.config.toml"; then
     echo "  - Pin sv2-tp's key: start the node and sv2-tp"
     echo "      systemctl enable --now hashpool-bitcoind hashpool-sv2-tp"
     echo "    then put the key that sv2-tp printed"
-    echo "      grep 'Template Provider authority key' /var/log/hashpool/sv2-tp.log | tail -n 1"
+    echo "      journalctl -u hashpool-sv2-tp | grep 'Template Provider authority key' | tail -n 1"
     echo "    into template_provider.authority_public_key in $C/pool.config.toml."
+fi
+if [ "$journald_added" = 1 ]; then
+    echo "  - Keep the journal on disk from now on: systemctl restart systemd-journald"
 fi
 if [ -z "$old_target" ]; then
     echo "  - Start everything:    systemctl enable --now hashpool.target"

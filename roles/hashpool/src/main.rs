@@ -4,6 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hashpool::{
     control::{self, UpOptions},
+    journal::{self, LogSource},
     keys,
     profile::Profile,
     state::RunDir,
@@ -55,7 +56,9 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// A role's log (the supervisor's own without a role).
+    /// A role's log (the supervisor's own without a role). On a deployment (systemd units
+    /// installed, no local run here) the role's journal, through journalctl (every Hashpool
+    /// unit's without a role).
     Logs {
         role: Option<String>,
         /// Lines from the end to print first.
@@ -64,6 +67,9 @@ enum Cmd {
         /// Keep printing what is written (like `tail -f`).
         #[arg(short = 'f', long, short_alias = 'F')]
         follow: bool,
+        /// Where to read: the local run's files or the deployment's journal.
+        #[arg(long, value_enum, default_value_t = LogSource::Auto)]
+        source: LogSource,
     },
     /// Stop every role and the supervisor; returns when every port is free.
     Stop {
@@ -131,7 +137,15 @@ fn main() -> anyhow::Result<()> {
             role,
             lines,
             follow,
-        } => control::logs(&cli.run_dir, role.as_deref(), lines, follow),
+            source,
+        } => {
+            let local_logs = RunDir::new(cli.run_dir.clone()).logs().is_dir();
+            if journal::use_journal(source, local_logs, journal::is_deployed()) {
+                journal::logs(role.as_deref(), lines, follow)
+            } else {
+                control::logs(&cli.run_dir, role.as_deref(), lines, follow)
+            }
+        }
         Cmd::Stop { timeout_secs } => {
             control::stop(&cli.run_dir, Duration::from_secs(timeout_secs))
         }
@@ -180,7 +194,7 @@ fn supervise(
     run: RunDir,
     log_file: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let _log = hashpool_logging::init(log_file.as_deref())?;
+    let _log = hashpool_logging::init(&hashpool_logging::LogArgs::with_file(log_file))?;
     // Held until the process ends: one supervisor per run directory.
     let _lock = run
         .lock_supervisor()

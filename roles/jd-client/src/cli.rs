@@ -13,22 +13,17 @@ pub struct Args {
     /// Role config (TOML).
     #[arg(short, long, default_value = "config/jd-client.config.toml")]
     config: PathBuf,
-    /// Also log to this file (rotated daily).
-    #[arg(short = 'f', long)]
-    log_file: Option<PathBuf>,
+    #[command(flatten)]
+    log: hashpool_role::LogArgs,
 }
 
 /// Runs the jd-client until SIGINT/SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let args = &args;
-    hashpool_role::run(
-        "jd-client",
-        args.log_file.as_deref(),
-        |shutdown| async move {
-            let own: JdClientConfig = hashpool_config::load(&args.config)?;
-            let config = RoleConfig::new(&own).map_err(anyhow::Error::msg)?;
-            Ok(crate::role::start(config, shutdown).await?.jd_client.task)
-        },
-    )
+    hashpool_role::run("jd-client", &args.log, |shutdown| async move {
+        let own: JdClientConfig = hashpool_config::load(&args.config)?;
+        let config = RoleConfig::new(&own).map_err(anyhow::Error::msg)?;
+        Ok(crate::role::start(config, shutdown).await?.jd_client.task)
+    })
     .await
 }

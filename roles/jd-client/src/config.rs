@@ -3,6 +3,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
+use hashpool_config::HostPort;
 use serde::Deserialize;
 use stratum_apps::key_utils::{Secp256k1PublicKey, Secp256k1SecretKey};
 
@@ -54,14 +55,16 @@ fn default_max_pool_script_bytes() -> usize {
 /// A Noise endpoint; its key pinned when given.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Endpoint {
-    pub address: SocketAddr,
+    /// `host:port`: a host name (resolved at each connect) or an IP address.
+    pub address: HostPort,
     #[serde(default)]
     pub authority_public_key: Option<Secp256k1PublicKey>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct PoolEndpoint {
-    pub address: SocketAddr,
+    /// `host:port`: a host name (resolved at each connect) or an IP address.
+    pub address: HostPort,
     pub authority_public_key: Secp256k1PublicKey,
     /// The channel's identity on the pool.
     pub user_identity: String,
@@ -194,6 +197,22 @@ mod tests {
         )
         .unwrap();
         assert!(JdClientRunConfig::new(&prod).is_ok());
+    }
+
+    #[test]
+    fn upstreams_may_be_host_names() {
+        let env = [
+            ("HASHPOOL__POOL__ADDRESS", "pool.example.org:34254"),
+            ("HASHPOOL__JD_SERVER__ADDRESS", "localhost:34264"),
+            ("HASHPOOL__TEMPLATE_PROVIDER__ADDRESS", "[::1]:8442"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let c: JdClientConfig =
+            hashpool_config::load_with_env(&repo("config/jd-client.config.toml"), env).unwrap();
+        let run = JdClientRunConfig::new(&c).unwrap();
+        assert_eq!(run.pool.address.to_string(), "pool.example.org:34254");
+        assert_eq!(run.jd_server.address.host(), "localhost");
+        assert_eq!(run.template_provider.address.to_string(), "[::1]:8442");
     }
 
     #[test]

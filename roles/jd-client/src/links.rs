@@ -90,14 +90,14 @@ async fn session(
 ) -> Result<(), ConnectionError> {
     let (address, key) = match upstream {
         Upstream::TemplateProvider => (
-            config.template_provider.address,
+            &config.template_provider.address,
             config.template_provider.authority_public_key,
         ),
         Upstream::JdServer => (
-            config.jd_server.address,
+            &config.jd_server.address,
             config.jd_server.authority_public_key,
         ),
-        Upstream::Pool => (config.pool.address, Some(config.pool.authority_public_key)),
+        Upstream::Pool => (&config.pool.address, Some(config.pool.authority_public_key)),
     };
     let dial = Dial::new(address, key, upstream.protocol(), "jd-client");
     let (mut conn, _) = hashpool_sv2_io::dial(&dial).await?;

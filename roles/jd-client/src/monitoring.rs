@@ -1,6 +1,7 @@
 //! The jd-client's monitoring endpoint (`jd_client.monitoring_address`): Prometheus `/metrics`
-//! (names in docs/metrics.md) and `/api/v1/status` (its links, whether its miners are on a
-//! declared job, counters and the last blocks found), for operators and `hashpool up`.
+//! (names in docs/metrics.md), `/api/v1/health`, and `/api/v1/status` (its links, whether its
+//! miners are on a declared job, counters and the last blocks found) for operators and
+//! `hashpool up`.
 
 use std::{
     net::SocketAddr,
@@ -17,91 +18,129 @@ use tokio_util::sync::CancellationToken;
 
 use crate::stats::JdClientStats;
 
-/// The counters, each with its metric name and help.
+/// A counter's key in `/api/v1/status` and the stat it reads.
+type Counter = (&'static str, fn(&JdClientStats) -> &AtomicU64);
+
+/// Every counter, by its key in the status JSON.
+const COUNTERS: [Counter; 12] = [
+    ("tokens_allocated", |s| &s.tokens_allocated),
+    ("jobs_declared", |s| &s.jobs_declared),
+    ("declarations_refused", |s| &s.declarations_refused),
+    ("custom_jobs_set", |s| &s.custom_jobs_set),
+    ("custom_jobs_refused", |s| &s.custom_jobs_refused),
+    ("shares_accepted", |s| &s.shares_accepted),
+    ("shares_rejected", |s| &s.shares_rejected),
+    ("shares_forwarded", |s| &s.shares_forwarded),
+    ("shares_forwarded_declared", |s| {
+        &s.shares_forwarded_declared
+    }),
+    ("pool_shares_accepted", |s| &s.pool_shares_accepted),
+    ("pool_shares_rejected", |s| &s.pool_shares_rejected),
+    ("blocks_found", |s| &s.blocks_found),
+];
+
 /// A metric's name, help, and the stat it reads.
 type Metric<T> = (&'static str, &'static str, fn(&JdClientStats) -> &T);
 
-const COUNTERS: [Metric<AtomicU64>; 12] = [
+const PLAIN_COUNTERS: [Metric<AtomicU64>; 2] = [
     (
-        "hashpool_jdc_tokens_allocated_total",
+        "hashpool_jd_client_tokens_allocated_total",
         "Job tokens the jd-server allocated.",
         |s| &s.tokens_allocated,
     ),
     (
-        "hashpool_jdc_jobs_declared_total",
-        "Jobs the jd-server accepted.",
-        |s| &s.jobs_declared,
-    ),
-    (
-        "hashpool_jdc_declarations_refused_total",
-        "Jobs the jd-server refused.",
-        |s| &s.declarations_refused,
-    ),
-    (
-        "hashpool_jdc_custom_jobs_set_total",
-        "Declared jobs the pool set on the channel.",
-        |s| &s.custom_jobs_set,
-    ),
-    (
-        "hashpool_jdc_custom_jobs_refused_total",
-        "Declared jobs the pool refused.",
-        |s| &s.custom_jobs_refused,
-    ),
-    (
-        "hashpool_jdc_shares_accepted_total",
-        "Miners' shares that met their channel's target.",
-        |s| &s.shares_accepted,
-    ),
-    (
-        "hashpool_jdc_shares_rejected_total",
-        "Miners' shares refused by the jd-client.",
-        |s| &s.shares_rejected,
-    ),
-    (
-        "hashpool_jdc_shares_forwarded_total",
-        "Shares sent to the pool.",
-        |s| &s.shares_forwarded,
-    ),
-    (
-        "hashpool_jdc_shares_forwarded_declared_total",
-        "Shares sent to the pool on declared jobs.",
-        |s| &s.shares_forwarded_declared,
-    ),
-    (
-        "hashpool_jdc_pool_shares_accepted_total",
-        "Forwarded shares the pool accepted.",
-        |s| &s.pool_shares_accepted,
-    ),
-    (
-        "hashpool_jdc_pool_shares_rejected_total",
-        "Forwarded shares the pool refused.",
-        |s| &s.pool_shares_rejected,
-    ),
-    (
-        "hashpool_jdc_blocks_found_total",
+        "hashpool_jd_client_blocks_found_total",
         "Blocks found on declared jobs (submitted to the template provider and the jd-server).",
         |s| &s.blocks_found,
     ),
 ];
 
+/// A counter with one label: name, help, label, and each label value with its stat.
+type Labelled = (
+    &'static str,
+    &'static str,
+    &'static str,
+    [(&'static str, fn(&JdClientStats) -> u64); 2],
+);
+
+const LABELLED_COUNTERS: [Labelled; 5] = [
+    (
+        "hashpool_jd_client_declarations_total",
+        "Job declarations by the jd-server's answer.",
+        "outcome",
+        [
+            ("accepted", |s| s.jobs_declared.load(Ordering::Relaxed)),
+            ("refused", |s| {
+                s.declarations_refused.load(Ordering::Relaxed)
+            }),
+        ],
+    ),
+    (
+        "hashpool_jd_client_custom_jobs_total",
+        "Declared jobs by the pool's answer (set on the channel, refused).",
+        "outcome",
+        [
+            ("set", |s| s.custom_jobs_set.load(Ordering::Relaxed)),
+            ("refused", |s| s.custom_jobs_refused.load(Ordering::Relaxed)),
+        ],
+    ),
+    (
+        "hashpool_jd_client_shares_total",
+        "Miners' shares by the jd-client's verdict.",
+        "outcome",
+        [
+            ("accepted", |s| s.shares_accepted.load(Ordering::Relaxed)),
+            ("rejected", |s| s.shares_rejected.load(Ordering::Relaxed)),
+        ],
+    ),
+    (
+        "hashpool_jd_client_shares_forwarded_total",
+        "Shares sent to the pool, by the job they are on (declared, the pool's).",
+        "job",
+        [
+            ("declared", |s| {
+                s.shares_forwarded_declared.load(Ordering::Relaxed)
+            }),
+            ("pool", |s| {
+                s.shares_forwarded
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(s.shares_forwarded_declared.load(Ordering::Relaxed))
+            }),
+        ],
+    ),
+    (
+        "hashpool_jd_client_pool_shares_total",
+        "Forwarded shares by the pool's verdict.",
+        "outcome",
+        [
+            ("accepted", |s| {
+                s.pool_shares_accepted.load(Ordering::Relaxed)
+            }),
+            ("rejected", |s| {
+                s.pool_shares_rejected.load(Ordering::Relaxed)
+            }),
+        ],
+    ),
+];
+
 const FLAGS: [Metric<AtomicBool>; 4] = [
     (
-        "hashpool_jdc_template_provider_connected",
+        "hashpool_jd_client_template_provider_connected",
         "1 while the template provider is connected.",
         |s| &s.tp_connected,
     ),
     (
-        "hashpool_jdc_jd_server_connected",
+        "hashpool_jd_client_jd_server_connected",
         "1 while the jd-server is connected.",
         |s| &s.jds_connected,
     ),
     (
-        "hashpool_jdc_pool_connected",
+        "hashpool_jd_client_pool_connected",
         "1 while the pool channel is open.",
         |s| &s.pool_connected,
     ),
     (
-        "hashpool_jdc_mining_declared",
+        "hashpool_jd_client_mining_declared",
         "1 while miners mine a declared job (0: the pool's job).",
         |s| &s.mining_declared,
     ),
@@ -111,10 +150,19 @@ pub fn exporter(
     stats: Arc<JdClientStats>,
     minter: Option<hashpool_wallet::Minter>,
 ) -> Result<Exporter, hashpool_metrics::Error> {
-    let mut e = Exporter::new();
-    for (name, help, pick) in COUNTERS {
+    let mut e = Exporter::for_role("jd-client")?;
+    for (name, help, pick) in PLAIN_COUNTERS {
         let s = stats.clone();
         e.counter(name, help, move || pick(&s).load(Ordering::Relaxed))?;
+    }
+    for (name, help, label, series) in LABELLED_COUNTERS {
+        let s = stats.clone();
+        e.counter_vec(name, help, &[label], move || {
+            series
+                .iter()
+                .map(|(value, read)| (vec![value.to_string()], read(&s)))
+                .collect()
+        })?;
     }
     for (name, help, pick) in FLAGS {
         let s = stats.clone();
@@ -124,7 +172,7 @@ pub fn exporter(
     }
     let s = stats.clone();
     e.gauge(
-        "hashpool_jdc_miner_channels",
+        "hashpool_jd_client_miner_channels",
         "Miners' channels open on the jd-client.",
         move || s.channels.load(Ordering::Relaxed) as f64,
     )?;
@@ -143,12 +191,7 @@ fn status_router(stats: Arc<JdClientStats>) -> Router {
                 let flag = |b: &AtomicBool| b.load(Ordering::Relaxed);
                 let counters: serde_json::Map<String, serde_json::Value> = COUNTERS
                     .iter()
-                    .map(|(name, _, pick)| {
-                        let key = name
-                            .trim_start_matches("hashpool_jdc_")
-                            .trim_end_matches("_total");
-                        (key.to_string(), json!(pick(&s).load(Ordering::Relaxed)))
-                    })
+                    .map(|(key, pick)| (key.to_string(), json!(pick(&s).load(Ordering::Relaxed))))
                     .collect();
                 let blocks: Vec<_> = s
                     .blocks()
@@ -177,8 +220,8 @@ fn status_router(stats: Arc<JdClientStats>) -> Router {
     )
 }
 
-/// Serves `/metrics` and `/api/v1/status` on `address` until `shutdown`; returns the bound
-/// address.
+/// Serves `/metrics`, `/api/v1/health` and `/api/v1/status` on `address` until `shutdown`;
+/// returns the bound address.
 pub async fn serve(
     address: SocketAddr,
     stats: Arc<JdClientStats>,
@@ -187,6 +230,7 @@ pub async fn serve(
 ) -> anyhow::Result<SocketAddr> {
     let app = exporter(stats.clone(), minter)?
         .router()
-        .merge(status_router(stats));
+        .merge(status_router(stats))
+        .merge(hashpool_metrics::health_router("jd-client"));
     Ok(hashpool_metrics::serve(address, app, shutdown).await?)
 }

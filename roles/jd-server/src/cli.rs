@@ -17,23 +17,18 @@ pub struct Args {
     /// Shared pool-side topology (TOML), with its `[jd_server]` section.
     #[arg(short, long, default_value = "config/shared/pool.toml")]
     global_config: PathBuf,
-    /// Also log to this file (rotated daily).
-    #[arg(short = 'f', long)]
-    log_file: Option<PathBuf>,
+    #[command(flatten)]
+    log: hashpool_role::LogArgs,
 }
 
 /// Runs the role as its binary does, until SIGINT/SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let args = &args;
-    hashpool_role::run(
-        "jd-server",
-        args.log_file.as_deref(),
-        |shutdown| async move {
-            let global: PoolGlobalConfig = hashpool_config::load(&args.global_config)?;
-            let own: JdServerConfig = hashpool_config::load(&args.config)?;
-            let config = JdServerRunConfig::new(&global, own).map_err(anyhow::Error::msg)?;
-            Ok(crate::start(config, shutdown).await?.task)
-        },
-    )
+    hashpool_role::run("jd-server", &args.log, |shutdown| async move {
+        let global: PoolGlobalConfig = hashpool_config::load(&args.global_config)?;
+        let own: JdServerConfig = hashpool_config::load(&args.config)?;
+        let config = JdServerRunConfig::new(&global, own).map_err(anyhow::Error::msg)?;
+        Ok(crate::start(config, shutdown).await?.task)
+    })
     .await
 }

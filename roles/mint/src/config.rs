@@ -4,14 +4,14 @@
 use std::{
     net::{Ipv4Addr, SocketAddr},
     path::PathBuf,
-    str::FromStr,
     time::Duration,
 };
 
-use cdk::mint_url::MintUrl;
 use hashpool_config::PoolGlobalConfig;
 use serde::Deserialize;
 use stratum_apps::key_utils::{Secp256k1PublicKey, Secp256k1SecretKey};
+
+use crate::info::{normalized_url, MintInfoSettings};
 
 /// `config/mint.config.toml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -30,13 +30,18 @@ pub struct MintSettings {
     /// The seed the mint's keysets derive from: created on first run (mode 0600), never
     /// overwritten. Back it up with the database.
     pub seed_path: PathBuf,
-    pub name: String,
-    pub description: String,
+    /// The older spelling of `mint.info.name` (config files written before `[mint.info]`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The older spelling of `mint.info.description`.
+    #[serde(default)]
+    pub description: Option<String>,
     /// Quote requests from the pool handled at once.
     pub max_concurrent_quotes: usize,
-    /// The URL wallets reach this mint by (what they are configured with). Quote lookups must
-    /// be signed for it (or one of `other_urls`), so a lookup sent to another mint is useless
-    /// here. Default: `http://<mint.http_address>` from the shared config.
+    /// The URL wallets reach this mint by (what they are configured with, and what the tokens
+    /// they make name). Quote lookups must be signed for it (or one of `other_urls` or
+    /// `info.urls`), so a lookup sent to another mint is useless here. Default:
+    /// `http://<mint.http_address>` from the shared config.
     #[serde(default)]
     pub public_url: Option<String>,
     /// Further URLs wallets may use for this mint (e.g. the loopback URL of a wallet on this
@@ -50,6 +55,9 @@ pub struct MintSettings {
     /// when full, lookups are refused (503) until older nonces expire.
     #[serde(default = "default_lookup_nonce_capacity")]
     pub lookup_nonce_capacity: usize,
+    /// `[mint.info]`: what `/v1/info` shows wallets (NUT-06).
+    #[serde(default)]
+    pub info: MintInfoSettings,
 }
 
 /// The mint's monitoring port: next to the pool's (9108), the translator's (9109) and the
@@ -79,14 +87,15 @@ pub struct PoolLinkSettings {
 #[derive(Debug, Clone)]
 pub struct MintRunConfig {
     pub http_address: SocketAddr,
-    pub pool_address: SocketAddr,
+    /// The pool's mint link, dialed: a host name is resolved at each connect.
+    pub pool_address: hashpool_config::HostPort,
     pub pool_authority_public_key: Secp256k1PublicKey,
     pub secret_key: Secp256k1SecretKey,
     pub unit: String,
     pub database_path: PathBuf,
     pub seed_path: PathBuf,
-    pub name: String,
-    pub description: String,
+    /// `[mint.info]`, checked (with `mint.name`/`mint.description` folded in).
+    pub info: MintInfoSettings,
     pub max_concurrent_quotes: usize,
     pub reconnect_initial: Duration,
     pub reconnect_max: Duration,
@@ -95,14 +104,6 @@ pub struct MintRunConfig {
     pub other_urls: Vec<String>,
     pub monitoring_address: SocketAddr,
     pub lookup_nonce_capacity: usize,
-}
-
-/// A mint URL in the form wallets sign it in (`MintUrl`'s: lowercase scheme and host, no
-/// trailing `/`).
-pub fn normalized_url(url: &str) -> Result<String, String> {
-    MintUrl::from_str(url)
-        .map(|u| u.to_string())
-        .map_err(|e| format!("`{url}` is not a mint URL: {e}"))
 }
 
 impl MintRunConfig {
@@ -131,9 +132,18 @@ impl MintRunConfig {
         if own.mint.lookup_nonce_capacity == 0 {
             return Err("`mint.lookup_nonce_capacity` must be at least 1".into());
         }
-        for url in own.mint.public_url.iter().chain(&own.mint.other_urls) {
-            normalized_url(url).map_err(|e| format!("`mint.public_url`/`mint.other_urls`: {e}"))?;
+        if let Some(url) = &own.mint.public_url {
+            normalized_url(url).map_err(|e| format!("`mint.public_url`: {e}"))?;
         }
+        for url in &own.mint.other_urls {
+            normalized_url(url).map_err(|e| format!("`mint.other_urls`: {e}"))?;
+        }
+        let info = own
+            .mint
+            .info
+            .with_legacy(own.mint.name, own.mint.description)
+            .and_then(MintInfoSettings::checked)
+            .map_err(|e| e.to_string())?;
         if own.mint.public_url.is_none() && global.mint.http_address.ip().is_unspecified() {
             return Err(format!(
                 "`mint.public_url` is required: the HTTP API listens on {}, which is no address \
@@ -149,14 +159,13 @@ impl MintRunConfig {
         }
         Ok(Self {
             http_address: global.mint.http_address,
-            pool_address: global.pool.mint_link_address,
+            pool_address: global.pool.mint_link_address.into(),
             pool_authority_public_key: global.pool.authority_public_key,
             secret_key: own.mint.authority_secret_key,
             unit: global.ehash.unit.clone(),
             database_path: own.mint.database_path,
             seed_path: own.mint.seed_path,
-            name: own.mint.name,
-            description: own.mint.description,
+            info,
             max_concurrent_quotes: own.mint.max_concurrent_quotes,
             reconnect_initial: Duration::from_millis(own.pool_link.reconnect_initial_ms),
             reconnect_max: Duration::from_millis(own.pool_link.reconnect_max_ms),
@@ -213,6 +222,126 @@ mod tests {
         );
         own.mint.other_urls = vec!["not a url".into()];
         assert!(MintRunConfig::new(&global, own).is_err());
+    }
+
+    #[test]
+    fn shipped_configs_fill_mint_info() {
+        let (global, own) = shipped();
+        let run = MintRunConfig::new(&global, own).unwrap();
+        assert_eq!(run.info.name.as_deref(), Some("Hashpool mint (local)"));
+        assert!(run.info.urls.is_empty(), "default: the public URL");
+
+        // Production: the public URL is the placeholder the operator must replace (the mint
+        // warns), and the loopback URL stays usable for lookups from this machine.
+        let global: PoolGlobalConfig =
+            hashpool_config::load_with_env(&repo("config/prod/shared/pool.toml"), vec![]).unwrap();
+        let env = vec![(
+            "HASHPOOL__MINT__AUTHORITY_SECRET_KEY".to_string(),
+            "mkDLTBBRxdBv998612qipDYoTK3YUrqLe8uWw7gu3iXbSrn2n".to_string(),
+        )];
+        let own: MintConfig =
+            hashpool_config::load_with_env(&repo("config/prod/mint.config.toml"), env).unwrap();
+        let run = MintRunConfig::new(&global, own).unwrap();
+        let public_url = run.public_url.as_deref().unwrap();
+        assert!(crate::info::is_placeholder_url(public_url), "{public_url}");
+        assert_eq!(run.other_urls, vec!["http://127.0.0.1:3338"]);
+        assert_eq!(run.info.name.as_deref(), Some("Hashpool testnet4 mint"));
+    }
+
+    fn with_file(text: &str) -> Result<MintRunConfig, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mint.config.toml");
+        std::fs::write(&path, text).unwrap();
+        let own: MintConfig =
+            hashpool_config::load_with_env(&path, vec![]).map_err(|e| e.to_string())?;
+        MintRunConfig::new(&shipped().0, own)
+    }
+
+    fn local_file() -> String {
+        std::fs::read_to_string(repo("config/mint.config.toml")).unwrap()
+    }
+
+    #[test]
+    fn mint_info_from_the_file_is_checked_with_clear_errors() {
+        let text = local_file().replace(
+            "# tos_url = \"https://...\"",
+            "tos_url = \"https://pool.example.org/terms\"\n\
+             icon_url = \"https://pool.example.org/icon.png\"\n\
+             motd = \"maintenance at 12:00 UTC\"\n\
+             urls = [\"https://Mint.Example.org/\", \"http://127.0.0.1:3338\"]\n\
+             contact = [{ method = \"email\", info = \"ops@example.org\" }]\n\
+             pubkey = \"02a9acc1e48c25eeeb9289b5031cc57da9fe72f3fe2861d264bdc074209b107ba2\"",
+        );
+        let run = with_file(&text).unwrap();
+        assert_eq!(
+            run.info.urls,
+            vec!["https://mint.example.org", "http://127.0.0.1:3338"]
+        );
+        assert_eq!(run.info.motd.as_deref(), Some("maintenance at 12:00 UTC"));
+        assert_eq!(run.info.contact.len(), 1);
+
+        for (bad, expected) in [
+            (
+                "tos_url = \"terms.html\"",
+                "`mint.info.tos_url`: `terms.html` is not an http(s) URL",
+            ),
+            ("icon_url = \"javascript:alert(1)\"", "`mint.info.icon_url`"),
+            ("urls = [\"mint\"]", "`mint.info.urls`: `mint`"),
+            (
+                "pubkey = \"npub1xyz\"",
+                "`mint.info.pubkey`: `npub1xyz` is not a public key",
+            ),
+            (
+                "contact = [{ method = \"\", info = \"x\" }]",
+                "`mint.info.contact` entry 0",
+            ),
+            ("motd = \"\"", "`mint.info.motd` is empty"),
+        ] {
+            let text = local_file().replace("# tos_url = \"https://...\"", bad);
+            let err = with_file(&text).unwrap_err();
+            assert!(err.contains(expected), "{bad}: {err}");
+        }
+        // A misspelled key is named by the loader.
+        let text = local_file().replace("# tos_url = \"https://...\"", "tos = \"x\"");
+        let err = with_file(&text).unwrap_err();
+        assert!(err.contains("mint.info.tos"), "{err}");
+    }
+
+    #[test]
+    fn the_older_name_keys_still_load_but_not_beside_the_new_ones() {
+        let old = local_file()
+            .replace(
+                "\n[mint.info]\nname = \"Hashpool mint (local)\"",
+                "\n[mint.info]",
+            )
+            .replace(
+                "max_concurrent_quotes = 4",
+                "max_concurrent_quotes = 4\nname = \"old name\"",
+            );
+        assert_eq!(
+            with_file(&old).unwrap().info.name.as_deref(),
+            Some("old name")
+        );
+        let both = local_file().replace(
+            "max_concurrent_quotes = 4",
+            "max_concurrent_quotes = 4\nname = \"old name\"",
+        );
+        let err = with_file(&both).unwrap_err();
+        assert!(
+            err.contains("`mint.name` and `mint.info.name` are both set"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn mint_urls_must_be_http() {
+        let (global, mut own) = shipped();
+        own.mint.public_url = Some("ftp://mint.example.org".into());
+        let err = MintRunConfig::new(&global, own).unwrap_err();
+        assert!(
+            err.contains("`mint.public_url`") && err.contains("ftp"),
+            "{err}"
+        );
     }
 
     #[test]

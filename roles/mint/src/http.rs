@@ -1,5 +1,8 @@
 //! The mint's HTTP server: the standard Cashu API from cdk-axum, with quote creation over HTTP
 //! closed (ehash quotes come from the pool only) and the signed locking-key lookup beside it.
+//! Every answer (cdk-axum's, the lookup's, the refusals') carries cdk-axum's CORS headers, so a
+//! browser wallet on another origin can call any of them. Errors are Cashu's
+//! (`{"detail", "code"}`) with codes of the NUT error table as CDK 0.18.3 numbers them.
 //! Metrics are not here: they are served on the monitoring address (`metrics::serve`).
 
 use std::sync::Arc;
@@ -17,19 +20,32 @@ use cdk::{
     nuts::PublicKey,
     secp256k1::schnorr::Signature,
 };
+use cdk_common::error::ErrorCode;
 use ext_mint_quote::{
     quote_lookup_message, valid_lookup_nonce, LookedUpQuote as LookupQuote,
     QuoteLookupRequest as LookupRequest, QuoteLookupResponse as LookupResponse,
     QUOTE_LOOKUP_MAX_SKEW_SECS, QUOTE_LOOKUP_PATH,
 };
+use tower_http::cors::{Any, CorsLayer};
 
-use crate::config::normalized_url;
+use crate::info::normalized_url;
 use crate::issuer::{quote_id_of_index_key, MintDb, MintStats, INDEX_NAMESPACE};
 use crate::nonces::{Admission, SeenNonces};
 use crate::processor::EHASH_METHOD;
 
 /// Quotes one lookup returns at most; the wallet asks again from the last one's time.
 pub const LOOKUP_PAGE: usize = 500;
+
+/// Quote creation and melting are refused with 20003: CDK 0.18.3 answers a melt on a mint whose
+/// NUT-05 is disabled (`Error::MeltingDisabled`) with this code, and for quote creation it is
+/// the table's "Minting is disabled" (for requests; paid quotes still mint).
+pub const REFUSED: ErrorCode = ErrorCode::MintingDisabled;
+/// A lookup that is malformed or not signed as it must be: 20008, the NUT-20 "Signature for
+/// mint request invalid" (the lookup is signed by the quotes' NUT-20 key).
+pub const LOOKUP_NOT_SIGNED: ErrorCode = ErrorCode::WitnessMissingOrInvalid;
+/// A failure that is not the request's fault (database trouble, the nonce store full): 50000,
+/// the code CDK 0.18.3's mint gives its own internal errors; the NUT table has none.
+pub const UNAVAILABLE: ErrorCode = ErrorCode::Unknown(50000);
 
 /// What the signed lookup needs besides the database.
 pub struct LookupSettings {
@@ -56,19 +72,31 @@ pub async fn router(
         });
     let cashu = cashu
         .merge(lookup)
-        .layer(axum::middleware::from_fn(refuse_quote_creation));
+        .layer(axum::middleware::from_fn(refuse_quote_creation))
+        .layer(cors());
     // Our `/v1/ws` first (cdk-axum's route of the same path would overlap in a merge);
     // everything else is cdk-axum's and the lookup's.
-    Ok(crate::ws::router(mint, crate::ws::WsLimits::default()).fallback_service(cashu))
+    let supported = mint.mint_info().await?.nuts.nut17.supported;
+    Ok(crate::ws::router(mint, crate::ws::WsLimits::default(), &supported).fallback_service(cashu))
 }
 
 /// Cashu-style error body (`detail`, `code`).
-fn cashu_error(status: StatusCode, code: u32, detail: impl Into<String>) -> Response {
+fn cashu_error(status: StatusCode, code: ErrorCode, detail: impl Into<String>) -> Response {
     (
         status,
-        Json(serde_json::json!({ "detail": detail.into(), "code": code })),
+        Json(serde_json::json!({ "detail": detail.into(), "code": code.to_code() })),
     )
         .into_response()
+}
+
+/// cdk-axum's CORS policy (any origin, `GET, POST, OPTIONS`, any header) for every route here:
+/// its own layer covers only the routes it built, not the lookup merged beside them nor the
+/// refusals.
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers(Any)
 }
 
 /// `POST /v1/mint/quote/{method}` and every melt route are closed: ehash is issued only for
@@ -83,12 +111,16 @@ async fn refuse_quote_creation(request: Request, next: Next) -> Response {
         tracing::info!(%path, "refused quote creation over HTTP");
         return cashu_error(
             StatusCode::FORBIDDEN,
-            20000,
+            REFUSED,
             "ehash quotes are created by the pool for accepted work; they cannot be requested",
         );
     }
     if melts {
-        return cashu_error(StatusCode::FORBIDDEN, 20000, "ehash cannot be melted");
+        return cashu_error(
+            StatusCode::FORBIDDEN,
+            REFUSED,
+            "melting is disabled: ehash cannot be melted (see NUT-05 in /v1/info)",
+        );
     }
     next.run(request).await
 }
@@ -121,12 +153,16 @@ async fn answer_lookup(
     body: Result<Json<LookupRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Ok(Json(request)) = body else {
-        return cashu_error(StatusCode::BAD_REQUEST, 10000, "malformed lookup request");
+        return cashu_error(
+            StatusCode::BAD_REQUEST,
+            LOOKUP_NOT_SIGNED,
+            "malformed lookup request",
+        );
     };
     let Ok(pubkey) = PublicKey::from_hex(&request.pubkey) else {
         return cashu_error(
             StatusCode::BAD_REQUEST,
-            10000,
+            LOOKUP_NOT_SIGNED,
             "`pubkey` is not a public key",
         );
     };
@@ -137,14 +173,14 @@ async fn answer_lookup(
     if now.abs_diff(request.time) > QUOTE_LOOKUP_MAX_SKEW_SECS {
         return cashu_error(
             StatusCode::UNAUTHORIZED,
-            20008,
+            LOOKUP_NOT_SIGNED,
             "`time` is too far from the mint's clock",
         );
     }
     if !valid_lookup_nonce(&request.nonce) {
         return cashu_error(
             StatusCode::BAD_REQUEST,
-            10000,
+            LOOKUP_NOT_SIGNED,
             "`nonce` must be 16 to 64 lowercase hex characters, fresh for every lookup",
         );
     }
@@ -154,7 +190,7 @@ async fn answer_lookup(
     if !signed_for_us {
         return cashu_error(
             StatusCode::UNAUTHORIZED,
-            20008,
+            LOOKUP_NOT_SIGNED,
             format!(
                 "the lookup is signed for mint `{}`; this mint is `{}`",
                 request.mint,
@@ -171,7 +207,7 @@ async fn answer_lookup(
     if signature_invalid(&pubkey, &message, &request.signature) {
         return cashu_error(
             StatusCode::UNAUTHORIZED,
-            20008,
+            LOOKUP_NOT_SIGNED,
             "the signature is not by the locking key",
         );
     }
@@ -189,7 +225,7 @@ async fn answer_lookup(
             tracing::info!(pubkey = %pubkey.to_hex(), "refused a replayed quote lookup");
             return cashu_error(
                 StatusCode::UNAUTHORIZED,
-                20008,
+                LOOKUP_NOT_SIGNED,
                 "replayed lookup: this nonce was used already; sign a new one with a fresh nonce",
             );
         }
@@ -197,7 +233,7 @@ async fn answer_lookup(
             tracing::warn!("quote lookup refused: the nonce store is full");
             return cashu_error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                10000,
+                UNAVAILABLE,
                 "too many lookups in the last minutes; try again later",
             );
         }
@@ -208,7 +244,7 @@ async fn answer_lookup(
             tracing::error!("quote lookup failed: {e}");
             cashu_error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                10000,
+                UNAVAILABLE,
                 "lookup failed; try again",
             )
         }

@@ -45,6 +45,26 @@ pub enum IssueError {
 }
 
 impl IssueError {
+    /// Every refusal reason, as metrics label them.
+    pub const REASONS: [&'static str; 5] = [
+        "invalid_locking_key",
+        "amount_out_of_range",
+        "unit_mismatch",
+        "conflict",
+        "temporary",
+    ];
+
+    /// The index of this refusal's reason in [`Self::REASONS`].
+    pub fn reason_index(&self) -> usize {
+        match self {
+            IssueError::InvalidLockingKey => 0,
+            IssueError::AmountOutOfRange(_) => 1,
+            IssueError::UnitMismatch(_) => 2,
+            IssueError::Conflict(_) => 3,
+            IssueError::Temporary(_) => 4,
+        }
+    }
+
     /// The extension's error code; only temporary failures are worth repeating.
     pub fn code(&self) -> &'static str {
         match self {
@@ -79,6 +99,8 @@ pub struct MintStats {
     pub requests_repeated: AtomicU64,
     /// Requests refused (bad unit, amount, key, conflicting reuse, temporary failures).
     pub requests_refused: AtomicU64,
+    /// The same by reason, in [`IssueError::REASONS`] order.
+    pub requests_refused_by: [AtomicU64; IssueError::REASONS.len()],
     /// 1 while the link to the pool is up.
     pub pool_link_up: AtomicU64,
     /// Quote lookups answered / refused on `POST /v1/hashpool/quotes`.
@@ -128,7 +150,10 @@ impl Issuer {
         match &result {
             Ok((_, true)) => {}
             Ok((_, false)) => MintStats::add(&s.requests_repeated, 1),
-            Err(_) => MintStats::add(&s.requests_refused, 1),
+            Err(e) => {
+                MintStats::add(&s.requests_refused, 1);
+                MintStats::add(&s.requests_refused_by[e.reason_index()], 1);
+            }
         }
         result.map(|(issued, _)| issued)
     }

@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod info;
 pub mod issuer;
 pub mod metrics;
 pub mod nonces;
@@ -19,7 +20,6 @@ use cdk::{
     mint::{MintBuilder, MintMeltLimits, UnitConfig},
     nuts::{CurrencyUnit, PaymentMethod},
 };
-use cdk_common::nuts::nut17::SupportedMethods;
 use cdk_sqlite::MintSqliteDatabase;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -79,13 +79,9 @@ pub async fn start(
         authorization.clone(),
     ));
 
+    // NUT-17: ehash mint quotes and proof states; no melt quotes (ehash cannot be melted).
     let mut builder = MintBuilder::new(db.clone())
-        .with_name(config.name.clone())
-        .with_description(config.description.clone())
-        .with_supported_websockets(SupportedMethods::default_custom(
-            method.clone(),
-            unit.clone(),
-        ))
+        .with_supported_websockets(info::websocket_kinds(method.clone(), unit.clone()))
         // NUT-29 batch minting of ehash quotes (`cdk-cli mint-batch`): 15 quotes of at most
         // 64 outputs each stay under CDK's 1,000 outputs per request.
         .with_batch_minting(Some(15), Some(vec![EHASH_METHOD.to_string()]));
@@ -104,10 +100,10 @@ pub async fn start(
             processor,
         )
         .await?;
-    // Mint info stored by an earlier run would win over the builder's: take ours explicitly.
-    let info = builder.current_mint_info();
+    // Mint info stored by an earlier run would win over the builder's: ours is set below,
+    // once the public URL is known.
+    let base_info = builder.current_mint_info();
     let mint = Arc::new(builder.build_with_seed(db.clone(), &seed).await?);
-    mint.set_mint_info(info).await?;
     mint.start().await?;
 
     let issuer = Arc::new(Issuer::new(mint.clone(), db.clone(), unit, authorization));
@@ -115,16 +111,30 @@ pub async fn start(
         .await
         .with_context(|| format!("binding the HTTP API on {}", config.http_address))?;
     let http_address = listener.local_addr()?;
-    let public_url = crate::config::normalized_url(
+    let public_url = crate::info::normalized_url(
         &config
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{http_address}")),
     )
     .map_err(anyhow::Error::msg)?;
+    if info::is_placeholder_url(&public_url) {
+        tracing::warn!(
+            %public_url,
+            "`mint.public_url` is still a placeholder: set it to the URL wallets reach this mint \
+             by (docs/mint.md)"
+        );
+    }
+    // `/v1/info` tells the truth: the configured fields, melt disabled, no melt subscriptions.
+    mint.set_mint_info(config.info.apply(base_info, &public_url)?)
+        .await?;
+    // Lookups may be signed for any URL this mint is known by.
     let mut urls = vec![public_url.clone()];
-    for url in &config.other_urls {
-        urls.push(crate::config::normalized_url(url).map_err(anyhow::Error::msg)?);
+    for url in config.other_urls.iter().chain(&config.info.urls) {
+        let url = crate::info::normalized_url(url).map_err(anyhow::Error::msg)?;
+        if !urls.contains(&url) {
+            urls.push(url);
+        }
     }
     let router = http::router(
         mint.clone(),

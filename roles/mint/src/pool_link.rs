@@ -34,7 +34,7 @@ pub async fn run(config: MintRunConfig, issuer: Arc<Issuer>, shutdown: Cancellat
 /// Dial, negotiate the extension, answer the pool's challenge with the mint's key.
 async fn connect(config: &MintRunConfig) -> Result<Connection, ConnectionError> {
     let dial = Dial::new(
-        config.pool_address,
+        &config.pool_address,
         Some(config.pool_authority_public_key),
         Protocol::MiningProtocol,
         "mint",

@@ -9,11 +9,19 @@
 //! quote's current state. It can go once CDK sends initial state for custom quotes
 //! (docs/cashu-wallets.md says what that fix is).
 //!
+//! Only the kinds `/v1/info` lists under NUT-17 are accepted (ehash mint quotes and proof states;
+//! no melt quotes: ehash cannot be melted).
+//!
 //! A web client controls everything here, so every count is bounded: connections, subscriptions
 //! per connection, filters per subscription, message size, and a client that stops reading is
 //! dropped after a write time-out instead of holding the connection.
 
-use std::{collections::HashMap, str::FromStr, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    str::FromStr,
+    sync::Arc,
+    time::Duration,
+};
 
 use axum::{
     extract::{
@@ -27,7 +35,10 @@ use axum::{
 };
 use cdk::{
     mint::{Mint, QuoteId},
-    nuts::{nut17::Kind, MintQuoteCustomResponse, NotificationPayload},
+    nuts::{
+        nut17::{Kind, SupportedMethods},
+        MintQuoteCustomResponse, NotificationPayload,
+    },
     subscription::{Params, SubId},
     ws::{
         notification_to_ws_message, NotificationInner, WsErrorBody, WsMessageOrResponse,
@@ -74,17 +85,35 @@ struct WsState {
     mint: Arc<Mint>,
     limits: WsLimits,
     connections: Arc<Semaphore>,
+    /// The subscription kinds served (`bolt11_mint_quote`, `ehash_mint_quote`, ...).
+    kinds: Arc<HashSet<String>>,
 }
 
-/// The `/v1/ws` route; merged before cdk-axum's router so that it wins.
-pub fn router(mint: Arc<Mint>, limits: WsLimits) -> Router {
+/// The `/v1/ws` route; merged before cdk-axum's router so that it wins. `supported` is the
+/// mint info's NUT-17 list: a subscription of any other kind is refused.
+pub fn router(mint: Arc<Mint>, limits: WsLimits, supported: &[SupportedMethods]) -> Router {
+    let kinds = supported
+        .iter()
+        .flat_map(|s| &s.commands)
+        .filter_map(|c| serde_json::to_value(c).ok())
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
     Router::new()
         .route("/v1/ws", get(upgrade))
         .with_state(WsState {
             mint,
             limits,
             connections: Arc::new(Semaphore::new(limits.max_connections)),
+            kinds: Arc::new(kinds),
         })
+}
+
+/// The wire name of a subscription kind (`Kind` serializes to a string).
+fn kind_name(kind: &Kind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 async fn upgrade(State(state): State<WsState>, ws: WebSocketUpgrade) -> Response {
@@ -227,6 +256,12 @@ impl Connection {
         if params.filters.len() > limits.max_filters_per_subscription {
             return Err(invalid_params("too many filters"));
         }
+        let kind = kind_name(&params.kind);
+        if !self.state.kinds.contains(&kind) {
+            return Err(invalid_params(&format!(
+                "subscription kind `{kind}` is not served by this mint (NUT-17 in /v1/info)"
+            )));
+        }
         let sub_id = params.id.clone();
         let initial = self.current_state(&params).await?;
         let mut live = self
@@ -274,6 +309,10 @@ impl Connection {
             .iter()
             .map(|f| QuoteId::from_str(f).map_err(|_| invalid_params("not a quote id")))
             .collect::<Result<Vec<_>, _>>()?;
+        // Nothing to read (the database refuses an empty id list).
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let quotes = self
             .state
             .mint

@@ -16,15 +16,14 @@ pub struct Args {
     /// Shared pool-side topology (TOML).
     #[arg(short, long, default_value = "config/shared/pool.toml")]
     global_config: PathBuf,
-    /// Also log to this file (rotated daily).
-    #[arg(short = 'f', long)]
-    log_file: Option<PathBuf>,
+    #[command(flatten)]
+    log: hashpool_role::LogArgs,
 }
 
 /// Runs the role as its binary does, until SIGINT/SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let args = &args;
-    hashpool_role::run("pool", args.log_file.as_deref(), |shutdown| async move {
+    hashpool_role::run("pool", &args.log, |shutdown| async move {
         let global: PoolGlobalConfig = hashpool_config::load(&args.global_config)?;
         let own: PoolConfig = hashpool_config::load(&args.config)?;
         let config = PoolRunConfig::new(&global, own).map_err(anyhow::Error::msg)?;

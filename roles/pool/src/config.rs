@@ -162,7 +162,8 @@ fn optional_locking_key<'de, D: serde::Deserializer<'de>>(
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct TemplateProviderSettings {
-    pub address: SocketAddr,
+    /// `host:port`: a host name (resolved at each connect) or an IP address.
+    pub address: hashpool_config::HostPort,
     /// Pinned when set; without it any provider key is accepted (only for local setups).
     #[serde(default)]
     pub authority_public_key: Option<Secp256k1PublicKey>,
@@ -231,7 +232,7 @@ impl PoolRunConfig {
             .map_err(|e| format!("shared config key `ehash.unit_work`: {e}"))?;
         let stats_reporting = own.stats_reporter.as_ref().map(|s| StatsReporting {
             reporter: hashpool_stats::ReporterConfig {
-                address: global.stats.ingest_address,
+                address: global.stats.ingest_address.into(),
                 service_public_key: global.stats.authority_public_key,
                 // The pool proves itself with its authority key.
                 secret_key: own.pool.authority_secret_key,

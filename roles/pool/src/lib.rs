@@ -145,7 +145,7 @@ pub async fn start(
             stats: stats.clone(),
             miners: miners.registry.clone(),
             mint: link.clone(),
-            provider_address: config.template_provider.address,
+            provider_address: config.template_provider.address.clone(),
         };
         tasks.spawn(observability::stats_report::run(
             handles,
@@ -179,10 +179,16 @@ pub async fn start(
     });
     let metrics_address = match config.pool.metrics_address {
         Some(address) => {
-            let exporter =
-                observability::metrics::exporter(miners.admission.clone(), stats.clone())
-                    .map_err(|e| anyhow::anyhow!("pool metrics: {e}"))?;
-            let bound = hashpool_metrics::serve(address, exporter.router(), shutdown.clone())
+            let exporter = observability::metrics::exporter(
+                miners.admission.clone(),
+                stats.clone(),
+                ledger.metrics().clone(),
+            )
+            .map_err(|e| anyhow::anyhow!("pool metrics: {e}"))?;
+            let app = exporter
+                .router()
+                .merge(hashpool_metrics::health_router("pool"));
+            let bound = hashpool_metrics::serve(address, app, shutdown.clone())
                 .await
                 .with_context(|| format!("binding the pool metrics endpoint {address}"))?;
             info!(%bound, "pool metrics at /metrics");
@@ -233,7 +239,8 @@ async fn serve_miner_api(
         ledger.unit().to_string(),
         ledger.unit_work(),
     );
-    let bound = hashpool_metrics::serve(address, api.router(), shutdown.clone())
+    let app = api.router().merge(hashpool_metrics::health_router("pool"));
+    let bound = hashpool_metrics::serve(address, app, shutdown.clone())
         .await
         .with_context(|| format!("binding the miner API {address}"))?;
     info!(%bound, "miner API at /api/v1/miners/{{key}}");

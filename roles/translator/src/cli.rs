@@ -17,23 +17,18 @@ pub struct Args {
     /// Shared miner-side topology (TOML).
     #[arg(short, long, default_value = "config/shared/proxy.toml")]
     global_config: PathBuf,
-    /// Also log to this file (rotated daily).
-    #[arg(short = 'f', long)]
-    log_file: Option<PathBuf>,
+    #[command(flatten)]
+    log: hashpool_role::LogArgs,
 }
 
 /// Runs the translator until SIGINT/SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let args = &args;
-    hashpool_role::run(
-        "translator",
-        args.log_file.as_deref(),
-        |shutdown| async move {
-            let global: ProxyGlobalConfig = hashpool_config::load(&args.global_config)?;
-            let own: TranslatorConfig = hashpool_config::load(&args.config)?;
-            let config = RoleConfig::new(&global, &own).map_err(anyhow::Error::msg)?;
-            Ok(crate::role::start(config, shutdown).await?.translator.task)
-        },
-    )
+    hashpool_role::run("translator", &args.log, |shutdown| async move {
+        let global: ProxyGlobalConfig = hashpool_config::load(&args.global_config)?;
+        let own: TranslatorConfig = hashpool_config::load(&args.config)?;
+        let config = RoleConfig::new(&global, &own).map_err(anyhow::Error::msg)?;
+        Ok(crate::role::start(config, shutdown).await?.translator.task)
+    })
     .await
 }

@@ -98,7 +98,8 @@ fn default_max_shares_per_job() -> usize {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct FallbackUpstream {
-    pub address: std::net::SocketAddr,
+    /// `host:port`: a host name (resolved at each connect) or an IP address.
+    pub address: hashpool_config::HostPort,
     pub authority_public_key: stratum_apps::key_utils::Secp256k1PublicKey,
 }
 
@@ -169,7 +170,7 @@ impl TranslatorConfig {
         Ok(crate::TranslatorRunConfig {
             downstream_address: global.translator.downstream_address,
             upstreams: std::iter::once(crate::UpstreamEndpoint {
-                address: global.translator.upstream_address,
+                address: global.translator.upstream_address.clone(),
                 authority_public_key: global.translator.upstream_authority_public_key,
             })
             .chain(
@@ -177,7 +178,7 @@ impl TranslatorConfig {
                     .fallback_upstreams
                     .iter()
                     .map(|f| crate::UpstreamEndpoint {
-                        address: f.address,
+                        address: f.address.clone(),
                         authority_public_key: f.authority_public_key,
                     }),
             )
@@ -220,7 +221,7 @@ impl TranslatorConfig {
             .as_ref()
             .map(|s| crate::stats_report::StatsReporting {
                 reporter: hashpool_stats::ReporterConfig {
-                    address: global.stats.ingest_address,
+                    address: global.stats.ingest_address.into(),
                     service_public_key: global.stats.authority_public_key,
                     secret_key: s.secret_key,
                     role: hashpool_stats::Role::Translator,
@@ -260,6 +261,45 @@ mod tests {
         let slowest_local_miner =
             20_000.0 * 60.0 / run.vardiff.shares_per_minute as f64 / 2f64.powi(32);
         assert!(limits.min_share_difficulty < slowest_local_miner / 2.0);
+    }
+
+    #[test]
+    fn upstreams_may_be_host_names() {
+        let file = |fallback: &str| {
+            format!(
+                "[translator]\nuser_identity = \"t\"\nnominal_hashrate = 1.0\n\
+                 [[translator.fallback_upstreams]]\naddress = \"{fallback}\"\n\
+                 authority_public_key = \"9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH72\"\n\
+                 [vardiff]\ninitial_hashrate = 1000.0\nshares_per_minute = 10.0\ninterval_secs = 20\n\
+                 [wallet]\nenabled = false\nunit = \"hash\"\ndatabase_path = \"w\"\nmnemonic_path = \"m\"\n\
+                 recovery_interval_secs = 60\nfaucet_amount = 1\nfaucet_interval_secs = 1\n"
+            )
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let load = |text: String| {
+            let path = dir.path().join("t.toml");
+            std::fs::write(&path, text).unwrap();
+            hashpool_config::load_with_env::<TranslatorConfig, _>(&path, vec![])
+        };
+        let env = vec![(
+            "HASHPOOL__TRANSLATOR__UPSTREAM_ADDRESS".to_string(),
+            "localhost:34254".to_string(),
+        )];
+        let global: ProxyGlobalConfig =
+            hashpool_config::load_with_env(&repo("config/shared/proxy.toml"), env).unwrap();
+        let own = load(file("pool2.example.org:3333")).unwrap();
+        let run = own.run_config(&global).unwrap();
+        let upstreams: Vec<String> = run
+            .upstreams
+            .iter()
+            .map(|u| u.address.to_string())
+            .collect();
+        assert_eq!(upstreams, ["localhost:34254", "pool2.example.org:3333"]);
+        let err = load(file("pool2.example.org")).unwrap_err().to_string();
+        assert!(
+            err.contains("translator.fallback_upstreams[0].address") && err.contains("no port"),
+            "{err}"
+        );
     }
 
     #[test]

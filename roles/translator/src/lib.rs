@@ -182,9 +182,10 @@ pub struct TranslatorRunConfig {
     pub vardiff: VardiffSettings,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct UpstreamEndpoint {
-    pub address: SocketAddr,
+    /// A host name (resolved at each connect) or an IP address, and the port.
+    pub address: hashpool_sv2_io::HostPort,
     /// The pool's Noise authority key, pinned.
     pub authority_public_key: Secp256k1PublicKey,
 }

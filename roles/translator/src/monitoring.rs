@@ -1,5 +1,5 @@
 //! The translator's monitoring endpoint (`translator.monitoring_address`): Prometheus
-//! `/metrics` and a JSON status for dashboards. Per-miner series are left out of `/metrics` on
+//! `/metrics`, `/api/v1/health` and a JSON status for dashboards. Per-miner series are left out of `/metrics` on
 //! purpose: thousands of miners would make thousands of series.
 
 use std::{
@@ -19,18 +19,22 @@ pub fn exporter(
     stats: Arc<TranslatorStats>,
     minter: Option<hashpool_wallet::Minter>,
 ) -> Result<Exporter, hashpool_metrics::Error> {
-    let mut e = Exporter::new();
+    let mut e = Exporter::for_role("translator")?;
     let read = |pick: fn(&TranslatorStats) -> &AtomicU64| {
         let stats = stats.clone();
         move || TranslatorStats::get(pick(&stats))
     };
-    e.gauge("hashpool_translator_sv1_connections", "SV1 connections open.", {
-        let r = read(|s| &s.connections);
-        move || r() as f64
-    })?
+    e.gauge(
+        "hashpool_translator_sv1_connections",
+        "SV1 connections open.",
+        {
+            let r = read(|s| &s.connections);
+            move || r() as f64
+        },
+    )?
     .gauge(
-        "hashpool_translator_miners_hashrate",
-        "Sum of the authorized SV1 miners' hashrate as vardiff estimates it (H/s).",
+        "hashpool_translator_hashrate_hashes_per_second",
+        "Sum of the authorized SV1 miners' hashrate as vardiff estimates it.",
         {
             let r = read(|s| &s.miners_hashrate);
             move || r() as f64
@@ -50,59 +54,28 @@ pub fn exporter(
         read(|s| &s.pool_connections),
     )?
     .counter(
-        "hashpool_translator_shares_below_channel_target_total",
-        "Shares valid at the miner's difficulty but under the channel's, answered by the translator.",
-        read(|s| &s.shares_below_channel_target),
-    )?
-    .counter(
         "hashpool_translator_shares_forwarded_total",
         "Shares sent to the pool.",
         read(|s| &s.shares_forwarded),
     )?
-    .counter(
-        "hashpool_translator_shares_accepted_by_pool_total",
-        "Forwarded shares the pool accepted.",
-        read(|s| &s.shares_accepted_by_pool),
+    .counter_vec(
+        "hashpool_translator_shares_total",
+        "Miners' shares by outcome: below_channel_target (answered here), accepted (by the pool), \
+         refused_upstream (by the pool), unjudged (no pool judged them), refused_here.",
+        &["outcome"],
+        {
+            let stats = stats.clone();
+            move || share_outcomes(&stats)
+        },
     )?
-    .counter(
-        "hashpool_translator_shares_refused_upstream_total",
-        "Forwarded shares the pool refused or that no pool judged.",
-        read(|s| &s.shares_refused_upstream),
-    )?
-    .counter(
-        "hashpool_translator_shares_refused_here_total",
-        "Shares refused by the translator: stale, duplicate, low difficulty, malformed, no pool.",
-        read(|s| &s.shares_refused_here),
-    )?
-    .counter(
-        "hashpool_translator_shares_refused_stale_total",
-        "Shares refused by the translator on a job no longer current (a new block, a pool reconnect).",
-        read(|s| &s.shares_refused_stale),
-    )?
-    .counter(
-        "hashpool_translator_shares_refused_duplicate_total",
-        "Shares refused by the translator as duplicates.",
-        read(|s| &s.shares_refused_duplicate),
-    )?
-    .counter(
-        "hashpool_translator_shares_refused_low_difficulty_total",
-        "Shares refused by the translator above the miner's target (or under min_share_difficulty).",
-        read(|s| &s.shares_refused_low_difficulty),
-    )?
-    .counter(
-        "hashpool_translator_shares_refused_job_share_limit_total",
-        "Shares refused by the translator because the miner had max_shares_per_job shares on the job.",
-        read(|s| &s.shares_refused_job_share_limit),
-    )?
-    .counter(
-        "hashpool_translator_shares_refused_upstream_stale_total",
-        "Forwarded shares the pool refused as stale (a new block crossed them).",
-        read(|s| &s.shares_refused_upstream_stale),
-    )?
-    .counter(
-        "hashpool_translator_shares_unjudged_upstream_total",
-        "Forwarded shares no pool judged: the connection, the channel or the miner went first.",
-        read(|s| &s.shares_unjudged_upstream),
+    .counter_vec(
+        "hashpool_translator_shares_refused_total",
+        "Refused shares by who refused them (translator, pool) and why.",
+        &["by", "reason"],
+        {
+            let stats = stats.clone();
+            move || share_refusals(&stats)
+        },
     )?
     .counter(
         "hashpool_translator_suggested_difficulty_clamped_total",
@@ -139,6 +112,54 @@ pub fn exporter(
         hashpool_wallet::register_metrics(&mut e, minter)?;
     }
     Ok(e)
+}
+
+/// `hashpool_translator_shares_total{outcome}`: every share a miner sent lands in one outcome
+/// (forwarded shares once the pool answered, or once it is known none will).
+fn share_outcomes(s: &TranslatorStats) -> Vec<(Vec<String>, u64)> {
+    let get = |c: &AtomicU64| TranslatorStats::get(c);
+    let unjudged = get(&s.shares_unjudged_upstream);
+    [
+        ("below_channel_target", get(&s.shares_below_channel_target)),
+        ("accepted", get(&s.shares_accepted_by_pool)),
+        (
+            "refused_upstream",
+            get(&s.shares_refused_upstream).saturating_sub(unjudged),
+        ),
+        ("unjudged", unjudged),
+        ("refused_here", get(&s.shares_refused_here)),
+    ]
+    .into_iter()
+    .map(|(outcome, n)| (vec![outcome.to_string()], n))
+    .collect()
+}
+
+/// `hashpool_translator_shares_refused_total{by, reason}`: the refusals of
+/// [`share_outcomes`] by reason (`other`: malformed or no pool here, any other pool error).
+fn share_refusals(s: &TranslatorStats) -> Vec<(Vec<String>, u64)> {
+    let get = |c: &AtomicU64| TranslatorStats::get(c);
+    let here = [
+        ("stale", get(&s.shares_refused_stale)),
+        ("duplicate", get(&s.shares_refused_duplicate)),
+        ("low_difficulty", get(&s.shares_refused_low_difficulty)),
+        ("job_share_limit", get(&s.shares_refused_job_share_limit)),
+    ];
+    let here_other = here.iter().fold(get(&s.shares_refused_here), |n, (_, k)| {
+        n.saturating_sub(*k)
+    });
+    let upstream_stale = get(&s.shares_refused_upstream_stale);
+    let upstream_other = get(&s.shares_refused_upstream)
+        .saturating_sub(get(&s.shares_unjudged_upstream))
+        .saturating_sub(upstream_stale);
+    here.into_iter()
+        .chain([("other", here_other)])
+        .map(|(reason, n)| ("translator", reason, n))
+        .chain([
+            ("pool", "stale", upstream_stale),
+            ("pool", "other", upstream_other),
+        ])
+        .map(|(by, reason, n)| (vec![by.to_string(), reason.to_string()], n))
+        .collect()
 }
 
 /// `GET /api/v1/status`: the pool link, the miners and the share counters, as JSON.
@@ -180,8 +201,8 @@ fn status_router(stats: Arc<TranslatorStats>, mode: ChannelMode) -> Router {
     )
 }
 
-/// Serves `/metrics` and `/api/v1/status` on `address` until `shutdown`; returns the bound
-/// address.
+/// Serves `/metrics`, `/api/v1/health` and `/api/v1/status` on `address` until `shutdown`;
+/// returns the bound address.
 pub async fn serve(
     address: SocketAddr,
     stats: Arc<TranslatorStats>,
@@ -191,6 +212,7 @@ pub async fn serve(
 ) -> anyhow::Result<SocketAddr> {
     let app = exporter(stats.clone(), minter)?
         .router()
-        .merge(status_router(stats, mode));
+        .merge(status_router(stats, mode))
+        .merge(hashpool_metrics::health_router("translator"));
     Ok(hashpool_metrics::serve(address, app, shutdown).await?)
 }

@@ -196,7 +196,7 @@ async fn serve_until_signal(
 ) -> anyhow::Result<()> {
     hashpool_role::run(
         "hashpool-wallet",
-        args.log_file.as_deref(),
+        &hashpool_role::LogArgs::with_file(args.log_file.clone()),
         |shutdown| async move {
             let served = serve(dir, mint, args, shutdown).await?;
             let claims = match args.claim_every {

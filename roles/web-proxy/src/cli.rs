@@ -127,7 +127,7 @@ mod tests {
         let config = load(&Args {
             config: dir.join("config/home/web-proxy.config.toml"),
             global_config: dir.join("config/home/proxy.toml"),
-            log_file: None,
+            log: Default::default(),
         })
         .unwrap();
         assert_eq!(config.address.port(), 3030);
@@ -155,7 +155,7 @@ mod tests {
         let err = load(&Args {
             config: own,
             global_config: global,
-            log_file: None,
+            log: Default::default(),
         })
         .unwrap_err();
         assert!(format!("{err:#}").contains("stats"), "{err:#}");

@@ -62,7 +62,7 @@ pub fn translator_config(
     translator::TranslatorRunConfig {
         downstream_address: loopback_any_port(),
         upstreams: vec![translator::UpstreamEndpoint {
-            address: pool,
+            address: pool.into(),
             authority_public_key: public_key(),
         }],
         user_identity: user.into(),

@@ -43,7 +43,7 @@ pub fn stats_reporter(
     name: &str,
 ) -> hashpool_stats::ReporterConfig {
     hashpool_stats::ReporterConfig {
-        address: stats.ingest_address,
+        address: stats.ingest_address.into(),
         service_public_key: public_key(),
         secret_key: secret_key(),
         role,

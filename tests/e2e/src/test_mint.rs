@@ -20,14 +20,17 @@ pub fn mint_run_config(
 ) -> mint::MintRunConfig {
     mint::MintRunConfig {
         http_address,
-        pool_address: mint_link,
+        pool_address: mint_link.into(),
         pool_authority_public_key: public_key(),
         secret_key: secret_key(),
         unit: "hash".into(),
         database_path: dir.join("mint.sqlite"),
         seed_path: dir.join("mint.seed"),
-        name: "test mint".into(),
-        description: "hashpool e2e".into(),
+        info: mint::info::MintInfoSettings {
+            name: Some("test mint".into()),
+            description: Some("hashpool e2e".into()),
+            ..Default::default()
+        },
         max_concurrent_quotes: 4,
         reconnect_initial: Duration::from_millis(100),
         reconnect_max: Duration::from_millis(1_000),

@@ -114,7 +114,7 @@ impl TestPool {
                 metrics_address: Some(loopback_any_port()),
             },
             template_provider: TemplateProviderSettings {
-                address: provider,
+                address: provider.into(),
                 authority_public_key: Some(public_key()),
                 reconnect_initial_ms: 100,
                 reconnect_max_ms: 1_000,

@@ -57,7 +57,7 @@ async fn session(
     healthy: Healthy,
 ) -> Result<(), ConnectionError> {
     let dial = Dial::new(
-        settings.address,
+        &settings.address,
         settings.authority_public_key,
         Protocol::TemplateDistributionProtocol,
         "pool",

@@ -11,6 +11,7 @@
 
 mod batches;
 mod error;
+mod metrics;
 mod reader;
 mod share_commit;
 mod sqlite;
@@ -38,6 +39,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use batches::Batch;
 pub use error::LedgerError;
+pub use metrics::LedgerMetrics;
 pub use reader::{FoundBlock, IssuedQuote, KeyReport, LedgerReader, ReadLimits, WindowWork};
 pub use writer::Receipt;
 
@@ -64,6 +66,8 @@ pub struct AccrualLedger {
     unit_work: UnitWork,
     /// Accrual rows batch creation has read since start (it reads only keys with new work).
     keys_examined: Arc<AtomicU64>,
+    /// Pending work, open batches, commit latency: kept by the writer for `/metrics`.
+    metrics: Arc<LedgerMetrics>,
 }
 
 impl AccrualLedger {
@@ -102,19 +106,32 @@ impl AccrualLedger {
         check_unit(&db, unit, unit_work).await?;
         let (queue, rx) = mpsc::channel(queue_capacity);
         let keys_examined = Arc::new(AtomicU64::new(0));
-        tokio::spawn(writer(db.clone(), rx, keys_examined.clone()));
+        let metrics = Arc::new(LedgerMetrics::read(&db).await?);
+        tokio::spawn(writer(
+            db.clone(),
+            rx,
+            keys_examined.clone(),
+            unit_work,
+            metrics.clone(),
+        ));
         Ok(Self {
             db,
             queue,
             unit: unit.into(),
             unit_work,
             keys_examined,
+            metrics,
         })
     }
 
     /// How many keys' accruals batch creation has read since the ledger was opened.
     pub fn keys_examined(&self) -> u64 {
         self.keys_examined.load(Ordering::Relaxed)
+    }
+
+    /// The ledger's figures for `/metrics`.
+    pub fn metrics(&self) -> &Arc<LedgerMetrics> {
+        &self.metrics
     }
 
     /// The currency unit the ledger's work is priced in.

@@ -168,7 +168,7 @@ async fn an_overflowing_share_is_refused_alone_and_the_group_commits() {
             Pending { share: *s, done }
         })
         .collect();
-    commit_group(&ledger.db, pending).await;
+    commit_group(&ledger.db, pending, &ledger.metrics).await;
     let mut outcomes = Vec::new();
     for r in receipts {
         outcomes.push(r.await.unwrap());
@@ -553,4 +553,60 @@ async fn batch_creation_reads_only_keys_with_new_work() {
     let ledger = AccrualLedger::open(&path, "hash", unit).await.unwrap();
     assert!(ledger.create_batches().await.unwrap().is_empty());
     assert_eq!(ledger.keys_examined(), 200);
+}
+
+#[tokio::test]
+async fn the_metrics_follow_pending_work_open_batches_and_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.sqlite");
+    let ledger = open(&path).await;
+    let m = ledger.metrics().clone();
+    assert_eq!((m.pending_work(), m.open_batches()), (0, 0));
+    assert_eq!(m.oldest_open_batch_age(i64::MAX), 0.0);
+    for (i, k) in [(1, 1), (2, 2), (3, 3)] {
+        let r = ledger.record(share(i, k, 2_500)).await;
+        assert_eq!(r.await.unwrap(), Ok(true));
+    }
+    assert_eq!(m.pending_work(), 7_500);
+    assert!(m.commit_seconds.count() >= 1);
+
+    // Two units per key: 6,000 hashes into three batches, 500 left per key.
+    let batches = ledger.create_batches().await.unwrap();
+    assert_eq!(batches.len(), 3);
+    assert_eq!((m.pending_work(), m.open_batches()), (1_500, 3));
+    let now = sqlite::now_millis();
+    assert!(m.oldest_open_batch_age(now + 60_000) >= 59.0);
+
+    ledger
+        .record_quote(&batches[0].request_id, "q1")
+        .await
+        .unwrap();
+    ledger
+        .record_refusal(&batches[1].request_id, "unit-mismatch")
+        .await
+        .unwrap();
+    // A repeated answer changes nothing.
+    ledger
+        .record_quote(&batches[0].request_id, "q1")
+        .await
+        .unwrap();
+    assert_eq!((m.pending_work(), m.open_batches()), (3_500, 1));
+    assert!(m.oldest_open_batch_age(now + 60_000) > 0.0);
+    ledger
+        .record_quote(&batches[2].request_id, "q3")
+        .await
+        .unwrap();
+    assert_eq!(m.open_batches(), 0);
+    assert_eq!(m.oldest_open_batch_age(now + 60_000), 0.0);
+
+    // Reopened, the ledger reads the same figures back.
+    ledger.create_batches().await.unwrap();
+    let (pending, open_batches) = (m.pending_work(), m.open_batches());
+    drop(ledger);
+    let ledger = open(&path).await;
+    let m = ledger.metrics();
+    assert_eq!(
+        (m.pending_work(), m.open_batches()),
+        (pending, open_batches)
+    );
 }

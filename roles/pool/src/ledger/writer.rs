@@ -12,7 +12,10 @@ use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error};
 
-use super::{batches, error::LedgerError, share_commit::write_group, Batch};
+use super::{
+    batches, error::LedgerError, metrics::LedgerMetrics, share_commit::write_group,
+    sqlite::now_millis, Batch,
+};
 use crate::accepted_share::AcceptedShare;
 
 /// Shares written in one transaction at most.
@@ -50,7 +53,10 @@ pub(super) async fn writer(
     db: SqlitePool,
     mut rx: mpsc::Receiver<Command>,
     examined: Arc<AtomicU64>,
+    unit_work: UnitWork,
+    metrics: Arc<LedgerMetrics>,
 ) {
+    let batch_work = |b: &Batch| u128::from(b.amount).saturating_mul(unit_work.work().hashes());
     let mut next: Option<Command> = None;
     // Keys whose pending work changed since the last batch creation: only they can have a
     // whole unit to issue. `None` until the first creation, which looks at every key (work
@@ -78,15 +84,17 @@ pub(super) async fn writer(
                         Err(_) => break,
                     }
                 }
-                let credited = commit_group(&db, group).await;
+                let credited = commit_group(&db, group, &metrics).await;
                 if let Some(keys) = dirty.as_mut() {
                     keys.extend(credited);
                 }
             }
             Command::CreateBatches { unit, done } => {
                 let result = batches::create(&db, unit, dirty.as_ref(), &examined).await;
-                if result.is_ok() {
+                if let Ok(created) = &result {
                     dirty = Some(HashSet::new());
+                    let taken = created.iter().map(batch_work).sum();
+                    metrics.batched(created.len(), taken, now_millis());
                 }
                 let _ = done.send(result);
             }
@@ -95,7 +103,11 @@ pub(super) async fn writer(
                 quote_id,
                 done,
             } => {
-                let _ = done.send(batches::record_quote(&db, &request_id, &quote_id).await);
+                let result = batches::record_quote(&db, &request_id, &quote_id).await;
+                if let Ok(Some(_)) = &result {
+                    metrics.closed(&db, 0).await;
+                }
+                let _ = done.send(result);
             }
             Command::RecordRefusal {
                 request_id,
@@ -104,8 +116,11 @@ pub(super) async fn writer(
             } => {
                 let result = batches::record_refusal(&db, &request_id, &code).await;
                 // The returned work is pending again: the next creation must look at its key.
-                if let (Ok(Some(batch)), Some(keys)) = (&result, dirty.as_mut()) {
-                    keys.insert(batch.locking_key);
+                if let Ok(Some(batch)) = &result {
+                    if let Some(keys) = dirty.as_mut() {
+                        keys.insert(batch.locking_key);
+                    }
+                    metrics.closed(&db, batch_work(batch)).await;
                 }
                 let _ = done.send(result);
             }
@@ -114,14 +129,22 @@ pub(super) async fn writer(
 }
 
 /// Commits a group; returns the keys whose shares were credited.
-pub(super) async fn commit_group(db: &SqlitePool, group: Vec<Pending>) -> Vec<LockingKey> {
+pub(super) async fn commit_group(
+    db: &SqlitePool,
+    group: Vec<Pending>,
+    metrics: &LedgerMetrics,
+) -> Vec<LockingKey> {
     let shares: Vec<&AcceptedShare> = group.iter().map(|p| &p.share).collect();
-    match write_group(db, &shares).await {
+    let started = std::time::Instant::now();
+    let written = write_group(db, &shares).await;
+    metrics.commit_seconds.observe_duration(started.elapsed());
+    match written {
         Ok(outcomes) => {
             debug!(shares = group.len(), "ledger group committed");
             let mut credited = Vec::new();
             for (p, outcome) in group.into_iter().zip(outcomes) {
                 if outcome == Ok(true) {
+                    metrics.credited(p.share.work.hashes());
                     credited.push(p.share.locking_key);
                 }
                 let _ = p.done.send(outcome);

@@ -5,14 +5,15 @@ use std::sync::Arc;
 
 use hashpool_metrics::Exporter;
 
-use crate::{counters::PoolStats, miners::Admission};
+use crate::{counters::PoolStats, ledger::LedgerMetrics, miners::Admission};
 
 /// Every metric of the pool's own endpoint (names documented in docs/metrics.md).
 pub fn exporter(
     admission: Arc<Admission>,
     stats: Arc<PoolStats>,
+    ledger: Arc<LedgerMetrics>,
 ) -> Result<Exporter, hashpool_metrics::Error> {
-    let mut e = Exporter::new();
+    let mut e = Exporter::for_role("pool")?;
     e.gauge(
         "hashpool_pool_miner_connections",
         "Miner connections open.",
@@ -53,18 +54,70 @@ pub fn exporter(
             }
         },
     )?;
-    e.counter(
-        "hashpool_pool_shares_accepted_total",
-        "Shares accepted (and credited once durable).",
+    e.counter_vec(
+        "hashpool_pool_shares_total",
+        "Miners' shares by outcome: accepted (and credited once durable), rejected.",
+        &["outcome"],
         {
             let stats = stats.clone();
-            move || stats.snapshot().shares_accepted
+            move || {
+                let s = stats.snapshot();
+                vec![
+                    (vec!["accepted".to_string()], s.shares_accepted),
+                    (vec!["rejected".to_string()], s.shares_rejected),
+                ]
+            }
         },
     )?;
     e.counter(
-        "hashpool_pool_shares_rejected_total",
-        "Shares refused.",
-        move || stats.snapshot().shares_rejected,
+        "hashpool_pool_blocks_found_total",
+        "Blocks found by the pool's miners.",
+        {
+            let stats = stats.clone();
+            move || stats.snapshot().blocks_found
+        },
+    )?;
+    e.gauge(
+        "hashpool_pool_template_provider_connected",
+        "1 while the template provider is connected.",
+        move || f64::from(u8::from(stats.snapshot().provider_connected)),
+    )?;
+    e.gauge(
+        "hashpool_pool_ledger_pending_work_hashes",
+        "Work accrued to every key and not yet in a quote batch.",
+        {
+            let ledger = ledger.clone();
+            // f64 is exact to 2^53 hashes and 16 significant digits beyond: enough to watch.
+            move || ledger.pending_work() as f64
+        },
+    )?;
+    e.gauge(
+        "hashpool_pool_ledger_open_batches",
+        "Quote batches the mint has neither answered nor refused.",
+        {
+            let ledger = ledger.clone();
+            move || ledger.open_batches() as f64
+        },
+    )?;
+    e.gauge(
+        "hashpool_pool_ledger_oldest_open_batch_age_seconds",
+        "Age of the oldest quote batch the mint has not answered (0 when none is open).",
+        {
+            let ledger = ledger.clone();
+            move || ledger.oldest_open_batch_age(unix_millis())
+        },
+    )?;
+    e.histogram(
+        "hashpool_pool_ledger_commit_duration_seconds",
+        "Ledger group commits: time from the transaction's start to its durable commit.",
+        ledger.commit_seconds.clone(),
     )?;
     Ok(e)
+}
+
+fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }

@@ -3,7 +3,7 @@
 //! provider and the mint), and blocks and issued quotes as they happen. Reporting never slows
 //! the pool: reports go through [`hashpool_stats::StatsReporter`]'s bounded buffer.
 
-use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use hashpool_stats::{Block, Issuance, Report, ServiceHealth, Snapshot, StatsReporter, Subject};
 use tokio::sync::mpsc;
@@ -20,7 +20,7 @@ pub struct StatsReportHandles {
     pub miners: Arc<Registry>,
     pub mint: Arc<MintLink>,
     /// Named in the template provider's health.
-    pub provider_address: SocketAddr,
+    pub provider_address: hashpool_sv2_io::HostPort,
 }
 
 /// Reports until `shutdown`: the reporter's connection task, a snapshot every interval, and

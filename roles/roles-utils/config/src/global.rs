@@ -92,8 +92,8 @@ pub struct ProxyGlobalConfig {
 pub struct TranslatorTopology {
     /// SV1 miners connect here.
     pub downstream_address: SocketAddr,
-    /// The SV2 pool (Noise).
-    pub upstream_address: SocketAddr,
+    /// The SV2 pool (Noise): `host:port`, the name resolved at each connect.
+    pub upstream_address: crate::HostPort,
     /// The pool's authority key, pinned by the translator.
     pub upstream_authority_public_key: Secp256k1PublicKey,
     /// Monitoring HTTP API.
@@ -135,6 +135,58 @@ mod tests {
             crate::load_with_env(&repo_file("config/shared/proxy.toml"), vec![]).unwrap();
         assert_eq!(c.translator.downstream_address.port(), 34255);
         assert_eq!(c.web.address.port(), 3030);
+    }
+
+    #[test]
+    fn an_upstream_may_be_a_host_name() {
+        let text = std::fs::read_to_string(repo_file("config/shared/proxy.toml")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("proxy.toml");
+        let load = |upstream: &str| {
+            let mut section = false;
+            let edited: Vec<String> = text
+                .lines()
+                .map(|line| {
+                    if line.starts_with('[') {
+                        section = line.trim() == "[translator]";
+                    }
+                    if section && line.starts_with("upstream_address") {
+                        format!("upstream_address = \"{upstream}\"")
+                    } else {
+                        line.to_string()
+                    }
+                })
+                .collect();
+            std::fs::write(&path, edited.join("\n")).unwrap();
+            crate::load_with_env::<ProxyGlobalConfig, _>(&path, vec![])
+        };
+        let c = load("localhost:34254").unwrap();
+        assert_eq!(c.translator.upstream_address.host(), "localhost");
+        assert_eq!(c.translator.upstream_address.port(), 34254);
+        let c = load("[::1]:34254").unwrap();
+        assert_eq!(
+            c.translator.upstream_address,
+            "[::1]:34254".parse::<SocketAddr>().unwrap()
+        );
+        let err = load("pool.example.org").unwrap_err();
+        assert!(
+            matches!(&err, crate::ConfigError::BadValue { key, .. } if key == "translator.upstream_address"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("has no port"), "{err}");
+        // And from the environment.
+        let c: ProxyGlobalConfig = crate::load_with_env(
+            &repo_file("config/shared/proxy.toml"),
+            vec![(
+                "HASHPOOL__TRANSLATOR__UPSTREAM_ADDRESS".to_string(),
+                "pool.example.org:3333".to_string(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(
+            c.translator.upstream_address.to_string(),
+            "pool.example.org:3333"
+        );
     }
 
     #[test]

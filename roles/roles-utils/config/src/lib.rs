@@ -7,6 +7,7 @@
 //! shared topology lives in [`PoolGlobalConfig`] and [`ProxyGlobalConfig`].
 
 mod global;
+mod host_port;
 mod loader;
 pub mod secret_file;
 
@@ -14,4 +15,5 @@ pub use global::{
     EhashConfig, JdServerTopology, MintTopology, PoolGlobalConfig, PoolTopology, ProxyGlobalConfig,
     StatsTopology, TranslatorTopology, WalletTopology, WebTopology,
 };
+pub use host_port::{HostPort, HostPortError};
 pub use loader::{load, load_with_env, ConfigError, ENV_PREFIX, ENV_SEPARATOR};

@@ -1,15 +1,32 @@
 //! Prometheus exposition for Hashpool roles. A role keeps its counters where its code counts
 //! them (atomics in its stats structs); an [`Exporter`] reads them when `/metrics` is scraped,
 //! so nothing is counted twice and nothing is paid on the hot path.
+//!
+//! [`Exporter::for_role`] adds what every role exports: `hashpool_build_info` and the
+//! standard `process_*` metrics. [`health_router`] is every role's `GET /api/v1/health`.
+
+mod histogram;
+mod process;
 
 use std::sync::Arc;
 
-use axum::{http::header, response::IntoResponse, routing::get, Router};
+use axum::{http::header, response::IntoResponse, routing::get, Json, Router};
 use prometheus::{
-    Encoder, GaugeVec, IntCounter, IntCounterVec, Opts, PullingGauge, Registry, TextEncoder,
+    Encoder, GaugeVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, PullingGauge, Registry,
+    TextEncoder,
 };
 
+pub use histogram::Histogram;
 pub use prometheus::Error;
+
+/// Hashpool's version (every role is built from the same workspace version).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The git commit the build came from, when the build set `HASHPOOL_GIT_COMMIT`.
+pub const COMMIT: &str = match option_env!("HASHPOOL_GIT_COMMIT") {
+    Some(commit) => commit,
+    None => "unknown",
+};
 
 type Refresh = Box<dyn Fn() + Send + Sync>;
 
@@ -23,8 +40,44 @@ pub struct Exporter {
 }
 
 impl Exporter {
+    /// An exporter with nothing in it.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A role's exporter: `hashpool_build_info{role, version, commit}` (always 1) and the
+    /// process metrics (`process_cpu_seconds_total`, `process_resident_memory_bytes`,
+    /// `process_open_fds`, `process_max_fds`, `process_virtual_memory_bytes`,
+    /// `process_start_time_seconds`; Linux).
+    pub fn for_role(role: &str) -> Result<Self, Error> {
+        let e = Self::new();
+        let info = IntGaugeVec::new(
+            Opts::new(
+                "hashpool_build_info",
+                "Always 1: the role, version and commit of the running build.",
+            ),
+            &["role", "version", "commit"],
+        )?;
+        info.get_metric_with_label_values(&[role, VERSION, COMMIT])?
+            .set(1);
+        e.registry.register(Box::new(info))?;
+        e.registry
+            .register(Box::new(process::ProcessCollector::new()?))?;
+        Ok(e)
+    }
+
+    /// A histogram the role fills ([`Histogram::observe`]), read at scrape time.
+    pub fn histogram(
+        &mut self,
+        name: &str,
+        help: &str,
+        source: Arc<Histogram>,
+    ) -> Result<&mut Self, Error> {
+        self.registry
+            .register(Box::new(histogram::HistogramCollector::new(
+                name, help, source,
+            )?))?;
+        Ok(self)
     }
 
     /// A monotonic counter (`name` should end in `_total`), read from `read`.
@@ -136,6 +189,21 @@ impl Exporter {
     }
 }
 
+/// `GET /api/v1/health`, the same on every role: 200 with `{"status": "ok", "role", "version"}`
+/// while the process serves. It says the role is up, not that its upstreams are: each role's
+/// `/api/v1/status` (or its metrics) has those.
+pub fn health_router(role: &'static str) -> Router {
+    Router::new().route(
+        "/api/v1/health",
+        get(move || async move { Json(health(role)) }),
+    )
+}
+
+/// The body of `GET /api/v1/health`.
+pub fn health(role: &str) -> serde_json::Value {
+    serde_json::json!({ "status": "ok", "role": role, "version": VERSION })
+}
+
 /// Serves a role's monitoring router (`/metrics` and what it merged in) on `address` until
 /// `shutdown`; returns the bound address (port 0 picks one).
 pub async fn serve(
@@ -205,6 +273,53 @@ mod tests {
         assert!(text.contains("test_hits_total{limit=\"b\"} 2"), "{text}");
         hits[0].store(5, Ordering::Relaxed);
         assert!(e.render().contains("test_hits_total{limit=\"a\"} 5"));
+    }
+
+    #[test]
+    fn roles_export_build_info_process_metrics_and_histograms() {
+        let mut e = Exporter::for_role("pool").unwrap();
+        let latency = Arc::new(Histogram::new(&[0.01, 0.1]));
+        e.histogram("test_duration_seconds", "Latency.", latency.clone())
+            .unwrap();
+        latency.observe(0.005);
+        latency.observe(0.05);
+        latency.observe(3.0);
+        let text = e.render();
+        assert!(
+            text.contains(&format!(
+                "hashpool_build_info{{commit=\"{COMMIT}\",role=\"pool\",version=\"{VERSION}\"}} 1"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE test_duration_seconds histogram"),
+            "{text}"
+        );
+        assert!(
+            text.contains("test_duration_seconds_bucket{le=\"0.01\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("test_duration_seconds_bucket{le=\"0.1\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("test_duration_seconds_bucket{le=\"+Inf\"} 3"),
+            "{text}"
+        );
+        assert!(text.contains("test_duration_seconds_count 3"), "{text}");
+        assert!(text.contains("test_duration_seconds_sum 3.055"), "{text}");
+        if cfg!(target_os = "linux") {
+            for name in [
+                "process_cpu_seconds_total",
+                "process_resident_memory_bytes",
+                "process_open_fds",
+                "process_start_time_seconds",
+            ] {
+                assert!(text.contains(&format!("\n{name} ")), "{name}: {text}");
+            }
+        }
+        assert_eq!(health("pool")["status"], "ok");
     }
 
     #[test]

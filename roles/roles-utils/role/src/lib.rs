@@ -1,26 +1,28 @@
 //! The one way every Hashpool binary runs its role: logging (stdout, and a daily file with
-//! `-f`), configuration and start (the role's own `start`, the same function the end-to-end
-//! tests call), then SIGINT/SIGTERM, a clean shutdown, and the role's task joined.
+//! `-f`, text or JSON: the [`LogArgs`] every role's command line flattens in), configuration
+//! and start (the role's own `start`, the same function the end-to-end tests call), then
+//! SIGINT/SIGTERM, a clean shutdown, and the role's task joined.
 
 mod signal;
 
-use std::{future::Future, path::Path};
+use std::future::Future;
 
 use anyhow::Context;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use hashpool_logging::{LogArgs, LogFormat};
 pub use signal::shutdown_signal;
 
 /// Runs a role until SIGINT or SIGTERM. `start` loads the role's configuration and starts it
 /// (with logging already installed, so its errors are logged too), returning the task that
 /// ends once the role has stopped after `shutdown` is cancelled.
-pub async fn run<F, Fut, T>(role: &str, log_file: Option<&Path>, start: F) -> anyhow::Result<()>
+pub async fn run<F, Fut, T>(role: &str, log: &LogArgs, start: F) -> anyhow::Result<()>
 where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: Future<Output = anyhow::Result<JoinHandle<T>>>,
 {
-    let _log = hashpool_logging::init(log_file)?;
+    let _log = hashpool_logging::init(log)?;
     run_until(role, start, shutdown_signal()).await
 }
 

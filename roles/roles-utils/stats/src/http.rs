@@ -99,6 +99,9 @@ pub fn router(service: &'static str, store: Store, stats: Arc<IngestStats>) -> R
 async fn health(State(s): State<ApiState>) -> Response {
     match s.store.health().await {
         Ok(rows) => Json(json!({
+            "status": "ok",
+            "role": s.service,
+            "version": hashpool_metrics::VERSION,
             "service": s.service,
             "now": now_secs(),
             "reporters_connected": s.stats.reporters_connected.load(Ordering::Relaxed),

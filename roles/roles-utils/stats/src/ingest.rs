@@ -46,6 +46,8 @@ pub struct IngestStats {
     pub reports: AtomicU64,
     /// Connections refused: bad key, version, role, malformed or unexpected frames.
     pub refused: AtomicU64,
+    /// The same by reason, in [`REFUSAL_REASONS`] order.
+    refusals: [AtomicU64; REFUSAL_REASONS.len()],
     pub reporters_connected: AtomicU64,
     /// Reports the store could not take (database errors).
     pub store_errors: AtomicU64,
@@ -54,7 +56,38 @@ pub struct IngestStats {
     next_generation: AtomicU64,
 }
 
+/// Why a reporter connection was refused: the code sent to it (`handshake`: the Noise
+/// handshake failed; `other`: a code not in this list).
+pub const REFUSAL_REASONS: [&str; 7] = [
+    "handshake",
+    "unauthorized",
+    "unsupported-version",
+    "wrong-role",
+    "malformed",
+    "unexpected",
+    "other",
+];
+
 impl IngestStats {
+    /// Counts a refused connection.
+    fn refuse(&self, reason: &str) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        let i = REFUSAL_REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(REFUSAL_REASONS.len() - 1);
+        self.refusals[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Refused connections by reason ([`REFUSAL_REASONS`]).
+    pub fn refusals(&self) -> Vec<(&'static str, u64)> {
+        REFUSAL_REASONS
+            .iter()
+            .zip(&self.refusals)
+            .map(|(reason, n)| (*reason, n.load(Ordering::Relaxed)))
+            .collect()
+    }
+
     fn connected(&self, reporter: &str) -> u64 {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let mut g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
@@ -80,6 +113,16 @@ enum IngestError {
     Closed,
     #[error("refused ({code}): {message}")]
     Refused { code: &'static str, message: String },
+}
+
+impl IngestError {
+    /// The refusal's code (`other` for a closed connection).
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Refused { code, .. } => code,
+            Self::Closed => "other",
+        }
+    }
 }
 
 fn refused(code: &'static str, message: impl Into<String>) -> IngestError {
@@ -132,7 +175,7 @@ async fn connection(
     let mut conn = match hashpool_sv2_io::accept(stream, peer, &identity, 64, HELLO_TIMEOUT).await {
         Ok(c) => c,
         Err(e) => {
-            stats.refused.fetch_add(1, Ordering::Relaxed);
+            stats.refuse("handshake");
             debug!(%peer, "stats connection failed: {e}");
             return;
         }
@@ -140,7 +183,7 @@ async fn connection(
     let reporter = match authenticate(&mut conn, config).await {
         Ok(name) => name,
         Err(e) => {
-            stats.refused.fetch_add(1, Ordering::Relaxed);
+            stats.refuse(e.code());
             refuse(&mut conn, &e).await;
             warn!(%peer, "stats reporter refused: {e}");
             return;
@@ -168,7 +211,7 @@ async fn connection(
     }
     match result {
         Err(e @ IngestError::Refused { .. }) => {
-            stats.refused.fetch_add(1, Ordering::Relaxed);
+            stats.refuse(e.code());
             refuse(&mut conn, &e).await;
             warn!(%peer, %reporter, "stats reporter disconnected: {e}");
         }

@@ -5,7 +5,6 @@
 
 use std::{
     collections::VecDeque,
-    net::SocketAddr,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
@@ -13,7 +12,9 @@ use std::{
     time::Duration,
 };
 
-use hashpool_sv2_io::{connect_noise, keep_connected, Backoff, Connection, ConnectionError};
+use hashpool_sv2_io::{
+    connect_noise, keep_connected, Backoff, Connection, ConnectionError, HostPort,
+};
 use stratum_apps::key_utils::{Secp256k1PublicKey, Secp256k1SecretKey};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -24,7 +25,8 @@ use crate::protocol::{sign_hello, Report, Role, StatsMessage};
 /// Where and as whom a role reports.
 #[derive(Debug, Clone)]
 pub struct ReporterConfig {
-    pub address: SocketAddr,
+    /// The stats service's ingest address; a host name is resolved at each connect.
+    pub address: HostPort,
     /// The stats service's authority key, pinned.
     pub service_public_key: Secp256k1PublicKey,
     /// The key this reporter proves it holds.
@@ -150,7 +152,7 @@ async fn session(
     healthy: hashpool_sv2_io::Healthy,
 ) -> Result<(), ConnectionError> {
     let mut conn: Connection =
-        connect_noise(config.address, Some(config.service_public_key), 16).await?;
+        connect_noise(&config.address, Some(config.service_public_key), 16).await?;
     let challenge = match conn.recv_extension().await? {
         StatsMessage::Challenge(c) => c,
         other => return Err(unexpected(other, "a challenge")),

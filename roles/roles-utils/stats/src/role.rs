@@ -140,9 +140,8 @@ pub struct Args {
     /// Shared topology (TOML).
     #[arg(short, long)]
     pub global_config: PathBuf,
-    /// Also log to this file (rotated daily).
-    #[arg(short = 'f', long)]
-    pub log_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub log: hashpool_role::LogArgs,
 }
 
 impl Args {
@@ -184,19 +183,16 @@ impl Args {
 /// The stats binary serving `role`: parses the command line and runs until SIGINT/SIGTERM.
 pub async fn main(role: Role) -> anyhow::Result<()> {
     let args = Args::parse_for(role);
-    run(binary(role).service, args.log_file.as_deref(), || {
-        args.load(role)
-    })
-    .await
+    run(binary(role).service, &args.log, || args.load(role)).await
 }
 
 /// Runs a stats service binary (`stats-pool`, `stats-proxy`) until SIGINT/SIGTERM.
 pub async fn run(
     service: &'static str,
-    log_file: Option<&Path>,
+    log: &hashpool_role::LogArgs,
     load: impl FnOnce() -> Result<StatsServiceConfig, String>,
 ) -> anyhow::Result<()> {
-    hashpool_role::run(service, log_file, |shutdown| async move {
+    hashpool_role::run(service, log, |shutdown| async move {
         let config = load().map_err(anyhow::Error::msg)?;
         let (ingest, http, database) = (
             config.ingest_address,

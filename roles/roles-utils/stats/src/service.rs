@@ -181,46 +181,54 @@ pub fn redact(database: &str) -> String {
     }
 }
 
+/// The service's metrics: the same names on stats-pool and stats-proxy (Prometheus' `job`
+/// tells them apart; `hashpool_build_info{role}` too).
 fn metrics(
     service: &'static str,
     ingest: &Arc<IngestStats>,
     sampler: &Arc<SamplerStats>,
 ) -> Result<Exporter, hashpool_metrics::Error> {
-    let prefix = format!("hashpool_{}", service.replace('-', "_"));
-    let mut e = Exporter::new();
+    let mut e = Exporter::for_role(service)?;
     let i = ingest.clone();
     e.counter(
-        &format!("{prefix}_reports_total"),
+        "hashpool_stats_reports_total",
         "Reports received and stored.",
         move || i.reports.load(Ordering::Relaxed),
     )?;
     let i = ingest.clone();
-    e.counter(
-        &format!("{prefix}_refused_total"),
-        "Reporter connections refused (key, version, role, malformed or unexpected frames).",
-        move || i.refused.load(Ordering::Relaxed),
+    e.counter_vec(
+        "hashpool_stats_reporters_refused_total",
+        "Reporter connections refused, by reason (the code sent to the reporter; handshake: the \
+         Noise handshake failed).",
+        &["reason"],
+        move || {
+            i.refusals()
+                .into_iter()
+                .map(|(reason, n)| (vec![reason.to_string()], n))
+                .collect()
+        },
     )?;
     let i = ingest.clone();
     e.counter(
-        &format!("{prefix}_store_errors_total"),
+        "hashpool_stats_store_errors_total",
         "Reports the database could not take.",
         move || i.store_errors.load(Ordering::Relaxed),
     )?;
     let i = ingest.clone();
     e.gauge(
-        &format!("{prefix}_reporters_connected"),
+        "hashpool_stats_reporters_connected",
         "Reporters connected now.",
         move || i.reporters_connected.load(Ordering::Relaxed) as f64,
     )?;
     let s = sampler.clone();
     e.counter(
-        &format!("{prefix}_samples_written_total"),
+        "hashpool_stats_samples_written_total",
         "Hashrate samples written.",
         move || s.samples_written.load(Ordering::Relaxed),
     )?;
     let s = sampler.clone();
     e.counter(
-        &format!("{prefix}_rows_pruned_total"),
+        "hashpool_stats_rows_pruned_total",
         "Rows deleted by the retention policy.",
         move || s.rows_pruned.load(Ordering::Relaxed),
     )?;

@@ -66,7 +66,7 @@ fn config(dir: &std::path::Path, allowed: Vec<[u8; 32]>) -> StatsServiceConfig {
 
 fn reporter(address: SocketAddr, secret: Secp256k1SecretKey, buffer: usize) -> ReporterConfig {
     ReporterConfig {
-        address,
+        address: address.into(),
         service_public_key: service_keys().0,
         secret_key: secret,
         role: Role::Pool,

@@ -1,5 +1,7 @@
 use std::{net::SocketAddr, time::Duration};
 
+pub use hashpool_config::HostPort;
+
 use common_messages_sv2::{Protocol, SetupConnectionOwned};
 use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned};
 use stratum_apps::{
@@ -7,13 +9,15 @@ use stratum_apps::{
     network_helpers::{connect_with_noise, TCP_CONNECT_TIMEOUT},
 };
 use tokio::net::TcpStream;
+use tracing::{debug, info};
 
 use crate::{str0255, text, Connection, ConnectionError};
 
 /// How to reach an SV2 server and present ourselves to it.
 #[derive(Debug, Clone)]
 pub struct Dial {
-    pub address: SocketAddr,
+    /// A host name (resolved at each connect) or an IP address, and the port.
+    pub address: HostPort,
     /// The server's authority key, pinned in the Noise handshake (`None` trusts any key: only
     /// for a peer on the same host).
     pub authority_key: Option<Secp256k1PublicKey>,
@@ -29,14 +33,15 @@ pub struct Dial {
 }
 
 impl Dial {
+    /// `address`: a [`HostPort`], or a `SocketAddr` (or `&HostPort`).
     pub fn new(
-        address: SocketAddr,
+        address: impl Into<HostPort>,
         authority_key: Option<Secp256k1PublicKey>,
         protocol: Protocol,
         role: &str,
     ) -> Self {
         Self {
-            address,
+            address: address.into(),
             authority_key,
             protocol,
             flags: 0,
@@ -68,7 +73,8 @@ impl Dial {
             min_version: 2,
             max_version: 2,
             flags: self.flags,
-            endpoint_host: str0255(&self.address.ip().to_string()),
+            // The host as dialed (a name, for a server that hosts several), as SV2 asks.
+            endpoint_host: str0255(&self.address.host()),
             endpoint_port: self.address.port(),
             vendor: str0255("hashpool"),
             hardware_version: str0255(&self.role),
@@ -87,25 +93,103 @@ pub async fn dial(options: &Dial) -> Result<(Connection, u32), ConnectionError> 
 }
 
 /// TCP (no Nagle delay) and the Noise handshake with `authority_key` pinned, for a protocol
-/// without SetupConnection (the stats protocol); [`dial`] for the SV2 protocols.
+/// without SetupConnection (the stats protocol); [`dial`] for the SV2 protocols. A host name is
+/// resolved now, on every call.
 pub async fn connect_noise(
-    address: SocketAddr,
+    address: impl Into<HostPort>,
     authority_key: Option<Secp256k1PublicKey>,
     capacity: usize,
 ) -> Result<Connection, ConnectionError> {
-    let stream = tokio::time::timeout(TCP_CONNECT_TIMEOUT, TcpStream::connect(address))
-        .await
-        .map_err(|_| ConnectionError::Connect(std::io::ErrorKind::TimedOut.into()))?
-        .map_err(ConnectionError::Connect)?;
-    stream.set_nodelay(true).map_err(ConnectionError::Connect)?;
+    let (stream, peer) = connect_tcp(&address.into()).await?;
     let noise = connect_with_noise(stream, authority_key)
         .await
         .map_err(ConnectionError::Noise)?;
-    Ok(Connection::new(noise, address, capacity))
+    Ok(Connection::new(noise, peer, capacity))
+}
+
+/// The socket addresses `address` stands for now: the IP address itself, or what the host name
+/// resolves to (system resolver: `/etc/hosts`, then DNS). A name that resolves to nothing is an
+/// error naming it.
+pub async fn resolve(address: &HostPort) -> Result<Vec<SocketAddr>, ConnectionError> {
+    if let Some(ip) = address.socket_addr() {
+        return Ok(vec![ip]);
+    }
+    let resolve_error = |source| ConnectionError::Resolve {
+        address: address.to_string(),
+        source,
+    };
+    let found = tokio::time::timeout(
+        TCP_CONNECT_TIMEOUT,
+        tokio::net::lookup_host((address.host(), address.port())),
+    )
+    .await
+    .map_err(|_| resolve_error(std::io::ErrorKind::TimedOut.into()))?
+    .map_err(resolve_error)?;
+    let mut addresses: Vec<SocketAddr> = Vec::new();
+    for a in found {
+        if !addresses.contains(&a) {
+            addresses.push(a);
+        }
+    }
+    if addresses.is_empty() {
+        return Err(resolve_error(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the name has no address",
+        )));
+    }
+    Ok(addresses)
+}
+
+/// Resolves `address` and connects (no Nagle delay) to the first of its addresses that answers,
+/// in the resolver's order.
+async fn connect_tcp(address: &HostPort) -> Result<(TcpStream, SocketAddr), ConnectionError> {
+    let candidates = resolve(address).await?;
+    let mut last = None;
+    for peer in candidates {
+        let attempt = tokio::time::timeout(TCP_CONNECT_TIMEOUT, TcpStream::connect(peer))
+            .await
+            .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
+        match attempt {
+            Ok(stream) => {
+                let connect_error = |source| ConnectionError::Connect {
+                    address: address.to_string(),
+                    source,
+                };
+                stream.set_nodelay(true).map_err(connect_error)?;
+                if address.is_name() {
+                    info!("connected to {address} (resolved to {peer})");
+                } else {
+                    debug!(%address, "connected");
+                }
+                return Ok((stream, peer));
+            }
+            Err(e) => {
+                if address.is_name() {
+                    debug!("connecting to {address} at {peer} failed: {e}");
+                }
+                last = Some((peer, e));
+            }
+        }
+    }
+    let Some((peer, source)) = last else {
+        // `resolve` returns at least one address.
+        return Err(ConnectionError::Resolve {
+            address: address.to_string(),
+            source: std::io::ErrorKind::NotFound.into(),
+        });
+    };
+    Err(ConnectionError::Connect {
+        address: if address.is_name() {
+            format!("{address} ({peer})")
+        } else {
+            address.to_string()
+        },
+        source,
+    })
 }
 
 async fn set_up(options: &Dial) -> Result<(Connection, u32), ConnectionError> {
-    let mut conn = connect_noise(options.address, options.authority_key, options.capacity).await?;
+    let mut conn = connect_noise(&options.address, options.authority_key, options.capacity).await?;
     conn.send(CommonMessagesOwned::SetupConnection(
         options.setup_message(),
     ))

@@ -3,8 +3,20 @@ use crate::{FrameError, SendError};
 /// Why a connection could not be set up or was lost: one type for every role's links.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
-    #[error("connect: {0}")]
-    Connect(#[source] std::io::Error),
+    /// The TCP connection to `address` (with the address it resolved to, for a name) failed.
+    #[error("connect to {address}: {source}")]
+    Connect {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The host name of `address` did not resolve (now: it is resolved again at the next try).
+    #[error("cannot resolve {address}: {source}")]
+    Resolve {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("noise handshake failed (is the peer's authority key right?): {0:?}")]
     Noise(stratum_apps::network_helpers::Error),
     #[error("connection closed")]

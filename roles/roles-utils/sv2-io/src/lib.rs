@@ -20,7 +20,7 @@ pub use accept::{accept_until, listen};
 pub use admission::{Admission, Admitted, Full};
 pub use backoff::Backoff;
 pub use connection::{decode_extension, encode_extension, Connection, ExtensionMessage};
-pub use dial::{connect_noise, dial, Dial};
+pub use dial::{connect_noise, dial, resolve, Dial, HostPort};
 pub use error::{log_session_end, ConnectionError};
 pub use frame::{
     decode_frame, decode_received, encode, encode_raw, encode_with_tlvs, extension_frame, send,

@@ -129,3 +129,60 @@ async fn a_wrong_pinned_key_fails_the_handshake() {
         Err(ConnectionError::Noise(_))
     ));
 }
+
+#[tokio::test]
+async fn a_host_name_is_resolved_when_dialing() {
+    let (address, server) = server(Protocol::MiningProtocol, true).await;
+    let by_name: hashpool_sv2_io::HostPort =
+        format!("localhost:{}", address.port()).parse().unwrap();
+    let options = Dial::new(
+        &by_name,
+        Some(identity().public_key),
+        Protocol::MiningProtocol,
+        "test",
+    );
+    assert_eq!(options.address.to_string(), by_name.to_string());
+    let (mut conn, _) = dial(&options).await.unwrap();
+    assert!(conn.peer().ip().is_loopback());
+    assert_eq!(conn.peer().port(), address.port());
+    assert_eq!(
+        conn.request_extensions(&[EXTENSION_TYPE]).await.unwrap(),
+        Negotiated::Agreed(vec![EXTENSION_TYPE])
+    );
+    server.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_name_that_does_not_resolve_is_a_connect_error_naming_it() {
+    // `.invalid` never resolves (RFC 2606).
+    let options = Dial::new(
+        "no-such-host.invalid:1"
+            .parse::<hashpool_sv2_io::HostPort>()
+            .unwrap(),
+        Some(identity().public_key),
+        Protocol::MiningProtocol,
+        "test",
+    );
+    match dial(&options).await {
+        Err(e @ ConnectionError::Resolve { .. }) => {
+            assert!(e.to_string().contains("no-such-host.invalid:1"), "{e}")
+        }
+        other => panic!("expected a resolve error, got {:?}", other.map(|_| ())),
+    }
+    // A refused connection names the address too.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closed = listener.local_addr().unwrap();
+    drop(listener);
+    let options = Dial::new(
+        closed,
+        Some(identity().public_key),
+        Protocol::MiningProtocol,
+        "test",
+    );
+    match dial(&options).await {
+        Err(e @ ConnectionError::Connect { .. }) => {
+            assert!(e.to_string().contains(&closed.to_string()), "{e}")
+        }
+        other => panic!("expected a connect error, got {:?}", other.map(|_| ())),
+    }
+}

@@ -52,9 +52,8 @@ pub struct Args {
     pub config: PathBuf,
     #[arg(short, long)]
     pub global_config: PathBuf,
-    /// Also log to this file (rotated daily).
-    #[arg(short = 'f', long)]
-    pub log_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub log: hashpool_role::LogArgs,
 }
 
 impl Binary {
@@ -84,7 +83,7 @@ impl Binary {
         Args {
             config: dir.join(self.config),
             global_config: dir.join(self.global_config),
-            log_file: None,
+            log: Default::default(),
         }
     }
 
@@ -109,7 +108,7 @@ impl Binary {
         load: impl FnOnce(&Args) -> anyhow::Result<Dashboard>,
     ) -> anyhow::Result<()> {
         let (name, args) = (self.name, &args);
-        hashpool_role::run(name, args.log_file.as_deref(), |shutdown| async move {
+        hashpool_role::run(name, &args.log, |shutdown| async move {
             let dashboard = load(args)?;
             let address = dashboard.address;
             let running = dashboard

@@ -43,10 +43,22 @@ impl Dashboard {
         let listener = TcpListener::bind(self.address).await?;
         let address = listener.local_addr()?;
         let allowed = AllowedHosts::for_address(address, &self.allowed_hosts);
+        let name = self.name;
+        // Every role's liveness check (docs/metrics.md), the same JSON as the other roles'.
+        let health = Router::new().route(
+            "/api/v1/health",
+            axum::routing::get(move || async move {
+                axum::Json(serde_json::json!({
+                    "status": "ok",
+                    "role": name,
+                    "version": env!("CARGO_PKG_VERSION"),
+                }))
+            }),
+        );
         let app = self
             .app
+            .merge(health)
             .layer(axum::middleware::from_fn_with_state(allowed, same_host));
-        let name = self.name;
         let task = tokio::spawn(async move {
             let server =
                 axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
@@ -55,5 +67,36 @@ impl Dashboard {
             }
         });
         Ok(Running { address, task })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn every_dashboard_answers_health() {
+        let stop = CancellationToken::new();
+        let listen = (SocketAddr::from(([127, 0, 0, 1], 0)), Vec::new());
+        let running = Dashboard::new("web-test", listen, Router::new())
+            .serve(stop.clone())
+            .await
+            .unwrap();
+        let mut s = tokio::net::TcpStream::connect(running.address)
+            .await
+            .unwrap();
+        let request = format!(
+            "GET /api/v1/health HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            running.address
+        );
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains(r#""status":"ok""#), "{answer}");
+        assert!(answer.contains(r#""role":"web-test""#), "{answer}");
+        stop.cancel();
     }
 }

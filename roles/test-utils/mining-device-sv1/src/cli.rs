@@ -1,7 +1,7 @@
 //! The SV1 miner's command line (the binary is a thin wrapper, so tests can run the same thing
 //! as a process).
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::net::SocketAddr;
 
 use clap::Parser;
 
@@ -23,26 +23,21 @@ pub struct Args {
     /// Hash no faster than this (H/s); unlimited when absent.
     #[arg(long)]
     limit_hashrate: Option<f64>,
-    /// Also log to this file (rotated daily).
-    #[arg(short = 'f', long)]
-    log_file: Option<PathBuf>,
+    #[command(flatten)]
+    log: hashpool_role::LogArgs,
 }
 
 /// Runs the miner until SIGINT/SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let log_file = args.log_file.clone();
-    hashpool_role::run(
-        "SV1 mining device",
-        log_file.as_deref(),
-        |shutdown| async move {
-            let options = Sv1MinerOptions {
-                address: args.address,
-                user: args.user,
-                threads: args.threads,
-                limit_hashrate: args.limit_hashrate,
-            };
-            Ok(crate::start(options, shutdown).task)
-        },
-    )
+    let log = args.log.clone();
+    hashpool_role::run("SV1 mining device", &log, |shutdown| async move {
+        let options = Sv1MinerOptions {
+            address: args.address,
+            user: args.user,
+            threads: args.threads,
+            limit_hashrate: args.limit_hashrate,
+        };
+        Ok(crate::start(options, shutdown).task)
+    })
     .await
 }

@@ -50,18 +50,14 @@ pub struct Args {
     /// ehash unit.
     #[arg(long, default_value = "hash")]
     wallet_unit: String,
-    /// Also log to this file (rotated daily).
-    #[arg(short = 'f', long)]
-    log_file: Option<PathBuf>,
+    #[command(flatten)]
+    log: hashpool_role::LogArgs,
 }
 
 /// Runs the role as its binary does, until SIGINT/SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let log_file = args.log_file.clone();
-    hashpool_role::run("mining device", log_file.as_deref(), |shutdown| {
-        start(args, shutdown)
-    })
-    .await
+    let log = args.log.clone();
+    hashpool_role::run("mining device", &log, |shutdown| start(args, shutdown)).await
 }
 
 async fn start(

@@ -10,22 +10,17 @@ struct Args {
     /// Role config (TOML).
     #[arg(short, long, default_value = "config/template-provider.config.toml")]
     config: PathBuf,
-    /// Also log to this file (rotated daily).
-    #[arg(short = 'f', long)]
-    log_file: Option<PathBuf>,
+    #[command(flatten)]
+    log: hashpool_role::LogArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let args = &args;
-    hashpool_role::run(
-        "template provider",
-        args.log_file.as_deref(),
-        |shutdown| async move {
-            let config: TemplateProviderConfig = hashpool_config::load(&args.config)?;
-            Ok(template_provider::start(config, shutdown).await?.task)
-        },
-    )
+    hashpool_role::run("template provider", &args.log, |shutdown| async move {
+        let config: TemplateProviderConfig = hashpool_config::load(&args.config)?;
+        Ok(template_provider::start(config, shutdown).await?.task)
+    })
     .await
 }

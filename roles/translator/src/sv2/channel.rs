@@ -164,7 +164,7 @@ impl Session<'_> {
     pub(super) async fn on_mining(
         &mut self,
         m: MiningOwned,
-        endpoint: crate::UpstreamEndpoint,
+        endpoint: &crate::UpstreamEndpoint,
         established: &mut bool,
     ) -> Result<(), ConnectionError> {
         match m {

@@ -57,7 +57,7 @@ pub async fn run(
         config.upstreams.len(),
     );
     loop {
-        let endpoint = config.upstreams[reconnect.endpoint()];
+        let endpoint = &config.upstreams[reconnect.endpoint()];
         let mut established = false;
         let result = tokio::select! {
             r = session(&settings, endpoint, &mut slots, &mut commands, &mut established) => r,
@@ -102,7 +102,7 @@ struct Settings<'a> {
 /// with no miner yet, once it set up).
 async fn session(
     settings: &Settings<'_>,
-    endpoint: crate::UpstreamEndpoint,
+    endpoint: &crate::UpstreamEndpoint,
     slots: &mut Slots,
     commands: &mut mpsc::Receiver<Command>,
     established: &mut bool,
@@ -114,7 +114,7 @@ async fn session(
         stats,
     } = *settings;
     let dial = Dial::new(
-        endpoint.address,
+        &endpoint.address,
         Some(endpoint.authority_public_key),
         Protocol::MiningProtocol,
         "translator",

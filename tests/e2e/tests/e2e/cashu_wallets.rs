@@ -1,22 +1,28 @@
 //! A standard Cashu wallet mints, holds and spends ehash from our mint: the CDK wallet calls
 //! cdk-cli 0.18.3 makes (the NUT-20 key search, the mint that waits on the quote's NUT-17
 //! subscription, the NUT-29 batch mint), tokens both ways with a hashpool wallet, and what the
-//! mint's websocket refuses from a hostile client.
+//! mint's websocket refuses from a hostile client. The mint's `/v1/info` tells a wallet the
+//! truth (melt disabled, no melt subscriptions, the operator's fields), refusals carry codes of
+//! the Cashu error table, and a browser wallet on another origin may call every route.
 
 use std::time::Duration;
 
 use binary_sv2::{B0255Owned, U256Owned};
 use cdk::{
     amount::SplitTarget,
-    nuts::{MintQuoteState, PaymentMethod},
+    nuts::{nut17::WsCommand, ContactInfo, CurrencyUnit, MintInfo, MintQuoteState, PaymentMethod},
     wallet::{ReceiveOptions, SendOptions},
     Amount,
 };
-use ext_mint_quote::MintQuoteRequestOwned;
+use ext_mint_quote::{MintQuoteRequestOwned, QUOTE_LOOKUP_PATH};
 use futures::{SinkExt, StreamExt};
-use hashpool_e2e::{free_address, init_tracing, open_wallet, wallet_config, TestMint};
+use hashpool_e2e::{
+    free_address, init_tracing, loopback_any_port, mint_run_config, open_wallet, wallet_config,
+    TestMint,
+};
 use hashpool_sv2_io::str0255;
 use hashpool_wallet::{EhashWallet, WalletConfig};
+use mint::info::{ContactSettings, MintInfoSettings};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -269,5 +275,195 @@ async fn the_websocket_sends_an_ehash_quotes_state_and_refuses_what_is_out_of_bo
     ws.send(subscribe(402, "again", "proof_state", vec![]))
         .await?;
     assert_eq!(next_json(&mut ws).await?["result"]["status"], "OK");
+    mint.stop().await
+}
+
+/// What a wallet decides from `/v1/info` before offering a melt: NUT-05 enabled, with a method
+/// for this unit.
+fn offers_melt(info: &MintInfo, unit: &CurrencyUnit, method: &PaymentMethod) -> bool {
+    !info.nuts.nut05.disabled && info.nuts.nut05.get_settings(unit, method).is_some()
+}
+
+/// The subscription kinds NUT-17 lists for `method` and `unit`.
+fn websocket_kinds(info: &MintInfo, unit: &CurrencyUnit, method: &PaymentMethod) -> Vec<String> {
+    info.nuts
+        .nut17
+        .supported
+        .iter()
+        .filter(|s| &s.unit == unit && &s.method == method)
+        .flat_map(|s| &s.commands)
+        .map(|c| serde_json::to_value(c).expect("a command serializes"))
+        .map(|v| v.as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wallet_reads_the_mint_info_and_is_not_offered_what_the_mint_refuses(
+) -> anyhow::Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    let settings = MintInfoSettings {
+        name: Some("Hashpool e2e mint".into()),
+        description: Some("ehash for accepted work".into()),
+        description_long: Some("Every quote is paid work; nothing is sold or melted.".into()),
+        pubkey: Some("02a9acc1e48c25eeeb9289b5031cc57da9fe72f3fe2861d264bdc074209b107ba2".into()),
+        urls: Vec::new(),
+        contact: vec![ContactSettings {
+            method: "email".into(),
+            info: "ops@example.org".into(),
+        }],
+        motd: Some("testnet4 only".into()),
+        icon_url: Some("https://example.org/icon.png".into()),
+        tos_url: Some("https://example.org/terms".into()),
+    };
+    let mut config = mint_run_config(
+        &dir.path().join("mint"),
+        free_address(),
+        loopback_any_port(),
+    );
+    config.info = settings.clone().checked()?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mint = TestMint {
+        running: mint::start(config, shutdown.clone()).await?,
+        shutdown,
+    };
+    let wallet = open_wallet(&dir.path().join("wallet"), &mint.url()).await?;
+    let w = wallet.cdk();
+    let (unit, method) = (
+        CurrencyUnit::custom("hash"),
+        PaymentMethod::Custom("ehash".into()),
+    );
+
+    // The wallet reads /v1/info: minting ehash is offered, melting is not, and the websocket
+    // lists ehash mint quotes and proof states but no melt quotes.
+    let info = w
+        .fetch_mint_info()
+        .await?
+        .expect("the mint answers /v1/info");
+    assert!(info.nuts.nut04.get_settings(&unit, &method).is_some());
+    assert!(info.nuts.nut05.disabled, "{:?}", info.nuts.nut05);
+    assert!(info.nuts.nut05.methods.is_empty(), "{:?}", info.nuts.nut05);
+    assert!(!offers_melt(&info, &unit, &method));
+    let kinds = websocket_kinds(&info, &unit, &method);
+    assert_eq!(kinds, vec!["ehash_mint_quote", "proof_state"]);
+    assert!(info
+        .nuts
+        .nut17
+        .supported
+        .iter()
+        .flat_map(|s| &s.commands)
+        .all(|c| !serde_json::to_string(c)
+            .unwrap_or_default()
+            .contains("melt")));
+    assert!(!info.nuts.nut17.supported.is_empty());
+    assert!(info
+        .nuts
+        .nut17
+        .supported
+        .iter()
+        .flat_map(|s| &s.commands)
+        .any(|c| c == &WsCommand::custom_mint_quote("ehash")));
+
+    // The operator's fields, as configured; the public URL is the one listed.
+    assert_eq!(info.name, settings.name);
+    assert_eq!(info.description, settings.description);
+    assert_eq!(info.description_long, settings.description_long);
+    assert_eq!(info.pubkey.map(|p| p.to_hex()), settings.pubkey);
+    assert_eq!(info.urls, Some(vec![mint.url()]));
+    assert_eq!(
+        info.contact,
+        Some(vec![ContactInfo::new(
+            "email".into(),
+            "ops@example.org".into()
+        )])
+    );
+    assert_eq!(info.motd, settings.motd);
+    assert_eq!(info.icon_url, settings.icon_url);
+    assert_eq!(info.tos_url, settings.tos_url);
+
+    // A wallet that melts anyway is refused with the code CDK gives a disabled NUT-05 (20003),
+    // which the CDK wallet understands.
+    let refused = w.melt_quote(method.clone(), "anything", None, None).await;
+    assert!(
+        matches!(refused, Err(cdk::Error::MintingDisabled)),
+        "{refused:?}"
+    );
+    let http = reqwest::Client::new();
+    for path in [
+        "/v1/melt/quote/ehash",
+        "/v1/melt/ehash",
+        "/v1/mint/quote/ehash",
+    ] {
+        let r = http
+            .post(format!("{}{path}", mint.url()))
+            .json(&json!({"unit": "hash", "request": "x", "amount": 1}))
+            .send()
+            .await?;
+        assert_eq!(r.status().as_u16(), 403, "{path}");
+        assert_eq!(
+            r.headers()["access-control-allow-origin"],
+            "*",
+            "{path}: a browser wallet reads the refusal"
+        );
+        let body: Value = r.json().await?;
+        assert_eq!(body["code"], 20003, "{path}: {body}");
+    }
+
+    // A melt-quote subscription is refused on the websocket; a mint-quote one is served.
+    let mut ws = ws_connect(&mint).await?;
+    ws.send(subscribe(1, "melt", "ehash_melt_quote", vec![]))
+        .await?;
+    let refused = next_json(&mut ws).await?;
+    assert_eq!(refused["error"]["code"], -32602, "{refused}");
+    ws.send(subscribe(2, "mint", "ehash_mint_quote", vec![]))
+        .await?;
+    assert_eq!(next_json(&mut ws).await?["result"]["status"], "OK");
+    mint.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_wallet_on_another_origin_may_call_the_quote_lookup() -> anyhow::Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    let mint = TestMint::start(&dir.path().join("mint"), free_address()).await?;
+    let http = reqwest::Client::new();
+    let lookup = format!("{}{}", mint.url(), QUOTE_LOOKUP_PATH);
+
+    // The browser's preflight for a JSON POST from another origin.
+    let preflight = http
+        .request(reqwest::Method::OPTIONS, &lookup)
+        .header("Origin", "https://wallet.example.org")
+        .header("Access-Control-Request-Method", "POST")
+        .header("Access-Control-Request-Headers", "content-type")
+        .send()
+        .await?;
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    let headers = preflight.headers();
+    assert_eq!(headers["access-control-allow-origin"], "*");
+    let methods = headers["access-control-allow-methods"].to_str()?;
+    assert!(methods.contains("POST"), "{methods}");
+    assert_eq!(headers["access-control-allow-headers"], "*");
+
+    // The request itself: its answer (here a refusal, 20008: not signed) is readable too.
+    let r = http
+        .post(&lookup)
+        .header("Origin", "https://wallet.example.org")
+        .json(&json!({"pubkey": "nope"}))
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    let body: Value = r.json().await?;
+    assert_eq!(body["code"], 20008, "{body}");
+
+    // As on cdk-axum's own routes.
+    let info = http
+        .request(reqwest::Method::OPTIONS, format!("{}/v1/info", mint.url()))
+        .header("Origin", "https://wallet.example.org")
+        .header("Access-Control-Request-Method", "GET")
+        .send()
+        .await?;
+    assert!(info.status().is_success());
+    assert_eq!(info.headers()["access-control-allow-origin"], "*");
     mint.stop().await
 }

@@ -1,8 +1,8 @@
 //! The testnet4 deployment, in a scratch root: `scripts/install.sh --root` produces the
-//! expected tree (binaries, configs, keys, units, logrotate) without touching the real system;
-//! every installed config loads with the roles' typed config structs and the keys it generated;
-//! a re-install keeps the operator's files and secrets; rollback switches releases; every unit
-//! passes `systemd-analyze verify`.
+//! expected tree (binaries, configs, keys, units logging to the journal, journald drop-in)
+//! without touching the real system; every installed config loads with the roles' typed config
+//! structs and the keys it generated; a re-install keeps the operator's files and secrets;
+//! rollback switches releases; every unit passes `systemd-analyze verify`.
 
 use std::{
     collections::HashMap,
@@ -278,8 +278,16 @@ fn install_in_a_scratch_root_makes_a_deployment_that_loads_and_verifies() {
             "{unit}"
         );
     }
-    assert!(root.join("etc/logrotate.d/hashpool").is_file());
-    assert!(root.join("var/log/hashpool").is_dir());
+    // Every unit logs to the journal (kept on disk by the drop-in), none to a file.
+    assert!(root
+        .join("etc/systemd/journald.conf.d/hashpool.conf")
+        .is_file());
+    for unit in UNITS.iter().filter(|u| u.ends_with(".service")) {
+        let text = fs::read_to_string(root.join("etc/systemd/system").join(unit)).unwrap();
+        assert!(text.contains("\nStandardOutput=journal\n"), "{unit}");
+        assert!(!text.contains("/var/log/hashpool"), "{unit}");
+    }
+    assert!(!root.join("etc/logrotate.d/hashpool").exists());
     // No secret in anything shipped or shared.
     for f in [
         "shared/pool.toml",

@@ -22,8 +22,8 @@ fn jd_client_config(
     jd_server: std::net::SocketAddr,
     hashrate: f32,
 ) -> jd_client::JdClientRunConfig {
-    let endpoint = |address| jd_client::config::Endpoint {
-        address,
+    let endpoint = |address: std::net::SocketAddr| jd_client::config::Endpoint {
+        address: address.into(),
         authority_public_key: Some(public_key()),
     };
     jd_client::JdClientRunConfig {
@@ -38,7 +38,7 @@ fn jd_client_config(
         vardiff_interval: Duration::from_secs(20),
         template_provider: endpoint(tp.running.listen_address),
         pool: jd_client::config::PoolEndpoint {
-            address: pool.address(),
+            address: pool.address().into(),
             authority_public_key: public_key(),
             user_identity: "e2e-jdc".into(),
             nominal_hashrate: hashrate,
@@ -235,11 +235,11 @@ async fn declared_jobs_earn_exact_ehash_and_their_blocks_carry_the_jd_clients_tr
         .await?;
     assert_eq!(promtool_check(&exposition)?, Vec::<String>::new());
     assert_eq!(
-        metric_value(&exposition, "hashpool_jdc_blocks_found_total"),
+        metric_value(&exposition, "hashpool_jd_client_blocks_found_total"),
         Some(count(&s, |s| &s.blocks_found) as f64)
     );
     assert_eq!(
-        metric_value(&exposition, "hashpool_jdc_pool_connected"),
+        metric_value(&exposition, "hashpool_jd_client_pool_connected"),
         Some(1.0)
     );
     assert_eq!(

@@ -2,9 +2,11 @@
 //! cost minutes of linking and gigabytes of disk per file.
 
 mod bad_input;
+mod browser;
 mod cashu_wallets;
 mod crash;
 mod deployment;
+mod dns_upstream;
 mod extended_channel;
 mod hostile_miner;
 mod jd_client;
@@ -16,8 +18,10 @@ mod miner_page;
 mod mining;
 mod mint_security;
 mod minting;
+mod monitoring;
 mod public_translator;
 mod quotes;
+mod share_load;
 mod stats;
 mod supervisor;
 mod template_provider;

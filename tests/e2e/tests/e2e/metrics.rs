@@ -1,7 +1,8 @@
 //! Prometheus `/metrics` on the translator, the mint and the pool: each parses as Prometheus
 //! exposition (`promtool check metrics`), Hashpool's own metrics pass promtool's lint too, and
-//! their values are the roles' real counts. The translator's JSON status agrees. The mint's
-//! metrics are on its monitoring address only, never on its public Cashu port.
+//! their values are the roles' real counts (the pool's ledger figures among them). Every role
+//! exports `hashpool_build_info` and the process metrics. The translator's JSON status agrees.
+//! The mint's metrics are on its monitoring address only, never on its public Cashu port.
 
 use std::time::Duration;
 
@@ -26,6 +27,33 @@ async fn scrape(address: std::net::SocketAddr) -> anyhow::Result<String> {
         .to_string();
     anyhow::ensure!(kind.starts_with("text/plain"), "content type {kind}");
     Ok(response.text().await?)
+}
+
+/// `hashpool_build_info` and the process metrics, as every role exports them.
+fn common_metrics(text: &str, role: &str) {
+    // `commit` is the build's HASHPOOL_GIT_COMMIT, or "unknown".
+    let (role, version) = (
+        format!(r#"role="{role}""#),
+        format!(r#"version="{}""#, env!("CARGO_PKG_VERSION")),
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with("hashpool_build_info{")
+            && l.contains(&role)
+            && l.contains(&version)
+            && l.ends_with(" 1")),
+        "build info of {role}, {version}: {text}"
+    );
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(
+            metric_value(text, name).is_some_and(|v| v > 0.0),
+            "{name}: {text}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,8 +106,11 @@ async fn every_metrics_endpoint_is_valid_exposition_with_real_values() -> anyhow
     // Translator: valid, lint-clean, and the counts are the translator's.
     let text = scrape(monitoring).await?;
     assert_eq!(promtool_check(&text)?, Vec::<String>::new(), "{text}");
-    let accepted = metric_value(&text, "hashpool_translator_shares_accepted_by_pool_total")
-        .expect("accepted shares exported");
+    let accepted = metric_value(
+        &text,
+        r#"hashpool_translator_shares_total{outcome="accepted"}"#,
+    )
+    .expect("accepted shares exported");
     assert!(accepted >= 2.0);
     assert!(accepted <= TranslatorStats::get(&stats.shares_accepted_by_pool) as f64);
     assert_eq!(
@@ -91,6 +122,20 @@ async fn every_metrics_endpoint_is_valid_exposition_with_real_values() -> anyhow
         Some(1.0)
     );
     assert!(metric_value(&text, "hashpool_wallet_ehash_minted_total").is_some_and(|v| v > 0.0));
+    assert!(
+        metric_value(&text, "hashpool_translator_hashrate_hashes_per_second")
+            .is_some_and(|v| v > 0.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric_value(
+            &text,
+            r#"hashpool_translator_shares_refused_total{by="translator",reason="duplicate"}"#
+        ),
+        Some(0.0),
+        "{text}"
+    );
+    common_metrics(&text, "translator");
     let status: Value = reqwest::get(format!("http://{monitoring}/api/v1/status"))
         .await?
         .error_for_status()?
@@ -109,7 +154,15 @@ async fn every_metrics_endpoint_is_valid_exposition_with_real_values() -> anyhow
     assert_eq!(metric_value(&text, "hashpool_mint_pool_link_up"), Some(1.0));
     let issued = metric_value(&text, "hashpool_mint_ehash_issued_total").expect("issued");
     assert!(issued >= minted, "issued {issued}, minted {minted}");
-    assert!(metric_value(&text, "hashpool_mint_quotes_issued_total").is_some_and(|v| v >= 1.0));
+    assert!(
+        metric_value(
+            &text,
+            r#"hashpool_mint_quote_requests_total{outcome="issued"}"#
+        )
+        .is_some_and(|v| v >= 1.0),
+        "{text}"
+    );
+    common_metrics(&text, "mint");
     assert_ne!(mint.running.monitoring_address, mint.running.http_address);
     let public = reqwest::get(format!("{}/metrics", mint.url())).await?;
     assert_eq!(
@@ -117,6 +170,36 @@ async fn every_metrics_endpoint_is_valid_exposition_with_real_values() -> anyhow
         404,
         "metrics on the public Cashu port"
     );
+
+    // Pool, its own metrics: lint-clean; the shares it accepted, the ledger's figures (the
+    // wallet minted, so batches were created and answered; commits were timed).
+    let pool_metrics = pool
+        .running
+        .metrics_address
+        .ok_or_else(|| anyhow::anyhow!("the test pool serves its metrics"))?;
+    let text = scrape(pool_metrics).await?;
+    assert_eq!(promtool_check(&text)?, Vec::<String>::new(), "{text}");
+    common_metrics(&text, "pool");
+    assert!(
+        metric_value(&text, r#"hashpool_pool_shares_total{outcome="accepted"}"#)
+            .is_some_and(|v| v >= 2.0),
+        "{text}"
+    );
+    assert!(
+        metric_value(&text, "hashpool_pool_ledger_commit_duration_seconds_count")
+            .is_some_and(|v| v >= 2.0),
+        "{text}"
+    );
+    for gauge in [
+        "hashpool_pool_ledger_pending_work_hashes",
+        "hashpool_pool_ledger_open_batches",
+        "hashpool_pool_ledger_oldest_open_batch_age_seconds",
+    ] {
+        assert!(
+            metric_value(&text, gauge).is_some_and(|v| v >= 0.0),
+            "{gauge}: {text}"
+        );
+    }
 
     // Pool (stratum-apps' monitoring): parses; its lint findings are stratum-apps' names.
     let text = scrape(pool.monitoring).await?;

@@ -6,84 +6,17 @@
 //! last share and blocks equal the pool's ledger. The main page's search box leads there, a bad
 //! key gets the 400 page and an unused key the "no shares yet" page.
 
-use std::{process::Stdio, sync::atomic::Ordering, time::Duration};
+use std::{sync::atomic::Ordering, time::Duration};
 
-use fantoccini::{ClientBuilder, Locator};
+use fantoccini::Locator;
 use hashpool_e2e::{
     free_address, init_tracing, loopback_any_port, miner_options, test_key, wait_until,
     PoolOptions, Stack,
 };
 use pool::ledger::{LedgerReader, ReadLimits};
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-/// chromedriver on a free port, stopped when dropped.
-struct Driver {
-    child: tokio::process::Child,
-    url: String,
-}
-
-impl Driver {
-    async fn start() -> anyhow::Result<Self> {
-        let port = free_address().port();
-        let child = tokio::process::Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "chromedriver (Debian packages chromium and chromium-driver; scripts/setup.sh \
-                     installs them): {e}"
-                )
-            })?;
-        let url = format!("http://127.0.0.1:{port}");
-        let status = format!("{url}/status");
-        wait_until(Duration::from_secs(20), "chromedriver", || async {
-            reqwest::get(&status).await.is_ok()
-        })
-        .await?;
-        Ok(Self { child, url })
-    }
-
-    async fn browser(&self, profile: &std::path::Path) -> anyhow::Result<fantoccini::Client> {
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": "/usr/bin/chromium",
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-quic", "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--window-size=1200,1700",
-                    format!("--user-data-dir={}", profile.display()),
-                ],
-            }),
-        );
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        Ok(ClientBuilder::new(connector)
-            .capabilities(caps)
-            .connect(&self.url)
-            .await?)
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
-
-async fn text_of(browser: &fantoccini::Client, css: &str) -> Option<String> {
-    browser
-        .find(Locator::Css(css))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()
-}
+use crate::browser::{text_of, Driver};
 
 /// `hashes / unit` to three decimals, rounded down: how the page writes ehash.
 fn units(hashes: u128, unit: u128) -> String {

@@ -200,15 +200,15 @@ async fn a_miner_gets_no_difficulty_under_the_floor_and_a_bounded_share_memory(
     assert_eq!(promtool_check(&text)?, Vec::<String>::new(), "{text}");
     for (name, counter) in [
         (
-            "hashpool_translator_shares_refused_low_difficulty_total",
+            r#"hashpool_translator_shares_refused_total{by="translator",reason="low_difficulty"}"#,
             &stats.shares_refused_low_difficulty,
         ),
         (
-            "hashpool_translator_shares_refused_job_share_limit_total",
+            r#"hashpool_translator_shares_refused_total{by="translator",reason="job_share_limit"}"#,
             &stats.shares_refused_job_share_limit,
         ),
         (
-            "hashpool_translator_shares_refused_duplicate_total",
+            r#"hashpool_translator_shares_refused_total{by="translator",reason="duplicate"}"#,
             &stats.shares_refused_duplicate,
         ),
         (

@@ -34,7 +34,7 @@ async fn falls_back_to_the_next_pool_and_mines_without_the_extension() -> anyhow
             c.upstreams.insert(
                 0,
                 UpstreamEndpoint {
-                    address: free_address(),
+                    address: free_address().into(),
                     authority_public_key: public_key(),
                 },
             );

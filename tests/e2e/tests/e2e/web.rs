@@ -4,90 +4,24 @@
 //! web-pool shows the pool hashrate chart with data. Screenshots of both pages are written to
 //! docs/ (docs/web.md shows them).
 
-use std::{path::PathBuf, process::Stdio, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
-use fantoccini::{ClientBuilder, Locator};
+use fantoccini::Locator;
 use hashpool_e2e::{
-    free_address, init_tracing, loopback_any_port, start_stats, stats_get, stats_reporter,
-    sv1_miner_options, translator_config, wait_until, wallet_config, PoolOptions, Stack,
+    init_tracing, loopback_any_port, start_stats, stats_get, stats_reporter, sv1_miner_options,
+    translator_config, wait_until, wallet_config, PoolOptions, Stack,
 };
 use hashpool_stats::Role;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
+
+use crate::browser::{text_of, Driver};
 use translator::{
     role::{RoleConfig, RoleWallet},
     stats_report::StatsReporting,
 };
 
 const HARD_NBITS: u32 = 0x1e0f_ffff;
-
-/// chromedriver on a free port, stopped when dropped.
-struct Driver {
-    child: tokio::process::Child,
-    url: String,
-}
-
-impl Driver {
-    async fn start() -> anyhow::Result<Self> {
-        let port = free_address().port();
-        let child = tokio::process::Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "chromedriver (Debian packages chromium and chromium-driver; scripts/setup.sh \
-                     installs them): {e}"
-                )
-            })?;
-        let url = format!("http://127.0.0.1:{port}");
-        let status = format!("{url}/status");
-        wait_until(Duration::from_secs(20), "chromedriver", || async {
-            reqwest::get(&status).await.is_ok()
-        })
-        .await?;
-        Ok(Self { child, url })
-    }
-
-    async fn browser(&self, profile: &std::path::Path) -> anyhow::Result<fantoccini::Client> {
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": "/usr/bin/chromium",
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-quic", "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--window-size=1200,1700",
-                    format!("--user-data-dir={}", profile.display()),
-                ],
-            }),
-        );
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        Ok(ClientBuilder::new(connector)
-            .capabilities(caps)
-            .connect(&self.url)
-            .await?)
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
-
-async fn text_of(browser: &fantoccini::Client, css: &str) -> Option<String> {
-    browser
-        .find(Locator::Css(css))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()
-}
 
 /// Where a screenshot goes: `docs/` (the pictures web.md shows) when
 /// `HASHPOOL_UPDATE_SCREENSHOTS` is set, so that a test run leaves the tree as it was;
