@@ -104,7 +104,7 @@ wait_port() { # port, what
 }
 
 # --- configuration ----------------------------------------------------------------------------
-mkdir -p "$WORK/tp" "$WORK/pool" "$WORK/mint"
+mkdir -p "$WORK/tp"
 cat >"$WORK/tp.toml" <<EOF
 [template_provider]
 listen_address = "127.0.0.1:$TP_PORT"
@@ -161,7 +161,7 @@ share_ack_interval_ms = 1000
 vardiff_interval_secs = 3600
 max_channels_per_connection = 256
 mint_quote_extension = true
-ledger_path = "$WORK/pool/ledger.sqlite"
+ledger_path = "$WORK/ROUND/ledger.sqlite"
 
 [template_provider]
 address = "127.0.0.1:$TP_PORT"
@@ -180,8 +180,8 @@ EOF
 cat >"$WORK/mint.toml" <<EOF
 [mint]
 authority_secret_key = "$SECRET_KEY"
-database_path = "$WORK/mint/mint.sqlite"
-seed_path = "$WORK/mint/seed"
+database_path = "$WORK/ROUND/mint.sqlite"
+seed_path = "$WORK/ROUND/mint-seed"
 name = "Hashpool mint (bench)"
 description = "share-load benchmark"
 max_concurrent_quotes = 4
@@ -229,9 +229,12 @@ run_ours() { # round
     mkdir -p "$dir"
     log "round $round: our pool (ehash on, real mint, $CHANNELS wallets minting)"
     local pool_pid mint_pid keys=() wallet_pids=()
-    start "pool-$round" "$BIN/pool" -c "$WORK/pool.toml" -g "$WORK/shared.toml"
+    # A fresh ledger and mint database every round: each round measures the same start.
+    sed "s|$WORK/ROUND/|$dir/|" "$WORK/pool.toml" >"$dir/pool.toml"
+    sed "s|$WORK/ROUND/|$dir/|" "$WORK/mint.toml" >"$dir/mint.toml"
+    start "pool-$round" "$BIN/pool" -c "$dir/pool.toml" -g "$WORK/shared.toml"
     pool_pid=$LAST_PID
-    start "mint-$round" "$BIN/mint" -c "$WORK/mint.toml" -g "$WORK/shared.toml"
+    start "mint-$round" "$BIN/mint" -c "$dir/mint.toml" -g "$WORK/shared.toml"
     mint_pid=$LAST_PID
     wait_port "$POOL_PORT" "our pool"
     wait_port "$MINT_HTTP" "the mint"
