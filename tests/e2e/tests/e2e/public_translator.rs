@@ -113,9 +113,20 @@ async fn a_public_translator_pays_each_key_exactly_its_work_and_holds_none() -> 
         batches(key_a).await >= 3 && batches(key_b).await >= 3
     })
     .await?;
-    // Each key mines on a channel of its own, its two workers on one.
-    let channels = stack.pool.extended_channels().await?;
-    assert_eq!(channels.len(), 2, "{channels:?}");
+    // Each key mines on a channel of its own, its two workers on one (the monitoring API lists
+    // channels from a cache refreshed every second).
+    wait_until(
+        Duration::from_secs(30),
+        "the pool to list one extended channel per key",
+        || async {
+            stack
+                .pool
+                .extended_channels()
+                .await
+                .is_ok_and(|c| c.len() == 2)
+        },
+    )
+    .await?;
 
     // Alice claims as she goes; bob does not.
     let early = wallet(&a, &url, &["claim"]).await?;
