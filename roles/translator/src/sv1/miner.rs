@@ -94,7 +94,9 @@ impl Miner {
     /// What follows extranonce2: the channel's unused extranonce bytes (public mode), then the
     /// job's coinbase suffix.
     pub(super) fn coinbase2(&self, job: &ActiveJob) -> Vec<u8> {
-        [vec![0; self.pad].as_slice(), &job.coinbase_suffix].concat()
+        let mut coinbase2 = vec![0; self.pad];
+        coinbase2.extend_from_slice(&job.coinbase_suffix);
+        coinbase2
     }
 
     pub(super) fn take_extranonce(&mut self, w: &UpstreamWork) {

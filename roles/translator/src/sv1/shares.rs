@@ -224,7 +224,9 @@ pub(super) fn check_share(
     let version = VersionRule::new(job.version, m.version_rolling).apply_bits(s.version_bits)?;
     // The channel's extranonce after its prefix: the miner's index (shared channels), its
     // extranonce2, and in public mode the unused rest as zeros.
-    let miner_part = [m.miner_part().as_slice(), &s.extranonce2, &vec![0; m.pad]].concat();
+    let mut miner_part = m.miner_part();
+    miner_part.extend_from_slice(&s.extranonce2);
+    miner_part.resize(miner_part.len() + m.pad, 0);
     let coinbase = [
         job.coinbase_prefix.as_slice(),
         &m.extranonce_prefix,
