@@ -17,4 +17,6 @@ pub struct AcceptedShare {
     pub work: Work,
     /// The share also met the network target.
     pub block_found: bool,
+    /// The chain tip its job was on (`ledger::tip_id`): duplicates are looked for per tip.
+    pub tip: i64,
 }

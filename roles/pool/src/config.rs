@@ -135,6 +135,10 @@ pub struct PoolSettings {
     pub mint_quote_extension: bool,
     /// SQLite database of accepted shares and the work they accrued (created if missing).
     pub ledger_path: std::path::PathBuf,
+    /// Share records are kept this long for audit, then pruned (accruals, batches with their
+    /// share commitments, and found blocks are kept). At least 1.
+    #[serde(default = "default_ledger_retention_hours")]
+    pub ledger_retention_hours: u64,
     /// Prometheus `/metrics` of the pool's own counters (limits met, refused batches, open
     /// connections), beside the channel metrics of the monitoring address. Off when unset.
     #[serde(default)]
@@ -147,6 +151,10 @@ pub struct PoolSettings {
 
 fn default_share_ack_interval_ms() -> u64 {
     1000
+}
+
+fn default_ledger_retention_hours() -> u64 {
+    30 * 24
 }
 
 fn optional_locking_key<'de, D: serde::Deserializer<'de>>(
@@ -228,6 +236,9 @@ impl PoolRunConfig {
             );
         }
         own.limits.check()?;
+        if own.pool.ledger_retention_hours == 0 {
+            return Err("`pool.ledger_retention_hours` must be at least 1".into());
+        }
         let unit_work = UnitWork::from_difficulty(global.ehash.unit_work)
             .map_err(|e| format!("shared config key `ehash.unit_work`: {e}"))?;
         let stats_reporting = own.stats_reporter.as_ref().map(|s| StatsReporting {

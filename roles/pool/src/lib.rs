@@ -37,7 +37,7 @@ pub use config::{PoolConfig, PoolRunConfig};
 use counters::PoolStats;
 use events::EventSink;
 use jobs::JobSource;
-use ledger::AccrualLedger;
+use ledger::{AccrualLedger, LedgerOptions};
 use miners::{Admission, MinerHandles, Registry, ShareSink};
 use observability::stats_report::StatsReportHandles;
 use quotes::{MintLink, MintLinkHandles};
@@ -74,14 +74,23 @@ pub async fn start(
     ));
     let stats = Arc::new(PoolStats::default());
     let (solutions_tx, solutions_rx) = mpsc::channel(256);
-    let ledger = AccrualLedger::open(&config.pool.ledger_path, &config.unit, config.unit_work)
-        .await
-        .with_context(|| {
-            format!(
-                "opening the accrual ledger {}",
-                config.pool.ledger_path.display()
-            )
-        })?;
+    let ledger_options = LedgerOptions {
+        retention: Duration::from_secs(config.pool.ledger_retention_hours.saturating_mul(3600)),
+        ..LedgerOptions::default()
+    };
+    let ledger = AccrualLedger::open_with(
+        &config.pool.ledger_path,
+        &config.unit,
+        config.unit_work,
+        ledger_options,
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "opening the accrual ledger {}",
+            config.pool.ledger_path.display()
+        )
+    })?;
     // Events are consumed only when the pool reports to a stats service.
     let (events, events_rx) = match &config.stats_reporting {
         Some(_) => {

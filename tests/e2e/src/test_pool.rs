@@ -111,6 +111,7 @@ impl TestPool {
                 mint_quote_extension: options.mint_quote_extension,
                 default_locking_key: options.default_locking_key,
                 ledger_path: options.ledger_path.clone(),
+                ledger_retention_hours: 24,
                 metrics_address: Some(loopback_any_port()),
             },
             template_provider: TemplateProviderSettings {

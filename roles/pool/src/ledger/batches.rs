@@ -4,12 +4,12 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
-use bitcoin::hashes::{sha256, Hash, HashEngine};
 use ext_mint_quote::LockingKey;
 use hashpool_ehash::{Accrual, UnitWork, Work};
 use sqlx::{Row, SqlitePool};
 
 use super::{
+    book::{self, Book, KeyState},
     error::LedgerError,
     sqlite::{begin_immediate, finish, now_millis, work_bytes, work_from},
     AccrualLedger,
@@ -58,108 +58,123 @@ fn array32(bytes: Vec<u8>) -> Result<[u8; 32], LedgerError> {
 
 /// Batch creation, on the writer task (see `AccrualLedger::create_batches`).
 /// Looks only at `keys` (those with new pending work) when given, at every key otherwise.
+/// A batch covers its key's log records since the key's previous batch: its share count and
+/// commitment are the key's running ones, so no share is read or rewritten.
 pub(super) async fn create(
     db: &SqlitePool,
+    book: &mut Book,
     unit: UnitWork,
     keys: Option<&HashSet<LockingKey>>,
     examined: &AtomicU64,
 ) -> Result<Vec<Batch>, LedgerError> {
-    // Reads before it writes: the write lock is taken up front (see `begin_immediate`).
-    let mut conn = begin_immediate(db).await?;
-    let result = take_batches(&mut conn, unit, keys, examined).await;
-    finish(conn, result).await
-}
-
-/// (key, pending work) of `keys`, or of every key.
-async fn pending_of(
-    tx: &mut sqlx::SqliteConnection,
-    keys: Option<&HashSet<LockingKey>>,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, LedgerError> {
-    let Some(keys) = keys else {
-        let rows = sqlx::query("SELECT locking_key, pending_work FROM accruals")
-            .fetch_all(&mut *tx)
-            .await?;
-        return Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect());
-    };
-    let mut out = Vec::with_capacity(keys.len());
-    for key in keys {
-        let pending: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT pending_work FROM accruals WHERE locking_key = ?")
-                .bind(key.as_bytes().as_slice())
-                .fetch_optional(&mut *tx)
-                .await?;
-        if let Some(pending) = pending {
-            out.push((key.as_bytes().to_vec(), pending));
-        }
-    }
-    Ok(out)
-}
-
-async fn take_batches(
-    tx: &mut sqlx::SqliteConnection,
-    unit: UnitWork,
-    keys: Option<&HashSet<LockingKey>>,
-    examined: &AtomicU64,
-) -> Result<Vec<Batch>, LedgerError> {
-    let rows = pending_of(tx, keys).await?;
-    examined.fetch_add(rows.len() as u64, Ordering::Relaxed);
-    let mut created = Vec::new();
-    for (key_bytes, pending) in rows {
-        let mut accrual = Accrual::with_pending(work_from(pending)?);
+    let mut planned: Vec<Planned> = Vec::new();
+    let mut look = |key: &LockingKey, state: &KeyState| {
+        let mut accrual = Accrual::with_pending(state.pending);
         let amount = accrual.take(unit);
         if amount.0 == 0 {
-            continue;
+            return;
         }
         let taken = Work::from_hashes(amount.0 as u128 * unit.work().hashes());
-        let hashes = sqlx::query(
-            "SELECT share_hash FROM shares WHERE locking_key = ? AND batch_id IS NULL \
-                 ORDER BY accepted_at, share_hash",
-        )
-        .bind(&key_bytes)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut commitment = sha256::Hash::engine();
-        for h in &hashes {
-            commitment.input(&h.get::<Vec<u8>, _>(0));
+        planned.push(Planned {
+            batch: Batch {
+                id: 0,
+                request_id: rand::random(),
+                locking_key: *key,
+                amount: amount.0,
+                share_count: u32::try_from(state.unbatched).unwrap_or(u32::MAX),
+                share_commitment: state.chain,
+                quote_id: None,
+                refused_code: None,
+            },
+            taken,
+            left: accrual.pending(),
+            from: state.batch_from,
+        });
+    };
+    let mut looked = 0u64;
+    match keys {
+        Some(keys) => {
+            for key in keys {
+                if let Some(state) = book.keys.get(key) {
+                    looked += 1;
+                    look(key, state);
+                }
+            }
         }
-        let commitment = sha256::Hash::from_engine(commitment).to_byte_array();
-        let request_id: [u8; 32] = rand::random();
-        let id = sqlx::query(
+        None => {
+            for (key, state) in &book.keys {
+                looked += 1;
+                look(key, state);
+            }
+        }
+    }
+    examined.fetch_add(looked, Ordering::Relaxed);
+    if planned.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut conn = begin_immediate(db).await?;
+    let result = insert_batches(&mut conn, &mut planned, book.next_seq).await;
+    finish(conn, result).await?;
+    let log_until = book.next_seq;
+    let mut created = Vec::with_capacity(planned.len());
+    for p in planned {
+        if let Some(state) = book.keys.get_mut(&p.batch.locking_key) {
+            state.pending = p.left;
+            state.unbatched = 0;
+            state.batch_from = (log_until, p.batch.share_commitment);
+        }
+        created.push(p.batch);
+    }
+    Ok(created)
+}
+
+/// A batch about to be written: the work it takes, the work left pending, and where its range
+/// of the log starts (seq, chain value).
+struct Planned {
+    batch: Batch,
+    taken: Work,
+    left: Work,
+    from: (i64, [u8; 32]),
+}
+
+async fn insert_batches(
+    tx: &mut sqlx::SqliteConnection,
+    planned: &mut [Planned],
+    log_until: i64,
+) -> Result<(), LedgerError> {
+    let now = now_millis();
+    for p in planned.iter_mut() {
+        let key = p.batch.locking_key.as_bytes().to_vec();
+        p.batch.id = sqlx::query(
             "INSERT INTO batches (request_id, locking_key, amount, work, share_count, \
-                 share_commitment, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 share_commitment, created_at, log_from, log_until, chain_from) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(request_id.as_slice())
-        .bind(&key_bytes)
-        .bind(amount.0 as i64)
-        .bind(work_bytes(taken))
-        .bind(hashes.len() as i64)
-        .bind(commitment.as_slice())
-        .bind(now_millis())
+        .bind(p.batch.request_id.as_slice())
+        .bind(&key)
+        .bind(p.batch.amount as i64)
+        .bind(work_bytes(p.taken))
+        .bind(i64::from(p.batch.share_count))
+        .bind(p.batch.share_commitment.as_slice())
+        .bind(now)
+        .bind(p.from.0)
+        .bind(log_until)
+        .bind(p.from.1.as_slice())
         .execute(&mut *tx)
         .await?
         .last_insert_rowid();
-        sqlx::query("UPDATE shares SET batch_id = ? WHERE locking_key = ? AND batch_id IS NULL")
-            .bind(id)
-            .bind(&key_bytes)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE accruals SET pending_work = ? WHERE locking_key = ?")
-            .bind(work_bytes(accrual.pending()))
-            .bind(&key_bytes)
-            .execute(&mut *tx)
-            .await?;
-        created.push(Batch {
-            id,
-            request_id,
-            locking_key: key_from(key_bytes)?,
-            amount: amount.0,
-            share_count: hashes.len() as u32,
-            share_commitment: commitment,
-            quote_id: None,
-            refused_code: None,
-        });
+        sqlx::query(
+            "UPDATE accruals SET pending_work = ?, unbatched = 0, batch_from_seq = ?, \
+             batch_from_chain = ? WHERE locking_key = ?",
+        )
+        .bind(work_bytes(p.left))
+        .bind(log_until)
+        .bind(p.batch.share_commitment.as_slice())
+        .bind(&key)
+        .execute(&mut *tx)
+        .await?;
     }
-    Ok(created)
+    Ok(())
 }
 
 impl AccrualLedger {
@@ -223,19 +238,30 @@ pub(super) async fn record_quote(
 /// On the writer task (see `AccrualLedger::record_refusal`).
 pub(super) async fn record_refusal(
     db: &SqlitePool,
+    book: &mut Book,
     request_id: &[u8; 32],
     code: &str,
 ) -> Result<Option<Batch>, LedgerError> {
     let mut conn = begin_immediate(db).await?;
-    let result = refuse(&mut conn, request_id, code).await;
-    finish(conn, result).await
+    let result = refuse(&mut conn, book, request_id, code).await;
+    let refused = finish(conn, result).await?;
+    Ok(refused.map(|(batch, state)| {
+        book.keys.insert(batch.locking_key, state);
+        batch
+    }))
 }
 
+/// A batch's `log_from`, `log_until` and `chain_from` (all NULL for a batch from before the
+/// log).
+type LogRange = (Option<i64>, Option<i64>, Option<Vec<u8>>);
+
+/// The refused batch, and its key's state with the batch's work back in pending.
 async fn refuse(
     tx: &mut sqlx::SqliteConnection,
+    book: &Book,
     request_id: &[u8; 32],
     code: &str,
-) -> Result<Option<Batch>, LedgerError> {
+) -> Result<Option<(Batch, KeyState)>, LedgerError> {
     let sql = format!("{BATCH_COLUMNS} WHERE request_id = ?");
     let Some(row) = sqlx::query(&sql)
         .bind(request_id.as_slice())
@@ -255,32 +281,48 @@ async fn refuse(
         .await?;
     let work = work_from(work)?;
     let key = batch.locking_key.as_bytes().to_vec();
-    let pending: Vec<u8> =
-        sqlx::query_scalar("SELECT pending_work FROM accruals WHERE locking_key = ?")
-            .bind(&key)
-            .fetch_one(&mut *tx)
-            .await?;
+    let state = book
+        .keys
+        .get(&batch.locking_key)
+        .ok_or_else(|| LedgerError::Database("a batch of a key with no accrual".into()))?;
+    let mut state = state.clone();
     // Pending plus what was taken from it never exceeds the key's total: an overflow means
     // the stored values are corrupt.
-    let pending = work_from(pending)?
+    state.pending = state
+        .pending
         .checked_add(work)
         .ok_or(LedgerError::CorruptWork)?;
-    sqlx::query("UPDATE accruals SET pending_work = ? WHERE locking_key = ?")
-        .bind(work_bytes(pending))
-        .bind(&key)
-        .execute(&mut *tx)
-        .await?;
+    // The key's latest batch hands its shares on to the next one, which then covers them (the
+    // same range start, count and commitment). An earlier batch keeps them: a later batch
+    // already starts where it ended.
+    let range: Option<LogRange> =
+        sqlx::query_as("SELECT log_from, log_until, chain_from FROM batches WHERE id = ?")
+            .bind(batch.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if let Some((Some(from), Some(until), chain_from)) = range {
+        if until == state.batch_from.0 {
+            state.batch_from = (from, book::chain_from(chain_from)?);
+            state.unbatched += i64::from(batch.share_count);
+        }
+    }
+    sqlx::query(
+        "UPDATE accruals SET pending_work = ?, unbatched = ?, batch_from_seq = ?, \
+         batch_from_chain = ? WHERE locking_key = ?",
+    )
+    .bind(work_bytes(state.pending))
+    .bind(state.unbatched)
+    .bind(state.batch_from.0)
+    .bind(state.batch_from.1.as_slice())
+    .bind(&key)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query("UPDATE batches SET refused_code = ?, refused_at = ? WHERE id = ?")
         .bind(code)
         .bind(now_millis())
         .bind(batch.id)
         .execute(&mut *tx)
         .await?;
-    // Its shares go with their work into the next batch (its share count and commitment).
-    sqlx::query("UPDATE shares SET batch_id = NULL WHERE batch_id = ?")
-        .bind(batch.id)
-        .execute(&mut *tx)
-        .await?;
     batch.refused_code = Some(code.to_string());
-    Ok(Some(batch))
+    Ok(Some((batch, state)))
 }

@@ -2,17 +2,31 @@
 //! SQLite. A share is acknowledged to its miner only after the transaction holding it has
 //! committed, so a pool killed right after an acknowledgement still pays that share. Every
 //! write goes through one task: queued shares are committed in a single transaction (group
-//! commit, one fsync per group), and batch creation and quote answers run between groups. With
+//! commit, one fsync per group), and batch creation and quote answers run between groups, ahead
+//! of any share still queued (they have a queue of their own). With
 //! one writer, SQLite's write lock is never contended (a contended lock means busy-wait sleeps
 //! and starved writers, measured as seconds of quote latency under share load).
+//!
+//! Shares are kept as compact records in an append-only log, many to a row (`log`), not as a
+//! row each; the writer holds every key's accrual in memory (`book`) and duplicates are looked
+//! for in memory per chain tip (`seen`), so a group commit reads nothing and writes one log row
+//! plus one row per changed key. Batches take a key's running share count and commitment, and
+//! log rows older than the retention window are pruned (`retention`).
 //!
 //! The ledger records the currency unit and the work per unit it was written with, and refuses
 //! to open with other values: pending work would silently be repriced.
 
 mod batches;
+mod book;
 mod error;
+mod legacy;
+mod log;
+#[cfg(test)]
+mod log_tests;
 mod metrics;
 mod reader;
+mod retention;
+mod seen;
 mod share_commit;
 mod sqlite;
 #[cfg(test)]
@@ -38,17 +52,45 @@ use sqlx::{
 use tokio::sync::{mpsc, oneshot};
 
 pub use batches::Batch;
+pub use book::chain_step;
 pub use error::LedgerError;
+pub use log::tip_id;
 pub use metrics::LedgerMetrics;
 pub use reader::{FoundBlock, IssuedQuote, KeyReport, LedgerReader, ReadLimits, WindowWork};
+pub use retention::{chain_row, Pruned};
 pub use writer::Receipt;
 
 use crate::accepted_share::AcceptedShare;
-use sqlite::{check_unit, work_from};
+use book::Book;
+use sqlite::{check_unit, now_millis, work_from};
 use writer::{writer, Command, Pending, MAX_GROUP};
 
 /// Commands waiting for the writer at most; `record` waits for room beyond that.
 const QUEUE_CAPACITY: usize = MAX_GROUP * 4;
+
+/// Control commands (batches, answers, pruning) waiting at most.
+const CONTROL_CAPACITY: usize = 64;
+
+/// How often retention looks for log rows older than the window.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// How the ledger keeps its shares.
+#[derive(Debug, Clone, Copy)]
+pub struct LedgerOptions {
+    /// Share log rows are kept this long (the audit window), then pruned.
+    pub retention: Duration,
+    /// Share hashes the duplicate filter holds per chain tip, at most (16 bytes each).
+    pub max_seen_per_tip: usize,
+}
+
+impl Default for LedgerOptions {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(30 * 24 * 3600),
+            max_seen_per_tip: 8_000_000,
+        }
+    }
+}
 
 /// Work accrued to one key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +103,10 @@ pub struct KeyAccrual {
 #[derive(Clone)]
 pub struct AccrualLedger {
     db: SqlitePool,
+    /// Shares, for group commits.
     queue: mpsc::Sender<Command>,
+    /// Everything else the writer does (it goes first).
+    control: mpsc::Sender<Command>,
     unit: Arc<str>,
     unit_work: UnitWork,
     /// Accrual rows batch creation has read since start (it reads only keys with new work).
@@ -75,13 +120,24 @@ impl AccrualLedger {
     /// `unit` and `unit_work` must be the values the ledger was written with (a new ledger, or
     /// one from before they were recorded, takes them).
     pub async fn open(path: &Path, unit: &str, unit_work: UnitWork) -> Result<Self, LedgerError> {
-        Self::open_with_queue(path, unit, unit_work, QUEUE_CAPACITY).await
+        Self::open_with(path, unit, unit_work, LedgerOptions::default()).await
+    }
+
+    /// [`AccrualLedger::open`] with a retention window and duplicate filter bound of choice.
+    pub async fn open_with(
+        path: &Path,
+        unit: &str,
+        unit_work: UnitWork,
+        options: LedgerOptions,
+    ) -> Result<Self, LedgerError> {
+        Self::open_with_queue(path, unit, unit_work, options, QUEUE_CAPACITY).await
     }
 
     async fn open_with_queue(
         path: &Path,
         unit: &str,
         unit_work: UnitWork,
+        ledger_options: LedgerOptions,
         queue_capacity: usize,
     ) -> Result<Self, LedgerError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -104,19 +160,33 @@ impl AccrualLedger {
             .await
             .map_err(|e| LedgerError::Database(format!("migration: {e}")))?;
         check_unit(&db, unit, unit_work).await?;
+        let recent_legacy = legacy::convert(&db).await?;
+        let mut book =
+            Book::load(&mut *db.acquire().await?, ledger_options.max_seen_per_tip).await?;
+        for hash in &recent_legacy {
+            book.seen.insert(0, hash);
+        }
         let (queue, rx) = mpsc::channel(queue_capacity);
+        let (control, control_rx) = mpsc::channel(CONTROL_CAPACITY);
         let keys_examined = Arc::new(AtomicU64::new(0));
         let metrics = Arc::new(LedgerMetrics::read(&db).await?);
         tokio::spawn(writer(
             db.clone(),
+            book,
+            control_rx,
             rx,
             keys_examined.clone(),
             unit_work,
             metrics.clone(),
         ));
+        tokio::spawn(prune_periodically(
+            control.downgrade(),
+            ledger_options.retention,
+        ));
         Ok(Self {
             db,
             queue,
+            control,
             unit: unit.into(),
             unit_work,
             keys_examined,
@@ -177,20 +247,118 @@ impl AccrualLedger {
         .transpose()
     }
 
-    /// Sum of the work of every share recorded for `key`, from the share rows themselves (an
-    /// independent check of the accrual totals).
+    /// Sum of the work of every share of `key` the ledger still holds (the log within its
+    /// retention window, and share rows from before the log): an independent check of the
+    /// accrual totals. Reads the whole log: for audits and tests, not the share path.
     pub async fn share_work(&self, key: &LockingKey) -> Result<(Work, u64), LedgerError> {
-        let rows = sqlx::query("SELECT work FROM shares WHERE locking_key = ?")
-            .bind(key.as_bytes().as_slice())
-            .fetch_all(&self.db)
-            .await?;
+        let mut conn = self.db.acquire().await?;
+        let id: Option<i64> =
+            sqlx::query_scalar("SELECT key_id FROM accruals WHERE locking_key = ?")
+                .bind(key.as_bytes().as_slice())
+                .fetch_optional(&mut *conn)
+                .await?
+                .flatten();
         let mut total = Work::ZERO;
-        for r in &rows {
-            total = total
-                .checked_add(work_from(r.get::<Vec<u8>, _>(0))?)
-                .ok_or(LedgerError::CorruptWork)?;
+        let mut count = 0u64;
+        let mut add = |w: Work| -> Result<(), LedgerError> {
+            total = total.checked_add(w).ok_or(LedgerError::CorruptWork)?;
+            count += 1;
+            Ok(())
+        };
+        if let Some(id) = id.and_then(|i| u64::try_from(i).ok()) {
+            let rows = sqlx::query("SELECT count, records FROM share_log ORDER BY first_seq")
+                .fetch_all(&mut *conn)
+                .await?;
+            for r in rows {
+                let n = usize::try_from(r.get::<i64, _>(0)).unwrap_or(0);
+                for record in log::decode(&r.get::<Vec<u8>, _>(1), n)? {
+                    if record.key_id == id {
+                        add(record.work)?;
+                    }
+                }
+            }
         }
-        Ok((total, rows.len() as u64))
+        let legacy = sqlx::query("SELECT work FROM shares WHERE locking_key = ?")
+            .bind(key.as_bytes().as_slice())
+            .fetch_all(&mut *conn)
+            .await?;
+        for r in &legacy {
+            add(work_from(r.get::<Vec<u8>, _>(0))?)?;
+        }
+        Ok((total, count))
+    }
+
+    /// Prunes log rows committed before `before_ms` (unix ms); returns what one pass removed.
+    /// The ledger runs this itself every minute with its retention window.
+    pub async fn prune(&self, before_ms: i64) -> Result<Pruned, LedgerError> {
+        self.on_writer(|done| Command::Prune { before_ms, done })
+            .await
+    }
+
+    /// Size of the ledger's database file (its pages; the write-ahead log is checkpointed
+    /// into it first), bytes.
+    pub async fn bytes_on_disk(&self) -> Result<u64, LedgerError> {
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.db)
+            .await?;
+        let bytes: i64 = sqlx::query_scalar(
+            "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+        )
+        .fetch_one(&self.db)
+        .await?;
+        Ok(u64::try_from(bytes).unwrap_or(0))
+    }
+
+    /// Bytes of the ledger's pages in use (the file minus its free pages, which SQLite reuses
+    /// before it grows the file).
+    pub async fn live_bytes(&self) -> Result<u64, LedgerError> {
+        let bytes: i64 = sqlx::query_scalar(
+            "SELECT (page_count - freelist_count) * page_size \
+             FROM pragma_page_count(), pragma_freelist_count(), pragma_page_size()",
+        )
+        .fetch_one(&self.db)
+        .await?;
+        Ok(u64::try_from(bytes).unwrap_or(0))
+    }
+}
+
+/// Asks the writer to prune every [`PRUNE_EVERY`], again at once while a pass leaves more;
+/// stops with the ledger (it holds no sender of its own).
+async fn prune_periodically(queue: mpsc::WeakSender<Command>, retention: Duration) {
+    let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    let mut tick = tokio::time::interval(PRUNE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        loop {
+            let Some(queue) = queue.upgrade() else {
+                return;
+            };
+            let (done, answer) = oneshot::channel();
+            let before_ms = now_millis().saturating_sub(retention_ms);
+            if queue
+                .send(Command::Prune { before_ms, done })
+                .await
+                .is_err()
+            {
+                return;
+            }
+            drop(queue);
+            match answer.await {
+                Ok(Ok(p)) if p.more => continue,
+                Ok(Ok(p)) => {
+                    if p.rows > 0 {
+                        tracing::info!(rows = p.rows, shares = p.shares, "share log pruned");
+                    }
+                    break;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!("share log retention: {e}");
+                    break;
+                }
+                Err(_) => return,
+            }
+        }
     }
 }
 
@@ -201,7 +369,7 @@ impl AccrualLedger {
         command: impl FnOnce(oneshot::Sender<Result<T, LedgerError>>) -> Command,
     ) -> Result<T, LedgerError> {
         let (done, answer) = oneshot::channel();
-        self.queue
+        self.control
             .send(command(done))
             .await
             .map_err(|_| LedgerError::Stopped)?;

@@ -12,13 +12,13 @@ use sqlx::{
     Row, Sqlite, SqlitePool, Transaction,
 };
 
-use super::{error::LedgerError, sqlite::work_from, KeyAccrual};
+use super::{error::LedgerError, retention, sqlite::work_from, KeyAccrual};
 
 /// What a [`LedgerReader`] reads at most per request.
 #[derive(Debug, Clone, Copy)]
 pub struct ReadLimits {
-    /// Share rows summed for the hashrate windows (the newest first).
-    pub window_shares: u32,
+    /// Per-minute rows summed for the hashrate windows (the newest first).
+    pub window_minutes: u32,
     /// Blocks listed (the total is counted separately).
     pub blocks: u32,
     /// Answered quotes listed.
@@ -28,22 +28,24 @@ pub struct ReadLimits {
 impl Default for ReadLimits {
     fn default() -> Self {
         Self {
-            window_shares: 100_000,
+            window_minutes: 1_500,
             blocks: 20,
             quotes: 10,
         }
     }
 }
 
-/// The work a key's shares accrued over a window ending now.
+/// The work a key's shares accrued over a window ending now, counted in whole minutes: the
+/// window starts at the beginning of the minute `secs` before now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowWork {
     /// The window's length.
     pub secs: u64,
     pub work: Work,
     pub shares: u64,
-    /// False when the window held more shares than [`ReadLimits::window_shares`]: `work` and
-    /// `shares` then cover only the newest ones, from `covered_from_ms` on.
+    /// False when the window reaches further back than the ledger keeps per-minute work (a
+    /// day) or than [`ReadLimits::window_minutes`]: `work` and `shares` then cover only from
+    /// `covered_from_ms` on.
     pub complete: bool,
     pub covered_from_ms: i64,
 }
@@ -126,7 +128,7 @@ impl LedgerReader {
         // One read transaction: accruals, batches and shares from the same snapshot.
         let mut tx = self.db.begin().await?;
         let accrual = accrual(&mut tx, key_bytes).await?;
-        let Some(accrual) = accrual else {
+        let Some((accrual, key_id, last_share_ms)) = accrual else {
             tx.commit().await?;
             return Ok(KeyReport {
                 accrual: None,
@@ -150,20 +152,15 @@ impl LedgerReader {
         };
         let (requested, requested_work) = requested(&mut tx, key_bytes).await?;
         let quoted = quoted(accrual, requested_work, self.unit_work)?;
-        let last_share_ms: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(accepted_at) FROM shares WHERE locking_key = ?")
-                .bind(key_bytes)
-                .fetch_one(&mut *tx)
-                .await?;
         let windows = windows(
             &mut tx,
-            key_bytes,
+            key_id,
             now_ms,
             window_secs,
-            self.limits.window_shares,
+            self.limits.window_minutes,
         )
         .await?;
-        let (blocks_found, blocks) = blocks(&mut tx, key_bytes, self.limits.blocks).await?;
+        let (blocks_found, blocks) = blocks(&mut tx, key_id, self.limits.blocks).await?;
         let quotes = quotes(&mut tx, key_bytes, self.limits.quotes).await?;
         tx.commit().await?;
         Ok(KeyReport {
@@ -183,22 +180,28 @@ fn secs_to_ms(secs: u64) -> i64 {
     i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
+/// The key's accrual, its id in the log and its last share's time.
 async fn accrual(
     tx: &mut Transaction<'_, Sqlite>,
     key: &[u8],
-) -> Result<Option<KeyAccrual>, LedgerError> {
+) -> Result<Option<(KeyAccrual, i64, Option<i64>)>, LedgerError> {
     let row = sqlx::query(
-        "SELECT pending_work, total_work, share_count FROM accruals WHERE locking_key = ?",
+        "SELECT pending_work, total_work, share_count, key_id, last_share_at FROM accruals \
+         WHERE locking_key = ?",
     )
     .bind(key)
     .fetch_optional(&mut **tx)
     .await?;
     row.map(|r| {
-        Ok(KeyAccrual {
+        let accrual = KeyAccrual {
             pending: work_from(r.get::<Vec<u8>, _>(0))?,
             total: work_from(r.get::<Vec<u8>, _>(1))?,
             shares: u64::try_from(r.get::<i64, _>(2)).unwrap_or(0),
-        })
+        };
+        let id = r
+            .get::<Option<i64>, _>(3)
+            .ok_or_else(|| LedgerError::Database("an accrual without a key id".into()))?;
+        Ok((accrual, id, r.get(4)))
     })
     .transpose()
 }
@@ -243,56 +246,62 @@ fn quoted(accrual: KeyAccrual, requested: Work, unit: UnitWork) -> Result<u64, L
     u64::try_from(quoted_work / per_unit).map_err(|_| LedgerError::CorruptWork)
 }
 
-/// The newest shares of the key within the longest window (at most `limit`, through the
-/// `(locking_key, accepted_at)` index), summed per window.
+/// The key's per-minute work within the longest window (at most `limit` rows, through the
+/// `(key_id, minute)` key), summed per window.
 async fn windows(
     tx: &mut Transaction<'_, Sqlite>,
-    key: &[u8],
+    key_id: i64,
     now_ms: i64,
     window_secs: &[u64],
     limit: u32,
 ) -> Result<Vec<WindowWork>, LedgerError> {
     let limit = limit.max(1);
+    let start_minute = |secs: u64| now_ms.saturating_sub(secs_to_ms(secs)).div_euclid(60_000);
     let longest = window_secs.iter().copied().max().unwrap_or(0);
-    let since = now_ms.saturating_sub(secs_to_ms(longest));
     let rows = sqlx::query(
-        "SELECT accepted_at, work FROM shares WHERE locking_key = ? AND accepted_at >= ? \
-         ORDER BY accepted_at DESC LIMIT ?",
+        "SELECT minute, work, shares FROM key_minutes WHERE key_id = ? AND minute >= ? \
+         ORDER BY minute DESC LIMIT ?",
     )
-    .bind(key)
-    .bind(since)
+    .bind(key_id)
+    .bind(start_minute(longest))
     .bind(i64::from(limit))
     .fetch_all(&mut **tx)
     .await?;
     let truncated = rows.len() >= limit as usize;
-    let mut shares = Vec::with_capacity(rows.len());
+    let mut minutes = Vec::with_capacity(rows.len());
     for r in rows {
-        shares.push((r.get::<i64, _>(0), work_from(r.get::<Vec<u8>, _>(1))?));
+        minutes.push((
+            r.get::<i64, _>(0),
+            work_from(r.get::<Vec<u8>, _>(1))?,
+            u64::try_from(r.get::<i64, _>(2)).unwrap_or(0),
+        ));
     }
-    // With the limit met, rows not read are no newer than the oldest one read: a window that
-    // starts after it is whole, a longer one covers only what was read.
-    let oldest_read = shares.last().map(|(at, _)| *at);
+    let oldest_read = minutes.last().map(|(m, _, _)| *m);
+    // Older minutes than this are pruned: a window reaching past it is not whole.
+    let kept_from = now_ms.div_euclid(60_000) - retention::MINUTES_KEPT;
     window_secs
         .iter()
         .map(|&secs| {
-            let start = now_ms.saturating_sub(secs_to_ms(secs));
+            let start = start_minute(secs);
             let mut work = Work::ZERO;
             let mut count = 0u64;
-            for (_, w) in shares.iter().filter(|(at, _)| *at >= start) {
+            for (_, w, n) in minutes.iter().filter(|(m, _, _)| *m >= start) {
                 work = work.checked_add(*w).ok_or(LedgerError::CorruptWork)?;
-                count += 1;
+                count += n;
             }
-            let complete = !truncated || oldest_read.is_some_and(|oldest| oldest < start);
-            let covered_from_ms = match (complete, oldest_read) {
-                (false, Some(oldest)) => oldest,
-                _ => start,
-            };
+            let mut covered_from = start;
+            if truncated {
+                if let Some(oldest) = oldest_read.filter(|&o| o > start) {
+                    covered_from = oldest;
+                }
+            }
+            covered_from = covered_from.max(kept_from);
             Ok(WindowWork {
                 secs,
                 work,
                 shares: count,
-                complete,
-                covered_from_ms,
+                complete: covered_from == start,
+                covered_from_ms: covered_from.saturating_mul(60_000),
             })
         })
         .collect()
@@ -300,20 +309,18 @@ async fn windows(
 
 async fn blocks(
     tx: &mut Transaction<'_, Sqlite>,
-    key: &[u8],
+    key_id: i64,
     limit: u32,
 ) -> Result<(u64, Vec<FoundBlock>), LedgerError> {
-    // Both through the partial index of blocks by key.
-    let total: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM shares WHERE locking_key = ? AND block_found = 1")
-            .bind(key)
-            .fetch_one(&mut **tx)
-            .await?;
+    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM found_blocks WHERE key_id = ?")
+        .bind(key_id)
+        .fetch_one(&mut **tx)
+        .await?;
     let rows = sqlx::query(
-        "SELECT share_hash, channel_id, accepted_at FROM shares \
-         WHERE locking_key = ? AND block_found = 1 ORDER BY accepted_at DESC LIMIT ?",
+        "SELECT hash, channel_id, found_at FROM found_blocks \
+         WHERE key_id = ? ORDER BY found_at DESC LIMIT ?",
     )
-    .bind(key)
+    .bind(key_id)
     .bind(i64::from(limit))
     .fetch_all(&mut **tx)
     .await?;

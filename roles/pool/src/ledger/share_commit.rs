@@ -1,158 +1,253 @@
-//! One group of accepted shares written in one transaction: replays are not credited again,
-//! each share is added to its key's accrual, and a share that would overflow it is refused
-//! alone.
+//! One group of accepted shares written in one transaction: a row of compact records per chain
+//! tip in the share log, and each changed key's accrual, per-minute work and found blocks. A
+//! replay is not credited again, and a share that would overflow its key's accrual is refused
+//! alone. Nothing is read: the writer's [`Book`] knows every key's accrual.
 
 use std::collections::{hash_map::Entry, HashMap, HashSet};
 
 use ext_mint_quote::LockingKey;
-use hashpool_ehash::Work;
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 use tracing::warn;
 
 use super::{
+    book::{Book, KeyState},
     error::LedgerError,
+    log::Record,
     sqlite::{begin_immediate, finish, now_millis, work_bytes, work_from},
 };
 use crate::accepted_share::AcceptedShare;
 
-/// Rows per multi-row statement (6 parameters each, well under SQLite's limit of 32,766).
+/// Rows per multi-row statement (at most 8 parameters each, well under SQLite's 32,766).
 const ROWS_PER_STATEMENT: usize = 500;
 
 /// Per share, in order: credited, a replay, or refused alone. The `Err` of the whole is a
 /// database failure (nothing of the group was written).
 type GroupOutcome = Vec<Result<bool, LedgerError>>;
 
+/// What one group changes, applied to the book once it committed.
+struct Changes {
+    keys: HashMap<LockingKey, KeyState>,
+    new_keys: usize,
+    /// Records per tip, in order of first appearance.
+    rows: Vec<(i64, Vec<u8>, i64)>,
+    credited: Vec<(i64, [u8; 32])>,
+    blocks: Vec<([u8; 32], i64, u32)>,
+}
+
 pub(super) async fn write_group(
     db: &SqlitePool,
-    shares: &[&AcceptedShare],
-) -> Result<GroupOutcome, LedgerError> {
-    let mut conn = begin_immediate(db).await?;
-    let result = write_group_in(&mut conn, shares).await;
-    finish(conn, result).await
-}
-
-/// A key's accrual while a group is applied to it.
-struct Running {
-    pending: Work,
-    total: Work,
-    shares: i64,
-    changed: bool,
-}
-
-async fn load_accrual(
-    tx: &mut sqlx::SqliteConnection,
-    key: &LockingKey,
-) -> Result<Running, LedgerError> {
-    let row = sqlx::query(
-        "SELECT pending_work, total_work, share_count FROM accruals WHERE locking_key = ?",
-    )
-    .bind(key.as_bytes().as_slice())
-    .fetch_optional(&mut *tx)
-    .await?;
-    let (pending, total, shares) = match row {
-        Some(r) => (
-            work_from(r.get::<Vec<u8>, _>(0))?,
-            work_from(r.get::<Vec<u8>, _>(1))?,
-            r.get::<i64, _>(2),
-        ),
-        None => (Work::ZERO, Work::ZERO, 0),
-    };
-    Ok(Running {
-        pending,
-        total,
-        shares,
-        changed: false,
-    })
-}
-
-async fn write_group_in(
-    tx: &mut sqlx::SqliteConnection,
+    book: &mut Book,
     shares: &[&AcceptedShare],
 ) -> Result<GroupOutcome, LedgerError> {
     let now = now_millis();
-    // Hashes already in the ledger (a replay) or twice in this group are not credited again.
-    let mut known: HashSet<[u8; 32]> = HashSet::new();
-    for chunk in shares.chunks(ROWS_PER_STATEMENT) {
-        let mut q =
-            QueryBuilder::<Sqlite>::new("SELECT share_hash FROM shares WHERE share_hash IN ");
-        q.push_tuples(chunk, |mut b, s| {
-            b.push_bind(s.share_hash.to_vec());
-        });
-        for row in q.build().fetch_all(&mut *tx).await? {
-            if let Ok(h) = <[u8; 32]>::try_from(row.get::<Vec<u8>, _>(0)) {
-                known.insert(h);
-            }
-        }
+    let (mut changes, outcomes) = apply(book, shares, now);
+    let mut conn = begin_immediate(db).await?;
+    let result = write(&mut conn, book, &mut changes, now).await;
+    finish(conn, result).await?;
+    book.next_key_id += changes.new_keys as i64;
+    for (_, _, count) in &changes.rows {
+        book.next_seq += count;
     }
-    // Each share is checked against its key's accrual as it stands after the shares before it,
-    // so a share that would overflow is refused alone and the rest of the group commits.
-    let mut accruals: HashMap<LockingKey, Running> = HashMap::new();
+    for (tip, hash) in &changes.credited {
+        book.seen.insert(*tip, hash);
+    }
+    book.keys.extend(changes.keys);
+    Ok(outcomes)
+}
+
+/// Works out the group's outcome and every changed row, without touching the book.
+fn apply(book: &Book, shares: &[&AcceptedShare], now: i64) -> (Changes, GroupOutcome) {
+    let minute = now.div_euclid(60_000);
+    let mut changes = Changes {
+        keys: HashMap::new(),
+        new_keys: 0,
+        rows: Vec::new(),
+        credited: Vec::with_capacity(shares.len()),
+        blocks: Vec::new(),
+    };
+    let mut in_group: HashSet<[u8; 32]> = HashSet::with_capacity(shares.len());
     let mut outcomes = Vec::with_capacity(shares.len());
-    let mut fresh: Vec<&AcceptedShare> = Vec::with_capacity(shares.len());
     for s in shares {
-        if known.contains(&s.share_hash) {
+        if book.seen.contains(&s.share_hash) || in_group.contains(&s.share_hash) {
             outcomes.push(Ok(false));
             continue;
         }
-        let accrual = match accruals.entry(s.locking_key) {
+        let state = match changes.keys.entry(s.locking_key) {
             Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => e.insert(load_accrual(&mut *tx, &s.locking_key).await?),
+            Entry::Vacant(e) => match book.keys.get(&s.locking_key) {
+                Some(known) => e.insert(known.clone()),
+                None => {
+                    let id = book.next_key_id + changes.new_keys as i64;
+                    changes.new_keys += 1;
+                    e.insert(KeyState::new(id))
+                }
+            },
         };
-        match (
-            accrual.pending.checked_add(s.work),
-            accrual.total.checked_add(s.work),
-        ) {
-            (Some(pending), Some(total)) => {
-                accrual.pending = pending;
-                accrual.total = total;
-                accrual.shares += 1;
-                accrual.changed = true;
-                known.insert(s.share_hash);
-                fresh.push(s);
-                outcomes.push(Ok(true));
+        let (Some(pending), Some(total)) = (
+            state.pending.checked_add(s.work),
+            state.total.checked_add(s.work),
+        ) else {
+            warn!(
+                key = %s.locking_key,
+                channel_id = s.channel_id,
+                work = s.work.hashes(),
+                "share refused: its work would overflow its key's accrual"
+            );
+            outcomes.push(Err(LedgerError::AccrualOverflow {
+                key: s.locking_key.to_hex(),
+                work: s.work.hashes(),
+            }));
+            continue;
+        };
+        state.pending = pending;
+        state.total = total;
+        state.shares += 1;
+        state.unbatched += 1;
+        state.chain_in(&s.share_hash);
+        state.last_share_ms = Some(now);
+        // The minute's figure saturates rather than refuse a share: it only draws a chart.
+        state.minute = Some(match state.minute {
+            Some((m, work, count)) if m == minute => {
+                (m, work.checked_add(s.work).unwrap_or(work), count + 1)
             }
-            _ => {
-                warn!(
-                    key = %s.locking_key,
-                    channel_id = s.channel_id,
-                    work = s.work.hashes(),
-                    "share refused: its work would overflow its key's accrual"
-                );
-                outcomes.push(Err(LedgerError::AccrualOverflow {
-                    key: s.locking_key.to_hex(),
-                    work: s.work.hashes(),
-                }));
-            }
-        }
-    }
-    // Many rows per statement: each statement is a round trip to SQLite's worker thread.
-    for chunk in fresh.chunks(ROWS_PER_STATEMENT) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO shares (share_hash, locking_key, channel_id, work, block_found, accepted_at) ",
-        );
-        q.push_values(chunk, |mut b, s| {
-            b.push_bind(s.share_hash.to_vec())
-                .push_bind(s.locking_key.as_bytes().to_vec())
-                .push_bind(s.channel_id as i64)
-                .push_bind(work_bytes(s.work))
-                .push_bind(s.block_found)
-                .push_bind(now);
+            _ => (minute, s.work, 1),
         });
-        q.build().execute(&mut *tx).await?;
+        let record = Record {
+            hash: s.share_hash,
+            key_id: u64::try_from(state.id).unwrap_or(0),
+            channel_id: s.channel_id,
+            work: s.work,
+        };
+        let row = match changes.rows.iter_mut().find(|(tip, _, _)| *tip == s.tip) {
+            Some(row) => row,
+            None => {
+                changes
+                    .rows
+                    .push((s.tip, Vec::with_capacity(40 * shares.len()), 0));
+                changes.rows.last_mut().expect("just pushed")
+            }
+        };
+        record.encode(&mut row.1);
+        row.2 += 1;
+        if s.block_found {
+            changes.blocks.push((s.share_hash, state.id, s.channel_id));
+        }
+        in_group.insert(s.share_hash);
+        changes.credited.push((s.tip, s.share_hash));
+        outcomes.push(Ok(true));
     }
-    for (key, a) in accruals.iter().filter(|(_, a)| a.changed) {
+    (changes, outcomes)
+}
+
+async fn write(
+    conn: &mut SqliteConnection,
+    book: &Book,
+    changes: &mut Changes,
+    now: i64,
+) -> Result<(), LedgerError> {
+    let mut seq = book.next_seq;
+    for (tip, records, count) in &changes.rows {
         sqlx::query(
-            "INSERT INTO accruals (locking_key, pending_work, total_work, share_count) \
-             VALUES (?, ?, ?, ?) \
-             ON CONFLICT (locking_key) DO UPDATE SET pending_work = excluded.pending_work, \
-             total_work = excluded.total_work, share_count = excluded.share_count",
+            "INSERT INTO share_log (first_seq, tip, committed_at, count, records) \
+             VALUES (?, ?, ?, ?, ?)",
         )
-        .bind(key.as_bytes().as_slice())
-        .bind(work_bytes(a.pending))
-        .bind(work_bytes(a.total))
-        .bind(a.shares)
-        .execute(&mut *tx)
+        .bind(seq)
+        .bind(tip)
+        .bind(now)
+        .bind(count)
+        .bind(records.as_slice())
+        .execute(&mut *conn)
+        .await?;
+        seq += count;
+    }
+    let keys: Vec<(&LockingKey, &KeyState)> = changes.keys.iter().collect();
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO accruals (locking_key, key_id, pending_work, total_work, share_count, \
+             chain, unbatched, last_share_at) ",
+        );
+        q.push_values(chunk, |mut b, (key, s)| {
+            b.push_bind(key.as_bytes().to_vec())
+                .push_bind(s.id)
+                .push_bind(work_bytes(s.pending))
+                .push_bind(work_bytes(s.total))
+                .push_bind(s.shares)
+                .push_bind(s.chain.to_vec())
+                .push_bind(s.unbatched)
+                .push_bind(s.last_share_ms);
+        });
+        q.push(
+            " ON CONFLICT (locking_key) DO UPDATE SET pending_work = excluded.pending_work, \
+             total_work = excluded.total_work, share_count = excluded.share_count, \
+             chain = excluded.chain, unbatched = excluded.unbatched, \
+             last_share_at = excluded.last_share_at",
+        );
+        q.build().execute(&mut *conn).await?;
+    }
+    write_minutes(conn, book, changes).await?;
+    for (hash, key_id, channel_id) in &changes.blocks {
+        sqlx::query(
+            "INSERT OR IGNORE INTO found_blocks (hash, key_id, channel_id, found_at) \
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(hash.as_slice())
+        .bind(key_id)
+        .bind(i64::from(*channel_id))
+        .bind(now)
+        .execute(&mut *conn)
         .await?;
     }
-    Ok(outcomes)
+    Ok(())
+}
+
+/// Each changed key's work in the current minute. A key the book holds no figure for in this
+/// minute (the first share of the minute, or the first since a restart) may have one stored:
+/// that one is read once and added to.
+async fn write_minutes(
+    conn: &mut SqliteConnection,
+    book: &Book,
+    changes: &mut Changes,
+) -> Result<(), LedgerError> {
+    let mut rows = Vec::with_capacity(changes.keys.len());
+    for (key, state) in changes.keys.iter_mut() {
+        let Some((minute, mut work, mut count)) = state.minute else {
+            continue;
+        };
+        let held = book
+            .keys
+            .get(key)
+            .and_then(|k| k.minute)
+            .is_some_and(|(m, _, _)| m == minute);
+        if !held {
+            let stored: Option<(Vec<u8>, i64)> = sqlx::query_as(
+                "SELECT work, shares FROM key_minutes WHERE key_id = ? AND minute = ?",
+            )
+            .bind(state.id)
+            .bind(minute)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some((w, c)) = stored {
+                work = work.checked_add(work_from(w)?).unwrap_or(work);
+                count += c;
+                state.minute = Some((minute, work, count));
+            }
+        }
+        rows.push((state.id, minute, work, count));
+    }
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut q =
+            QueryBuilder::<Sqlite>::new("INSERT INTO key_minutes (key_id, minute, work, shares) ");
+        q.push_values(chunk, |mut b, (id, minute, work, count)| {
+            b.push_bind(*id)
+                .push_bind(*minute)
+                .push_bind(work_bytes(*work))
+                .push_bind(*count);
+        });
+        q.push(
+            " ON CONFLICT (key_id, minute) DO UPDATE SET work = excluded.work, \
+             shares = excluded.shares",
+        );
+        q.build().execute(&mut *conn).await?;
+    }
+    Ok(())
 }

@@ -1,10 +1,6 @@
 use sqlx::Sqlite;
 
-use super::{
-    sqlite::work_bytes,
-    writer::{commit_group, Pending},
-    *,
-};
+use super::{sqlite::work_bytes, *};
 
 fn key(n: u8) -> LockingKey {
     let secp = bitcoin::secp256k1::Secp256k1::signing_only();
@@ -22,6 +18,7 @@ fn share(n: u32, k: u8, work: u128) -> AcceptedShare {
         share_hash: hash,
         work: Work::from_hashes(work),
         block_found: false,
+        tip: 1,
     }
 }
 
@@ -95,9 +92,15 @@ async fn block_writer(ledger: &AccrualLedger) -> sqlx::pool::PoolConnection<Sqli
 #[tokio::test]
 async fn record_waits_for_room_when_the_queue_is_full() {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = AccrualLedger::open_with_queue(&dir.path().join("l.sqlite"), "hash", unit(), 2)
-        .await
-        .unwrap();
+    let ledger = AccrualLedger::open_with_queue(
+        &dir.path().join("l.sqlite"),
+        "hash",
+        unit(),
+        LedgerOptions::default(),
+        2,
+    )
+    .await
+    .unwrap();
     let mut lock = block_writer(&ledger).await;
     let mut receipts = Vec::new();
     let mut waiting = None;
@@ -152,7 +155,10 @@ async fn an_overflowing_share_is_refused_alone_and_the_group_commits() {
         ledger.record(share(1, 1, 1_000)).await.await.unwrap(),
         Ok(true)
     );
-    // One group: honest A, A's overflow, honest B, honest A again.
+    // One group: honest A, A's overflow, honest B, honest A again. The writer is held on a
+    // share of key 3 while the four queue behind it, so they commit together.
+    let mut lock = block_writer(&ledger).await;
+    let held = ledger.record(share(99, 3, 1)).await;
     let group = [
         share(2, 1, 500),
         share(3, 1, u128::MAX - 1_000),
@@ -160,15 +166,12 @@ async fn an_overflowing_share_is_refused_alone_and_the_group_commits() {
         share(5, 1, 250),
     ];
     let mut receipts = Vec::new();
-    let pending: Vec<Pending> = group
-        .iter()
-        .map(|s| {
-            let (done, receipt) = oneshot::channel();
-            receipts.push(receipt);
-            Pending { share: *s, done }
-        })
-        .collect();
-    commit_group(&ledger.db, pending, &ledger.metrics).await;
+    for s in group {
+        receipts.push(ledger.record(s).await);
+    }
+    sqlx::query("ROLLBACK").execute(&mut *lock).await.unwrap();
+    drop(lock);
+    assert_eq!(held.await.unwrap(), Ok(true));
     let mut outcomes = Vec::new();
     for r in receipts {
         outcomes.push(r.await.unwrap());

@@ -13,8 +13,14 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error};
 
 use super::{
-    batches, error::LedgerError, metrics::LedgerMetrics, share_commit::write_group,
-    sqlite::now_millis, Batch,
+    batches,
+    book::Book,
+    error::LedgerError,
+    metrics::LedgerMetrics,
+    retention::{self, Pruned},
+    share_commit::write_group,
+    sqlite::now_millis,
+    Batch,
 };
 use crate::accepted_share::AcceptedShare;
 
@@ -47,29 +53,37 @@ pub(super) enum Command {
         code: String,
         done: oneshot::Sender<Result<Option<Batch>, LedgerError>>,
     },
+    Prune {
+        /// Log rows committed before this (unix ms) go.
+        before_ms: i64,
+        done: oneshot::Sender<Result<Pruned, LedgerError>>,
+    },
 }
 
+/// Runs every write. Batch creation, the mint's answers and pruning come in on `control` and
+/// go first whenever both queues hold something, so a flood of shares never holds a batch back
+/// by more than the group being committed.
 pub(super) async fn writer(
     db: SqlitePool,
+    mut book: Book,
+    mut control: mpsc::Receiver<Command>,
     mut rx: mpsc::Receiver<Command>,
     examined: Arc<AtomicU64>,
     unit_work: UnitWork,
     metrics: Arc<LedgerMetrics>,
 ) {
     let batch_work = |b: &Batch| u128::from(b.amount).saturating_mul(unit_work.work().hashes());
-    let mut next: Option<Command> = None;
     // Keys whose pending work changed since the last batch creation: only they can have a
     // whole unit to issue. `None` until the first creation, which looks at every key (work
     // left from before a restart). Without this, one share under each of a million fresh
     // keys would make every batch tick read a million rows.
     let mut dirty: Option<HashSet<LockingKey>> = None;
     loop {
-        let command = match next.take() {
-            Some(c) => c,
-            None => match rx.recv().await {
-                Some(c) => c,
-                None => return,
-            },
+        let command = tokio::select! {
+            biased;
+            Some(c) = control.recv() => c,
+            Some(c) = rx.recv() => c,
+            else => return,
         };
         match command {
             Command::Share(first) => {
@@ -77,20 +91,18 @@ pub(super) async fn writer(
                 while group.len() < MAX_GROUP {
                     match rx.try_recv() {
                         Ok(Command::Share(p)) => group.push(p),
-                        Ok(other) => {
-                            next = Some(other);
-                            break;
-                        }
+                        // Only shares come in on this queue.
+                        Ok(_) => {}
                         Err(_) => break,
                     }
                 }
-                let credited = commit_group(&db, group, &metrics).await;
+                let credited = commit_group(&db, &mut book, group, &metrics).await;
                 if let Some(keys) = dirty.as_mut() {
                     keys.extend(credited);
                 }
             }
             Command::CreateBatches { unit, done } => {
-                let result = batches::create(&db, unit, dirty.as_ref(), &examined).await;
+                let result = batches::create(&db, &mut book, unit, dirty.as_ref(), &examined).await;
                 if let Ok(created) = &result {
                     dirty = Some(HashSet::new());
                     let taken = created.iter().map(batch_work).sum();
@@ -114,7 +126,7 @@ pub(super) async fn writer(
                 code,
                 done,
             } => {
-                let result = batches::record_refusal(&db, &request_id, &code).await;
+                let result = batches::record_refusal(&db, &mut book, &request_id, &code).await;
                 // The returned work is pending again: the next creation must look at its key.
                 if let Ok(Some(batch)) = &result {
                     if let Some(keys) = dirty.as_mut() {
@@ -124,6 +136,9 @@ pub(super) async fn writer(
                 }
                 let _ = done.send(result);
             }
+            Command::Prune { before_ms, done } => {
+                let _ = done.send(retention::prune(&db, before_ms).await);
+            }
         }
     }
 }
@@ -131,12 +146,13 @@ pub(super) async fn writer(
 /// Commits a group; returns the keys whose shares were credited.
 pub(super) async fn commit_group(
     db: &SqlitePool,
+    book: &mut Book,
     group: Vec<Pending>,
     metrics: &LedgerMetrics,
 ) -> Vec<LockingKey> {
     let shares: Vec<&AcceptedShare> = group.iter().map(|p| &p.share).collect();
     let started = std::time::Instant::now();
-    let written = write_group(db, &shares).await;
+    let written = write_group(db, book, &shares).await;
     metrics.commit_seconds.observe_duration(started.elapsed());
     match written {
         Ok(outcomes) => {

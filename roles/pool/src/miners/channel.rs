@@ -21,6 +21,8 @@ pub trait PoolChannel {
     fn share_accounting(&self) -> &ShareAccounting;
     /// Id of the job shares are mined on now.
     fn active_job_id(&self) -> Option<u32>;
+    /// The ledger's id of the chain tip the channel's jobs are on (0 before the first tip).
+    fn tip_id(&self) -> i64;
     /// Applies vardiff's (or UpdateChannel's) new hashrate; returns the new target, or the
     /// SV2 error code of the refusal.
     fn update(&mut self, hashrate: f32, max_target: Option<Target>)
@@ -68,6 +70,11 @@ macro_rules! impl_pool_channel {
             }
             fn active_job_id(&self) -> Option<u32> {
                 self.get_active_job().map(|j| j.get_job_id())
+            }
+            fn tip_id(&self) -> i64 {
+                self.get_chain_tip()
+                    .map(|t| crate::ledger::tip_id(t.prev_hash().as_ref()))
+                    .unwrap_or(0)
             }
             fn update(
                 &mut self,

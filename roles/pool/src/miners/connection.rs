@@ -3,6 +3,7 @@
 //! goes, misbehaves or meets a limit.
 
 use std::{
+    collections::VecDeque,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -30,13 +31,49 @@ use super::{
     registry::Announcer,
     shares, MinerHandles,
 };
-use crate::accepted_share::AcceptedShare;
+use crate::{accepted_share::AcceptedShare, ledger::Receipt};
 
 /// Largest payload a miner has reason to send (SetCustomMiningJob with a full coinbase is
 /// well under this); anything bigger is refused before decoding.
 pub const MAX_MINER_FRAME_PAYLOAD: usize = 1 << 17;
 /// Frames already received that are handled together before their replies go out.
 const MAX_FRAMES_PER_COMMIT: usize = 255;
+/// Replies waiting for their shares to be durable, at most; beyond that the connection stops
+/// reading until the oldest goes out.
+const MAX_OUTBOX: usize = 16;
+
+/// Replies waiting for the shares they acknowledge (and every share before them).
+struct Outgoing {
+    receipts: VecDeque<Receipt>,
+    messages: Vec<AnyMessageOwned>,
+    /// The connection closes once these replies are sent.
+    close: Option<MinerError>,
+}
+
+/// Waits until every receipt of `out` resolved. Cancel-safe: a receipt is removed only once it
+/// resolved. A share the ledger refuses (its key's accrual would overflow) closes this miner's
+/// connection before anything acknowledges it; other miners' shares are not affected.
+async fn settle(out: &mut Outgoing) -> Result<(), MinerError> {
+    while let Some(receipt) = out.receipts.front_mut() {
+        let outcome = receipt.await;
+        out.receipts.pop_front();
+        match outcome {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => warn!("a share already in the ledger was not credited again"),
+            Ok(Err(e)) => return Err(MinerError::Ledger(e.to_string())),
+            Err(_) => return Err(MinerError::Ledger("ledger writer stopped".into())),
+        }
+    }
+    Ok(())
+}
+
+/// [`settle`] for the oldest waiting replies.
+async fn settle_front(outbox: &mut VecDeque<Outgoing>) -> Result<(), MinerError> {
+    match outbox.front_mut() {
+        Some(front) => settle(front).await,
+        None => std::future::pending().await,
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum MinerError {
@@ -211,10 +248,15 @@ impl Connection {
         ));
         ack_deadline.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
+        // Replies wait here, in order, until the shares they acknowledge are durable; frames
+        // keep being read meanwhile, so the next shares join the next ledger commit.
+        let mut outbox: VecDeque<Outgoing> = VecDeque::new();
+        // A reply that must be the last one is queued: nothing more is read.
+        let mut closing = false;
         let result = loop {
             let (deadline, limit) = deadlines.next(conn.setup_done, conn.had_channel);
             let out = tokio::select! {
-                frame = frames.recv() => {
+                frame = frames.recv(), if !closing && outbox.len() < MAX_OUTBOX => {
                     deadlines.last_frame = Instant::now();
                     let mut out = match conn.on_frame(ctx, frame) {
                         Ok(out) => out,
@@ -242,7 +284,20 @@ impl Connection {
                     }
                     out
                 }
-                _ = tokio::time::sleep_until(deadline) => {
+                settled = settle_front(&mut outbox), if !outbox.is_empty() => {
+                    if let Err(e) = settled {
+                        break Err(e);
+                    }
+                    let Some(ready) = outbox.pop_front() else { continue };
+                    if let Err(e) = conn.send_all(ready.messages).await {
+                        break Err(e);
+                    }
+                    if let Some(e) = ready.close {
+                        break Err(e);
+                    }
+                    continue;
+                }
+                _ = tokio::time::sleep_until(deadline), if !closing => {
                     break Err(MinerError::Limit {
                         reason: limit,
                         detail: "the miner did not do its part in time".into(),
@@ -279,24 +334,38 @@ impl Connection {
                     .into_iter().map(AnyMessageOwned::Mining).collect(),
                 _ = shutdown.cancelled() => break Ok(()),
             };
-            // Nothing that acknowledges a share leaves before the share is durable.
-            if let Err(e) = conn.await_durable(ctx).await {
-                break Err(e);
+            // Nothing that acknowledges a share leaves before the share is durable: replies
+            // go out in order, each once every share before it is in the ledger.
+            let receipts = conn.queue_accepted(ctx).await;
+            let close = conn.close_after_send.take();
+            if receipts.is_empty() && outbox.is_empty() {
+                if let Err(e) = conn.send_all(out).await {
+                    break Err(e);
+                }
+                if let Some(e) = close {
+                    break Err(e);
+                }
+                continue;
             }
-            if let Err(e) = conn.send_all(out).await {
-                break Err(e);
-            }
-            if let Some(e) = conn.close_after_send.take() {
-                break Err(e);
-            }
+            closing |= close.is_some();
+            outbox.push_back(Outgoing {
+                receipts,
+                messages: out,
+                close,
+            });
         };
-        // Shares accepted in the frames before the one that ended the connection (the miner
-        // left, or sent something refused) are valid work the pool counted: credited, although
-        // no acknowledgement can reach the miner now.
-        if !conn.accepted.is_empty() {
-            if let Err(e) = conn.await_durable(ctx).await {
-                warn!(client_id, "shares of a closed connection not credited: {e}");
-            }
+        // Shares accepted before the connection ended (the miner left, or sent something
+        // refused) are valid work the pool counted: credited, although no acknowledgement can
+        // reach the miner now.
+        let mut left: VecDeque<Receipt> = outbox.into_iter().flat_map(|o| o.receipts).collect();
+        left.extend(conn.queue_accepted(ctx).await);
+        let mut last = Outgoing {
+            receipts: left,
+            messages: Vec::new(),
+            close: None,
+        };
+        if let Err(e) = settle(&mut last).await {
+            warn!(client_id, "shares of a closed connection not credited: {e}");
         }
         ctx.registry.remove(client_id);
         ctx.stats.connection_closed();
@@ -327,23 +396,14 @@ impl Connection {
         }
     }
 
-    /// Waits until every share handled since the last send is in the ledger. A share the
-    /// ledger refuses (its key's accrual would overflow) closes this miner's connection
-    /// before anything acknowledges it; other miners' shares are not affected.
-    async fn await_durable(&mut self, ctx: &MinerHandles) -> Result<(), MinerError> {
-        let mut receipts = Vec::with_capacity(self.accepted.len());
+    /// Hands the shares accepted since the last call to the ledger; the receipts resolve once
+    /// each is durable.
+    async fn queue_accepted(&mut self, ctx: &MinerHandles) -> VecDeque<Receipt> {
+        let mut receipts = VecDeque::with_capacity(self.accepted.len());
         for share in self.accepted.drain(..) {
-            receipts.push(ctx.shares.make_durable(share).await);
+            receipts.push_back(ctx.shares.make_durable(share).await);
         }
-        for receipt in receipts {
-            match receipt.await {
-                Ok(Ok(true)) => {}
-                Ok(Ok(false)) => warn!("a share already in the ledger was not credited again"),
-                Ok(Err(e)) => return Err(MinerError::Ledger(e.to_string())),
-                Err(_) => return Err(MinerError::Ledger("ledger writer stopped".into())),
-            }
-        }
-        Ok(())
+        receipts
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ChannelSet> {

@@ -177,6 +177,7 @@ fn handle(
         share_hash: *hash.as_ref(),
         work,
         block_found: block.is_some(),
+        tip: entry.channel().tip_id(),
     };
     ctx.shares.on_share_accepted(&share);
     accepted.push(share);

@@ -17,6 +17,7 @@ fn share(n: u32, k: u8, work: u128, block: bool) -> AcceptedShare {
         share_hash: hash,
         work: Work::from_hashes(work),
         block_found: block,
+        tip: 1,
     }
 }
 
@@ -35,11 +36,42 @@ async fn record(ledger: &AccrualLedger, shares: impl IntoIterator<Item = Accepte
     }
 }
 
-/// Puts share `n` at `at_ms` (the writer stamps shares with the time they commit).
-async fn stamp(ledger: &AccrualLedger, n: u32, at_ms: i64) {
+/// Replaces key `k`'s per-minute work with `minutes` (time, work, shares) and its last share's
+/// time with `last_ms`: the writer stamps work with the minute it commits in.
+async fn place(ledger: &AccrualLedger, k: u8, minutes: &[(i64, u128, i64)], last_ms: i64) {
+    let id: i64 = sqlx::query_scalar("SELECT key_id FROM accruals WHERE locking_key = ?")
+        .bind(key(k).as_bytes().as_slice())
+        .fetch_one(&ledger.db)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM key_minutes WHERE key_id = ?")
+        .bind(id)
+        .execute(&ledger.db)
+        .await
+        .unwrap();
+    for (at, work, shares) in minutes {
+        sqlx::query("INSERT INTO key_minutes (key_id, minute, work, shares) VALUES (?, ?, ?, ?)")
+            .bind(id)
+            .bind(at.div_euclid(60_000))
+            .bind(work.to_le_bytes().as_slice())
+            .bind(shares)
+            .execute(&ledger.db)
+            .await
+            .unwrap();
+    }
+    sqlx::query("UPDATE accruals SET last_share_at = ? WHERE key_id = ?")
+        .bind(last_ms)
+        .bind(id)
+        .execute(&ledger.db)
+        .await
+        .unwrap();
+}
+
+/// Puts found block `n` at `at_ms`.
+async fn stamp_block(ledger: &AccrualLedger, n: u32, at_ms: i64) {
     let mut hash = [0u8; 32];
     hash[..4].copy_from_slice(&n.to_le_bytes());
-    sqlx::query("UPDATE shares SET accepted_at = ? WHERE share_hash = ?")
+    sqlx::query("UPDATE found_blocks SET found_at = ? WHERE hash = ?")
         .bind(at_ms)
         .bind(hash.as_slice())
         .execute(&ledger.db)
@@ -109,14 +141,34 @@ async fn a_keys_report_equals_its_ledger_rows() {
         .await
         .unwrap();
     record(&ledger, [share(5, 1, 900, true)]).await;
-    for (n, at) in [
-        (1, NOW - 7_200_000),
-        (2, NOW - 1_800_000),
-        (3, NOW - 60_000),
-    ] {
-        stamp(&ledger, n, at).await;
+    // The minutes the writer recorded hold all of key 1's work.
+    let recorded = reader
+        .key_report(&key(1), super::super::sqlite::now_millis(), &[600])
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            recorded.windows[0].work.hashes(),
+            recorded.windows[0].shares
+        ),
+        (5_100, 4)
+    );
+    // Shares 1, 2, 3 and 5 at -2 h, -30 min, -1 min and -1 s.
+    place(
+        &ledger,
+        1,
+        &[
+            (NOW - 7_200_000, 1_000, 1),
+            (NOW - 1_800_000, 1_500, 1),
+            (NOW - 60_000, 1_700, 1),
+            (NOW - 1_000, 900, 1),
+        ],
+        NOW - 1_000,
+    )
+    .await;
+    for (n, at) in [(2, NOW - 1_800_000), (3, NOW - 60_000), (5, NOW - 1_000)] {
+        stamp_block(&ledger, n, at).await;
     }
-    stamp(&ledger, 5, NOW - 1_000).await;
 
     let r = reader
         .key_report(&key(1), NOW, &[600, 3_600, 86_400])
@@ -172,26 +224,31 @@ async fn a_keys_report_equals_its_ledger_rows() {
 #[tokio::test]
 async fn windows_past_the_row_limit_say_what_they_cover() {
     let (_dir, ledger, reader) = setup(ReadLimits {
-        window_shares: 3,
+        window_minutes: 3,
         ..Default::default()
     })
     .await;
     record(&ledger, (1..=5).map(|n| share(n, 1, 100, false))).await;
     // Shares 1..5 at -50 min, -40, -30, -20 and -1 min.
-    for (n, minutes) in [(1, 50), (2, 40), (3, 30), (4, 20), (5, 1)] {
-        stamp(&ledger, n, NOW - minutes * 60_000).await;
-    }
+    let minutes: Vec<_> = [50, 40, 30, 20, 1]
+        .iter()
+        .map(|m| (NOW - m * 60_000, 100, 1))
+        .collect();
+    place(&ledger, 1, &minutes, NOW - 60_000).await;
     let r = reader
         .key_report(&key(1), NOW, &[600, 3_600])
         .await
         .unwrap();
     // 10 min: only share 5, and the rows read reach further back: whole.
     assert_eq!((r.windows[0].shares, r.windows[0].complete), (1, true));
-    // 1 h: the limit of three rows was met; it covers shares 3..5, from share 3 on.
+    // 1 h: the limit of three rows was met; it covers shares 3..5, from share 3's minute on.
     let hour = r.windows[1];
     assert_eq!(
         (hour.shares, hour.work.hashes(), hour.complete),
         (3, 300, false)
     );
-    assert_eq!(hour.covered_from_ms, NOW - 30 * 60_000);
+    assert_eq!(
+        hour.covered_from_ms,
+        (NOW - 30 * 60_000).div_euclid(60_000) * 60_000
+    );
 }
