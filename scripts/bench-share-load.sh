@@ -19,7 +19,8 @@
 #   no outgoing connection holds one),
 #   HASHPOOL_BENCH_CACHE (~/.cache/hashpool-bench: where pool_sv2 is installed),
 #   PROFILE (release; `debug` runs target/debug binaries), SKIP_BUILD=1 (use built binaries),
-#   CARGO_TARGET_DIR (target), KEEP=1 (keep the work directory with configs and logs).
+#   CARGO_TARGET_DIR (target), CARGO_PREFIX (a command cargo runs under, e.g. `flock LOCK nice`),
+#   KEEP=1 (keep the work directory with configs and logs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,41 +28,15 @@ CHANNELS=${CHANNELS:-4}
 IN_FLIGHT=${IN_FLIGHT:-64}
 DURATION=${DURATION:-20}
 ROUNDS=${ROUNDS:-1}
-SHARE_BATCH=${SHARE_BATCH:-1}
-QUOTE_BATCH_MS=${QUOTE_BATCH_MS:-100}
-BASE=${BENCH_PORT_BASE:-29000}
 CACHE=${HASHPOOL_BENCH_CACHE:-$HOME/.cache/hashpool-bench}
-PROFILE=${PROFILE:-release}
-TARGET_DIR=${CARGO_TARGET_DIR:-target}
-BIN="$TARGET_DIR/$PROFILE"
 POOL_SV2="$CACHE/bin/pool_sv2"
-
-# The well-known SRI test authority keypair: local benchmarks only.
-PUBLIC_KEY=9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH72
-SECRET_KEY=mkDLTBBRxdBv998612qipDYoTK3YUrqLe8uWw7gu3iXbSrn2n
-# One ehash per share: a maximal-target share proves one hash of work (1.2 / difficulty-1 work,
-# as share-bench; the ledger rounds work to whole hashes).
-UNIT_WORK=$(python3 -c 'print(repr(1.2 / 0x100010001))')
-
-TP_PORT=$BASE TP_HTTP=$((BASE + 1))
-POOL_PORT=$((BASE + 10)) MINT_LINK=$((BASE + 11)) POOL_MONITORING=$((BASE + 12))
-MINT_HTTP=$((BASE + 20)) MINT_MONITORING=$((BASE + 21))
-STATS_INGEST=$((BASE + 30)) STATS_HTTP=$((BASE + 31)) WEB=$((BASE + 40))
-SRI_PORT=$((BASE + 50))
-
-log() { echo "==> $*" >&2; }
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+# The stack (ports, keys, configs, process handling): scripts/bench-stack.sh.
+# shellcheck source=scripts/bench-stack.sh
+. scripts/bench-stack.sh
 
 # --- binaries ---------------------------------------------------------------------------------
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    log "cargo build ($PROFILE): pool, mint, template-provider, hashpool-wallet, share-load"
-    flags=()
-    [ "$PROFILE" = release ] && flags=(--release)
-    cargo build "${flags[@]}" -p pool -p mint -p template-provider -p hashpool-wallet-cli -p share-load
-fi
-for b in pool mint template-provider hashpool-wallet share-load; do
-    [ -x "$BIN/$b" ] || { echo "missing $BIN/$b (build it, or unset SKIP_BUILD)" >&2; exit 1; }
-done
+BINARIES="pool mint template-provider hashpool-wallet share-load" \
+    build_stack pool mint template-provider hashpool-wallet-cli share-load
 if [ ! -x "$POOL_SV2" ]; then
     if ! command -v capnp >/dev/null; then
         log "pool_sv2 needs the capnp compiler: apt-get install capnproto libcapnp-dev"
@@ -71,128 +46,8 @@ if [ ! -x "$POOL_SV2" ]; then
     cargo install pool_sv2 --version 0.7.0 --locked --root "$CACHE"
 fi
 
-# --- processes --------------------------------------------------------------------------------
-WORK=$(mktemp -d -t hashpool-bench.XXXXXX)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    if [ "${KEEP:-0}" = 1 ]; then echo "work directory kept: $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-
-LAST_PID=
-start() { # name, command...: runs in the background (pid in LAST_PID), output in $WORK/<name>.log
-    local name=$1
-    shift
-    RUST_LOG=${RUST_LOG:-warn} "$@" >"$WORK/$name.log" 2>&1 &
-    LAST_PID=$!
-    PIDS+=("$LAST_PID")
-}
-stop() { # pid: SIGTERM, then wait for the exit
-    kill "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-}
-wait_port() { # port, what
-    for _ in $(seq 1 300); do
-        (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "$2 is not listening on $1 (logs: $WORK, KEEP=1 keeps them)" >&2
-    KEEP=1
-    exit 1
-}
-
 # --- configuration ----------------------------------------------------------------------------
-mkdir -p "$WORK/tp"
-cat >"$WORK/tp.toml" <<EOF
-[template_provider]
-listen_address = "127.0.0.1:$TP_PORT"
-http_address = "127.0.0.1:$TP_HTTP"
-authority_public_key = "$PUBLIC_KEY"
-authority_secret_key = "$SECRET_KEY"
-cert_validity_secs = 3600
-
-[chain]
-data_dir = "$WORK/tp"
-# Mainnet's difficulty-1 target: no share is ever a block.
-nbits = "1d00ffff"
-
-[mempool]
-synthetic_tx_interval_ms = 5000
-synthetic_tx_fee_sats = 1000
-max_transactions = 100
-EOF
-cat >"$WORK/shared.toml" <<EOF
-[pool]
-listen_address = "127.0.0.1:$POOL_PORT"
-mint_link_address = "127.0.0.1:$MINT_LINK"
-monitoring_address = "127.0.0.1:$POOL_MONITORING"
-authority_public_key = "$PUBLIC_KEY"
-
-[mint]
-http_address = "127.0.0.1:$MINT_HTTP"
-authority_public_key = "$PUBLIC_KEY"
-
-[stats]
-ingest_address = "127.0.0.1:$STATS_INGEST"
-http_address = "127.0.0.1:$STATS_HTTP"
-authority_public_key = "$PUBLIC_KEY"
-reporter_public_keys = ["$PUBLIC_KEY"]
-
-[web]
-address = "127.0.0.1:$WEB"
-
-[ehash]
-unit = "hash"
-unit_work = $UNIT_WORK
-EOF
-cat >"$WORK/pool.toml" <<EOF
-[pool]
-authority_secret_key = "$SECRET_KEY"
-cert_validity_secs = 3600
-coinbase_reward_script = "raw(00147a5ee1a1a4a5b35c3e0e2d4bd6c1a7bb17b3d7c1)"
-pool_signature = "hashpool"
-server_id = 1
-# Vardiff never moves the maximal target, and the duplicate-share budget fits the run.
-shares_per_minute = 1000000000.0
-share_batch_size = $SHARE_BATCH
-share_ack_interval_ms = 1000
-vardiff_interval_secs = 3600
-max_channels_per_connection = 256
-mint_quote_extension = true
-ledger_path = "$WORK/ROUND/ledger.sqlite"
-
-[template_provider]
-address = "127.0.0.1:$TP_PORT"
-authority_public_key = "$PUBLIC_KEY"
-reconnect_initial_ms = 500
-reconnect_max_ms = 10000
-
-[quotes]
-batch_interval_ms = $QUOTE_BATCH_MS
-retry_interval_ms = 5000
-
-# Every limit at its default but the difficulty floor: every nonce a share, as for pool_sv2.
-[limits]
-min_share_difficulty = 1e-30
-EOF
-cat >"$WORK/mint.toml" <<EOF
-[mint]
-authority_secret_key = "$SECRET_KEY"
-database_path = "$WORK/ROUND/mint.sqlite"
-seed_path = "$WORK/ROUND/mint-seed"
-name = "Hashpool mint (bench)"
-description = "share-load benchmark"
-max_concurrent_quotes = 4
-other_urls = []
-monitoring_address = "127.0.0.1:$MINT_MONITORING"
-lookup_nonce_capacity = 100000
-
-[pool_link]
-reconnect_initial_ms = 500
-reconnect_max_ms = 10000
-EOF
+write_stack_configs
 cat >"$WORK/pool_sv2.toml" <<EOF
 authority_public_key = "$PUBLIC_KEY"
 authority_secret_key = "$SECRET_KEY"
@@ -210,9 +65,7 @@ public_key = "$PUBLIC_KEY"
 EOF
 
 # --- runs -------------------------------------------------------------------------------------
-log "template provider (nbits 1d00ffff) on $TP_PORT"
-start tp "$BIN/template-provider" -c "$WORK/tp.toml"
-wait_port "$TP_PORT" "the template provider"
+start_template_provider
 
 load() { # port, result file, users...
     local port=$1 out=$2
@@ -230,14 +83,8 @@ run_ours() { # round
     log "round $round: our pool (ehash on, real mint, $CHANNELS wallets minting)"
     local pool_pid mint_pid keys=() wallet_pids=()
     # A fresh ledger and mint database every round: each round measures the same start.
-    sed "s|$WORK/ROUND/|$dir/|" "$WORK/pool.toml" >"$dir/pool.toml"
-    sed "s|$WORK/ROUND/|$dir/|" "$WORK/mint.toml" >"$dir/mint.toml"
-    start "pool-$round" "$BIN/pool" -c "$dir/pool.toml" -g "$WORK/shared.toml"
-    pool_pid=$LAST_PID
-    start "mint-$round" "$BIN/mint" -c "$dir/mint.toml" -g "$WORK/shared.toml"
-    mint_pid=$LAST_PID
-    wait_port "$POOL_PORT" "our pool"
-    wait_port "$MINT_HTTP" "the mint"
+    start_pool_and_mint "$dir" "$round"
+    pool_pid=$POOL_PID mint_pid=$MINT_PID
     for i in $(seq 1 "$CHANNELS"); do
         local w="$dir/wallet-$i"
         keys+=("$("$BIN/hashpool-wallet" --dir "$w" --mint "http://127.0.0.1:$MINT_HTTP" init --json |

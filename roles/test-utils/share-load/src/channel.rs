@@ -51,12 +51,12 @@ pub struct ChannelRun {
 }
 
 /// The channel's state on the wire.
-struct Channel {
-    conn: Connection,
-    id: u32,
+pub(crate) struct Channel {
+    pub(crate) conn: Connection,
+    pub(crate) id: u32,
     group_id: u32,
-    work: ChannelWork,
-    sequence: u32,
+    pub(crate) work: ChannelWork,
+    pub(crate) sequence: u32,
 }
 
 /// Opens the channel, says whether it is ready on `ready`, waits for the window on `go` and
@@ -101,7 +101,9 @@ pub async fn run(
     run
 }
 
-async fn open(options: &LoadOptions, index: usize) -> Result<Channel, String> {
+/// Connects (Noise, `SetupConnection` with `REQUIRES_STANDARD_JOBS`) and opens channel
+/// `index`'s standard channel, asking for the easiest target.
+pub(crate) async fn open(options: &LoadOptions, index: usize) -> Result<Channel, String> {
     let dial = Dial::new(
         options.pool,
         options.authority_key,
@@ -148,7 +150,7 @@ async fn open(options: &LoadOptions, index: usize) -> Result<Channel, String> {
 
 /// The next message the SRI parsers know (extension frames, e.g. quote announcements, are
 /// skipped).
-async fn next_message(conn: &mut Connection) -> Result<AnyMessageOwned, String> {
+pub(crate) async fn next_message(conn: &mut Connection) -> Result<AnyMessageOwned, String> {
     loop {
         let mut frame = conn
             .recv_frame()
@@ -262,7 +264,7 @@ async fn submit(
 }
 
 impl Channel {
-    fn has_work(&self) -> bool {
+    pub(crate) fn has_work(&self) -> bool {
         self.work.has_work()
     }
 
@@ -284,7 +286,11 @@ impl Channel {
     }
 
     /// Applies a message from the pool; an error for what ends the channel.
-    fn on_message(&mut self, m: AnyMessageOwned, run: &mut ChannelRun) -> Result<(), String> {
+    pub(crate) fn on_message(
+        &mut self,
+        m: AnyMessageOwned,
+        run: &mut ChannelRun,
+    ) -> Result<(), String> {
         let AnyMessageOwned::Mining(m) = m else {
             return Ok(());
         };

@@ -15,9 +15,14 @@
 //! shares never answered, and the ack latency of every share a `SubmitShares.Success` covered
 //! (submission to the first Success whose `last_sequence_number` reaches it: batched acks make
 //! the early shares of a batch wait for the batch).
+//!
+//! [`hold()`] is the other mode: many connections, one standard channel each, every one set up
+//! (a job, one share, its answer) at a bounded pace and then held open while an outside
+//! observer measures the pool (see the [`hold`](mod@hold) module).
 
 pub mod acks;
 mod channel;
+pub mod hold;
 pub mod latency;
 pub mod work;
 
@@ -31,6 +36,7 @@ use serde::Serialize;
 use stratum_apps::key_utils::Secp256k1PublicKey;
 use tokio::sync::{mpsc, watch};
 
+pub use hold::{hold, HoldOptions, HoldReport};
 pub use latency::LatencySummary;
 
 /// What to run.

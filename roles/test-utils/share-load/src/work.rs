@@ -113,6 +113,23 @@ impl ChannelWork {
         self.next_nonce = Some(0);
     }
 
+    /// The next nonce of the active job as a share whatever its hash: what a channel whose
+    /// target is too hard to meet soon submits to get an answer (a pool that checks refuses it).
+    /// `None` without work or once every nonce was tried.
+    pub fn unchecked_share(&mut self) -> Option<Share> {
+        let (Some(job), Some((_, tip_ntime, _))) = (&self.active, self.tip) else {
+            return None;
+        };
+        let nonce = self.next_nonce?;
+        self.next_nonce = nonce.checked_add(1);
+        Some(Share {
+            job_id: job.job_id,
+            nonce,
+            ntime: job.min_ntime.clone().into_inner().unwrap_or(tip_ntime),
+            version: job.version,
+        })
+    }
+
     /// Tries at most `budget` nonces of the active job against the channel's target.
     pub fn grind(&mut self, budget: u32) -> Grind {
         let (Some(job), Some((prev_hash, tip_ntime, nbits))) = (&self.active, self.tip) else {
@@ -209,6 +226,18 @@ mod tests {
         w.on_prev_hash(&tip(1));
         assert_eq!(w.grind(100), Grind::NotYet);
         assert_eq!(w.hashes, 100);
+    }
+
+    #[test]
+    fn an_unchecked_share_takes_the_next_nonce_whatever_the_target() {
+        let mut w = ChannelWork::new(Target::ZERO);
+        assert_eq!(w.unchecked_share(), None, "no work yet");
+        w.on_job(job(1, None));
+        w.on_prev_hash(&tip(1));
+        assert_eq!(w.grind(100), Grind::NotYet);
+        let s = w.unchecked_share().expect("a share");
+        assert_eq!((s.job_id, s.nonce, s.ntime), (1, 100, 1_700_000_000));
+        assert_eq!(w.unchecked_share().map(|s| s.nonce), Some(101));
     }
 
     #[test]
