@@ -58,14 +58,15 @@ pub use log::tip_id;
 pub use metrics::LedgerMetrics;
 pub use reader::{FoundBlock, IssuedQuote, KeyReport, LedgerReader, ReadLimits, WindowWork};
 pub use retention::{chain_row, Pruned};
-pub use writer::Receipt;
+pub use writer::{Receipt, Receipts};
 
 use crate::accepted_share::AcceptedShare;
 use book::Book;
 use sqlite::{check_unit, now_millis, work_from};
-use writer::{writer, Command, Pending, MAX_GROUP};
+use writer::{writer, Command, Done, Pending, MAX_GROUP};
 
-/// Commands waiting for the writer at most; `record` waits for room beyond that.
+/// Share entries waiting for the writer at most (one per `record`, or per `record_all` of a
+/// connection's burst); `record` waits for room beyond that.
 const QUEUE_CAPACITY: usize = MAX_GROUP * 4;
 
 /// Control commands (batches, answers, pruning) waiting at most.
@@ -219,14 +220,26 @@ impl AccrualLedger {
     /// A share whose future is dropped before it resolves was not queued.
     pub async fn record(&self, share: AcceptedShare) -> Receipt {
         let (done, receipt) = oneshot::channel();
-        if let Err(mpsc::error::SendError(Command::Share(p))) = self
-            .queue
-            .send(Command::Share(Pending { share, done }))
-            .await
-        {
-            let _ = p.done.send(Err(LedgerError::Stopped));
-        }
+        self.queue_shares(vec![share], Done::One(done)).await;
         receipt
+    }
+
+    /// [`AccrualLedger::record`] for several shares at once (a miner's burst of frames): one
+    /// queue entry, and one answer with every share's outcome in order.
+    pub async fn record_all(&self, shares: Vec<AcceptedShare>) -> Receipts {
+        let (done, receipts) = oneshot::channel();
+        self.queue_shares(shares, Done::Many(done)).await;
+        receipts
+    }
+
+    async fn queue_shares(&self, shares: Vec<AcceptedShare>, done: Done) {
+        let pending = Pending { shares, done };
+        if let Err(mpsc::error::SendError(Command::Shares(p))) =
+            self.queue.send(Command::Shares(pending)).await
+        {
+            let stopped = vec![Err(LedgerError::Stopped); p.shares.len()];
+            p.done.send(stopped);
+        }
     }
 
     /// What `key` has accrued.

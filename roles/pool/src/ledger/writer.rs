@@ -31,14 +31,38 @@ pub(super) const MAX_GROUP: usize = 4096;
 /// (a replay: not credited twice), `Err(AccrualOverflow)` refused, not stored.
 pub type Receipt = oneshot::Receiver<Result<bool, LedgerError>>;
 
+/// Resolves once every share handed in together is durable: their outcomes, in order (as
+/// [`Receipt`]'s).
+pub type Receipts = oneshot::Receiver<Vec<Result<bool, LedgerError>>>;
+
+/// Shares handed in together, answered together: one queue entry and one wake-up for all the
+/// shares of a miner's burst of frames.
 pub(super) struct Pending {
-    pub(super) share: AcceptedShare,
-    pub(super) done: oneshot::Sender<Result<bool, LedgerError>>,
+    pub(super) shares: Vec<AcceptedShare>,
+    pub(super) done: Done,
+}
+
+pub(super) enum Done {
+    One(oneshot::Sender<Result<bool, LedgerError>>),
+    Many(oneshot::Sender<Vec<Result<bool, LedgerError>>>),
+}
+
+impl Done {
+    pub(super) fn send(self, mut outcomes: Vec<Result<bool, LedgerError>>) {
+        match self {
+            Done::One(done) => {
+                let _ = done.send(outcomes.pop().unwrap_or(Err(LedgerError::Stopped)));
+            }
+            Done::Many(done) => {
+                let _ = done.send(outcomes);
+            }
+        }
+    }
 }
 
 /// What the writer task does, in queue order.
 pub(super) enum Command {
-    Share(Pending),
+    Shares(Pending),
     CreateBatches {
         unit: UnitWork,
         done: oneshot::Sender<Result<Vec<Batch>, LedgerError>>,
@@ -86,11 +110,15 @@ pub(super) async fn writer(
             else => return,
         };
         match command {
-            Command::Share(first) => {
+            Command::Shares(first) => {
+                let mut count = first.shares.len();
                 let mut group = vec![first];
-                while group.len() < MAX_GROUP {
+                while count < MAX_GROUP {
                     match rx.try_recv() {
-                        Ok(Command::Share(p)) => group.push(p),
+                        Ok(Command::Shares(p)) => {
+                            count += p.shares.len();
+                            group.push(p);
+                        }
                         // Only shares come in on this queue.
                         Ok(_) => {}
                         Err(_) => break,
@@ -150,30 +178,35 @@ pub(super) async fn commit_group(
     group: Vec<Pending>,
     metrics: &LedgerMetrics,
 ) -> Vec<LockingKey> {
-    let shares: Vec<&AcceptedShare> = group.iter().map(|p| &p.share).collect();
+    let shares: Vec<&AcceptedShare> = group.iter().flat_map(|p| &p.shares).collect();
     let started = std::time::Instant::now();
     let written = write_group(db, book, &shares).await;
     metrics.commit_seconds.observe_duration(started.elapsed());
     match written {
         Ok(outcomes) => {
-            debug!(shares = group.len(), "ledger group committed");
+            debug!(shares = shares.len(), "ledger group committed");
             let mut credited = Vec::new();
-            for (p, outcome) in group.into_iter().zip(outcomes) {
-                if outcome == Ok(true) {
-                    metrics.credited(p.share.work.hashes());
-                    credited.push(p.share.locking_key);
+            let mut outcomes = outcomes.into_iter();
+            for p in group {
+                let mine: Vec<_> = outcomes.by_ref().take(p.shares.len()).collect();
+                for (share, outcome) in p.shares.iter().zip(&mine) {
+                    if *outcome == Ok(true) {
+                        metrics.credited(share.work.hashes());
+                        credited.push(share.locking_key);
+                    }
                 }
-                let _ = p.done.send(outcome);
+                p.done.send(mine);
             }
             credited
         }
         Err(e) => {
             error!(
                 "ledger write failed; {} share(s) not acknowledged: {e}",
-                group.len()
+                shares.len()
             );
             for p in group {
-                let _ = p.done.send(Err(e.clone()));
+                let failed = vec![Err(e.clone()); p.shares.len()];
+                p.done.send(failed);
             }
             Vec::new()
         }

@@ -119,7 +119,9 @@ pub struct ChannelSet {
     pub vendor: String,
     pub group_channel_id: u32,
     /// Added and removed through the [`Registry`](super::Registry), which indexes their keys.
-    channels: HashMap<u32, ChannelEntry>,
+    /// Boxed: most connections hold one channel, and a map's first allocation has room for
+    /// several entries (a channel inline is kilobytes; a box is a pointer).
+    channels: HashMap<u32, Box<ChannelEntry>>,
 }
 
 impl ChannelSet {
@@ -132,22 +134,24 @@ impl ChannelSet {
         }
     }
 
-    pub fn channels(&self) -> &HashMap<u32, ChannelEntry> {
+    pub fn channels(&self) -> &HashMap<u32, Box<ChannelEntry>> {
         &self.channels
     }
 
     pub fn entry_mut(&mut self, channel_id: u32) -> Option<&mut ChannelEntry> {
-        self.channels.get_mut(&channel_id)
+        self.channels.get_mut(&channel_id).map(|entry| &mut **entry)
     }
 
     /// Only for the registry: it keeps its key index in step.
     pub(super) fn insert(&mut self, channel_id: u32, entry: ChannelEntry) -> Option<ChannelEntry> {
-        self.channels.insert(channel_id, entry)
+        self.channels
+            .insert(channel_id, Box::new(entry))
+            .map(|old| *old)
     }
 
     /// Only for the registry: it keeps its key index in step.
     pub(super) fn remove(&mut self, channel_id: u32) -> Option<ChannelEntry> {
-        self.channels.remove(&channel_id)
+        self.channels.remove(&channel_id).map(|entry| *entry)
     }
 
     /// After missing job events, every channel restarts from the current snapshot.
@@ -240,7 +244,7 @@ impl ChannelSet {
     pub fn acknowledge_pending(&mut self) -> Vec<MiningOwned> {
         self.channels
             .values_mut()
-            .filter_map(ChannelEntry::acknowledge)
+            .filter_map(|entry| entry.acknowledge())
             .collect()
     }
 

@@ -31,7 +31,7 @@ use super::{
     registry::Announcer,
     shares, MinerHandles,
 };
-use crate::{accepted_share::AcceptedShare, ledger::Receipt};
+use crate::{accepted_share::AcceptedShare, ledger::Receipts};
 
 /// Largest payload a miner has reason to send (SetCustomMiningJob with a full coinbase is
 /// well under this); anything bigger is refused before decoding.
@@ -44,7 +44,7 @@ const MAX_OUTBOX: usize = 16;
 
 /// Replies waiting for the shares they acknowledge (and every share before them).
 struct Outgoing {
-    receipts: VecDeque<Receipt>,
+    receipts: VecDeque<Receipts>,
     messages: Vec<AnyMessageOwned>,
     /// The connection closes once these replies are sent.
     close: Option<MinerError>,
@@ -54,14 +54,18 @@ struct Outgoing {
 /// resolved. A share the ledger refuses (its key's accrual would overflow) closes this miner's
 /// connection before anything acknowledges it; other miners' shares are not affected.
 async fn settle(out: &mut Outgoing) -> Result<(), MinerError> {
-    while let Some(receipt) = out.receipts.front_mut() {
-        let outcome = receipt.await;
+    while let Some(receipts) = out.receipts.front_mut() {
+        let outcomes = receipts.await;
         out.receipts.pop_front();
-        match outcome {
-            Ok(Ok(true)) => {}
-            Ok(Ok(false)) => warn!("a share already in the ledger was not credited again"),
-            Ok(Err(e)) => return Err(MinerError::Ledger(e.to_string())),
-            Err(_) => return Err(MinerError::Ledger("ledger writer stopped".into())),
+        let Ok(outcomes) = outcomes else {
+            return Err(MinerError::Ledger("ledger writer stopped".into()));
+        };
+        for outcome in outcomes {
+            match outcome {
+                Ok(true) => {}
+                Ok(false) => warn!("a share already in the ledger was not credited again"),
+                Err(e) => return Err(MinerError::Ledger(e.to_string())),
+            }
         }
     }
     Ok(())
@@ -357,7 +361,7 @@ impl Connection {
         // Shares accepted before the connection ended (the miner left, or sent something
         // refused) are valid work the pool counted: credited, although no acknowledgement can
         // reach the miner now.
-        let mut left: VecDeque<Receipt> = outbox.into_iter().flat_map(|o| o.receipts).collect();
+        let mut left: VecDeque<Receipts> = outbox.into_iter().flat_map(|o| o.receipts).collect();
         left.extend(conn.queue_accepted(ctx).await);
         let mut last = Outgoing {
             receipts: left,
@@ -396,12 +400,13 @@ impl Connection {
         }
     }
 
-    /// Hands the shares accepted since the last call to the ledger; the receipts resolve once
-    /// each is durable.
-    async fn queue_accepted(&mut self, ctx: &MinerHandles) -> VecDeque<Receipt> {
-        let mut receipts = VecDeque::with_capacity(self.accepted.len());
-        for share in self.accepted.drain(..) {
-            receipts.push_back(ctx.shares.make_durable(share).await);
+    /// Hands the shares accepted since the last call to the ledger, all at once; the answer
+    /// comes once every one is durable.
+    async fn queue_accepted(&mut self, ctx: &MinerHandles) -> VecDeque<Receipts> {
+        let mut receipts = VecDeque::new();
+        if !self.accepted.is_empty() {
+            let shares = std::mem::take(&mut self.accepted);
+            receipts.push_back(ctx.shares.make_all_durable(shares).await);
         }
         receipts
     }

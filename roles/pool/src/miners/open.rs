@@ -32,6 +32,12 @@ use super::{
 
 use hashpool_sv2_io::str0255 as code;
 
+/// Past jobs of the current tip a channel still takes shares on (channels_sv2 keeps 16 by
+/// default: at a job every few seconds and thousands of channels, that is most of a
+/// connection's memory). Miners send shares within seconds of a job; four cover a minute or more
+/// of template updates.
+const PAST_JOBS: usize = 4;
+
 fn open_error(request_id: u32, error_code: &str) -> Vec<MiningOwned> {
     vec![MiningOwned::OpenMiningChannelError(
         OpenMiningChannelErrorOwned {
@@ -139,7 +145,7 @@ pub fn standard(
         ctx.config.pool.share_batch_size,
         ctx.config.pool.shares_per_minute,
         ctx.config.pool.pool_signature.clone(),
-        None,
+        Some(PAST_JOBS),
     ) {
         Ok(c) => c,
         Err(e) => return open_error(m.request_id, standard_error_code(&e)),
@@ -207,7 +213,7 @@ pub fn extended(
         ctx.config.pool.share_batch_size,
         ctx.config.pool.shares_per_minute,
         ctx.config.pool.pool_signature.clone(),
-        None,
+        Some(PAST_JOBS),
     ) {
         Ok(c) => c,
         Err(e) => return open_error(m.request_id, extended_error_code(&e)),

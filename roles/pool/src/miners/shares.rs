@@ -26,7 +26,7 @@ use super::{
 use crate::{
     accepted_share::AcceptedShare,
     counters::PoolStats,
-    ledger::{AccrualLedger, Receipt},
+    ledger::{AccrualLedger, Receipt, Receipts},
 };
 
 /// The one place an accepted share is handled: everything that follows from a share the pool
@@ -62,6 +62,11 @@ impl ShareSink {
     /// durable in the accrual ledger.
     pub async fn make_durable(&self, share: AcceptedShare) -> Receipt {
         self.ledger.record(share).await
+    }
+
+    /// [`ShareSink::make_durable`] for every share of a burst of frames: one answer for all.
+    pub async fn make_all_durable(&self, shares: Vec<AcceptedShare>) -> Receipts {
+        self.ledger.record_all(shares).await
     }
 
     pub fn on_share_rejected(&self) {
