@@ -57,6 +57,9 @@ pub struct TranslatorSettings {
     pub max_connections: usize,
     #[serde(default = "default_max_connections_per_address")]
     pub max_connections_per_address: usize,
+    /// Public mode: distinct keys mined for at once from one address.
+    #[serde(default = "default_max_keys_per_address")]
+    pub max_keys_per_address: usize,
     /// Seconds a connection has to authorize a worker.
     #[serde(default = "default_authorize_timeout_secs")]
     pub authorize_timeout_secs: u64,
@@ -74,6 +77,10 @@ fn default_max_connections() -> usize {
 
 fn default_max_connections_per_address() -> usize {
     crate::Sv1Limits::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
+}
+
+fn default_max_keys_per_address() -> usize {
+    crate::Sv1Limits::DEFAULT_MAX_KEYS_PER_ADDRESS
 }
 
 fn default_authorize_timeout_secs() -> u64 {
@@ -206,6 +213,7 @@ impl TranslatorConfig {
             max_shares_per_job: t.max_shares_per_job,
             max_connections: t.max_connections,
             max_connections_per_address: t.max_connections_per_address,
+            max_keys_per_address: t.max_keys_per_address,
             authorize_timeout: std::time::Duration::from_secs(t.authorize_timeout_secs),
             idle_timeout: std::time::Duration::from_secs(t.idle_timeout_secs),
             write_timeout: std::time::Duration::from_secs(t.write_timeout_secs),

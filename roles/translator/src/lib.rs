@@ -88,6 +88,10 @@ pub struct Sv1Limits {
     /// SV1 connections held at once from one IPv4 address (or IPv6 /64). A farm behind one
     /// NAT address is one source: size it for the largest farm expected.
     pub max_connections_per_address: usize,
+    /// Public mode: distinct keys the workers of one IPv4 address (or IPv6 /64) may mine for
+    /// at once. Each key is a channel on the pool, whose channels per connection are bounded:
+    /// without this, one client authorizing random keys would use up the translator's channels.
+    pub max_keys_per_address: usize,
     /// A connection that has not authorized a worker this long after connecting is closed.
     pub authorize_timeout: Duration,
     /// A connection that has sent nothing this long is closed (miners submit shares every few
@@ -109,6 +113,9 @@ impl Sv1Limits {
     pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
     /// A large farm behind one address.
     pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 1024;
+    /// Every owner in a shared farm behind one address with a key of their own, well under the
+    /// pool's channels per connection (256 by default).
+    pub const DEFAULT_MAX_KEYS_PER_ADDRESS: usize = 32;
     pub const DEFAULT_AUTHORIZE_TIMEOUT: Duration = Duration::from_secs(60);
     pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(900);
     pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -125,6 +132,9 @@ impl Sv1Limits {
         }
         if self.max_connections == 0 || self.max_connections_per_address == 0 {
             return Err(LimitsError::Connections);
+        }
+        if self.max_keys_per_address == 0 {
+            return Err(LimitsError::MaxKeysPerAddress);
         }
         for (name, t) in [
             ("authorize_timeout_secs", self.authorize_timeout),
@@ -146,6 +156,7 @@ impl Default for Sv1Limits {
             max_shares_per_job: Self::DEFAULT_MAX_SHARES_PER_JOB,
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
             max_connections_per_address: Self::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+            max_keys_per_address: Self::DEFAULT_MAX_KEYS_PER_ADDRESS,
             authorize_timeout: Self::DEFAULT_AUTHORIZE_TIMEOUT,
             idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
             write_timeout: Self::DEFAULT_WRITE_TIMEOUT,
@@ -161,6 +172,8 @@ pub enum LimitsError {
     MaxSharesPerJob,
     #[error("`translator.max_connections` and `translator.max_connections_per_address` must be at least 1")]
     Connections,
+    #[error("`translator.max_keys_per_address` must be at least 1")]
+    MaxKeysPerAddress,
     #[error("`translator.{0}` must be at least 1")]
     Timeout(&'static str),
 }
@@ -253,7 +266,7 @@ pub async fn start_with_limits(
             mode: config.channel_mode,
             aggregated: work.clone(),
             keys: (config.channel_mode == ChannelMode::PerKey)
-                .then(|| sv1::KeyChannels::new(config.default_key)),
+                .then(|| sv1::KeyChannels::new(config.default_key, limits.max_keys_per_address)),
             commands: commands_tx,
             vardiff: config.vardiff,
             limits,

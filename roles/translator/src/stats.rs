@@ -67,6 +67,8 @@ pub enum Sv1Limit {
     Connections,
     /// `max_connections_per_address` connections from the same address were open.
     ConnectionsPerAddress,
+    /// Public mode: workers from one address already mined for `max_keys_per_address` keys.
+    KeysPerAddress,
     /// No worker authorized within `authorize_timeout_secs`.
     AuthorizeTimeout,
     /// Nothing received for `idle_timeout_secs`.
@@ -76,9 +78,10 @@ pub enum Sv1Limit {
 }
 
 impl Sv1Limit {
-    pub const ALL: [Sv1Limit; 5] = [
+    pub const ALL: [Sv1Limit; 6] = [
         Sv1Limit::Connections,
         Sv1Limit::ConnectionsPerAddress,
+        Sv1Limit::KeysPerAddress,
         Sv1Limit::AuthorizeTimeout,
         Sv1Limit::IdleTimeout,
         Sv1Limit::WriteTimeout,
@@ -89,6 +92,7 @@ impl Sv1Limit {
         match self {
             Sv1Limit::Connections => "max_connections",
             Sv1Limit::ConnectionsPerAddress => "max_connections_per_address",
+            Sv1Limit::KeysPerAddress => "max_keys_per_address",
             Sv1Limit::AuthorizeTimeout => "authorize_timeout",
             Sv1Limit::IdleTimeout => "idle_timeout",
             Sv1Limit::WriteTimeout => "write_timeout",

@@ -51,7 +51,7 @@ impl Admission {
 
     /// Takes a place for a connection from `address`, or says which bound refuses it.
     pub fn admit(self: &Arc<Self>, address: IpAddr) -> Result<Admitted, Full> {
-        let address = source(address);
+        let address = address_source(address);
         let mut open = self.lock();
         if open.total >= self.max_total {
             return Err(Full::Connections);
@@ -76,7 +76,7 @@ impl Admission {
 
 /// The source a per-address bound counts: an IPv4 address, or an IPv6 /64 (one subscriber's
 /// network: a peer with a /64 has 2^64 addresses to spread connections over).
-fn source(address: IpAddr) -> IpAddr {
+pub fn address_source(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -17,7 +17,7 @@ mod reconnect;
 mod serve;
 
 pub use accept::{accept_until, listen};
-pub use admission::{Admission, Admitted, Full};
+pub use admission::{address_source, Admission, Admitted, Full};
 pub use backoff::Backoff;
 pub use connection::{decode_extension, encode_extension, Connection, ExtensionMessage};
 pub use dial::{connect_noise, dial, resolve, Dial, HostPort};

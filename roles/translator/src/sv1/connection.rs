@@ -72,6 +72,7 @@ pub(super) async fn connection(
     let public = shared.mode == ChannelMode::PerKey;
     let mut m = Miner {
         index,
+        source: hashpool_sv2_io::address_source(peer.ip()),
         subscribed: false,
         authorized: None,
         version_rolling: false,
@@ -180,7 +181,7 @@ pub(super) async fn connection(
         shared.stats.unregister_miner(m.index);
     }
     if let (Some((key, slot)), Some(keys)) = (m.key, &shared.keys) {
-        keys.leave(key, slot, &shared.commands).await;
+        keys.leave(key, slot, m.source, &shared.commands).await;
     }
     result
 }

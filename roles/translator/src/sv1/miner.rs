@@ -25,6 +25,9 @@ pub(super) struct SentJob {
 
 pub(super) struct Miner {
     pub(super) index: u32,
+    /// Where it connects from, as per-address bounds count it (an IPv4 address or an IPv6
+    /// /64).
+    pub(super) source: std::net::IpAddr,
     pub(super) subscribed: bool,
     pub(super) authorized: Option<String>,
     pub(super) version_rolling: bool,

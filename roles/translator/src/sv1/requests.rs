@@ -8,14 +8,15 @@ use hashpool_sv1::{error_code, response_error, response_ok, ClientRequest};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::{key_channels::KeyChannels, username::parse_username};
 use super::{
+    key_channels::{JoinRefused, KeyChannels},
     miner::{on_work, Miner},
     shares::on_submit,
+    username::parse_username,
     vardiff::suggest_difficulty,
     Shared, Work,
 };
-use crate::sv2::Command;
+use crate::{stats::Sv1Limit, sv2::Command};
 use tracing::debug;
 
 /// How long a new subscription waits for the pool's first work.
@@ -169,9 +170,14 @@ async fn join_key(
         )),
         None => {
             let joined = keys
-                .join(named.key, m.hashrate, &shared.commands)
+                .join(named.key, m.source, m.hashrate, &shared.commands)
                 .await
-                .map_err(|()| "translator stopping".to_string())?;
+                .map_err(|refused| {
+                    if let JoinRefused::TooManyKeys(_) = refused {
+                        shared.stats.limit_hits.count(Sv1Limit::KeysPerAddress);
+                    }
+                    refused.to_string()
+                })?;
             m.key = Some((named.key, joined.slot));
             *work = joined.work;
             Ok(())

@@ -26,6 +26,7 @@ use crate::{
 fn miner(aggregated: bool) -> Miner {
     Miner {
         index: 7,
+        source: std::net::IpAddr::from([127, 0, 0, 1]),
         subscribed: true,
         authorized: Some("w".into()),
         version_rolling: false,
@@ -452,7 +453,10 @@ fn public_shared(
     let shared = Shared {
         mode: crate::ChannelMode::PerKey,
         aggregated: None,
-        keys: Some(super::KeyChannels::new(default_key)),
+        keys: Some(super::KeyChannels::new(
+            default_key,
+            Sv1Limits::DEFAULT_MAX_KEYS_PER_ADDRESS,
+        )),
         commands,
         vardiff: VardiffSettings::default(),
         limits: Sv1Limits::default(),
@@ -655,4 +659,59 @@ async fn a_public_miner_without_a_valid_key_is_refused_with_what_to_put_there() 
         upstream.recv().await,
         Some(Command::Open { key: Some(k), .. }) if k == test_key(3)
     ));
+}
+
+#[tokio::test]
+async fn one_address_cannot_take_more_keys_than_its_bound() {
+    let (mut shared, mut upstream) = public_shared(None);
+    shared.keys = Some(super::KeyChannels::new(None, 2));
+    let (out, _answers) = mpsc::unbounded_channel();
+    let (_idle, mut work_rx) = watch::channel(None);
+    // Three connections from one address, each naming a key of its own.
+    let mut answers = Vec::new();
+    for n in 1..=3u8 {
+        let mut m = public_miner();
+        m.index = u32::from(n);
+        let subscribe = ClientRequest::Subscribe {
+            id: json!(1),
+            user_agent: None,
+        };
+        on_request(subscribe, &mut m, &mut work_rx, &shared, &out).await;
+        let user = format!("{}.rig", test_key(n));
+        let lines = on_request(
+            authorize_request(&user),
+            &mut m,
+            &mut work_rx,
+            &shared,
+            &out,
+        )
+        .await;
+        answers.push(lines[0].clone());
+    }
+    assert!(
+        answers[0].contains("true") && answers[1].contains("true"),
+        "{answers:?}"
+    );
+    let refused: Value = serde_json::from_str(&answers[2]).unwrap();
+    assert_eq!(refused["error"][0], json!(24), "{refused}");
+    assert!(
+        refused["error"][1]
+            .as_str()
+            .is_some_and(|m| m.contains("max_keys_per_address")),
+        "{refused}"
+    );
+    assert_eq!(
+        shared
+            .stats
+            .limit_hits
+            .get(crate::stats::Sv1Limit::KeysPerAddress),
+        1
+    );
+    // Two channels opened on the pool, none for the refused key.
+    let mut opened = 0;
+    while let Ok(c) = upstream.try_recv() {
+        assert!(matches!(c, Command::Open { .. }), "{c:?}");
+        opened += 1;
+    }
+    assert_eq!(opened, 2);
 }
