@@ -64,6 +64,9 @@ pub(super) struct Book {
     /// Seq of the next record the log will hold.
     pub next_seq: i64,
     pub seen: Seen,
+    /// The minute (unix minutes) the ledger was opened in: the only one whose per-key work
+    /// may be stored without the book holding it.
+    pub opened_minute: i64,
 }
 
 impl Book {
@@ -117,6 +120,7 @@ impl Book {
             next_key_id,
             next_seq,
             seen,
+            opened_minute: super::sqlite::now_millis().div_euclid(60_000),
         })
     }
 }

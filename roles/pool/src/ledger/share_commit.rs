@@ -1,24 +1,25 @@
 //! One group of accepted shares written in one transaction: a row of compact records per chain
 //! tip in the share log, and each changed key's accrual, per-minute work and found blocks. A
 //! replay is not credited again, and a share that would overflow its key's accrual is refused
-//! alone. Nothing is read: the writer's [`Book`] knows every key's accrual.
+//! alone. Nothing is read: the writer's [`Book`] knows every key's accrual, and the group goes
+//! to SQLite as one batch of statements.
 
-use std::collections::{hash_map::Entry, HashMap, HashSet};
+use std::{
+    collections::{hash_map::Entry, HashMap, HashSet},
+    fmt::Write as _,
+};
 
 use ext_mint_quote::LockingKey;
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{Executor as _, SqliteConnection, SqlitePool};
 use tracing::warn;
 
 use super::{
     book::{Book, KeyState},
     error::LedgerError,
     log::Record,
-    sqlite::{begin_immediate, finish, now_millis, work_bytes, work_from},
+    sqlite::{now_millis, work_bytes, work_from},
 };
 use crate::accepted_share::AcceptedShare;
-
-/// Rows per multi-row statement (at most 8 parameters each, well under SQLite's 32,766).
-const ROWS_PER_STATEMENT: usize = 500;
 
 /// Per share, in order: credited, a replay, or refused alone. The `Err` of the whole is a
 /// database failure (nothing of the group was written).
@@ -41,9 +42,16 @@ pub(super) async fn write_group(
 ) -> Result<GroupOutcome, LedgerError> {
     let now = now_millis();
     let (mut changes, outcomes) = apply(book, shares, now);
-    let mut conn = begin_immediate(db).await?;
-    let result = write(&mut conn, book, &mut changes, now).await;
-    finish(conn, result).await?;
+    let mut conn = db.acquire().await?;
+    merge_stored_minutes(&mut conn, book, &mut changes).await?;
+    // The whole group in one batch of statements: one round trip to SQLite's worker thread
+    // instead of one per statement (each a pair of thread wake-ups).
+    let batch = group_sql(book, &changes, now);
+    if let Err(e) = conn.execute(batch.as_str()).await {
+        // A statement failed inside the transaction: nothing of the group stays.
+        let _ = conn.execute("ROLLBACK").await;
+        return Err(e.into());
+    }
     book.next_key_id += changes.new_keys as i64;
     for (_, _, count) in &changes.rows {
         book.next_seq += count;
@@ -139,78 +147,111 @@ fn apply(book: &Book, shares: &[&AcceptedShare], now: i64) -> (Changes, GroupOut
     (changes, outcomes)
 }
 
-async fn write(
-    conn: &mut SqliteConnection,
-    book: &Book,
-    changes: &mut Changes,
-    now: i64,
-) -> Result<(), LedgerError> {
-    let mut seq = book.next_seq;
-    for (tip, records, count) in &changes.rows {
-        sqlx::query(
-            "INSERT INTO share_log (first_seq, tip, committed_at, count, records) \
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(seq)
-        .bind(tip)
-        .bind(now)
-        .bind(count)
-        .bind(records.as_slice())
-        .execute(&mut *conn)
-        .await?;
-        seq += count;
+/// `X'..'`: a blob literal.
+fn blob(out: &mut String, bytes: &[u8]) {
+    out.push_str("X'");
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
     }
-    let keys: Vec<(&LockingKey, &KeyState)> = changes.keys.iter().collect();
-    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO accruals (locking_key, key_id, pending_work, total_work, share_count, \
-             chain, unbatched, last_share_at) ",
+    out.push('\'');
+}
+
+/// The group's transaction as one batch of statements. Every value is the ledger's own
+/// (integers, and bytes written as hex literals): nothing a peer sends reaches it as text.
+fn group_sql(book: &Book, changes: &Changes, now: i64) -> String {
+    let records: usize = changes.rows.iter().map(|(_, r, _)| r.len()).sum();
+    let mut sql = String::with_capacity(records * 2 + changes.keys.len() * 300 + 512);
+    sql.push_str("BEGIN IMMEDIATE;\n");
+    if !changes.rows.is_empty() {
+        sql.push_str(
+            "INSERT INTO share_log (first_seq, tip, committed_at, count, records) VALUES ",
         );
-        q.push_values(chunk, |mut b, (key, s)| {
-            b.push_bind(key.as_bytes().to_vec())
-                .push_bind(s.id)
-                .push_bind(work_bytes(s.pending))
-                .push_bind(work_bytes(s.total))
-                .push_bind(s.shares)
-                .push_bind(s.chain.to_vec())
-                .push_bind(s.unbatched)
-                .push_bind(s.last_share_ms);
-        });
-        q.push(
+        let mut seq = book.next_seq;
+        for (i, (tip, records, count)) in changes.rows.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            let _ = write!(sql, "({seq}, {tip}, {now}, {count}, ");
+            blob(&mut sql, records);
+            sql.push(')');
+            seq += count;
+        }
+        sql.push_str(";\n");
+    }
+    if !changes.keys.is_empty() {
+        sql.push_str(
+            "INSERT INTO accruals (locking_key, key_id, pending_work, total_work, share_count, \
+             chain, unbatched, last_share_at) VALUES ",
+        );
+        for (i, (key, s)) in changes.keys.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push('(');
+            blob(&mut sql, key.as_bytes());
+            let _ = write!(sql, ", {}, ", s.id);
+            blob(&mut sql, &work_bytes(s.pending));
+            sql.push_str(", ");
+            blob(&mut sql, &work_bytes(s.total));
+            let _ = write!(sql, ", {}, ", s.shares);
+            blob(&mut sql, &s.chain);
+            match s.last_share_ms {
+                Some(at) => {
+                    let _ = write!(sql, ", {}, {at})", s.unbatched);
+                }
+                None => {
+                    let _ = write!(sql, ", {}, NULL)", s.unbatched);
+                }
+            }
+        }
+        sql.push_str(
             " ON CONFLICT (locking_key) DO UPDATE SET pending_work = excluded.pending_work, \
              total_work = excluded.total_work, share_count = excluded.share_count, \
              chain = excluded.chain, unbatched = excluded.unbatched, \
-             last_share_at = excluded.last_share_at",
+             last_share_at = excluded.last_share_at;\n",
         );
-        q.build().execute(&mut *conn).await?;
+        let minutes: Vec<_> = changes
+            .keys
+            .values()
+            .filter_map(|s| s.minute.map(|m| (s.id, m)))
+            .collect();
+        if !minutes.is_empty() {
+            sql.push_str("INSERT INTO key_minutes (key_id, minute, work, shares) VALUES ");
+            for (i, (id, (minute, work, count))) in minutes.iter().enumerate() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                let _ = write!(sql, "({id}, {minute}, ");
+                blob(&mut sql, &work_bytes(*work));
+                let _ = write!(sql, ", {count})");
+            }
+            sql.push_str(
+                " ON CONFLICT (key_id, minute) DO UPDATE SET work = excluded.work, \
+                 shares = excluded.shares;\n",
+            );
+        }
     }
-    write_minutes(conn, book, changes).await?;
     for (hash, key_id, channel_id) in &changes.blocks {
-        sqlx::query(
-            "INSERT OR IGNORE INTO found_blocks (hash, key_id, channel_id, found_at) \
-             VALUES (?, ?, ?, ?)",
-        )
-        .bind(hash.as_slice())
-        .bind(key_id)
-        .bind(i64::from(*channel_id))
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
+        sql.push_str(
+            "INSERT OR IGNORE INTO found_blocks (hash, key_id, channel_id, found_at) VALUES (",
+        );
+        blob(&mut sql, hash);
+        let _ = writeln!(sql, ", {key_id}, {channel_id}, {now});");
     }
-    Ok(())
+    sql.push_str("COMMIT;");
+    sql
 }
 
-/// Each changed key's work in the current minute. A key the book holds no figure for in this
-/// minute (the first share of the minute, or the first since a restart) may have one stored:
-/// that one is read once and added to.
-async fn write_minutes(
+/// A key's work in the current minute is written whole each group. Only in the minute the
+/// ledger was opened in can a figure be stored that the book does not hold (written before a
+/// restart): that one is read once and added to. Later minutes are the writer's alone.
+async fn merge_stored_minutes(
     conn: &mut SqliteConnection,
     book: &Book,
     changes: &mut Changes,
 ) -> Result<(), LedgerError> {
-    let mut rows = Vec::with_capacity(changes.keys.len());
     for (key, state) in changes.keys.iter_mut() {
-        let Some((minute, mut work, mut count)) = state.minute else {
+        let Some((minute, work, count)) = state.minute else {
             continue;
         };
         let held = book
@@ -218,36 +259,19 @@ async fn write_minutes(
             .get(key)
             .and_then(|k| k.minute)
             .is_some_and(|(m, _, _)| m == minute);
-        if !held {
-            let stored: Option<(Vec<u8>, i64)> = sqlx::query_as(
-                "SELECT work, shares FROM key_minutes WHERE key_id = ? AND minute = ?",
-            )
-            .bind(state.id)
-            .bind(minute)
-            .fetch_optional(&mut *conn)
-            .await?;
-            if let Some((w, c)) = stored {
-                work = work.checked_add(work_from(w)?).unwrap_or(work);
-                count += c;
-                state.minute = Some((minute, work, count));
-            }
+        if held || minute != book.opened_minute {
+            continue;
         }
-        rows.push((state.id, minute, work, count));
-    }
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let mut q =
-            QueryBuilder::<Sqlite>::new("INSERT INTO key_minutes (key_id, minute, work, shares) ");
-        q.push_values(chunk, |mut b, (id, minute, work, count)| {
-            b.push_bind(*id)
-                .push_bind(*minute)
-                .push_bind(work_bytes(*work))
-                .push_bind(*count);
-        });
-        q.push(
-            " ON CONFLICT (key_id, minute) DO UPDATE SET work = excluded.work, \
-             shares = excluded.shares",
-        );
-        q.build().execute(&mut *conn).await?;
+        let stored: Option<(Vec<u8>, i64)> =
+            sqlx::query_as("SELECT work, shares FROM key_minutes WHERE key_id = ? AND minute = ?")
+                .bind(state.id)
+                .bind(minute)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if let Some((w, c)) = stored {
+            let work = work.checked_add(work_from(w)?).unwrap_or(work);
+            state.minute = Some((minute, work, count + c));
+        }
     }
     Ok(())
 }
