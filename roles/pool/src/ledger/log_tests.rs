@@ -292,20 +292,7 @@ async fn a_ledger_from_before_the_log_keeps_its_shares_and_work() {
     let path = dir.path().join("old.sqlite");
     let now = sqlite::now_millis();
     {
-        let options = sqlx::sqlite::SqliteConnectOptions::from_str("sqlite://")
-            .unwrap()
-            .filename(&path)
-            .create_if_missing(true);
-        let db = SqlitePool::connect_with(options).await.unwrap();
-        let mut old = sqlx::migrate!("./migrations");
-        old.migrations = old
-            .migrations
-            .iter()
-            .filter(|m| m.version < 5)
-            .cloned()
-            .collect::<Vec<_>>()
-            .into();
-        old.run(&db).await.unwrap();
+        let db = super::tests::old_schema(&path, 5).await;
         sqlx::query("INSERT INTO ledger_meta VALUES (1, 'hash', ?, 0)")
             .bind(work_bytes(Work::from_hashes(1_000)))
             .execute(&db)

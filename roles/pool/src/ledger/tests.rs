@@ -457,26 +457,33 @@ async fn the_ledger_opens_only_with_the_unit_and_unit_work_it_was_written_with()
     );
 }
 
+/// A ledger file at `path` with the migrations before `version` only: the schema of an older
+/// pool.
+pub(super) async fn old_schema(path: &Path, version: i64) -> SqlitePool {
+    let options = SqliteConnectOptions::from_str("sqlite://")
+        .unwrap()
+        .filename(path)
+        .create_if_missing(true);
+    let db = SqlitePool::connect_with(options).await.unwrap();
+    let mut old = sqlx::migrate!("./migrations");
+    old.migrations = old
+        .migrations
+        .iter()
+        .filter(|m| m.version < version)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    old.run(&db).await.unwrap();
+    db
+}
+
 #[tokio::test]
 async fn a_ledger_from_before_the_unit_was_recorded_adopts_the_configured_one() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.sqlite");
     {
         // The schema of the version before `ledger_meta`, with an accrual in it.
-        let options = SqliteConnectOptions::from_str("sqlite://")
-            .unwrap()
-            .filename(&path)
-            .create_if_missing(true);
-        let db = SqlitePool::connect_with(options).await.unwrap();
-        let mut old = sqlx::migrate!("./migrations");
-        old.migrations = old
-            .migrations
-            .iter()
-            .filter(|m| m.version < 3)
-            .cloned()
-            .collect::<Vec<_>>()
-            .into();
-        old.run(&db).await.unwrap();
+        let db = old_schema(&path, 3).await;
         sqlx::query("INSERT INTO accruals VALUES (?, ?, ?, 1)")
             .bind(key(1).as_bytes().as_slice())
             .bind(work_bytes(Work::from_hashes(4_000)))

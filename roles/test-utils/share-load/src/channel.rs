@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::{
     acks::AckTracker,
-    work::{ChannelWork, Grind},
+    work::{ChannelWork, Grind, Share},
     LoadOptions,
 };
 
@@ -215,19 +215,7 @@ async fn submit(
         if sending {
             while run.acks.in_flight() < in_flight {
                 match channel.work.grind(GRIND_BUDGET) {
-                    Grind::Found(share) => {
-                        channel.sequence = channel.sequence.wrapping_add(1);
-                        let seq = channel.sequence;
-                        run.acks.submitted(seq, Instant::now());
-                        run.submitted += 1;
-                        channel
-                            .conn
-                            .send(MiningOwned::SubmitSharesStandard(
-                                share.submit(channel.id, seq),
-                            ))
-                            .await
-                            .map_err(|e| format!("submitting: {e}"))?;
-                    }
+                    Grind::Found(share) => channel.submit(&share, run).await?,
                     Grind::NotYet => {
                         grinding = true;
                         break;
@@ -266,6 +254,24 @@ async fn submit(
 impl Channel {
     pub(crate) fn has_work(&self) -> bool {
         self.work.has_work()
+    }
+
+    /// Submits `share` under the next sequence number; its answer is then waited for.
+    pub(crate) async fn submit(
+        &mut self,
+        share: &Share,
+        run: &mut ChannelRun,
+    ) -> Result<(), String> {
+        self.sequence = self.sequence.wrapping_add(1);
+        let seq = self.sequence;
+        run.acks.submitted(seq, Instant::now());
+        run.submitted += 1;
+        self.conn
+            .send(MiningOwned::SubmitSharesStandard(
+                share.submit(self.id, seq),
+            ))
+            .await
+            .map_err(|e| format!("submitting: {e}"))
     }
 
     fn on_frame(

@@ -21,7 +21,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use parsers_sv2::MiningOwned;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
@@ -378,17 +377,7 @@ async fn set_up(
     let share = find_share(&mut channel.work, options.grind_budget)
         .await
         .ok_or("every nonce of the job was tried")?;
-    channel.sequence = channel.sequence.wrapping_add(1);
-    let seq = channel.sequence;
-    run.acks.submitted(seq, Instant::now());
-    run.submitted += 1;
-    channel
-        .conn
-        .send(MiningOwned::SubmitSharesStandard(
-            share.submit(channel.id, seq),
-        ))
-        .await
-        .map_err(|e| format!("submitting: {e}"))?;
+    channel.submit(&share, run).await?;
     while run.acks.in_flight() > 0 {
         let m = channel::next_message(&mut channel.conn).await?;
         channel.on_message(m, run)?;
@@ -558,7 +547,7 @@ mod tests {
         NewMiningJobOwned, OpenStandardMiningChannelSuccessOwned, SetNewPrevHashOwned,
         SubmitSharesErrorOwned, SubmitSharesSuccessOwned,
     };
-    use parsers_sv2::AnyMessageOwned;
+    use parsers_sv2::{AnyMessageOwned, MiningOwned};
     use stratum_apps::key_utils::{Secp256k1PublicKey, Secp256k1SecretKey};
     use tokio::net::TcpListener;
 
