@@ -232,7 +232,11 @@ impl EhashWallet {
         if quote.amount_mintable() == Amount::ZERO {
             return Ok(0);
         }
-        let proofs = self.wallet.mint(quote_id, SplitTarget::None, None).await?;
+        // Split into the fewest proofs for this amount. `SplitTarget::None` makes CDK read and
+        // parse every unspent proof the wallet holds to pick denominations, so each mint
+        // cost grew with the wallet (a soak's wallets fell behind: docs/benchmarks.md).
+        let split = SplitTarget::Value(quote.amount_mintable());
+        let proofs = self.wallet.mint(quote_id, split, None).await?;
         Ok(proofs.iter().map(|p| u64::from(p.amount)).sum())
     }
 
