@@ -139,6 +139,11 @@ pub struct PoolSettings {
     /// share commitments, and found blocks are kept). At least 1.
     #[serde(default = "default_ledger_retention_hours")]
     pub ledger_retention_hours: u64,
+    /// The monitoring API and its Prometheus series show at most this many connections one by
+    /// one (those with the most nominal hashrate); its totals count every connection. Each
+    /// shown channel costs a dozen Prometheus series and about 15 KiB of pool memory.
+    #[serde(default = "default_monitoring_max_clients")]
+    pub monitoring_max_clients: usize,
     /// Prometheus `/metrics` of the pool's own counters (limits met, refused batches, open
     /// connections), beside the channel metrics of the monitoring address. Off when unset.
     #[serde(default)]
@@ -150,6 +155,10 @@ pub struct PoolSettings {
 }
 
 fn default_share_ack_interval_ms() -> u64 {
+    1000
+}
+
+fn default_monitoring_max_clients() -> usize {
     1000
 }
 

@@ -125,9 +125,10 @@ pub async fn start(
     let monitoring = MonitoringServer::new(
         config.monitoring_address,
         None,
-        Some(Arc::new(observability::monitoring::PoolMonitoring(
-            miners.registry.clone(),
-        ))),
+        Some(Arc::new(observability::monitoring::PoolMonitoring {
+            registry: miners.registry.clone(),
+            max_clients: config.pool.monitoring_max_clients,
+        })),
         MONITORING_REFRESH,
     )
     .map_err(|e| anyhow::anyhow!("monitoring server: {e}"))?;

@@ -44,6 +44,8 @@ pub struct PoolOptions {
     pub jd_server_public_key: Option<Secp256k1PublicKey>,
     /// What each miner may cost the pool.
     pub limits: pool::config::MinerLimits,
+    /// Connections the monitoring API lists one by one.
+    pub monitoring_max_clients: usize,
 }
 
 /// The pool's limits as tests use them: the defaults, with a share difficulty floor low enough
@@ -84,6 +86,7 @@ impl Default for PoolOptions {
             stats_reporting: None,
             jd_server_public_key: None,
             limits: test_limits(),
+            monitoring_max_clients: 1000,
         }
     }
 }
@@ -112,6 +115,7 @@ impl TestPool {
                 default_locking_key: options.default_locking_key,
                 ledger_path: options.ledger_path.clone(),
                 ledger_retention_hours: 24,
+                monitoring_max_clients: options.monitoring_max_clients,
                 metrics_address: Some(loopback_any_port()),
             },
             template_provider: TemplateProviderSettings {
@@ -157,6 +161,12 @@ impl TestPool {
 
     pub async fn clients(&self) -> anyhow::Result<Sv2ClientsResponse> {
         let url = format!("http://{}/api/v1/clients", self.monitoring);
+        Ok(reqwest::get(url).await?.error_for_status()?.json().await?)
+    }
+
+    /// `/api/v1/global`: the totals over every connection.
+    pub async fn global(&self) -> anyhow::Result<serde_json::Value> {
+        let url = format!("http://{}/api/v1/global", self.monitoring);
         Ok(reqwest::get(url).await?.error_for_status()?.json().await?)
     }
 

@@ -11,16 +11,20 @@ use std::{
 use tokio::time::Instant;
 
 use common_messages_sv2::Protocol;
+use ext_mint_quote::MintQuoteMessage;
 use hashpool_sv2_io::{
     answer_extensions, answer_setup, decode_received, encode, setup_refusal, ConnectionError,
-    ReceiveError, Received, ServerIdentity,
+    FrameReader, ReceiveError, Received, ServerIdentity,
 };
 use parsers_sv2::{
     AnyMessageOwned, CommonMessagesOwned, ExtensionsNegotiationOwned, ExtensionsOwned, MiningOwned,
     Tlv,
 };
 use stratum_apps::network_helpers::noise_stream::NoiseTcpWriteHalf;
-use tokio::{net::TcpListener, sync::broadcast};
+use tokio::{
+    net::TcpListener,
+    sync::{broadcast, mpsc},
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -71,6 +75,16 @@ async fn settle(out: &mut Outgoing) -> Result<(), MinerError> {
     Ok(())
 }
 
+/// The next quote announcement, or never while the connection has none.
+async fn next_announcement(
+    announcements: &mut Option<mpsc::UnboundedReceiver<MintQuoteMessage>>,
+) -> Option<MintQuoteMessage> {
+    match announcements {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// [`settle`] for the oldest waiting replies.
 async fn settle_front(outbox: &mut VecDeque<Outgoing>) -> Result<(), MinerError> {
     match outbox.front_mut() {
@@ -113,7 +127,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<MinerHandles>, shutdown: Canc
                     return;
                 }
             };
-            match Connection::run(stream, peer, &ctx, admitted, shutdown).await {
+            match Connection::run(stream, &ctx, admitted, shutdown).await {
                 Ok(()) | Err(MinerError::Closed) => debug!(%peer, "miner disconnected"),
                 // Port probes (health checks, load balancers) connect and close at once.
                 Err(MinerError::Connection(e)) if e.is_probe() => {
@@ -136,8 +150,10 @@ pub async fn serve(listener: TcpListener, ctx: Arc<MinerHandles>, shutdown: Canc
 
 struct Connection {
     client_id: usize,
-    /// Handed to the registry once the mint-quote extension is negotiated.
-    announcer: Announcer,
+    /// Quote announcements for this connection, once it negotiated the mint-quote extension
+    /// (the registry holds the sender). Made then, not before: a channel costs a block of
+    /// slots, and most connections never announce.
+    announcements: Option<mpsc::UnboundedReceiver<MintQuoteMessage>>,
     writer: NoiseTcpWriteHalf,
     channels: Arc<Mutex<ChannelSet>>,
     setup_done: bool,
@@ -177,12 +193,11 @@ impl Deadlines {
 impl Connection {
     async fn run(
         stream: tokio::net::TcpStream,
-        peer: std::net::SocketAddr,
         ctx: &Arc<MinerHandles>,
         admitted: Admitted,
         shutdown: CancellationToken,
     ) -> Result<(), MinerError> {
-        let result = Self::serve(stream, peer, ctx, shutdown).await;
+        let result = Self::serve(stream, ctx, shutdown).await;
         drop(admitted);
         if let Err(MinerError::Limit { reason, .. }) = &result {
             ctx.admission.count(*reason);
@@ -192,7 +207,6 @@ impl Connection {
 
     async fn serve(
         stream: tokio::net::TcpStream,
-        peer: std::net::SocketAddr,
         ctx: &Arc<MinerHandles>,
         shutdown: CancellationToken,
     ) -> Result<(), MinerError> {
@@ -204,7 +218,7 @@ impl Connection {
             secret_key: ctx.config.pool.authority_secret_key,
             cert_validity_secs: ctx.config.pool.cert_validity_secs,
         };
-        let link = hashpool_sv2_io::accept(stream, peer, &identity, 256, setup_timeout)
+        let noise = hashpool_sv2_io::accept_noise(stream, &identity, setup_timeout)
             .await
             .map_err(|e| match e {
                 ConnectionError::Timeout(_) => MinerError::Limit {
@@ -213,9 +227,10 @@ impl Connection {
                 },
                 other => MinerError::Connection(other),
             })?;
-        // Frames are read in bursts (one ledger commit for all) and written under a time-out:
-        // the halves are handled apart.
-        let (mut frames, writer) = link.into_parts();
+        // This task reads the frames itself, in bursts (one ledger commit for all): no reader
+        // task or frame channel per connection. Writes go under a time-out.
+        let (reader, writer) = noise.into_split();
+        let mut frames = FrameReader::new(reader);
         let mut job_events = ctx.jobs.subscribe();
         let client_id = ctx.next_client_id();
         let channels = Arc::new(Mutex::new(ChannelSet::new(
@@ -224,10 +239,9 @@ impl Connection {
         )));
         ctx.registry.insert(client_id, channels.clone());
         ctx.stats.connection_opened();
-        let (announcer, mut announcements) = tokio::sync::mpsc::unbounded_channel();
         let mut conn = Connection {
             client_id,
-            announcer,
+            announcements: None,
             writer,
             channels,
             setup_done: false,
@@ -260,7 +274,7 @@ impl Connection {
         let result = loop {
             let (deadline, limit) = deadlines.next(conn.setup_done, conn.had_channel);
             let out = tokio::select! {
-                frame = frames.recv(), if !closing && outbox.len() < MAX_OUTBOX => {
+                frame = frames.next(), if !closing && outbox.len() < MAX_OUTBOX => {
                     deadlines.last_frame = Instant::now();
                     let mut out = match conn.on_frame(ctx, frame) {
                         Ok(out) => out,
@@ -270,8 +284,8 @@ impl Connection {
                     // ledger commit covers all their shares.
                     let mut failed = None;
                     for _ in 0..MAX_FRAMES_PER_COMMIT {
-                        let Ok(next) = frames.try_recv() else { break };
-                        match conn.on_frame(ctx, Some(next)) {
+                        let Some(next) = frames.try_next() else { break };
+                        match conn.on_frame(ctx, next) {
                             Ok(more) => out.extend(more),
                             Err(e) => {
                                 failed = Some(e);
@@ -316,7 +330,7 @@ impl Connection {
                     }
                     Err(broadcast::error::RecvError::Closed) => break Ok(()),
                 },
-                Some(announcement) = announcements.recv() => {
+                Some(announcement) = next_announcement(&mut conn.announcements) => {
                     let frame = match hashpool_sv2_io::encode_extension(&announcement) {
                         Ok(f) => f,
                         Err(e) => break Err(MinerError::Connection(e)),
@@ -376,18 +390,18 @@ impl Connection {
         result
     }
 
-    /// Checks, decodes and handles one frame from the reader.
+    /// Checks, decodes and handles one frame read from the miner.
     fn on_frame(
         &mut self,
         ctx: &MinerHandles,
-        frame: Option<Result<codec_sv2::SerializedFrame, stratum_apps::network_helpers::Error>>,
+        frame: Result<codec_sv2::SerializedFrame, stratum_apps::network_helpers::Error>,
     ) -> Result<Vec<AnyMessageOwned>, MinerError> {
         let mut frame = match frame {
-            Some(Ok(f)) => f,
-            Some(Err(stratum_apps::network_helpers::Error::SocketClosed)) | None => {
+            Ok(f) => f,
+            Err(stratum_apps::network_helpers::Error::SocketClosed) => {
                 return Err(MinerError::Closed)
             }
-            Some(Err(e)) => return Err(MinerError::Transport(format!("{e:?}"))),
+            Err(e) => return Err(MinerError::Transport(format!("{e:?}"))),
         };
         // The same function the sv2-io fuzz target (`received_frame`) runs.
         match decode_received(&mut frame, MAX_MINER_FRAME_PAYLOAD, &self.negotiated) {
@@ -409,6 +423,13 @@ impl Connection {
             receipts.push_back(ctx.shares.make_all_durable(shares).await);
         }
         receipts
+    }
+
+    /// The sender of this connection's announcements, made on first use.
+    fn announcer(&mut self) -> Announcer {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.announcements = Some(rx);
+        tx
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ChannelSet> {
@@ -501,10 +522,14 @@ impl Connection {
         let (reply, agreed) = answer_extensions(request, offered, &[]);
         let negotiated = agreed.unwrap_or_default();
         info!(?requested, ?negotiated, "extensions negotiated");
-        let announces = negotiated.contains(&ext_mint_quote::EXTENSION_TYPE);
+        let announcer = if negotiated.contains(&ext_mint_quote::EXTENSION_TYPE) {
+            Some(self.announcer())
+        } else {
+            self.announcements = None;
+            None
+        };
         self.negotiated = negotiated;
-        ctx.registry
-            .set_announcer(self.client_id, announces.then(|| self.announcer.clone()));
+        ctx.registry.set_announcer(self.client_id, announcer);
         AnyMessageOwned::Extensions(reply)
     }
 

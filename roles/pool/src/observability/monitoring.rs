@@ -1,7 +1,7 @@
 //! Feeds the stratum-apps monitoring server (`/api/v1/clients`, `/metrics`) from the pool's
 //! live channels.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use channels_sv2::target::bytes_to_hex;
 use stratum_apps::monitoring::{
@@ -15,7 +15,43 @@ use crate::miners::{
 };
 
 /// The miners' connections, as the monitoring server reads them.
-pub struct PoolMonitoring(pub Arc<Registry>);
+pub struct PoolMonitoring {
+    pub registry: Arc<Registry>,
+    /// Connections listed one by one, at most (`pool.monitoring_max_clients`).
+    pub max_clients: usize,
+}
+
+/// The connections shown one by one: all of them up to `max`, else the `max` with the most
+/// nominal hashrate (the older connection first on a tie). stratum-apps keeps a dozen
+/// Prometheus series and a full view per listed channel; a pool of many small miners would
+/// otherwise spend more memory on monitoring than on the miners themselves.
+fn shown(connections: Vec<Arc<Mutex<ChannelSet>>>, max: usize) -> Vec<Arc<Mutex<ChannelSet>>> {
+    if connections.len() <= max {
+        return connections;
+    }
+    let mut ranked: Vec<(f32, usize, Arc<Mutex<ChannelSet>>)> = connections
+        .into_iter()
+        .map(|set| {
+            let (hashrate, client_id) = {
+                let s = set.lock().unwrap_or_else(|p| p.into_inner());
+                let hashrate = s
+                    .channels()
+                    .values()
+                    .map(|e| e.channel().nominal_hashrate())
+                    .sum::<f32>();
+                (hashrate, s.client_id)
+            };
+            (hashrate, client_id, set)
+        })
+        .collect();
+    let order = |a: &(f32, usize, _), b: &(f32, usize, _)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    if max > 0 {
+        ranked.select_nth_unstable_by(max - 1, order);
+    }
+    ranked.truncate(max);
+    ranked.sort_unstable_by(order);
+    ranked.into_iter().map(|(_, _, set)| set).collect()
+}
 
 struct Common {
     channel_id: u32,
@@ -116,8 +152,7 @@ fn client_info(set: &ChannelSet) -> Sv2ClientInfo {
 
 impl Sv2ClientsMonitoring for PoolMonitoring {
     fn get_sv2_clients(&self) -> Vec<Sv2ClientInfo> {
-        self.0
-            .connections()
+        shown(self.registry.connections(), self.max_clients)
             .iter()
             .map(|set| client_info(&set.lock().unwrap_or_else(|p| p.into_inner())))
             .collect()
@@ -126,7 +161,7 @@ impl Sv2ClientsMonitoring for PoolMonitoring {
     /// Counted from the channels themselves: the default builds every client's full view a
     /// second time per refresh (with thousands of miners, most of an idle pool's CPU).
     fn get_sv2_clients_summary(&self) -> Sv2ClientsSummary {
-        let connections = self.0.connections();
+        let connections = self.registry.connections();
         let (mut extended, mut standard, mut hashrate) = (0, 0, 0.0f32);
         for set in &connections {
             let set = set.lock().unwrap_or_else(|p| p.into_inner());

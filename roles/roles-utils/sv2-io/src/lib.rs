@@ -1,5 +1,5 @@
 //! The SV2 connection layer every role uses: framing and decoding (with TLVs), a Noise
-//! [`Connection`] read on a task of its own, [`dial`] (TCP, Noise, SetupConnection) and the
+//! [`Connection`] read on a task of its own (or a [`FrameReader`] read by its handler), [`dial`] (TCP, Noise, SetupConnection) and the
 //! server side ([`accept`], [`answer_setup`]), extension negotiation both ways, and one
 //! reconnect-with-back-off runner ([`keep_connected`]).
 
@@ -28,6 +28,6 @@ pub use frame::{
     SendError, Sv2Message,
 };
 pub use negotiate::{answer_extensions, Negotiated};
-pub use reader::{spawn_reader, IncomingFrames};
+pub use reader::{spawn_reader, FrameReader, IncomingFrames};
 pub use reconnect::{keep_connected, Healthy, Reconnect};
-pub use serve::{accept, answer_setup, setup_refusal, ServerIdentity};
+pub use serve::{accept, accept_noise, answer_setup, setup_refusal, ServerIdentity};

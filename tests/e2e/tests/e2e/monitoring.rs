@@ -254,3 +254,68 @@ async fn dashboard_and_alerts_use_only_exported_metrics_and_every_role_has_healt
     stack.stop().await?;
     Ok(())
 }
+
+/// A pool of many small miners does not spend its memory on monitoring: past
+/// `pool.monitoring_max_clients` the API and its Prometheus series list only the connections
+/// with the most hashrate, while the totals still count every connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitoring_lists_at_most_the_configured_connections_with_the_most_hashrate(
+) -> anyhow::Result<()> {
+    use hashpool_e2e::{grind, public_key, raw_client::RawClient, test_key};
+    use parsers_sv2::MiningOwned;
+
+    init_tracing();
+    let wait = Duration::from_secs(60);
+    let stack = Stack::new()
+        .with_pool(PoolOptions {
+            monitoring_max_clients: 2,
+            // No vardiff pass re-estimates the claimed hashrates meanwhile.
+            vardiff_interval_secs: 3600,
+            ..Default::default()
+        })
+        .start()
+        .await?;
+    let pool = &stack.pool;
+    pool.wait_for_work(wait).await?;
+
+    let mut clients = Vec::new();
+    for (i, hashrate) in [10.0f32, 1e6, 1e3].into_iter().enumerate() {
+        let mut c = RawClient::connect(pool.address(), Some(public_key())).await?;
+        grind::setup(&mut c, wait).await?;
+        let user = format!("{}.m{i}", test_key(&format!("monitored-{i}")));
+        match grind::open_standard(&mut c, 1, &user, hashrate, [0xff; 32], wait).await? {
+            MiningOwned::OpenStandardMiningChannelSuccess(_) => {}
+            other => anyhow::bail!("channel refused: {other:?}"),
+        }
+        clients.push(c);
+    }
+
+    let total_clients = |g: &Value| g["sv2_clients"]["total_clients"].as_u64();
+    wait_until(
+        wait,
+        "the totals to count all three connections",
+        || async {
+            pool.global()
+                .await
+                .is_ok_and(|g| total_clients(&g) == Some(3))
+        },
+    )
+    .await?;
+    let global = pool.global().await?;
+    assert_eq!(global["sv2_clients"]["standard_channels"].as_u64(), Some(3));
+    let listed = pool.standard_channels().await?;
+    let mut hashrates: Vec<f32> = listed.iter().map(|c| c.nominal_hashrate).collect();
+    hashrates.sort_by(f32::total_cmp);
+    assert_eq!(hashrates, vec![1e3, 1e6], "the two largest are listed");
+
+    // The per-channel Prometheus series cover the listed connections only.
+    let exposition = scrape(pool.monitoring).await?;
+    let series_clients: BTreeSet<&str> = exposition
+        .lines()
+        .filter(|l| l.starts_with("sv2_client_channel_hashrate{"))
+        .filter_map(|l| l.split("client_id=\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(series_clients.len(), 2, "{exposition}");
+    drop(clients);
+    Ok(())
+}
