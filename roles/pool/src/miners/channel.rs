@@ -21,6 +21,9 @@ pub trait PoolChannel {
     fn share_accounting(&self) -> &ShareAccounting;
     /// Id of the job shares are mined on now.
     fn active_job_id(&self) -> Option<u32>;
+    /// Whether shares on `job_id` can still be accepted: the active job or a past job of the
+    /// current tip that channels_sv2 still keeps.
+    fn holds_job(&self, job_id: u32) -> bool;
     /// The ledger's id of the chain tip the channel's jobs are on (0 before the first tip).
     fn tip_id(&self) -> i64;
     /// Applies vardiff's (or UpdateChannel's) new hashrate; returns the new target, or the
@@ -70,6 +73,11 @@ macro_rules! impl_pool_channel {
             }
             fn active_job_id(&self) -> Option<u32> {
                 self.get_active_job().map(|j| j.get_job_id())
+            }
+            fn holds_job(&self, job_id: u32) -> bool {
+                self.get_active_job()
+                    .is_some_and(|j| j.get_job_id() == job_id)
+                    || self.get_past_job(job_id).is_some()
             }
             fn tip_id(&self) -> i64 {
                 self.get_chain_tip()

@@ -66,6 +66,19 @@ impl ChannelEntry {
                 .entry(job_id)
                 .or_insert(JobTarget { job, network });
         }
+        self.prune_job_targets();
+    }
+
+    /// Forgets the targets of jobs channels_sv2 no longer keeps (it holds a few past jobs per
+    /// tip): without this a tip that lasts for hours would add an entry per template to every
+    /// channel.
+    pub fn prune_job_targets(&mut self) {
+        let channel: &dyn PoolChannel = match &self.kind {
+            ChannelKind::Standard(c) => c,
+            ChannelKind::Extended(c) => c,
+        };
+        self.job_targets
+            .retain(|job_id, _| channel.holds_job(*job_id));
     }
 
     /// The work an accepted share on `job_id` with header hash `hash` proves

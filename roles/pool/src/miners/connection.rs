@@ -13,14 +13,13 @@ use tokio::time::Instant;
 use common_messages_sv2::Protocol;
 use ext_mint_quote::MintQuoteMessage;
 use hashpool_sv2_io::{
-    answer_extensions, answer_setup, decode_received, encode, setup_refusal, ConnectionError,
-    FrameReader, ReceiveError, Received, ServerIdentity,
+    accept_transport, answer_extensions, answer_setup, decode_received, encode, setup_refusal,
+    ConnectionError, FrameWriter, ReceiveError, Received, ServerIdentity,
 };
 use parsers_sv2::{
     AnyMessageOwned, CommonMessagesOwned, ExtensionsNegotiationOwned, ExtensionsOwned, MiningOwned,
     Tlv,
 };
-use stratum_apps::network_helpers::noise_stream::NoiseTcpWriteHalf;
 use tokio::{
     net::TcpListener,
     sync::{broadcast, mpsc},
@@ -154,7 +153,7 @@ struct Connection {
     /// (the registry holds the sender). Made then, not before: a channel costs a block of
     /// slots, and most connections never announce.
     announcements: Option<mpsc::UnboundedReceiver<MintQuoteMessage>>,
-    writer: NoiseTcpWriteHalf,
+    writer: FrameWriter,
     channels: Arc<Mutex<ChannelSet>>,
     setup_done: bool,
     /// Set when a reply must be the last thing the connection sends.
@@ -218,7 +217,7 @@ impl Connection {
             secret_key: ctx.config.pool.authority_secret_key,
             cert_validity_secs: ctx.config.pool.cert_validity_secs,
         };
-        let noise = hashpool_sv2_io::accept_noise(stream, &identity, setup_timeout)
+        let (mut frames, writer) = accept_transport(stream, &identity, setup_timeout)
             .await
             .map_err(|e| match e {
                 ConnectionError::Timeout(_) => MinerError::Limit {
@@ -227,10 +226,8 @@ impl Connection {
                 },
                 other => MinerError::Connection(other),
             })?;
-        // This task reads the frames itself, in bursts (one ledger commit for all): no reader
-        // task or frame channel per connection. Writes go under a time-out.
-        let (reader, writer) = noise.into_split();
-        let mut frames = FrameReader::new(reader);
+        // This task reads the frames itself, in bursts (one ledger commit for all, one read
+        // from the socket), and writes each burst of replies at once, under a time-out.
         let mut job_events = ctx.jobs.subscribe();
         let client_id = ctx.next_client_id();
         let channels = Arc::new(Mutex::new(ChannelSet::new(
@@ -336,10 +333,7 @@ impl Connection {
                         Err(e) => break Err(MinerError::Connection(e)),
                     };
                     let write_timeout = conn.write_timeout;
-                    match tokio::time::timeout(
-                        write_timeout,
-                        hashpool_sv2_io::send_frame(&mut conn.writer, frame),
-                    ).await {
+                    match tokio::time::timeout(write_timeout, conn.writer.write_frame(frame)).await {
                         Ok(Ok(())) => {}
                         Ok(Err(_)) => break Err(MinerError::Closed),
                         Err(_) => break Err(write_timed_out(write_timeout)),
@@ -436,18 +430,22 @@ impl Connection {
         self.channels.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Sends `messages`; a miner that stops reading is dropped after the write time-out
-    /// rather than holding its task and channels.
+    /// Sends `messages`, in one write; a miner that stops reading is dropped after the write
+    /// time-out rather than holding its task and channels.
     async fn send_all(&mut self, messages: Vec<AnyMessageOwned>) -> Result<(), MinerError> {
-        for m in messages {
-            let frame = encode(m)?;
-            match tokio::time::timeout(self.write_timeout, self.writer.write_frame(frame)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return Err(MinerError::Closed),
-                Err(_) => return Err(write_timed_out(self.write_timeout)),
-            }
+        if messages.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        for m in messages {
+            self.writer
+                .queue(encode(m)?)
+                .map_err(|e| MinerError::Transport(format!("{e:?}")))?;
+        }
+        match tokio::time::timeout(self.write_timeout, self.writer.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(MinerError::Closed),
+            Err(_) => Err(write_timed_out(self.write_timeout)),
+        }
     }
 
     /// After missing job events, every channel restarts from the current snapshot.

@@ -123,6 +123,7 @@ pub fn set_custom_job(
                 network: Some(network),
             };
             entry.job_targets.insert(job_id, target);
+            entry.prune_job_targets();
             info!(channel_id, job_id, "custom job set");
             vec![MiningOwned::SetCustomMiningJobSuccess(
                 SetCustomMiningJobSuccess {

@@ -36,7 +36,7 @@ use hashpool_sv2_io::str0255 as code;
 /// default: at a job every few seconds and thousands of channels, that is most of a
 /// connection's memory). Miners send shares within seconds of a job; four cover a minute or more
 /// of template updates.
-const PAST_JOBS: usize = 4;
+pub(crate) const PAST_JOBS: usize = 4;
 
 fn open_error(request_id: u32, error_code: &str) -> Vec<MiningOwned> {
     vec![MiningOwned::OpenMiningChannelError(

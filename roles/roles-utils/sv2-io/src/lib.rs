@@ -1,5 +1,6 @@
 //! The SV2 connection layer every role uses: framing and decoding (with TLVs), a Noise
-//! [`Connection`] read on a task of its own (or a [`FrameReader`] read by its handler), [`dial`] (TCP, Noise, SetupConnection) and the
+//! [`Connection`] read on a task of its own (or, for a server of many connections, a buffered
+//! transport its handler reads and writes: [`accept_transport`]), [`dial`] (TCP, Noise, SetupConnection) and the
 //! server side ([`accept`], [`answer_setup`]), extension negotiation both ways, and one
 //! reconnect-with-back-off runner ([`keep_connected`]).
 
@@ -15,6 +16,7 @@ mod negotiate;
 mod reader;
 mod reconnect;
 mod serve;
+mod transport;
 
 pub use accept::{accept_until, listen};
 pub use admission::{address_source, Admission, Admitted, Full};
@@ -28,6 +30,7 @@ pub use frame::{
     SendError, Sv2Message,
 };
 pub use negotiate::{answer_extensions, Negotiated};
-pub use reader::{spawn_reader, FrameReader, IncomingFrames};
+pub use reader::{spawn_reader, IncomingFrames};
 pub use reconnect::{keep_connected, Healthy, Reconnect};
-pub use serve::{accept, accept_noise, answer_setup, setup_refusal, ServerIdentity};
+pub use serve::{accept, answer_setup, setup_refusal, ServerIdentity};
+pub use transport::{accept_transport, FrameReader, FrameWriter};

@@ -6,7 +6,7 @@ use common_messages_sv2::{
 use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned};
 use stratum_apps::{
     key_utils::{Secp256k1PublicKey, Secp256k1SecretKey},
-    network_helpers::{accept_noise_connection, noise_stream::NoiseTcpStream},
+    network_helpers::accept_noise_connection,
 };
 use tokio::net::TcpStream;
 
@@ -28,18 +28,7 @@ pub async fn accept(
     capacity: usize,
     timeout: Duration,
 ) -> Result<Connection, ConnectionError> {
-    let noise = accept_noise(stream, identity, timeout).await?;
-    Ok(Connection::new(noise, peer, capacity))
-}
-
-/// [`accept`] without the reader task: the caller reads the stream's halves itself (with a
-/// [`crate::FrameReader`]).
-pub async fn accept_noise(
-    stream: TcpStream,
-    identity: &ServerIdentity,
-    timeout: Duration,
-) -> Result<NoiseTcpStream, ConnectionError> {
-    tokio::time::timeout(
+    let noise = tokio::time::timeout(
         timeout,
         accept_noise_connection(
             stream,
@@ -50,7 +39,8 @@ pub async fn accept_noise(
     )
     .await
     .map_err(|_| ConnectionError::Timeout("in the Noise handshake"))?
-    .map_err(ConnectionError::Noise)
+    .map_err(ConnectionError::Noise)?;
+    Ok(Connection::new(noise, peer, capacity))
 }
 
 /// The answer to a SetupConnection for `protocol` (version 2, no optional features): the

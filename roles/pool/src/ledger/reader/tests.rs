@@ -87,13 +87,32 @@ async fn setup(limits: ReadLimits) -> (tempfile::TempDir, AccrualLedger, LedgerR
     (dir, ledger, reader)
 }
 
-const NOW: i64 = 1_700_000_000_000;
+/// "Now" for these tests: the real time, fixed for the run, 20 s into its minute (the tests
+/// place rows a second and a minute before it in distinct minutes). The writer
+/// prunes per-minute rows older than a day by the real clock, at open and every minute: rows
+/// placed around a fixed date in the past could vanish under a test that reads them.
+fn now() -> i64 {
+    static NOW: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *NOW.get_or_init(|| {
+        let ms = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("the clock is past 1970")
+                .as_millis(),
+        )
+        .expect("milliseconds fit in i64");
+        ms - ms % 60_000 + 20_000
+    })
+}
 
 #[tokio::test]
 async fn an_unknown_key_has_an_empty_report() {
     let (_dir, ledger, reader) = setup(ReadLimits::default()).await;
     record(&ledger, [share(1, 1, 5_000, true)]).await;
-    let r = reader.key_report(&key(2), NOW, &[600, 3600]).await.unwrap();
+    let r = reader
+        .key_report(&key(2), now(), &[600, 3600])
+        .await
+        .unwrap();
     assert_eq!(r.accrual, None);
     assert_eq!((r.quoted, r.requested, r.blocks_found), (0, 0, 0));
     assert_eq!(r.last_share_ms, None);
@@ -158,20 +177,24 @@ async fn a_keys_report_equals_its_ledger_rows() {
         &ledger,
         1,
         &[
-            (NOW - 7_200_000, 1_000, 1),
-            (NOW - 1_800_000, 1_500, 1),
-            (NOW - 60_000, 1_700, 1),
-            (NOW - 1_000, 900, 1),
+            (now() - 7_200_000, 1_000, 1),
+            (now() - 1_800_000, 1_500, 1),
+            (now() - 60_000, 1_700, 1),
+            (now() - 1_000, 900, 1),
         ],
-        NOW - 1_000,
+        now() - 1_000,
     )
     .await;
-    for (n, at) in [(2, NOW - 1_800_000), (3, NOW - 60_000), (5, NOW - 1_000)] {
+    for (n, at) in [
+        (2, now() - 1_800_000),
+        (3, now() - 60_000),
+        (5, now() - 1_000),
+    ] {
         stamp_block(&ledger, n, at).await;
     }
 
     let r = reader
-        .key_report(&key(1), NOW, &[600, 3_600, 86_400])
+        .key_report(&key(1), now(), &[600, 3_600, 86_400])
         .await
         .unwrap();
     let accrual = ledger.accrual(&key(1)).await.unwrap().unwrap();
@@ -195,7 +218,7 @@ async fn a_keys_report_equals_its_ledger_rows() {
         (r.quoted + r.requested) as u128 * 1_000 + accrual.pending.hashes(),
         accrual.total.hashes()
     );
-    assert_eq!(r.last_share_ms, Some(NOW - 1_000));
+    assert_eq!(r.last_share_ms, Some(now() - 1_000));
     let windows: Vec<_> = r
         .windows
         .iter()
@@ -212,7 +235,7 @@ async fn a_keys_report_equals_its_ledger_rows() {
     // Three blocks, the newest two listed, newest first.
     assert_eq!(r.blocks_found, 3);
     let listed: Vec<_> = r.blocks.iter().map(|b| (b.hash[0], b.at_ms)).collect();
-    assert_eq!(listed, vec![(5, NOW - 1_000), (3, NOW - 60_000)]);
+    assert_eq!(listed, vec![(5, now() - 1_000), (3, now() - 60_000)]);
     assert_eq!(r.blocks[0].channel_id, 3);
     assert_eq!(r.quotes.len(), 1);
     assert_eq!(
@@ -232,11 +255,11 @@ async fn windows_past_the_row_limit_say_what_they_cover() {
     // Shares 1..5 at -50 min, -40, -30, -20 and -1 min.
     let minutes: Vec<_> = [50, 40, 30, 20, 1]
         .iter()
-        .map(|m| (NOW - m * 60_000, 100, 1))
+        .map(|m| (now() - m * 60_000, 100, 1))
         .collect();
-    place(&ledger, 1, &minutes, NOW - 60_000).await;
+    place(&ledger, 1, &minutes, now() - 60_000).await;
     let r = reader
-        .key_report(&key(1), NOW, &[600, 3_600])
+        .key_report(&key(1), now(), &[600, 3_600])
         .await
         .unwrap();
     // 10 min: only share 5, and the rows read reach further back: whole.
@@ -249,6 +272,6 @@ async fn windows_past_the_row_limit_say_what_they_cover() {
     );
     assert_eq!(
         hour.covered_from_ms,
-        (NOW - 30 * 60_000).div_euclid(60_000) * 60_000
+        (now() - 30 * 60_000).div_euclid(60_000) * 60_000
     );
 }

@@ -187,3 +187,54 @@ async fn a_block_meeting_its_job_target_is_credited_the_job_targets_work() {
     assert!(accepted[0].work > Work::from_target(&network));
     assert!(pool.solutions.try_recv().is_ok());
 }
+
+#[tokio::test]
+async fn a_long_tip_keeps_the_targets_of_the_jobs_still_held_only() {
+    let mut pool = Pool::start(TESTNET_NBITS, |_| {}).await;
+    let first = pool.standard_channel(0.0, all_ff());
+    let channel_id = first.channel_id;
+    let mut rx = pool.ctx.jobs.subscribe();
+    // Hours of one tip: a new template every few seconds, each a new job on the channel.
+    let mut newest = None;
+    for id in 2..40 {
+        pool.ctx.jobs.on_new_template(template(id, false));
+        let out = apply_events(&mut pool, &mut rx);
+        let job = out
+            .iter()
+            .find_map(|m| match m {
+                MiningOwned::NewMiningJob(j) => Some(j.clone()),
+                _ => None,
+            })
+            .expect("a job per template");
+        newest = Some(StandardWork {
+            channel_id,
+            job_id: job.job_id,
+            version: job.version,
+            merkle_root: job.merkle_root.to_array(),
+            prev_hash: first.prev_hash,
+            ntime: first.ntime,
+            nbits: first.nbits,
+        });
+    }
+    let newest = newest.unwrap();
+    let entry = &pool.set.channels()[&channel_id];
+    assert!(
+        entry.job_targets.len() <= crate::miners::open::PAST_JOBS + 1,
+        "{} job targets kept",
+        entry.job_targets.len()
+    );
+    assert!(entry.job_targets.contains_key(&newest.job_id));
+
+    // The newest job is still credited exactly; the first one is long gone from the channel.
+    let job_target = target_from_difficulty(MIN_DIFFICULTY);
+    let mut accepted = Vec::new();
+    let (nonce, _) = newest.find(0, |h| job_target.is_met_by(h));
+    assert!(pool
+        .submit(newest.share(1, nonce), &mut accepted)
+        .is_empty());
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(accepted[0].work, Work::from_target(&job_target));
+    let (nonce, _) = first.find(0, |h| job_target.is_met_by(h));
+    assert!(error_code(&pool.submit(first.share(2, nonce), &mut accepted)).is_some());
+    assert_eq!(accepted.len(), 1);
+}

@@ -1,12 +1,13 @@
-//! A [`FrameReader`] is read from a `select!` next to timers and other events, so a read may be
-//! cancelled at any point of a frame. This holds the pinned stratum-apps read half to keeping
-//! what it read: frames reach the server one byte per TCP write, every read is cancelled after
-//! two polls, and each frame must still arrive whole, in order.
+//! The buffered server transport (`accept_transport`) against stratum-apps' client side. Its
+//! reader sits in a `select!` next to timers and other events, so a read may be cancelled at
+//! any point of a frame: frames reach the server one byte per TCP write, every read is
+//! cancelled after two polls, and each frame must still arrive whole, in order. Its writer
+//! sends queued frames together.
 
 use std::time::Duration;
 
 use hashpool_sv2_io::{
-    accept_noise, connect_noise, decode_frame, send, setup_refusal, text, FrameReader,
+    accept_transport, connect_noise, decode_frame, encode, send, setup_refusal, text,
     ServerIdentity,
 };
 use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned};
@@ -71,11 +72,9 @@ async fn a_read_cancelled_mid_frame_resumes_where_it_stopped() {
 
     let server = tokio::spawn(async move {
         let (stream, _) = server_listener.accept().await.unwrap();
-        let noise = accept_noise(stream, &identity(), Duration::from_secs(60))
+        let (mut frames, _writer) = accept_transport(stream, &identity(), Duration::from_secs(60))
             .await
             .unwrap();
-        let (reader, _writer) = noise.into_split();
-        let mut frames = FrameReader::new(reader);
         let (mut codes, mut cancelled) = (Vec::new(), 0usize);
         while codes.len() < FRAMES {
             tokio::select! {
@@ -119,11 +118,9 @@ async fn try_next_takes_only_frames_already_arrived() {
     let (checked_tx, checked_rx) = tokio::sync::oneshot::channel();
     let server = tokio::spawn(async move {
         let (stream, _) = listener.accept().await.unwrap();
-        let noise = accept_noise(stream, &identity(), Duration::from_secs(60))
+        let (mut frames, _writer) = accept_transport(stream, &identity(), Duration::from_secs(60))
             .await
             .unwrap();
-        let (reader, _writer) = noise.into_split();
-        let mut frames = FrameReader::new(reader);
         // Nothing sent yet (the client waits for this): nothing to take, and no error.
         assert!(frames.try_next().is_none());
         checked_tx.send(()).unwrap();
@@ -158,4 +155,44 @@ async fn try_next_takes_only_frames_already_arrived() {
     let (codes, closed) = server.await.unwrap();
     assert_eq!(codes, (0..3).map(code).collect::<Vec<_>>());
     assert!(closed, "a closed socket is an error, not a frame");
+}
+
+#[tokio::test]
+async fn queued_frames_go_out_together_and_arrive_in_order() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let (_frames, mut writer) = accept_transport(stream, &identity(), Duration::from_secs(60))
+            .await
+            .unwrap();
+        for i in 0..5 {
+            writer
+                .queue(encode(setup_refusal(&code(i))).unwrap())
+                .unwrap();
+        }
+        writer.flush().await.unwrap();
+        // A frame bigger than the buffer kept between bursts, on its own.
+        writer
+            .write_frame(encode(setup_refusal(&"y".repeat(255))).unwrap())
+            .await
+            .unwrap();
+        writer
+    });
+    let mut client = connect_noise(address, Some(identity().public_key), 16)
+        .await
+        .unwrap();
+    let mut codes = Vec::new();
+    for _ in 0..6 {
+        match client.recv_message().await.unwrap() {
+            AnyMessageOwned::Common(CommonMessagesOwned::SetupConnectionError(e)) => {
+                codes.push(text(&e.error_code))
+            }
+            other => panic!("unexpected message {other}"),
+        }
+    }
+    let mut expected: Vec<String> = (0..5).map(code).collect();
+    expected.push("y".repeat(255));
+    assert_eq!(codes, expected);
+    drop(server.await.unwrap());
 }
