@@ -86,6 +86,9 @@ sample_rss() { # pid: SAMPLES samples 1 s apart (RSS_SAMPLES), the largest in RS
         if [ "$i" -lt "$SAMPLES" ]; then sleep 1; fi
     done
 }
+cpu_ticks() { # pid: user + system CPU time in clock ticks
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
 pool_connections() { # the pool's own gauge of open miner connections
     curl -fsS "http://127.0.0.1:$POOL_METRICS/metrics" |
         awk '$1 == "hashpool_pool_miner_connections" { print $2 }'
@@ -130,6 +133,7 @@ log "settling ${SETTLE}s, then $SAMPLES RSS samples 1 s apart"
 sleep "$SETTLE"
 sample_rss "$POOL_PID"
 rss_held=$RSS_MAX held_samples=$RSS_SAMPLES
+cpu_from=$(cpu_ticks "$POOL_PID") cpu_from_at=$(date +%s.%N)
 rss_steady=0 steady_samples=
 if [ "$STEADY_SECS" -gt 0 ]; then
     wait_for=$((ready_at + STEADY_SECS - SECONDS))
@@ -140,6 +144,11 @@ if [ "$STEADY_SECS" -gt 0 ]; then
     sample_rss "$POOL_PID"
     rss_steady=$RSS_MAX steady_samples=$RSS_SAMPLES
 fi
+# CPU of the pool while it only holds the connections (templates every 5 s, no shares).
+cpu_to=$(cpu_ticks "$POOL_PID") cpu_to_at=$(date +%s.%N)
+log "pool CPU while holding: $(awk -v a="$cpu_from" -v b="$cpu_to" -v s="$cpu_from_at" \
+    -v e="$cpu_to_at" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN { printf "%.1f%% of a core over %.0f s", 100 * (b - a) / hz / (e - s), e - s }')"
 held_secs=$((SECONDS - ready_at))
 pool_open=$(pool_connections || true)
 load_rss=$(rss_kb "$load_pid" || echo 0)

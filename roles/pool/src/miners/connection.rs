@@ -258,18 +258,25 @@ impl Connection {
             ctx.config.pool.vardiff_interval_secs.max(1),
         ));
         vardiff.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut ack_deadline = tokio::time::interval(Duration::from_millis(
-            ctx.config.pool.share_ack_interval_ms.max(1),
-        ));
-        ack_deadline.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A batch not yet full is acknowledged at most this long after its first share: the
+        // deadline is armed by an accepted share, so an idle connection has no timer to wake.
+        let ack_every = Duration::from_millis(ctx.config.pool.share_ack_interval_ms.max(1));
+        let ack_timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(ack_timer);
+        let mut ack_armed = false;
 
         // Replies wait here, in order, until the shares they acknowledge are durable; frames
         // keep being read meanwhile, so the next shares join the next ledger commit.
         let mut outbox: VecDeque<Outgoing> = VecDeque::new();
         // A reply that must be the last one is queued: nothing more is read.
         let mut closing = false;
+        // One timer for the limits, re-armed only when it fires: deadlines only move later
+        // (each frame pushes the idle one), so a fired timer either meets a limit or is set to
+        // the deadline that now applies. A fresh timer per loop would cost a timer-wheel
+        // insertion and removal per burst of frames.
+        let limit_timer = tokio::time::sleep_until(deadlines.next(false, false).0);
+        tokio::pin!(limit_timer);
         let result = loop {
-            let (deadline, limit) = deadlines.next(conn.setup_done, conn.had_channel);
             let out = tokio::select! {
                 frame = frames.next(), if !closing && outbox.len() < MAX_OUTBOX => {
                     deadlines.last_frame = Instant::now();
@@ -297,6 +304,10 @@ impl Connection {
                         let opened = !conn.lock().channels().is_empty();
                         conn.had_channel = opened;
                     }
+                    if !conn.accepted.is_empty() && !ack_armed {
+                        ack_timer.as_mut().reset(Instant::now() + ack_every);
+                        ack_armed = true;
+                    }
                     out
                 }
                 settled = settle_front(&mut outbox), if !outbox.is_empty() => {
@@ -312,11 +323,16 @@ impl Connection {
                     }
                     continue;
                 }
-                _ = tokio::time::sleep_until(deadline), if !closing => {
-                    break Err(MinerError::Limit {
-                        reason: limit,
-                        detail: "the miner did not do its part in time".into(),
-                    });
+                _ = &mut limit_timer, if !closing => {
+                    let (deadline, limit) = deadlines.next(conn.setup_done, conn.had_channel);
+                    if deadline <= Instant::now() {
+                        break Err(MinerError::Limit {
+                            reason: limit,
+                            detail: "the miner did not do its part in time".into(),
+                        });
+                    }
+                    limit_timer.as_mut().reset(deadline);
+                    continue;
                 }
                 event = job_events.recv() => match event {
                     Ok(event) => conn.lock().on_job_event(&event)
@@ -342,8 +358,11 @@ impl Connection {
                 }
                 _ = vardiff.tick() => conn.lock().run_vardiff()
                     .into_iter().map(AnyMessageOwned::Mining).collect(),
-                _ = ack_deadline.tick() => conn.lock().acknowledge_pending()
-                    .into_iter().map(AnyMessageOwned::Mining).collect(),
+                _ = &mut ack_timer, if ack_armed => {
+                    ack_armed = false;
+                    conn.lock().acknowledge_pending()
+                        .into_iter().map(AnyMessageOwned::Mining).collect()
+                }
                 _ = shutdown.cancelled() => break Ok(()),
             };
             // Nothing that acknowledges a share leaves before the share is durable: replies
