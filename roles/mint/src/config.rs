@@ -78,6 +78,11 @@ fn default_lookup_nonce_capacity() -> usize {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct PoolLinkSettings {
+    /// The pool's mint link as this mint dials it (`host:port`, a name resolved at each
+    /// connect), when it is not the shared config's `pool.mint_link_address` (the pool on
+    /// another host).
+    #[serde(default)]
+    pub address: Option<hashpool_config::HostPort>,
     /// Reconnect back-off: starts at `reconnect_initial_ms`, doubles up to `reconnect_max_ms`.
     pub reconnect_initial_ms: u64,
     pub reconnect_max_ms: u64,
@@ -159,7 +164,11 @@ impl MintRunConfig {
         }
         Ok(Self {
             http_address: global.mint.http_address,
-            pool_address: global.pool.mint_link_address.into(),
+            pool_address: own
+                .pool_link
+                .address
+                .clone()
+                .unwrap_or_else(|| global.pool.mint_link_address.into()),
             pool_authority_public_key: global.pool.authority_public_key,
             secret_key: own.mint.authority_secret_key,
             unit: global.ehash.unit.clone(),
@@ -205,6 +214,23 @@ mod tests {
         assert_ne!(run.monitoring_address.port(), run.http_address.port());
         // Unset: `http://` and the bound address, so an address override moves the URL too.
         assert_eq!(run.public_url, None);
+    }
+
+    #[test]
+    fn the_pool_is_dialed_by_name_when_the_pool_link_names_it() {
+        let global: PoolGlobalConfig =
+            hashpool_config::load_with_env(&repo("config/shared/pool.toml"), vec![]).unwrap();
+        let own: MintConfig = hashpool_config::load_with_env(
+            &repo("config/mint.config.toml"),
+            vec![(
+                "HASHPOOL__POOL_LINK__ADDRESS".to_string(),
+                "pool.example.org:34260".to_string(),
+            )],
+        )
+        .unwrap();
+        let run = MintRunConfig::new(&global, own).unwrap();
+        assert_eq!(run.pool_address.to_string(), "pool.example.org:34260");
+        assert!(run.pool_address.is_name());
     }
 
     #[test]

@@ -192,6 +192,10 @@ pub struct TemplateProviderSettings {
 /// `[stats_reporter]` in the pool's file: reporting is on when the section is there.
 #[derive(Debug, Clone, Deserialize)]
 pub struct StatsReporterSettings {
+    /// stats-pool's ingest address as the pool dials it (`host:port`, a name resolved at each
+    /// connect), when it is not the shared config's `stats.ingest_address` (another host).
+    #[serde(default)]
+    pub address: Option<hashpool_config::HostPort>,
     /// A snapshot this often.
     pub interval_secs: u64,
     /// Reports kept while stats-pool is away (the oldest dropped beyond).
@@ -252,7 +256,10 @@ impl PoolRunConfig {
             .map_err(|e| format!("shared config key `ehash.unit_work`: {e}"))?;
         let stats_reporting = own.stats_reporter.as_ref().map(|s| StatsReporting {
             reporter: hashpool_stats::ReporterConfig {
-                address: global.stats.ingest_address.into(),
+                address: s
+                    .address
+                    .clone()
+                    .unwrap_or_else(|| global.stats.ingest_address.into()),
                 service_public_key: global.stats.authority_public_key,
                 // The pool proves itself with its authority key.
                 secret_key: own.pool.authority_secret_key,
@@ -301,6 +308,26 @@ mod tests {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../..")
             .join(rel)
+    }
+
+    #[test]
+    fn stats_pool_is_dialed_by_name_when_the_reporter_names_it() {
+        let global: PoolGlobalConfig =
+            hashpool_config::load_with_env(&repo("config/shared/pool.toml"), vec![]).unwrap();
+        let load = |env: Vec<(String, String)>| -> PoolRunConfig {
+            let own: PoolConfig =
+                hashpool_config::load_with_env(&repo("config/pool.config.toml"), env).unwrap();
+            PoolRunConfig::new(&global, own).unwrap()
+        };
+        let run = load(vec![]);
+        let reporter = run.stats_reporting.unwrap().reporter;
+        assert_eq!(reporter.address, global.stats.ingest_address);
+        let run = load(vec![(
+            "HASHPOOL__STATS_REPORTER__ADDRESS".to_string(),
+            "stats.example.org:34290".to_string(),
+        )]);
+        let reporter = run.stats_reporting.unwrap().reporter;
+        assert_eq!(reporter.address.to_string(), "stats.example.org:34290");
     }
 
     #[test]

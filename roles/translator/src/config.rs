@@ -229,7 +229,10 @@ impl TranslatorConfig {
             .as_ref()
             .map(|s| crate::stats_report::StatsReporting {
                 reporter: hashpool_stats::ReporterConfig {
-                    address: global.stats.ingest_address.into(),
+                    address: s
+                        .address
+                        .clone()
+                        .unwrap_or_else(|| global.stats.ingest_address.into()),
                     service_public_key: global.stats.authority_public_key,
                     secret_key: s.secret_key,
                     role: hashpool_stats::Role::Translator,
@@ -250,6 +253,30 @@ mod tests {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../..")
             .join(rel)
+    }
+
+    #[test]
+    fn stats_proxy_is_dialed_by_name_when_the_reporter_names_it() {
+        let global: ProxyGlobalConfig =
+            hashpool_config::load_with_env(&repo("config/shared/proxy.toml"), vec![]).unwrap();
+        let own: TranslatorConfig =
+            hashpool_config::load_with_env(&repo("config/translator.config.toml"), vec![]).unwrap();
+        let reporting = own.stats_reporting(&global).unwrap();
+        assert_eq!(reporting.reporter.address, global.stats.ingest_address);
+        let own: TranslatorConfig = hashpool_config::load_with_env(
+            &repo("config/translator.config.toml"),
+            vec![(
+                "HASHPOOL__STATS_REPORTER__ADDRESS".to_string(),
+                "stats.example.org:34290".to_string(),
+            )],
+        )
+        .unwrap();
+        let reporting = own.stats_reporting(&global).unwrap();
+        assert_eq!(
+            reporting.reporter.address.to_string(),
+            "stats.example.org:34290"
+        );
+        assert!(reporting.reporter.address.is_name());
     }
 
     #[test]

@@ -21,6 +21,10 @@ use crate::TranslatorStats;
 /// `[stats_reporter]` in the translator's file: reporting is on when the section is there.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct StatsReporterSettings {
+    /// stats-proxy's ingest address as the translator dials it (`host:port`, a name resolved
+    /// at each connect), when it is not the shared config's `stats.ingest_address`.
+    #[serde(default)]
+    pub address: Option<hashpool_config::HostPort>,
     /// A snapshot this often.
     pub interval_secs: u64,
     /// Reports kept while stats-proxy is away (the oldest dropped beyond).
