@@ -167,7 +167,7 @@ pub async fn start(
     tasks.spawn(quotes::batcher::run(
         config.clone(),
         ledger.clone(),
-        link,
+        link.clone(),
         shutdown.clone(),
     ));
     tasks.spawn(jobs::template_receiver::run(
@@ -193,6 +193,7 @@ pub async fn start(
                 miners.admission.clone(),
                 stats.clone(),
                 ledger.metrics().clone(),
+                link.clone(),
             )
             .map_err(|e| anyhow::anyhow!("pool metrics: {e}"))?;
             let app = exporter

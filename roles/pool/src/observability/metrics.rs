@@ -5,15 +5,23 @@ use std::sync::Arc;
 
 use hashpool_metrics::Exporter;
 
-use crate::{counters::PoolStats, ledger::LedgerMetrics, miners::Admission};
+use crate::{
+    counters::PoolStats, ledger::LedgerMetrics, miners::Admission, quotes::mint_link::MintLink,
+};
 
 /// Every metric of the pool's own endpoint (names documented in docs/metrics.md).
 pub fn exporter(
     admission: Arc<Admission>,
     stats: Arc<PoolStats>,
     ledger: Arc<LedgerMetrics>,
+    mint: Arc<MintLink>,
 ) -> Result<Exporter, hashpool_metrics::Error> {
     let mut e = Exporter::for_role("pool")?;
+    e.gauge(
+        "hashpool_pool_mint_link_up",
+        "1 while an authenticated mint is connected to the pool's mint link.",
+        move || f64::from(u8::from(mint.is_connected())),
+    )?;
     e.gauge(
         "hashpool_pool_miner_connections",
         "Miner connections open.",

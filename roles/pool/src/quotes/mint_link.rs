@@ -44,6 +44,8 @@ pub struct MintLinkHandles {
 #[derive(Default)]
 pub struct MintLink {
     active: Mutex<Option<mpsc::Sender<MintQuoteMessage>>>,
+    /// Whether `active` holds a link, for readers that cannot wait (the metrics scrape).
+    connected: std::sync::atomic::AtomicBool,
     /// Wakes the batcher when a mint authenticates (it resends what is open).
     pub up: Notify,
 }
@@ -61,9 +63,16 @@ impl MintLink {
         self.active.lock().await.is_some()
     }
 
+    /// [`Self::is_up`] without waiting, as of the last attach or detach.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Makes `tx` the link requests go to (replacing an older one) and wakes the batcher.
     pub(super) async fn attach(&self, tx: mpsc::Sender<MintQuoteMessage>) {
         *self.active.lock().await = Some(tx);
+        self.connected
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.up.notify_one();
     }
 
@@ -72,6 +81,8 @@ impl MintLink {
         let mut active = self.active.lock().await;
         if active.as_ref().is_some_and(|a| a.same_channel(tx)) {
             *active = None;
+            self.connected
+                .store(false, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }

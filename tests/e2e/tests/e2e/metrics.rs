@@ -180,6 +180,12 @@ async fn every_metrics_endpoint_is_valid_exposition_with_real_values() -> anyhow
     let text = scrape(pool_metrics).await?;
     assert_eq!(promtool_check(&text)?, Vec::<String>::new(), "{text}");
     common_metrics(&text, "pool");
+    // The pool's side of the mint link, up like the mint's.
+    assert_eq!(
+        metric_value(&text, "hashpool_pool_mint_link_up"),
+        Some(1.0),
+        "{text}"
+    );
     assert!(
         metric_value(&text, r#"hashpool_pool_shares_total{outcome="accepted"}"#)
             .is_some_and(|v| v >= 2.0),
