@@ -7,7 +7,7 @@
 #   scripts/setup.sh --deps GROUPS   the packages of GROUPS only (comma-separated), no build:
 #       build    compiling the workspace: C toolchain, pkg-config, protoc, curl
 #       test     scripts/test.sh beyond the build: promtool (prometheus), chromium and
-#                chromedriver, systemd-analyze (systemd), python3
+#                chromedriver, systemd-analyze (systemd), python3, caddy
 #       deploy   a server running the release binaries (docs/deployment.md): ca-certificates,
 #                curl (health checks), sqlite3 (backups)
 #       all      the three
@@ -43,6 +43,8 @@ TEST=(
     systemd-analyze:systemd
     # The module-cycle check.
     python3:python3
+    # The reverse-proxy example is checked with `caddy adapt`.
+    caddy:caddy
 )
 DEPLOY=(
     # HTTPS to a mint published under a public URL.

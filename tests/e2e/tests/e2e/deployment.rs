@@ -419,3 +419,66 @@ fn install_in_a_scratch_root_makes_a_deployment_that_loads_and_verifies() {
         .expect("systemd-analyze");
     assert!(!out.status.success(), "verify must catch a missing binary");
 }
+
+/// The reverse-proxy example (`scripts/reverse-proxy/Caddyfile`) is a Caddyfile Caddy accepts
+/// as it is (formatted), puts both dashboards behind a login and the mint in front of no
+/// login, and forwards each name to the address the shipped production configs bind.
+#[test]
+fn the_reverse_proxy_example_is_valid_caddy_and_matches_the_prod_addresses() {
+    let caddyfile = repo().join("scripts/reverse-proxy/Caddyfile");
+    let out = Command::new("caddy")
+        .args(["adapt", "--adapter", "caddyfile", "--config"])
+        .arg(&caddyfile)
+        .output()
+        .expect(
+            "caddy is missing: install Debian's caddy package (scripts/setup.sh --deps-only does)",
+        );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "caddy adapt: {said}");
+    assert!(
+        !said.contains("not formatted"),
+        "run `caddy fmt --overwrite`: {said}"
+    );
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let pool: PoolGlobalConfig =
+        hashpool_config::load_with_env(&repo().join("config/prod/shared/pool.toml"), vec![])
+            .unwrap();
+    let proxy: ProxyGlobalConfig =
+        hashpool_config::load_with_env(&repo().join("config/prod/shared/proxy.toml"), vec![])
+            .unwrap();
+    let expected = [
+        ("pool.example.org", pool.web.address.to_string(), true),
+        ("miner.example.org", proxy.web.address.to_string(), true),
+        (
+            "mint.example.org",
+            pool.mint.http_address.to_string(),
+            false,
+        ),
+    ];
+
+    let routes = config["apps"]["http"]["servers"]["srv0"]["routes"]
+        .as_array()
+        .expect("routes");
+    for (host, upstream, login) in expected {
+        let route = routes
+            .iter()
+            .find(|r| r["match"][0]["host"][0] == host)
+            .unwrap_or_else(|| panic!("no site for {host}"));
+        let text = route.to_string();
+        assert!(
+            text.contains(&format!("\"dial\":\"{upstream}\"")),
+            "{host} must forward to {upstream}: {text}"
+        );
+        assert_eq!(
+            text.contains("\"handler\":\"authentication\""),
+            login,
+            "{host}: a login {}: {text}",
+            if login {
+                "is required"
+            } else {
+                "is not wanted"
+            }
+        );
+    }
+}
