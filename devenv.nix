@@ -63,6 +63,7 @@ in
     jd-server = role {
       exec = "jd-server -c config/jd-server.config.toml -g config/shared/pool.toml";
       deps = [ "template-provider" ];
+      probe = ready 9114 "/api/v1/health";
     };
     mint = role {
       exec = "mint -c config/mint.config.toml -g config/shared/pool.toml";

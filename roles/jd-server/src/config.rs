@@ -28,6 +28,9 @@ pub struct JdServerSettings {
     /// How long an allocated token may wait for its declaration, and how long a job token is
     /// good for at the pool (seconds).
     pub token_lifetime_secs: u64,
+    /// Prometheus `/metrics` and `GET /api/v1/health`. Off when unset.
+    #[serde(default)]
+    pub metrics_address: Option<SocketAddr>,
 }
 
 /// Bitcoin Core's JSON-RPC (the template provider's subset in local runs).
@@ -53,6 +56,7 @@ pub struct JdServerRunConfig {
     pub pool_script: ScriptBuf,
     pub token_lifetime_secs: u64,
     pub rpc: RpcSettings,
+    pub metrics_address: Option<SocketAddr>,
 }
 
 impl JdServerRunConfig {
@@ -88,6 +92,7 @@ impl JdServerRunConfig {
             pool_script,
             token_lifetime_secs: own.jd_server.token_lifetime_secs,
             rpc: own.bitcoin_rpc,
+            metrics_address: own.jd_server.metrics_address,
         })
     }
 }

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod declaration;
+pub mod metrics;
 pub mod rpc;
 pub mod session;
 
@@ -23,6 +24,7 @@ pub use config::{JdServerConfig, JdServerRunConfig};
 pub struct JdContext {
     pub config: JdServerRunConfig,
     pub rpc: rpc::BitcoinRpc,
+    pub stats: Arc<metrics::JdStats>,
     /// The node's mempool as last fetched: declarations within [`MEMPOOL_TTL`] share one
     /// `getrawmempool` (on a real node it is large).
     mempool: tokio::sync::Mutex<Option<(std::time::Instant, Arc<rpc::Mempool>)>>,
@@ -38,6 +40,7 @@ impl JdContext {
         Self {
             config,
             rpc,
+            stats: Arc::default(),
             mempool: tokio::sync::Mutex::new(None),
         }
     }
@@ -70,6 +73,8 @@ impl JdContext {
 
 pub struct RunningJdServer {
     pub listen_address: SocketAddr,
+    /// Where `/metrics` and `/api/v1/health` are served, if they are.
+    pub metrics_address: Option<SocketAddr>,
     pub task: JoinHandle<()>,
 }
 
@@ -88,7 +93,22 @@ pub async fn start(
         .with_context(|| format!("binding {}", config.listen_address))?;
     let listen_address = listener.local_addr()?;
     info!(%listen_address, chain, height, "jd-server listening");
+    let metrics_address = config.metrics_address;
     let ctx = Arc::new(JdContext::new(config, rpc));
+    let metrics_address = match metrics_address {
+        Some(address) => {
+            let app = metrics::exporter(ctx.stats.clone())
+                .map_err(|e| anyhow::anyhow!("jd-server metrics: {e}"))?
+                .router()
+                .merge(hashpool_metrics::health_router("jd-server"));
+            let bound = hashpool_metrics::serve(address, app, shutdown.clone())
+                .await
+                .with_context(|| format!("binding the jd-server metrics endpoint {address}"))?;
+            info!(%bound, "jd-server metrics at /metrics");
+            Some(bound)
+        }
+        None => None,
+    };
     let task = tokio::spawn(async move {
         let stop = shutdown.clone();
         hashpool_sv2_io::accept_until(listener, shutdown, move |stream, peer| {
@@ -102,6 +122,7 @@ pub async fn start(
     });
     Ok(RunningJdServer {
         listen_address,
+        metrics_address,
         task,
     })
 }

@@ -68,6 +68,7 @@ pub async fn run(
     };
     let conn =
         hashpool_sv2_io::accept(stream, peer, &identity, 32, Duration::from_secs(10)).await?;
+    let _open = ctx.stats.connection_opened();
     // Setup is answered in the message loop: anything before it is refused there.
     let mut session = Session {
         ctx,
@@ -133,6 +134,7 @@ impl Session {
         match message {
             JobDeclarationOwned::AllocateMiningJobToken(m) => {
                 let token = self.allocate();
+                self.ctx.stats.token_allocated();
                 let outputs = vec![TxOut {
                     // The whole reward, whatever it comes to, goes to this script.
                     value: Amount::ZERO,
@@ -150,7 +152,10 @@ impl Session {
             JobDeclarationOwned::DeclareMiningJob(m) => {
                 let request_id = m.request_id;
                 match self.declare(m).await {
-                    Ok(Some(reply)) => self.send(reply).await,
+                    Ok(Some(reply)) => {
+                        self.count_accepted(&reply);
+                        self.send(reply).await
+                    }
                     Ok(None) => Ok(()),
                     Err(refusal) => self.refuse(request_id, refusal).await,
                 }
@@ -158,7 +163,10 @@ impl Session {
             JobDeclarationOwned::ProvideMissingTransactionsSuccess(m) => {
                 let request_id = m.request_id;
                 match self.provided(m).await {
-                    Ok(reply) => self.send(reply).await,
+                    Ok(reply) => {
+                        self.count_accepted(&reply);
+                        self.send(reply).await
+                    }
                     Err(refusal) => self.refuse(request_id, refusal).await,
                 }
             }
@@ -169,6 +177,13 @@ impl Session {
             other => Err(ConnectionError::Protocol(format!(
                 "a job declarator client does not send {other}"
             ))),
+        }
+    }
+
+    /// Counts a declaration answered with its job token (not a request for transactions).
+    fn count_accepted(&self, reply: &JobDeclarationOwned) {
+        if matches!(reply, JobDeclarationOwned::DeclareMiningJobSuccess(_)) {
+            self.ctx.stats.declaration(crate::metrics::DECLARED);
         }
     }
 
@@ -205,6 +220,7 @@ impl Session {
         Refusal(code, details): Refusal,
     ) -> Result<(), ConnectionError> {
         info!(peer = %self.peer, request_id, code, "declared job refused: {details}");
+        self.ctx.stats.declaration(code);
         let reply = DeclareMiningJobErrorOwned {
             request_id,
             error_code: str0255(code),

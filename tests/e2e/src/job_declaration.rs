@@ -6,7 +6,7 @@ use anyhow::Context;
 use stratum_apps::config_helpers::CoinbaseRewardScript;
 use tokio_util::sync::CancellationToken;
 
-use crate::{public_key, secret_key, TestProvider, POOL_SCRIPT};
+use crate::{loopback_any_port, public_key, secret_key, TestProvider, POOL_SCRIPT};
 
 /// A jd-server on `listen` for the chain of `tp`, requiring the test pool's script.
 pub fn jd_server_config(
@@ -28,6 +28,7 @@ pub fn jd_server_config(
             user: None,
             password: None,
         },
+        metrics_address: Some(loopback_any_port()),
     })
 }
 

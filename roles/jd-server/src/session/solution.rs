@@ -5,7 +5,10 @@ use job_declaration_sv2::PushSolutionOwned;
 use tracing::{info, warn};
 
 use super::Session;
-use crate::declaration::solve;
+use crate::{
+    declaration::solve,
+    metrics::{BLOCK_ACCEPTED, BLOCK_NOT_SUBMITTED, BLOCK_NO_JOB, BLOCK_REFUSED},
+};
 
 impl Session {
     /// Rebuilds the block of the accepted job the solution is for and submits it to the node.
@@ -24,6 +27,7 @@ impl Session {
                         Ok(tx) => tx,
                         Err(e) => {
                             warn!(peer = %self.peer, %txid, "solution's transaction not found: {e}");
+                            self.ctx.stats.block(BLOCK_NOT_SUBMITTED);
                             return;
                         }
                     },
@@ -34,15 +38,21 @@ impl Session {
             let hash = block.block_hash();
             match self.ctx.rpc.submit_block(&block).await {
                 Ok(None) => {
-                    info!(peer = %self.peer, %hash, "block submitted and accepted by the node")
+                    info!(peer = %self.peer, %hash, "block submitted and accepted by the node");
+                    self.ctx.stats.block(BLOCK_ACCEPTED);
                 }
                 Ok(Some(reason)) => {
-                    warn!(peer = %self.peer, %hash, "node refused the block: {reason}")
+                    warn!(peer = %self.peer, %hash, "node refused the block: {reason}");
+                    self.ctx.stats.block(BLOCK_REFUSED);
                 }
-                Err(e) => warn!(peer = %self.peer, %hash, "could not submit the block: {e}"),
+                Err(e) => {
+                    warn!(peer = %self.peer, %hash, "could not submit the block: {e}");
+                    self.ctx.stats.block(BLOCK_NOT_SUBMITTED);
+                }
             }
             return;
         }
         warn!(peer = %self.peer, "a pushed solution matches no job this connection declared");
+        self.ctx.stats.block(BLOCK_NO_JOB);
     }
 }

@@ -412,5 +412,52 @@ async fn a_declared_job_with_its_own_transactions_is_accepted_and_its_block_conn
         "the client's own transaction is in the chain"
     );
 
+    // What the jd-server's metrics say of it: this connection, its two tokens, one job
+    // accepted and one refused by code, one block the node took; and its health.
+    let metrics = s
+        .stack
+        .jd_server()
+        .running
+        .metrics_address
+        .expect("the test jd-server serves metrics");
+    let text = reqwest::get(format!("http://{metrics}/metrics"))
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    assert_eq!(
+        hashpool_e2e::promtool_check(&text)?,
+        Vec::<String>::new(),
+        "{text}"
+    );
+    let value = |name: &str| hashpool_e2e::metric_value(&text, name);
+    assert_eq!(value("hashpool_jd_server_connections"), Some(1.0), "{text}");
+    assert!(value("hashpool_jd_server_tokens_allocated_total").is_some_and(|v| v >= 1.0));
+    assert_eq!(
+        value(r#"hashpool_jd_server_declarations_total{result="accepted"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(r#"hashpool_jd_server_declarations_total{result="invalid-mining-job-token"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(r#"hashpool_jd_server_blocks_total{result="accepted"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"role="jd-server""#) && text.contains("hashpool_build_info{"),
+        "{text}"
+    );
+    let health: serde_json::Value = reqwest::get(format!("http://{metrics}/api/v1/health"))
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    assert_eq!(health["role"], "jd-server");
+
     s.stack.stop().await
 }

@@ -162,6 +162,7 @@ fn full_profile() -> (String, Vec<u16>) {
         "jd_server",
         "pool_metrics",
         "mint_metrics",
+        "jd_server_metrics",
     ];
     // Ten rounds stop and start on these ports: keep them out of the ephemeral range, where the
     // other tests' sockets could take one in between.
@@ -300,12 +301,16 @@ RUST_LOG = "info"
         "jd-server",
         cfg("jd-server", "pool"),
         &["template-provider"],
-        &[p("jd_server")],
-        None,
+        &[p("jd_server"), p("jd_server_metrics")],
+        Some(format!(
+            "http://{}/api/v1/health",
+            a("jd_server_metrics")
+        )),
         &format!(
-            "HASHPOOL__JD_SERVER__LISTEN_ADDRESS = \"{}\"\nHASHPOOL__BITCOIN_RPC__URL = \"http://{}\"\n",
+            "HASHPOOL__JD_SERVER__LISTEN_ADDRESS = \"{}\"\nHASHPOOL__BITCOIN_RPC__URL = \"http://{}\"\nHASHPOOL__JD_SERVER__METRICS_ADDRESS = \"{}\"\n",
             a("jd_server"),
-            a("tp_http")
+            a("tp_http"),
+            a("jd_server_metrics")
         ),
     );
     role(
