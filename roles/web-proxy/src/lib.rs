@@ -99,6 +99,7 @@ pub fn dashboard(config: WebProxyConfig) -> Dashboard {
         .route("/api/summary", get(summary))
         .route("/api/token", post(token))
         .route("/api/faucet", post(faucet))
+        .route("/api/receive", post(receive))
         .with_state(state);
     let app = match charts {
         Some(charts) => app.merge(charts),
@@ -259,6 +260,13 @@ async fn index(State(s): State<AppState>) -> Html<String> {
   <button class="act" type="submit">Create token</button>
   <button class="act" type="button" id="faucet">Faucet</button></form>
   <div class="msg" id="token-msg"></div><textarea id="token" readonly placeholder="a cashuB… token appears here"></textarea>
+  <button class="act" type="button" id="copy-token" hidden>Copy token</button>
+  <div id="token-qr"></div>
+</section>
+<section><h2>Receive ehash</h2>
+  <form id="receive-form"><textarea id="receive-token" placeholder="paste a cashuB… token" required></textarea>
+  <button class="act" type="submit">Receive</button></form>
+  <div class="msg" id="receive-msg"></div>
 </section>
 <section><h2>Recent issuance</h2><table id="history"><tr><td class="empty">loading…</td></tr></table></section>"#,
     );
@@ -268,8 +276,30 @@ const showToken = (ok, r) => {{
   const msg = document.getElementById('token-msg');
   msg.className = ok ? 'msg' : 'msg err';
   msg.textContent = ok ? `token of ${{r.amount}} hash created` : r.error;
-  if (ok) document.getElementById('token').value = r.token;
+  if (!ok) return;
+  document.getElementById('token').value = r.token;
+  document.getElementById('copy-token').hidden = false;
+  // The QR code is SVG drawn by this server from the token; the error text is ours too.
+  const qr = document.getElementById('token-qr');
+  if (r.qr_svg) qr.innerHTML = r.qr_svg; else qr.textContent = r.qr_error ?? '';
 }};
+document.getElementById('copy-token').addEventListener('click', async () => {{
+  const text = document.getElementById('token');
+  const msg = document.getElementById('token-msg');
+  try {{ await navigator.clipboard.writeText(text.value); msg.textContent = 'token copied'; }}
+  catch (e) {{ text.select(); msg.textContent = document.execCommand('copy') ? 'token copied' : 'select the token and copy it'; }}
+}});
+document.getElementById('receive-form').addEventListener('submit', async ev => {{
+  ev.preventDefault();
+  const msg = document.getElementById('receive-msg');
+  const field = document.getElementById('receive-token');
+  try {{
+    const r = await hp.json('/api/receive', {{ method: 'POST', headers: {{ 'content-type': 'application/json' }}, body: JSON.stringify({{ token: field.value }}) }});
+    msg.className = 'msg';
+    msg.textContent = `received ${{r.amount}} hash`;
+    field.value = '';
+  }} catch (e) {{ msg.className = 'msg err'; msg.textContent = e.message; }}
+}});
 const postJson = async (url, body) => {{
   try {{ showToken(true, await hp.json(url, {{ method: 'POST', headers: {{ 'content-type': 'application/json' }}, body: JSON.stringify(body) }})); }}
   catch (e) {{ showToken(false, {{ error: e.message }}); }}
@@ -362,33 +392,125 @@ fn read_wallet_token(path: &Path) -> Result<String, String> {
 }
 
 /// `POST` to a spending route of the wallet API with its bearer token; the wallet's own status
-/// and JSON body go back to the page, or 502/503 with why it could not be asked.
-async fn forward_spending(s: &AppState, route: &str, body: &Value) -> Response {
+/// and JSON body, or the 502/503 response saying why it could not be asked.
+async fn forward_spending(
+    s: &AppState,
+    route: &str,
+    body: &Value,
+) -> Result<(StatusCode, Value), Response> {
     let token = match read_wallet_token(&s.config.wallet_token_path) {
         Ok(token) => token,
         Err(e) => {
             tracing::error!("{e}");
-            return json_error(StatusCode::SERVICE_UNAVAILABLE, e);
+            return Err(json_error(StatusCode::SERVICE_UNAVAILABLE, e));
         }
     };
+    forward(s, route, body, Some(token)).await
+}
+
+/// `POST` to the wallet API (with `bearer`, for spending routes).
+async fn forward(
+    s: &AppState,
+    route: &str,
+    body: &Value,
+    bearer: Option<String>,
+) -> Result<(StatusCode, Value), Response> {
     let url = format!("{}{route}", s.config.wallet_url);
-    match s
-        .spending
-        .post(&url)
-        .bearer_auth(token)
-        .json(body)
-        .send()
-        .await
-    {
+    let mut request = s.spending.post(&url).json(body);
+    if let Some(token) = bearer {
+        request = request.bearer_auth(token);
+    }
+    match request.send().await {
         Ok(response) => {
             let status =
                 StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
             match response.json::<Value>().await {
-                Ok(body) => (status, Json(body)).into_response(),
-                Err(e) => json_error(StatusCode::BAD_GATEWAY, format!("{url}: not JSON ({e})")),
+                Ok(body) => Ok((status, body)),
+                Err(e) => Err(json_error(
+                    StatusCode::BAD_GATEWAY,
+                    format!("{url}: not JSON ({e})"),
+                )),
             }
         }
-        Err(e) => json_error(StatusCode::BAD_GATEWAY, format!("{url}: unreachable ({e})")),
+        Err(e) => Err(json_error(
+            StatusCode::BAD_GATEWAY,
+            format!("{url}: unreachable ({e})"),
+        )),
+    }
+}
+
+/// A created token as the page shows it: the wallet's answer, with the token's QR code as SVG
+/// (`qr_svg`) or why there is none (`qr_error`).
+fn created(answer: Result<(StatusCode, Value), Response>) -> Response {
+    match answer {
+        Ok((status, mut body)) => {
+            if status.is_success() {
+                if let Some(token) = body["token"].as_str().map(str::to_string) {
+                    match token_qr(&token) {
+                        Ok(code) => body["qr_svg"] = Value::String(qr_svg(&code)),
+                        Err(e) => body["qr_error"] = Value::String(e),
+                    }
+                }
+            }
+            (status, Json(body)).into_response()
+        }
+        Err(response) => response,
+    }
+}
+
+/// The QR code a phone wallet scans to receive `token`: lowest error correction, so the most
+/// data fits (2,953 bytes at version 40); longer tokens get none.
+fn token_qr(token: &str) -> Result<qrcode::QrCode, String> {
+    qrcode::QrCode::with_error_correction_level(token.as_bytes(), qrcode::EcLevel::L).map_err(
+        |_| {
+            format!(
+                "no QR code: the token ({} characters) is too long for one; copy it instead",
+                token.len()
+            )
+        },
+    )
+}
+
+fn qr_svg(code: &qrcode::QrCode) -> String {
+    code.render::<qrcode::render::svg::Color>()
+        .min_dimensions(240, 240)
+        .quiet_zone(true)
+        .build()
+}
+
+/// The longest token text the page passes on to the wallet (a token of hundreds of proofs is
+/// far shorter); anything longer is refused here.
+const MAX_RECEIVED_TOKEN: usize = 256 * 1024;
+
+#[derive(Deserialize)]
+struct ReceiveRequest {
+    token: String,
+}
+
+/// Receives a pasted token into the wallet (the wallet API swaps it at the mint).
+async fn receive(
+    State(s): State<AppState>,
+    body: Result<Json<ReceiveRequest>, JsonRejection>,
+) -> Response {
+    let Ok(Json(request)) = body else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "expected JSON {\"token\": \"cashuB...\"}",
+        );
+    };
+    let token = request.token.trim();
+    if token.is_empty() {
+        return json_error(StatusCode::BAD_REQUEST, "paste a token to receive");
+    }
+    if token.len() > MAX_RECEIVED_TOKEN {
+        return json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a token of at most {MAX_RECEIVED_TOKEN} characters"),
+        );
+    }
+    match forward(&s, "/api/v1/receive", &json!({ "token": token }), None).await {
+        Ok((status, body)) => (status, Json(body)).into_response(),
+        Err(response) => response,
     }
 }
 
@@ -403,13 +525,13 @@ async fn token(
             "expected JSON {\"amount\": <positive integer>}",
         );
     };
-    forward_spending(&s, "/api/v1/tokens", &json!({ "amount": request.amount })).await
+    created(forward_spending(&s, "/api/v1/tokens", &json!({ "amount": request.amount })).await)
 }
 
 /// A faucet token. The wallet API limits the faucet per client address; through this page
 /// every visitor is this page's address, so the page as a whole gets one per interval.
 async fn faucet(State(s): State<AppState>) -> Response {
-    forward_spending(&s, "/api/v1/faucet", &json!({})).await
+    created(forward_spending(&s, "/api/v1/faucet", &json!({})).await)
 }
 
 #[cfg(test)]
@@ -419,6 +541,8 @@ mod tests {
     use tokio::net::TcpListener;
 
     const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    /// Receive requests that reached the fake wallet.
+    static RECEIVES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
     /// A wallet API that spends only for `Authorization: Bearer TOKEN`, as the real one does.
     async fn fake_wallet() -> SocketAddr {
@@ -447,7 +571,21 @@ mod tests {
                 }),
             )
             .route("/api/v1/tokens", post(spend))
-            .route("/api/v1/faucet", post(spend));
+            .route("/api/v1/faucet", post(spend))
+            .route(
+                "/api/v1/receive",
+                post(|Json(body): Json<Value>| async move {
+                    RECEIVES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if body["token"] == "cashuBgood" {
+                        Json(json!({ "amount": 5 })).into_response()
+                    } else {
+                        json_error(
+                            StatusCode::BAD_REQUEST,
+                            "cannot receive this token: already spent",
+                        )
+                    }
+                }),
+            );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -514,6 +652,34 @@ mod tests {
             assert_eq!((status, body["token"].as_str()), (200, Some("cashuBfake")));
         }
 
+        // A created token comes with its QR code.
+        let (_, body) = answer(post("/api/token").await.unwrap()).await;
+        assert!(
+            body["qr_svg"]
+                .as_str()
+                .is_some_and(|svg| svg.contains("<svg")),
+            "{body}"
+        );
+
+        // Receiving needs no API token; the wallet's answer (amount or refusal) reaches the page.
+        let receive = |token: String| {
+            http.post(format!("http://{}/api/receive", proxy.address))
+                .json(&json!({ "token": token }))
+                .send()
+        };
+        let (status, body) = answer(receive(" cashuBgood\n".into()).await.unwrap()).await;
+        assert_eq!((status, body["amount"].as_u64()), (200, Some(5)));
+        let (status, body) = answer(receive("cashuBspent".into()).await.unwrap()).await;
+        assert_eq!(status, 400);
+        assert!(body["error"].as_str().unwrap().contains("already spent"));
+        // Nothing, or more than any token, is refused here without asking the wallet.
+        let asked = RECEIVES.load(std::sync::atomic::Ordering::SeqCst);
+        let (status, _) = answer(receive("  ".into()).await.unwrap()).await;
+        assert_eq!(status, 400);
+        let (status, _) = answer(receive("x".repeat(MAX_RECEIVED_TOKEN + 1)).await.unwrap()).await;
+        assert_eq!(status, 413);
+        assert_eq!(RECEIVES.load(std::sync::atomic::Ordering::SeqCst), asked);
+
         // Another token: the wallet's refusal reaches the page.
         write_token(&token_path, &TOKEN.replace('0', "1"), 0o600);
         let (status, body) = answer(post("/api/token").await.unwrap()).await;
@@ -534,6 +700,46 @@ mod tests {
             .unwrap();
         assert!(page.contains("token-form") && !page.contains(TOKEN));
         shutdown.cancel();
+    }
+
+    /// The QR code of a token reads back as the token (what a phone wallet scans); a token too
+    /// long for any QR code gets an explanation instead.
+    #[test]
+    fn a_tokens_qr_code_reads_back_as_the_token() {
+        let token = format!(
+            "cashuB{}",
+            (0..700)
+                .map(
+                    |i| b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+                        [(i * 37 + i / 3) % 64] as char
+                )
+                .collect::<String>()
+        );
+        let code = token_qr(&token).unwrap();
+        let (width, colors) = (code.width(), code.to_colors());
+        let (scale, quiet) = (4, 4);
+        let size = (width + 2 * quiet) * scale;
+        let mut image = rqrr::PreparedImage::prepare_from_greyscale(size, size, |x, y| {
+            let (mx, my) = (x / scale, y / scale);
+            let inside =
+                (quiet..width + quiet).contains(&mx) && (quiet..width + quiet).contains(&my);
+            if inside && colors[(my - quiet) * width + (mx - quiet)] == qrcode::Color::Dark {
+                0
+            } else {
+                255
+            }
+        });
+        let grids = image.detect_grids();
+        assert_eq!(grids.len(), 1);
+        let (_, content) = grids[0].decode().unwrap();
+        assert_eq!(content, token);
+        assert!(qr_svg(&code).starts_with("<?xml"));
+
+        // Byte mode (a token is base64url), past version 40's 2,953 bytes.
+        let Err(err) = token_qr(&"a".repeat(3_000)) else {
+            panic!("3,000 bytes fit no QR code")
+        };
+        assert!(err.contains("too long"), "{err}");
     }
 
     async fn page_and_summary(config: WebProxyConfig) -> (String, Value, u16) {

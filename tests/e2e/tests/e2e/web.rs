@@ -271,6 +271,72 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
     assert_eq!(rebound.status().as_u16(), 403);
     assert_eq!(api_balance().await, Some(balance - 2));
 
+    // The created token has its QR code and a copy button; pasted back into "Receive", the
+    // wallet takes it in again and the balance is whole.
+    assert!(
+        browser.find(Locator::Css("#token-qr svg")).await.is_ok(),
+        "a QR code for the created token"
+    );
+    let created = browser
+        .find(Locator::Css("#token"))
+        .await?
+        .prop("value")
+        .await?
+        .unwrap_or_default();
+    browser
+        .find(Locator::Css("#copy-token"))
+        .await?
+        .click()
+        .await?;
+    wait_until(Duration::from_secs(10), "the copy answered", || async {
+        text_of(&browser, "#token-msg")
+            .await
+            .is_some_and(|m| m.contains("cop"))
+    })
+    .await?;
+    browser
+        .find(Locator::Css("#receive-token"))
+        .await?
+        .send_keys(&created)
+        .await?;
+    browser
+        .find(Locator::Css("#receive-form button[type=submit]"))
+        .await?
+        .click()
+        .await?;
+    wait_until(Duration::from_secs(30), "the token received", || async {
+        text_of(&browser, "#receive-msg").await.as_deref() == Some("received 2 hash")
+    })
+    .await?;
+    wait_until(
+        Duration::from_secs(20),
+        "the balance whole again",
+        || async { api_balance().await == Some(balance) },
+    )
+    .await?;
+    // The same token again: the wallet's refusal is shown.
+    browser
+        .find(Locator::Css("#receive-token"))
+        .await?
+        .send_keys(&created)
+        .await?;
+    browser
+        .find(Locator::Css("#receive-form button[type=submit]"))
+        .await?
+        .click()
+        .await?;
+    wait_until(
+        Duration::from_secs(30),
+        "the refusal of a spent token",
+        || async {
+            text_of(&browser, "#receive-msg")
+                .await
+                .is_some_and(|m| m.contains("cannot receive"))
+        },
+    )
+    .await?;
+    assert_eq!(api_balance().await, Some(balance));
+
     // web-pool: the hashrate chart has a line (data), not "no data yet"; the services are up.
     browser
         .goto(&format!("http://{}/", web_pool.address))
