@@ -210,6 +210,7 @@ async fn summary(State(s): State<AppState>) -> Json<Value> {
             "channel_mode": status["channel_mode"],
         },
         "history": history["issuance"].as_array().cloned().unwrap_or_default(),
+        "transfers": history["transfers"].as_array().cloned().unwrap_or_default(),
         "sources": {
             "wallet": true,
             "stats": stats.is_some(),
@@ -268,7 +269,8 @@ async fn index(State(s): State<AppState>) -> Html<String> {
   <button class="act" type="submit">Receive</button></form>
   <div class="msg" id="receive-msg"></div>
 </section>
-<section><h2>Recent issuance</h2><table id="history"><tr><td class="empty">loading…</td></tr></table></section>"#,
+<section><h2>Recent issuance</h2><table id="history"><tr><td class="empty">loading…</td></tr></table></section>
+<section><h2>Tokens sent and received</h2><table id="transfers"><tr><td class="empty">loading…</td></tr></table></section>"#,
     );
     let script = format!(
         r#"const charts = hp.charts({charts});
@@ -333,6 +335,10 @@ hp.refresh({refresh}, async () => {{
     ? '<tr><td class="empty">nothing minted yet</td></tr>'
     : '<tr><th>minted</th><th>quote</th><th class="num">amount</th></tr>' +
       s.history.map(h => `<tr><td>${{new Date(h.time * 1000).toLocaleString()}}</td><td><code>${{hp.esc(h.quote)}}</code></td><td class="num">${{h.amount}}</td></tr>`).join('');
+  document.getElementById('transfers').innerHTML = s.transfers.length === 0
+    ? '<tr><td class="empty">no token sent or received yet</td></tr>'
+    : '<tr><th>when</th><th></th><th class="num">amount</th></tr>' +
+      s.transfers.map(t => `<tr><td>${{new Date(t.time * 1000).toLocaleString()}}</td><td>${{hp.esc(t.direction)}}</td><td class="num">${{t.amount}}</td></tr>`).join('');
   await charts();
 }});"#,
         charts = if stats {
@@ -567,7 +573,10 @@ mod tests {
             .route(
                 "/api/v1/history",
                 get(|| async {
-                    Json(json!({ "issuance": [{ "quote": "q1", "amount": 7, "time": 1 }] }))
+                    Json(json!({
+                        "issuance": [{ "quote": "q1", "amount": 7, "time": 1 }],
+                        "transfers": [{ "direction": "sent", "amount": 2, "time": 2 }],
+                    }))
                 }),
             )
             .route("/api/v1/tokens", post(spend))
@@ -788,6 +797,7 @@ mod tests {
         assert_eq!(summary["locking_key"], "02ab");
         assert_eq!(summary["faucet"], false);
         assert_eq!(summary["history"][0]["quote"], "q1");
+        assert_eq!(summary["transfers"][0]["direction"], "sent");
         assert_eq!(summary["upstream"]["connected"], Value::Null);
         assert_eq!(summary["miners"], json!([]));
         assert_eq!(

@@ -254,9 +254,12 @@ struct HistoryQuery {
 
 async fn history(State(s): State<ApiState>, Query(q): Query<HistoryQuery>) -> Response {
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
-    match s.wallet.history(limit).await {
-        Ok(items) => Json(json!({ "issuance": items })).into_response(),
-        Err(e) => wallet_error(e),
+    let (issuance, transfers) = tokio::join!(s.wallet.history(limit), s.wallet.transfers(limit));
+    match (issuance, transfers) {
+        (Ok(issuance), Ok(transfers)) => {
+            Json(json!({ "issuance": issuance, "transfers": transfers })).into_response()
+        }
+        (Err(e), _) | (_, Err(e)) => wallet_error(e),
     }
 }
 

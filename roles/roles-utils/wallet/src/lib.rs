@@ -79,6 +79,16 @@ pub enum WalletError {
     ApiToken(PathBuf, String),
 }
 
+/// A token sent from the wallet or received into it (mints are [`Issuance`]s).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Transfer {
+    /// `sent` or `received`.
+    pub direction: &'static str,
+    pub amount: u64,
+    /// Unix seconds.
+    pub time: u64,
+}
+
 /// One quote minted into the wallet.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Issuance {
@@ -313,6 +323,30 @@ impl EhashWallet {
         minted.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.quote.cmp(&a.quote)));
         minted.truncate(limit);
         Ok(minted)
+    }
+
+    /// The latest `limit` tokens sent and received, newest first (quotes minted are not here:
+    /// [`Self::history`]).
+    pub async fn transfers(&self, limit: usize) -> Result<Vec<Transfer>, WalletError> {
+        use cdk::wallet::types::TransactionDirection;
+        let mut transfers: Vec<Transfer> = self
+            .wallet
+            .list_transactions(None)
+            .await?
+            .into_iter()
+            .filter(|t| t.quote_id.is_none())
+            .map(|t| Transfer {
+                direction: match t.direction {
+                    TransactionDirection::Incoming => "received",
+                    TransactionDirection::Outgoing => "sent",
+                },
+                amount: t.amount.into(),
+                time: t.timestamp,
+            })
+            .collect();
+        transfers.sort_by_key(|t| std::cmp::Reverse(t.time));
+        transfers.truncate(limit);
+        Ok(transfers)
     }
 
     pub async fn balance(&self) -> Result<u64, WalletError> {

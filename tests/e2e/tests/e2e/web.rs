@@ -314,6 +314,16 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
         || async { api_balance().await == Some(balance) },
     )
     .await?;
+    // Both are in the page's list of tokens sent and received.
+    wait_until(
+        Duration::from_secs(20),
+        "the send and the receive listed",
+        || async {
+            let listed = text_of(&browser, "#transfers").await.unwrap_or_default();
+            listed.contains("sent") && listed.contains("received")
+        },
+    )
+    .await?;
     // The same token again: the wallet's refusal is shown.
     browser
         .find(Locator::Css("#receive-token"))
