@@ -14,15 +14,18 @@
 # and the pool counted all N open while they were held.
 #
 # The pool's connection limits are raised through its config (`limits.max_connections`,
-# `limits.max_connections_per_address`: every connection comes from 127.0.0.1), and the open
-# file limit to its hard limit (the pool and share-load each need N descriptors and a few more).
+# `limits.max_connections_per_address`: every connection comes from 127.0.0.1;
+# `limits.idle_timeout_secs` past the hold: a held connection sends nothing after its first
+# share, where a real miner keeps sending), and the open file limit to its hard limit (the pool
+# and share-load each need N descriptors and a few more).
 #
 # Parameters (environment):
 #   CONNECTIONS (10000), RAMP connections started per second (1000), CONCURRENCY connections
 #   setting up at once (256), SETUP_TIMEOUT secs per connection (120), SETTLE secs from all
 #   set up to the first measurement (5), SAMPLES RSS samples 1 s apart per measurement, the
 #   largest counts (5), STEADY_SECS from all set up to the second measurement (100: 20 new
-#   templates; 0 skips it), MAX_HOLD secs share-load holds at most if never released (900),
+#   templates; 0 skips it), MAX_HOLD secs share-load holds at most if never released (900, or
+#   STEADY_SECS + 300 when longer),
 #   BENCH_PORT_BASE (29000), PROFILE (release), SKIP_BUILD=1 (use built binaries),
 #   CARGO_TARGET_DIR (target), CARGO_PREFIX (a command cargo runs under, e.g. `flock LOCK nice`),
 #   KEEP=1 (keep the work directory with configs and logs).
@@ -36,11 +39,12 @@ SETUP_TIMEOUT=${SETUP_TIMEOUT:-120}
 SETTLE=${SETTLE:-5}
 SAMPLES=${SAMPLES:-5}
 STEADY_SECS=${STEADY_SECS:-100}
-MAX_HOLD=${MAX_HOLD:-900}
+MAX_HOLD=${MAX_HOLD:-$((STEADY_SECS + 300 > 900 ? STEADY_SECS + 300 : 900))}
 # Room above N in the pool's limits.
 LIMIT=$((CONNECTIONS + 1000))
 POOL_LIMITS_EXTRA="max_connections = $LIMIT
-max_connections_per_address = $LIMIT"
+max_connections_per_address = $LIMIT
+idle_timeout_secs = $((MAX_HOLD + 600))"
 # shellcheck source=scripts/bench-stack.sh
 . scripts/bench-stack.sh
 # The pool's own metrics: its count of open miner connections.
