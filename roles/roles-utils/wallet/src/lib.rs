@@ -268,7 +268,10 @@ impl EhashWallet {
         // here; CDK restores them from the seed (NUT-09/13).
         let report = self.wallet.recover_incomplete_sagas().await?;
         tracing::debug!(?report, "incomplete wallet operations recovered");
-        let mut after = lookup::load_cursor(&self.wallet).await;
+        let stored = lookup::load_cursor(&self.wallet).await;
+        let mut cursor = lookup::Cursor::new(stored.clone(), unix_now());
+        // Where this recovery's next page starts (the stored cursor lags behind it).
+        let mut after = stored;
         let mut minted = 0;
         loop {
             let page = lookup::lookup(self, after.as_deref()).await?;
@@ -287,11 +290,13 @@ impl EhashWallet {
                         }
                     }
                 }
-                // Everything up to here is minted: a later recovery starts after it.
+                // Everything up to here is minted.
+                cursor.passed(quote);
                 after = Some(quote.cursor.clone());
             }
-            if let Some(cursor) = &after {
-                lookup::store_cursor(&self.wallet, cursor).await;
+            // Kept page by page, so a long recovery that is cut short resumes near its end.
+            if let Some(settled) = cursor.to_store() {
+                lookup::store_cursor(&self.wallet, settled).await;
             }
             if stalled || page.next.is_none() {
                 break;
@@ -398,4 +403,12 @@ impl EhashWallet {
             after: after.map(str::to_string),
         })
     }
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
