@@ -202,7 +202,9 @@ fn summarise(
     let mut latencies = Vec::new();
     let (mut submitted, mut accepted, mut unanswered, mut hashes) = (0, 0, 0, 0);
     let (mut new_tips, mut target_changes, mut mismatches, mut unexpected) = (0, 0, 0, 0);
-    let mut last_answer = window.deadline;
+    // From the window's start to the last answer: the deadline when channels ended before it
+    // would count time no channel was running.
+    let mut last_answer = window.start;
     let mut running = 0;
     for mut run in runs {
         running += usize::from(run.started);
