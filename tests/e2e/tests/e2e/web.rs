@@ -36,6 +36,21 @@ fn screenshot_path(dir: &std::path::Path, file: &str) -> PathBuf {
     }
 }
 
+/// Pastes `token` into web-proxy's Receive box and submits it.
+async fn receive(browser: &fantoccini::Client, token: &str) -> anyhow::Result<()> {
+    browser
+        .find(Locator::Css("#receive-token"))
+        .await?
+        .send_keys(token)
+        .await?;
+    browser
+        .find(Locator::Css("#receive-form button[type=submit]"))
+        .await?
+        .click()
+        .await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyhow::Result<()> {
     init_tracing();
@@ -294,16 +309,7 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
             .is_some_and(|m| m.contains("cop"))
     })
     .await?;
-    browser
-        .find(Locator::Css("#receive-token"))
-        .await?
-        .send_keys(&created)
-        .await?;
-    browser
-        .find(Locator::Css("#receive-form button[type=submit]"))
-        .await?
-        .click()
-        .await?;
+    receive(&browser, &created).await?;
     wait_until(Duration::from_secs(30), "the token received", || async {
         text_of(&browser, "#receive-msg").await.as_deref() == Some("received 2 hash")
     })
@@ -325,16 +331,7 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
     )
     .await?;
     // The same token again: the wallet's refusal is shown.
-    browser
-        .find(Locator::Css("#receive-token"))
-        .await?
-        .send_keys(&created)
-        .await?;
-    browser
-        .find(Locator::Css("#receive-form button[type=submit]"))
-        .await?
-        .click()
-        .await?;
+    receive(&browser, &created).await?;
     wait_until(
         Duration::from_secs(30),
         "the refusal of a spent token",
