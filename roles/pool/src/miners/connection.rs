@@ -217,15 +217,16 @@ impl Connection {
             secret_key: ctx.config.pool.authority_secret_key,
             cert_validity_secs: ctx.config.pool.cert_validity_secs,
         };
-        let (mut frames, writer) = accept_transport(stream, &identity, setup_timeout)
-            .await
-            .map_err(|e| match e {
-                ConnectionError::Timeout(_) => MinerError::Limit {
-                    reason: LimitReason::SetupTimeout,
-                    detail: format!("no Noise handshake within {setup_timeout:?}"),
-                },
-                other => MinerError::Connection(other),
-            })?;
+        let (mut frames, writer) =
+            accept_transport(stream, &identity, setup_timeout, MAX_MINER_FRAME_PAYLOAD)
+                .await
+                .map_err(|e| match e {
+                    ConnectionError::Timeout(_) => MinerError::Limit {
+                        reason: LimitReason::SetupTimeout,
+                        detail: format!("no Noise handshake within {setup_timeout:?}"),
+                    },
+                    other => MinerError::Connection(other),
+                })?;
         // This task reads the frames itself, in bursts (one ledger commit for all, one read
         // from the socket), and writes each burst of replies at once, under a time-out.
         let mut job_events = ctx.jobs.subscribe();

@@ -28,13 +28,15 @@ const READ_CHUNK: usize = 8 * 1024;
 const KEEP_BUFFER: usize = 512;
 
 /// The responder's Noise handshake on an accepted connection, within `timeout`; the halves
-/// of its transport.
+/// of its transport. Frames whose payload is longer than `max_payload` are refused while they
+/// are read, before the decoder has buffered more than that.
 pub async fn accept_transport(
     stream: TcpStream,
     identity: &ServerIdentity,
     timeout: Duration,
+    max_payload: usize,
 ) -> Result<(FrameReader, FrameWriter), ConnectionError> {
-    tokio::time::timeout(timeout, handshake(stream, identity))
+    tokio::time::timeout(timeout, handshake(stream, identity, max_payload))
         .await
         .map_err(|_| ConnectionError::Timeout("in the Noise handshake"))?
         .map_err(ConnectionError::Noise)
@@ -44,6 +46,7 @@ pub async fn accept_transport(
 async fn handshake(
     stream: TcpStream,
     identity: &ServerIdentity,
+    max_payload: usize,
 ) -> Result<(FrameReader, FrameWriter), Error> {
     let responder = Responder::from_authority_kp(
         &identity.public_key.into_bytes(),
@@ -83,6 +86,8 @@ async fn handshake(
             state: Some(decrypt),
             received: Vec::new(),
             start: 0,
+            frame_bytes: 0,
+            max_frame_bytes: encrypted_len(max_payload),
         },
         FrameWriter {
             socket: socket_out,
@@ -102,6 +107,19 @@ pub struct FrameReader {
     /// Bytes received; those before `start` were handed to the decoder.
     received: Vec<u8>,
     start: usize,
+    /// Encrypted bytes of the frame being read handed to the decoder so far, and the most a
+    /// frame may take: a peer declaring a 16 MiB payload is refused once it passes the limit,
+    /// rather than buffered whole (the payload's length is only known to the decoder).
+    frame_bytes: usize,
+    max_frame_bytes: usize,
+}
+
+/// Encrypted length of a frame of `payload` bytes: the sealed header, then the payload sealed
+/// chunk by chunk.
+fn encrypted_len(payload: usize) -> usize {
+    codec_sv2::ENCRYPTED_SV2_FRAME_HEADER_SIZE
+        + payload
+        + noise_sv2::AEAD_MAC_LEN * payload.div_ceil(codec_sv2::SV2_FRAME_PLAINTEXT_CHUNK_SIZE)
 }
 
 impl FrameReader {
@@ -158,6 +176,14 @@ impl FrameReader {
                 self.compact();
                 return Ok(None);
             }
+            self.frame_bytes += wanted;
+            if self.frame_bytes > self.max_frame_bytes {
+                // The stream is over: nothing after this point is decoded.
+                self.state = None;
+                return Err(Error::CodecError(codec_sv2::Error::FramingSv2Error(
+                    framing_sv2::Error::PayloadTooLong(self.frame_bytes),
+                )));
+            }
             let bytes = &self.received[self.start..self.start + wanted];
             self.decoder.writable().copy_from_slice(bytes);
             self.start += wanted;
@@ -165,6 +191,7 @@ impl FrameReader {
             match self.decoder.next_transport_frame(state)? {
                 Decrypted::Frame(frame, state) => {
                     self.state = Some(state);
+                    self.frame_bytes = 0;
                     if self.start == self.received.len() {
                         self.release_if_empty();
                     }

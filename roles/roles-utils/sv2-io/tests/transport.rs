@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use hashpool_sv2_io::{
-    accept_transport, connect_noise, decode_frame, encode, send, setup_refusal, text,
+    accept_transport, connect_noise, decode_frame, encode, encode_raw, send, setup_refusal, text,
     ServerIdentity,
 };
 use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned};
@@ -20,6 +20,7 @@ use tokio::{
 const SECRET: &str = "mkDLTBBRxdBv998612qipDYoTK3YUrqLe8uWw7gu3iXbSrn2n";
 const PUBLIC: &str = "9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH72";
 const FRAMES: usize = 40;
+const MAX_PAYLOAD: usize = 1 << 17;
 
 fn identity() -> ServerIdentity {
     ServerIdentity {
@@ -72,9 +73,10 @@ async fn a_read_cancelled_mid_frame_resumes_where_it_stopped() {
 
     let server = tokio::spawn(async move {
         let (stream, _) = server_listener.accept().await.unwrap();
-        let (mut frames, _writer) = accept_transport(stream, &identity(), Duration::from_secs(60))
-            .await
-            .unwrap();
+        let (mut frames, _writer) =
+            accept_transport(stream, &identity(), Duration::from_secs(60), MAX_PAYLOAD)
+                .await
+                .unwrap();
         let (mut codes, mut cancelled) = (Vec::new(), 0usize);
         while codes.len() < FRAMES {
             tokio::select! {
@@ -118,9 +120,10 @@ async fn try_next_takes_only_frames_already_arrived() {
     let (checked_tx, checked_rx) = tokio::sync::oneshot::channel();
     let server = tokio::spawn(async move {
         let (stream, _) = listener.accept().await.unwrap();
-        let (mut frames, _writer) = accept_transport(stream, &identity(), Duration::from_secs(60))
-            .await
-            .unwrap();
+        let (mut frames, _writer) =
+            accept_transport(stream, &identity(), Duration::from_secs(60), MAX_PAYLOAD)
+                .await
+                .unwrap();
         // Nothing sent yet (the client waits for this): nothing to take, and no error.
         assert!(frames.try_next().is_none());
         checked_tx.send(()).unwrap();
@@ -163,9 +166,10 @@ async fn queued_frames_go_out_together_and_arrive_in_order() {
     let address = listener.local_addr().unwrap();
     let server = tokio::spawn(async move {
         let (stream, _) = listener.accept().await.unwrap();
-        let (_frames, mut writer) = accept_transport(stream, &identity(), Duration::from_secs(60))
-            .await
-            .unwrap();
+        let (_frames, mut writer) =
+            accept_transport(stream, &identity(), Duration::from_secs(60), MAX_PAYLOAD)
+                .await
+                .unwrap();
         for i in 0..5 {
             writer
                 .queue(encode(setup_refusal(&code(i))).unwrap())
@@ -195,4 +199,33 @@ async fn queued_frames_go_out_together_and_arrive_in_order() {
     expected.push("y".repeat(255));
     assert_eq!(codes, expected);
     drop(server.await.unwrap());
+}
+
+#[tokio::test]
+async fn a_frame_longer_than_the_limit_is_refused_while_it_is_read() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let (mut frames, _writer) =
+            accept_transport(stream, &identity(), Duration::from_secs(60), MAX_PAYLOAD)
+                .await
+                .unwrap();
+        // A frame at the limit is read whole; the one after, eight times longer, is refused.
+        let first = frames.next().await.map(|mut f| f.payload().len());
+        let second = frames.next().await;
+        (first, second.map(|_| ()))
+    });
+    let mut client = connect_noise(address, Some(identity().public_key), 4)
+        .await
+        .unwrap();
+    for len in [MAX_PAYLOAD, 8 * MAX_PAYLOAD] {
+        let frame = encode_raw(0x4861, false, 0x01, &vec![7u8; len]).unwrap();
+        // The server may stop reading at the second frame: its write can fail half way.
+        let _ = client.send_frame(frame).await;
+    }
+    let (first, second) = server.await.unwrap();
+    assert_eq!(first.unwrap(), MAX_PAYLOAD);
+    let err = format!("{:?}", second.unwrap_err());
+    assert!(err.contains("PayloadTooLong"), "{err}");
 }
