@@ -420,11 +420,30 @@ async fn a_declared_job_with_its_own_transactions_is_accepted_and_its_block_conn
         .running
         .metrics_address
         .expect("the test jd-server serves metrics");
-    let text = reqwest::get(format!("http://{metrics}/metrics"))
-        .await?
-        .error_for_status()?
-        .text()
-        .await?;
+    // The block is counted once the node's answer to submitblock is back, which may be just
+    // after the chain shows it.
+    let scrape = || async {
+        reqwest::get(format!("http://{metrics}/metrics"))
+            .await?
+            .error_for_status()?
+            .text()
+            .await
+    };
+    hashpool_e2e::wait_until(
+        WAIT,
+        "the block counted in the jd-server's metrics",
+        || async {
+            scrape().await.is_ok_and(|t| {
+                hashpool_e2e::metric_value(
+                    &t,
+                    r#"hashpool_jd_server_blocks_total{result="accepted"}"#,
+                )
+                .is_some()
+            })
+        },
+    )
+    .await?;
+    let text = scrape().await?;
     assert_eq!(
         hashpool_e2e::promtool_check(&text)?,
         Vec::<String>::new(),
