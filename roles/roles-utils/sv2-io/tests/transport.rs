@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hashpool_sv2_io::{
     accept_transport, connect_noise, decode_frame, encode, encode_raw, send, setup_refusal, text,
-    ServerIdentity,
+    FrameReader, FrameWriter, ServerIdentity,
 };
 use parsers_sv2::{AnyMessageOwned, CommonMessagesOwned};
 use stratum_apps::key_utils::{Secp256k1PublicKey, Secp256k1SecretKey};
@@ -28,6 +28,14 @@ fn identity() -> ServerIdentity {
         secret_key: SECRET.parse::<Secp256k1SecretKey>().unwrap(),
         cert_validity_secs: 3600,
     }
+}
+
+/// The server side of the next connection on `listener`, handshake done.
+async fn serve_one(listener: &TcpListener) -> (FrameReader, FrameWriter) {
+    let (stream, _) = listener.accept().await.unwrap();
+    accept_transport(stream, &identity(), Duration::from_secs(60), MAX_PAYLOAD)
+        .await
+        .unwrap()
 }
 
 /// The code carried by frame `i`: lengths vary so frames straddle reads differently.
@@ -72,11 +80,7 @@ async fn a_read_cancelled_mid_frame_resumes_where_it_stopped() {
     });
 
     let server = tokio::spawn(async move {
-        let (stream, _) = server_listener.accept().await.unwrap();
-        let (mut frames, _writer) =
-            accept_transport(stream, &identity(), Duration::from_secs(60), MAX_PAYLOAD)
-                .await
-                .unwrap();
+        let (mut frames, _writer) = serve_one(&server_listener).await;
         let (mut codes, mut cancelled) = (Vec::new(), 0usize);
         while codes.len() < FRAMES {
             tokio::select! {
@@ -119,11 +123,7 @@ async fn try_next_takes_only_frames_already_arrived() {
     let address = listener.local_addr().unwrap();
     let (checked_tx, checked_rx) = tokio::sync::oneshot::channel();
     let server = tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
-        let (mut frames, _writer) =
-            accept_transport(stream, &identity(), Duration::from_secs(60), MAX_PAYLOAD)
-                .await
-                .unwrap();
+        let (mut frames, _writer) = serve_one(&listener).await;
         // Nothing sent yet (the client waits for this): nothing to take, and no error.
         assert!(frames.try_next().is_none());
         checked_tx.send(()).unwrap();
@@ -165,11 +165,7 @@ async fn queued_frames_go_out_together_and_arrive_in_order() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let server = tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
-        let (_frames, mut writer) =
-            accept_transport(stream, &identity(), Duration::from_secs(60), MAX_PAYLOAD)
-                .await
-                .unwrap();
+        let (_frames, mut writer) = serve_one(&listener).await;
         for i in 0..5 {
             writer
                 .queue(encode(setup_refusal(&code(i))).unwrap())
@@ -206,11 +202,7 @@ async fn a_frame_longer_than_the_limit_is_refused_while_it_is_read() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let server = tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
-        let (mut frames, _writer) =
-            accept_transport(stream, &identity(), Duration::from_secs(60), MAX_PAYLOAD)
-                .await
-                .unwrap();
+        let (mut frames, _writer) = serve_one(&listener).await;
         // A frame at the limit is read whole; the one after, eight times longer, is refused.
         let first = frames.next().await.map(|mut f| f.payload().len());
         let second = frames.next().await;
