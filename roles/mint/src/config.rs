@@ -58,6 +58,10 @@ pub struct MintSettings {
     /// `[mint.info]`: what `/v1/info` shows wallets (NUT-06).
     #[serde(default)]
     pub info: MintInfoSettings,
+    /// SQLite's soft heap limit in the mint process (MiB; 0: none): the page caches of CDK's
+    /// database connections are recycled rather than grown past it.
+    #[serde(default = "default_sqlite_memory_limit_mib")]
+    pub sqlite_memory_limit_mib: u64,
 }
 
 /// The mint's monitoring port: next to the pool's (9108), the translator's (9109) and the
@@ -67,6 +71,13 @@ pub const DEFAULT_MONITORING_ADDRESS: SocketAddr =
 
 /// Enough for ~330 lookups a second sustained over the 300 s window (a few MB at most).
 pub const DEFAULT_LOOKUP_NONCE_CAPACITY: usize = 100_000;
+
+/// Room for the page caches of eight busy connections (2 MB each).
+pub const DEFAULT_SQLITE_MEMORY_LIMIT_MIB: u64 = 16;
+
+fn default_sqlite_memory_limit_mib() -> u64 {
+    DEFAULT_SQLITE_MEMORY_LIMIT_MIB
+}
 
 fn default_monitoring_address() -> SocketAddr {
     DEFAULT_MONITORING_ADDRESS
@@ -109,6 +120,8 @@ pub struct MintRunConfig {
     pub other_urls: Vec<String>,
     pub monitoring_address: SocketAddr,
     pub lookup_nonce_capacity: usize,
+    /// Bytes; 0: no limit.
+    pub sqlite_memory_limit: u64,
 }
 
 impl MintRunConfig {
@@ -182,6 +195,7 @@ impl MintRunConfig {
             other_urls: own.mint.other_urls,
             monitoring_address: own.mint.monitoring_address,
             lookup_nonce_capacity: own.mint.lookup_nonce_capacity,
+            sqlite_memory_limit: own.mint.sqlite_memory_limit_mib.saturating_mul(1 << 20),
         })
     }
 }

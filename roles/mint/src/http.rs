@@ -29,9 +29,10 @@ use ext_mint_quote::{
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::info::normalized_url;
-use crate::issuer::{quote_id_of_index_key, MintDb, MintStats, INDEX_NAMESPACE};
+use crate::issuer::{MintDb, MintStats};
 use crate::nonces::{Admission, SeenNonces};
 use crate::processor::EHASH_METHOD;
+use crate::quote_index::{self, quote_id_of_index_key};
 
 /// Quotes one lookup returns at most; the wallet asks again from the last one's time.
 pub const LOOKUP_PAGE: usize = 500;
@@ -166,6 +167,15 @@ async fn answer_lookup(
             "`pubkey` is not a public key",
         );
     };
+    if let Some(after) = &request.after {
+        if quote_id_of_index_key(after).is_none() {
+            return cashu_error(
+                StatusCode::BAD_REQUEST,
+                LOOKUP_NOT_SIGNED,
+                "`after` is not a cursor this mint gave: pass an answer's `next` or a quote's `cursor`",
+            );
+        }
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -263,19 +273,14 @@ async fn lookup(
     pubkey: &PublicKey,
     after: Option<&str>,
 ) -> anyhow::Result<LookupResponse> {
-    let mut keys = state.db.kv_list(INDEX_NAMESPACE, &pubkey.to_hex()).await?;
-    keys.sort_unstable();
-    let start = after.map_or(0, |a| keys.partition_point(|k| k.as_str() <= a));
-    let page: Vec<&String> = keys[start..].iter().take(LOOKUP_PAGE).collect();
-    let next = (start + page.len() < keys.len())
-        .then(|| page.last().map(|k| k.to_string()))
-        .flatten();
+    let quote_index::Page { keys: page, next } =
+        quote_index::page(&state.db, pubkey, after, LOOKUP_PAGE).await?;
     let mut ids: Vec<QuoteId> = Vec::with_capacity(page.len());
     let mut cursors = Vec::with_capacity(page.len());
     for key in page {
-        if let Some((_, id)) = quote_id_of_index_key(key) {
+        if let Some((_, id)) = quote_id_of_index_key(&key) {
             ids.push(id.parse()?);
-            cursors.push(key.clone());
+            cursors.push(key);
         }
     }
     let quotes = if ids.is_empty() {

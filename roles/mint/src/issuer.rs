@@ -24,9 +24,7 @@ use ext_mint_quote::{error_code, MintQuoteRequestOwned};
 use hashpool_sv2_io::text;
 
 use crate::processor::{lookup_id, EhashQuoteExtra, EHASH_METHOD};
-
-/// KV namespace of the locking key -> quotes index (keys are `<created>-<quote id>`).
-pub const INDEX_NAMESPACE: &str = "hashpool_quotes_by_key";
+use crate::quote_index;
 
 pub type MintDb = Arc<dyn Database<DbError> + Send + Sync>;
 
@@ -280,21 +278,8 @@ impl Issuer {
         let Some(pubkey) = quote.pubkey else {
             return Ok(());
         };
-        let key = index_key(quote.created_time, &quote.id.to_string());
-        let mut tx = self.db.begin_transaction().await.map_err(temporary)?;
-        tx.kv_write(INDEX_NAMESPACE, &pubkey.to_hex(), &key, &[])
+        quote_index::record(&self.db, &pubkey, quote.created_time, &quote.id.to_string())
             .await
-            .map_err(temporary)?;
-        tx.commit().await.map_err(temporary)
+            .map_err(temporary)
     }
-}
-
-/// Sorts by creation time; the quote id follows the first `-`.
-pub fn index_key(created_time: u64, quote_id: &str) -> String {
-    format!("{created_time:012}-{quote_id}")
-}
-
-pub fn quote_id_of_index_key(key: &str) -> Option<(u64, &str)> {
-    let (time, id) = key.split_once('-')?;
-    Some((time.parse().ok()?, id))
 }

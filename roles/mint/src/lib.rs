@@ -11,6 +11,8 @@ pub mod metrics;
 pub mod nonces;
 pub mod pool_link;
 pub mod processor;
+pub mod quote_index;
+pub mod sqlite_memory;
 pub mod ws;
 
 use std::{net::SocketAddr, sync::Arc};
@@ -64,6 +66,8 @@ pub async fn start(
     {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    // Process-wide: the mint is the only SQLite user in its process.
+    sqlite_memory::set_limit(config.sqlite_memory_limit);
     let db = Arc::new(
         MintSqliteDatabase::new(config.database_path.clone())
             .await

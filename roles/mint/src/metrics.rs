@@ -57,6 +57,12 @@ pub fn exporter(stats: Arc<MintStats>) -> Result<Exporter, hashpool_metrics::Err
         read(|s| &s.ehash_issued),
     )?
     .gauge(
+        "hashpool_mint_sqlite_memory_bytes",
+        "Bytes SQLite has allocated in the mint process (page caches of the database \
+         connections, schemas, statements); kept near `mint.sqlite_memory_limit_mib`.",
+        || crate::sqlite_memory::used() as f64,
+    )?
+    .gauge(
         "hashpool_mint_pool_link_up",
         "1 while the link to the pool is up.",
         {

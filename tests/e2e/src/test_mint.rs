@@ -39,6 +39,7 @@ pub fn mint_run_config(
         other_urls: Vec::new(),
         monitoring_address: loopback_any_port(),
         lookup_nonce_capacity: mint::config::DEFAULT_LOOKUP_NONCE_CAPACITY,
+        sqlite_memory_limit: mint::config::DEFAULT_SQLITE_MEMORY_LIMIT_MIB << 20,
     }
 }
 

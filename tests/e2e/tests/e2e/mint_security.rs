@@ -380,6 +380,12 @@ async fn a_lookup_is_good_once_and_only_at_the_mint_it_is_signed_for() -> anyhow
     let (status, why) = refusal(&mint, &no_nonce).await?;
     assert_eq!(status, 400);
     assert!(why.contains("nonce"), "{why}");
+    // A cursor the mint never gave: refused as malformed, not read as "from the start".
+    let mut forged = signed_lookup(&mint, &key, now());
+    forged.after = Some("../../etc".into());
+    let (status, why) = refusal(&mint, &forged).await?;
+    assert_eq!(status, 400);
+    assert!(why.contains("cursor"), "{why}");
 
     // Counted.
     let stats = mint.running.issuer.stats();
