@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 /// slows the pool down).
 const CAPACITY: usize = 4096;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum PoolEvent {
     BlockFound {
         /// Unix seconds.
@@ -16,6 +16,11 @@ pub enum PoolEvent {
         hash: String,
         channel_id: u32,
         template_id: Option<u64>,
+        /// Height and total coinbase value (satoshis), read from the block's coinbase.
+        height: Option<u64>,
+        reward_sats: Option<u64>,
+        /// The difficulty of the tip it was mined on.
+        difficulty: Option<f64>,
     },
     /// The mint issued a quote for a batch (it said so in its answer).
     QuoteIssued {
@@ -52,12 +57,27 @@ impl EventSink {
         }
     }
 
-    pub fn block_found(&self, hash: String, channel_id: u32, template_id: Option<u64>) {
+    /// A block found on `channel_id`, with its serialized coinbase transaction.
+    pub fn block_found(
+        &self,
+        hash: String,
+        channel_id: u32,
+        template_id: Option<u64>,
+        coinbase: &[u8],
+        difficulty: Option<f64>,
+    ) {
+        if self.tx.is_none() {
+            return;
+        }
+        let summary = hashpool_shares::chain::coinbase_summary(coinbase);
         self.emit(PoolEvent::BlockFound {
             at: hashpool_role::unix_now(),
             hash,
             channel_id,
             template_id,
+            height: summary.map(|s| s.0),
+            reward_sats: summary.map(|s| s.1),
+            difficulty,
         });
     }
 

@@ -155,6 +155,7 @@ pub async fn start(
             stats: stats.clone(),
             miners: miners.registry.clone(),
             mint: link.clone(),
+            jobs: jobs.clone(),
             provider_address: config.template_provider.address.clone(),
         };
         tasks.spawn(observability::stats_report::run(

@@ -160,6 +160,7 @@ fn snapshot(
             },
         }],
         wallet_balance,
+        network: None,
     };
     last.shares = shares;
     last.work = work;

@@ -81,6 +81,12 @@ async fn index(State(s): State<AppState>) -> Html<String> {
   <div class="card"><div class="label">ehash issued</div><div class="value" id="ehash">–</div></div>
   <div class="card"><div class="label">Proxies / channels</div><div class="value" id="connected">–</div></div>
 </div>
+<div class="cards">
+  <div class="card"><div class="label">Network difficulty</div><div class="value" id="net-difficulty">–</div></div>
+  <div class="card"><div class="label">Mining height</div><div class="value" id="net-height">–</div></div>
+  <div class="card"><div class="label">Last block found</div><div class="value" id="last-block">–</div></div>
+  <div class="card"><div class="label">Round effort</div><div class="value" id="effort">–</div></div>
+</div>
 {hashrate_chart}
 <section><h2>Services</h2><table id="health"><tr><td class="empty">loading…</td></tr></table></section>
 <section><h2>Connected proxies and channels</h2><table id="channels"><tr><td class="empty">loading…</td></tr></table></section>
@@ -98,6 +104,10 @@ hp.refresh({refresh}, async () => {{
   document.getElementById('blocks-count').textContent = s.blocks_found;
   document.getElementById('ehash').textContent = s.ehash_issued + ' hash';
   document.getElementById('connected').textContent = s.proxies.length + ' / ' + s.channels.length;
+  document.getElementById('net-difficulty').textContent = s.network.difficulty_text;
+  document.getElementById('net-height').textContent = s.network.height_text;
+  document.getElementById('last-block').textContent = s.network.last_block_text;
+  document.getElementById('effort').textContent = s.network.effort_text;
   document.getElementById('health').innerHTML = '<tr><th>service</th><th>state</th><th>detail</th></tr>' +
     s.health.map(h => `<tr><td>${{hp.esc(h.name)}}</td><td>${{hp.state(h.up)}}</td><td>${{hp.esc(h.detail)}}</td></tr>`).join('');
   document.getElementById('channels').innerHTML = s.channels.length === 0
@@ -106,8 +116,8 @@ hp.refresh({refresh}, async () => {{
       s.channels.map(c => `<tr><td>${{hp.esc(c.proxy)}}</td><td>${{hp.esc(c.label)}}</td><td class="num">${{hp.esc(c.hashrate_text)}}</td><td class="num">${{c.shares_total}}</td></tr>`).join('');
   document.getElementById('blocks').innerHTML = s.blocks.length === 0
     ? '<tr><td class="empty">none yet</td></tr>'
-    : '<tr><th>found</th><th>block hash</th><th>channel</th></tr>' +
-      s.blocks.map(b => `<tr><td>${{new Date(b.at * 1000).toLocaleString()}}</td><td><code>${{hp.esc(b.hash)}}</code></td><td>${{hp.esc(b.subject)}}</td></tr>`).join('');
+    : '<tr><th>found</th><th class="num">height</th><th class="num">reward</th><th class="num">effort</th><th>block hash</th><th>channel</th></tr>' +
+      s.blocks.map(b => `<tr><td>${{new Date(b.at * 1000).toLocaleString()}}</td><td class="num">${{hp.esc(b.height_text)}}</td><td class="num">${{hp.esc(b.reward_text)}}</td><td class="num">${{hp.esc(b.effort_text)}}</td><td><code>${{hp.esc(b.hash)}}</code></td><td>${{hp.esc(b.subject)}}</td></tr>`).join('');
   await charts();
 }});"#,
         refresh = s.config.refresh_secs.max(1),
@@ -128,8 +138,9 @@ async fn summary(State(s): State<AppState>) -> Json<Value> {
         format!("{stats}/api/v1/issuance?range=24h&limit=1"),
         format!("{}/api/v1/health", s.config.pool_monitoring_url),
         format!("{}/v1/info", s.config.mint_url),
+        format!("{stats}/api/v1/network"),
     ];
-    let (health, hashrate, channels, downstreams, blocks, issuance, pool_up, mint_up) = tokio::join!(
+    let (health, hashrate, channels, downstreams, blocks, issuance, pool_up, mint_up, network) = tokio::join!(
         u.get(&urls[0]),
         u.get(&urls[1]),
         u.get(&urls[2]),
@@ -138,9 +149,17 @@ async fn summary(State(s): State<AppState>) -> Json<Value> {
         u.get(&urls[5]),
         u.up(&urls[6]),
         u.up(&urls[7]),
+        u.get(&urls[8]),
     );
-    let ([health, hashrate, channels, downstreams, blocks, issuance], errors) =
-        answers([health, hashrate, channels, downstreams, blocks, issuance]);
+    let ([health, hashrate, channels, downstreams, blocks, issuance, network], errors) = answers([
+        health,
+        hashrate,
+        channels,
+        downstreams,
+        blocks,
+        issuance,
+        network,
+    ]);
     let latest = latest_hashrate(&hashrate);
     let reported = |name: &str| {
         health["services"]
@@ -203,7 +222,10 @@ async fn summary(State(s): State<AppState>) -> Json<Value> {
             })
         })
         .collect();
-    let recent_blocks = blocks["blocks"].as_array().cloned().unwrap_or_default();
+    let recent_blocks: Vec<Value> = blocks["blocks"]
+        .as_array()
+        .map(|rows| rows.iter().map(block_row).collect())
+        .unwrap_or_default();
     Json(json!({
         "hashrate": latest,
         "hashrate_text": units::hashrate(latest),
@@ -214,6 +236,89 @@ async fn summary(State(s): State<AppState>) -> Json<Value> {
         "proxies": proxies,
         "channels": channel_rows,
         "health": health_rows,
+        "network": network_cards(&network, unix_now()),
         "errors": errors,
     }))
+}
+
+/// `12.5 %`; a dash when unknown.
+fn effort_text(effort: Option<f64>) -> String {
+    effort
+        .filter(|e| e.is_finite())
+        .map_or_else(|| "–".into(), |e| format!("{:.1} %", e * 100.0))
+}
+
+/// A block of stats-pool's list, with its figures as the table shows them.
+fn block_row(b: &Value) -> Value {
+    let mut row = b.clone();
+    row["height_text"] = json!(b["height"].as_i64().map_or("–".into(), |h| h.to_string()));
+    row["reward_text"] = json!(b["reward_sats"]
+        .as_i64()
+        .map_or("–".into(), units::sats_as_btc));
+    row["effort_text"] = json!(effort_text(b["effort"].as_f64()));
+    row
+}
+
+/// The network cards: difficulty and height of the block being mined, the last block the pool
+/// found, and the effort of the round since it, from stats-pool's `/api/v1/network`.
+fn network_cards(n: &Value, now: i64) -> Value {
+    let chain = &n["network"];
+    let last = &n["last_block"];
+    let last_block_text = match (last["at"].as_i64(), last["height"].as_i64()) {
+        (Some(at), Some(h)) => format!("{h}, {}", units::ago(at * 1000, now * 1000)),
+        (Some(at), None) => units::ago(at * 1000, now * 1000),
+        _ => "none yet".into(),
+    };
+    json!({
+        "height": chain["height"],
+        "difficulty": chain["difficulty"],
+        "height_text": chain["height"].as_i64().map_or("–".into(), |h| h.to_string()),
+        "difficulty_text": chain["difficulty"].as_f64().map_or("–".into(), units::difficulty),
+        "last_block_text": last_block_text,
+        "effort": n["effort"],
+        "effort_text": effort_text(n["effort"].as_f64()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_network_cards_read_stats_pools_answer() {
+        let answer = json!({
+            "network": {"reporter": "pool-1", "height": 840_001, "difficulty": 8.6e13,
+                        "tip_seen_at": 1_000, "reported_at": 1_010},
+            "last_block": {"hash": "00ab", "at": 400, "height": 839_990, "reward_sats": 312_500_000,
+                           "effort": 1.25},
+            "work_since_last_block": 4.3e13,
+            "effort": 0.5,
+        });
+        let cards = network_cards(&answer, 1_000);
+        assert_eq!(cards["height_text"], "840001");
+        assert_eq!(cards["difficulty_text"], "86.00 T");
+        assert_eq!(cards["last_block_text"], "839990, 10 min ago");
+        assert_eq!(cards["effort_text"], "50.0 %");
+
+        // Nothing reported yet (stats-pool down or no pool): dashes and "none yet".
+        let empty = network_cards(&Value::Null, 1_000);
+        assert_eq!(empty["height_text"], "–");
+        assert_eq!(empty["difficulty_text"], "–");
+        assert_eq!(empty["last_block_text"], "none yet");
+        assert_eq!(empty["effort_text"], "–");
+    }
+
+    #[test]
+    fn a_block_row_shows_height_reward_and_effort() {
+        let row = block_row(&json!({"hash": "00", "at": 1, "height": 201,
+                                    "reward_sats": 5_000_001_000i64, "effort": 0.031}));
+        assert_eq!(row["height_text"], "201");
+        assert_eq!(row["reward_text"], "50.00001000 BTC");
+        assert_eq!(row["effort_text"], "3.1 %");
+        // A block reported by an older pool: no figures, dashes.
+        let row = block_row(&json!({"hash": "00", "at": 1}));
+        assert_eq!(row["height_text"], "–");
+        assert_eq!(row["reward_text"], "–");
+        assert_eq!(row["effort_text"], "–");
+    }
 }

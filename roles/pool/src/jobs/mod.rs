@@ -5,4 +5,4 @@
 mod source;
 pub mod template_receiver;
 
-pub use source::{JobEvent, JobSource, PoolTemplate, Sequenced, Snapshot};
+pub use source::{ChainView, JobEvent, JobSource, PoolTemplate, Sequenced, Snapshot};

@@ -42,9 +42,22 @@ pub struct Snapshot {
     pub pending_future: Option<Arc<PoolTemplate>>,
 }
 
+/// The chain being mined, as the template provider tells it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChainView {
+    /// Height of the block being mined (BIP34, from the template's coinbase prefix).
+    pub height: u64,
+    /// Its difficulty (the tip's nBits; 1.0 at 0x1d00ffff).
+    pub difficulty: f64,
+    /// Unix seconds when the tip arrived.
+    pub tip_seen_at: u64,
+}
+
 #[derive(Default)]
 struct State {
     seq: u64,
+    /// Unix seconds of the last SetNewPrevHash.
+    tip_seen_at: u64,
     current_template: Option<Arc<PoolTemplate>>,
     prev_hash: Option<Arc<SetNewPrevHashOwned>>,
     pending_future: Vec<Arc<PoolTemplate>>,
@@ -81,6 +94,19 @@ impl JobSource {
             current: st.current_template.clone().zip(st.prev_hash.clone()),
             pending_future: st.pending_future.last().cloned(),
         }
+    }
+
+    /// The chain being mined, once there is a template and a tip.
+    pub fn chain(&self) -> Option<ChainView> {
+        let st = self.lock();
+        let (template, tip) = (st.current_template.as_ref()?, st.prev_hash.as_ref()?);
+        Some(ChainView {
+            height: hashpool_shares::chain::bip34_height(
+                template.template.coinbase_prefix.as_ref(),
+            )?,
+            difficulty: hashpool_shares::chain::difficulty(tip.n_bits),
+            tip_seen_at: st.tip_seen_at,
+        })
     }
 
     /// Whether miners have work (a template and a tip).
@@ -139,6 +165,7 @@ impl JobSource {
         }
         st.pending_future.clear();
         st.prev_hash = Some(p.clone());
+        st.tip_seen_at = hashpool_role::unix_now();
         self.publish(&mut st, JobEvent::PrevHash(p));
     }
 

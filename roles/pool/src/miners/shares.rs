@@ -193,8 +193,14 @@ fn handle(
         out.extend(entry.acknowledge());
     }
     if let Some((template_id, coinbase)) = block {
-        ctx.events
-            .block_found(hash.to_string(), h.channel_id, template_id);
+        let difficulty = ctx.jobs.chain().map(|c| c.difficulty);
+        ctx.events.block_found(
+            hash.to_string(),
+            h.channel_id,
+            template_id,
+            &coinbase,
+            difficulty,
+        );
         submit_block(ctx, &h, template_id, coinbase);
     }
     out

@@ -5,7 +5,9 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use hashpool_stats::{Block, Issuance, Report, ServiceHealth, Snapshot, StatsReporter, Subject};
+use hashpool_stats::{
+    Block, Issuance, Network, Report, ServiceHealth, Snapshot, StatsReporter, Subject,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +21,8 @@ pub struct StatsReportHandles {
     pub stats: Arc<PoolStats>,
     pub miners: Arc<Registry>,
     pub mint: Arc<MintLink>,
+    /// The chain being mined, for the snapshots' network state.
+    pub jobs: Arc<crate::jobs::JobSource>,
     /// Named in the template provider's health.
     pub provider_address: hashpool_sv2_io::HostPort,
 }
@@ -56,11 +60,17 @@ fn report_of(event: PoolEvent) -> Report {
             hash,
             channel_id,
             template_id,
+            height,
+            reward_sats,
+            difficulty,
         } => Report::Block(Block {
             at,
             hash,
             subject: Some(format!("channel:{channel_id}")),
             template_id,
+            height,
+            reward_sats,
+            difficulty,
         }),
         PoolEvent::QuoteIssued {
             at,
@@ -149,6 +159,11 @@ fn snapshot(handles: &StatsReportHandles, last: &mut Totals, mint_up: bool) -> S
             },
         ],
         wallet_balance: None,
+        network: handles.jobs.chain().map(|c| Network {
+            height: c.height,
+            difficulty: c.difficulty,
+            tip_seen_at: c.tip_seen_at,
+        }),
     };
     last.shares = pool.shares_accepted;
     last.work = pool.work_accepted;

@@ -18,6 +18,7 @@
 //! the checker in the order its protocol answers: job, extranonce size, ntime, version, then the
 //! hash ([`ShareChecker::record`]).
 
+pub mod chain;
 mod checker;
 
 pub use bitcoin::Target;

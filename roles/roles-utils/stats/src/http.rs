@@ -90,6 +90,7 @@ pub fn router(service: &'static str, store: Store, stats: Arc<IngestStats>) -> R
         .route("/api/v1/hashrate", get(hashrate))
         .route("/api/v1/subjects", get(subjects))
         .route("/api/v1/blocks", get(blocks))
+        .route("/api/v1/network", get(network))
         .route("/api/v1/issuance", get(issuance))
         .route("/api/v1/balance", get(balance))
         .route("/api/v1/totals", get(totals))
@@ -149,6 +150,30 @@ async fn blocks(State(s): State<ApiState>, Query(q): Query<RangeQuery>) -> Respo
     };
     match tokio::try_join!(s.store.blocks(limit), s.store.blocks_total()) {
         Ok((rows, total)) => Json(json!({ "total": total, "blocks": rows })).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+/// The chain being mined (height, difficulty, when the tip changed), the last block found and
+/// the effort of the round since it: the accepted work since that block over the difficulty.
+async fn network(State(s): State<ApiState>) -> Response {
+    match tokio::try_join!(s.store.network(), s.store.blocks(1), s.store.work_total()) {
+        Ok((network, last, work_total)) => {
+            let last = last.into_iter().next();
+            let since =
+                (work_total - last.as_ref().and_then(|b| b.work_total).unwrap_or(0.0)).max(0.0);
+            let effort = network
+                .as_ref()
+                .filter(|n| n.difficulty > 0.0)
+                .map(|n| since / n.difficulty);
+            Json(json!({
+                "network": network,
+                "last_block": last,
+                "work_since_last_block": since,
+                "effort": effort,
+            }))
+            .into_response()
+        }
         Err(e) => store_error(e),
     }
 }

@@ -18,6 +18,6 @@ pub mod role;
 pub mod service;
 pub mod store;
 
-pub use protocol::{Block, Issuance, Report, Role, ServiceHealth, Snapshot, Subject};
+pub use protocol::{Block, Issuance, Network, Report, Role, ServiceHealth, Snapshot, Subject};
 pub use reporter::{ReporterConfig, ReporterStats, StatsReporter};
 pub use service::{start, RunningStats, StatsServiceConfig};

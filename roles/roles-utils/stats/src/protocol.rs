@@ -108,6 +108,20 @@ pub struct Snapshot {
     pub services: Vec<ServiceHealth>,
     /// The reporter's wallet balance (translator), in ehash.
     pub wallet_balance: Option<u64>,
+    /// The chain being mined, as the reporter's work source tells it (pool).
+    #[serde(default)]
+    pub network: Option<Network>,
+}
+
+/// The chain a reporter's work is for.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Network {
+    /// Height of the block being mined (the tip's height + 1).
+    pub height: u64,
+    /// Difficulty of the block being mined (difficulty 1 = the target of nBits 0x1d00ffff).
+    pub difficulty: f64,
+    /// Unix seconds when the reporter learned of the current tip.
+    pub tip_seen_at: u64,
 }
 
 /// A channel, downstream connection or SV1 miner, as the reporter sees it now.
@@ -149,6 +163,15 @@ pub struct Block {
     /// The subject whose share it was.
     pub subject: Option<String>,
     pub template_id: Option<u64>,
+    /// Its height (BIP34, read from its coinbase).
+    #[serde(default)]
+    pub height: Option<u64>,
+    /// What its coinbase pays in all (subsidy + fees), satoshis.
+    #[serde(default)]
+    pub reward_sats: Option<u64>,
+    /// The difficulty it was mined at.
+    #[serde(default)]
+    pub difficulty: Option<f64>,
 }
 
 /// ehash issued: a paid quote (pool) or minted proofs (translator).

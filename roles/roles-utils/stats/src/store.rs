@@ -53,6 +53,25 @@ pub struct BlockRow {
     pub reporter: String,
     pub subject: Option<String>,
     pub template_id: Option<i64>,
+    pub height: Option<i64>,
+    pub reward_sats: Option<i64>,
+    pub difficulty: Option<f64>,
+    /// The service's total accepted work (difficulty-1 shares) when the block arrived.
+    pub work_total: Option<f64>,
+    /// The work since the block before it (or since the first report), over its difficulty:
+    /// 1.0 is a block found with exactly the expected work.
+    #[sqlx(skip)]
+    pub effort: Option<f64>,
+}
+
+/// The chain a reporter mines on, from its latest snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct NetworkRow {
+    pub reporter: String,
+    pub height: i64,
+    pub difficulty: f64,
+    pub tip_seen_at: i64,
+    pub reported_at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
@@ -190,6 +209,21 @@ impl Store {
         for service in &s.services {
             upsert_health(&mut tx, &service.name, service.up, &service.detail, now).await?;
         }
+        if let Some(n) = &s.network {
+            sqlx::query(
+                "INSERT INTO network (reporter, height, difficulty, tip_seen_at, reported_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (reporter) DO UPDATE SET \
+                 height = excluded.height, difficulty = excluded.difficulty, \
+                 tip_seen_at = excluded.tip_seen_at, reported_at = excluded.reported_at",
+            )
+            .bind(reporter)
+            .bind(clamp_i64(n.height))
+            .bind(finite(n.difficulty))
+            .bind(clamp_i64(n.tip_seen_at))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
         if let Some(balance) = s.wallet_balance {
             sqlx::query("INSERT INTO balance_samples (at, reporter, amount) VALUES ($1, $2, $3)")
                 .bind(now)
@@ -224,14 +258,18 @@ impl Store {
         b: &Block,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "INSERT INTO blocks (hash, at, reporter, subject, template_id) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (hash) DO NOTHING",
+            "INSERT INTO blocks (hash, at, reporter, subject, template_id, height, reward_sats, \
+             difficulty, work_total) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+             (SELECT value FROM totals WHERE name = 'work')) ON CONFLICT (hash) DO NOTHING",
         )
         .bind(&b.hash)
         .bind(now)
         .bind(reporter)
         .bind(b.subject.as_ref().map(|s| scoped(reporter, s)))
         .bind(b.template_id.map(clamp_i64))
+        .bind(b.height.map(clamp_i64))
+        .bind(b.reward_sats.map(clamp_i64))
+        .bind(b.difficulty.map(finite).filter(|d| *d > 0.0))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -417,14 +455,46 @@ impl Store {
         .await?)
     }
 
+    /// The latest `limit` blocks, newest first, each with its effort.
     pub async fn blocks(&self, limit: i64) -> Result<Vec<BlockRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT hash, at, reporter, subject, template_id FROM blocks \
-             ORDER BY at DESC, hash LIMIT $1",
+        // One more than asked: the oldest listed block's effort needs the block before it.
+        let mut rows: Vec<BlockRow> = sqlx::query_as(
+            "SELECT hash, at, reporter, subject, template_id, height, reward_sats, difficulty, \
+             work_total FROM blocks ORDER BY at DESC, hash LIMIT $1",
         )
-        .bind(limit)
+        .bind(limit.saturating_add(1))
         .fetch_all(&self.pool)
+        .await?;
+        for i in 0..rows.len() {
+            let before = rows.get(i + 1).map(|b| b.work_total.unwrap_or(0.0));
+            let b = &rows[i];
+            rows[i].effort = match (b.work_total, b.difficulty) {
+                (Some(total), Some(d)) if d > 0.0 => {
+                    Some((total - before.unwrap_or(0.0)).max(0.0) / d)
+                }
+                _ => None,
+            };
+        }
+        rows.truncate(usize::try_from(limit).unwrap_or(0));
+        Ok(rows)
+    }
+
+    /// The most recently reported chain state, if any reporter sends one.
+    pub async fn network(&self) -> Result<Option<NetworkRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT reporter, height, difficulty, tip_seen_at, reported_at FROM network \
+             ORDER BY reported_at DESC, reporter LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
         .await?)
+    }
+
+    /// Accepted work since the first report, in difficulty-1 shares.
+    pub async fn work_total(&self) -> Result<f64, StoreError> {
+        let total: Option<f64> = sqlx::query_scalar("SELECT value FROM totals WHERE name = 'work'")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(total.unwrap_or(0.0))
     }
 
     pub async fn issuance(&self, since: i64, limit: i64) -> Result<Vec<IssuanceRow>, StoreError> {

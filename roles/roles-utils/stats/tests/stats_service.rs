@@ -10,7 +10,7 @@ use hashpool_stats::{
     ingest::IngestConfig,
     protocol::{sign_hello, Challenge, Hello, StatsMessage, PROTOCOL_VERSION},
     store::{Store, Table},
-    Block, Issuance, Report, ReporterConfig, Role, ServiceHealth, Snapshot, StatsReporter,
+    Block, Issuance, Network, Report, ReporterConfig, Role, ServiceHealth, Snapshot, StatsReporter,
     StatsServiceConfig, Subject,
 };
 use hashpool_sv2_io::{connect_noise, Connection};
@@ -127,7 +127,151 @@ fn snapshot(work: f64, miners: &[(&str, u64, f64)]) -> Report {
             detail: "127.0.0.1:18447".into(),
         }],
         wallet_balance: None,
+        network: None,
     })
+}
+
+/// A pool's snapshot with `work` and the chain it mines on.
+fn network_snapshot(work: f64, height: u64, difficulty: f64) -> Snapshot {
+    let Report::Snapshot(mut s) = snapshot(work, &[("1", 1, work)]) else {
+        unreachable!()
+    };
+    s.network = Some(Network {
+        height,
+        difficulty,
+        tip_seen_at: 900,
+    });
+    s
+}
+
+fn found(n: u8, height: u64, difficulty: Option<f64>) -> Block {
+    Block {
+        at: 1_000,
+        hash: format!("{n:02x}").repeat(32),
+        subject: Some("channel:1".into()),
+        template_id: Some(u64::from(n)),
+        height: Some(height),
+        reward_sats: Some(5_000_000_000 + u64::from(n)),
+        difficulty,
+    }
+}
+
+/// Blocks keep their height, reward and difficulty; each one's effort is the work accepted
+/// since the block before it over its difficulty, and the round's effort is the work since the
+/// last block over the network's difficulty now. On every backend.
+async fn blocks_and_network(store: &Store) {
+    assert_eq!(store.network().await.unwrap(), None);
+    store
+        .ingest_snapshot("pool-1", 1_000, &network_snapshot(100.0, 101, 50.0))
+        .await
+        .unwrap();
+    assert!(store
+        .ingest_block("pool-1", 1_001, &found(1, 100, Some(50.0)))
+        .await
+        .unwrap());
+    store
+        .ingest_snapshot("pool-1", 1_010, &network_snapshot(25.0, 102, 50.0))
+        .await
+        .unwrap();
+    assert!(store
+        .ingest_block("pool-1", 1_011, &found(2, 101, Some(50.0)))
+        .await
+        .unwrap());
+    // Reported twice: kept once, its work total not moved.
+    store
+        .ingest_snapshot("pool-1", 1_020, &network_snapshot(10.0, 103, 40.0))
+        .await
+        .unwrap();
+    assert!(!store
+        .ingest_block("pool-1", 1_021, &found(2, 101, Some(50.0)))
+        .await
+        .unwrap());
+
+    let blocks = store.blocks(10).await.unwrap();
+    assert_eq!(blocks.len(), 2);
+    let (last, first) = (&blocks[0], &blocks[1]);
+    assert_eq!(
+        (last.height, last.reward_sats),
+        (Some(101), Some(5_000_000_002))
+    );
+    assert_eq!(
+        (first.height, first.reward_sats),
+        (Some(100), Some(5_000_000_001))
+    );
+    assert_eq!(
+        first.effort,
+        Some(2.0),
+        "100 shares of work at difficulty 50"
+    );
+    assert_eq!(last.effort, Some(0.5), "25 more at difficulty 50");
+    // Listed alone, the last block still counts from the one before it.
+    assert_eq!(store.blocks(1).await.unwrap()[0].effort, Some(0.5));
+
+    let network = store.network().await.unwrap().expect("reported");
+    assert_eq!((network.height, network.difficulty), (103, 40.0));
+    assert_eq!(network.reporter, "pool-1");
+    assert_eq!(store.work_total().await.unwrap(), 135.0);
+
+    // A block without a difficulty (an older reporter) has no effort.
+    store
+        .ingest_block("pool-1", 1_030, &found(3, 102, None))
+        .await
+        .unwrap();
+    assert_eq!(store.blocks(1).await.unwrap()[0].effort, None);
+}
+
+#[tokio::test]
+async fn blocks_keep_height_reward_and_effort_and_the_network_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.sqlite").display().to_string())
+        .await
+        .unwrap();
+    blocks_and_network(&store).await;
+}
+
+/// `/api/v1/network`: the chain, the last block and the round's effort.
+#[tokio::test]
+async fn the_network_and_the_rounds_effort_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (secret, xonly) = reporter_key(4);
+    let stop = CancellationToken::new();
+    let running = hashpool_stats::start(config(dir.path(), vec![xonly]), stop.clone())
+        .await
+        .unwrap();
+    let http = running.http_address;
+    let (status, empty) = get(http, "/api/v1/network").await;
+    assert_eq!(status, 200);
+    assert_eq!(empty["network"], Value::Null);
+    assert_eq!(empty["last_block"], Value::Null);
+
+    let r = StatsReporter::spawn(reporter(running.ingest_address, secret, 64), stop.clone());
+    let mut s = network_snapshot(30.0, 201, 60.0);
+    s.at = now();
+    r.report(Report::Snapshot(s));
+    let mut block = found(7, 200, Some(60.0));
+    block.at = now();
+    r.report(Report::Block(block));
+    let mut s = network_snapshot(15.0, 202, 60.0);
+    s.at = now();
+    r.report(Report::Snapshot(s));
+    wait_until("three reports stored", || async {
+        running.stats.reports.load(Ordering::Relaxed) == 3
+    })
+    .await;
+    let (_, n) = get(http, "/api/v1/network").await;
+    assert_eq!(n["network"]["height"], 202);
+    assert_eq!(n["network"]["difficulty"], 60.0);
+    assert_eq!(n["last_block"]["height"], 200);
+    assert_eq!(n["last_block"]["reward_sats"], 5_000_000_007u64);
+    assert_eq!(
+        n["last_block"]["effort"], 0.5,
+        "30 shares of work at difficulty 60"
+    );
+    assert_eq!(n["work_since_last_block"], 15.0);
+    assert_eq!(n["effort"], 0.25);
+    let (_, b) = get(http, "/api/v1/blocks").await;
+    assert_eq!(b["blocks"][0]["height"], 200);
+    stop.cancel();
 }
 
 #[tokio::test]
@@ -145,6 +289,7 @@ async fn reports_are_stored_and_served_over_http() {
         hash: "00".repeat(32),
         subject: Some("channel:1".into()),
         template_id: Some(9),
+        ..Default::default()
     };
     r.report(Report::Block(block.clone()));
     r.report(Report::Block(block));
@@ -586,6 +731,22 @@ async fn the_store_works_on_postgresql_by_configuration() {
     assert_eq!(subjects[0].connected, 1);
     assert_eq!(subjects[0].first_seen, 1_000);
     assert!(store.prune(2_000).await.unwrap().work >= 3);
+    store.close().await;
+    sqlx::query(&format!("DROP DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+
+    // Blocks and the network on a database of their own (their figures count from zero).
+    let name = format!("{name}_blocks");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let store = Store::open(&format!("{base}/{name}"))
+        .await
+        .expect("migrated on PostgreSQL");
+    blocks_and_network(&store).await;
     store.close().await;
     sqlx::query(&format!("DROP DATABASE {name}"))
         .execute(&admin)

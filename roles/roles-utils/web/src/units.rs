@@ -41,6 +41,13 @@ pub fn difficulty(d: f64) -> String {
     }
 }
 
+/// Satoshis as bitcoin, exactly: `3.12500000 BTC`.
+pub fn sats_as_btc(sats: i64) -> String {
+    let sign = if sats < 0 { "-" } else { "" };
+    let abs = sats.unsigned_abs();
+    format!("{sign}{}.{:08} BTC", abs / 100_000_000, abs % 100_000_000)
+}
+
 /// Unix milliseconds as `2024-05-01 12:34:56 UTC`.
 pub fn utc(ms: i64) -> String {
     let secs = ms.div_euclid(1000);

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use hashpool_e2e::REGTEST_NBITS;
 use hashpool_e2e::{
     init_tracing, promtool_check, start_stats, stats_get, stats_reporter, sv1_miner_options,
     wait_until, PoolOptions, Stack,
@@ -104,6 +105,30 @@ async fn pool_and_translator_stats_reach_their_services() -> anyhow::Result<()> 
     assert!(hashrate["samples"]
         .as_array()
         .is_some_and(|s| s.iter().any(|s| s["hashrate"].as_f64() > Some(0.0))));
+    // The chain as the pool mines it: the block after the provider's tip, at its difficulty
+    // (a block found meanwhile moves the tip: each look compares with the chain then), and the
+    // round's effort so far.
+    wait_until(
+        Duration::from_secs(30),
+        "the network in stats-pool",
+        || async {
+            let (Ok(status), Ok(n)) = (
+                stack.tp.status().await,
+                stats_get(&stats_pool, "/api/v1/network").await,
+            ) else {
+                return false;
+            };
+            n["network"]["height"] == u64::from(status.height) + 1
+        },
+    )
+    .await?;
+    let network = stats_get(&stats_pool, "/api/v1/network").await?;
+    assert_eq!(
+        network["network"]["difficulty"].as_f64(),
+        Some(hashpool_shares::chain::difficulty(HARD_NBITS)),
+        "{network}"
+    );
+    assert!(network["effort"].as_f64() >= Some(0.0), "{network}");
 
     // stats-proxy: the SV1 miner by its worker name, the pool up, the wallet's balance.
     wait_until(
@@ -169,5 +194,86 @@ async fn pool_and_translator_stats_reach_their_services() -> anyhow::Result<()> 
     }
 
     stop.cancel();
+    stack.stop().await
+}
+
+/// Blocks the pool finds reach stats-pool with the height and reward the chain gives them, and
+/// each one's effort; the network is the block after the tip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_reach_stats_with_their_height_and_reward() -> anyhow::Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    let stop = CancellationToken::new();
+    let stats_pool = start_stats(&dir.path().join("sp"), Role::Pool, stop.clone()).await?;
+    // Mempool transactions, so rewards carry fees beside the subsidy.
+    let stack = Stack::new()
+        .nbits(REGTEST_NBITS)
+        .mempool_tx_every_ms(100)
+        .with_pool(PoolOptions {
+            shares_per_minute: 60.0,
+            stats_reporting: Some(pool::config::StatsReporting {
+                reporter: stats_reporter(&stats_pool, Role::Pool, "pool-b"),
+                interval: Duration::from_millis(300),
+            }),
+            ..Default::default()
+        })
+        .start()
+        .await?;
+    let tp = &stack.tp;
+    let miner = stack.miner("alice", 20_000.0);
+    // The blocks stats-pool lists that the chain has at their height (on a fast chain a block
+    // can lose the race for its height), each with the chain's record of it.
+    let connected = || async {
+        let mut found = Vec::new();
+        let Ok(listed) = stats_get(&stats_pool, "/api/v1/blocks").await else {
+            return found;
+        };
+        for b in listed["blocks"].as_array().cloned().unwrap_or_default() {
+            let Some(height) = b["height"].as_u64() else {
+                continue;
+            };
+            let url = format!("http://{}/blocks/{height}", tp.running.http_address);
+            let Ok(answer) = reqwest::get(url).await else {
+                continue;
+            };
+            if let Ok(chain) = answer.json::<Value>().await {
+                if chain["hash"] == b["hash"] {
+                    found.push((b, chain));
+                }
+            }
+        }
+        found
+    };
+    wait_until(
+        Duration::from_secs(90),
+        "two of the pool's blocks in stats-pool and on the chain",
+        || async { connected().await.len() >= 2 },
+    )
+    .await?;
+    for (listed, chain) in &connected().await {
+        assert_eq!(
+            listed["reward_sats"], chain["coinbase_value_sats"],
+            "{listed} {chain}"
+        );
+        assert_eq!(
+            listed["difficulty"].as_f64(),
+            Some(hashpool_shares::chain::difficulty(REGTEST_NBITS)),
+            "{listed}"
+        );
+        assert!(listed["effort"].as_f64().is_some(), "{listed}");
+    }
+    wait_until(Duration::from_secs(30), "the network's height", || async {
+        let (Ok(status), Ok(n)) = (
+            tp.status().await,
+            stats_get(&stats_pool, "/api/v1/network").await,
+        ) else {
+            return false;
+        };
+        n["network"]["height"] == u64::from(status.height) + 1
+    })
+    .await?;
+    stop.cancel();
+    stack.stop.cancel();
+    miner.task.await?;
     stack.stop().await
 }

@@ -161,10 +161,19 @@ async fn a_block_on_a_channel_harder_than_the_network_is_credited_the_network_ta
             hash: h,
             channel_id,
             template_id,
+            height,
+            reward_sats,
+            difficulty,
             ..
         } => {
             assert_eq!(h, hash.to_raw_hash().to_string());
             assert_eq!((channel_id, template_id), (work.channel_id, Some(1)));
+            // From the block's coinbase: the template's BIP34 height and all it pays.
+            assert_eq!((height, reward_sats), (Some(10_000), Some(5_000_000_000)));
+            assert_eq!(
+                difficulty,
+                Some(hashpool_shares::chain::difficulty(REGTEST_NBITS))
+            );
         }
         other => panic!("{other:?}"),
     }
