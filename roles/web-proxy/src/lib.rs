@@ -758,7 +758,7 @@ mod tests {
         let get = |route: &str| http.get(format!("http://{}{route}", proxy.address)).send();
         let page = get("/").await.unwrap().text().await.unwrap();
         let summary = get("/api/summary").await.unwrap().json().await.unwrap();
-        let chart = get("/chart/hashrate.svg").await.unwrap().status().as_u16();
+        let chart = get("/chart/hashrate.json").await.unwrap().status().as_u16();
         shutdown.cancel();
         (page, summary, chart)
     }

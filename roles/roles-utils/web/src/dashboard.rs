@@ -58,6 +58,7 @@ impl Dashboard {
         let app = self
             .app
             .merge(health)
+            .merge(crate::assets::routes())
             .layer(axum::middleware::from_fn_with_state(allowed, same_host));
         let task = tokio::spawn(async move {
             let server =
@@ -76,27 +77,42 @@ mod tests {
 
     use super::*;
 
+    /// The whole HTTP/1.1 answer to `GET path`.
+    async fn get(address: SocketAddr, path: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(address).await.unwrap();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
     #[tokio::test]
-    async fn every_dashboard_answers_health() {
+    async fn every_dashboard_answers_health_and_serves_its_chart_library() {
         let stop = CancellationToken::new();
         let listen = (SocketAddr::from(([127, 0, 0, 1], 0)), Vec::new());
         let running = Dashboard::new("web-test", listen, Router::new())
             .serve(stop.clone())
             .await
             .unwrap();
-        let mut s = tokio::net::TcpStream::connect(running.address)
-            .await
-            .unwrap();
-        let request = format!(
-            "GET /api/v1/health HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            running.address
-        );
-        s.write_all(request.as_bytes()).await.unwrap();
-        let mut answer = String::new();
-        s.read_to_string(&mut answer).await.unwrap();
+        let answer = get(running.address, "/api/v1/health").await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(answer.contains(r#""status":"ok""#), "{answer}");
         assert!(answer.contains(r#""role":"web-test""#), "{answer}");
+
+        let js = get(running.address, "/assets/uplot.js").await;
+        assert!(js.starts_with("HTTP/1.1 200"), "{}", &js[..200]);
+        assert!(
+            js.contains("content-type: text/javascript"),
+            "{}",
+            &js[..200]
+        );
+        assert!(js.ends_with(crate::assets::UPLOT_JS));
+        let css = get(running.address, "/assets/uplot.css").await;
+        assert!(css.contains("content-type: text/css"), "{}", &css[..200]);
+        let license = get(running.address, "/assets/uplot-LICENSE.txt").await;
+        assert!(license.contains("MIT"), "{license}");
         stop.cancel();
     }
 }

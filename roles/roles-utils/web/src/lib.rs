@@ -1,8 +1,9 @@
 //! What `web-pool` and `web-proxy` share.
 //!
-//! - [`chart`]: hashrate lines and issuance bars as SVG, drawn by plotters in the binary: the
-//!   pages need nothing from the internet, not even a JavaScript charting library.
-//! - [`page`]: the HTML shell, styles and the small script that refreshes a page by itself.
+//! - [`assets`]: uPlot, the charting library, served by the binary (no CDN): the pages need
+//!   nothing from the internet.
+//! - [`page`]: the HTML shell, styles and the small script that refreshes a page by itself and
+//!   draws its charts.
 //! - [`upstream`]: JSON from the stats services, the wallet API and monitoring endpoints, with a
 //!   short timeout so a role that is down shows as down instead of stalling the page.
 //! - [`units`]: hashrates, difficulties and times as people read them.
@@ -11,7 +12,7 @@
 //! - [`dashboard`], [`cli`]: serving a page behind the host [`guard`], and the binaries' command
 //!   line and run loop.
 
-pub mod chart;
+pub mod assets;
 pub mod cli;
 pub mod dashboard;
 pub mod guard;
@@ -46,15 +47,6 @@ pub fn series(v: &serde_json::Value, list: &str, field: &str) -> Vec<(i64, f64)>
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// A chart as an `image/svg+xml` response, or what failed (502).
-pub fn svg_response(result: Result<String, String>) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    match result {
-        Ok(svg) => ([(axum::http::header::CONTENT_TYPE, "image/svg+xml")], svg).into_response(),
-        Err(e) => (axum::http::StatusCode::BAD_GATEWAY, e).into_response(),
-    }
 }
 
 /// Seconds since the Unix epoch, as the charts' timestamps.

@@ -1,5 +1,6 @@
 //! The page shell both dashboards use: styles, a header, and a script that refreshes the page's
-//! data and charts by itself every few seconds. Everything is served by the binary.
+//! data and charts by itself every few seconds and draws the charts with uPlot. Everything is
+//! served by the binary (uPlot from `/assets`, see [`crate::assets`]).
 
 use axum::response::Html;
 
@@ -21,7 +22,7 @@ table { width: 100%; border-collapse: collapse; font-size: 14px; }
 th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid var(--line); }
 th { color: var(--muted); font-weight: 500; font-size: 12px; text-transform: uppercase; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-.chart svg { width: 100%; height: auto; display: block; }
+.chart { min-height: 40px; } .chart .u-title { font-size: 14px; font-weight: 500; }
 .ranges { float: right; }
 .ranges button { border: 1px solid var(--line); background: #fff; border-radius: 5px; padding: 2px 9px; cursor: pointer; }
 .ranges button.on { background: var(--accent); border-color: var(--accent); color: #fff; }
@@ -38,21 +39,78 @@ footer { color: var(--muted); font-size: 12px; text-align: center; }
 "#;
 
 /// The client side every page shares: `hp.refresh(fn)` runs `fn` now and every `secs`;
-/// `hp.chart(id, url)` puts an SVG chart inline (so its data is in the page); `hp.ranges(id,
-/// cb)` wires a 1h/24h/7d switch; `hp.charts(names)` wires the [`chart`] sections of `names`
-/// and returns the function that redraws them; `hp.esc` escapes text for HTML.
+/// `hp.ranges(id, cb)` wires a 1h/24h/7d switch; `hp.charts(names)` wires the [`chart`]
+/// sections of `names` and returns the function that redraws them (uPlot, from
+/// `/chart/{name}.json`; the instances are in `hp.uplots`); `hp.si` writes a value with its SI
+/// prefix; `hp.esc` escapes text for HTML.
 const SCRIPT: &str = r#"
 const hp = {
+  uplots: {},
   esc(s) { return String(s ?? '').replace(/[&<>"']/g, c => ({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c])); },
+  si(v, unit) {
+    if (v == null || !isFinite(v)) return '–';
+    const p = ['', 'k', 'M', 'G', 'T', 'P', 'E'];
+    let i = 0;
+    while (Math.abs(v) >= 1000 && i < p.length - 1) { v /= 1000; i++; }
+    return (Number.isInteger(v) ? v : v.toFixed(2)) + ' ' + p[i] + unit;
+  },
   async json(url, options) {
     const r = await fetch(url, options);
     const body = await r.json().catch(() => ({ error: 'not JSON' }));
     if (!r.ok) throw new Error(body.error || r.statusText);
     return body;
   },
-  async chart(id, url) {
-    const r = await fetch(url);
-    if (r.ok) document.getElementById(id).innerHTML = await r.text();
+  // One chart: a line or bars with the value under the cursor in the legend, drag to zoom
+  // (kept across refreshes), double-click to zoom out.
+  async chart(name, range) {
+    const box = document.getElementById(name + '-chart');
+    const r = await fetch('/chart/' + name + '.json?range=' + range);
+    if (!r.ok) { box.dataset.error = await r.text(); return; }
+    const c = await r.json();
+    let u = hp.uplots[name];
+    if (c.points.length === 0) {
+      if (u) { u.destroy(); delete hp.uplots[name]; }
+      box.innerHTML = '<p class="empty">' + hp.esc(c.title) + ': no data yet</p>';
+      return;
+    }
+    const data = [c.points.map(p => p[0]), c.points.map(p => p[1])];
+    if (u && u.hpKey === c.kind + range) {
+      u.setData(data, !u.hpZoomed);
+      if (!u.hpZoomed) u.setScale('x', { min: c.from, max: c.to });
+      return;
+    }
+    if (u) u.destroy();
+    box.innerHTML = '';
+    const bars = c.kind === 'bars';
+    u = new uPlot({
+      title: c.title,
+      width: Math.max(box.clientWidth, 300),
+      height: 260,
+      scales: { x: { time: true }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.15 : 1] } },
+      series: [
+        { value: (u, t) => t == null ? '–' : new Date(t * 1000).toLocaleString() },
+        {
+          label: c.label,
+          stroke: bars ? '#e08a1e' : '#1f6fd1',
+          fill: bars ? 'rgba(224,138,30,0.7)' : 'rgba(31,111,209,0.08)',
+          width: 2,
+          paths: bars ? uPlot.paths.bars({ size: [0.9, 60], align: 1 }) : undefined,
+          points: { show: false },
+          value: (u, v) => hp.si(v, c.unit),
+        },
+      ],
+      axes: [{}, { size: 80, values: (u, vals) => vals.map(v => hp.si(v, c.unit)) }],
+      cursor: { drag: { x: true, y: false } },
+      hooks: { setSelect: [u => { if (u.select.width > 0) u.hpZoomed = true; }] },
+    }, data, box);
+    u.hpKey = c.kind + range;
+    u.hpZoomed = false;
+    u.setScale('x', { min: c.from, max: c.to });
+    u.over.addEventListener('dblclick', () => {
+      u.hpZoomed = false;
+      u.setScale('x', { min: c.from, max: c.to });
+    });
+    hp.uplots[name] = u;
   },
   ranges(id, cb) {
     const box = document.getElementById(id);
@@ -63,8 +121,12 @@ const hp = {
   },
   charts(names) {
     const range = Object.fromEntries(names.map(n => [n, '1h']));
-    const draw = () => Promise.all(names.map(n => hp.chart(n + '-chart', '/chart/' + n + '.svg?range=' + range[n])));
+    const draw = () => Promise.all(names.map(n => hp.chart(n, range[n])));
     names.forEach(n => hp.ranges(n + '-ranges', r => { range[n] = r; draw(); }));
+    window.addEventListener('resize', () => Object.entries(hp.uplots).forEach(([n, u]) => {
+      const w = document.getElementById(n + '-chart').clientWidth;
+      if (w > 0) u.setSize({ width: Math.max(w, 300), height: 260 });
+    }));
     return draw;
   },
   refresh(secs, fn) {
@@ -84,7 +146,8 @@ pub fn page(title: &str, subtitle: &str, body: &str, script: &str) -> Html<Strin
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title><style>{STYLE}</style></head>
+<title>{title}</title><link rel="stylesheet" href="/assets/uplot.css"><style>{STYLE}</style>
+<script src="/assets/uplot.js"></script></head>
 <body><header><h1>{title}</h1><span class="sub">{subtitle}</span></header>
 <main>{body}<footer id="updated">loading…</footer></main>
 <script>{SCRIPT}
@@ -108,7 +171,7 @@ pub fn ranges(id: &str) -> String {
 }
 
 /// A chart's section: `title`, its range switch (`{name}-ranges`) and the chart
-/// (`{name}-chart`, drawn from `/chart/{name}.svg` by `hp.charts`).
+/// (`{name}-chart`, drawn from `/chart/{name}.json` by `hp.charts`).
 pub fn chart(title: &str, name: &str) -> String {
     format!(
         r#"<section><h2>{title} {}</h2><div class="chart" id="{name}-chart"></div></section>"#,

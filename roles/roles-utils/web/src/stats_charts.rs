@@ -1,23 +1,46 @@
 //! The two charts both dashboards draw from their side's stats service: hashrate (a line) and
-//! ehash issued (bars), each over the range the page's switch picks (`?range=1h|24h|7d`).
+//! ehash issued (bars), each over the range the page's switch picks (`?range=1h|24h|7d`). The
+//! server answers the series as JSON (`/chart/{name}.json`); the page draws them with uPlot
+//! (values under the cursor, drag to zoom, double-click to zoom out).
 
 use std::sync::Arc;
 
 use axum::{
     extract::{Query, State},
-    response::Response,
+    http::StatusCode,
+    response::{IntoResponse, Response},
     routing::get,
-    Router,
+    Json, Router,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{chart, range_secs, series, svg_response, unix_now, upstream::Upstream};
+use crate::{range_secs, series, unix_now, upstream::Upstream};
 
 /// The charts' titles; the range follows (`Pool hashrate, last 1h`).
 pub struct Titles {
     pub hashrate: &'static str,
     pub issuance: &'static str,
+}
+
+/// A chart as the page's script draws it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChartData {
+    /// `Pool hashrate, last 1h`.
+    pub title: String,
+    /// What the series is called in the legend (the title without the range).
+    pub label: String,
+    /// The values' unit, after the SI prefix the page picks (`H/s`, `hash`).
+    pub unit: String,
+    /// `line` or `bars`.
+    pub kind: String,
+    /// The range shown: Unix seconds from and to.
+    pub from: i64,
+    pub to: i64,
+    /// Bars: seconds each one covers.
+    pub bucket_secs: Option<i64>,
+    /// `[at, value]`, oldest first, within the range.
+    pub points: Vec<(i64, f64)>,
 }
 
 struct Charts {
@@ -28,7 +51,7 @@ struct Charts {
 }
 
 impl Titles {
-    /// `/chart/hashrate.svg` and `/chart/issuance.svg`, from the stats API at `stats_url`.
+    /// `/chart/hashrate.json` and `/chart/issuance.json`, from the stats API at `stats_url`.
     pub fn routes(self, upstream: Upstream, stats_url: String) -> Router {
         let charts = Arc::new(Charts {
             upstream,
@@ -36,8 +59,8 @@ impl Titles {
             titles: self,
         });
         Router::new()
-            .route("/chart/hashrate.svg", get(hashrate))
-            .route("/chart/issuance.svg", get(issuance))
+            .route("/chart/hashrate.json", get(hashrate))
+            .route("/chart/issuance.json", get(issuance))
             .with_state(charts)
     }
 }
@@ -48,46 +71,108 @@ struct RangeQuery {
 }
 
 async fn hashrate(State(c): State<Arc<Charts>>, Query(q): Query<RangeQuery>) -> Response {
-    c.svg("hashrate", "", c.titles.hashrate, q, hashrate_line)
+    c.chart("hashrate", "", c.titles.hashrate, q, hashrate_line)
         .await
 }
 
 async fn issuance(State(c): State<Arc<Charts>>, Query(q): Query<RangeQuery>) -> Response {
-    c.svg("issuance", "&limit=1", c.titles.issuance, q, issuance_bars)
+    c.chart("issuance", "&limit=1", c.titles.issuance, q, issuance_bars)
         .await
 }
 
-fn hashrate_line(v: &Value, title: &str, now: i64, range: i64) -> Result<String, String> {
-    chart::line_chart(title, "H/s", &series(v, "samples", "hashrate"), now, range)
+/// Hashrate samples within the range.
+fn hashrate_line(v: &Value, label: &str, now: i64, range: i64) -> ChartData {
+    ChartData {
+        title: String::new(),
+        label: label.to_string(),
+        unit: "H/s".into(),
+        kind: "line".into(),
+        from: now - range,
+        to: now,
+        bucket_secs: None,
+        points: within(series(v, "samples", "hashrate"), now - range, now),
+    }
 }
 
-fn issuance_bars(v: &Value, title: &str, now: i64, range: i64) -> Result<String, String> {
-    let bucket = v["bucket_secs"].as_i64().unwrap_or(60);
-    chart::bar_chart(
-        title,
-        "hash",
-        &series(v, "buckets", "amount"),
-        bucket,
-        now,
-        range,
-    )
+/// Issuance buckets: each bar at its bucket's start; the oldest may start before the range.
+fn issuance_bars(v: &Value, label: &str, now: i64, range: i64) -> ChartData {
+    let bucket = v["bucket_secs"].as_i64().filter(|b| *b > 0).unwrap_or(60);
+    ChartData {
+        title: String::new(),
+        label: label.to_string(),
+        unit: "hash".into(),
+        kind: "bars".into(),
+        from: now - range,
+        to: now,
+        bucket_secs: Some(bucket),
+        points: within(series(v, "buckets", "amount"), now - range - bucket, now),
+    }
+}
+
+fn within(mut points: Vec<(i64, f64)>, from: i64, to: i64) -> Vec<(i64, f64)> {
+    points.retain(|(t, v)| *t > from && *t <= to && v.is_finite());
+    points.sort_by_key(|p| p.0);
+    points
 }
 
 impl Charts {
-    /// `/api/v1/{name}?range=..{query}` from the stats service, drawn by `draw(data, title, now,
-    /// range)`; what failed is the answer when the service or the drawing does (502).
-    async fn svg(
+    /// `/api/v1/{name}?range=..{query}` from the stats service, made a chart by `make(data,
+    /// label, now, range)`; what failed is the answer when the service does not answer (502).
+    async fn chart(
         &self,
         name: &str,
         query: &str,
-        title: &str,
+        label: &str,
         q: RangeQuery,
-        draw: impl FnOnce(&Value, &str, i64, i64) -> Result<String, String>,
+        make: impl FnOnce(&Value, &str, i64, i64) -> ChartData,
     ) -> Response {
-        let (label, range) = range_secs(q.range.as_deref());
-        let url = format!("{}/api/v1/{name}?range={label}{query}", self.stats_url);
-        let title = format!("{title}, last {label}");
-        let svg = async { draw(&self.upstream.get(&url).await?, &title, unix_now(), range) };
-        svg_response(svg.await)
+        let (range_label, range) = range_secs(q.range.as_deref());
+        let url = format!(
+            "{}/api/v1/{name}?range={range_label}{query}",
+            self.stats_url
+        );
+        match self.upstream.get(&url).await {
+            Ok(v) => {
+                let mut chart = make(&v, label, unix_now(), range);
+                chart.title = format!("{label}, last {range_label}");
+                Json(chart).into_response()
+            }
+            Err(e) => (StatusCode::BAD_GATEWAY, e).into_response(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn hashrate_points_are_those_of_the_range_oldest_first() {
+        let v = json!({"samples": [
+            {"at": 1_000, "hashrate": 5.0},
+            {"at": 9_000, "hashrate": 7.0},
+            {"at": 8_000, "hashrate": 6.0},
+            {"at": 11_000, "hashrate": 1.0},
+        ]});
+        let c = hashrate_line(&v, "Pool hashrate", 10_000, 3_600);
+        assert_eq!(c.points, vec![(8_000, 6.0), (9_000, 7.0)]);
+        assert_eq!((c.from, c.to), (6_400, 10_000));
+        assert_eq!((c.kind.as_str(), c.unit.as_str()), ("line", "H/s"));
+    }
+
+    #[test]
+    fn issuance_keeps_the_bucket_that_starts_before_the_range() {
+        let v = json!({"bucket_secs": 600, "buckets": [
+            {"at": 6_000, "amount": 3.0},
+            {"at": 5_000, "amount": 9.0},
+            {"at": 9_600, "amount": 4.0},
+        ]});
+        let c = issuance_bars(&v, "ehash issued", 10_000, 3_600);
+        // The bucket at 6,000 covers 6,000..6,600: partly in the range from 6,400.
+        assert_eq!(c.points, vec![(6_000, 3.0), (9_600, 4.0)]);
+        assert_eq!(c.bucket_secs, Some(600));
+        assert_eq!(c.kind, "bars");
     }
 }

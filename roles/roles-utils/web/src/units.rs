@@ -18,13 +18,6 @@ pub fn scaled(v: f64) -> (f64, &'static str) {
     (v, PREFIXES[i])
 }
 
-/// The SI prefix for the largest value of a series, and its divisor.
-pub fn scale_for(max: f64) -> (f64, &'static str) {
-    let (scaled, prefix) = scaled(max);
-    let divisor = if scaled > 0.0 { max / scaled } else { 1.0 };
-    (divisor, prefix)
-}
-
 /// A share difficulty: `1.23 k` and up with an SI prefix, `0.5`, or `1.23e-7` for the tiny
 /// ones CPU miners mine.
 pub fn difficulty(d: f64) -> String {
@@ -102,13 +95,18 @@ mod tests {
     }
 
     #[test]
+    fn rewards_read_as_bitcoin_to_the_satoshi() {
+        assert_eq!(sats_as_btc(5_000_000_000), "50.00000000 BTC");
+        assert_eq!(sats_as_btc(312_501_234), "3.12501234 BTC");
+        assert_eq!(sats_as_btc(1), "0.00000001 BTC");
+        assert_eq!(sats_as_btc(-150_000_000), "-1.50000000 BTC");
+    }
+
+    #[test]
     fn hashrates_read_naturally() {
         assert_eq!(hashrate(0.0), "0.00 H/s");
         assert_eq!(hashrate(1_500.0), "1.50 kH/s");
         assert_eq!(hashrate(2.5e12), "2.50 TH/s");
         assert_eq!(hashrate(f64::NAN), "0.00 H/s");
-        let (divisor, prefix) = scale_for(3.2e9);
-        assert_eq!(prefix, "G");
-        assert!((divisor - 1e9).abs() < 1.0);
     }
 }

@@ -6,7 +6,10 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use fantoccini::Locator;
+use fantoccini::{
+    actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT},
+    Locator,
+};
 use hashpool_e2e::{
     init_tracing, loopback_any_port, start_stats, stats_get, stats_reporter, sv1_miner_options,
     translator_config, wait_until, wallet_config, PoolOptions, Stack,
@@ -49,6 +52,75 @@ async fn receive(browser: &fantoccini::Client, token: &str) -> anyhow::Result<()
         .click()
         .await?;
     Ok(())
+}
+
+/// Chart `name` as uPlot drew it: whether it has a canvas, its points, and the legend's value
+/// with the cursor over the middle of the plot (as a person hovering it reads it).
+async fn chart_under_cursor(browser: &fantoccini::Client, name: &str) -> anyhow::Result<Value> {
+    let script = r#"
+        const [name] = arguments;
+        const u = hp.uplots[name];
+        if (!u) return { points: 0 };
+        u.setCursor({ left: u.over.clientWidth / 2, top: 5 });
+        const value = document.querySelector('#' + name + '-chart .u-series:nth-child(2) .u-value');
+        return {
+            canvas: document.querySelector('#' + name + '-chart canvas') !== null,
+            points: u.data[1].filter(v => v != null).length,
+            value: value ? value.textContent : null,
+        };
+    "#;
+    Ok(browser.execute(script, vec![json!(name)]).await?)
+}
+
+/// Drags the mouse across the right half of chart `name` (press in the middle, move right,
+/// release), or double-clicks it (`drag` false), through WebDriver's input actions as a person
+/// would; answers the width of the time axis shown, in seconds, and whether the chart says it
+/// is zoomed.
+async fn drag_or_reset(
+    browser: &fantoccini::Client,
+    name: &str,
+    drag: bool,
+) -> anyhow::Result<Value> {
+    let over = browser
+        .find(Locator::Css(&format!("#{name}-chart .u-over")))
+        .await?;
+    let width = browser
+        .execute(
+            "return hp.uplots[arguments[0]].over.clientWidth",
+            vec![json!(name)],
+        )
+        .await?
+        .as_f64()
+        .unwrap_or(0.0);
+    let at = |x: f64, ms: u64| PointerAction::MoveToElement {
+        element: over.clone(),
+        duration: Some(Duration::from_millis(ms)),
+        x,
+        y: 0.0,
+    };
+    let down = || PointerAction::Down {
+        button: MOUSE_BUTTON_LEFT,
+    };
+    let up = || PointerAction::Up {
+        button: MOUSE_BUTTON_LEFT,
+    };
+    let mut mouse = MouseActions::new("mouse".into())
+        .then(at(0.0, 0))
+        .then(down());
+    mouse = if drag {
+        mouse.then(at(width * 0.45, 200)).then(up())
+    } else {
+        mouse.then(up()).then(down()).then(up())
+    };
+    browser.perform_actions(mouse).await?;
+    browser.release_actions().await?;
+    // uPlot applies a new scale in a microtask; an empty batch applies it now.
+    let script = r#"
+        const u = hp.uplots[arguments[0]];
+        u.batch(() => {});
+        return { span: u.scales.x.max - u.scales.x.min, zoomed: u.hpZoomed };
+    "#;
+    Ok(browser.execute(script, vec![json!(name)]).await?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,19 +236,23 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
     browser
         .goto(&format!("http://{}/", web_proxy.address))
         .await?;
-    let bars = format!(
-        "#issuance-chart svg rect[fill='{}']",
-        hashpool_web::chart::BAR_FILL
-    );
     wait_until(
         Duration::from_secs(30),
         "web-proxy's miner and ehash chart",
         || async {
             let miners = text_of(&browser, "#miners").await.unwrap_or_default();
-            miners.contains("alice.rig1") && browser.find(Locator::Css(&bars)).await.is_ok()
+            let bars = chart_under_cursor(&browser, "issuance")
+                .await
+                .unwrap_or_default();
+            miners.contains("alice.rig1") && bars["points"].as_u64() > Some(0)
         },
     )
     .await?;
+    // Hovering the bars shows an amount of ehash in the legend.
+    let bars = chart_under_cursor(&browser, "issuance").await?;
+    assert_eq!(bars["canvas"], true, "{bars}");
+    let value = bars["value"].as_str().unwrap_or_default();
+    assert!(value.ends_with("hash") && value != "–", "{bars}");
     assert_eq!(text_of(&browser, "#upstream").await.as_deref(), Some("up"));
     std::fs::write(
         screenshot_path(dir.path(), "web-proxy.png"),
@@ -344,24 +420,47 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
     .await?;
     assert_eq!(api_balance().await, Some(balance));
 
-    // web-pool: the hashrate chart has a line (data), not "no data yet"; the services are up.
+    // web-pool: the hashrate chart has a line (data), not "no data yet"; hovering it shows a
+    // hashrate; dragging across it zooms in, and the zoom outlives the page's refresh;
+    // a double-click zooms out. The services are up.
     browser
         .goto(&format!("http://{}/", web_pool.address))
         .await?;
-    let line = format!(
-        "#hashrate-chart svg polyline[stroke='{}']",
-        hashpool_web::chart::SERIES_STROKE
-    );
     wait_until(
         Duration::from_secs(30),
         "web-pool's hashrate line",
-        || async { browser.find(Locator::Css(&line)).await.is_ok() },
+        || async {
+            chart_under_cursor(&browser, "hashrate")
+                .await
+                .is_ok_and(|c| c["points"].as_u64() > Some(0))
+        },
     )
     .await?;
     let chart = text_of(&browser, "#hashrate-chart")
         .await
         .unwrap_or_default();
     assert!(!chart.contains("no data yet"), "{chart}");
+    let line = chart_under_cursor(&browser, "hashrate").await?;
+    let value = line["value"].as_str().unwrap_or_default();
+    assert!(value.ends_with("H/s") && value != "–", "{line}");
+    let zoomed = drag_or_reset(&browser, "hashrate", true).await?;
+    assert_eq!(zoomed["zoomed"], true, "{zoomed}");
+    let span = zoomed["span"].as_f64().unwrap_or(f64::MAX);
+    assert!(span < 3_600.0 * 0.6, "zoomed to {span} s of the hour");
+    let refreshed = text_of(&browser, "#updated").await;
+    wait_until(
+        Duration::from_secs(30),
+        "the page's next refresh",
+        || async { text_of(&browser, "#updated").await != refreshed },
+    )
+    .await?;
+    let kept = browser
+        .execute("return hp.uplots.hashrate.hpZoomed", vec![])
+        .await?;
+    assert_eq!(kept, json!(true), "the refresh undid the zoom");
+    let reset = drag_or_reset(&browser, "hashrate", false).await?;
+    assert_eq!(reset["zoomed"], false, "{reset}");
+    assert_eq!(reset["span"].as_f64(), Some(3_600.0), "{reset}");
     wait_until(
         Duration::from_secs(30),
         "web-pool's services and channels",
@@ -375,6 +474,35 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
     )
     .await?;
     assert_ne!(text_of(&browser, "#ehash").await.as_deref(), Some("0 hash"));
+    // The network as the pool mines it: the block after the provider's tip, its difficulty,
+    // the last block found, and the round's effort so far.
+    // (A block found meanwhile moves the height: each look compares with the chain then.)
+    wait_until(
+        Duration::from_secs(30),
+        "web-pool's network cards",
+        || async {
+            let Ok(status) = stack.tp.status().await else {
+                return false;
+            };
+            let mining = (status.height + 1).to_string();
+            text_of(&browser, "#net-height").await.as_deref() == Some(mining.as_str())
+        },
+    )
+    .await?;
+    assert_eq!(
+        text_of(&browser, "#net-difficulty").await,
+        Some(hashpool_web::units::difficulty(
+            hashpool_shares::chain::difficulty(HARD_NBITS)
+        ))
+    );
+    // A block now and then at this difficulty: "none yet", or its height and age.
+    let last = text_of(&browser, "#last-block").await.unwrap_or_default();
+    let named = last
+        .split_once(", ")
+        .is_some_and(|(height, age)| height.parse::<u32>().is_ok() && age.ends_with(" ago"));
+    assert!(last == "none yet" || named, "{last}");
+    let effort = text_of(&browser, "#effort").await.unwrap_or_default();
+    assert!(effort.ends_with(" %"), "{effort}");
     std::fs::write(
         screenshot_path(dir.path(), "web-pool.png"),
         browser.screenshot().await?,
