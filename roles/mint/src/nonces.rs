@@ -1,6 +1,9 @@
 //! Lookup nonces the mint has accepted, each remembered until its request's time leaves the
 //! accepted window (after that the time check alone refuses a replay). Memory is bounded: a
 //! full store refuses new lookups rather than forget a nonce that could still be replayed.
+//! Expired nonces are dropped whenever the store has doubled since the last sweep, so it holds
+//! about what the last minutes' lookups need, not its capacity (at a few lookups a second a
+//! store swept only when full would grow for hours).
 
 use std::{collections::HashMap, sync::Mutex};
 
@@ -17,39 +20,58 @@ pub enum Admission {
 
 pub struct SeenNonces {
     capacity: usize,
-    /// `<locking key>:<nonce>` -> Unix second after which it may be forgotten.
-    seen: Mutex<HashMap<String, u64>>,
+    store: Mutex<Store>,
 }
+
+struct Store {
+    /// `<locking key>:<nonce>` -> Unix second after which it may be forgotten.
+    seen: HashMap<String, u64>,
+    /// The size at which expired nonces are swept next.
+    sweep_at: usize,
+}
+
+/// The smallest store that is swept: below it a sweep would cost more than it frees.
+const MIN_SWEEP: usize = 1024;
 
 impl SeenNonces {
     pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
         Self {
-            capacity: capacity.max(1),
-            seen: Mutex::new(HashMap::new()),
+            capacity,
+            store: Mutex::new(Store {
+                seen: HashMap::new(),
+                sweep_at: MIN_SWEEP.min(capacity),
+            }),
         }
     }
 
     /// Remembers `key` until `expires` (Unix seconds), unless it is already there.
     pub fn admit(&self, key: String, expires: u64, now: u64) -> Admission {
         // A poisoned lock only means another request panicked mid-insert: the map is intact.
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        match seen.get(&key) {
+        let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        match store.seen.get(&key) {
             Some(&until) if until >= now => return Admission::Replayed,
             _ => {}
         }
-        if seen.len() >= self.capacity {
-            // Pruning only when full keeps admission O(1) amortised.
-            seen.retain(|_, until| *until >= now);
-            if seen.len() >= self.capacity {
+        if store.seen.len() >= store.sweep_at {
+            // Sweeping when the store has doubled since the last sweep keeps admission O(1)
+            // amortised and the store within twice what is unexpired.
+            store.seen.retain(|_, until| *until >= now);
+            store.sweep_at = (store.seen.len() * 2).max(MIN_SWEEP).min(self.capacity);
+            if store.seen.len() >= self.capacity {
                 return Admission::Full;
             }
         }
-        seen.insert(key, expires);
+        store.seen.insert(key, expires);
         Admission::Fresh
     }
 
     pub fn len(&self) -> usize {
-        self.seen.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.store
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .seen
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -83,5 +105,31 @@ mod tests {
         assert_eq!(nonces.admit("c".into(), 30, 11), Admission::Fresh);
         assert_eq!(nonces.admit("b".into(), 20, 11), Admission::Replayed);
         assert_eq!(nonces.len(), 2);
+    }
+
+    /// Steady lookups: the store holds what has not expired (and at most as much again), not
+    /// its capacity.
+    #[test]
+    fn expired_nonces_are_swept_long_before_the_store_is_full() {
+        let nonces = SeenNonces::new(100_000);
+        // Ten lookups a second for two hours, each nonce remembered for 300 s.
+        for i in 0..72_000u64 {
+            let now = i / 10;
+            assert_eq!(
+                nonces.admit(format!("k:{i}"), now + 300, now),
+                Admission::Fresh
+            );
+        }
+        let live = 3_010;
+        assert!(
+            nonces.len() <= 2 * live,
+            "{} nonces held, {live} unexpired",
+            nonces.len()
+        );
+        // A nonce still in its window is still refused.
+        assert_eq!(
+            nonces.admit("k:71999".into(), 7_500, 7_199),
+            Admission::Replayed
+        );
     }
 }
