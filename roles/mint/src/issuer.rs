@@ -16,17 +16,14 @@ use cdk::{
     nuts::{nut04::MintQuoteCustomRequest, CurrencyUnit, PaymentMethod, PublicKey},
     Amount,
 };
-use cdk_common::{
-    database::{mint::Database, Error as DbError},
-    payment::WaitPaymentResponse,
-};
+use cdk_common::payment::WaitPaymentResponse;
 use ext_mint_quote::{error_code, MintQuoteRequestOwned};
 use hashpool_sv2_io::text;
 
 use crate::processor::{lookup_id, EhashQuoteExtra, EHASH_METHOD};
 use crate::quote_index;
 
-pub type MintDb = Arc<dyn Database<DbError> + Send + Sync>;
+pub use crate::db::MintDb;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod db;
 pub mod http;
 pub mod info;
 pub mod issuer;

@@ -12,7 +12,7 @@
 use cdk::nuts::PublicKey;
 use cdk_common::database::Error as DbError;
 
-use crate::issuer::MintDb;
+use crate::db::MintDb;
 
 /// KV namespace of the quotes, bucketed by the hour of their creation.
 pub const INDEX_NAMESPACE: &str = "hashpool_quotes_by_key";
