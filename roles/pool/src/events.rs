@@ -75,7 +75,7 @@ impl EventSink {
             hash,
             channel_id,
             template_id,
-            height: summary.map(|s| s.0),
+            height: summary.map(|s| u64::from(s.0)),
             reward_sats: summary.map(|s| s.1),
             difficulty,
         });

@@ -1,10 +1,7 @@
 //! The declared coinbase: one the pool's channels can rebuild, for the next height (BIP34),
 //! paying the pool's script the whole reward, committing to the declared transactions.
 
-use bitcoin::{
-    script::{Builder, Instruction},
-    Amount, Script, Transaction, TxOut, Wtxid,
-};
+use bitcoin::{script::Builder, Amount, Script, Transaction, TxOut, Wtxid};
 use hashpool_job_declaration::{split_coinbase, witness_commitment_script, SplitCoinbase};
 use job_declaration_sv2::{
     ERROR_CODE_DECLARE_MINING_JOB_INTERNAL_ERROR,
@@ -54,24 +51,7 @@ pub fn check_height(split: &SplitCoinbase, next_height: u32) -> Result<(), Refus
 
 /// The height a coinbase's scriptSig starts with (BIP34).
 pub fn bip34_height(coinbase: &Transaction) -> Option<u32> {
-    let first = coinbase
-        .input
-        .first()?
-        .script_sig
-        .instructions()
-        .next()?
-        .ok()?;
-    let height = match first {
-        Instruction::Op(op) => {
-            let code = op.to_u8();
-            // OP_1..OP_16 push 1..16.
-            (0x51..=0x60)
-                .contains(&code)
-                .then(|| i64::from(code - 0x50))?
-        }
-        Instruction::PushBytes(bytes) => bitcoin::script::read_scriptint(bytes.as_bytes()).ok()?,
-    };
-    u32::try_from(height).ok()
+    hashpool_shares::chain::bip34_height(coinbase.input.first()?.script_sig.as_bytes())
 }
 
 /// The block subsidy at `height` on `chain` (regtest halves every 150 blocks).

@@ -103,7 +103,8 @@ impl JobSource {
         Some(ChainView {
             height: hashpool_shares::chain::bip34_height(
                 template.template.coinbase_prefix.as_ref(),
-            )?,
+            )?
+            .into(),
             difficulty: hashpool_shares::chain::difficulty(tip.n_bits),
             tip_seen_at: st.tip_seen_at,
         })

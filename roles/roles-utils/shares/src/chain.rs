@@ -2,40 +2,32 @@
 //! difficulty, for the pages that show blocks and the network.
 
 use bitcoin::{
-    blockdata::{opcodes::all as op, script::Instruction},
+    blockdata::{
+        opcodes::all as op,
+        script::{self, Instruction},
+    },
     consensus, CompactTarget, Script, Target, Transaction,
 };
 
 /// The height a coinbase scriptSig (or an SV2 template's `coinbase_prefix`) starts with
-/// (BIP34): `OP_0`, `OP_1`..`OP_16`, or a push of up to 8 bytes, a script number.
-pub fn bip34_height(script_sig: &[u8]) -> Option<u64> {
-    match Script::from_bytes(script_sig).instructions().next()? {
-        Ok(Instruction::PushBytes(bytes)) if bytes.is_empty() => Some(0),
-        Ok(Instruction::PushBytes(bytes)) if bytes.len() <= 8 => {
-            let b = bytes.as_bytes();
-            // Little-endian, the top bit of the last byte the sign: a height is never negative.
-            if b[b.len() - 1] & 0x80 != 0 {
-                return None;
-            }
-            Some(
-                b.iter()
-                    .rev()
-                    .fold(0u64, |n, byte| (n << 8) | u64::from(*byte)),
-            )
-        }
-        Ok(Instruction::Op(o)) => {
+/// (BIP34): `OP_0`, `OP_1`..`OP_16`, or a minimal push of a script number of up to 4 bytes.
+/// The jd-server checks declared coinbases with it, the pool reads its templates and blocks.
+pub fn bip34_height(script_sig: &[u8]) -> Option<u32> {
+    let height = match Script::from_bytes(script_sig).instructions().next()?.ok()? {
+        Instruction::PushBytes(bytes) => script::read_scriptint(bytes.as_bytes()).ok()?,
+        Instruction::Op(o) => {
             let code = o.to_u8();
             (op::OP_PUSHNUM_1.to_u8()..=op::OP_PUSHNUM_16.to_u8())
                 .contains(&code)
-                .then(|| u64::from(code - op::OP_PUSHNUM_1.to_u8() + 1))
+                .then(|| i64::from(code - op::OP_PUSHNUM_1.to_u8() + 1))?
         }
-        _ => None,
-    }
+    };
+    u32::try_from(height).ok()
 }
 
 /// A found block's height and what its coinbase pays in all (satoshis), from the serialized
 /// coinbase transaction; `None` if it does not parse as one.
-pub fn coinbase_summary(coinbase: &[u8]) -> Option<(u64, u64)> {
+pub fn coinbase_summary(coinbase: &[u8]) -> Option<(u32, u64)> {
     let tx: Transaction = consensus::deserialize(coinbase).ok()?;
     let input = tx.input.first()?;
     let height = bip34_height(input.script_sig.as_bytes())?;
@@ -102,7 +94,7 @@ mod tests {
                 .into_script();
             assert_eq!(
                 bip34_height(script.as_bytes()),
-                Some(height as u64),
+                Some(height as u32),
                 "{height}: {script:?}"
             );
         }
