@@ -32,7 +32,7 @@ fn main() {
     }
     let tarball = match env::var_os("HASHPOOL_UPLOT_TGZ") {
         Some(path) => PathBuf::from(path),
-        None => cached_or_downloaded(),
+        None => cached_or_downloaded(&out),
     };
     let bytes = fs::read(&tarball)
         .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", tarball.display())));
@@ -56,11 +56,12 @@ fn main() {
     }
 }
 
-fn cached_or_downloaded() -> PathBuf {
+/// The tarball in the user's cache (`out` when there is no home), downloaded if missing.
+fn cached_or_downloaded(out: &Path) -> PathBuf {
     let cache = env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR")))
+        .unwrap_or_else(|| out.to_path_buf())
         .join("hashpool");
     let path = cache.join(format!("uplot-{VERSION}.tgz"));
     if fs::read(&path).is_ok_and(|b| hex(&Sha512::digest(&b)) == SHA512) {
