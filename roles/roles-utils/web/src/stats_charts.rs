@@ -81,9 +81,9 @@ async fn issuance(State(c): State<Arc<Charts>>, Query(q): Query<RangeQuery>) -> 
 }
 
 /// Hashrate samples within the range.
-fn hashrate_line(v: &Value, label: &str, now: i64, range: i64) -> ChartData {
+fn hashrate_line(v: &Value, title: String, label: &str, now: i64, range: i64) -> ChartData {
     ChartData {
-        title: String::new(),
+        title,
         label: label.to_string(),
         unit: "H/s".into(),
         kind: "line".into(),
@@ -95,10 +95,10 @@ fn hashrate_line(v: &Value, label: &str, now: i64, range: i64) -> ChartData {
 }
 
 /// Issuance buckets: each bar at its bucket's start; the oldest may start before the range.
-fn issuance_bars(v: &Value, label: &str, now: i64, range: i64) -> ChartData {
+fn issuance_bars(v: &Value, title: String, label: &str, now: i64, range: i64) -> ChartData {
     let bucket = v["bucket_secs"].as_i64().filter(|b| *b > 0).unwrap_or(60);
     ChartData {
-        title: String::new(),
+        title,
         label: label.to_string(),
         unit: "hash".into(),
         kind: "bars".into(),
@@ -117,14 +117,15 @@ fn within(mut points: Vec<(i64, f64)>, from: i64, to: i64) -> Vec<(i64, f64)> {
 
 impl Charts {
     /// `/api/v1/{name}?range=..{query}` from the stats service, made a chart by `make(data,
-    /// label, now, range)`; what failed is the answer when the service does not answer (502).
+    /// title, label, now, range)`; what failed is the answer when the service does not answer
+    /// (502).
     async fn chart(
         &self,
         name: &str,
         query: &str,
         label: &str,
         q: RangeQuery,
-        make: impl FnOnce(&Value, &str, i64, i64) -> ChartData,
+        make: impl FnOnce(&Value, String, &str, i64, i64) -> ChartData,
     ) -> Response {
         let (range_label, range) = range_secs(q.range.as_deref());
         let url = format!(
@@ -133,9 +134,8 @@ impl Charts {
         );
         match self.upstream.get(&url).await {
             Ok(v) => {
-                let mut chart = make(&v, label, unix_now(), range);
-                chart.title = format!("{label}, last {range_label}");
-                Json(chart).into_response()
+                let title = format!("{label}, last {range_label}");
+                Json(make(&v, title, label, unix_now(), range)).into_response()
             }
             Err(e) => (StatusCode::BAD_GATEWAY, e).into_response(),
         }
@@ -156,7 +156,13 @@ mod tests {
             {"at": 8_000, "hashrate": 6.0},
             {"at": 11_000, "hashrate": 1.0},
         ]});
-        let c = hashrate_line(&v, "Pool hashrate", 10_000, 3_600);
+        let c = hashrate_line(
+            &v,
+            "Pool hashrate, last 1h".into(),
+            "Pool hashrate",
+            10_000,
+            3_600,
+        );
         assert_eq!(c.points, vec![(8_000, 6.0), (9_000, 7.0)]);
         assert_eq!((c.from, c.to), (6_400, 10_000));
         assert_eq!((c.kind.as_str(), c.unit.as_str()), ("line", "H/s"));
@@ -169,7 +175,13 @@ mod tests {
             {"at": 5_000, "amount": 9.0},
             {"at": 9_600, "amount": 4.0},
         ]});
-        let c = issuance_bars(&v, "ehash issued", 10_000, 3_600);
+        let c = issuance_bars(
+            &v,
+            "ehash issued, last 1h".into(),
+            "ehash issued",
+            10_000,
+            3_600,
+        );
         // The bucket at 6,000 covers 6,000..6,600: partly in the range from 6,400.
         assert_eq!(c.points, vec![(6_000, 3.0), (9_600, 4.0)]);
         assert_eq!(c.bucket_secs, Some(600));
