@@ -1,8 +1,9 @@
 use clap::Parser;
 
-// CDK runs each SQLite connection on a thread of its own, and glibc's malloc keeps what those
-// threads free in per-thread arenas: under an hour of steady quotes the mint's live heap stayed
-// near 8 MB (heaptrack) while its anonymous RSS grew by half (docs/benchmarks.md, "Soak").
+// Tried against the mint's RSS growth under steady quotes (its live heap stayed near 8 MB in a
+// short heaptrack run while glibc's RSS grew): with it the RSS still grows, from a higher
+// start, so the cause is elsewhere (docs/benchmarks.md, "Soak"); kept, as in the pool, until a
+// longer profile decides.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
