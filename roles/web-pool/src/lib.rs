@@ -1,4 +1,5 @@
-//! `web-pool`: the operator's dashboard. It reads stats-pool's API (hashrate samples, channels
+//! `web-pool`: the operator's dashboard. It reads stats-pool's API (hashrate samples and the
+//! last minute's, hour's and day's averages, channels
 //! and the proxies they come from, blocks, ehash issued, health reported by the pool) and checks
 //! the pool's monitoring API and the mint itself; the page refreshes by itself. Each miner key
 //! has its own page ([`miner`]), from the pool's per-key API.
@@ -10,10 +11,10 @@ use std::{net::SocketAddr, sync::Arc};
 
 use axum::{extract::State, response::Html, routing::get, Json, Router};
 use hashpool_web::{
-    page,
+    hashrate_windows, page,
     stats_charts::Titles,
     units, unix_now,
-    upstream::{answers, latest_hashrate, Upstream},
+    upstream::{answers, Upstream},
     Dashboard, Running,
 };
 use serde_json::{json, Value};
@@ -75,8 +76,8 @@ pub fn dashboard(config: WebPoolConfig) -> Dashboard {
 async fn index(State(s): State<AppState>) -> Html<String> {
     let body = format!(
         r#"{search}
+{hashrate_cards}
 <div class="cards">
-  <div class="card"><div class="label">Pool hashrate</div><div class="value" id="hashrate">–</div></div>
   <div class="card"><div class="label">Blocks found</div><div class="value" id="blocks-count">–</div></div>
   <div class="card"><div class="label">ehash issued</div><div class="value" id="ehash">–</div></div>
   <div class="card"><div class="label">Proxies / channels</div><div class="value" id="connected">–</div></div>
@@ -93,6 +94,7 @@ async fn index(State(s): State<AppState>) -> Html<String> {
 <section><h2>Blocks found</h2><table id="blocks"><tr><td class="empty">loading…</td></tr></table></section>
 {issuance_chart}"#,
         search = miner::search_box(),
+        hashrate_cards = hashrate_windows::cards("Pool hashrate"),
         hashrate_chart = page::chart("Pool hashrate", "hashrate"),
         issuance_chart = page::chart("ehash issued", "issuance"),
     );
@@ -100,7 +102,7 @@ async fn index(State(s): State<AppState>) -> Html<String> {
         r#"const charts = hp.charts(['hashrate', 'issuance']);
 hp.refresh({refresh}, async () => {{
   const s = await hp.json('/api/summary');
-  document.getElementById('hashrate').textContent = s.hashrate_text;
+  hp.windows(s.hashrate_windows);
   document.getElementById('blocks-count').textContent = s.blocks_found;
   document.getElementById('ehash').textContent = s.ehash_issued + ' hash';
   document.getElementById('connected').textContent = s.proxies.length + ' / ' + s.channels.length;
@@ -131,7 +133,10 @@ async fn summary(State(s): State<AppState>) -> Json<Value> {
     let u = &s.upstream;
     let urls = [
         format!("{stats}/api/v1/health"),
-        format!("{stats}/api/v1/hashrate?range=1h"),
+        format!(
+            "{stats}/api/v1/hashrate?range=1m&{}",
+            hashrate_windows::query()
+        ),
         format!("{stats}/api/v1/subjects?kind=channel"),
         format!("{stats}/api/v1/subjects?kind=downstream"),
         format!("{stats}/api/v1/blocks?limit=10"),
@@ -160,7 +165,6 @@ async fn summary(State(s): State<AppState>) -> Json<Value> {
         issuance,
         network,
     ]);
-    let latest = latest_hashrate(&hashrate);
     let reported = |name: &str| {
         health["services"]
             .as_array()
@@ -227,8 +231,7 @@ async fn summary(State(s): State<AppState>) -> Json<Value> {
         .map(|rows| rows.iter().map(block_row).collect())
         .unwrap_or_default();
     Json(json!({
-        "hashrate": latest,
-        "hashrate_text": units::hashrate(latest),
+        "hashrate_windows": hashrate_windows::from_answer(&hashrate),
         "blocks_found": blocks["total"].as_i64().unwrap_or(0),
         "blocks": recent_blocks,
         "ehash_issued": issuance["total_amount"].as_i64().unwrap_or(0),

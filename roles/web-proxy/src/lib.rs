@@ -26,11 +26,7 @@ use axum::{
     Json, Router,
 };
 use hashpool_web::{
-    page,
-    stats_charts::Titles,
-    units,
-    upstream::{latest_hashrate, Upstream},
-    Dashboard, Running,
+    hashrate_windows, page, stats_charts::Titles, units, upstream::Upstream, Dashboard, Running,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -148,11 +144,12 @@ async fn summary(State(s): State<AppState>) -> Json<Value> {
     let c = &s.config;
     let u = &s.upstream;
     let (stats, translator) = (c.stats_url.as_deref(), c.translator_url.as_deref());
+    let hashrate_route = format!("/api/v1/hashrate?range=1m&{}", hashrate_windows::query());
     let (balance, history, miners, hashrate, status) = tokio::join!(
         read(u, Some(&c.wallet_url), "/api/v1/balance"),
         read(u, Some(&c.wallet_url), "/api/v1/history?limit=10"),
         read(u, stats, "/api/v1/subjects?kind=miner"),
-        read(u, stats, "/api/v1/hashrate?range=1h"),
+        read(u, stats, &hashrate_route),
         read(u, translator, "/api/v1/status"),
     );
     let ([balance, history], wallet_why) = source(
@@ -177,7 +174,6 @@ async fn summary(State(s): State<AppState>) -> Json<Value> {
         .into_iter()
         .flatten()
         .collect();
-    let latest = latest_hashrate(&hashrate);
     let miner_rows: Vec<Value> = miners["subjects"]
         .as_array()
         .map(|rows| {
@@ -200,8 +196,11 @@ async fn summary(State(s): State<AppState>) -> Json<Value> {
         "locking_key": balance["locking_key"],
         // `null` when the wallet does not say (an older wallet API): the button stays.
         "faucet": balance["faucet"].as_bool(),
-        "hashrate": latest,
-        "hashrate_text": units::hashrate(latest),
+        "hashrate_windows": if stats.is_some() {
+            hashrate_windows::from_answer(&hashrate)
+        } else {
+            Vec::new()
+        },
         "miners": miner_rows,
         "upstream": {
             // `null`: no translator here; `false`: it does not answer or has no pool.
@@ -225,12 +224,14 @@ async fn index(State(s): State<AppState>) -> Html<String> {
     let stats = c.stats_url.is_some();
     let translator = c.translator_url.is_some();
     // Only the parts whose source is configured; the notice says what is missing and why.
-    let stats_cards = if stats {
-        r#"
-  <div class="card"><div class="label">Miners' hashrate</div><div class="value" id="hashrate">–</div></div>
-  <div class="card"><div class="label">SV1 miners</div><div class="value" id="miners-count">–</div></div>"#
+    let (stats_cards, hashrate_cards) = if stats {
+        (
+            r#"
+  <div class="card"><div class="label">SV1 miners</div><div class="value" id="miners-count">–</div></div>"#,
+            hashrate_windows::cards("Miners' hashrate"),
+        )
     } else {
-        ""
+        ("", String::new())
     };
     let upstream_card = if translator {
         r#"
@@ -254,6 +255,7 @@ async fn index(State(s): State<AppState>) -> Html<String> {
 <div class="cards">
   <div class="card"><div class="label">Wallet balance</div><div class="value" id="balance">–</div></div>{stats_cards}{upstream_card}
 </div>
+{hashrate_cards}
 <section><h2>Key (quotes are locked to it; the stratum username)</h2><code id="locking-key">–</code></section>
 {stats_sections}
 <section><h2>Send ehash</h2>
@@ -324,7 +326,7 @@ hp.refresh({refresh}, async () => {{
   }});
   set('locking-key', e => {{ e.textContent = s.locking_key ?? 'unavailable'; }});
   set('faucet', e => {{ e.hidden = s.faucet === false; }});
-  set('hashrate', e => {{ e.textContent = s.hashrate_text; }});
+  hp.windows(s.hashrate_windows);
   set('miners-count', e => {{ e.textContent = s.miners.length; }});
   set('upstream', e => {{ e.innerHTML = hp.state(s.upstream.connected); }});
   set('miners', e => {{ e.innerHTML = s.miners.length === 0
@@ -789,6 +791,7 @@ mod tests {
             r#"id="miners""#,
             "hashrate-chart",
             "issuance-chart",
+            "hashrate-1m",
         ] {
             assert!(!page.contains(part), "{part} shown without its source");
         }
@@ -800,6 +803,7 @@ mod tests {
         assert_eq!(summary["transfers"][0]["direction"], "sent");
         assert_eq!(summary["upstream"]["connected"], Value::Null);
         assert_eq!(summary["miners"], json!([]));
+        assert_eq!(summary["hashrate_windows"], json!([]));
         assert_eq!(
             summary["unavailable"],
             json!([
@@ -818,7 +822,19 @@ mod tests {
         let (page, summary, chart) =
             page_and_summary(config(format!("http://{wallet}"), Some(down), Some(down))).await;
         assert!(page.contains(r#"id="upstream""#) && page.contains("hashrate-chart"));
+        for label in ["last 1 min", "last 1 h", "last 24 h"] {
+            assert!(
+                page.contains(&format!("Miners&#39; hashrate, {label}")),
+                "{label}"
+            );
+        }
         assert_eq!(chart, 502);
+        // Each window's card says the stats service did not answer, not an old figure.
+        let windows = summary["hashrate_windows"].as_array().unwrap();
+        assert_eq!(windows.len(), 3);
+        assert!(windows
+            .iter()
+            .all(|w| w["hashrate_text"] == "–" && w["note"] == "no answer from the stats service"));
         assert_eq!(summary["balance"], 7);
         assert_eq!(summary["upstream"]["connected"], false);
         let unavailable = summary["unavailable"].as_array().unwrap();

@@ -23,6 +23,28 @@ struct ApiState {
     service: &'static str,
     store: Store,
     stats: Arc<IngestStats>,
+    /// The window each hashrate sample averages over (`hashrate_window_secs`).
+    sample_window_secs: u64,
+}
+
+/// The hashrate windows `/api/v1/hashrate` answers unless `?windows=` names others.
+pub const DEFAULT_WINDOWS: &str = "1m,1h,1d";
+/// At most this many windows in one `?windows=`.
+const MAX_WINDOWS: usize = 8;
+
+/// `1m,1h,1d`: each a [`parse_range`], at most [`MAX_WINDOWS`].
+pub fn parse_windows(text: &str) -> Result<Vec<(String, i64)>, String> {
+    let windows: Vec<&str> = text.split(',').map(str::trim).collect();
+    if windows.len() > MAX_WINDOWS {
+        return Err(format!(
+            "{} windows asked: at most {MAX_WINDOWS}",
+            windows.len()
+        ));
+    }
+    windows
+        .into_iter()
+        .map(|w| parse_range(w).map(|secs| (w.to_string(), secs)))
+        .collect()
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -61,6 +83,7 @@ struct RangeQuery {
     reporter: Option<String>,
     kind: Option<String>,
     limit: Option<i64>,
+    windows: Option<String>,
 }
 
 impl RangeQuery {
@@ -79,11 +102,17 @@ impl RangeQuery {
     }
 }
 
-pub fn router(service: &'static str, store: Store, stats: Arc<IngestStats>) -> Router {
+pub fn router(
+    service: &'static str,
+    store: Store,
+    stats: Arc<IngestStats>,
+    sample_window_secs: u64,
+) -> Router {
     let state = ApiState {
         service,
         store,
         stats,
+        sample_window_secs,
     };
     Router::new()
         .route("/api/v1/health", get(health))
@@ -114,10 +143,15 @@ async fn health(State(s): State<ApiState>) -> Response {
 }
 
 /// `?subject=` a subject id (`reporter/channel:3`), or `?reporter=` a reporter's own total;
-/// without either, everything reported.
+/// without either, everything reported. The samples of `?range=` (each the average over
+/// `sample_window_secs`) and the average over each of `?windows=` ending now.
 async fn hashrate(State(s): State<ApiState>, Query(q): Query<RangeQuery>) -> Response {
     let (range, since) = match q.since("1h") {
         Ok(x) => x,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let windows = match parse_windows(q.windows.as_deref().unwrap_or(DEFAULT_WINDOWS)) {
+        Ok(w) => w,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let subject = match (&q.subject, &q.reporter) {
@@ -125,11 +159,17 @@ async fn hashrate(State(s): State<ApiState>, Query(q): Query<RangeQuery>) -> Res
         (None, Some(reporter)) => reporter_subject(reporter),
         (None, None) => TOTAL.to_string(),
     };
-    match s.store.hashrate(&subject, since).await {
-        Ok(samples) => Json(json!({
+    let answer = tokio::try_join!(
+        s.store.hashrate(&subject, since),
+        s.store.hashrate_windows(&subject, now_secs(), &windows)
+    );
+    match answer {
+        Ok((samples, windows)) => Json(json!({
             "subject": subject,
             "range": range,
+            "sample_window_secs": s.sample_window_secs,
             "samples": samples.iter().map(|(at, h)| json!({"at": at, "hashrate": h})).collect::<Vec<_>>(),
+            "windows": windows,
         }))
         .into_response(),
         Err(e) => store_error(e),
@@ -256,5 +296,25 @@ mod tests {
         ] {
             assert!(parse_range(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn windows_parse_and_too_many_or_bad_ones_are_refused() {
+        assert_eq!(
+            parse_windows(DEFAULT_WINDOWS),
+            Ok(vec![
+                ("1m".to_string(), 60),
+                ("1h".to_string(), 3600),
+                ("1d".to_string(), 86_400)
+            ])
+        );
+        assert_eq!(
+            parse_windows(" 10m ,24h"),
+            Ok(vec![("10m".into(), 600), ("24h".into(), 86_400)])
+        );
+        assert!(parse_windows("1m,,1h").is_err());
+        assert!(parse_windows("1m,1y").is_err());
+        assert!(parse_windows(&["1m"; 9].join(",")).is_err());
+        assert_eq!(parse_windows(&["1m"; 8].join(",")).map(|w| w.len()), Ok(8));
     }
 }

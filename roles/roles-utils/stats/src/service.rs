@@ -79,8 +79,13 @@ pub async fn start(
         .map_err(|e| StartError::Bind(config.http_address, e))?;
     let stats = Arc::new(IngestStats::default());
     let sampler = Arc::new(SamplerStats::default());
-    let app = crate::http::router(config.service, store.clone(), stats.clone())
-        .merge(metrics(config.service, &stats, &sampler)?.router());
+    let app = crate::http::router(
+        config.service,
+        store.clone(),
+        stats.clone(),
+        config.hashrate_window.as_secs(),
+    )
+    .merge(metrics(config.service, &stats, &sampler)?.router());
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(crate::ingest::serve(

@@ -92,6 +92,25 @@ pub struct HealthRow {
     pub last_seen: i64,
 }
 
+/// The hashrate of one subject over one window ending now: the work accepted in it, as hashes
+/// per second over the part of the window the service has reports for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HashrateWindow {
+    /// The window as asked (`1m`, `1h`, `1d`).
+    pub window: String,
+    pub secs: i64,
+    /// H/s over `covered_secs`.
+    pub hashrate: f64,
+    /// Difficulty-1 shares of work accepted within the window.
+    pub work: f64,
+    pub shares: i64,
+    /// Seconds of the window with reports: less than `secs` while the subject (or what
+    /// retention kept of it) is younger than the window; 0 with no report at all.
+    pub covered_secs: i64,
+    /// The whole window is covered.
+    pub complete: bool,
+}
+
 /// Rows removed by a retention pass.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Serialize)]
 pub struct Pruned {
@@ -425,6 +444,69 @@ impl Store {
             balances,
             subjects,
         })
+    }
+
+    /// `subject`'s hashrate over each of `windows` (name, seconds) ending at `now`. As the
+    /// samples: work since the subject was last (re)connected, divided by the time it has
+    /// been seen when that is shorter than the window.
+    pub async fn hashrate_windows(
+        &self,
+        subject: &str,
+        now: i64,
+        windows: &[(String, i64)],
+    ) -> Result<Vec<HashrateWindow>, StoreError> {
+        let first_work: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(at) FROM work WHERE subject = $1")
+                .bind(subject)
+                .fetch_one(&self.pool)
+                .await?;
+        let first_seen: Option<i64> =
+            sqlx::query_scalar("SELECT first_seen FROM subjects WHERE id = $1")
+                .bind(subject)
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(first_work) = first_work else {
+            return Ok(windows
+                .iter()
+                .map(|(window, secs)| HashrateWindow {
+                    window: window.clone(),
+                    secs: *secs,
+                    hashrate: 0.0,
+                    work: 0.0,
+                    shares: 0,
+                    covered_secs: 0,
+                    complete: false,
+                })
+                .collect());
+        };
+        let start = first_seen.map_or(first_work, |seen| seen.max(first_work));
+        let mut out = Vec::with_capacity(windows.len());
+        for (window, secs) in windows {
+            let secs = (*secs).max(1);
+            // SUM of a BIGINT is NUMERIC on PostgreSQL, which sqlx's Any driver cannot read.
+            let (work, shares): (Option<f64>, Option<i64>) = sqlx::query_as(
+                "SELECT SUM(work), CAST(SUM(shares) AS BIGINT) FROM work \
+                 WHERE subject = $1 AND at > $2 AND at <= $3 AND at >= $4",
+            )
+            .bind(subject)
+            .bind(now - secs)
+            .bind(now)
+            .bind(start)
+            .fetch_one(&self.pool)
+            .await?;
+            let work = work.unwrap_or(0.0);
+            let covered = (now - start).clamp(0, secs);
+            out.push(HashrateWindow {
+                window: window.clone(),
+                secs,
+                hashrate: work * HASHES_PER_WORK / covered.max(1) as f64,
+                work,
+                shares: shares.unwrap_or(0),
+                covered_secs: covered,
+                complete: covered >= secs,
+            });
+        }
+        Ok(out)
     }
 
     /// Hashrate samples of `subject` since `since`, oldest first.

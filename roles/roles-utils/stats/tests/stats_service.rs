@@ -420,6 +420,78 @@ async fn hashrate_comes_from_accepted_work_over_the_window() {
     );
 }
 
+fn windows(named: &[(&str, i64)]) -> Vec<(String, i64)> {
+    named
+        .iter()
+        .map(|(n, secs)| (n.to_string(), *secs))
+        .collect()
+}
+
+/// The hashrate of the last minute, hour and day: the work within each over the time the
+/// subject has reports for; a window longer than that history says it is not complete.
+#[tokio::test]
+async fn hashrate_windows_average_the_work_within_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.sqlite").display().to_string())
+        .await
+        .unwrap();
+    let asked = windows(&[("1m", 60), ("1h", 3600), ("1d", 86_400)]);
+    let none = store
+        .hashrate_windows("total", 9_000, &asked)
+        .await
+        .unwrap();
+    assert_eq!(none.len(), 3);
+    assert!(none
+        .iter()
+        .all(|w| w.hashrate == 0.0 && w.covered_secs == 0 && !w.complete));
+    for (at, work) in [(1_000, 100.0), (6_000, 60.0), (8_950, 30.0)] {
+        let Report::Snapshot(s) = snapshot(work, &[("1", work as u64, work)]) else {
+            unreachable!()
+        };
+        store.ingest_snapshot("pool-1", at, &s).await.unwrap();
+    }
+    const H: f64 = 4_294_967_296.0;
+    for subject in ["total", "pool-1/channel:1"] {
+        let got = store
+            .hashrate_windows(subject, 9_000, &asked)
+            .await
+            .unwrap();
+        let figures: Vec<_> = got
+            .iter()
+            .map(|w| {
+                (
+                    w.window.as_str(),
+                    w.work,
+                    w.shares,
+                    w.covered_secs,
+                    w.complete,
+                )
+            })
+            .collect();
+        assert_eq!(
+            figures,
+            vec![
+                ("1m", 30.0, 30, 60, true),
+                ("1h", 90.0, 90, 3600, true),
+                // Reports since 1,000 only: 8,000 s of the day.
+                ("1d", 190.0, 190, 8_000, false),
+            ],
+            "{subject}"
+        );
+        assert_eq!(got[0].hashrate, 30.0 * H / 60.0);
+        assert_eq!(got[1].hashrate, 90.0 * H / 3600.0);
+        assert_eq!(got[2].hashrate, 190.0 * H / 8_000.0);
+    }
+    // An hour later nothing new: the minute and the hour are empty, the day is not.
+    let later = store
+        .hashrate_windows("total", 12_600, &asked)
+        .await
+        .unwrap();
+    assert_eq!((later[0].work, later[1].work), (0.0, 0.0));
+    assert_eq!((later[0].hashrate, later[1].hashrate), (0.0, 0.0));
+    assert_eq!(later[2].work, 190.0);
+}
+
 #[tokio::test]
 async fn the_service_samples_on_schedule_and_retention_deletes_old_rows() {
     let dir = tempfile::tempdir().unwrap();
@@ -446,6 +518,35 @@ async fn the_service_samples_on_schedule_and_retention_deletes_old_rows() {
     assert!(samples
         .iter()
         .all(|s| s["hashrate"].as_f64().unwrap() > 0.0));
+    // Each sample is the average over the configured window; the windows asked are answered
+    // with what they cover: the channel's 5 shares are in each, none is complete yet.
+    assert_eq!(h["sample_window_secs"], 60);
+    let names: Vec<&str> = h["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["window"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["1m", "1h", "1d"]);
+    let (_, h) = get(
+        running.http_address,
+        "/api/v1/hashrate?subject=pool-1/channel:1&windows=10m,7d",
+    )
+    .await;
+    let asked = h["windows"].as_array().unwrap();
+    assert_eq!(asked.len(), 2);
+    for w in asked {
+        assert_eq!(
+            (w["shares"].as_i64(), w["work"].as_f64()),
+            (Some(5), Some(5.0)),
+            "{w}"
+        );
+        assert_eq!(w["complete"], false, "{w}");
+        assert!(w["hashrate"].as_f64().unwrap() > 0.0, "{w}");
+    }
+    let (status, body) = get(running.http_address, "/api/v1/hashrate?windows=1m,1y").await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("1y"), "{body}");
     stop.cancel();
     running.task.await.unwrap();
 
@@ -706,6 +807,20 @@ async fn the_store_works_on_postgresql_by_configuration() {
     assert_eq!(
         store.hashrate("total", 0).await.unwrap(),
         vec![(1_010, 20.0 * 4_294_967_296.0 / 10.0)]
+    );
+    // Windows sum BIGINT shares, which PostgreSQL answers as NUMERIC unless cast.
+    let minute = &store
+        .hashrate_windows("total", 1_010, &windows(&[("1m", 60)]))
+        .await
+        .unwrap()[0];
+    assert_eq!(
+        (
+            minute.work,
+            minute.shares,
+            minute.covered_secs,
+            minute.complete
+        ),
+        (20.0, 20, 10, false)
     );
     let issuance = Issuance {
         at: 1,

@@ -8,7 +8,8 @@
 //!   short timeout so a role that is down shows as down instead of stalling the page.
 //! - [`units`]: hashrates, difficulties and times as people read them.
 //! - [`html`]: escaping and tables for pages rendered by the server.
-//! - [`stats_charts`]: the hashrate and issuance charts both pages draw from their stats service.
+//! - [`stats_charts`]: the hashrate and issuance charts both pages draw from their stats service;
+//!   [`hashrate_windows`]: the hashrate cards over the last minute, hour and day.
 //! - [`dashboard`], [`cli`]: serving a page behind the host [`guard`], and the binaries' command
 //!   line and run loop.
 
@@ -16,6 +17,7 @@ pub mod assets;
 pub mod cli;
 pub mod dashboard;
 pub mod guard;
+pub mod hashrate_windows;
 pub mod html;
 pub mod page;
 pub mod settings;

@@ -42,7 +42,8 @@ footer { color: var(--muted); font-size: 12px; text-align: center; }
 /// `hp.ranges(id, cb)` wires a 1h/24h/7d switch; `hp.charts(names)` wires the [`chart`]
 /// sections of `names` and returns the function that redraws them (uPlot, from
 /// `/chart/{name}.json`; the instances are in `hp.uplots`); `hp.si` writes a value with its SI
-/// prefix; `hp.esc` escapes text for HTML.
+/// prefix; `hp.esc` escapes text for HTML; `hp.windows` fills the hashrate cards of
+/// [`crate::hashrate_windows::cards`].
 const SCRIPT: &str = r#"
 const hp = {
   uplots: {},
@@ -137,6 +138,15 @@ const hp = {
     setInterval(run, secs * 1000);
   },
   state(up) { return up ? '<span class="up">up</span>' : '<span class="down">down</span>'; },
+  // The hashrate cards (crate::hashrate_windows): each window's figure and what it covers.
+  windows(list) {
+    (list || []).forEach(w => {
+      const value = document.getElementById('hashrate-' + w.window);
+      const note = document.getElementById('hashrate-' + w.window + '-note');
+      if (value) value.textContent = w.hashrate_text;
+      if (note) note.textContent = w.note;
+    });
+  },
 };
 "#;
 

@@ -15,7 +15,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{range_secs, series, unix_now, upstream::Upstream};
+use crate::{range_secs, series, units, unix_now, upstream::Upstream};
 
 /// The charts' titles; the range follows (`Pool hashrate, last 1h`).
 pub struct Titles {
@@ -80,8 +80,15 @@ async fn issuance(State(c): State<Arc<Charts>>, Query(q): Query<RangeQuery>) -> 
         .await
 }
 
-/// Hashrate samples within the range.
+/// Hashrate samples within the range; the title says the window each sample averages.
 fn hashrate_line(v: &Value, title: String, label: &str, now: i64, range: i64) -> ChartData {
+    let title = match v["sample_window_secs"].as_i64().filter(|w| *w > 0) {
+        Some(window) => format!(
+            "{title} (each point: the {} before it)",
+            units::span(window)
+        ),
+        None => title,
+    };
     ChartData {
         title,
         label: label.to_string(),
@@ -164,6 +171,20 @@ mod tests {
             3_600,
         );
         assert_eq!(c.points, vec![(8_000, 6.0), (9_000, 7.0)]);
+        assert_eq!(c.title, "Pool hashrate, last 1h");
+        let mut v = v;
+        v["sample_window_secs"] = json!(300);
+        let c = hashrate_line(
+            &v,
+            "Pool hashrate, last 1h".into(),
+            "Pool hashrate",
+            10_000,
+            3_600,
+        );
+        assert_eq!(
+            c.title,
+            "Pool hashrate, last 1h (each point: the 5 min before it)"
+        );
         assert_eq!((c.from, c.to), (6_400, 10_000));
         assert_eq!((c.kind.as_str(), c.unit.as_str()), ("line", "H/s"));
     }

@@ -63,15 +63,19 @@ pub fn utc(ms: i64) -> String {
     )
 }
 
+/// A length of time: `45 s`, `10 min`, `3 h`, `2 d` (whole units, rounded down).
+pub fn span(secs: i64) -> String {
+    match secs.max(0) {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7_200 => format!("{} min", s / 60),
+        s if s < 172_800 => format!("{} h", s / 3600),
+        s => format!("{} d", s / 86_400),
+    }
+}
+
 /// How long ago `ms` was at `now_ms`: `12 s ago`, `5 min ago`, `3 h ago`, `2 d ago`.
 pub fn ago(ms: i64, now_ms: i64) -> String {
-    let secs = (now_ms.saturating_sub(ms) / 1000).max(0);
-    match secs {
-        s if s < 120 => format!("{s} s ago"),
-        s if s < 7_200 => format!("{} min ago", s / 60),
-        s if s < 172_800 => format!("{} h ago", s / 3600),
-        s => format!("{} d ago", s / 86_400),
-    }
+    format!("{} ago", span(now_ms.saturating_sub(ms) / 1000))
 }
 
 #[cfg(test)]
@@ -92,6 +96,10 @@ mod tests {
         assert_eq!(ago(0, 600_000), "10 min ago");
         assert_eq!(ago(0, 4 * 86_400_000), "4 d ago");
         assert_eq!(ago(5_000, 1_000), "0 s ago");
+        assert_eq!(span(45), "45 s");
+        assert_eq!(span(600), "10 min");
+        assert_eq!(span(86_400), "24 h");
+        assert_eq!(span(-3), "0 s");
     }
 
     #[test]

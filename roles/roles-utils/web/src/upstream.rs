@@ -18,15 +18,6 @@ pub fn answers<const N: usize>(results: [Result<Value, String>; N]) -> ([Value; 
     (values, errors)
 }
 
-/// The newest sample of a stats hashrate answer (`{"samples": [{"hashrate": ..}]}`), or 0.
-pub fn latest_hashrate(answer: &Value) -> f64 {
-    answer["samples"]
-        .as_array()
-        .and_then(|s| s.last())
-        .and_then(|s| s["hashrate"].as_f64())
-        .unwrap_or(0.0)
-}
-
 #[derive(Clone)]
 pub struct Upstream {
     client: reqwest::Client,

@@ -248,6 +248,7 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
         },
     )
     .await?;
+    hashrate_cards_show_the_work(&browser, "Miners' hashrate").await?;
     // Hovering the bars shows an amount of ehash in the legend.
     let bars = chart_under_cursor(&browser, "issuance").await?;
     assert_eq!(bars["canvas"], true, "{bars}");
@@ -440,6 +441,9 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
         .await
         .unwrap_or_default();
     assert!(!chart.contains("no data yet"), "{chart}");
+    // Each point is stats-pool's average over its window (30 s in this stack), and says so.
+    assert!(chart.contains("each point: the 30 s before it"), "{chart}");
+    hashrate_cards_show_the_work(&browser, "Pool hashrate").await?;
     let line = chart_under_cursor(&browser, "hashrate").await?;
     let value = line["value"].as_str().unwrap_or_default();
     assert!(value.ends_with("H/s") && value != "–", "{line}");
@@ -511,4 +515,40 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
     browser.close().await?;
     stop.cancel();
     stack.stop().await
+}
+
+/// The hashrate cards of the last minute, hour and day, labelled `{what}, last ...`, once the
+/// hour's shows the work mined: it covers all of it (mining started minutes ago), and the day's
+/// says it has seen only part of its window.
+async fn hashrate_cards_show_the_work(
+    browser: &fantoccini::Client,
+    what: &str,
+) -> anyhow::Result<()> {
+    let labels = text_of(browser, "#hashrate-windows")
+        .await
+        .unwrap_or_default();
+    for window in ["1 min", "1 h", "24 h"] {
+        let label = format!("{what}, last {window}");
+        assert!(
+            labels.to_lowercase().contains(&label.to_lowercase()),
+            "{label} in {labels}"
+        );
+    }
+    wait_until(
+        Duration::from_secs(30),
+        "the hashrate cards to show the work",
+        || async {
+            let hour = text_of(browser, "#hashrate-1h").await.unwrap_or_default();
+            let day = text_of(browser, "#hashrate-1d").await.unwrap_or_default();
+            let day_note = text_of(browser, "#hashrate-1d-note")
+                .await
+                .unwrap_or_default();
+            hour.ends_with("H/s")
+                && hour != "0.00 H/s"
+                && day.ends_with("H/s")
+                && day_note.contains("shares in the")
+                && day_note.contains("seen so far")
+        },
+    )
+    .await
 }
