@@ -11,7 +11,7 @@ use sqlx::{Row, SqlitePool};
 use super::{
     book::{self, Book, KeyState},
     error::LedgerError,
-    sqlite::{begin_immediate, finish, now_millis, work_bytes, work_from},
+    sqlite::{begin_immediate, finish, work_bytes, work_from},
     AccrualLedger,
 };
 
@@ -142,7 +142,7 @@ async fn insert_batches(
     planned: &mut [Planned],
     log_until: i64,
 ) -> Result<(), LedgerError> {
-    let now = now_millis();
+    let now = hashpool_role::unix_now_ms();
     for p in planned.iter_mut() {
         let key = p.batch.locking_key.as_bytes().to_vec();
         p.batch.id = sqlx::query(
@@ -218,7 +218,7 @@ pub(super) async fn record_quote(
          WHERE request_id = ? AND quote_id IS NULL AND refused_code IS NULL",
     )
     .bind(quote_id)
-    .bind(now_millis())
+    .bind(hashpool_role::unix_now_ms())
     .bind(request_id.as_slice())
     .execute(db)
     .await?
@@ -319,7 +319,7 @@ async fn refuse(
     .await?;
     sqlx::query("UPDATE batches SET refused_code = ?, refused_at = ? WHERE id = ?")
         .bind(code)
-        .bind(now_millis())
+        .bind(hashpool_role::unix_now_ms())
         .bind(batch.id)
         .execute(&mut *tx)
         .await?;

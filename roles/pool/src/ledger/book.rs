@@ -120,7 +120,7 @@ impl Book {
             next_key_id,
             next_seq,
             seen,
-            opened_minute: super::sqlite::now_millis().div_euclid(60_000),
+            opened_minute: hashpool_role::unix_now_ms().div_euclid(60_000),
         })
     }
 }

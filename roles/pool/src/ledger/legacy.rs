@@ -14,7 +14,7 @@ use super::{
     book::chain_step,
     error::LedgerError,
     retention::MINUTES_KEPT,
-    sqlite::{begin_immediate, finish, now_millis, work_bytes, work_from},
+    sqlite::{begin_immediate, finish, work_bytes, work_from},
 };
 
 /// Hashes of old shares accepted within this long before the upgrade seed the duplicate filter.
@@ -87,7 +87,7 @@ async fn convert_in(conn: &mut SqliteConnection) -> Result<Vec<[u8; 32]>, Ledger
     )
     .execute(&mut *conn)
     .await?;
-    let now = now_millis();
+    let now = hashpool_role::unix_now_ms();
     let since = now - MINUTES_KEPT * 60_000;
     let rows = sqlx::query(
         "SELECT a.key_id, s.accepted_at, s.work, s.share_hash FROM shares s \

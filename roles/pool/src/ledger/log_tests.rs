@@ -217,7 +217,7 @@ async fn retention_prunes_only_rows_older_than_the_window_and_totals_stay_exact(
     let before = log_rows(&ledger).await;
     assert_eq!(before.len(), 3);
     // The first two groups are older than the window; the third is inside it.
-    let now = sqlite::now_millis();
+    let now = hashpool_role::unix_now_ms();
     for (i, (seq, _, _, _)) in before.iter().enumerate() {
         let at = if i < 2 { now - 7_200_000 } else { now - 60_000 };
         sqlx::query("UPDATE share_log SET committed_at = ? WHERE first_seq = ?")
@@ -290,7 +290,7 @@ async fn retention_prunes_only_rows_older_than_the_window_and_totals_stay_exact(
 async fn a_ledger_from_before_the_log_keeps_its_shares_and_work() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.sqlite");
-    let now = sqlite::now_millis();
+    let now = hashpool_role::unix_now_ms();
     {
         let db = super::tests::old_schema(&path, 5).await;
         sqlx::query("INSERT INTO ledger_meta VALUES (1, 'hash', ?, 0)")

@@ -62,7 +62,7 @@ pub use writer::{Receipt, Receipts};
 
 use crate::accepted_share::AcceptedShare;
 use book::Book;
-use sqlite::{check_unit, now_millis, work_from};
+use sqlite::{check_unit, work_from};
 use writer::{writer, Command, Done, Pending, MAX_GROUP};
 
 /// Share entries waiting for the writer at most (one per `record`, or per `record_all` of a
@@ -348,7 +348,7 @@ async fn prune_periodically(queue: mpsc::WeakSender<Command>, retention: Duratio
                 return;
             };
             let (done, answer) = oneshot::channel();
-            let before_ms = now_millis().saturating_sub(retention_ms);
+            let before_ms = hashpool_role::unix_now_ms().saturating_sub(retention_ms);
             if queue
                 .send(Command::Prune { before_ms, done })
                 .await

@@ -8,7 +8,7 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::{
     error::LedgerError,
-    sqlite::{begin_immediate, finish, now_millis},
+    sqlite::{begin_immediate, finish},
 };
 
 /// Log rows one pass looks at, at most: a pass runs on the writer between share groups.
@@ -34,7 +34,7 @@ pub(super) async fn prune(db: &SqlitePool, before_ms: i64) -> Result<Pruned, Led
 }
 
 async fn prune_in(conn: &mut SqliteConnection, before_ms: i64) -> Result<Pruned, LedgerError> {
-    let now_minute = now_millis().div_euclid(60_000);
+    let now_minute = hashpool_role::unix_now_ms().div_euclid(60_000);
     sqlx::query("DELETE FROM key_minutes WHERE minute < ?")
         .bind(now_minute - MINUTES_KEPT)
         .execute(&mut *conn)
@@ -90,7 +90,7 @@ async fn prune_in(conn: &mut SqliteConnection, before_ms: i64) -> Result<Pruned,
     .bind(from)
     .bind(out.shares as i64)
     .bind(digest.as_slice())
-    .bind(now_millis())
+    .bind(hashpool_role::unix_now_ms())
     .execute(&mut *conn)
     .await?;
     Ok(out)

@@ -17,7 +17,7 @@ use super::{
     book::{Book, KeyState},
     error::LedgerError,
     log::Record,
-    sqlite::{now_millis, work_bytes, work_from},
+    sqlite::{work_bytes, work_from},
 };
 use crate::accepted_share::AcceptedShare;
 
@@ -40,7 +40,7 @@ pub(super) async fn write_group(
     book: &mut Book,
     shares: &[&AcceptedShare],
 ) -> Result<GroupOutcome, LedgerError> {
-    let now = now_millis();
+    let now = hashpool_role::unix_now_ms();
     let (mut changes, outcomes) = apply(book, shares, now);
     let mut conn = db.acquire().await?;
     merge_stored_minutes(&mut conn, book, &mut changes).await?;

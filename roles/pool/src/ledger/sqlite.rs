@@ -7,13 +7,6 @@ use tracing::info;
 
 use super::error::{describe_unit_work, LedgerError};
 
-pub(super) fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Records `unit` and `unit_work` in a ledger that has none yet, else checks them against the
 /// recorded ones.
 pub(super) async fn check_unit(
@@ -28,7 +21,7 @@ pub(super) async fn check_unit(
     )
     .bind(unit)
     .bind(work_bytes(unit_work.work()))
-    .bind(now_millis())
+    .bind(hashpool_role::unix_now_ms())
     .execute(db)
     .await?
     .rows_affected();

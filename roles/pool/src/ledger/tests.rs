@@ -584,7 +584,7 @@ async fn the_metrics_follow_pending_work_open_batches_and_commits() {
     let batches = ledger.create_batches().await.unwrap();
     assert_eq!(batches.len(), 3);
     assert_eq!((m.pending_work(), m.open_batches()), (1_500, 3));
-    let now = sqlite::now_millis();
+    let now = hashpool_role::unix_now_ms();
     assert!(m.oldest_open_batch_age(now + 60_000) >= 59.0);
 
     ledger

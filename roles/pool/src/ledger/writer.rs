@@ -19,7 +19,6 @@ use super::{
     metrics::LedgerMetrics,
     retention::{self, Pruned},
     share_commit::write_group,
-    sqlite::now_millis,
     Batch,
 };
 use crate::accepted_share::AcceptedShare;
@@ -134,7 +133,7 @@ pub(super) async fn writer(
                 if let Ok(created) = &result {
                     dirty = Some(HashSet::new());
                     let taken = created.iter().map(batch_work).sum();
-                    metrics.batched(created.len(), taken, now_millis());
+                    metrics.batched(created.len(), taken, hashpool_role::unix_now_ms());
                 }
                 let _ = done.send(result);
             }

@@ -40,6 +40,8 @@ pub struct ChannelEntry {
     pub network_target: Option<Target>,
     /// The channel's accepted-share totals as of its last SubmitShares.Success.
     pub acked: Acked,
+    /// When the channel's newest share was accepted (Unix ms), for the miner page.
+    pub last_share_ms: Option<i64>,
 }
 
 /// Totals already acknowledged: each Success reports what was accepted since the previous one,

@@ -256,6 +256,7 @@ fn register(
         job_targets: Default::default(),
         network_target: None,
         acked: Default::default(),
+        last_share_ms: None,
     };
     let mut out = vec![success];
     out.extend(ChannelSet::bootstrap(&mut entry, &ctx.jobs.snapshot()));

@@ -235,6 +235,7 @@ mod tests {
             job_targets: Default::default(),
             network_target: None,
             acked: Default::default(),
+            last_share_ms: None,
         }
     }
 

@@ -186,6 +186,7 @@ fn handle(
     };
     ctx.shares.on_share_accepted(&share);
     accepted.push(share);
+    entry.last_share_ms = Some(hashpool_role::unix_now_ms());
     entry.vardiff.increment_shares_since_last_update();
 
     let mut out = Vec::new();

@@ -112,7 +112,7 @@ pub fn exporter(
         "Age of the oldest quote batch the mint has not answered (0 when none is open).",
         {
             let ledger = ledger.clone();
-            move || ledger.oldest_open_batch_age(unix_millis())
+            move || ledger.oldest_open_batch_age(hashpool_role::unix_now_ms())
         },
     )?;
     e.histogram(
@@ -121,11 +121,4 @@ pub fn exporter(
         ledger.commit_seconds.clone(),
     )?;
     Ok(e)
-}
-
-fn unix_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

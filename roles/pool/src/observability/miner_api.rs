@@ -80,13 +80,6 @@ pub fn parse_key(text: &str) -> Result<LockingKey, String> {
     LockingKey::from_hex(text).map_err(|e| format!("not a valid public key: {e}"))
 }
 
-fn unix_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 async fn miner(State(api): State<MinerApi>, Path(key): Path<String>) -> Response {
     let key = match parse_key(&key) {
         Ok(k) => k,
@@ -98,7 +91,7 @@ async fn miner(State(api): State<MinerApi>, Path(key): Path<String>) -> Response
             "busy: too many miner pages at once, try again",
         );
     };
-    let now_ms = unix_millis();
+    let now_ms = hashpool_role::unix_now_ms();
     let secs = WINDOWS.map(|(_, s)| s);
     match api.reader.key_report(&key, now_ms, &secs).await {
         Ok(report) => Json(miner_view::build(

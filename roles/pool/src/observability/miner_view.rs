@@ -107,6 +107,8 @@ pub struct WorkerView {
     pub best_difficulty: f64,
     pub nominal_hashrate: f64,
     pub shares_accepted: u64,
+    /// When the channel's newest share was accepted (Unix ms); none yet: null.
+    pub last_share_ms: Option<i64>,
     pub shares_rejected: u64,
     pub rejected_by_reason: BTreeMap<String, u64>,
 }
@@ -268,6 +270,7 @@ fn read_channels(set: &Arc<Mutex<ChannelSet>>, ids: &[u32], out: &mut Vec<Worker
             best_difficulty: a.get_best_diff(),
             nominal_hashrate: f64::from(c.nominal_hashrate()),
             shares_accepted: u64::from(a.get_shares_accepted()),
+            last_share_ms: entry.last_share_ms,
             shares_rejected: u64::from(a.get_rejected_shares_count()),
             rejected_by_reason: a
                 .get_rejected_shares()

@@ -153,6 +153,7 @@ fn miner_of(registry: &Registry, k: LockingKey) -> mpsc::UnboundedReceiver<MintQ
         job_targets: Default::default(),
         network_target: None,
         acked: Default::default(),
+        last_share_ms: None,
     };
     registry.open_channel(&mut set.lock().unwrap(), 42, entry);
     rx

@@ -59,6 +59,7 @@ pub struct Worker {
     pub nominal_hashrate: f64,
     pub shares_accepted: u64,
     pub shares_rejected: u64,
+    pub last_share_ms: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -34,6 +34,8 @@ fn workers(a: &MinerAnswer) -> String {
                 units::difficulty(w.best_difficulty),
                 w.shares_accepted.to_string(),
                 w.shares_rejected.to_string(),
+                w.last_share_ms
+                    .map_or_else(|| "none yet".into(), |ms| units::ago(ms, a.now_ms)),
             ]
         })
         .collect();
@@ -59,6 +61,7 @@ fn workers(a: &MinerAnswer) -> String {
                 "num:best difficulty",
                 "num:accepted",
                 "num:refused",
+                "last share",
             ],
             &rows,
             "no channel open with this key now",

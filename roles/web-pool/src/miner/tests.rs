@@ -30,6 +30,7 @@ fn known_answer() -> Value {
                      "kind": "standard", "user_identity": "<img src=x onerror=alert(1)>",
                      "difficulty": 0.5, "best_difficulty": 2500000.0, "nominal_hashrate": 1000.0,
                      "shares_accepted": 40, "shares_rejected": 3,
+                     "last_share_ms": 1_700_000_030_000i64,
                      "rejected_by_reason": {"stale-share": 3}}],
         "shares_rejected": 3, "rejected_by_reason": {"stale-share": 3},
         "blocks_found": 1,
@@ -151,6 +152,8 @@ async fn a_miner_page_shows_the_pools_numbers_escaped() {
         "stale-share",
         "00000000deadbeef",
         "2.50 M",
+        // The worker's last share, 30 s before the answer's `now_ms`.
+        "<td>30 s ago</td>",
     ] {
         assert!(page.contains(expected), "missing {expected}");
     }

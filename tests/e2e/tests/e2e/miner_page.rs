@@ -127,6 +127,17 @@ async fn a_miner_page_shows_the_ledgers_numbers_for_its_key() -> anyhow::Result<
     .await?;
     let workers = text_of(&browser, "#workers").await.unwrap_or_default();
     assert!(!workers.contains("other"), "{workers}");
+    // Each worker's row says when its newest share was accepted.
+    assert!(workers.to_lowercase().contains("last share"), "{workers}");
+    wait_until(
+        Duration::from_secs(30),
+        "a last share per worker",
+        || async {
+            let workers = text_of(&browser, "#workers").await.unwrap_or_default();
+            workers.matches(" s ago").count() + workers.matches(" min ago").count() == 2
+        },
+    )
+    .await?;
     assert!(
         browser.find(Locator::Css("#workers i")).await.is_err(),
         "a user identity was rendered as markup"

@@ -162,7 +162,7 @@ async fn a_keys_report_equals_its_ledger_rows() {
     record(&ledger, [share(5, 1, 900, true)]).await;
     // The minutes the writer recorded hold all of key 1's work.
     let recorded = reader
-        .key_report(&key(1), super::super::sqlite::now_millis(), &[600])
+        .key_report(&key(1), hashpool_role::unix_now_ms(), &[600])
         .await
         .unwrap();
     assert_eq!(

@@ -90,6 +90,7 @@ fn open_channel(registry: &Registry, client_id: usize, id: u32, user: &str, k: L
         job_targets: Default::default(),
         network_target: None,
         acked: Default::default(),
+        last_share_ms: None,
     };
     let mut set = set.lock().unwrap();
     set.vendor = "proxy-vendor".into();
