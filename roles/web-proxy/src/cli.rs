@@ -7,7 +7,7 @@ use hashpool_config::{StatsTopology, TranslatorTopology, WalletTopology, WebTopo
 pub use hashpool_web::cli::Args;
 use hashpool_web::{
     cli::Binary,
-    settings::{WebFile, WebSettings},
+    settings::{upstream_url, WebFile, WebSettings},
 };
 use serde::Deserialize;
 
@@ -24,12 +24,26 @@ pub const BINARY: Binary = Binary::new(
     "Shared miner-side topology (TOML)",
 );
 
-/// `config/web-proxy.config.toml`: the dashboards' `[web]` section and the wallet API's token.
+/// `config/web-proxy.config.toml`: the dashboards' `[web]` section, the wallet API's token and,
+/// for a web-proxy on another host than the roles it reads, their URLs.
 #[derive(Debug, Clone, Deserialize)]
 pub struct WebProxyFile {
     pub web: WebSettings,
     #[serde(default)]
     pub wallet_api: WalletApiSettings,
+    #[serde(default)]
+    pub upstreams: ProxyUpstreams,
+}
+
+/// Where web-proxy reads each role, when not at the address the shared topology binds it to
+/// (`http://rig-box.lan:8083`). A stats or translator URL shows that part even where the
+/// topology has no such section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyUpstreams {
+    pub stats_url: Option<String>,
+    pub wallet_url: Option<String>,
+    pub translator_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -47,9 +61,17 @@ impl WebProxyFile {
         if self.wallet_api.token_path.as_os_str().is_empty() {
             return Err("`wallet_api.token_path` is empty".into());
         }
+        let u = self.upstreams;
+        let check =
+            |key: &str, url: Option<String>| url.map(|url| upstream_url(key, &url)).transpose();
         Ok(Self {
             web,
             wallet_api: self.wallet_api,
+            upstreams: ProxyUpstreams {
+                stats_url: check("stats_url", u.stats_url)?,
+                wallet_url: check("wallet_url", u.wallet_url)?,
+                translator_url: check("translator_url", u.translator_url)?,
+            },
         })
     }
 }
@@ -80,18 +102,26 @@ pub struct ProxyTopology {
     pub web: WebTopology,
 }
 
-/// Both files combined: every address comes from the shared topology.
+/// Both files combined: each role at the address the shared topology gives it, unless
+/// `[upstreams]` names another.
 pub fn load(args: &Args) -> anyhow::Result<WebProxyConfig> {
     let (global, own): (ProxyTopology, _) = args.load_files(WebProxyFile::checked)?;
+    let u = own.upstreams;
     Ok(WebProxyConfig {
         address: global.web.address,
-        stats_url: global
-            .stats
-            .map(|stats| format!("http://{}", stats.http_address)),
-        wallet_url: format!("http://{}", global.wallet.api_address),
-        translator_url: global
-            .translator
-            .map(|translator| format!("http://{}", translator.monitoring_address)),
+        stats_url: u.stats_url.or_else(|| {
+            global
+                .stats
+                .map(|stats| format!("http://{}", stats.http_address))
+        }),
+        wallet_url: u
+            .wallet_url
+            .unwrap_or_else(|| format!("http://{}", global.wallet.api_address)),
+        translator_url: u.translator_url.or_else(|| {
+            global
+                .translator
+                .map(|translator| format!("http://{}", translator.monitoring_address))
+        }),
         refresh_secs: own.web.refresh_secs,
         allowed_hosts: own.web.allowed_hosts,
         wallet_token_path: own.wallet_api.token_path,
@@ -159,5 +189,39 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{err:#}").contains("stats"), "{err:#}");
+    }
+
+    /// A web-proxy on another box than the translator (the home wallet's page showing a
+    /// translator on the rig's box): named URLs are used, the rest comes from the topology; a
+    /// URL that is not one is refused by its key.
+    #[test]
+    fn upstreams_by_name_override_the_topology() {
+        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+        let tmp = tempfile::tempdir().unwrap();
+        let own = tmp.path().join("web-proxy.toml");
+        let load_with = |upstreams: &str| {
+            std::fs::write(
+                &own,
+                format!("[web]\nrefresh_secs = 5\n[upstreams]\n{upstreams}"),
+            )
+            .unwrap();
+            load(&Args {
+                config: own.clone(),
+                global_config: dir.join("config/home/proxy.toml"),
+                log: Default::default(),
+            })
+        };
+        let config = load_with("translator_url = \"http://rig-box.lan:9109\"\n").unwrap();
+        assert_eq!(
+            config.translator_url.as_deref(),
+            Some("http://rig-box.lan:9109")
+        );
+        assert_eq!(config.stats_url, None);
+        assert_eq!(config.wallet_url, "http://127.0.0.1:8083");
+        let err = load_with("wallet_url = \"rig-box.lan:8083\"\n").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("upstreams.wallet_url"),
+            "{err:#}"
+        );
     }
 }

@@ -813,6 +813,21 @@ mod tests {
         );
     }
 
+    /// A wallet named by host name (as `[upstreams] wallet_url` may give it) is resolved and
+    /// read like one given by address.
+    #[tokio::test]
+    async fn a_wallet_named_by_host_name_is_read() {
+        let wallet = fake_wallet().await;
+        let (_, summary, _) = page_and_summary(config(
+            format!("http://localhost:{}", wallet.port()),
+            None,
+            None,
+        ))
+        .await;
+        assert_eq!(summary["balance"], 7, "{summary}");
+        assert_eq!(summary["locking_key"], "02ab");
+    }
+
     /// Configured but not answering: every part is on the page, the summary says which source
     /// failed and how; a wallet that does not answer is named with what to start.
     #[tokio::test]
