@@ -428,6 +428,19 @@ mod tests {
             balance,
             json!({ "balance": 0, "unit": "hash", "locking_key": key, "faucet": false })
         );
+        // Health as every role answers it, with no token.
+        let health: serde_json::Value = http
+            .get(format!("{api}/api/v1/health"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            (&health["status"], &health["role"]),
+            (&json!("ok"), &json!("wallet"))
+        );
         let faucet = http
             .post(format!("{api}/api/v1/faucet"))
             .bearer_auth(token.trim())

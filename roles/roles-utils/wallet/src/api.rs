@@ -203,6 +203,7 @@ pub fn router(
         .route("/api/v1/receive", post(receive))
         .merge(spending)
         .with_state(state)
+        .merge(hashpool_metrics::health_router("wallet"))
 }
 
 /// Serves the API on `address` until `shutdown`; returns the bound address. `faucet` as in
