@@ -42,6 +42,9 @@ pub struct ChannelEntry {
     pub acked: Acked,
     /// When the channel's newest share was accepted (Unix ms), for the miner page.
     pub last_share_ms: Option<i64>,
+    /// The highest difficulty of a share accepted on the channel (a block counts too, which
+    /// channels_sv2's own best skips).
+    pub best_difficulty: f64,
 }
 
 /// Totals already acknowledged: each Success reports what was accepted since the previous one,

@@ -257,6 +257,7 @@ fn register(
         network_target: None,
         acked: Default::default(),
         last_share_ms: None,
+        best_difficulty: 0.0,
     };
     let mut out = vec![success];
     out.extend(ChannelSet::bootstrap(&mut entry, &ctx.jobs.snapshot()));

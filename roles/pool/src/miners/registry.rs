@@ -236,6 +236,7 @@ mod tests {
             network_target: None,
             acked: Default::default(),
             last_share_ms: None,
+            best_difficulty: 0.0,
         }
     }
 

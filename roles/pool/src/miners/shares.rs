@@ -187,6 +187,8 @@ fn handle(
     ctx.shares.on_share_accepted(&share);
     accepted.push(share);
     entry.last_share_ms = Some(hashpool_role::unix_now_ms());
+    let difficulty = bitcoin::Target::from_le_bytes(*hash.as_ref()).difficulty_float();
+    entry.best_difficulty = entry.best_difficulty.max(difficulty);
     entry.vardiff.increment_shares_since_last_update();
 
     let mut out = Vec::new();

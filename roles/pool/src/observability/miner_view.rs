@@ -267,7 +267,7 @@ fn read_channels(set: &Arc<Mutex<ChannelSet>>, ids: &[u32], out: &mut Vec<Worker
             },
             user_identity: c.user_identity().to_string(),
             difficulty: c.target().difficulty_float(),
-            best_difficulty: a.get_best_diff(),
+            best_difficulty: entry.best_difficulty,
             nominal_hashrate: f64::from(c.nominal_hashrate()),
             shares_accepted: u64::from(a.get_shares_accepted()),
             last_share_ms: entry.last_share_ms,

@@ -154,6 +154,7 @@ fn miner_of(registry: &Registry, k: LockingKey) -> mpsc::UnboundedReceiver<MintQ
         network_target: None,
         acked: Default::default(),
         last_share_ms: None,
+        best_difficulty: 0.0,
     };
     registry.open_channel(&mut set.lock().unwrap(), 42, entry);
     rx

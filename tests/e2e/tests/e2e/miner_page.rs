@@ -1,7 +1,8 @@
 //! web-pool's page per miner key in a real headless Chromium (Debian's `chromium` through
 //! `chromedriver` and fantoccini): a pool and a mint, two SV2 miners whose channels are locked
 //! to one key (one with markup in its user identity) and a miner of another key. The page of
-//! that key lists both workers, their names shown as text; once mining stopped and every batch
+//! that key lists both workers, their names shown as text, with their current and best
+//! difficulty and last share, and a refused share by its reason; once mining stopped and every batch
 //! was answered, the page's shares, ehash accrued / quoted / not yet quoted, hashrate windows,
 //! last share and blocks equal the pool's ledger. The main page's search box leads there, a bad
 //! key gets the 400 page and an unused key the "no shares yet" page.
@@ -10,9 +11,11 @@ use std::{sync::atomic::Ordering, time::Duration};
 
 use fantoccini::Locator;
 use hashpool_e2e::{
-    free_address, init_tracing, loopback_any_port, miner_options, test_key, wait_until,
-    PoolOptions, Stack,
+    free_address, init_tracing, loopback_any_port, miner_options, public_key,
+    raw_client::RawClient, test_key, wait_until, PoolOptions, Stack,
 };
+use mining_sv2::SubmitSharesStandard;
+use parsers_sv2::{AnyMessageOwned, MiningOwned};
 use pool::ledger::{LedgerReader, ReadLimits};
 use tokio_util::sync::CancellationToken;
 
@@ -142,6 +145,70 @@ async fn a_miner_page_shows_the_ledgers_numbers_for_its_key() -> anyhow::Result<
         browser.find(Locator::Css("#workers i")).await.is_err(),
         "a user identity was rendered as markup"
     );
+    // Each worker's current and best difficulty as the pool's miner API has them (vardiff may
+    // move them between two reads: wait for a page and an answer that agree).
+    let http = reqwest::Client::new();
+    let miner_api = format!("http://{api}/api/v1/miners/{}", key.to_hex());
+    wait_until(
+        Duration::from_secs(30),
+        "each worker's difficulties on the page",
+        || async {
+            let Ok(answer) = http.get(&miner_api).send().await else {
+                return false;
+            };
+            let Ok(answer) = answer.json::<serde_json::Value>().await else {
+                return false;
+            };
+            let page = text_of(&browser, "#workers").await.unwrap_or_default();
+            let workers = answer["workers"].as_array().cloned().unwrap_or_default();
+            workers.len() == 2
+                && workers.iter().all(|w| {
+                    let current = w["difficulty"].as_f64().unwrap_or(-1.0);
+                    let best = w["best_difficulty"].as_f64().unwrap_or(-1.0);
+                    best > 0.0
+                        && page.contains(&hashpool_web::units::difficulty(current))
+                        && page.contains(&hashpool_web::units::difficulty(best))
+                })
+        },
+    )
+    .await?;
+    // A third channel of the key sends a share on a job that never was: the page lists the
+    // refusal by its reason.
+    let mut raw = RawClient::connect(pool.address(), Some(public_key())).await?;
+    let raw_channel = raw.open_standard_channel("miner-page").await?;
+    raw.send(MiningOwned::SubmitSharesStandard(SubmitSharesStandard {
+        channel_id: raw_channel,
+        sequence_number: 1,
+        job_id: 0xdead_beef,
+        nonce: 7,
+        ntime: 1,
+        version: 0x2000_0000,
+    }))
+    .await?;
+    let reason = raw
+        .recv_until(Duration::from_secs(10), |m| match m {
+            AnyMessageOwned::Mining(MiningOwned::SubmitSharesError(e)) => {
+                Some(hashpool_sv2_io::text(&e.error_code))
+            }
+            _ => None,
+        })
+        .await?;
+    wait_until(
+        Duration::from_secs(30),
+        "the refusal on the page by its reason",
+        || async {
+            // The honest workers may have stale shares refused after a block (regtest): only
+            // this reason is the raw channel's alone.
+            let rejected = text_of(&browser, "#rejected").await.unwrap_or_default();
+            let count = text_of(&browser, "#shares-rejected")
+                .await
+                .and_then(|c| c.parse::<u64>().ok());
+            rejected.contains(&format!("{reason} 1")) && count >= Some(1)
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}: refused with `{reason}`"))?;
+    drop(raw);
 
     // Stop mining and let every batch be answered: the ledger stops moving.
     miner_stop.cancel();

@@ -14,7 +14,7 @@ use hashpool_e2e::{
     init_tracing, loopback_any_port, start_stats, stats_get, stats_reporter, sv1_miner_options,
     translator_config, wait_until, wallet_config, PoolOptions, Stack,
 };
-use hashpool_stats::Role;
+use hashpool_stats::{Block, Report, Role, StatsReporter};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -507,6 +507,35 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
     assert!(last == "none yet" || named, "{last}");
     let effort = text_of(&browser, "#effort").await.unwrap_or_default();
     assert!(effort.ends_with(" %"), "{effort}");
+    // Blocks are rare at this difficulty: a second pool instance reports one to stats-pool,
+    // and the page lists it with its height and its reward in BTC.
+    let other_pool = StatsReporter::spawn(
+        stats_reporter(&stats_pool, Role::Pool, "pool-2"),
+        stop.clone(),
+    );
+    other_pool.report(Report::Block(Block {
+        at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs(),
+        hash: "00000000000000000001d2c3b4a5968778695a4b3c2d1e0f00112233445566aa".into(),
+        subject: Some("channel:9".into()),
+        template_id: Some(9),
+        height: Some(812_345),
+        reward_sats: Some(312_501_234),
+        difficulty: Some(1.0e6),
+    }));
+    wait_until(
+        Duration::from_secs(30),
+        "the reported block on web-pool",
+        || async {
+            let blocks = text_of(&browser, "#blocks").await.unwrap_or_default();
+            blocks.contains("812345")
+                && blocks.contains("3.12501234 BTC")
+                && blocks
+                    .contains("00000000000000000001d2c3b4a5968778695a4b3c2d1e0f00112233445566aa")
+        },
+    )
+    .await?;
     std::fs::write(
         screenshot_path(dir.path(), "web-pool.png"),
         browser.screenshot().await?,

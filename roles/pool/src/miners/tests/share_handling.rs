@@ -34,6 +34,11 @@ async fn a_share_meeting_its_job_target_is_credited_exactly_that_targets_work() 
     assert_eq!(share.channel_id, work.channel_id);
     assert_eq!(share.share_hash, hash.to_byte_array());
     assert!(!share.block_found);
+    // The miner page's figures for the channel: this share's difficulty is its best so far.
+    let entry = pool.set.entry_mut(work.channel_id).expect("the channel");
+    assert!(entry.last_share_ms.is_some());
+    let difficulty = bitcoin::Target::from_le_bytes(hash.to_byte_array()).difficulty_float();
+    assert_eq!(entry.best_difficulty, difficulty);
     let stats = pool.ctx.stats.snapshot();
     assert_eq!(stats.shares_accepted, 1);
     assert_eq!(stats.work_accepted_hashes, share.work.hashes());
@@ -187,11 +192,22 @@ async fn a_block_meeting_its_job_target_is_credited_the_job_targets_work() {
     let job_target = target_from_difficulty(MIN_DIFFICULTY);
     let network = network_target(REGTEST_NBITS);
     // On regtest every share at the floor is also a block.
-    let (nonce, _) = work.find(0, |h| job_target.is_met_by(h));
+    let (nonce, hash) = work.find(0, |h| job_target.is_met_by(h));
     let mut accepted = Vec::new();
     pool.submit(work.share(1, nonce), &mut accepted);
     assert_eq!(accepted.len(), 1);
     assert!(accepted[0].block_found);
+    // A block is a share too: it is the channel's best (channels_sv2's own best skips it).
+    let best = pool
+        .set
+        .entry_mut(work.channel_id)
+        .expect("the channel")
+        .best_difficulty;
+    assert_eq!(
+        best,
+        bitcoin::Target::from_le_bytes(hash.to_byte_array()).difficulty_float()
+    );
+    assert!(best > 0.0);
     assert_eq!(accepted[0].work, Work::from_target(&job_target));
     assert!(accepted[0].work > Work::from_target(&network));
     assert!(pool.solutions.try_recv().is_ok());

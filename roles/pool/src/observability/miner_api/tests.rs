@@ -91,6 +91,7 @@ fn open_channel(registry: &Registry, client_id: usize, id: u32, user: &str, k: L
         network_target: None,
         acked: Default::default(),
         last_share_ms: None,
+        best_difficulty: 0.0,
     };
     let mut set = set.lock().unwrap();
     set.vendor = "proxy-vendor".into();
