@@ -453,3 +453,32 @@ mod jd_profile_tests {
         assert!(config.contains("listen_address = \"127.0.0.1:34265\""));
     }
 }
+
+#[cfg(test)]
+mod home_profile_tests {
+    use super::*;
+
+    /// Rigs at home: the translator, its stats-proxy and the page, and no pool (it is dialed by
+    /// name); every file a role is given exists.
+    #[test]
+    fn the_home_profile_runs_a_translator_and_its_page_from_the_home_files() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let p = Profile::load(&root.join("config/profiles/home.toml")).unwrap();
+        assert!(p.cycle().is_none());
+        let names: Vec<&str> = p.roles.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["stats-proxy", "translator", "web-proxy"]);
+        for role in &p.roles {
+            for pair in role.args.windows(2) {
+                if pair[0] == "-c" || pair[0] == "-g" {
+                    assert!(
+                        pair[1].starts_with("config/home/translator/"),
+                        "{}: {}",
+                        role.name,
+                        pair[1]
+                    );
+                    assert!(root.join(&pair[1]).is_file(), "{} missing", pair[1]);
+                }
+            }
+        }
+    }
+}

@@ -337,6 +337,36 @@ mod tests {
         );
     }
 
+    /// Rigs at home through one's own translator (docs/home-miner.md): the pool by name, the
+    /// wallet on (the ehash is the home miner's), stats reported locally.
+    #[test]
+    fn shipped_home_translator_config_loads() {
+        let global: ProxyGlobalConfig =
+            hashpool_config::load_with_env(&repo("config/home/translator/proxy.toml"), vec![])
+                .unwrap();
+        let own: TranslatorConfig = hashpool_config::load_with_env(
+            &repo("config/home/translator/translator.config.toml"),
+            vec![],
+        )
+        .unwrap();
+        let run = own.run_config(&global).unwrap();
+        assert!(run.upstreams[0].address.is_name());
+        assert_eq!(
+            run.upstreams[0].address.to_string(),
+            "pool.example.org:34254"
+        );
+        assert!(own.wallet.enabled);
+        assert_eq!(run.channel_mode, crate::ChannelMode::Aggregated);
+        assert!(own.sv1_limits().check().is_ok());
+        let reporting = own
+            .stats_reporting(&global)
+            .expect("reports to stats-proxy");
+        assert_eq!(
+            reporting.reporter.address.to_string(),
+            global.stats.ingest_address.to_string()
+        );
+    }
+
     #[test]
     fn shipped_prod_config_has_limits_that_work() {
         // Its secret comes from the environment at install (systemd), as here.

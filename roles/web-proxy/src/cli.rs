@@ -169,6 +169,29 @@ mod tests {
         assert_eq!((config.stats_url, config.translator_url), (None, None));
     }
 
+    /// The page in front of one's own translator at home (config/profiles/home.toml): every
+    /// part shown, the translator's wallet token.
+    #[test]
+    fn shipped_home_translator_configs_load() {
+        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+        let config = load(&Args {
+            config: dir.join("config/home/translator/web-proxy.config.toml"),
+            global_config: dir.join("config/home/translator/proxy.toml"),
+            log: Default::default(),
+        })
+        .unwrap();
+        assert_eq!(config.stats_url.as_deref(), Some("http://127.0.0.1:8092"));
+        assert_eq!(
+            config.translator_url.as_deref(),
+            Some("http://127.0.0.1:9109")
+        );
+        assert_eq!(config.wallet_url, "http://127.0.0.1:8083");
+        assert_eq!(
+            config.wallet_token_path,
+            PathBuf::from(".hashpool-home/translator/wallet-api-token")
+        );
+    }
+
     /// A section that is given is read whole: a half-written `[stats]` is refused, naming the key.
     #[test]
     fn a_partial_optional_section_is_refused() {

@@ -210,3 +210,23 @@ pub async fn run(
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The home translator's stats-proxy (config/profiles/home.toml) loads from its files.
+    #[test]
+    fn the_home_stats_proxy_loads() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..");
+        let args = Args {
+            config: root.join("config/home/translator/stats-proxy.config.toml"),
+            global_config: root.join("config/home/translator/proxy.toml"),
+            log: Default::default(),
+        };
+        let config = args.load(Role::Translator).unwrap();
+        assert_eq!(config.service, "stats-proxy");
+        assert!(config.http_address.ip().is_loopback());
+        assert!(config.ingest_address.ip().is_loopback());
+    }
+}
