@@ -286,6 +286,21 @@ mod tests {
         assert!(crate::info::is_placeholder_url(public_url), "{public_url}");
         assert_eq!(run.other_urls, vec!["http://127.0.0.1:3338"]);
         assert_eq!(run.info.name.as_deref(), Some("Hashpool testnet4 mint"));
+
+        // The wallets a deployment runs reach the mint by its public URL: the one their tokens
+        // name and their lookups are signed for.
+        for file in [
+            "config/prod/shared/proxy.toml",
+            "config/prod/jd-client.config.toml",
+        ] {
+            let text = std::fs::read_to_string(repo(file)).unwrap();
+            let file_value: toml::Value = toml::from_str(&text).unwrap();
+            assert_eq!(
+                file_value["wallet"]["mint_url"].as_str(),
+                Some(public_url),
+                "{file}"
+            );
+        }
     }
 
     fn with_file(text: &str) -> Result<MintRunConfig, String> {

@@ -375,6 +375,13 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
         .prop("value")
         .await?
         .unwrap_or_default();
+    // The token names the mint as the wallet reaches it (a deployment's public URL), for
+    // whichever wallet receives it.
+    let decoded: cdk::nuts::Token = created.parse()?;
+    assert_eq!(
+        decoded.mint_url()?.to_string(),
+        mint.url().trim_end_matches('/')
+    );
     browser
         .find(Locator::Css("#copy-token"))
         .await?
