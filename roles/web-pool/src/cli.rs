@@ -5,7 +5,7 @@ use hashpool_config::PoolGlobalConfig;
 pub use hashpool_web::cli::Args;
 use hashpool_web::{
     cli::Binary,
-    settings::{upstream_url, WebFile, WebSettings},
+    settings::{optional_upstream, WebFile, WebSettings},
 };
 use serde::Deserialize;
 
@@ -47,15 +47,16 @@ impl WebPoolFile {
     pub fn checked(self) -> Result<Self, String> {
         let web = WebFile { web: self.web }.checked()?;
         let u = self.upstreams;
-        let check =
-            |key: &str, url: Option<String>| url.map(|url| upstream_url(key, &url)).transpose();
         Ok(Self {
             web,
             upstreams: PoolUpstreams {
-                stats_url: check("stats_url", u.stats_url)?,
-                pool_monitoring_url: check("pool_monitoring_url", u.pool_monitoring_url)?,
-                pool_api_url: check("pool_api_url", u.pool_api_url)?,
-                mint_url: check("mint_url", u.mint_url)?,
+                stats_url: optional_upstream("stats_url", u.stats_url)?,
+                pool_monitoring_url: optional_upstream(
+                    "pool_monitoring_url",
+                    u.pool_monitoring_url,
+                )?,
+                pool_api_url: optional_upstream("pool_api_url", u.pool_api_url)?,
+                mint_url: optional_upstream("mint_url", u.mint_url)?,
             },
         })
     }

@@ -7,7 +7,7 @@ use hashpool_config::{StatsTopology, TranslatorTopology, WalletTopology, WebTopo
 pub use hashpool_web::cli::Args;
 use hashpool_web::{
     cli::Binary,
-    settings::{upstream_url, WebFile, WebSettings},
+    settings::{optional_upstream, WebFile, WebSettings},
 };
 use serde::Deserialize;
 
@@ -62,15 +62,13 @@ impl WebProxyFile {
             return Err("`wallet_api.token_path` is empty".into());
         }
         let u = self.upstreams;
-        let check =
-            |key: &str, url: Option<String>| url.map(|url| upstream_url(key, &url)).transpose();
         Ok(Self {
             web,
             wallet_api: self.wallet_api,
             upstreams: ProxyUpstreams {
-                stats_url: check("stats_url", u.stats_url)?,
-                wallet_url: check("wallet_url", u.wallet_url)?,
-                translator_url: check("translator_url", u.translator_url)?,
+                stats_url: optional_upstream("stats_url", u.stats_url)?,
+                wallet_url: optional_upstream("wallet_url", u.wallet_url)?,
+                translator_url: optional_upstream("translator_url", u.translator_url)?,
             },
         })
     }

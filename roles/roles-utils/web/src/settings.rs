@@ -56,6 +56,11 @@ pub fn upstream_url(key: &str, text: &str) -> Result<String, String> {
     Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
+/// An optional `[upstreams]` entry, checked by [`upstream_url`] when given.
+pub fn optional_upstream(key: &str, url: Option<String>) -> Result<Option<String>, String> {
+    url.map(|url| upstream_url(key, &url)).transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
