@@ -218,9 +218,14 @@ fn load_every_role(etc: &Path) {
             );
             continue;
         }
-        let web: hashpool_web::settings::WebFile =
+        // web-pool's own file type: it also takes `[upstreams]` (roles on other hosts).
+        let web: web_pool::cli::WebPoolFile =
             hashpool_config::load_with_env(&own(role), env(role)).expect("web config");
-        web.checked().unwrap_or_else(|e| panic!("{role}: {e}"));
+        let web = web.checked().unwrap_or_else(|e| panic!("{role}: {e}"));
+        assert_eq!(
+            web.upstreams.mint_url, None,
+            "the prod web-pool reads the mint at the topology's address until an operator names it"
+        );
     }
 }
 
