@@ -24,12 +24,6 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let args = &args;
     hashpool_role::run("mint", &args.log, |shutdown| async move {
-        if crate::malloc_arenas::capped() {
-            tracing::info!(
-                arenas = crate::malloc_arenas::MALLOC_ARENAS,
-                "glibc malloc arenas capped (MALLOC_ARENA_MAX overrides)"
-            );
-        }
         let global: PoolGlobalConfig = hashpool_config::load(&args.global_config)?;
         let own: MintConfig = hashpool_config::load(&args.config)?;
         let config = MintRunConfig::new(&global, own).map_err(anyhow::Error::msg)?;

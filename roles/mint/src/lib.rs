@@ -8,7 +8,6 @@ pub mod db;
 pub mod http;
 pub mod info;
 pub mod issuer;
-pub mod malloc_arenas;
 pub mod metrics;
 pub mod nonces;
 pub mod pool_link;

@@ -1,13 +1,8 @@
-use anyhow::Context;
 use clap::Parser;
 
-fn main() -> anyhow::Result<()> {
-    // Before the runtime's threads allocate: the cap applies to the arenas threads are given.
-    mint::malloc_arenas::limit();
-    let args = mint::cli::Args::parse();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("the async runtime")?
-        .block_on(mint::cli::run(args))
+// glibc's malloc, as tried against the mint's RSS growth under steady quotes: mimalloc grew
+// faster, and capping glibc's arenas at two did not stop it (docs/benchmarks.md, "Soak").
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    mint::cli::run(mint::cli::Args::parse()).await
 }
