@@ -14,7 +14,9 @@
 # Parameters (environment):
 #   CHANNELS (4), IN_FLIGHT (64), DURATION secs (20), ROUNDS (1: each round runs both pools),
 #   SHARE_BATCH (1: shares per SubmitShares.Success, both pools; pool_sv2 acknowledges a batch
-#   only when it is full, so keep IN_FLIGHT >= SHARE_BATCH), QUOTE_BATCH_MS (100),
+#   only when it is full, so keep IN_FLIGHT >= SHARE_BATCH), QUOTE_BATCH_MS (1000: the pool's
+#   local config, config/pool.config.toml; production batches every 10 s, and 100 makes the
+#   mint and the wallets do ten times the local config's work, docs/benchmarks.md),
 #   BENCH_PORT_BASE (29000: ports BASE..BASE+50 on 127.0.0.1, below the ephemeral range so
 #   no outgoing connection holds one),
 #   HASHPOOL_BENCH_CACHE (~/.cache/hashpool-bench: where pool_sv2 is installed),
@@ -28,6 +30,7 @@ CHANNELS=${CHANNELS:-4}
 IN_FLIGHT=${IN_FLIGHT:-64}
 DURATION=${DURATION:-20}
 ROUNDS=${ROUNDS:-1}
+QUOTE_BATCH_MS=${QUOTE_BATCH_MS:-1000}
 CACHE=${HASHPOOL_BENCH_CACHE:-$HOME/.cache/hashpool-bench}
 POOL_SV2="$CACHE/bin/pool_sv2"
 # The stack (ports, keys, configs, process handling): scripts/bench-stack.sh.
