@@ -73,28 +73,29 @@ async fn write_entry(
     entry: &str,
 ) -> Result<(), DbError> {
     let b = Buckets::of(created_time);
-    tx.kv_write(DAYS_NAMESPACE, pubkey, &b.day, &[]).await?;
-    tx.kv_write(
-        DAY_HOURS_NAMESPACE,
-        &namespace_of(pubkey, &b.day),
-        &b.hour,
-        &[],
-    )
-    .await?;
-    tx.kv_write(
-        HOUR_MINUTES_NAMESPACE,
-        &namespace_of(pubkey, &b.hour),
-        &b.minute,
-        &[],
-    )
-    .await?;
-    tx.kv_write(
-        MINUTE_QUOTES_NAMESPACE,
-        &namespace_of(pubkey, &b.minute),
-        entry,
-        &[],
-    )
-    .await
+    // Each level's entry: (namespace, its parent's bucket, this bucket).
+    let path = [
+        (DAYS_NAMESPACE, pubkey.to_owned(), b.day.as_str()),
+        (
+            DAY_HOURS_NAMESPACE,
+            namespace_of(pubkey, &b.day),
+            b.hour.as_str(),
+        ),
+        (
+            HOUR_MINUTES_NAMESPACE,
+            namespace_of(pubkey, &b.hour),
+            b.minute.as_str(),
+        ),
+        (
+            MINUTE_QUOTES_NAMESPACE,
+            namespace_of(pubkey, &b.minute),
+            entry,
+        ),
+    ];
+    for (namespace, secondary, key) in &path {
+        tx.kv_write(namespace, secondary, key, &[]).await?;
+    }
+    Ok(())
 }
 
 /// Records `quote_id` under its key (idempotent: every write is an upsert).
