@@ -1,7 +1,7 @@
 //! The jd-server's own file (`config/jd-server.config.toml`) and its run config with the shared
 //! topology (`[jd_server]` in `config/shared/pool.toml`).
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::net::SocketAddr;
 
 use bitcoin::ScriptBuf;
 use hashpool_config::PoolGlobalConfig;
@@ -34,17 +34,7 @@ pub struct JdServerSettings {
 }
 
 /// Bitcoin Core's JSON-RPC (the template provider's subset in local runs).
-#[derive(Debug, Clone, Deserialize)]
-pub struct RpcSettings {
-    pub url: String,
-    /// `user:password` file bitcoind writes (`.cookie`); or `user` and `password`.
-    #[serde(default)]
-    pub cookie_file: Option<PathBuf>,
-    #[serde(default)]
-    pub user: Option<String>,
-    #[serde(default)]
-    pub password: Option<String>,
-}
+pub use hashpool_bitcoin_rpc::RpcSettings;
 
 /// Everything the jd-server runs with.
 #[derive(Debug, Clone)]
@@ -100,7 +90,7 @@ impl JdServerRunConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
     fn repo(rel: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -8,7 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod declaration;
 pub mod metrics;
-pub mod rpc;
+pub use hashpool_bitcoin_rpc as rpc;
 pub mod session;
 
 use std::{net::SocketAddr, sync::Arc};

@@ -1,11 +1,13 @@
-//! The subset of Bitcoin Core's JSON-RPC interface a job declarator server needs, served for
-//! this chain at `POST /` on the HTTP address: `getblockchaininfo`, `getbestblockhash`,
-//! `getblockcount`, `getrawmempool` (plain or verbose, with wtxids and fees),
-//! `getrawtransaction` (hex), `submitblock`. Answers and error codes follow Bitcoin Core's, so a
-//! client written for bitcoind works here unchanged.
+//! The subset of Bitcoin Core's JSON-RPC interface the job declarator server and the pool's
+//! chain follower need, served for this chain at `POST /` on the HTTP address:
+//! `getblockchaininfo`, `getbestblockhash`, `getblockcount`, `getblockhash`, `getblockheader`
+//! (confirmations -1 off the best chain), `getrawmempool` (plain or verbose, with wtxids and
+//! fees), `getrawtransaction` (hex), `submitblock`, and regtest's `generatetoaddress` and
+//! `invalidateblock` (tests mature coinbases and reorg with them). Answers and error codes
+//! follow Bitcoin Core's, so a client written for bitcoind works here unchanged.
 
 use axum::{extract::State, Json};
-use bitcoin::{consensus, Amount, Block};
+use bitcoin::{consensus, Amount, Block, BlockHash};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -83,6 +85,95 @@ fn call(shared: &Shared, method: &str, params: &Value) -> Result<Value, RpcError
         }
         "getbestblockhash" => Ok(json!(shared.lock().chain.tip().to_string())),
         "getblockcount" => Ok(json!(shared.lock().chain.height())),
+        "getblockhash" => {
+            let height = param(params, 0)
+                .and_then(Value::as_u64)
+                .ok_or_else(|| RpcError(code::INVALID_PARAMS, "height (number) required".into()))?;
+            let st = shared.lock();
+            u32::try_from(height)
+                .ok()
+                .and_then(|h| st.chain.block_at(h))
+                .map(|b| json!(b.block_hash().to_string()))
+                .ok_or_else(|| {
+                    RpcError(code::INVALID_PARAMETER, "Block height out of range".into())
+                })
+        }
+        "getblockheader" => {
+            let hash = block_hash_param(params)?;
+            let verbose = !matches!(param(params, 1), Some(Value::Bool(false)));
+            let st = shared.lock();
+            let status = st
+                .chain
+                .header_status(&hash)
+                .ok_or_else(|| RpcError(code::INVALID_ADDRESS_OR_KEY, "Block not found".into()))?;
+            if !verbose {
+                return Ok(json!(consensus::encode::serialize_hex(&status.header)));
+            }
+            let h = status.header;
+            let mut out = json!({
+                "hash": hash.to_string(),
+                "confirmations": status.confirmations,
+                "height": status.height,
+                "version": h.version.to_consensus(),
+                "versionHex": format!("{:08x}", h.version.to_consensus()),
+                "merkleroot": h.merkle_root.to_string(),
+                "time": h.time,
+                "nonce": h.nonce,
+                "bits": format!("{:08x}", h.bits.to_consensus()),
+                "difficulty": h.difficulty_float(),
+                "previousblockhash": h.prev_blockhash.to_string(),
+            });
+            if let Some(next) = status.next {
+                out["nextblockhash"] = json!(next.to_string());
+            }
+            Ok(out)
+        }
+        "generatetoaddress" => {
+            let count = param(params, 0).and_then(Value::as_u64).ok_or_else(|| {
+                RpcError(code::INVALID_PARAMS, "nblocks (number) required".into())
+            })?;
+            if count > MAX_GENERATED {
+                return Err(RpcError(
+                    code::INVALID_PARAMETER,
+                    format!("at most {MAX_GENERATED} blocks per call"),
+                ));
+            }
+            let address = param(params, 1).and_then(Value::as_str).ok_or_else(|| {
+                RpcError(code::INVALID_PARAMS, "address (string) required".into())
+            })?;
+            let script = address
+                .parse::<bitcoin::Address<_>>()
+                .ok()
+                .and_then(|a| a.require_network(bitcoin::Network::Regtest).ok())
+                .map(|a| a.script_pubkey())
+                .ok_or_else(|| {
+                    RpcError(
+                        code::INVALID_ADDRESS_OR_KEY,
+                        "Error: Invalid address".into(),
+                    )
+                })?;
+            generate(shared, script, count)
+        }
+        "invalidateblock" => {
+            let hash = block_hash_param(params)?;
+            let mut st = shared.lock();
+            match st.chain.invalidate(&hash) {
+                Ok(removed) => {
+                    let height = st.chain.height();
+                    drop(st);
+                    if !removed.is_empty() {
+                        tracing::info!(%hash, height, disconnected = removed.len(), "block invalidated");
+                        shared.notify(ChainEvent::NewTip { height });
+                    }
+                    Ok(Value::Null)
+                }
+                Err(crate::chain::ChainError::UnknownBlock(_)) => Err(RpcError(
+                    code::INVALID_ADDRESS_OR_KEY,
+                    "Block not found".into(),
+                )),
+                Err(e) => Err(RpcError(code::INVALID_PARAMETER, e.to_string())),
+            }
+        }
         "getrawmempool" => {
             let verbose = match param(params, 0) {
                 None | Some(Value::Null) => false,
@@ -165,13 +256,59 @@ fn call(shared: &Shared, method: &str, params: &Value) -> Result<Value, RpcError
     }
 }
 
+/// Blocks one `generatetoaddress` may mine (each is an fsync under the chain's lock).
+const MAX_GENERATED: u64 = 1_000;
+
+fn block_hash_param(params: &Value) -> Result<BlockHash, RpcError> {
+    let hash = param(params, 0)
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError(code::INVALID_PARAMS, "blockhash (string) required".into()))?;
+    hash.parse().map_err(|_| {
+        RpcError(
+            code::INVALID_PARAMETER,
+            format!("blockhash must be hexadecimal string (not '{hash}') and length 64"),
+        )
+    })
+}
+
+/// Mines `count` blocks paying `script`, each with what the mempool offers, as bitcoind's
+/// regtest `generatetoaddress`; answers their hashes.
+fn generate(shared: &Shared, script: bitcoin::ScriptBuf, count: u64) -> Result<Value, RpcError> {
+    let mut hashes = Vec::new();
+    let mut failure = None;
+    let mut st = shared.lock();
+    for _ in 0..count {
+        let offer = crate::template::build(0, &st.chain, &st.mempool, 0, false);
+        let block = st
+            .chain
+            .next_block(script.clone(), offer.transactions, offer.fees);
+        let hash = block.block_hash();
+        let included: Vec<_> = block.txdata.iter().map(|t| t.compute_txid()).collect();
+        if let Err(e) = st.chain.connect(block, offer.fees) {
+            failure = Some(RpcError(code::INVALID_PARAMETER, e.to_string()));
+            break;
+        }
+        st.mempool.remove_included(&included);
+        st.counters.blocks_connected += 1;
+        hashes.push(hash.to_string());
+    }
+    let height = st.chain.height();
+    drop(st);
+    if !hashes.is_empty() {
+        shared.notify(ChainEvent::NewTip { height });
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(json!(hashes)),
+    }
+}
+
 /// Connects `block` if it is valid on the tip. As bitcoind: `null` when accepted, else a
 /// short reason (`duplicate`, `inconclusive` for a block not on the tip, or the rule broken).
 fn submit_block(shared: &Shared, block: Block) -> Value {
     let hash = block.block_hash();
     let mut st = shared.lock();
-    if (0..=st.chain.height()).any(|h| st.chain.block_at(h).is_some_and(|b| b.block_hash() == hash))
-    {
+    if st.chain.height_of(&hash).is_some() {
         return json!("duplicate");
     }
     if block.header.prev_blockhash != st.chain.tip() {

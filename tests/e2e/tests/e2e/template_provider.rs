@@ -354,3 +354,113 @@ async fn json_rpc_serves_the_bitcoin_core_subset_a_job_declarator_needs() -> any
     assert_eq!(tp.status().await?.height, 1);
     tp.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_rpc_generates_reports_confirmations_and_reorgs_as_regtest_bitcoind(
+) -> anyhow::Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    let tp = TestProvider::start(dir.path(), loopback_any_port(), REGTEST_NBITS, 0).await?;
+    let url = format!("http://{}/", tp.running.http_address);
+    let http = reqwest::Client::new();
+    let address = bitcoin::Address::p2wsh(
+        &bitcoin::ScriptBuf::new_op_return([5u8; 4]),
+        bitcoin::KnownHrp::Regtest,
+    );
+
+    let r = rpc(
+        &http,
+        &url,
+        "generatetoaddress",
+        serde_json::json!([3, address.to_string()]),
+    )
+    .await?;
+    let hashes: Vec<String> = serde_json::from_value(r["result"].clone())?;
+    assert_eq!(hashes.len(), 3);
+    assert_eq!(tp.status().await?.height, 3);
+    let r = rpc(&http, &url, "getblockhash", serde_json::json!([1])).await?;
+    assert_eq!(r["result"], hashes[0]);
+    let header = rpc(
+        &http,
+        &url,
+        "getblockheader",
+        serde_json::json!([hashes[0]]),
+    )
+    .await?;
+    assert_eq!(header["result"]["confirmations"], 3);
+    assert_eq!(header["result"]["height"], 1);
+    assert_eq!(header["result"]["nextblockhash"], hashes[1]);
+    // The coinbase pays the address.
+    let block: serde_json::Value = http
+        .get(format!("http://{}/blocks/1", tp.running.http_address))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(block["coinbase_value_sats"], 5_000_000_000u64);
+    assert_eq!(block["hash"], hashes[0]);
+
+    // A reorg: the second block and the third leave the best chain, a new second comes.
+    let r = rpc(
+        &http,
+        &url,
+        "invalidateblock",
+        serde_json::json!([hashes[1]]),
+    )
+    .await?;
+    assert!(r["error"].is_null(), "{r}");
+    assert_eq!(tp.status().await?.height, 1);
+    for stale in &hashes[1..] {
+        let h = rpc(&http, &url, "getblockheader", serde_json::json!([stale])).await?;
+        assert_eq!(h["result"]["confirmations"], -1, "{h}");
+    }
+    let r = rpc(
+        &http,
+        &url,
+        "generatetoaddress",
+        serde_json::json!([1, address.to_string()]),
+    )
+    .await?;
+    let replacement = r["result"][0].as_str().unwrap_or_default().to_string();
+    assert_ne!(replacement, hashes[1]);
+    let header = rpc(
+        &http,
+        &url,
+        "getblockheader",
+        serde_json::json!([hashes[0]]),
+    )
+    .await?;
+    assert_eq!(header["result"]["confirmations"], 2);
+    assert_eq!(header["result"]["nextblockhash"], replacement);
+
+    // Refusals, with Bitcoin Core's codes.
+    let unknown = "11".repeat(32);
+    let r = rpc(&http, &url, "getblockheader", serde_json::json!([unknown])).await?;
+    assert_eq!(r["error"]["code"], -5);
+    let r = rpc(&http, &url, "invalidateblock", serde_json::json!([unknown])).await?;
+    assert_eq!(r["error"]["code"], -5);
+    let r = rpc(&http, &url, "getblockhash", serde_json::json!([99])).await?;
+    assert_eq!(r["error"]["code"], -8);
+    let mainnet = bitcoin::Address::p2wsh(
+        &bitcoin::ScriptBuf::new_op_return([5u8; 4]),
+        bitcoin::KnownHrp::Mainnet,
+    );
+    let r = rpc(
+        &http,
+        &url,
+        "generatetoaddress",
+        serde_json::json!([1, mainnet.to_string()]),
+    )
+    .await?;
+    assert_eq!(r["error"]["code"], -5);
+    let r = rpc(
+        &http,
+        &url,
+        "generatetoaddress",
+        serde_json::json!([1_000_000, address.to_string()]),
+    )
+    .await?;
+    assert_eq!(r["error"]["code"], -8);
+    assert_eq!(tp.status().await?.height, 2);
+    tp.stop().await
+}

@@ -1,5 +1,6 @@
 //! Append-only block file: each record is a little-endian u32 length and a consensus-encoded
-//! block. A torn last record (the process died mid-write) is cut off on open.
+//! block. A torn last record (the process died mid-write) is cut off on open; a reorg
+//! (`invalidateblock`) cuts the file back to the block it keeps.
 
 use std::{
     fs::{File, OpenOptions},
@@ -27,6 +28,8 @@ pub enum StoreError {
 pub struct BlockStore {
     path: PathBuf,
     file: File,
+    /// File length after each stored record (record `i` is the block at height `i + 1`).
+    ends: Vec<u64>,
 }
 
 impl BlockStore {
@@ -49,6 +52,7 @@ impl BlockStore {
         file.read_to_end(&mut bytes).map_err(io)?;
 
         let mut blocks = Vec::new();
+        let mut ends = Vec::new();
         let mut offset = 0usize;
         while offset + 4 <= bytes.len() {
             let len =
@@ -63,6 +67,7 @@ impl BlockStore {
             })?;
             blocks.push(block);
             offset += 4 + len;
+            ends.push(offset as u64);
         }
         if offset != bytes.len() {
             tracing::warn!(
@@ -72,7 +77,7 @@ impl BlockStore {
             );
             file.set_len(offset as u64).map_err(io)?;
         }
-        Ok((Self { path, file }, blocks))
+        Ok((Self { path, file, ends }, blocks))
     }
 
     /// Appends `block` durably (fsync) before returning.
@@ -87,6 +92,25 @@ impl BlockStore {
         };
         self.file.write_all(&record).map_err(io)?;
         self.file.sync_data().map_err(io)?;
+        let end = self.ends.last().copied().unwrap_or(0) + record.len() as u64;
+        self.ends.push(end);
+        Ok(())
+    }
+
+    /// Keeps the first `kept` records (the blocks up to height `kept`) and durably drops the
+    /// rest.
+    pub fn truncate(&mut self, kept: usize) -> Result<(), StoreError> {
+        if kept >= self.ends.len() {
+            return Ok(());
+        }
+        let len = kept.checked_sub(1).map_or(0, |i| self.ends[i]);
+        let io = |source| StoreError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        self.file.set_len(len).map_err(io)?;
+        self.file.sync_data().map_err(io)?;
+        self.ends.truncate(kept);
         Ok(())
     }
 }

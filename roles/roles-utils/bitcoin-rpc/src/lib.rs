@@ -1,12 +1,38 @@
-//! A Bitcoin Core JSON-RPC client for what the jd-server asks a node: the mempool (txids,
-//! wtxids, fees), transactions, the chain, and block submission.
+//! A Bitcoin Core JSON-RPC client for what Hashpool's roles ask a node: the chain, a block's
+//! place in it (confirmations; off the best chain after a reorg), the mempool (txids, wtxids,
+//! fees), transactions, and block submission. The jd-server checks declared jobs with it; the
+//! pool follows its found blocks to maturity with it. The embedded template provider answers
+//! the same calls (tests and local runs).
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, path::PathBuf, time::Duration};
 
-use bitcoin::{consensus::encode, Amount, Block, Transaction, Txid, Wtxid};
+use bitcoin::{consensus::encode, Amount, Block, BlockHash, Transaction, Txid, Wtxid};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::config::RpcSettings;
+/// Where the node's JSON-RPC is and how to log in.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RpcSettings {
+    pub url: String,
+    /// `user:password` file bitcoind writes (`.cookie`); or `user` and `password`.
+    #[serde(default)]
+    pub cookie_file: Option<PathBuf>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// Bitcoin Core's "not found" code (RPC_INVALID_ADDRESS_OR_KEY).
+const NOT_FOUND: i64 = -5;
+
+/// Where a block stands in the node's view (`getblockheader`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockPlace {
+    pub height: u32,
+    /// Blocks on top of it in the best chain, plus one; -1 when it is off the best chain.
+    pub confirmations: i64,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
@@ -71,7 +97,7 @@ impl BitcoinRpc {
 
     async fn call(&self, method: &str, params: Value) -> Result<Value, RpcError> {
         let body =
-            json!({ "jsonrpc": "1.0", "id": "jd-server", "method": method, "params": params });
+            json!({ "jsonrpc": "1.0", "id": "hashpool", "method": method, "params": params });
         let mut request = self.http.post(&self.settings.url).json(&body);
         if let Some((user, password)) = self.credentials()? {
             request = request.basic_auth(user, Some(password));
@@ -117,6 +143,28 @@ impl BitcoinRpc {
         Ok((chain.to_string(), blocks))
     }
 
+    /// Where `hash` stands; `None` when the node does not know the block.
+    pub async fn block_place(&self, hash: &BlockHash) -> Result<Option<BlockPlace>, RpcError> {
+        let header = match self
+            .call("getblockheader", json!([hash.to_string(), true]))
+            .await
+        {
+            Err(RpcError::Refused { code, .. }) if code == NOT_FOUND => return Ok(None),
+            other => other?,
+        };
+        let height = header["height"]
+            .as_u64()
+            .and_then(|h| u32::try_from(h).ok())
+            .ok_or_else(|| Self::bad("getblockheader", "no height"))?;
+        let confirmations = header["confirmations"]
+            .as_i64()
+            .ok_or_else(|| Self::bad("getblockheader", "no confirmations"))?;
+        Ok(Some(BlockPlace {
+            height,
+            confirmations,
+        }))
+    }
+
     /// Every mempool transaction by wtxid.
     pub async fn mempool(&self) -> Result<Mempool, RpcError> {
         let entries = self.call("getrawmempool", json!([true])).await?;
@@ -157,5 +205,70 @@ impl BitcoinRpc {
             .call("submitblock", json!([encode::serialize_hex(block)]))
             .await?;
         Ok(result.as_str().map(String::from))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::{routing::post, Json, Router};
+
+    /// A node that knows one block at height 7 with `confirmations`, and answers "not found"
+    /// for every other.
+    async fn node(known: BlockHash, confirmations: i64) -> String {
+        let app = Router::new().route(
+            "/",
+            post(move |Json(req): Json<Value>| async move {
+                let asked = req["params"][0].as_str().unwrap_or_default().to_string();
+                Json(if asked == known.to_string() {
+                    json!({ "result": { "height": 7, "confirmations": confirmations }, "error": null, "id": req["id"] })
+                } else {
+                    json!({ "result": null, "error": { "code": -5, "message": "Block not found" }, "id": req["id"] })
+                })
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    fn client(url: String) -> BitcoinRpc {
+        BitcoinRpc::new(RpcSettings {
+            url,
+            cookie_file: None,
+            user: None,
+            password: None,
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_blocks_place_reads_confirmations_and_unknown_is_none() {
+        use bitcoin::hashes::Hash as _;
+        let known = BlockHash::from_byte_array([3; 32]);
+        let rpc = client(node(known, -1).await);
+        assert_eq!(
+            rpc.block_place(&known).await.unwrap(),
+            Some(BlockPlace {
+                height: 7,
+                confirmations: -1
+            })
+        );
+        let other = BlockHash::from_byte_array([4; 32]);
+        assert_eq!(rpc.block_place(&other).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_node_is_an_error_not_an_unknown_block() {
+        use bitcoin::hashes::Hash as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        drop(listener);
+        let rpc = client(url);
+        assert!(matches!(
+            rpc.block_place(&BlockHash::from_byte_array([3; 32])).await,
+            Err(RpcError::Unreachable { .. })
+        ));
     }
 }
