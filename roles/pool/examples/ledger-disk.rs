@@ -62,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
             share_hash: hash,
             work: share_work,
             block_found: false,
+            block: None,
             tip: (n / 100_000) as i64 + 1,
         };
         receipts.push(ledger.record(share).await);

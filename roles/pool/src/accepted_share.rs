@@ -17,6 +17,20 @@ pub struct AcceptedShare {
     pub work: Work,
     /// The share also met the network target.
     pub block_found: bool,
+    /// What settlement records of the block (set with `block_found`, unless its coinbase did
+    /// not parse).
+    pub block: Option<BlockFacts>,
     /// The chain tip its job was on (`ledger::tip_id`): duplicates are looked for per tip.
     pub tip: i64,
+}
+
+/// A found block as settlement needs it: the reward its window shares and the network's work
+/// per block, which sizes the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockFacts {
+    pub height: u32,
+    /// What the coinbase pays in all: subsidy and fees (satoshis).
+    pub value_sats: u64,
+    /// Expected hashes per block at the block's nBits.
+    pub network_work: Work,
 }

@@ -24,6 +24,25 @@ pub struct PoolConfig {
     /// What one miner may cost the pool (every key has a default).
     #[serde(default)]
     pub limits: MinerLimits,
+    /// Following found blocks in the node's chain (maturity, reorgs): on when the section is
+    /// there (docs/settlement.md).
+    #[serde(default)]
+    pub settlement: Option<SettlementSettings>,
+}
+
+/// `[settlement]`: where the pool follows its found blocks.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SettlementSettings {
+    /// The node's JSON-RPC (Bitcoin Core; the template provider's subset locally): `url`, and
+    /// `cookie_file` or `user` and `password`.
+    pub node_rpc: hashpool_bitcoin_rpc::RpcSettings,
+    /// How often the found blocks still in play are checked against the node's chain.
+    #[serde(default = "default_follow_interval_ms")]
+    pub follow_interval_ms: u64,
+}
+
+fn default_follow_interval_ms() -> u64 {
+    10_000
 }
 
 /// Bounds on what a miner controls: the difficulty it mines at, how many connections it holds
@@ -235,6 +254,8 @@ pub struct PoolRunConfig {
     pub jd_server_public_key: Option<Secp256k1PublicKey>,
     /// Bounds on what each miner may cost.
     pub limits: MinerLimits,
+    /// Where found blocks are followed to maturity, if anywhere.
+    pub settlement: Option<SettlementSettings>,
 }
 
 impl PoolRunConfig {
@@ -249,6 +270,13 @@ impl PoolRunConfig {
             );
         }
         own.limits.check()?;
+        if own
+            .settlement
+            .as_ref()
+            .is_some_and(|s| s.follow_interval_ms == 0)
+        {
+            return Err("`settlement.follow_interval_ms` must be at least 1".into());
+        }
         if own.pool.ledger_retention_hours == 0 {
             return Err("`pool.ledger_retention_hours` must be at least 1".into());
         }
@@ -284,6 +312,7 @@ impl PoolRunConfig {
             stats_reporting,
             jd_server_public_key: global.jd_server.as_ref().map(|j| j.authority_public_key),
             limits: own.limits,
+            settlement: own.settlement,
         })
     }
 }

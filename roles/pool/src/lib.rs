@@ -10,6 +10,7 @@
 //! - [`jobs`]: templates from the template provider, made into the pool's jobs;
 //! - [`miners`]: the miner connections, their channels and shares, and the registry of them;
 //! - [`quotes`]: the mint link and the batcher that asks it for quotes;
+//! - [`settlement`]: found blocks followed in the node's chain to maturity;
 //! - [`observability`]: stats reports, the monitoring API and metrics.
 //!
 //! This file only wires them together: each gets the handles it needs.
@@ -24,6 +25,7 @@ pub mod ledger;
 pub mod miners;
 pub mod observability;
 pub mod quotes;
+pub mod settlement;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -178,6 +180,22 @@ pub async fn start(
         stats.clone(),
         shutdown.clone(),
     ));
+    match &config.settlement {
+        Some(settlement) => {
+            let node = hashpool_bitcoin_rpc::BitcoinRpc::new(settlement.node_rpc.clone())
+                .context("the settlement node's JSON-RPC client")?;
+            info!(url = %settlement.node_rpc.url, "following found blocks in the node's chain");
+            tasks.spawn(settlement::follower::run(
+                ledger.clone(),
+                node,
+                Duration::from_millis(settlement.follow_interval_ms),
+                shutdown.clone(),
+            ));
+        }
+        None => tracing::warn!(
+            "no [settlement] section: found blocks are recorded but not followed to maturity"
+        ),
+    }
     let monitoring_shutdown = shutdown.clone();
     let monitoring_address = config.monitoring_address;
     tasks.spawn(async move {

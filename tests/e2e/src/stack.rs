@@ -36,6 +36,7 @@ pub struct Stack {
     jd_server_address: SocketAddr,
     translator: Option<TranslatorSetup>,
     translator_limits: Sv1Limits,
+    follow_chain: bool,
 }
 
 /// A change to the translator's configuration once the stack's addresses are known.
@@ -60,6 +61,7 @@ impl Default for Stack {
             jd_server_address: loopback_any_port(),
             translator: None,
             translator_limits: Sv1Limits::default(),
+            follow_chain: false,
         }
     }
 }
@@ -86,6 +88,13 @@ impl Stack {
     /// it needs to know.
     pub fn provider_address(mut self, address: SocketAddr) -> Self {
         self.provider_address = address;
+        self
+    }
+
+    /// The pool follows its found blocks in the template provider's chain (its JSON-RPC),
+    /// checking every 100 ms.
+    pub fn follow_chain(mut self) -> Self {
+        self.follow_chain = true;
         self
     }
 
@@ -156,6 +165,17 @@ impl Stack {
         )
         .await?;
         let mut pool_options = self.pool;
+        if self.follow_chain {
+            pool_options.settlement = Some(pool::config::SettlementSettings {
+                node_rpc: hashpool_bitcoin_rpc::RpcSettings {
+                    url: format!("http://{}/", tp.running.http_address),
+                    cookie_file: None,
+                    user: None,
+                    password: None,
+                },
+                follow_interval_ms: 100,
+            });
+        }
         if self.jd_server && pool_options.jd_server_public_key.is_none() {
             pool_options.jd_server_public_key = Some(public_key());
         }

@@ -46,6 +46,9 @@ pub struct PoolOptions {
     pub limits: pool::config::MinerLimits,
     /// Connections the monitoring API lists one by one.
     pub monitoring_max_clients: usize,
+    /// Found blocks followed in a node's chain (the stack's template provider, with
+    /// [`crate::Stack::follow_chain`]).
+    pub settlement: Option<pool::config::SettlementSettings>,
 }
 
 /// The pool's limits as tests use them: the defaults, with a share difficulty floor low enough
@@ -87,6 +90,7 @@ impl Default for PoolOptions {
             jd_server_public_key: None,
             limits: test_limits(),
             monitoring_max_clients: 1000,
+            settlement: None,
         }
     }
 }
@@ -137,6 +141,7 @@ impl TestPool {
             stats_reporting: options.stats_reporting.clone(),
             jd_server_public_key: options.jd_server_public_key,
             limits: options.limits,
+            settlement: options.settlement.clone(),
         };
         let shutdown = CancellationToken::new();
         let running = pool::start(config, shutdown.clone()).await?;

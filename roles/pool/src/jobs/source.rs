@@ -49,6 +49,8 @@ pub struct ChainView {
     pub height: u64,
     /// Its difficulty (the tip's nBits; 1.0 at 0x1d00ffff).
     pub difficulty: f64,
+    /// The tip's nBits: the target the next block must meet.
+    pub n_bits: u32,
     /// Unix seconds when the tip arrived.
     pub tip_seen_at: u64,
 }
@@ -106,6 +108,7 @@ impl JobSource {
             )?
             .into(),
             difficulty: hashpool_shares::chain::difficulty(tip.n_bits),
+            n_bits: tip.n_bits,
             tip_seen_at: st.tip_seen_at,
         })
     }

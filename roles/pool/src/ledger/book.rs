@@ -63,6 +63,9 @@ pub(super) struct Book {
     pub next_key_id: i64,
     /// Seq of the next record the log will hold.
     pub next_seq: i64,
+    /// The pool's cumulative accepted work: every key's total. A found block records it (its
+    /// settlement window ends there).
+    pub pool_work: Work,
     pub seen: Seen,
     /// The minute (unix minutes) the ledger was opened in: the only one whose per-key work
     /// may be stored without the book holding it.
@@ -115,10 +118,15 @@ impl Book {
         .fetch_one(&mut *conn)
         .await?;
         let seen = load_seen(conn, max_seen_per_tip).await?;
+        let pool_work = keys
+            .values()
+            .try_fold(Work::ZERO, |sum, k| sum.checked_add(k.total))
+            .ok_or_else(|| LedgerError::Database("the pool's total work overflows".into()))?;
         Ok(Self {
             keys,
             next_key_id,
             next_seq,
+            pool_work,
             seen,
             opened_minute: hashpool_role::unix_now_ms().div_euclid(60_000),
         })

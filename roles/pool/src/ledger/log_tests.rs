@@ -26,6 +26,7 @@ fn share(n: u32, k: u8, work: u128, tip: i64) -> AcceptedShare {
         share_hash: hash(n),
         work: Work::from_hashes(work),
         block_found: false,
+        block: None,
         tip,
     }
 }

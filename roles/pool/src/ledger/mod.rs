@@ -19,6 +19,7 @@
 mod batches;
 mod book;
 mod error;
+mod found_blocks;
 mod legacy;
 mod log;
 #[cfg(test)]
@@ -54,6 +55,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use batches::Batch;
 pub use book::chain_step;
 pub use error::LedgerError;
+pub use found_blocks::{BlockStatus, TrackedBlock};
 pub use log::tip_id;
 pub use metrics::LedgerMetrics;
 pub use reader::{FoundBlock, IssuedQuote, KeyReport, LedgerReader, ReadLimits, WindowWork};
@@ -428,6 +430,37 @@ impl AccrualLedger {
         self.on_writer(|done| Command::RecordRefusal {
             request_id,
             code,
+            done,
+        })
+        .await
+    }
+
+    /// The found blocks whose standing can still change with the node's tip at `tip_height`
+    /// (pending; orphaned within `maturity` blocks of the tip), oldest first.
+    pub async fn blocks_to_follow(
+        &self,
+        tip_height: u32,
+        maturity: u32,
+    ) -> Result<Vec<TrackedBlock>, LedgerError> {
+        found_blocks::to_follow(&self.db, tip_height, maturity).await
+    }
+
+    /// Every found block, newest first, at most `limit`.
+    pub async fn found_blocks(&self, limit: u32) -> Result<Vec<TrackedBlock>, LedgerError> {
+        found_blocks::newest(&self.db, limit).await
+    }
+
+    /// Records where a found block stands (through the writer); `true` when that changed.
+    pub async fn set_block_status(
+        &self,
+        hash: bitcoin::BlockHash,
+        status: BlockStatus,
+        confirmations: i64,
+    ) -> Result<bool, LedgerError> {
+        self.on_writer(|done| Command::BlockStatus {
+            hash,
+            status,
+            confirmations,
             done,
         })
         .await

@@ -10,6 +10,7 @@ use std::{
 };
 
 use ext_mint_quote::LockingKey;
+use hashpool_ehash::Work;
 use sqlx::{Executor as _, SqliteConnection, SqlitePool};
 use tracing::warn;
 
@@ -19,7 +20,7 @@ use super::{
     log::Record,
     sqlite::{work_bytes, work_from},
 };
-use crate::accepted_share::AcceptedShare;
+use crate::accepted_share::{AcceptedShare, BlockFacts};
 
 /// Per share, in order: credited, a replay, or refused alone. The `Err` of the whole is a
 /// database failure (nothing of the group was written).
@@ -32,7 +33,19 @@ struct Changes {
     /// Records per tip, in order of first appearance.
     rows: Vec<(i64, Vec<u8>, i64)>,
     credited: Vec<(i64, [u8; 32])>,
-    blocks: Vec<([u8; 32], i64, u32)>,
+    blocks: Vec<BlockRow>,
+    /// The pool's cumulative work after the group.
+    pool_work: Work,
+}
+
+/// A found block as the group writes it.
+struct BlockRow {
+    hash: [u8; 32],
+    key_id: i64,
+    channel_id: u32,
+    facts: Option<BlockFacts>,
+    /// The pool's cumulative work including the share that found it.
+    pool_work: Work,
 }
 
 pub(super) async fn write_group(
@@ -59,6 +72,7 @@ pub(super) async fn write_group(
     for (tip, hash) in &changes.credited {
         book.seen.insert(*tip, hash);
     }
+    book.pool_work = changes.pool_work;
     book.keys.extend(changes.keys);
     Ok(outcomes)
 }
@@ -72,6 +86,7 @@ fn apply(book: &Book, shares: &[&AcceptedShare], now: i64) -> (Changes, GroupOut
         rows: Vec::new(),
         credited: Vec::with_capacity(shares.len()),
         blocks: Vec::new(),
+        pool_work: book.pool_work,
     };
     let mut in_group: HashSet<[u8; 32]> = HashSet::with_capacity(shares.len());
     let mut outcomes = Vec::with_capacity(shares.len());
@@ -91,9 +106,10 @@ fn apply(book: &Book, shares: &[&AcceptedShare], now: i64) -> (Changes, GroupOut
                 }
             },
         };
-        let (Some(pending), Some(total)) = (
+        let (Some(pending), Some(total), Some(pool_work)) = (
             state.pending.checked_add(s.work),
             state.total.checked_add(s.work),
+            changes.pool_work.checked_add(s.work),
         ) else {
             warn!(
                 key = %s.locking_key,
@@ -109,6 +125,7 @@ fn apply(book: &Book, shares: &[&AcceptedShare], now: i64) -> (Changes, GroupOut
         };
         state.pending = pending;
         state.total = total;
+        changes.pool_work = pool_work;
         state.shares += 1;
         state.unbatched += 1;
         state.chain_in(&s.share_hash);
@@ -138,7 +155,13 @@ fn apply(book: &Book, shares: &[&AcceptedShare], now: i64) -> (Changes, GroupOut
         record.encode(&mut row.1);
         row.2 += 1;
         if s.block_found {
-            changes.blocks.push((s.share_hash, state.id, s.channel_id));
+            changes.blocks.push(BlockRow {
+                hash: s.share_hash,
+                key_id: state.id,
+                channel_id: s.channel_id,
+                facts: s.block,
+                pool_work,
+            });
         }
         in_group.insert(s.share_hash);
         changes.credited.push((s.tip, s.share_hash));
@@ -231,12 +254,23 @@ fn group_sql(book: &Book, changes: &Changes, now: i64) -> String {
             );
         }
     }
-    for (hash, key_id, channel_id) in &changes.blocks {
+    for b in &changes.blocks {
         sql.push_str(
-            "INSERT OR IGNORE INTO found_blocks (hash, key_id, channel_id, found_at) VALUES (",
+            "INSERT OR IGNORE INTO found_blocks (hash, key_id, channel_id, found_at, height, \
+             value_sats, network_work, pool_work) VALUES (",
         );
-        blob(&mut sql, hash);
-        let _ = writeln!(sql, ", {key_id}, {channel_id}, {now});");
+        blob(&mut sql, &b.hash);
+        let _ = write!(sql, ", {}, {}, {now}, ", b.key_id, b.channel_id);
+        match &b.facts {
+            Some(f) => {
+                let _ = write!(sql, "{}, {}, ", f.height, f.value_sats);
+                blob(&mut sql, &work_bytes(f.network_work));
+            }
+            None => sql.push_str("NULL, NULL, NULL"),
+        }
+        sql.push_str(", ");
+        blob(&mut sql, &work_bytes(b.pool_work));
+        sql.push_str(");\n");
     }
     sql.push_str("COMMIT;");
     sql

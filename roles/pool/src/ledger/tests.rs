@@ -18,6 +18,7 @@ fn share(n: u32, k: u8, work: u128) -> AcceptedShare {
         share_hash: hash,
         work: Work::from_hashes(work),
         block_found: false,
+        block: None,
         tip: 1,
     }
 }
@@ -619,4 +620,103 @@ async fn the_metrics_follow_pending_work_open_batches_and_commits() {
         (m.pending_work(), m.open_batches()),
         (pending, open_batches)
     );
+}
+
+fn block_share(n: u32, k: u8, work: u128, height: u32) -> AcceptedShare {
+    AcceptedShare {
+        block_found: true,
+        block: Some(crate::accepted_share::BlockFacts {
+            height,
+            value_sats: 5_000_000_000 + u64::from(height),
+            network_work: Work::from_hashes(2),
+        }),
+        ..share(n, k, work)
+    }
+}
+
+#[tokio::test]
+async fn a_found_block_records_its_reward_and_the_pools_work_up_to_it_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    let ledger = open(&path).await;
+    assert_eq!(
+        ledger.record(share(1, 1, 100)).await.await.unwrap(),
+        Ok(true)
+    );
+    assert_eq!(
+        ledger.record(share(2, 2, 50)).await.await.unwrap(),
+        Ok(true)
+    );
+    let found = block_share(3, 1, 7, 11);
+    assert_eq!(ledger.record(found).await.await.unwrap(), Ok(true));
+    // A replay of the block's share is neither credited nor a second block.
+    assert_eq!(ledger.record(found).await.await.unwrap(), Ok(false));
+    drop(ledger);
+
+    // The pool's work goes on from where it was, not from zero.
+    let ledger = open(&path).await;
+    assert_eq!(
+        ledger.record(share(4, 3, 1_000)).await.await.unwrap(),
+        Ok(true)
+    );
+    assert_eq!(
+        ledger.record(block_share(5, 2, 3, 12)).await.await.unwrap(),
+        Ok(true)
+    );
+    let blocks = ledger.found_blocks(10).await.unwrap();
+    assert_eq!(blocks.len(), 2);
+    let by_height = |h: u32| blocks.iter().find(|b| b.height == Some(h)).unwrap();
+    assert_eq!(by_height(11).pool_work, Some(Work::from_hashes(157)));
+    assert_eq!(by_height(11).value_sats, Some(5_000_000_011));
+    assert_eq!(by_height(11).network_work, Some(Work::from_hashes(2)));
+    assert_eq!(by_height(12).pool_work, Some(Work::from_hashes(1_160)));
+    assert!(blocks.iter().all(|b| b.status == BlockStatus::Pending));
+}
+
+#[tokio::test]
+async fn found_blocks_are_followed_until_matured_and_orphans_until_a_reorg_cannot_return_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir.path().join("ledger.sqlite")).await;
+    for (n, height) in [(1u32, 10u32), (2, 11), (3, 12)] {
+        assert_eq!(
+            ledger
+                .record(block_share(n, 1, 10, height))
+                .await
+                .await
+                .unwrap(),
+            Ok(true)
+        );
+    }
+    let blocks = ledger.found_blocks(10).await.unwrap();
+    let hash = |h: u32| blocks.iter().find(|b| b.height == Some(h)).unwrap().hash;
+    assert!(ledger
+        .set_block_status(hash(10), BlockStatus::Matured, 100)
+        .await
+        .unwrap());
+    assert!(ledger
+        .set_block_status(hash(11), BlockStatus::Orphaned, -1)
+        .await
+        .unwrap());
+    // The same standing again changes nothing.
+    assert!(!ledger
+        .set_block_status(hash(11), BlockStatus::Orphaned, -1)
+        .await
+        .unwrap());
+    let followed = |tip| {
+        let ledger = ledger.clone();
+        async move {
+            let mut heights: Vec<_> = ledger
+                .blocks_to_follow(tip, 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter_map(|b| b.height)
+                .collect();
+            heights.sort();
+            heights
+        }
+    };
+    assert_eq!(followed(109).await, vec![11, 12]);
+    // The tip is 100 past the orphan: no reorg brings it back.
+    assert_eq!(followed(111).await, vec![12]);
 }

@@ -81,6 +81,12 @@ pub(super) enum Command {
         before_ms: i64,
         done: oneshot::Sender<Result<Pruned, LedgerError>>,
     },
+    BlockStatus {
+        hash: bitcoin::BlockHash,
+        status: super::found_blocks::BlockStatus,
+        confirmations: i64,
+        done: oneshot::Sender<Result<bool, LedgerError>>,
+    },
 }
 
 /// Runs every write. Batch creation, the mint's answers and pruning come in on `control` and
@@ -165,6 +171,16 @@ pub(super) async fn writer(
             }
             Command::Prune { before_ms, done } => {
                 let _ = done.send(retention::prune(&db, before_ms).await);
+            }
+            Command::BlockStatus {
+                hash,
+                status,
+                confirmations,
+                done,
+            } => {
+                let result =
+                    super::found_blocks::set_status(&db, &hash, status, confirmations).await;
+                let _ = done.send(result);
             }
         }
     }

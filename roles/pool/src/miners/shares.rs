@@ -24,7 +24,7 @@ use super::{
     MinerHandles,
 };
 use crate::{
-    accepted_share::AcceptedShare,
+    accepted_share::{AcceptedShare, BlockFacts},
     counters::PoolStats,
     ledger::{AccrualLedger, Receipt, Receipts},
 };
@@ -176,12 +176,32 @@ fn handle(
             Work::ZERO
         }
     });
+    let chain = block.as_ref().and_then(|_| ctx.jobs.chain());
+    let facts = block.as_ref().and_then(|(_, coinbase)| {
+        let (height, value_sats) = hashpool_shares::chain::coinbase_summary(coinbase)?;
+        let n_bits = chain.as_ref()?.n_bits;
+        Some(BlockFacts {
+            height,
+            value_sats,
+            network_work: Work::from_target(&bitcoin::Target::from_compact(
+                bitcoin::CompactTarget::from_consensus(n_bits),
+            )),
+        })
+    });
+    if block.is_some() && facts.is_none() {
+        warn!(
+            %block_hash,
+            "a found block's coinbase or chain tip could not be read: it is recorded without \
+             its reward, and settlement cannot pay it"
+        );
+    }
     let share = AcceptedShare {
         channel_id: h.channel_id,
         locking_key: entry.locking_key,
         share_hash: *hash.as_ref(),
         work,
         block_found: block.is_some(),
+        block: facts,
         tip: entry.channel().tip_id(),
     };
     ctx.shares.on_share_accepted(&share);
@@ -196,7 +216,7 @@ fn handle(
         out.extend(entry.acknowledge());
     }
     if let Some((template_id, coinbase)) = block {
-        let difficulty = ctx.jobs.chain().map(|c| c.difficulty);
+        let difficulty = chain.map(|c| c.difficulty);
         ctx.events.block_found(
             hash.to_string(),
             h.channel_id,

@@ -95,6 +95,7 @@ impl Quotes {
                 share_hash: hash,
                 work: *work,
                 block_found: false,
+                block: None,
                 tip: 1,
             };
             assert_eq!(self.ledger().record(share).await.await.unwrap(), Ok(true));

@@ -21,6 +21,7 @@ mod minting;
 mod monitoring;
 mod public_translator;
 mod quotes;
+mod settlement;
 mod share_load;
 mod stats;
 mod supervisor;

@@ -17,6 +17,7 @@ fn share(n: u32, k: u8, work: u128, block: bool) -> AcceptedShare {
         share_hash: hash,
         work: Work::from_hashes(work),
         block_found: block,
+        block: None,
         tip: 1,
     }
 }

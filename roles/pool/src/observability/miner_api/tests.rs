@@ -162,6 +162,7 @@ async fn the_answer_has_the_ledgers_numbers_and_the_keys_channels() {
                     share_hash: hash,
                     work: Work::from_hashes(work),
                     block_found: block,
+                    block: None,
                     tip: 1,
                 })
                 .await,
