@@ -9,8 +9,7 @@ use crate::{
     mempool::Mempool,
 };
 
-/// Version of every template's header: BIP9 top bits, nothing signalled.
-pub const BLOCK_VERSION: u32 = 0x2000_0000;
+pub use crate::chain::rules::BLOCK_VERSION;
 /// Weight kept free for the coinbase and header beside the pool's reserved output space.
 const COINBASE_AND_HEADER_WEIGHT: u64 = 4 * 1_000;
 

@@ -229,7 +229,7 @@ impl Chain {
         txdata.push(coinbase);
         txdata.extend(transactions);
         let mut header = Header {
-            version: bitcoin::block::Version::from_consensus(crate::template::BLOCK_VERSION as i32),
+            version: bitcoin::block::Version::from_consensus(rules::BLOCK_VERSION as i32),
             prev_blockhash: self.tip(),
             merkle_root: rules::merkle_root(&txdata).unwrap_or_else(|| {
                 use bitcoin::hashes::Hash as _;

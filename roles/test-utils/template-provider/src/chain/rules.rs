@@ -17,6 +17,9 @@ pub const INITIAL_SUBSIDY_SATS: u64 = 50 * 100_000_000;
 pub const REGTEST_NBITS: u32 = 0x207f_ffff;
 /// Prefix of a witness commitment output script: OP_RETURN, push 36, 0xaa21a9ed.
 pub const WITNESS_COMMITMENT_HEADER: [u8; 6] = [0x6a, 0x24, 0xaa, 0x21, 0xa9, 0xed];
+/// Version of every template's and generated block's header: BIP9 top bits, nothing
+/// signalled.
+pub const BLOCK_VERSION: u32 = 0x2000_0000;
 /// Consensus block weight limit.
 pub const MAX_BLOCK_WEIGHT: u64 = 4_000_000;
 
