@@ -1,0 +1,266 @@
+//! Settlement's arithmetic (docs/settlement.md, "Epochs" and "Rates, in integers"): what each
+//! found block pays each epoch of ehash, and what a unit of a final epoch's ehash is worth.
+//! Everything is an exact integer: work in hashes (`u128`), value in satoshis (`u64`), the
+//! products in 256 bits, every floor's remainder carried to the next block.
+//!
+//! - An **epoch** is a range of the pool's cumulative accepted work; epochs follow each other
+//!   from zero without gaps ([`Epochs`]).
+//! - A block found at cumulative work `t` with the network's work per block `D` pays the
+//!   **window** of `N = k x D` work that ends `L` before `t`, `L` the length of the epoch
+//!   holding `t`: every epoch it pays had closed before the block was found, so no one can
+//!   join an epoch once its luck is known.
+//! - The block's value less the fee, plus the carry from the block before, is split over the
+//!   epochs the window overlaps in proportion to the overlap; the floors' remainder, and the
+//!   part of the window before the pool's first share, are carried to the next block.
+
+// The lint fires inside uint's macro expansion, not in code of ours.
+#[allow(clippy::manual_div_ceil)]
+mod wide {
+    uint::construct_uint! {
+        /// Products of a satoshi amount and a work amount (under 2^192).
+        pub struct U256(4);
+    }
+}
+use wide::U256;
+
+/// Parts per million: the fee's denominator.
+pub const PPM: u32 = 1_000_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettlementError {
+    #[error("fee of {0} ppm is over 1,000,000 (the whole reward)")]
+    FeeTooHigh(u32),
+    #[error("the window multiplier must be at least 1")]
+    NoWindow,
+    #[error("an epoch of no work")]
+    EmptyEpoch,
+    #[error("epochs run out of work beyond 2^128 hashes")]
+    WorkOverflow,
+    #[error("the block's network work is zero")]
+    NoNetworkWork,
+    #[error("cumulative work {0} is beyond the last epoch")]
+    BeyondEpochs(u128),
+    #[error("{asked} ehash asked of an epoch that issued {issued}")]
+    MoreThanIssued { asked: u64, issued: u64 },
+    #[error("the carried value overflows")]
+    ValueOverflow,
+}
+
+/// The pool's fee and window (config `settlement.fee_ppm`, `settlement.window_multiplier`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Params {
+    fee_ppm: u32,
+    window_multiplier: u32,
+}
+
+impl Params {
+    pub fn new(fee_ppm: u32, window_multiplier: u32) -> Result<Self, SettlementError> {
+        if fee_ppm > PPM {
+            return Err(SettlementError::FeeTooHigh(fee_ppm));
+        }
+        if window_multiplier == 0 {
+            return Err(SettlementError::NoWindow);
+        }
+        Ok(Self {
+            fee_ppm,
+            window_multiplier,
+        })
+    }
+
+    /// The fee on a block worth `value` sats (rounded down: the rounding goes to the miners).
+    pub fn fee(&self, value: u64) -> u64 {
+        // value < 2^64 and fee_ppm <= 10^6: the product fits in u128.
+        (u128::from(value) * u128::from(self.fee_ppm) / u128::from(PPM)) as u64
+    }
+
+    /// The window's length for a network work per block of `network_work`.
+    pub fn window_work(&self, network_work: u128) -> Result<u128, SettlementError> {
+        network_work
+            .checked_mul(u128::from(self.window_multiplier))
+            .ok_or(SettlementError::WorkOverflow)
+    }
+}
+
+/// One epoch: `[start, end)` of the pool's cumulative work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Epoch {
+    pub index: u32,
+    pub start: u128,
+    pub end: u128,
+}
+
+/// The epochs so far, contiguous from zero work.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Epochs {
+    /// Where each epoch ends (epoch `i` starts where `i - 1` ends, the first at zero).
+    ends: Vec<u128>,
+}
+
+impl Epochs {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Opens the next epoch, `length` hashes of work long.
+    pub fn open(&mut self, length: u128) -> Result<Epoch, SettlementError> {
+        if length == 0 {
+            return Err(SettlementError::EmptyEpoch);
+        }
+        let start = self.ends.last().copied().unwrap_or(0);
+        let end = start
+            .checked_add(length)
+            .ok_or(SettlementError::WorkOverflow)?;
+        self.ends.push(end);
+        Ok(Epoch {
+            index: (self.ends.len() - 1) as u32,
+            start,
+            end,
+        })
+    }
+
+    pub fn get(&self, index: u32) -> Option<Epoch> {
+        let i = index as usize;
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        Some(Epoch { index, start, end })
+    }
+
+    /// The epoch holding cumulative work `t`.
+    pub fn at(&self, t: u128) -> Option<Epoch> {
+        let i = self.ends.partition_point(|&end| end <= t);
+        self.get(u32::try_from(i).ok()?)
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+}
+
+/// What settlement knows of a found block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Block {
+    /// The pool's cumulative accepted work when it was found, its share included.
+    pub pool_work: u128,
+    /// The network's expected work per block at its nBits.
+    pub network_work: u128,
+    /// What its coinbase pays in all (subsidy and fees), sats.
+    pub value_sats: u64,
+}
+
+/// The work a block's reward pays: `[start, end)`, and how much of the window reached before
+/// the pool's first share (`unfilled`, whose part of the reward is carried).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start: u128,
+    pub end: u128,
+    /// `N`: the whole window's length, `end - start + unfilled`.
+    pub length: u128,
+    pub unfilled: u128,
+}
+
+/// The window of `block`: `N = k x D` of work ending one epoch (the length of the epoch
+/// holding the block) before the block.
+pub fn window(params: &Params, epochs: &Epochs, block: &Block) -> Result<Window, SettlementError> {
+    if block.network_work == 0 {
+        return Err(SettlementError::NoNetworkWork);
+    }
+    let current = epochs
+        .at(block.pool_work)
+        .ok_or(SettlementError::BeyondEpochs(block.pool_work))?;
+    let length = params.window_work(block.network_work)?;
+    let end = block.pool_work.saturating_sub(current.end - current.start);
+    let start = end.saturating_sub(length);
+    Ok(Window {
+        start,
+        end,
+        length,
+        unfilled: length - (end - start),
+    })
+}
+
+/// One block's reward as it is paid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Split {
+    pub window: Window,
+    pub fee: u64,
+    pub carry_in: u64,
+    /// Sats per epoch index, in epoch order, each `floor(R x overlap / N)`.
+    pub epochs: Vec<(u32, u64)>,
+    /// What the floors and the unfilled part of the window leave, for the next block.
+    pub carry_out: u64,
+}
+
+impl Split {
+    /// `fee + paid + carry_out == value + carry_in`: nothing made or lost.
+    pub fn paid(&self) -> u64 {
+        self.epochs.iter().map(|(_, sats)| sats).sum()
+    }
+}
+
+/// `floor(a x b / c)`, exactly (`b <= c`, so the result is at most `a`).
+fn share_of(a: u64, b: u128, c: u128) -> u64 {
+    let q = U256::from(a) * U256::from(b) / U256::from(c);
+    q.low_u64()
+}
+
+/// Splits `block`'s value: the fee, then the rest with `carry_in` over the epochs its window
+/// overlaps.
+pub fn split(
+    params: &Params,
+    epochs: &Epochs,
+    block: &Block,
+    carry_in: u64,
+) -> Result<Split, SettlementError> {
+    let window = window(params, epochs, block)?;
+    let fee = params.fee(block.value_sats);
+    let reward = (block.value_sats - fee)
+        .checked_add(carry_in)
+        .ok_or(SettlementError::ValueOverflow)?;
+    let mut paid = Vec::new();
+    let mut total = 0u64;
+    if window.end > window.start {
+        let first = epochs
+            .at(window.start)
+            .ok_or(SettlementError::BeyondEpochs(window.start))?;
+        let mut index = first.index;
+        while let Some(epoch) = epochs.get(index) {
+            if epoch.start >= window.end {
+                break;
+            }
+            let overlap = epoch.end.min(window.end) - epoch.start.max(window.start);
+            let sats = share_of(reward, overlap, window.length);
+            total += sats;
+            paid.push((epoch.index, sats));
+            index += 1;
+        }
+    }
+    Ok(Split {
+        window,
+        fee,
+        carry_in,
+        epochs: paid,
+        carry_out: reward - total,
+    })
+}
+
+/// Sats for `amount` ehash of an epoch that earned `reward` sats over `issued` ehash:
+/// `floor(amount x reward / issued)`.
+pub fn redemption_sats(amount: u64, reward: u64, issued: u64) -> Result<u64, SettlementError> {
+    if amount > issued {
+        return Err(SettlementError::MoreThanIssued {
+            asked: amount,
+            issued,
+        });
+    }
+    if amount == 0 {
+        return Ok(0);
+    }
+    Ok(share_of(reward, u128::from(amount), u128::from(issued)))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,245 @@
+use super::*;
+
+fn epochs(lengths: &[u128]) -> Epochs {
+    let mut e = Epochs::new();
+    for &l in lengths {
+        e.open(l).unwrap();
+    }
+    e
+}
+
+fn block(pool_work: u128, network_work: u128, value_sats: u64) -> Block {
+    Block {
+        pool_work,
+        network_work,
+        value_sats,
+    }
+}
+
+/// A small deterministic generator (xorshift64*), so the randomized checks repeat exactly.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[test]
+fn a_block_pays_the_window_one_epoch_back_in_proportion_and_carries_the_floors() {
+    // Epochs of 100 hashes; the window is 2 x D = 200 hashes.
+    let e = epochs(&[100; 5]);
+    let p = Params::new(20_000, 2).unwrap();
+    let s = split(&p, &e, &block(450, 100, 1_000_003), 0).unwrap();
+    // Found in epoch 4 ([400, 500)): the window ends 100 before it, at 350.
+    assert_eq!(
+        s.window,
+        Window {
+            start: 150,
+            end: 350,
+            length: 200,
+            unfilled: 0
+        }
+    );
+    assert_eq!(s.fee, 20_000); // 2 % of 1,000,003, rounded down
+                               // 980,003 over [150, 350): 50 in epoch 1, 100 in epoch 2, 50 in epoch 3.
+    assert_eq!(s.epochs, vec![(1, 245_000), (2, 490_001), (3, 245_000)]);
+    assert_eq!(s.carry_out, 2);
+    assert_eq!(s.fee + s.paid() + s.carry_out, 1_000_003);
+
+    // The next block takes the carry in.
+    let next = split(&p, &e, &block(480, 100, 1_000_003), s.carry_out).unwrap();
+    assert_eq!(next.carry_in, 2);
+    assert_eq!(
+        next.fee + next.paid() + next.carry_out,
+        1_000_003 + next.carry_in
+    );
+}
+
+#[test]
+fn work_before_the_first_share_is_carried_and_the_first_epoch_pays_nothing_yet() {
+    let e = epochs(&[100; 3]);
+    let p = Params::new(0, 2).unwrap();
+    // In epoch 0 the window ends before any work: everything is carried.
+    let s = split(&p, &e, &block(60, 100, 1_000), 0).unwrap();
+    assert!(s.epochs.is_empty());
+    assert_eq!((s.window.unfilled, s.carry_out), (200, 1_000));
+    // In epoch 1 the window [0, 50) holds a quarter of N.
+    let s = split(&p, &e, &block(150, 100, 1_000), 0).unwrap();
+    assert_eq!(s.window.unfilled, 150);
+    assert_eq!(s.epochs, vec![(0, 250)]);
+    assert_eq!(s.carry_out, 750);
+}
+
+#[test]
+fn a_block_pays_only_epochs_closed_before_it_was_found() {
+    let mut rng = Rng(7);
+    let lengths: Vec<u128> = (0..40).map(|_| 1 + u128::from(rng.below(500))).collect();
+    let e = epochs(&lengths);
+    let p = Params::new(10_000, 8).unwrap();
+    let last = e.get(39).unwrap().end;
+    for _ in 0..2_000 {
+        let t = u128::from(rng.below(last as u64));
+        let s = split(
+            &p,
+            &e,
+            &block(t, 1 + u128::from(rng.below(300)), 5_000_000_000),
+            0,
+        )
+        .unwrap();
+        let found_in = e.at(t).unwrap();
+        for (index, _) in &s.epochs {
+            assert!(e.get(*index).unwrap().end <= found_in.start, "t {t}");
+        }
+    }
+}
+
+#[test]
+fn nothing_is_made_or_lost_over_a_run_of_blocks() {
+    let mut rng = Rng(42);
+    let lengths: Vec<u128> = (0..200)
+        .map(|_| 1 + u128::from(rng.next()) * u128::from(rng.next() >> 20))
+        .collect();
+    let e = epochs(&lengths);
+    let total_work = e.get(199).unwrap().end;
+    let p = Params::new(rng.below(50_000) as u32, 1 + rng.below(16) as u32).unwrap();
+    let mut t = 0u128;
+    let mut carry = 0u64;
+    let (mut values, mut fees, mut paid) = (0u128, 0u128, 0u128);
+    let mut per_epoch = vec![0u128; 200];
+    while let Some(step) = (total_work / 300).checked_mul(u128::from(1 + rng.below(3))) {
+        t += step;
+        if t >= total_work {
+            break;
+        }
+        let value = 312_500_000 + rng.below(50_000_000);
+        let d = (total_work / 100).max(1) * u128::from(1 + rng.below(4));
+        let s = split(&p, &e, &block(t, d, value), carry).unwrap();
+        // Conservation per block, and a bound on what is carried: under one sat per epoch
+        // paid, plus the unfilled part's share.
+        assert_eq!(
+            u128::from(s.fee) + u128::from(s.paid()) + u128::from(s.carry_out),
+            u128::from(value) + u128::from(carry)
+        );
+        let reward = value - s.fee + carry;
+        let unfilled_share = share_of(reward, s.window.unfilled, s.window.length);
+        assert!(s.carry_out <= unfilled_share + s.epochs.len() as u64);
+        for (i, sats) in &s.epochs {
+            per_epoch[*i as usize] += u128::from(*sats);
+        }
+        values += u128::from(value);
+        fees += u128::from(s.fee);
+        paid += u128::from(s.paid());
+        carry = s.carry_out;
+    }
+    assert!(values > 0);
+    // Over the run: every sat is a fee, an epoch's, or still carried.
+    assert_eq!(fees + paid + u128::from(carry), values);
+    assert_eq!(per_epoch.iter().sum::<u128>(), paid);
+}
+
+/// Hop-proofness: with a block at every point of the pool's work, every unit of work (away
+/// from the ends) is inside exactly `N` blocks' windows, whatever its place in its epoch. So
+/// the expected payout per unit of work does not depend on when it was mined.
+#[test]
+fn every_unit_of_work_is_in_the_same_number_of_windows_wherever_it_falls() {
+    let (l, d, k) = (4u128, 3u128, 2u32);
+    let e = epochs(&[l; 40]);
+    let p = Params::new(0, k).unwrap();
+    let n = d * u128::from(k);
+    let mut covered = vec![0u128; 160];
+    for t in 0..160u128 {
+        let w = window(&p, &e, &block(t, d, 1)).unwrap();
+        for s in w.start..w.end {
+            covered[s as usize] += 1;
+        }
+    }
+    for (s, &count) in covered.iter().enumerate().take(160 - (l + n) as usize) {
+        assert_eq!(count, n, "unit {s}");
+    }
+}
+
+#[test]
+fn redemption_pays_the_floor_of_the_rate_and_never_more_than_the_epoch_earned() {
+    assert_eq!(redemption_sats(3, 10, 7).unwrap(), 4); // 30 / 7 = 4.28
+    assert_eq!(redemption_sats(7, 10, 7).unwrap(), 10);
+    assert_eq!(redemption_sats(0, 10, 7).unwrap(), 0);
+    assert_eq!(
+        redemption_sats(8, 10, 7),
+        Err(SettlementError::MoreThanIssued {
+            asked: 8,
+            issued: 7
+        })
+    );
+    // An epoch's ehash redeemed in pieces: the sum never exceeds its reward, and what rounding
+    // keeps is under one sat per redemption.
+    let mut rng = Rng(3);
+    let (reward, issued) = (987_654_321u64, 123_457u64);
+    let mut left = issued;
+    let (mut sats, mut redemptions) = (0u64, 0u64);
+    while left > 0 {
+        let x = (1 + rng.below(5_000)).min(left);
+        sats += redemption_sats(x, reward, issued).unwrap();
+        left -= x;
+        redemptions += 1;
+    }
+    assert!(sats <= reward);
+    assert!(reward - sats < redemptions);
+}
+
+#[test]
+fn products_beyond_128_bits_are_exact() {
+    // Mainnet-sized work: D near 2^77, a window of 8 D, and a reward of 3.125 BTC.
+    let d: u128 = 1 << 77;
+    let e = epochs(&[d / 2; 40]);
+    let p = Params::new(20_000, 8).unwrap();
+    let s = split(&p, &e, &block(d * 10, d, 312_500_000), 0).unwrap();
+    assert_eq!(s.fee + s.paid() + s.carry_out, 312_500_000);
+    // Found where epoch 20 begins: the window [1.5 D, 9.5 D) is sixteen whole epochs of D/2.
+    assert_eq!(s.window.length, 8 * d);
+    assert_eq!(s.epochs.len(), 16);
+    let per_epoch = (312_500_000 - s.fee) / 16;
+    assert!(s
+        .epochs
+        .iter()
+        .all(|&(_, sats)| sats.abs_diff(per_epoch) <= 1));
+}
+
+#[test]
+fn bad_parameters_and_blocks_are_refused() {
+    assert_eq!(
+        Params::new(1_000_001, 8),
+        Err(SettlementError::FeeTooHigh(1_000_001))
+    );
+    assert_eq!(Params::new(0, 0), Err(SettlementError::NoWindow));
+    assert_eq!(Params::new(PPM, 1).unwrap().fee(999), 999);
+    let mut e = Epochs::new();
+    assert_eq!(e.open(0), Err(SettlementError::EmptyEpoch));
+    e.open(u128::MAX).unwrap();
+    assert_eq!(e.open(1), Err(SettlementError::WorkOverflow));
+    let e = epochs(&[100]);
+    let p = Params::new(0, 8).unwrap();
+    assert_eq!(
+        split(&p, &e, &block(100, 1, 1), 0),
+        Err(SettlementError::BeyondEpochs(100))
+    );
+    assert_eq!(
+        split(&p, &e, &block(50, 0, 1), 0),
+        Err(SettlementError::NoNetworkWork)
+    );
+    assert_eq!(
+        split(&p, &e, &block(50, 1, u64::MAX), 1),
+        Err(SettlementError::ValueOverflow)
+    );
+    assert_eq!(
+        Params::new(0, 2).unwrap().window_work(u128::MAX),
+        Err(SettlementError::WorkOverflow)
+    );
+}
