@@ -61,3 +61,15 @@ impl TestProvider {
         Ok(())
     }
 }
+
+/// One Bitcoin Core JSON-RPC call to `url`: the whole reply (`result`, `error`).
+pub async fn json_rpc(
+    http: &reqwest::Client,
+    url: &str,
+    method: &str,
+    params: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let body =
+        serde_json::json!({ "jsonrpc": "1.0", "id": "t", "method": method, "params": params });
+    Ok(http.post(url).json(&body).send().await?.json().await?)
+}

@@ -4,25 +4,18 @@
 
 use std::time::Duration;
 
-use hashpool_e2e::{init_tracing, wait_until, PoolOptions, Stack};
+use hashpool_e2e::{init_tracing, json_rpc, wait_until, PoolOptions, Stack};
 use pool::ledger::{BlockStatus, TrackedBlock};
 
 const WAIT: Duration = Duration::from_secs(90);
 
+/// A call the node must answer without an error: its result.
 async fn rpc(
     url: &str,
     method: &str,
     params: serde_json::Value,
 ) -> anyhow::Result<serde_json::Value> {
-    let body =
-        serde_json::json!({ "jsonrpc": "1.0", "id": "t", "method": method, "params": params });
-    let reply: serde_json::Value = reqwest::Client::new()
-        .post(url)
-        .json(&body)
-        .send()
-        .await?
-        .json()
-        .await?;
+    let reply = json_rpc(&reqwest::Client::new(), url, method, params).await?;
     anyhow::ensure!(reply["error"].is_null(), "{method}: {reply}");
     Ok(reply["result"].clone())
 }

@@ -133,17 +133,7 @@ async fn serves_templates_tips_and_transaction_data() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One JSON-RPC call; the whole reply (result, error).
-async fn rpc(
-    http: &reqwest::Client,
-    url: &str,
-    method: &str,
-    params: serde_json::Value,
-) -> anyhow::Result<serde_json::Value> {
-    let body =
-        serde_json::json!({ "jsonrpc": "1.0", "id": "t", "method": method, "params": params });
-    Ok(http.post(url).json(&body).send().await?.json().await?)
-}
+use hashpool_e2e::json_rpc as rpc;
 
 /// A block on `tip` at `height` paying the subsidy plus `fees`, with `txs`, its proof of work
 /// solved (regtest: about every second nonce).
