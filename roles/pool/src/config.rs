@@ -39,10 +39,69 @@ pub struct SettlementSettings {
     /// How often the found blocks still in play are checked against the node's chain.
     #[serde(default = "default_follow_interval_ms")]
     pub follow_interval_ms: u64,
+    /// The pool's fee: parts per million of each block's reward.
+    #[serde(default = "default_fee_ppm")]
+    pub fee_ppm: u32,
+    /// `k` in the window `N = k x D` of work each block's reward pays.
+    #[serde(default = "default_window_multiplier")]
+    pub window_multiplier: u32,
+    /// An epoch's planned length: parts per million of the network's work per block.
+    #[serde(default = "default_epoch_work_ppm")]
+    pub epoch_work_ppm: u32,
+    /// No epoch is shorter than this many difficulty-1 shares of work (regtest's blocks are a
+    /// couple of hashes; a real chain's are far above any sensible floor).
+    #[serde(default)]
+    pub min_epoch_difficulty: f64,
 }
 
 fn default_follow_interval_ms() -> u64 {
     10_000
+}
+
+fn default_fee_ppm() -> u32 {
+    20_000
+}
+
+fn default_window_multiplier() -> u32 {
+    8
+}
+
+fn default_epoch_work_ppm() -> u32 {
+    500_000
+}
+
+impl SettlementSettings {
+    /// Refuses values that would make settlement meaningless or unbounded.
+    pub fn check(&self) -> Result<(), String> {
+        if self.follow_interval_ms == 0 {
+            return Err("`settlement.follow_interval_ms` must be at least 1".into());
+        }
+        if self.fee_ppm > 1_000_000 {
+            return Err(format!(
+                "`settlement.fee_ppm` is at most 1000000 (the whole reward), got {}",
+                self.fee_ppm
+            ));
+        }
+        if self.window_multiplier == 0 {
+            return Err("`settlement.window_multiplier` must be at least 1".into());
+        }
+        if self.epoch_work_ppm == 0 {
+            return Err("`settlement.epoch_work_ppm` must be at least 1".into());
+        }
+        let d = self.min_epoch_difficulty;
+        if !(0.0..=1e18).contains(&d) {
+            return Err(format!(
+                "`settlement.min_epoch_difficulty` must be a number from 0 to 1e18, got {d}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The shortest epoch, in hashes.
+    pub fn min_epoch_work(&self) -> hashpool_ehash::Work {
+        let hashes = self.min_epoch_difficulty * hashpool_ehash::DIFFICULTY_1_WORK.hashes() as f64;
+        hashpool_ehash::Work::from_hashes(hashes as u128)
+    }
 }
 
 /// Bounds on what a miner controls: the difficulty it mines at, how many connections it holds
@@ -270,12 +329,8 @@ impl PoolRunConfig {
             );
         }
         own.limits.check()?;
-        if own
-            .settlement
-            .as_ref()
-            .is_some_and(|s| s.follow_interval_ms == 0)
-        {
-            return Err("`settlement.follow_interval_ms` must be at least 1".into());
+        if let Some(settlement) = &own.settlement {
+            settlement.check()?;
         }
         if own.pool.ledger_retention_hours == 0 {
             return Err("`pool.ledger_retention_hours` must be at least 1".into());
@@ -409,5 +464,35 @@ mod tests {
             err.to_string().contains("pool.coinbase_reward_script"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn settlement_values_that_would_break_it_are_refused_naming_the_key() {
+        let global: PoolGlobalConfig =
+            hashpool_config::load_with_env(&repo("config/shared/pool.toml"), vec![]).unwrap();
+        let load = |key: &str, value: &str| {
+            let own: PoolConfig = hashpool_config::load_with_env(
+                &repo("config/pool.config.toml"),
+                vec![(format!("HASHPOOL__SETTLEMENT__{key}"), value.to_string())],
+            )
+            .unwrap();
+            PoolRunConfig::new(&global, own)
+        };
+        let shipped = load("FEE_PPM", "20000").unwrap();
+        assert!(shipped.settlement.is_some());
+        for (key, value, names) in [
+            ("FEE_PPM", "1000001", "settlement.fee_ppm"),
+            ("WINDOW_MULTIPLIER", "0", "settlement.window_multiplier"),
+            ("EPOCH_WORK_PPM", "0", "settlement.epoch_work_ppm"),
+            ("FOLLOW_INTERVAL_MS", "0", "settlement.follow_interval_ms"),
+            (
+                "MIN_EPOCH_DIFFICULTY",
+                "-1",
+                "settlement.min_epoch_difficulty",
+            ),
+        ] {
+            let refused = load(key, value).unwrap_err();
+            assert!(refused.contains(names), "{key}={value}: {refused}");
+        }
     }
 }

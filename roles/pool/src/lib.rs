@@ -76,10 +76,16 @@ pub async fn start(
     ));
     let stats = Arc::new(PoolStats::default());
     let (solutions_tx, solutions_rx) = mpsc::channel(256);
-    let ledger_options = LedgerOptions {
+    let mut ledger_options = LedgerOptions {
         retention: Duration::from_secs(config.pool.ledger_retention_hours.saturating_mul(3600)),
         ..LedgerOptions::default()
     };
+    if let Some(settlement) = &config.settlement {
+        ledger_options.epochs = ledger::EpochSizing {
+            ppm: settlement.epoch_work_ppm,
+            min_work: settlement.min_epoch_work(),
+        };
+    }
     let ledger = AccrualLedger::open_with(
         &config.pool.ledger_path,
         &config.unit,
@@ -180,6 +186,11 @@ pub async fn start(
         stats.clone(),
         shutdown.clone(),
     ));
+    tasks.spawn(settlement::network::report(
+        jobs.clone(),
+        ledger.clone(),
+        shutdown.clone(),
+    ));
     match &config.settlement {
         Some(settlement) => {
             let node = hashpool_bitcoin_rpc::BitcoinRpc::new(settlement.node_rpc.clone())
@@ -269,7 +280,17 @@ async fn serve_miner_api(
         ledger.unit().to_string(),
         ledger.unit_work(),
     );
-    let app = api.router().merge(hashpool_metrics::health_router("pool"));
+    let mut app = api.router().merge(hashpool_metrics::health_router("pool"));
+    if let Some(settlement) = &config.settlement {
+        app = app.merge(
+            settlement::api::SettlementApi::new(
+                ledger.clone(),
+                settlement.fee_ppm,
+                settlement.window_multiplier,
+            )
+            .router(),
+        );
+    }
     let bound = hashpool_metrics::serve(address, app, shutdown.clone())
         .await
         .with_context(|| format!("binding the miner API {address}"))?;

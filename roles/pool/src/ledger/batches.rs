@@ -10,6 +10,7 @@ use sqlx::{Row, SqlitePool};
 
 use super::{
     book::{self, Book, KeyState},
+    epochs::{self, OpenEpoch},
     error::LedgerError,
     sqlite::{begin_immediate, finish, work_bytes, work_from},
     AccrualLedger,
@@ -28,10 +29,12 @@ pub struct Batch {
     /// The mint's code when it refused the request for good; the batch's work then went back
     /// to pending, so a refused batch's amount was not issued.
     pub refused_code: Option<String>,
+    /// The epoch its ehash belongs to (`None`: work from before the first epoch).
+    pub epoch: Option<u32>,
 }
 
 const BATCH_COLUMNS: &str = "SELECT id, request_id, locking_key, amount, share_count, \
-     share_commitment, quote_id, refused_code FROM batches";
+     share_commitment, quote_id, refused_code, epoch FROM batches";
 
 fn batch_from_row(r: sqlx::sqlite::SqliteRow) -> Result<Batch, LedgerError> {
     Ok(Batch {
@@ -43,6 +46,10 @@ fn batch_from_row(r: sqlx::sqlite::SqliteRow) -> Result<Batch, LedgerError> {
         share_commitment: array32(r.get(5))?,
         quote_id: r.get(6),
         refused_code: r.get(7),
+        epoch: r
+            .get::<Option<i64>, _>(8)
+            .map(|e| u32::try_from(e).map_err(|_| LedgerError::Database("corrupt epoch".into())))
+            .transpose()?,
     })
 }
 
@@ -59,7 +66,8 @@ fn array32(bytes: Vec<u8>) -> Result<[u8; 32], LedgerError> {
 /// Batch creation, on the writer task (see `AccrualLedger::create_batches`).
 /// Looks only at `keys` (those with new pending work) when given, at every key otherwise.
 /// A batch covers its key's log records since the key's previous batch: its share count and
-/// commitment are the key's running ones, so no share is read or rewritten.
+/// commitment are the key's running ones, so no share is read or rewritten. Batches belong to
+/// the open epoch.
 pub(super) async fn create(
     db: &SqlitePool,
     book: &mut Book,
@@ -67,6 +75,57 @@ pub(super) async fn create(
     keys: Option<&HashSet<LockingKey>>,
     examined: &AtomicU64,
 ) -> Result<Vec<Batch>, LedgerError> {
+    let mut planned = plan(book, unit, keys, examined);
+    if planned.is_empty() {
+        return Ok(Vec::new());
+    }
+    let epoch = book.epoch.map(|e| e.index);
+    let mut conn = begin_immediate(db).await?;
+    let result = insert_batches(&mut conn, &mut planned, book.next_seq, epoch).await;
+    finish(conn, result).await?;
+    Ok(take_planned(book, planned))
+}
+
+/// Closes the open epoch where the pool's work stands and opens the next, in one transaction
+/// with a batch of every key's whole units for the closing epoch (what is left of a key's
+/// work, under one unit, goes on into the next). Returns the batches.
+pub(super) async fn turn_epoch(
+    db: &SqlitePool,
+    book: &mut Book,
+    unit: UnitWork,
+    examined: &AtomicU64,
+) -> Result<Vec<Batch>, LedgerError> {
+    let Some(closing) = book.epoch else {
+        return Ok(Vec::new());
+    };
+    let mut planned = plan(book, unit, None, examined);
+    let network_work = book.network_work.unwrap_or(closing.network_work);
+    let next = OpenEpoch {
+        index: closing.index + 1,
+        start: book.pool_work,
+        length: book.sizing.length(network_work),
+        network_work,
+    };
+    let mut conn = begin_immediate(db).await?;
+    let result = async {
+        insert_batches(&mut conn, &mut planned, book.next_seq, Some(closing.index)).await?;
+        epochs::close(&mut conn, closing.index, book.pool_work).await?;
+        epochs::insert(&mut conn, &next).await
+    }
+    .await;
+    finish(conn, result).await?;
+    book.epoch = Some(next);
+    Ok(take_planned(book, planned))
+}
+
+/// Every batch `keys` (or every key) would get now, without touching the book.
+fn plan(
+    book: &Book,
+    unit: UnitWork,
+    keys: Option<&HashSet<LockingKey>>,
+    examined: &AtomicU64,
+) -> Vec<Planned> {
+    let epoch = book.epoch.map(|e| e.index);
     let mut planned: Vec<Planned> = Vec::new();
     let mut look = |key: &LockingKey, state: &KeyState| {
         let mut accrual = Accrual::with_pending(state.pending);
@@ -85,6 +144,7 @@ pub(super) async fn create(
                 share_commitment: state.chain,
                 quote_id: None,
                 refused_code: None,
+                epoch,
             },
             taken,
             left: accrual.pending(),
@@ -109,12 +169,11 @@ pub(super) async fn create(
         }
     }
     examined.fetch_add(looked, Ordering::Relaxed);
-    if planned.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut conn = begin_immediate(db).await?;
-    let result = insert_batches(&mut conn, &mut planned, book.next_seq).await;
-    finish(conn, result).await?;
+    planned
+}
+
+/// Applies written batches to the book; returns them.
+fn take_planned(book: &mut Book, planned: Vec<Planned>) -> Vec<Batch> {
     let log_until = book.next_seq;
     let mut created = Vec::with_capacity(planned.len());
     for p in planned {
@@ -125,7 +184,7 @@ pub(super) async fn create(
         }
         created.push(p.batch);
     }
-    Ok(created)
+    created
 }
 
 /// A batch about to be written: the work it takes, the work left pending, and where its range
@@ -141,14 +200,15 @@ async fn insert_batches(
     tx: &mut sqlx::SqliteConnection,
     planned: &mut [Planned],
     log_until: i64,
+    epoch: Option<u32>,
 ) -> Result<(), LedgerError> {
     let now = hashpool_role::unix_now_ms();
     for p in planned.iter_mut() {
         let key = p.batch.locking_key.as_bytes().to_vec();
         p.batch.id = sqlx::query(
             "INSERT INTO batches (request_id, locking_key, amount, work, share_count, \
-                 share_commitment, created_at, log_from, log_until, chain_from) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 share_commitment, created_at, log_from, log_until, chain_from, epoch) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(p.batch.request_id.as_slice())
         .bind(&key)
@@ -160,6 +220,7 @@ async fn insert_batches(
         .bind(p.from.0)
         .bind(log_until)
         .bind(p.from.1.as_slice())
+        .bind(epoch.map(i64::from))
         .execute(&mut *tx)
         .await?
         .last_insert_rowid();

@@ -9,7 +9,12 @@ use ext_mint_quote::LockingKey;
 use hashpool_ehash::Work;
 use sqlx::{Row, SqliteConnection};
 
-use super::{error::LedgerError, seen::Seen, sqlite::work_from};
+use super::{
+    epochs::{self, EpochSizing, OpenEpoch},
+    error::LedgerError,
+    seen::Seen,
+    sqlite::work_from,
+};
 
 /// One key's accrual as the writer holds it (the `accruals` row).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +75,11 @@ pub(super) struct Book {
     /// The minute (unix minutes) the ledger was opened in: the only one whose per-key work
     /// may be stored without the book holding it.
     pub opened_minute: i64,
+    /// The open epoch (none before the network's work per block was first known).
+    pub epoch: Option<OpenEpoch>,
+    /// The network's work per block at the latest tip: sizes the next epoch.
+    pub network_work: Option<Work>,
+    pub sizing: EpochSizing,
 }
 
 impl Book {
@@ -77,6 +87,7 @@ impl Book {
     pub(super) async fn load(
         conn: &mut SqliteConnection,
         max_seen_per_tip: usize,
+        sizing: EpochSizing,
     ) -> Result<Self, LedgerError> {
         let mut keys = HashMap::new();
         let mut next_key_id = 1;
@@ -122,6 +133,7 @@ impl Book {
             .values()
             .try_fold(Work::ZERO, |sum, k| sum.checked_add(k.total))
             .ok_or_else(|| LedgerError::Database("the pool's total work overflows".into()))?;
+        let epoch = epochs::load_open(conn).await?;
         Ok(Self {
             keys,
             next_key_id,
@@ -129,6 +141,9 @@ impl Book {
             pool_work,
             seen,
             opened_minute: hashpool_role::unix_now_ms().div_euclid(60_000),
+            epoch,
+            network_work: None,
+            sizing,
         })
     }
 }

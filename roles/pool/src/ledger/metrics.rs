@@ -16,6 +16,8 @@ use super::{error::LedgerError, sqlite::work_from};
 pub struct LedgerMetrics {
     /// Work accrued and not yet in a batch, every key's (hashes).
     pending_work: Mutex<u128>,
+    /// The pool's cumulative accepted work (hashes): where settlement's windows stand.
+    pool_work: Mutex<u128>,
     /// Batches the mint has neither answered nor refused.
     open_batches: AtomicU64,
     /// Creation time (unix ms) of the oldest open batch; 0 when none is open.
@@ -32,12 +34,13 @@ impl LedgerMetrics {
     /// The figures of the ledger in `db` (read once, when the ledger opens: every key's
     /// pending work, and the open batches through their index).
     pub(super) async fn read(db: &SqlitePool) -> Result<Self, LedgerError> {
-        let mut pending = 0u128;
-        for row in sqlx::query("SELECT pending_work FROM accruals")
+        let (mut pending, mut total) = (0u128, 0u128);
+        for row in sqlx::query("SELECT pending_work, total_work FROM accruals")
             .fetch_all(db)
             .await?
         {
             pending = pending.saturating_add(work_from(row.get(0))?.hashes());
+            total = total.saturating_add(work_from(row.get(1))?.hashes());
         }
         let open: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM batches WHERE quote_id IS NULL AND refused_code IS NULL",
@@ -46,6 +49,7 @@ impl LedgerMetrics {
         .await?;
         let metrics = Self {
             pending_work: Mutex::new(pending),
+            pool_work: Mutex::new(total),
             open_batches: AtomicU64::new(u64::try_from(open).unwrap_or(0)),
             oldest_open_ms: AtomicI64::new(0),
             commit_seconds: Arc::new(Histogram::new(Histogram::LATENCY_SECONDS)),
@@ -94,6 +98,15 @@ impl LedgerMetrics {
         self.oldest_open_ms
             .store(oldest.unwrap_or(0), Ordering::Relaxed);
         Ok(())
+    }
+
+    pub(super) fn set_pool_work(&self, hashes: u128) {
+        *self.pool_work.lock().unwrap_or_else(|e| e.into_inner()) = hashes;
+    }
+
+    /// The pool's cumulative accepted work, hashes.
+    pub fn pool_work(&self) -> u128 {
+        *self.pool_work.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Pending work of every key, hashes.

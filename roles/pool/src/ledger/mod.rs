@@ -18,6 +18,7 @@
 
 mod batches;
 mod book;
+mod epochs;
 mod error;
 mod found_blocks;
 mod legacy;
@@ -54,6 +55,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use batches::Batch;
 pub use book::chain_step;
+pub use epochs::{EpochSizing, LedgerEpoch};
 pub use error::LedgerError;
 pub use found_blocks::{BlockStatus, TrackedBlock};
 pub use log::tip_id;
@@ -84,6 +86,8 @@ pub struct LedgerOptions {
     pub retention: Duration,
     /// Share hashes the duplicate filter holds per chain tip, at most (16 bytes each).
     pub max_seen_per_tip: usize,
+    /// How long epochs are.
+    pub epochs: EpochSizing,
 }
 
 impl Default for LedgerOptions {
@@ -91,6 +95,7 @@ impl Default for LedgerOptions {
         Self {
             retention: Duration::from_secs(30 * 24 * 3600),
             max_seen_per_tip: 8_000_000,
+            epochs: EpochSizing::default(),
         }
     }
 }
@@ -164,8 +169,12 @@ impl AccrualLedger {
             .map_err(|e| LedgerError::Database(format!("migration: {e}")))?;
         check_unit(&db, unit, unit_work).await?;
         let recent_legacy = legacy::convert(&db).await?;
-        let mut book =
-            Book::load(&mut *db.acquire().await?, ledger_options.max_seen_per_tip).await?;
+        let mut book = Book::load(
+            &mut *db.acquire().await?,
+            ledger_options.max_seen_per_tip,
+            ledger_options.epochs,
+        )
+        .await?;
         for hash in &recent_legacy {
             book.seen.insert(0, hash);
         }
@@ -464,5 +473,24 @@ impl AccrualLedger {
             done,
         })
         .await
+    }
+
+    /// The network's work per block at a new tip (the pool tells the ledger at each one): the
+    /// next epoch is sized from it, and the first epoch opens with it.
+    pub async fn observe_network_work(&self, work: Work) -> Result<(), LedgerError> {
+        self.control
+            .send(Command::NetworkWork(work))
+            .await
+            .map_err(|_| LedgerError::Stopped)
+    }
+
+    /// Every epoch, oldest first.
+    pub async fn epochs(&self) -> Result<Vec<LedgerEpoch>, LedgerError> {
+        epochs::all(&self.db).await
+    }
+
+    /// Ehash the mint quoted per epoch (`(epoch, amount)`), over answered batches.
+    pub async fn quoted_per_epoch(&self) -> Result<Vec<(u32, u64)>, LedgerError> {
+        epochs::quoted(&self.db).await
     }
 }

@@ -26,6 +26,14 @@ use crate::accepted_share::{AcceptedShare, BlockFacts};
 /// database failure (nothing of the group was written).
 type GroupOutcome = Vec<Result<bool, LedgerError>>;
 
+/// What a group write did: the outcomes of the shares it wrote, and where it stopped when a
+/// share starts the next epoch (the open one must close first; the shares from there are not
+/// written).
+pub(super) struct Written {
+    pub outcomes: GroupOutcome,
+    pub epoch_ends_at: Option<usize>,
+}
+
 /// What one group changes, applied to the book once it committed.
 struct Changes {
     keys: HashMap<LockingKey, KeyState>,
@@ -52,9 +60,15 @@ pub(super) async fn write_group(
     db: &SqlitePool,
     book: &mut Book,
     shares: &[&AcceptedShare],
-) -> Result<GroupOutcome, LedgerError> {
+) -> Result<Written, LedgerError> {
     let now = hashpool_role::unix_now_ms();
-    let (mut changes, outcomes) = apply(book, shares, now);
+    let (mut changes, outcomes, epoch_ends_at) = apply(book, shares, now);
+    if outcomes.is_empty() {
+        return Ok(Written {
+            outcomes,
+            epoch_ends_at,
+        });
+    }
     let mut conn = db.acquire().await?;
     merge_stored_minutes(&mut conn, book, &mut changes).await?;
     // The whole group in one batch of statements: one round trip to SQLite's worker thread
@@ -74,11 +88,20 @@ pub(super) async fn write_group(
     }
     book.pool_work = changes.pool_work;
     book.keys.extend(changes.keys);
-    Ok(outcomes)
+    Ok(Written {
+        outcomes,
+        epoch_ends_at,
+    })
 }
 
-/// Works out the group's outcome and every changed row, without touching the book.
-fn apply(book: &Book, shares: &[&AcceptedShare], now: i64) -> (Changes, GroupOutcome) {
+/// Works out the group's outcome and every changed row, without touching the book. Stops
+/// before the first share to be credited that starts at or past the open epoch's planned end,
+/// and says where.
+fn apply(
+    book: &Book,
+    shares: &[&AcceptedShare],
+    now: i64,
+) -> (Changes, GroupOutcome, Option<usize>) {
     let minute = now.div_euclid(60_000);
     let mut changes = Changes {
         keys: HashMap::new(),
@@ -90,10 +113,14 @@ fn apply(book: &Book, shares: &[&AcceptedShare], now: i64) -> (Changes, GroupOut
     };
     let mut in_group: HashSet<[u8; 32]> = HashSet::with_capacity(shares.len());
     let mut outcomes = Vec::with_capacity(shares.len());
-    for s in shares {
+    let planned_end = book.epoch.map(|e| e.planned_end());
+    for (i, s) in shares.iter().enumerate() {
         if book.seen.contains(&s.share_hash) || in_group.contains(&s.share_hash) {
             outcomes.push(Ok(false));
             continue;
+        }
+        if planned_end.is_some_and(|end| changes.pool_work.hashes() >= end) {
+            return (changes, outcomes, Some(i));
         }
         let state = match changes.keys.entry(s.locking_key) {
             Entry::Occupied(e) => e.into_mut(),
@@ -167,7 +194,7 @@ fn apply(book: &Book, shares: &[&AcceptedShare], now: i64) -> (Changes, GroupOut
         changes.credited.push((s.tip, s.share_hash));
         outcomes.push(Ok(true));
     }
-    (changes, outcomes)
+    (changes, outcomes, None)
 }
 
 /// `X'..'`: a blob literal.

@@ -720,3 +720,115 @@ async fn found_blocks_are_followed_until_matured_and_orphans_until_a_reorg_canno
     // The tip is 100 past the orphan: no reorg brings it back.
     assert_eq!(followed(111).await, vec![12]);
 }
+
+/// Epochs of exactly the network's work per block (1,000 hashes here, one ehash's worth).
+async fn open_with_epochs(path: &Path) -> AccrualLedger {
+    let options = LedgerOptions {
+        epochs: EpochSizing {
+            ppm: 1_000_000,
+            min_work: Work::from_hashes(1),
+        },
+        ..LedgerOptions::default()
+    };
+    AccrualLedger::open_with(path, "hash", unit(), options)
+        .await
+        .unwrap()
+}
+
+async fn credit(ledger: &AccrualLedger, s: AcceptedShare) {
+    assert_eq!(ledger.record(s).await.await.unwrap(), Ok(true));
+}
+
+#[tokio::test]
+async fn epochs_turn_where_a_share_starts_past_the_planned_end_and_batch_every_key_into_the_closing_one(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    let ledger = open_with_epochs(&path).await;
+    // Work before the network's work per block is known belongs to no epoch.
+    credit(&ledger, share(1, 3, 1_000)).await;
+    let before = ledger.create_batches().await.unwrap();
+    assert_eq!((before.len(), before[0].epoch), (1, None));
+
+    ledger
+        .observe_network_work(Work::from_hashes(1_000))
+        .await
+        .unwrap();
+    // A control command after it: the epoch is open once this answers.
+    assert!(ledger.create_batches().await.unwrap().is_empty());
+    let epochs = ledger.epochs().await.unwrap();
+    assert_eq!(epochs.len(), 1);
+    assert_eq!(
+        (
+            epochs[0].start.hashes(),
+            epochs[0].length.hashes(),
+            epochs[0].end
+        ),
+        (1_000, 1_000, None)
+    );
+
+    // Epoch 0 is [1,000, 2,000) planned. Shares starting at 1,000, 1,600 and 1,900 are its
+    // own (the last ends past the planned end, at 2,400); the next starts epoch 1.
+    credit(&ledger, share(2, 1, 600)).await;
+    credit(&ledger, share(3, 2, 300)).await;
+    credit(&ledger, share(4, 1, 500)).await;
+    let outcomes = ledger
+        .record_all(vec![share(5, 2, 200), share(6, 2, 700), share(4, 1, 500)])
+        .await
+        .await
+        .unwrap();
+    assert_eq!(outcomes, vec![Ok(true), Ok(true), Ok(false)]);
+
+    let epochs = ledger.epochs().await.unwrap();
+    assert_eq!(epochs.len(), 2);
+    assert_eq!(epochs[0].end, Some(Work::from_hashes(2_400)));
+    assert_eq!(
+        (epochs[1].index, epochs[1].start.hashes(), epochs[1].end),
+        (1, 2_400, None)
+    );
+    // At the turn key 1 had 1,100 pending: one ehash in epoch 0, 100 carried on; key 2 had
+    // 300: nothing yet.
+    let key1 = ledger.batches_of(&key(1)).await.unwrap();
+    assert_eq!(key1.len(), 1);
+    assert_eq!((key1[0].amount, key1[0].epoch), (1, Some(0)));
+    assert_eq!(
+        ledger.accrual(&key(1)).await.unwrap().unwrap().pending,
+        Work::from_hashes(100)
+    );
+    // Key 2's 1,200 now: one ehash of epoch 1.
+    let made = ledger.create_batches().await.unwrap();
+    assert_eq!(made.len(), 1);
+    assert_eq!(
+        (made[0].locking_key, made[0].amount, made[0].epoch),
+        (key(2), 1, Some(1))
+    );
+    drop(ledger);
+
+    // After a restart the open epoch (planned end 3,400) goes on, and turns at the first share
+    // starting past it.
+    let ledger = open_with_epochs(&path).await;
+    credit(&ledger, share(7, 1, 1_000)).await; // starts at 3,300: epoch 1's
+    credit(&ledger, share(8, 1, 50)).await; // starts at 4,300: epoch 2's
+    let epochs = ledger.epochs().await.unwrap();
+    assert_eq!(epochs.len(), 3);
+    assert_eq!(epochs[1].end, Some(Work::from_hashes(4_300)));
+    assert_eq!(epochs[2].start, Work::from_hashes(4_300));
+    // Key 1 had 100 + 1,000 at the turn: one ehash of epoch 1.
+    let key1 = ledger.batches_of(&key(1)).await.unwrap();
+    assert_eq!(
+        key1.iter().map(|b| (b.amount, b.epoch)).collect::<Vec<_>>(),
+        vec![(1, Some(0)), (1, Some(1))]
+    );
+    // Every credited share is counted once, the replay not at all.
+    let mut total = 0u128;
+    for k in [1u8, 2, 3] {
+        total += ledger
+            .accrual(&key(k))
+            .await
+            .unwrap()
+            .unwrap()
+            .total
+            .hashes();
+    }
+    assert_eq!(total, 4_350);
+}

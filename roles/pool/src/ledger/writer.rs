@@ -15,6 +15,7 @@ use tracing::{debug, error};
 use super::{
     batches,
     book::Book,
+    epochs::{self, OpenEpoch},
     error::LedgerError,
     metrics::LedgerMetrics,
     retention::{self, Pruned},
@@ -81,6 +82,8 @@ pub(super) enum Command {
         before_ms: i64,
         done: oneshot::Sender<Result<Pruned, LedgerError>>,
     },
+    /// The network's work per block at a new tip: sizes the next epoch, and opens the first.
+    NetworkWork(hashpool_ehash::Work),
     BlockStatus {
         hash: bitcoin::BlockHash,
         status: super::found_blocks::BlockStatus,
@@ -129,7 +132,8 @@ pub(super) async fn writer(
                         Err(_) => break,
                     }
                 }
-                let credited = commit_group(&db, &mut book, group, &metrics).await;
+                let credited =
+                    commit_group(&db, &mut book, group, &metrics, unit_work, &examined).await;
                 if let Some(keys) = dirty.as_mut() {
                     keys.extend(credited);
                 }
@@ -172,6 +176,14 @@ pub(super) async fn writer(
             Command::Prune { before_ms, done } => {
                 let _ = done.send(retention::prune(&db, before_ms).await);
             }
+            Command::NetworkWork(work) => {
+                book.network_work = Some(work);
+                if book.epoch.is_none() {
+                    if let Err(e) = open_first_epoch(&db, &mut book).await {
+                        error!("opening the first epoch failed: {e}");
+                    }
+                }
+            }
             Command::BlockStatus {
                 hash,
                 status,
@@ -186,44 +198,86 @@ pub(super) async fn writer(
     }
 }
 
-/// Commits a group; returns the keys whose shares were credited.
+/// Opens the first epoch where the pool's work stands, sized from the network's work per
+/// block the book now knows (work before it is no epoch's).
+async fn open_first_epoch(db: &SqlitePool, book: &mut Book) -> Result<(), LedgerError> {
+    let Some(network_work) = book.network_work else {
+        return Ok(());
+    };
+    let mut conn = db.acquire().await?;
+    let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(idx) + 1, 0) FROM epochs")
+        .fetch_one(&mut *conn)
+        .await?;
+    let epoch = OpenEpoch {
+        index: u32::try_from(next)
+            .map_err(|_| LedgerError::Database("corrupt epoch index".into()))?,
+        start: book.pool_work,
+        length: book.sizing.length(network_work),
+        network_work,
+    };
+    epochs::insert(&mut conn, &epoch).await?;
+    book.epoch = Some(epoch);
+    Ok(())
+}
+
+/// Commits a group; returns the keys whose shares were credited. Where a share starts the next
+/// epoch, the part before it is committed, the epoch turns (its batches made) and the rest
+/// follows.
 pub(super) async fn commit_group(
     db: &SqlitePool,
     book: &mut Book,
     group: Vec<Pending>,
     metrics: &LedgerMetrics,
+    unit_work: UnitWork,
+    examined: &AtomicU64,
 ) -> Vec<LockingKey> {
     let shares: Vec<&AcceptedShare> = group.iter().flat_map(|p| &p.shares).collect();
     let started = std::time::Instant::now();
-    let written = write_group(db, book, &shares).await;
-    metrics.commit_seconds.observe_duration(started.elapsed());
-    match written {
-        Ok(outcomes) => {
-            debug!(shares = shares.len(), "ledger group committed");
-            let mut credited = Vec::new();
-            let mut outcomes = outcomes.into_iter();
-            for p in group {
-                let mine: Vec<_> = outcomes.by_ref().take(p.shares.len()).collect();
-                for (share, outcome) in p.shares.iter().zip(&mine) {
-                    if *outcome == Ok(true) {
-                        metrics.credited(share.work.hashes());
-                        credited.push(share.locking_key);
-                    }
+    let mut outcomes: Vec<Result<bool, LedgerError>> = Vec::with_capacity(shares.len());
+    while outcomes.len() < shares.len() {
+        let rest = &shares[outcomes.len()..];
+        let failed = match write_group(db, book, rest).await {
+            Ok(written) => {
+                outcomes.extend(written.outcomes);
+                match written.epoch_ends_at {
+                    None => None,
+                    Some(_) => match batches::turn_epoch(db, book, unit_work, examined).await {
+                        Ok(created) => {
+                            let taken = created
+                                .iter()
+                                .map(|b| {
+                                    u128::from(b.amount).saturating_mul(unit_work.work().hashes())
+                                })
+                                .sum();
+                            metrics.batched(created.len(), taken, hashpool_role::unix_now_ms());
+                            None
+                        }
+                        Err(e) => Some(e),
+                    },
                 }
-                p.done.send(mine);
             }
-            credited
-        }
-        Err(e) => {
-            error!(
-                "ledger write failed; {} share(s) not acknowledged: {e}",
-                shares.len()
-            );
-            for p in group {
-                let failed = vec![Err(e.clone()); p.shares.len()];
-                p.done.send(failed);
-            }
-            Vec::new()
+            Err(e) => Some(e),
+        };
+        if let Some(e) = failed {
+            let unwritten = shares.len() - outcomes.len();
+            error!("ledger write failed; {unwritten} share(s) not acknowledged: {e}");
+            outcomes.extend(std::iter::repeat_n(Err(e), unwritten));
         }
     }
+    metrics.commit_seconds.observe_duration(started.elapsed());
+    metrics.set_pool_work(book.pool_work.hashes());
+    debug!(shares = shares.len(), "ledger group committed");
+    let mut credited = Vec::new();
+    let mut outcomes = outcomes.into_iter();
+    for p in group {
+        let mine: Vec<_> = outcomes.by_ref().take(p.shares.len()).collect();
+        for (share, outcome) in p.shares.iter().zip(&mine) {
+            if *outcome == Ok(true) {
+                metrics.credited(share.work.hashes());
+                credited.push(share.locking_key);
+            }
+        }
+        p.done.send(mine);
+    }
+    credited
 }

@@ -1,7 +1,12 @@
 //! Settlement (docs/settlement.md): turning the pool's found blocks into what ehash is worth.
-//! So far: following each found block in the node's chain to maturity, or off the best chain.
+//! So far: following each found block in the node's chain to maturity, or off the best chain;
+//! telling the ledger the network's work per block, which sizes its epochs; what each epoch
+//! has earned and its rate once final (`GET /api/v1/settlement`).
 
+pub mod api;
 pub mod follower;
+pub mod network;
+pub mod rates;
 
 /// Confirmations after which a coinbase may be spent (consensus; testnet4 and regtest alike):
 /// a found block's reward counts once it has this many.

@@ -38,8 +38,14 @@ pub enum SettlementError {
     WorkOverflow,
     #[error("the block's network work is zero")]
     NoNetworkWork,
-    #[error("cumulative work {0} is beyond the last epoch")]
+    #[error("cumulative work {0} is in no epoch")]
     BeyondEpochs(u128),
+    #[error("no open epoch")]
+    NoEpoch,
+    #[error("epoch {0} is still open")]
+    StillOpen(u32),
+    #[error("an epoch must start where the last one ended ({end}), not at {start}")]
+    NotContiguous { end: u128, start: u128 },
     #[error("{asked} ehash asked of an epoch that issued {issued}")]
     MoreThanIssued { asked: u64, issued: u64 },
     #[error("the carried value overflows")]
@@ -81,19 +87,29 @@ impl Params {
     }
 }
 
-/// One epoch: `[start, end)` of the pool's cumulative work.
+/// One epoch: from `start` of the pool's cumulative work, planned `length` long; it closes at
+/// the first share that starts at or past `start + length` (so `end`, once closed, is where
+/// its last share ended: at or a share past the planned end).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Epoch {
     pub index: u32,
     pub start: u128,
-    pub end: u128,
+    pub length: u128,
+    /// `None` while open.
+    pub end: Option<u128>,
 }
 
-/// The epochs so far, contiguous from zero work.
+impl Epoch {
+    /// Where it ends: its close, or while open its planned end.
+    pub fn end_or_planned(&self) -> u128 {
+        self.end.unwrap_or(self.start.saturating_add(self.length))
+    }
+}
+
+/// The epochs so far, contiguous from the first one's start; all closed but the last.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Epochs {
-    /// Where each epoch ends (epoch `i` starts where `i - 1` ends, the first at zero).
-    ends: Vec<u128>,
+    list: Vec<Epoch>,
 }
 
 impl Epochs {
@@ -101,42 +117,69 @@ impl Epochs {
         Self::default()
     }
 
-    /// Opens the next epoch, `length` hashes of work long.
-    pub fn open(&mut self, length: u128) -> Result<Epoch, SettlementError> {
+    /// Opens the first epoch at `start` (work done before epochs began is no epoch's), or the
+    /// next one where the last closed, `length` hashes of work planned.
+    pub fn open(&mut self, start: u128, length: u128) -> Result<Epoch, SettlementError> {
         if length == 0 {
             return Err(SettlementError::EmptyEpoch);
         }
-        let start = self.ends.last().copied().unwrap_or(0);
-        let end = start
+        if let Some(last) = self.list.last() {
+            match last.end {
+                Some(end) if end == start => {}
+                Some(end) => return Err(SettlementError::NotContiguous { end, start }),
+                None => return Err(SettlementError::StillOpen(last.index)),
+            }
+        }
+        start
             .checked_add(length)
             .ok_or(SettlementError::WorkOverflow)?;
-        self.ends.push(end);
-        Ok(Epoch {
-            index: (self.ends.len() - 1) as u32,
+        let epoch = Epoch {
+            index: self.list.len() as u32,
             start,
-            end,
-        })
+            length,
+            end: None,
+        };
+        self.list.push(epoch);
+        Ok(epoch)
+    }
+
+    /// Closes the open epoch at `end` (where its last share ended).
+    pub fn close(&mut self, end: u128) -> Result<Epoch, SettlementError> {
+        let last = self.list.last_mut().ok_or(SettlementError::NoEpoch)?;
+        if last.end.is_some() {
+            return Err(SettlementError::NoEpoch);
+        }
+        if end <= last.start {
+            return Err(SettlementError::EmptyEpoch);
+        }
+        last.end = Some(end);
+        Ok(*last)
     }
 
     pub fn get(&self, index: u32) -> Option<Epoch> {
-        let i = index as usize;
-        let end = *self.ends.get(i)?;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        Some(Epoch { index, start, end })
+        self.list.get(index as usize).copied()
     }
 
-    /// The epoch holding cumulative work `t`.
+    /// The epoch holding cumulative work `t` (the open one holds everything from its start).
     pub fn at(&self, t: u128) -> Option<Epoch> {
-        let i = self.ends.partition_point(|&end| end <= t);
-        self.get(u32::try_from(i).ok()?)
+        let i = self.list.partition_point(|e| e.start <= t).checked_sub(1)?;
+        let epoch = self.list[i];
+        match epoch.end {
+            Some(end) if t >= end => None,
+            _ => Some(epoch),
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.list.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.list.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Epoch> {
+        self.list.iter()
     }
 }
 
@@ -162,17 +205,22 @@ pub struct Window {
     pub unfilled: u128,
 }
 
-/// The window of `block`: `N = k x D` of work ending one epoch (the length of the epoch
-/// holding the block) before the block.
+/// The window of `block`: `N = k x D` of work ending one epoch (the planned length of the
+/// epoch holding the block) before the block, and never inside that epoch (the epoch's last
+/// share can end past its planned end).
 pub fn window(params: &Params, epochs: &Epochs, block: &Block) -> Result<Window, SettlementError> {
     if block.network_work == 0 {
         return Err(SettlementError::NoNetworkWork);
     }
+    // The block's share ends at `pool_work`: it was mined in the epoch holding its start.
     let current = epochs
-        .at(block.pool_work)
+        .at(block.pool_work.saturating_sub(1))
         .ok_or(SettlementError::BeyondEpochs(block.pool_work))?;
     let length = params.window_work(block.network_work)?;
-    let end = block.pool_work.saturating_sub(current.end - current.start);
+    let end = block
+        .pool_work
+        .saturating_sub(current.length)
+        .min(current.start);
     let start = end.saturating_sub(length);
     Ok(Window {
         start,
@@ -222,20 +270,18 @@ pub fn split(
         .ok_or(SettlementError::ValueOverflow)?;
     let mut paid = Vec::new();
     let mut total = 0u64;
-    if window.end > window.start {
-        let first = epochs
-            .at(window.start)
-            .ok_or(SettlementError::BeyondEpochs(window.start))?;
-        let mut index = first.index;
-        while let Some(epoch) = epochs.get(index) {
-            if epoch.start >= window.end {
-                break;
-            }
-            let overlap = epoch.end.min(window.end) - epoch.start.max(window.start);
-            let sats = share_of(reward, overlap, window.length);
+    // Work before the first epoch is no epoch's: its part is carried with the floors.
+    for epoch in epochs.iter() {
+        let Some(end) = epoch.end else { break };
+        if epoch.start >= window.end {
+            break;
+        }
+        let from = epoch.start.max(window.start);
+        let to = end.min(window.end);
+        if to > from {
+            let sats = share_of(reward, to - from, window.length);
             total += sats;
             paid.push((epoch.index, sats));
-            index += 1;
         }
     }
     Ok(Split {

@@ -1,9 +1,15 @@
 use super::*;
 
+/// Epochs of `lengths` from zero, each closed at its planned end but the last.
 fn epochs(lengths: &[u128]) -> Epochs {
     let mut e = Epochs::new();
-    for &l in lengths {
-        e.open(l).unwrap();
+    let mut start = 0;
+    for (i, &l) in lengths.iter().enumerate() {
+        e.open(start, l).unwrap();
+        if i + 1 < lengths.len() {
+            e.close(start + l).unwrap();
+            start += l;
+        }
     }
     e
 }
@@ -84,7 +90,7 @@ fn a_block_pays_only_epochs_closed_before_it_was_found() {
     let lengths: Vec<u128> = (0..40).map(|_| 1 + u128::from(rng.below(500))).collect();
     let e = epochs(&lengths);
     let p = Params::new(10_000, 8).unwrap();
-    let last = e.get(39).unwrap().end;
+    let last = e.get(39).unwrap().end_or_planned();
     for _ in 0..2_000 {
         let t = u128::from(rng.below(last as u64));
         let s = split(
@@ -96,7 +102,10 @@ fn a_block_pays_only_epochs_closed_before_it_was_found() {
         .unwrap();
         let found_in = e.at(t).unwrap();
         for (index, _) in &s.epochs {
-            assert!(e.get(*index).unwrap().end <= found_in.start, "t {t}");
+            assert!(
+                e.get(*index).unwrap().end.unwrap() <= found_in.start,
+                "t {t}"
+            );
         }
     }
 }
@@ -108,7 +117,7 @@ fn nothing_is_made_or_lost_over_a_run_of_blocks() {
         .map(|_| 1 + u128::from(rng.next()) * u128::from(rng.next() >> 20))
         .collect();
     let e = epochs(&lengths);
-    let total_work = e.get(199).unwrap().end;
+    let total_work = e.get(199).unwrap().end_or_planned();
     let p = Params::new(rng.below(50_000) as u32, 1 + rng.below(16) as u32).unwrap();
     let mut t = 0u128;
     let mut carry = 0u64;
@@ -221,15 +230,31 @@ fn bad_parameters_and_blocks_are_refused() {
     assert_eq!(Params::new(0, 0), Err(SettlementError::NoWindow));
     assert_eq!(Params::new(PPM, 1).unwrap().fee(999), 999);
     let mut e = Epochs::new();
-    assert_eq!(e.open(0), Err(SettlementError::EmptyEpoch));
-    e.open(u128::MAX).unwrap();
-    assert_eq!(e.open(1), Err(SettlementError::WorkOverflow));
-    let e = epochs(&[100]);
+    assert_eq!(e.open(0, 0), Err(SettlementError::EmptyEpoch));
+    assert_eq!(e.open(1, u128::MAX), Err(SettlementError::WorkOverflow));
+    assert_eq!(e.close(5), Err(SettlementError::NoEpoch));
     let p = Params::new(0, 8).unwrap();
     assert_eq!(
         split(&p, &e, &block(100, 1, 1), 0),
         Err(SettlementError::BeyondEpochs(100))
     );
+    e.open(10, 100).unwrap();
+    assert_eq!(e.open(110, 100), Err(SettlementError::StillOpen(0)));
+    assert_eq!(e.close(10), Err(SettlementError::EmptyEpoch));
+    e.close(120).unwrap();
+    assert_eq!(
+        e.open(110, 100),
+        Err(SettlementError::NotContiguous {
+            end: 120,
+            start: 110
+        })
+    );
+    // Work before the first epoch is no epoch's.
+    assert_eq!(
+        split(&p, &e, &block(5, 1, 1), 0),
+        Err(SettlementError::BeyondEpochs(5))
+    );
+    let e = epochs(&[100]);
     assert_eq!(
         split(&p, &e, &block(50, 0, 1), 0),
         Err(SettlementError::NoNetworkWork)
@@ -242,4 +267,28 @@ fn bad_parameters_and_blocks_are_refused() {
         Params::new(0, 2).unwrap().window_work(u128::MAX),
         Err(SettlementError::WorkOverflow)
     );
+}
+
+#[test]
+fn an_epoch_closed_past_its_planned_end_still_pays_only_before_the_block_and_work_before_epochs_is_carried(
+) {
+    // Epochs begin at 1,000 (work before them is no epoch's); epoch 0's last share ended at
+    // 1,130, past its planned 1,100.
+    let mut e = Epochs::new();
+    e.open(1_000, 100).unwrap();
+    e.close(1_130).unwrap();
+    e.open(1_130, 100).unwrap();
+    assert_eq!(e.at(1_129).unwrap().index, 0);
+    assert_eq!(e.at(1_130).unwrap().index, 1);
+    assert_eq!(e.at(999), None);
+    let p = Params::new(0, 3).unwrap();
+    // Found early in epoch 1: the window ends 100 back, at 1,060, inside epoch 0.
+    let s = split(&p, &e, &block(1_160, 100, 3_000), 0).unwrap();
+    assert_eq!((s.window.start, s.window.end), (760, 1_060));
+    // [1,000, 1,060) is epoch 0's; [760, 1,000) was mined before epochs: carried.
+    assert_eq!(s.epochs, vec![(0, 600)]);
+    assert_eq!(s.carry_out, 2_400);
+    // A share of epoch 1 ending past epoch 1's planned end: the window never enters epoch 1.
+    let s = split(&p, &e, &block(1_250, 100, 3_000), 0).unwrap();
+    assert_eq!(s.window.end, 1_130);
 }

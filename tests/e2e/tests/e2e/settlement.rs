@@ -150,3 +150,197 @@ async fn found_blocks_are_followed_to_maturity_and_a_reorged_one_is_orphaned() -
     stack.stop().await?;
     Ok(())
 }
+
+fn work(v: &serde_json::Value) -> u128 {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("work as a decimal string")
+}
+
+/// Each epoch's reward from the ledger's own records, by the rules of docs/settlement.md
+/// written out here again (not through `hashpool-settlement`): fee 2 %, `N = 8 D`, the window
+/// ending an epoch's planned length before the block and never inside the block's epoch,
+/// `floor(R x overlap / N)` per epoch, the rest carried.
+fn rewards_by_the_rules(
+    epochs: &[pool::ledger::LedgerEpoch],
+    blocks: &[TrackedBlock],
+) -> (Vec<u128>, u128, u128) {
+    let mut reward = vec![0u128; epochs.len()];
+    let (mut carry, mut fees) = (0u128, 0u128);
+    let mut ordered: Vec<_> = blocks
+        .iter()
+        .filter(|b| b.status != BlockStatus::Orphaned)
+        .collect();
+    ordered.sort_by_key(|b| b.pool_work);
+    for b in ordered {
+        let t = b.pool_work.expect("recorded").hashes();
+        let d = b.network_work.expect("recorded").hashes();
+        let value = u128::from(b.value_sats.expect("recorded"));
+        let fee = value * 20_000 / 1_000_000;
+        fees += fee;
+        let r = value - fee + carry;
+        let own = epochs
+            .iter()
+            .find(|e| e.start.hashes() < t && e.end.is_none_or(|end| t <= end.hashes()));
+        let Some(own) = own else {
+            carry = r;
+            continue;
+        };
+        let end = t
+            .saturating_sub(own.length.hashes())
+            .min(own.start.hashes());
+        let n = 8 * d;
+        let start = end.saturating_sub(n);
+        let mut paid = 0;
+        for (i, e) in epochs.iter().enumerate() {
+            let Some(e_end) = e.end else { continue };
+            let from = e.start.hashes().max(start);
+            let to = e_end.hashes().min(end);
+            if to > from {
+                let sats = r * (to - from) / n;
+                reward[i] += sats;
+                paid += sats;
+            }
+        }
+        carry = r - paid;
+    }
+    (reward, fees, carry)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn epochs_turn_with_the_pools_work_and_a_matured_epoch_becomes_final_at_the_rate_the_rules_give(
+) -> anyhow::Result<()> {
+    init_tracing();
+    let stack = Stack::new()
+        .follow_chain()
+        .with_mint()
+        .with_pool(PoolOptions {
+            shares_per_minute: 120.0,
+            ..Default::default()
+        })
+        .start()
+        .await?;
+    let (tp, pool, stop) = (&stack.tp, &stack.pool, &stack.stop);
+    let ledger = &pool.running.ledger;
+    let url = format!("http://{}/", tp.running.http_address);
+    let api = format!(
+        "http://{}/api/v1/settlement",
+        pool.running.api_address.expect("the miner API is served")
+    );
+    let alice = stack.miner("alice", 20_000.0);
+    let bob = stack.miner("bob", 10_000.0);
+
+    // Three epochs: the first two closed.
+    wait_until(Duration::from_secs(180), "epoch 2 open", || async {
+        ledger.epochs().await.is_ok_and(|e| e.len() >= 3)
+    })
+    .await?;
+    stop.cancel();
+    alice.task.await?;
+    bob.task.await?;
+    wait_until(
+        WAIT,
+        "every batch quoted and every block placed",
+        || async {
+            let quoted = ledger.open_batches().await.is_ok_and(|b| b.is_empty());
+            let placed = ledger.found_blocks(100_000).await.is_ok_and(|blocks| {
+                blocks.iter().all(|b| {
+                    (b.status == BlockStatus::Pending && b.confirmations >= 1)
+                        || b.status == BlockStatus::Orphaned
+                })
+            });
+            quoted && placed
+        },
+    )
+    .await?;
+
+    // Every batch belongs to one epoch, and the epochs follow each other without gaps.
+    let epochs = ledger.epochs().await?;
+    for pair in epochs.windows(2) {
+        assert_eq!(pair[0].end, Some(pair[1].start));
+        assert!(
+            pair[0].end.expect("closed").hashes()
+                >= pair[0].start.hashes() + pair[0].length.hashes()
+        );
+    }
+    let mut quoted_by_epoch = vec![0u64; epochs.len()];
+    for key in ["alice", "bob"] {
+        for batch in ledger.batches_of(&hashpool_e2e::test_key(key)).await? {
+            assert!(batch.quote_id.is_some(), "{batch:?}");
+            if let Some(e) = batch.epoch {
+                quoted_by_epoch[e as usize] += batch.amount;
+            }
+        }
+    }
+    assert!(
+        quoted_by_epoch[0] > 0 && quoted_by_epoch[1] > 0,
+        "{quoted_by_epoch:?}"
+    );
+
+    // Before maturity nothing the blocks paid is final.
+    let report: serde_json::Value = reqwest::get(&api).await?.json().await?;
+    for e in report["epochs"].as_array().expect("epochs") {
+        if e["pending_sats"].as_u64() > Some(0) {
+            assert_eq!(e["state"], "closed", "{e}");
+        }
+    }
+
+    // A hundred blocks on top: every block of the pool matures.
+    let address = bitcoin::Address::p2wsh(
+        &bitcoin::ScriptBuf::new_op_return([9u8; 4]),
+        bitcoin::KnownHrp::Regtest,
+    );
+    rpc(
+        &url,
+        "generatetoaddress",
+        serde_json::json!([100, address.to_string()]),
+    )
+    .await?;
+    wait_until(WAIT, "every block matured or orphaned", || async {
+        ledger.found_blocks(100_000).await.is_ok_and(|blocks| {
+            blocks
+                .iter()
+                .all(|b| matches!(b.status, BlockStatus::Matured | BlockStatus::Orphaned))
+        })
+    })
+    .await?;
+    let blocks = ledger.found_blocks(100_000).await?;
+    let report: serde_json::Value = reqwest::get(&api).await?.json().await?;
+    let (rewards, fees, carry) = rewards_by_the_rules(&epochs, &blocks);
+    let reported = report["epochs"].as_array().expect("epochs");
+    assert_eq!(reported.len(), epochs.len());
+    for (i, e) in reported.iter().enumerate() {
+        assert_eq!(
+            e["reward_sats"].as_u64().map(u128::from),
+            Some(rewards[i]),
+            "epoch {i}"
+        );
+        assert_eq!(e["pending_sats"], 0);
+        assert_eq!(e["ehash_quoted"], quoted_by_epoch[i]);
+    }
+    assert_eq!(report["fees_sats"].as_u64().map(u128::from), Some(fees));
+    assert_eq!(report["carry_sats"].as_u64().map(u128::from), Some(carry));
+    // Nothing made or lost: the matured rewards are the epochs', the fees and the carry.
+    let matured: u128 = blocks
+        .iter()
+        .filter(|b| b.status == BlockStatus::Matured)
+        .map(|b| u128::from(b.value_sats.expect("recorded")))
+        .sum();
+    assert_eq!(rewards.iter().sum::<u128>() + fees + carry, matured);
+    assert!(matured > 0);
+    // Regtest's blocks are most shares: epoch 0 was paid by many.
+    assert!(rewards[0] > 0 && rewards[1] > 0, "{rewards:?}");
+    // Epoch 0 is out of every later window (the pool's work is past its end by the open
+    // epoch's length and 8 blocks' work) and every block that paid it matured: final, at its
+    // reward over its ehash.
+    let first = &reported[0];
+    assert_eq!(first["state"], "final", "{first}");
+    assert_eq!(
+        first["rate"],
+        serde_json::json!([rewards[0] as u64, quoted_by_epoch[0]])
+    );
+    assert!(work(&report["pool_work"]) >= work(&first["end_work"]));
+    assert_eq!(reported.last().expect("open epoch")["state"], "open");
+    stack.stop().await?;
+    Ok(())
+}

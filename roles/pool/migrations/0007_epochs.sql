@@ -1,0 +1,17 @@
+-- Epochs (docs/settlement.md): ranges of the pool's cumulative accepted work, each paid one
+-- rate. An epoch opens where the last one closed, sized from the network's work per block; it
+-- closes at the first share that starts at or past its planned end (`end_work` is where its
+-- last share ended). Every key's whole units are batched at the close, so every batch, and so
+-- every quote, belongs to one epoch.
+CREATE TABLE epochs (
+    idx          INTEGER PRIMARY KEY,
+    start_work   BLOB NOT NULL,     -- 16 little-endian bytes, as all work here
+    length       BLOB NOT NULL,     -- planned
+    network_work BLOB NOT NULL,     -- the network's work per block it was sized with
+    end_work     BLOB,              -- NULL while open
+    opened_at    INTEGER NOT NULL,  -- unix ms
+    closed_at    INTEGER
+);
+
+-- The epoch a batch's ehash belongs to (NULL: work from before the first epoch).
+ALTER TABLE batches ADD COLUMN epoch INTEGER;
