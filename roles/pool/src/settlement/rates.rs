@@ -2,8 +2,9 @@
 //! integers"): the pool's found blocks, in the order they were found, split over the epochs
 //! with `hashpool-settlement`, the carry passed from block to block. Orphaned blocks pay
 //! nothing; pending ones are counted apart (`pending_sats`) until they mature. An epoch is
-//! final when no later block's window can reach it (at the network's work per block now) and
-//! every block that paid it has matured; its rate is then `reward_sats / ehash_quoted`.
+//! final when the pool's work is out of every later block's reach of it
+//! (`Epochs::out_of_reach_from`: later blocks do not pay it) and every block that paid it has
+//! matured; its rate is then `reward_sats / ehash_quoted`.
 
 use hashpool_settlement::{self as scheme, Epochs, Params, SettlementError};
 use serde::Serialize;
@@ -82,7 +83,7 @@ pub fn report(
     let scheme_params = Params::new(fee_ppm, window_multiplier)?;
     let mut epochs = Epochs::new();
     for e in ledger_epochs {
-        epochs.open(e.start.hashes(), e.length.hashes())?;
+        epochs.open(e.start.hashes(), e.length.hashes(), e.network_work.hashes())?;
         if let Some(end) = e.end {
             epochs.close(end.hashes())?;
         }
@@ -189,18 +190,12 @@ pub fn report(
         carry = split.carry_out;
         blocks.push(out);
     }
-    // No later block reaches an epoch once the pool's work is past its end by the open epoch's
-    // length and a window at the newest network work.
-    let reach = match ledger_epochs.last() {
-        Some(open) => open
-            .length
-            .hashes()
-            .saturating_add(scheme_params.window_work(open.network_work.hashes())?),
-        None => 0,
-    };
+    // Out of every later block's reach and every block that paid it matured: final.
     for (r, e) in reports.iter_mut().zip(ledger_epochs) {
-        let Some(end) = e.end else { continue };
-        if end.hashes().saturating_add(reach) <= pool_work && !unsettled[e.index as usize] {
+        let out_of_reach = epochs
+            .out_of_reach_from(e.index, &scheme_params)?
+            .is_some_and(|at| at <= pool_work);
+        if out_of_reach && !unsettled[e.index as usize] {
             r.state = EpochState::Final;
             if r.ehash_quoted > 0 {
                 r.rate = Some([r.reward_sats, r.ehash_quoted]);
@@ -306,8 +301,8 @@ mod tests {
             found(1, 450, 1_000_003, BlockStatus::Matured),
             found(3, 480, 2_000_000, BlockStatus::Pending),
         ];
-        // Reach: the open epoch's 100 plus a window of 200. At 600 epochs ending by 300 are out
-        // of reach, but epochs 1 and 2 were paid by the pending block.
+        // Out of reach: epoch 0 from 400, epoch 1 from 500 (both in the open epoch 4); epoch 1
+        // was paid by the pending block.
         let r = report((20_000, 2), &epochs(), &blocks, &[(0, 5), (1, 10)], 600).unwrap();
         assert_eq!(r.epochs[0].state, EpochState::Final);
         assert_eq!(r.epochs[1].state, EpochState::Closed);
@@ -320,11 +315,10 @@ mod tests {
         let r = report((20_000, 2), &epochs(), &matured, &[(0, 5), (1, 10)], 600).unwrap();
         assert_eq!(r.epochs[1].state, EpochState::Final);
         assert_eq!(r.epochs[1].rate, Some([245_000 + 196_000, 10]));
-        // Epoch 2 ends at 300: just out of reach at 600. Epoch 3 ends at 400: a later block
-        // could still pay it.
-        assert_eq!(r.epochs[2].state, EpochState::Final);
-        assert_eq!(r.epochs[3].state, EpochState::Closed);
-        assert_eq!(r.epochs[3].rate, None);
+        // Epoch 2 ends at 300: blocks of the open epoch 4 (from 400, windows of 200 ending
+        // 100 back) can still pay it, however far the pool's work goes, until epoch 5 opens.
+        assert_eq!(r.epochs[2].state, EpochState::Closed);
+        assert_eq!(r.epochs[2].rate, None);
     }
 
     #[test]

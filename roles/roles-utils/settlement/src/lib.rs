@@ -95,6 +95,9 @@ pub struct Epoch {
     pub index: u32,
     pub start: u128,
     pub length: u128,
+    /// The network's work per block it was sized with: with `length`, how far back the
+    /// windows of blocks found in it reach.
+    pub network_work: u128,
     /// `None` while open.
     pub end: Option<u128>,
 }
@@ -119,9 +122,17 @@ impl Epochs {
 
     /// Opens the first epoch at `start` (work done before epochs began is no epoch's), or the
     /// next one where the last closed, `length` hashes of work planned.
-    pub fn open(&mut self, start: u128, length: u128) -> Result<Epoch, SettlementError> {
+    pub fn open(
+        &mut self,
+        start: u128,
+        length: u128,
+        network_work: u128,
+    ) -> Result<Epoch, SettlementError> {
         if length == 0 {
             return Err(SettlementError::EmptyEpoch);
+        }
+        if network_work == 0 {
+            return Err(SettlementError::NoNetworkWork);
         }
         if let Some(last) = self.list.last() {
             match last.end {
@@ -137,6 +148,7 @@ impl Epochs {
             index: self.list.len() as u32,
             start,
             length,
+            network_work,
             end: None,
         };
         self.list.push(epoch);
@@ -168,6 +180,40 @@ impl Epochs {
             Some(end) if t >= end => None,
             _ => Some(epoch),
         }
+    }
+
+    /// The pool's work from which no later block pays epoch `index`: the first point of a later
+    /// epoch that starts at least a window (`N` at that epoch's network work) after its end,
+    /// past its end by that window and the later epoch's planned length.
+    /// `None` while it, or the epoch after it, is open with no such point known. A block found
+    /// past this point does not pay the epoch even if its own window (at a higher network work)
+    /// would reach it: the part is carried, so a final rate never changes.
+    pub fn out_of_reach_from(
+        &self,
+        index: u32,
+        params: &Params,
+    ) -> Result<Option<u128>, SettlementError> {
+        let Some(end) = self.get(index).and_then(|e| e.end) else {
+            return Ok(None);
+        };
+        for later in &self.list[index as usize + 1..] {
+            // A block found in `later` at `t` pays from `min(t - length, start) - window`: while
+            // `start - window` is before `end`, every block of `later` can reach back into
+            // the epoch.
+            let window = params.window_work(later.network_work)?;
+            if later.start < end.saturating_add(window) {
+                continue;
+            }
+            let at = end
+                .saturating_add(window)
+                .saturating_add(later.length)
+                .max(later.start);
+            match later.end {
+                Some(later_end) if at >= later_end => continue,
+                _ => return Ok(Some(at)),
+            }
+        }
+        Ok(None)
     }
 
     pub fn len(&self) -> usize {
@@ -278,7 +324,10 @@ pub fn split(
         }
         let from = epoch.start.max(window.start);
         let to = end.min(window.end);
-        if to > from {
+        let final_before = epochs
+            .out_of_reach_from(epoch.index, params)?
+            .is_some_and(|at| at < block.pool_work);
+        if to > from && !final_before {
             let sats = share_of(reward, to - from, window.length);
             total += sats;
             paid.push((epoch.index, sats));

@@ -2,10 +2,15 @@ use super::*;
 
 /// Epochs of `lengths` from zero, each closed at its planned end but the last.
 fn epochs(lengths: &[u128]) -> Epochs {
+    epochs_at(lengths, 100)
+}
+
+/// [`epochs`] sized at a network work per block of `network_work`.
+fn epochs_at(lengths: &[u128], network_work: u128) -> Epochs {
     let mut e = Epochs::new();
     let mut start = 0;
     for (i, &l) in lengths.iter().enumerate() {
-        e.open(start, l).unwrap();
+        e.open(start, l, network_work).unwrap();
         if i + 1 < lengths.len() {
             e.close(start + l).unwrap();
             start += l;
@@ -116,7 +121,8 @@ fn nothing_is_made_or_lost_over_a_run_of_blocks() {
     let lengths: Vec<u128> = (0..200)
         .map(|_| 1 + u128::from(rng.next()) * u128::from(rng.next() >> 20))
         .collect();
-    let e = epochs(&lengths);
+    let total = lengths.iter().sum::<u128>();
+    let e = epochs_at(&lengths, (total / 100).max(1) * 4);
     let total_work = e.get(199).unwrap().end_or_planned();
     let p = Params::new(rng.below(50_000) as u32, 1 + rng.below(16) as u32).unwrap();
     let mut t = 0u128;
@@ -132,14 +138,31 @@ fn nothing_is_made_or_lost_over_a_run_of_blocks() {
         let d = (total_work / 100).max(1) * u128::from(1 + rng.below(4));
         let s = split(&p, &e, &block(t, d, value), carry).unwrap();
         // Conservation per block, and a bound on what is carried: under one sat per epoch
-        // paid, plus the unfilled part's share.
+        // paid, plus the shares of the unfilled part and of epochs already out of reach (a
+        // longer epoch later delays windows further back than the reach its predecessors
+        // were judged by).
         assert_eq!(
             u128::from(s.fee) + u128::from(s.paid()) + u128::from(s.carry_out),
             u128::from(value) + u128::from(carry)
         );
         let reward = value - s.fee + carry;
         let unfilled_share = share_of(reward, s.window.unfilled, s.window.length);
-        assert!(s.carry_out <= unfilled_share + s.epochs.len() as u64);
+        let mut clipped = 0u128;
+        for epoch in e.iter() {
+            let Some(end) = epoch.end else { break };
+            let overlap = end
+                .min(s.window.end)
+                .saturating_sub(epoch.start.max(s.window.start));
+            let out = e
+                .out_of_reach_from(epoch.index, &p)
+                .unwrap()
+                .is_some_and(|at| at < t);
+            if out {
+                clipped += overlap;
+            }
+        }
+        let clipped_share = share_of(reward, clipped, s.window.length);
+        assert!(s.carry_out <= unfilled_share + clipped_share + s.epochs.len() as u64 + 1);
         for (i, sats) in &s.epochs {
             per_epoch[*i as usize] += u128::from(*sats);
         }
@@ -207,7 +230,7 @@ fn redemption_pays_the_floor_of_the_rate_and_never_more_than_the_epoch_earned() 
 fn products_beyond_128_bits_are_exact() {
     // Mainnet-sized work: D near 2^77, a window of 8 D, and a reward of 3.125 BTC.
     let d: u128 = 1 << 77;
-    let e = epochs(&[d / 2; 40]);
+    let e = epochs_at(&[d / 2; 40], d);
     let p = Params::new(20_000, 8).unwrap();
     let s = split(&p, &e, &block(d * 10, d, 312_500_000), 0).unwrap();
     assert_eq!(s.fee + s.paid() + s.carry_out, 312_500_000);
@@ -230,20 +253,20 @@ fn bad_parameters_and_blocks_are_refused() {
     assert_eq!(Params::new(0, 0), Err(SettlementError::NoWindow));
     assert_eq!(Params::new(PPM, 1).unwrap().fee(999), 999);
     let mut e = Epochs::new();
-    assert_eq!(e.open(0, 0), Err(SettlementError::EmptyEpoch));
-    assert_eq!(e.open(1, u128::MAX), Err(SettlementError::WorkOverflow));
+    assert_eq!(e.open(0, 0, 1), Err(SettlementError::EmptyEpoch));
+    assert_eq!(e.open(1, u128::MAX, 1), Err(SettlementError::WorkOverflow));
     assert_eq!(e.close(5), Err(SettlementError::NoEpoch));
     let p = Params::new(0, 8).unwrap();
     assert_eq!(
         split(&p, &e, &block(100, 1, 1), 0),
         Err(SettlementError::BeyondEpochs(100))
     );
-    e.open(10, 100).unwrap();
-    assert_eq!(e.open(110, 100), Err(SettlementError::StillOpen(0)));
+    e.open(10, 100, 1).unwrap();
+    assert_eq!(e.open(110, 100, 1), Err(SettlementError::StillOpen(0)));
     assert_eq!(e.close(10), Err(SettlementError::EmptyEpoch));
     e.close(120).unwrap();
     assert_eq!(
-        e.open(110, 100),
+        e.open(110, 100, 1),
         Err(SettlementError::NotContiguous {
             end: 120,
             start: 110
@@ -275,9 +298,9 @@ fn an_epoch_closed_past_its_planned_end_still_pays_only_before_the_block_and_wor
     // Epochs begin at 1,000 (work before them is no epoch's); epoch 0's last share ended at
     // 1,130, past its planned 1,100.
     let mut e = Epochs::new();
-    e.open(1_000, 100).unwrap();
+    e.open(1_000, 100, 1).unwrap();
     e.close(1_130).unwrap();
-    e.open(1_130, 100).unwrap();
+    e.open(1_130, 100, 1).unwrap();
     assert_eq!(e.at(1_129).unwrap().index, 0);
     assert_eq!(e.at(1_130).unwrap().index, 1);
     assert_eq!(e.at(999), None);
@@ -291,4 +314,26 @@ fn an_epoch_closed_past_its_planned_end_still_pays_only_before_the_block_and_wor
     // A share of epoch 1 ending past epoch 1's planned end: the window never enters epoch 1.
     let s = split(&p, &e, &block(1_250, 100, 3_000), 0).unwrap();
     assert_eq!(s.window.end, 1_130);
+}
+
+#[test]
+fn a_block_past_an_epochs_reach_never_pays_it_even_when_the_network_work_rose() {
+    // Epochs of 100 sized at D = 100, windows of 2 D: epoch 0 leaves the reach of later blocks
+    // at 100 + 100 + 200 = 400, where epoch 4 begins.
+    let e = epochs(&[100; 5]);
+    let p = Params::new(0, 2).unwrap();
+    assert_eq!(e.out_of_reach_from(0, &p).unwrap(), Some(400));
+    // Every block of the open epoch 4 (from 400) pays from 400 - 100 - 200 = 100 or later:
+    // epoch 2 stays in reach until a later epoch starts at 500 or past.
+    assert_eq!(e.out_of_reach_from(2, &p).unwrap(), None);
+    assert_eq!(e.out_of_reach_from(4, &p).unwrap(), None);
+    // Found at 450 after the difficulty rose tenfold: its window [0, 350) reaches epoch 0,
+    // which is out of reach: its part is carried, the others are paid as the window gives.
+    let s = split(&p, &e, &block(450, 1_000, 2_000), 0).unwrap();
+    assert_eq!((s.window.start, s.window.end), (0, 350));
+    assert_eq!(s.epochs, vec![(1, 100), (2, 100), (3, 50)]);
+    assert_eq!(s.carry_out, 1_750);
+    // Found at 399 (epoch 3), before epoch 0 left the reach: epoch 0 is paid.
+    let s = split(&p, &e, &block(399, 1_000, 2_000), 0).unwrap();
+    assert_eq!(s.epochs[0], (0, 100));
 }
