@@ -287,6 +287,7 @@ async fn serve_miner_api(
                 ledger.clone(),
                 settlement.fee_ppm,
                 settlement.window_multiplier,
+                config.pool.authority_secret_key.into_bytes(),
             )
             .router(),
         );

@@ -13,6 +13,8 @@
 //!   epochs the window overlaps in proportion to the overlap; the floors' remainder, and the
 //!   part of the window before the pool's first share, are carried to the next block.
 
+pub mod rates;
+
 // The lint fires inside uint's macro expansion, not in code of ours.
 #[allow(clippy::manual_div_ceil)]
 mod wide {
@@ -50,6 +52,8 @@ pub enum SettlementError {
     MoreThanIssued { asked: u64, issued: u64 },
     #[error("the carried value overflows")]
     ValueOverflow,
+    #[error("rate sheet: {0}")]
+    BadSheet(String),
 }
 
 /// The pool's fee and window (config `settlement.fee_ppm`, `settlement.window_multiplier`).

@@ -341,6 +341,27 @@ async fn epochs_turn_with_the_pools_work_and_a_matured_epoch_becomes_final_at_th
     );
     assert!(work(&report["pool_work"]) >= work(&first["end_work"]));
     assert_eq!(reported.last().expect("open epoch")["state"], "open");
+    // The final rates, signed with the pool's authority key; a changed one does not verify.
+    let sheet: hashpool_settlement::rates::RateSheet =
+        reqwest::get(format!("{api}/rates")).await?.json().await?;
+    let pool_key = hashpool_e2e::public_key().into_bytes();
+    sheet.verify(&pool_key)?;
+    let signed = sheet
+        .rates
+        .iter()
+        .find(|r| r.epoch == 0)
+        .expect("epoch 0 is final");
+    assert_eq!(
+        (u128::from(signed.reward_sats), signed.ehash),
+        (rewards[0], quoted_by_epoch[0])
+    );
+    assert!(sheet
+        .rates
+        .iter()
+        .all(|r| reported[r.epoch as usize]["state"] == "final"));
+    let mut tampered = sheet.clone();
+    tampered.rates[0].reward_sats += 1;
+    assert!(tampered.verify(&pool_key).is_err());
     stack.stop().await?;
     Ok(())
 }
