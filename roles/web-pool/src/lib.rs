@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod miner;
+mod settlement;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -92,6 +93,9 @@ async fn index(State(s): State<AppState>) -> Html<String> {
 <section><h2>Services</h2><table id="health"><tr><td class="empty">loading…</td></tr></table></section>
 <section><h2>Connected proxies and channels</h2><table id="channels"><tr><td class="empty">loading…</td></tr></table></section>
 <section><h2>Blocks found</h2><table id="blocks"><tr><td class="empty">loading…</td></tr></table></section>
+<section><h2>Settlement</h2><p id="settlement-terms" class="empty">loading…</p>
+<table id="epochs"><tr><td class="empty">loading…</td></tr></table>
+<table id="settled-blocks"></table></section>
 {issuance_chart}"#,
         search = miner::search_box(),
         hashrate_cards = hashrate_windows::cards("Pool hashrate"),
@@ -116,6 +120,18 @@ hp.refresh({refresh}, async () => {{
     ? '<tr><td class="empty">no channel open</td></tr>'
     : '<tr><th>proxy / miner</th><th>channel</th><th class="num">hashrate</th><th class="num">shares</th></tr>' +
       s.channels.map(c => `<tr><td>${{hp.esc(c.proxy)}}</td><td>${{hp.esc(c.label)}}</td><td class="num">${{hp.esc(c.hashrate_text)}}</td><td class="num">${{c.shares_total}}</td></tr>`).join('');
+  const st = s.settlement;
+  document.getElementById('settlement-terms').textContent = st.on
+    ? `fee ${{st.fee_text}}, each block pays the last ${{st.window_text}}; fees taken ${{st.fees_text}}, carried to the next block ${{st.carry_text}}; ${{st.final_epochs}} epoch(s) final`
+    : 'settlement is off (the pool has no [settlement] section, or its API is not reachable)';
+  document.getElementById('epochs').innerHTML = st.epochs.length === 0
+    ? '<tr><td class="empty">no epoch yet</td></tr>'
+    : '<tr><th class="num">epoch</th><th>state</th><th class="num">ehash</th><th class="num">reward</th><th class="num">not yet matured</th><th class="num">rate</th></tr>' +
+      st.epochs.map(e => `<tr><td class="num">${{e.index}}</td><td>${{hp.esc(e.state)}}</td><td class="num">${{e.ehash}}</td><td class="num">${{hp.esc(e.reward_text)}}</td><td class="num">${{hp.esc(e.pending_text)}}</td><td class="num">${{hp.esc(e.rate_text)}}</td></tr>`).join('');
+  document.getElementById('settled-blocks').innerHTML = st.blocks.length === 0
+    ? ''
+    : '<tr><th class="num">height</th><th>standing</th><th class="num">value</th><th class="num">paid to epochs</th><th class="num">epochs</th></tr>' +
+      st.blocks.map(b => `<tr><td class="num">${{hp.esc(b.height_text)}}</td><td>${{hp.esc(b.status)}}</td><td class="num">${{hp.esc(b.value_text)}}</td><td class="num">${{hp.esc(b.paid_text)}}</td><td class="num">${{b.epochs}}</td></tr>`).join('');
   document.getElementById('blocks').innerHTML = s.blocks.length === 0
     ? '<tr><td class="empty">none yet</td></tr>'
     : '<tr><th>found</th><th class="num">height</th><th class="num">reward</th><th class="num">effort</th><th>block hash</th><th>channel</th></tr>' +
@@ -156,6 +172,10 @@ async fn summary(State(s): State<AppState>) -> Json<Value> {
         u.up(&urls[7]),
         u.get(&urls[8]),
     );
+    let settlement = match &s.config.pool_api_url {
+        Some(api) => u.get(&format!("{api}/api/v1/settlement")).await.ok(),
+        None => None,
+    };
     let ([health, hashrate, channels, downstreams, blocks, issuance, network], errors) = answers([
         health,
         hashrate,
@@ -240,6 +260,7 @@ async fn summary(State(s): State<AppState>) -> Json<Value> {
         "channels": channel_rows,
         "health": health_rows,
         "network": network_cards(&network, unix_now()),
+        "settlement": settlement::view(&settlement.unwrap_or(Value::Null)),
         "errors": errors,
     }))
 }

@@ -132,6 +132,7 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
     let stats_proxy = start_stats(&dir.path().join("sx"), Role::Translator, stop.clone()).await?;
     let stack = Stack::new()
         .nbits(HARD_NBITS)
+        .follow_chain()
         .with_pool(PoolOptions {
             shares_per_minute: 120.0,
             stats_reporting: Some(pool::config::StatsReporting {
@@ -540,6 +541,19 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
                 && blocks.contains("3.12501234 BTC")
                 && blocks
                     .contains("00000000000000000001d2c3b4a5968778695a4b3c2d1e0f00112233445566aa")
+        },
+    )
+    .await?;
+    // Settlement: the pool's terms and its open epoch.
+    wait_until(
+        Duration::from_secs(30),
+        "web-pool's settlement section",
+        || async {
+            let terms = text_of(&browser, "#settlement-terms")
+                .await
+                .unwrap_or_default();
+            let epochs = text_of(&browser, "#epochs").await.unwrap_or_default();
+            terms.contains("fee 2.00 %") && epochs.contains("open")
         },
     )
     .await?;
