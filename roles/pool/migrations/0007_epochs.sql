@@ -15,3 +15,5 @@ CREATE TABLE epochs (
 
 -- The epoch a batch's ehash belongs to (NULL: work from before the first epoch).
 ALTER TABLE batches ADD COLUMN epoch INTEGER;
+-- A key's ehash of its newest epochs (the miner API) without reading its older batches.
+CREATE INDEX batches_by_key_epoch ON batches (locking_key, epoch);

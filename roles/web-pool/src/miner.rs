@@ -74,7 +74,16 @@ async fn outcome(s: &AppState, key_text: &str) -> Outcome {
     let url = format!("{api}/api/v1/miners/{key}");
     match s.upstream.get_status(&url).await {
         Ok((200, body)) => match serde_json::from_value::<MinerAnswer>(body) {
-            Ok(answer) => Outcome::Miner(Box::new(answer)),
+            Ok(mut answer) => {
+                // The epochs' states and rates; without them the page says "unknown".
+                let report = s
+                    .upstream
+                    .get(&format!("{api}/api/v1/settlement"))
+                    .await
+                    .unwrap_or_default();
+                answer.value_epochs(&report);
+                Outcome::Miner(Box::new(answer))
+            }
             Err(e) => Outcome::Problem(
                 StatusCode::BAD_GATEWAY,
                 "The pool's answer could not be read",

@@ -23,6 +23,8 @@ pub struct ReadLimits {
     pub blocks: u32,
     /// Answered quotes listed.
     pub quotes: u32,
+    /// Newest epochs the key's ehash is summed for.
+    pub epochs: u32,
 }
 
 impl Default for ReadLimits {
@@ -31,6 +33,7 @@ impl Default for ReadLimits {
             window_minutes: 1_500,
             blocks: 20,
             quotes: 10,
+            epochs: 20,
         }
     }
 }
@@ -83,6 +86,9 @@ pub struct KeyReport {
     pub blocks: Vec<FoundBlock>,
     /// Newest first, at most [`ReadLimits::quotes`].
     pub quotes: Vec<IssuedQuote>,
+    /// Ehash the mint quoted the key per epoch, `(epoch, amount)`, for the newest
+    /// [`ReadLimits::epochs`] epochs, newest first.
+    pub ehash_by_epoch: Vec<(u32, u64)>,
 }
 
 /// Read-only connections to the ledger file.
@@ -148,6 +154,7 @@ impl LedgerReader {
                 blocks_found: 0,
                 blocks: Vec::new(),
                 quotes: Vec::new(),
+                ehash_by_epoch: Vec::new(),
             });
         };
         let (requested, requested_work) = requested(&mut tx, key_bytes).await?;
@@ -162,6 +169,7 @@ impl LedgerReader {
         .await?;
         let (blocks_found, blocks) = blocks(&mut tx, key_id, self.limits.blocks).await?;
         let quotes = quotes(&mut tx, key_bytes, self.limits.quotes).await?;
+        let ehash_by_epoch = ehash_by_epoch(&mut tx, key_bytes, self.limits.epochs).await?;
         tx.commit().await?;
         Ok(KeyReport {
             accrual: Some(accrual),
@@ -172,8 +180,40 @@ impl LedgerReader {
             blocks_found,
             blocks,
             quotes,
+            ehash_by_epoch,
         })
     }
+}
+
+/// The key's quoted ehash in each of the newest `epochs` epochs (the index on key and epoch:
+/// only those epochs' batches are read).
+async fn ehash_by_epoch(
+    tx: &mut Transaction<'_, Sqlite>,
+    key: &[u8],
+    epochs: u32,
+) -> Result<Vec<(u32, u64)>, LedgerError> {
+    let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(idx) FROM epochs")
+        .fetch_one(&mut **tx)
+        .await?;
+    let Some(newest) = newest else {
+        return Ok(Vec::new());
+    };
+    let rows = sqlx::query(
+        "SELECT epoch, SUM(amount) FROM batches WHERE locking_key = ? AND epoch >= ? \
+         AND quote_id IS NOT NULL GROUP BY epoch ORDER BY epoch DESC",
+    )
+    .bind(key)
+    .bind(newest.saturating_sub(i64::from(epochs) - 1))
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let epoch = u32::try_from(r.get::<i64, _>(0)).ok()?;
+            let amount = u64::try_from(r.get::<i64, _>(1)).ok()?;
+            Some((epoch, amount))
+        })
+        .collect())
 }
 
 fn secs_to_ms(secs: u64) -> i64 {

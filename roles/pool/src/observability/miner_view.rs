@@ -51,6 +51,15 @@ pub struct MinerView {
     pub blocks_found: u64,
     pub blocks: Vec<BlockView>,
     pub quotes: Vec<QuoteView>,
+    /// The key's quoted ehash in each of the newest epochs, newest first (what each is worth:
+    /// the epoch's rate, `/api/v1/settlement`).
+    pub epochs: Vec<EpochEhashView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EpochEhashView {
+    pub epoch: u32,
+    pub ehash: u64,
 }
 
 /// Exact work in hashes (decimal strings: they exceed 64 bits).
@@ -234,6 +243,11 @@ pub fn build(
                 amount: q.amount,
                 at_ms: q.at_ms,
             })
+            .collect(),
+        epochs: report
+            .ehash_by_epoch
+            .into_iter()
+            .map(|(epoch, ehash)| EpochEhashView { epoch, ehash })
             .collect(),
     }
 }

@@ -24,6 +24,62 @@ pub struct MinerAnswer {
     pub blocks_found: u64,
     pub blocks: Vec<Block>,
     pub quotes: Vec<Quote>,
+    /// The key's quoted ehash in each of the newest epochs, newest first.
+    pub epochs: Vec<EpochEhash>,
+    /// Those epochs as the pool's settlement report values them (filled by web-pool).
+    #[serde(skip)]
+    pub epoch_values: Vec<EpochValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct EpochEhash {
+    pub epoch: u32,
+    pub ehash: u64,
+}
+
+/// One epoch of the key's ehash with its state and, once final, its value in sats.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct EpochValue {
+    pub epoch: u32,
+    pub ehash: u64,
+    /// `open`, `closed`, `final`; `unknown` without the pool's report.
+    pub state: String,
+    /// `floor(ehash x reward / epoch's ehash)` once final.
+    pub sats: Option<u64>,
+}
+
+impl MinerAnswer {
+    /// Values the key's epochs with the pool's settlement report (`Value::Null`: none).
+    pub fn value_epochs(&mut self, report: &serde_json::Value) {
+        let epochs = report["epochs"].as_array();
+        self.epoch_values = self
+            .epochs
+            .iter()
+            .map(|e| {
+                let reported = epochs.and_then(|all| all.iter().find(|r| r["index"] == e.epoch));
+                let state = reported
+                    .and_then(|r| r["state"].as_str())
+                    .unwrap_or("unknown")
+                    .to_string();
+                let sats = reported.and_then(|r| {
+                    let reward = r["rate"][0].as_u64()?;
+                    let issued = r["rate"][1].as_u64().filter(|&i| i > 0)?;
+                    // The epoch's whole ehash is `issued`: the key's share of it cannot pass
+                    // it, and the product fits in 128 bits.
+                    let sats =
+                        u128::from(e.ehash.min(issued)) * u128::from(reward) / u128::from(issued);
+                    u64::try_from(sats).ok()
+                });
+                EpochValue {
+                    epoch: e.epoch,
+                    ehash: e.ehash,
+                    state,
+                    sats,
+                }
+            })
+            .collect();
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -105,6 +105,31 @@ fn blocks(a: &MinerAnswer) -> String {
     )
 }
 
+fn epochs(a: &MinerAnswer) -> String {
+    let rows: Vec<Vec<String>> = a
+        .epoch_values
+        .iter()
+        .map(|e| {
+            vec![
+                e.epoch.to_string(),
+                e.ehash.to_string(),
+                html::escape(&e.state),
+                e.sats
+                    .map_or("not final yet".into(), |s| units::sats_as_btc(s as i64)),
+            ]
+        })
+        .collect();
+    format!(
+        r#"<section><h2>ehash by epoch</h2>{}<p class="note">Each epoch's ehash is paid by the blocks found after it closed; once it is final its rate is fixed and signed by the pool (docs/settlement.md).</p></section>"#,
+        html::table(
+            "epochs",
+            &["num:epoch", "num:ehash", "state", "num:value"],
+            &rows,
+            "none yet"
+        )
+    )
+}
+
 fn quotes(a: &MinerAnswer) -> String {
     let rows: Vec<Vec<String>> = a
         .quotes
@@ -215,9 +240,10 @@ pub fn miner(a: &MinerAnswer) -> String {
         ),
     );
     format!(
-        "{intro}{cards}{ehash}{}{}{}{}",
+        "{intro}{cards}{ehash}{}{}{}{}{}",
         workers(a),
         rejected(a),
+        epochs(a),
         blocks(a),
         quotes(a)
     )

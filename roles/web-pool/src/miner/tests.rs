@@ -205,3 +205,35 @@ async fn without_the_pools_api_the_page_says_why() {
     assert_eq!(status, 502);
     assert!(page.contains("unreachable"));
 }
+
+#[test]
+fn a_keys_epochs_are_valued_at_their_final_rate_and_shown_with_their_state() {
+    let mut body = known_answer();
+    body["epochs"] = json!([{"epoch": 1, "ehash": 5}, {"epoch": 0, "ehash": 3}]);
+    let mut answer: answer::MinerAnswer = serde_json::from_value(body).unwrap();
+    let report = json!({"epochs": [
+        {"index": 0, "state": "final", "rate": [1_000, 7]},
+        {"index": 1, "state": "open", "rate": null},
+    ]});
+    answer.value_epochs(&report);
+    let values: Vec<_> = answer
+        .epoch_values
+        .iter()
+        .map(|e| (e.epoch, e.ehash, e.state.as_str(), e.sats))
+        .collect();
+    // 3 of the epoch's 7 ehash at 1,000 sats: 428 (rounded down).
+    assert_eq!(
+        values,
+        vec![(1, 5, "open", None), (0, 3, "final", Some(428))]
+    );
+    let page = render::miner(&answer);
+    assert!(page.contains("ehash by epoch"), "{page}");
+    assert!(page.contains("0.00000428 BTC"), "{page}");
+    assert!(page.contains("not final yet"), "{page}");
+    // Without the pool's report the states are unknown, nothing is valued.
+    answer.value_epochs(&Value::Null);
+    assert!(answer
+        .epoch_values
+        .iter()
+        .all(|e| e.state == "unknown" && e.sats.is_none()));
+}

@@ -263,19 +263,6 @@ async fn epochs_turn_with_the_pools_work_and_a_matured_epoch_becomes_final_at_th
                 >= pair[0].start.hashes() + pair[0].length.hashes()
         );
     }
-    let mut quoted_by_epoch = vec![0u64; epochs.len()];
-    for key in ["alice", "bob"] {
-        for batch in ledger.batches_of(&hashpool_e2e::test_key(key)).await? {
-            assert!(batch.quote_id.is_some(), "{batch:?}");
-            if let Some(e) = batch.epoch {
-                quoted_by_epoch[e as usize] += batch.amount;
-            }
-        }
-    }
-    assert!(
-        quoted_by_epoch[0] > 0 && quoted_by_epoch[1] > 0,
-        "{quoted_by_epoch:?}"
-    );
 
     // Before maturity nothing the blocks paid is final.
     let report: serde_json::Value = reqwest::get(&api).await?.json().await?;
@@ -304,6 +291,58 @@ async fn epochs_turn_with_the_pools_work_and_a_matured_epoch_becomes_final_at_th
         })
     })
     .await?;
+    // Shares in flight when the miners stopped are credited and batched by now: every batch
+    // quoted.
+    wait_until(WAIT, "every batch quoted", || async {
+        ledger.open_batches().await.is_ok_and(|b| b.is_empty())
+    })
+    .await?;
+    let epochs = ledger.epochs().await?;
+    let mut quoted_by_epoch = vec![0u64; epochs.len()];
+    let mut alice_by_epoch = vec![0u64; epochs.len()];
+    for key in ["alice", "bob"] {
+        for batch in ledger.batches_of(&hashpool_e2e::test_key(key)).await? {
+            assert!(batch.quote_id.is_some(), "{batch:?}");
+            if let Some(e) = batch.epoch {
+                quoted_by_epoch[e as usize] += batch.amount;
+                if key == "alice" {
+                    alice_by_epoch[e as usize] += batch.amount;
+                }
+            }
+        }
+    }
+    // The miner API gives a key its ehash per epoch, newest first.
+    let alice: serde_json::Value = reqwest::get(format!(
+        "http://{}/api/v1/miners/{}",
+        pool.running.api_address.expect("served"),
+        hashpool_e2e::test_key("alice").to_hex()
+    ))
+    .await?
+    .json()
+    .await?;
+    let listed: Vec<(usize, u64)> = alice["epochs"]
+        .as_array()
+        .expect("epochs")
+        .iter()
+        .map(|e| {
+            (
+                e["epoch"].as_u64().unwrap_or(0) as usize,
+                e["ehash"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    let expected: Vec<(usize, u64)> = alice_by_epoch
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, &a)| a > 0)
+        .map(|(e, &a)| (e, a))
+        .collect();
+    assert_eq!(listed, expected);
+    assert!(
+        quoted_by_epoch[0] > 0 && quoted_by_epoch[1] > 0,
+        "{quoted_by_epoch:?}"
+    );
     let blocks = ledger.found_blocks(100_000).await?;
     let report: serde_json::Value = reqwest::get(&api).await?.json().await?;
     let (rewards, fees, carry) = rewards_by_the_rules(&epochs, &blocks);

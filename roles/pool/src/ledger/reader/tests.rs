@@ -276,3 +276,53 @@ async fn windows_past_the_row_limit_say_what_they_cover() {
         (now() - 30 * 60_000).div_euclid(60_000) * 60_000
     );
 }
+
+#[tokio::test]
+async fn a_keys_quoted_ehash_is_summed_per_epoch_for_the_newest_epochs() {
+    let (dir, ledger, reader) = setup(ReadLimits::default()).await;
+    // Epochs of half of 4,000 hashes.
+    ledger
+        .observe_network_work(Work::from_hashes(4_000))
+        .await
+        .unwrap();
+    record(&ledger, [share(1, 1, 1_500, false)]).await;
+    let b = ledger.create_batches().await.unwrap();
+    assert_eq!((b[0].amount, b[0].epoch), (1, Some(0)));
+    ledger.record_quote(&b[0].request_id, "q0").await.unwrap();
+    // 700 more in epoch 0; the next share starts at 2,200: the epoch turns, batching 1.
+    record(&ledger, [share(2, 1, 700, false), share(3, 1, 300, false)]).await;
+    let turned = ledger.open_batches().await.unwrap();
+    assert_eq!((turned[0].amount, turned[0].epoch), (1, Some(0)));
+    ledger
+        .record_quote(&turned[0].request_id, "q1")
+        .await
+        .unwrap();
+    record(&ledger, [share(4, 1, 1_600, false)]).await;
+    let b = ledger.create_batches().await.unwrap();
+    assert_eq!((b[0].amount, b[0].epoch), (2, Some(1)));
+    ledger.record_quote(&b[0].request_id, "q2").await.unwrap();
+    // Requested, not quoted: not counted.
+    record(&ledger, [share(5, 1, 1_000, false)]).await;
+    assert_eq!(ledger.create_batches().await.unwrap().len(), 1);
+
+    let report = reader
+        .key_report(&key(1), hashpool_role::unix_now_ms(), &[60])
+        .await
+        .unwrap();
+    assert_eq!(report.ehash_by_epoch, vec![(1, 2), (0, 2)]);
+    let newest_only = LedgerReader::open(
+        &dir.path().join("ledger.sqlite"),
+        unit(),
+        ReadLimits {
+            epochs: 1,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let report = newest_only
+        .key_report(&key(1), hashpool_role::unix_now_ms(), &[60])
+        .await
+        .unwrap();
+    assert_eq!(report.ehash_by_epoch, vec![(1, 2)]);
+}
