@@ -6,6 +6,10 @@
 //! Between the crashes an attacker opens channels whose target is far harder than the
 //! network's (`max_target` 1, an absurd hashrate) and submits blocks on them: each block is
 //! credited with the network target's work, never its channel's.
+//!
+//! Epochs are a twentieth of a block's work here, so they turn every second or two, under the
+//! crashes: afterwards they follow each other without a gap, and every found block is recorded
+//! once with what settlement needs.
 
 use std::{collections::HashSet, net::SocketAddr, path::Path, time::Duration};
 
@@ -98,7 +102,12 @@ async fn sigkill_of_mint_pool_and_wallet_loses_and_duplicates_nothing() -> anyho
     let pool_toml = dir.path().join("pool.toml");
     std::fs::write(
         &pool_toml,
-        pool_config(tp.running.listen_address, &ledger_path),
+        format!(
+            "{}\n[settlement]\nnode_rpc = {{ url = \"http://{}\" }}\nfollow_interval_ms = 200\n\
+             epoch_work_ppm = 50000\n",
+            pool_config(tp.running.listen_address, &ledger_path),
+            tp.running.http_address
+        ),
     )?;
     let mint_dir = dir.path().join("mint");
     std::fs::create_dir_all(&mint_dir)?;
@@ -241,11 +250,40 @@ async fn sigkill_of_mint_pool_and_wallet_loses_and_duplicates_nothing() -> anyho
         "the attacker is issued exactly its credited work"
     );
 
+    // Epochs turned under the crashes and still follow each other without a gap, each closed
+    // at or past its planned end; every batch belongs to one.
+    let epochs = ledger.epochs().await?;
+    assert!(
+        epochs.len() >= 2,
+        "epochs turned during the run: {epochs:?}"
+    );
+    for pair in epochs.windows(2) {
+        let end = pair[0].end.expect("closed").hashes();
+        assert_eq!(Some(pair[1].start), pair[0].end, "{pair:?}");
+        assert!(
+            end >= pair[0].start.hashes() + pair[0].length.hashes(),
+            "{pair:?}"
+        );
+    }
+    // Every acknowledged block share is one found block, with its reward and the pool's work.
+    let found = ledger.found_blocks(1_000).await?;
+    assert_eq!(found.len() as u64, blocks, "{found:?}");
+    assert!(found.iter().all(|b| b.height.is_some()
+        && b.value_sats.is_some_and(|v| v > 0)
+        && b.pool_work.is_some()
+        && b.network_work == Some(Work::from_target(&network))));
+
     let batches = ledger.batches_of(&key).await?;
     assert!(
         batches.iter().all(|b| b.refused_code.is_none()),
         "the mint refused no batch"
     );
+    // Every batch is in an epoch that exists, in order; only work credited before the pool first
+    // heard the network's work per block (the first milliseconds of its first run) is in none.
+    let last_epoch = epochs.last().map(|e| e.index);
+    let tagged: Vec<Option<u32>> = batches.iter().map(|b| b.epoch).collect();
+    assert!(tagged.iter().all(|&e| e <= last_epoch), "{tagged:?}");
+    assert!(tagged.windows(2).all(|w| w[0] <= w[1]), "{tagged:?}");
     let quote_ids: HashSet<String> = batches.iter().filter_map(|b| b.quote_id.clone()).collect();
     assert_eq!(
         quote_ids.len(),
