@@ -13,6 +13,7 @@
 //!   epochs the window overlaps in proportion to the overlap; the floors' remainder, and the
 //!   part of the window before the pool's first share, are carried to the next block.
 
+pub mod merkle_sum;
 pub mod rates;
 
 // The lint fires inside uint's macro expansion, not in code of ours.
