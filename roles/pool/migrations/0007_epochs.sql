@@ -17,3 +17,5 @@ CREATE TABLE epochs (
 ALTER TABLE batches ADD COLUMN epoch INTEGER;
 -- A key's ehash of its newest epochs (the miner API) without reading its older batches.
 CREATE INDEX batches_by_key_epoch ON batches (locking_key, epoch);
+-- An epoch's quotes in quote id order: the leaves of its Merkle-sum commitment.
+CREATE INDEX batches_by_epoch ON batches (epoch, quote_id) WHERE quote_id IS NOT NULL;

@@ -159,6 +159,56 @@ pub(super) async fn all(db: &SqlitePool) -> Result<Vec<LedgerEpoch>, LedgerError
         .collect()
 }
 
+/// One quote of an epoch: its id, the key it is locked to, its amount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpochQuote {
+    pub quote_id: String,
+    pub locking_key: ext_mint_quote::LockingKey,
+    pub amount: u64,
+}
+
+/// Epoch `index`'s quotes in quote id order, at most `limit` (`None` past it).
+pub(super) async fn quotes_of(
+    db: &SqlitePool,
+    index: u32,
+    limit: u32,
+) -> Result<Option<Vec<EpochQuote>>, LedgerError> {
+    let rows = sqlx::query(
+        "SELECT quote_id, locking_key, amount FROM batches \
+         WHERE epoch = ? AND quote_id IS NOT NULL ORDER BY quote_id LIMIT ?",
+    )
+    .bind(i64::from(index))
+    .bind(i64::from(limit) + 1)
+    .fetch_all(db)
+    .await?;
+    if rows.len() > limit as usize {
+        return Ok(None);
+    }
+    rows.into_iter()
+        .map(|r| {
+            Ok(EpochQuote {
+                quote_id: r.get(0),
+                locking_key: ext_mint_quote::LockingKey::from_slice(&r.get::<Vec<u8>, _>(1))
+                    .map_err(|_| LedgerError::Database("corrupt locking key".into()))?,
+                amount: u64::try_from(r.get::<i64, _>(2))
+                    .map_err(|_| LedgerError::Database("corrupt amount".into()))?,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// Batches of epoch `index` the mint has neither answered nor refused.
+pub(super) async fn unanswered(db: &SqlitePool, index: u32) -> Result<u64, LedgerError> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM batches WHERE quote_id IS NULL AND refused_code IS NULL AND epoch = ?",
+    )
+    .bind(i64::from(index))
+    .fetch_one(db)
+    .await?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 /// Ehash quoted per epoch: `(epoch, amount)` over the batches the mint answered.
 pub(super) async fn quoted(db: &SqlitePool) -> Result<Vec<(u32, u64)>, LedgerError> {
     let rows = sqlx::query(

@@ -55,7 +55,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use batches::Batch;
 pub use book::chain_step;
-pub use epochs::{EpochSizing, LedgerEpoch};
+pub use epochs::{EpochQuote, EpochSizing, LedgerEpoch};
 pub use error::LedgerError;
 pub use found_blocks::{BlockStatus, TrackedBlock};
 pub use log::tip_id;
@@ -487,6 +487,20 @@ impl AccrualLedger {
     /// Every epoch, oldest first.
     pub async fn epochs(&self) -> Result<Vec<LedgerEpoch>, LedgerError> {
         epochs::all(&self.db).await
+    }
+
+    /// Epoch `index`'s quotes in quote id order; `None` when it has more than `limit`.
+    pub async fn epoch_quotes(
+        &self,
+        index: u32,
+        limit: u32,
+    ) -> Result<Option<Vec<EpochQuote>>, LedgerError> {
+        epochs::quotes_of(&self.db, index, limit).await
+    }
+
+    /// Batches of epoch `index` the mint has neither answered nor refused.
+    pub async fn epoch_unanswered(&self, index: u32) -> Result<u64, LedgerError> {
+        epochs::unanswered(&self.db, index).await
     }
 
     /// Ehash the mint quoted per epoch (`(epoch, amount)`), over answered batches.

@@ -382,9 +382,9 @@ async fn epochs_turn_with_the_pools_work_and_a_matured_epoch_becomes_final_at_th
     let sheet: hashpool_settlement::rates::RateSheet =
         reqwest::get(format!("{api}/rates")).await?.json().await?;
     let pool_key = hashpool_e2e::public_key().into_bytes();
-    sheet.verify(&pool_key)?;
+    sheet.verify(hashpool_settlement::rates::RATES_TAG, &pool_key)?;
     let signed = sheet
-        .rates
+        .body
         .iter()
         .find(|r| r.epoch == 0)
         .expect("epoch 0 is final");
@@ -393,12 +393,53 @@ async fn epochs_turn_with_the_pools_work_and_a_matured_epoch_becomes_final_at_th
         (rewards[0], quoted_by_epoch[0])
     );
     assert!(sheet
-        .rates
+        .body
         .iter()
         .all(|r| reported[r.epoch as usize]["state"] == "final"));
     let mut tampered = sheet.clone();
-    tampered.rates[0].reward_sats += 1;
-    assert!(tampered.verify(&pool_key).is_err());
+    tampered.body[0].reward_sats += 1;
+    assert!(tampered
+        .verify(hashpool_settlement::rates::RATES_TAG, &pool_key)
+        .is_err());
+
+    // Epoch 0's quotes, committed to as a signed Merkle-sum root whose sum is its ehash; each
+    // of alice's quotes proves its place in it. An open epoch has no commitment yet.
+    use hashpool_settlement::{
+        merkle_sum::{verify, Leaf, Proof},
+        rates::{EpochCommitment, EPOCH_TAG},
+    };
+    let commitment: EpochCommitment = reqwest::get(format!("{api}/epochs/0"))
+        .await?
+        .json()
+        .await?;
+    commitment.verify(EPOCH_TAG, &pool_key)?;
+    assert_eq!(commitment.body.root.sum, quoted_by_epoch[0]);
+    assert_eq!(commitment.body.unanswered, 0);
+    let alice_key = hashpool_e2e::test_key("alice");
+    let mut proven = 0;
+    for batch in ledger.batches_of(&alice_key).await? {
+        if batch.epoch != Some(0) {
+            continue;
+        }
+        let quote_id = batch.quote_id.expect("quoted");
+        let answer: serde_json::Value = reqwest::get(format!("{api}/epochs/0/quotes/{quote_id}"))
+            .await?
+            .json()
+            .await?;
+        let leaf: Leaf = serde_json::from_value(answer["leaf"].clone())?;
+        let proof: Proof = serde_json::from_value(answer["proof"].clone())?;
+        assert_eq!(
+            (leaf.id.as_str(), leaf.key.as_str(), leaf.amount),
+            (quote_id.as_str(), alice_key.to_hex().as_str(), batch.amount)
+        );
+        assert!(verify(&leaf, &proof, &commitment.body.root));
+        proven += batch.amount;
+    }
+    assert_eq!(proven, alice_by_epoch[0]);
+    let open = reqwest::get(format!("{api}/epochs/{}", epochs.len() - 1)).await?;
+    assert_eq!(open.status(), reqwest::StatusCode::NOT_FOUND);
+    let unknown = reqwest::get(format!("{api}/epochs/0/quotes/no-such-quote")).await?;
+    assert_eq!(unknown.status(), reqwest::StatusCode::NOT_FOUND);
     stack.stop().await?;
     Ok(())
 }
