@@ -19,3 +19,5 @@ ALTER TABLE batches ADD COLUMN epoch INTEGER;
 CREATE INDEX batches_by_key_epoch ON batches (locking_key, epoch);
 -- An epoch's quotes in quote id order: the leaves of its Merkle-sum commitment.
 CREATE INDEX batches_by_epoch ON batches (epoch, quote_id) WHERE quote_id IS NOT NULL;
+-- A quote's epoch (a wallet auditing its quotes knows their ids).
+CREATE INDEX batches_by_quote ON batches (quote_id) WHERE quote_id IS NOT NULL;

@@ -5,6 +5,7 @@
 //! wallet is away. `serve` puts the wallet API (web-proxy's source) on the directory and claims
 //! new quotes periodically. Every command answers in JSON with `--json`.
 
+pub mod audit;
 mod lock;
 mod serve;
 
@@ -70,6 +71,18 @@ pub enum WalletCommand {
     Send { amount: u64 },
     /// Receives a token into this wallet.
     Receive { token: String },
+    /// Checks the pool's settlement for this wallet's quotes: the signed rates and epoch
+    /// commitments, each quote counted in its epoch, each final rate following from the
+    /// published blocks; values this wallet's ehash per epoch. Fails when a check does.
+    Audit {
+        /// The pool's miner API (`pool.api_address`), e.g. http://127.0.0.1:9113.
+        #[arg(long, env = "HASHPOOL_POOL_API")]
+        pool_api: String,
+        /// The pool's x-only authority key (64 hex characters), from the pool's published
+        /// configuration, not from its API.
+        #[arg(long, env = "HASHPOOL_POOL_KEY")]
+        pool_key: String,
+    },
 }
 
 const MNEMONIC: &str = "mnemonic";
@@ -114,7 +127,9 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         WalletCommand::Claim => Some("claim"),
         WalletCommand::Send { .. } => Some("send"),
         WalletCommand::Receive { .. } => Some("receive"),
-        WalletCommand::Balance | WalletCommand::History { .. } => None,
+        WalletCommand::Balance | WalletCommand::History { .. } | WalletCommand::Audit { .. } => {
+            None
+        }
     };
     let _lock = changes
         .map(|name| {
@@ -172,6 +187,31 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                 json!({ "token": token, "amount": amount }),
                 &token,
             )
+        }
+        WalletCommand::Audit { pool_api, pool_key } => {
+            let pool_key = audit::parse_pool_key(&pool_key)?;
+            let mut quotes = Vec::new();
+            let mut after = None;
+            loop {
+                let page = wallet.quotes(after.as_deref()).await?;
+                quotes.extend(page.quotes.into_iter().map(|q| (q.quote, q.amount)));
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+            let key = wallet.sv2_locking_key().to_hex();
+            let report = audit::audit_quotes(&pool_api, &pool_key, &key, &quotes).await?;
+            answer(
+                out,
+                json_out,
+                serde_json::to_value(&report)?,
+                &audit::describe(&report),
+            )?;
+            if !report.problems.is_empty() {
+                bail!("the audit found {} problem(s)", report.problems.len());
+            }
+            Ok(())
         }
         WalletCommand::Receive { token } => {
             let received = wallet.receive(token.trim()).await?;

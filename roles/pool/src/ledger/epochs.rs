@@ -198,6 +198,20 @@ pub(super) async fn quotes_of(
         .map(Some)
 }
 
+/// The epoch of the batch quoted as `quote_id`: `None` for no such quote, `Some(None)` for one
+/// from before the first epoch.
+pub(super) async fn epoch_of_quote(
+    db: &SqlitePool,
+    quote_id: &str,
+) -> Result<Option<Option<u32>>, LedgerError> {
+    let row: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT epoch FROM batches WHERE quote_id = ? LIMIT 1")
+            .bind(quote_id)
+            .fetch_optional(db)
+            .await?;
+    Ok(row.map(|e| e.and_then(|e| u32::try_from(e).ok())))
+}
+
 /// Batches of epoch `index` the mint has neither answered nor refused.
 pub(super) async fn unanswered(db: &SqlitePool, index: u32) -> Result<u64, LedgerError> {
     let n: i64 = sqlx::query_scalar(

@@ -498,6 +498,12 @@ impl AccrualLedger {
         epochs::quotes_of(&self.db, index, limit).await
     }
 
+    /// The epoch of the batch quoted as `quote_id` (`None`: no such quote; `Some(None)`: from
+    /// before the first epoch).
+    pub async fn epoch_of_quote(&self, quote_id: &str) -> Result<Option<Option<u32>>, LedgerError> {
+        epochs::epoch_of_quote(&self.db, quote_id).await
+    }
+
     /// Batches of epoch `index` the mint has neither answered nor refused.
     pub async fn epoch_unanswered(&self, index: u32) -> Result<u64, LedgerError> {
         epochs::unanswered(&self.db, index).await

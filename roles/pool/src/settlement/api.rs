@@ -69,6 +69,7 @@ impl SettlementApi {
                 "/api/v1/settlement/epochs/{index}/quotes/{quote_id}",
                 get(quote_proof),
             )
+            .route("/api/v1/settlement/quotes/{quote_id}", get(quote_anywhere))
             .with_state(self)
     }
 }
@@ -200,17 +201,43 @@ async fn epoch_commitment(State(api): State<SettlementApi>, Path(index): Path<u3
     }
 }
 
+/// A quote's epoch and its place in that epoch's commitment.
+async fn quote_anywhere(
+    State(api): State<SettlementApi>,
+    Path(quote_id): Path<String>,
+) -> Response {
+    match api.ledger.epoch_of_quote(&quote_id).await {
+        Ok(Some(Some(index))) => proof_in(&api, index, &quote_id).await,
+        Ok(Some(None)) => refuse(
+            StatusCode::NOT_FOUND,
+            format!("quote {quote_id} is from before the first epoch"),
+        ),
+        Ok(None) => refuse(StatusCode::NOT_FOUND, format!("no quote {quote_id}")),
+        Err(e) => {
+            tracing::warn!("quote proof: {e}");
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the ledger could not be read",
+            )
+        }
+    }
+}
+
 /// One quote's place in its epoch's commitment.
 async fn quote_proof(
     State(api): State<SettlementApi>,
     Path((index, quote_id)): Path<(u32, String)>,
 ) -> Response {
-    let (_, leaves, tree) = match epoch_tree(&api, index).await {
+    proof_in(&api, index, &quote_id).await
+}
+
+async fn proof_in(api: &SettlementApi, index: u32, quote_id: &str) -> Response {
+    let (_, leaves, tree) = match epoch_tree(api, index).await {
         Ok(t) => t,
         Err(response) => return response,
     };
     // Leaves are in quote id order.
-    let Ok(at) = leaves.binary_search_by(|l| l.id.as_str().cmp(quote_id.as_str())) else {
+    let Ok(at) = leaves.binary_search_by(|l| l.id.as_str().cmp(quote_id)) else {
         return refuse(
             StatusCode::NOT_FOUND,
             format!("no quote {quote_id} in epoch {index}"),
@@ -218,7 +245,8 @@ async fn quote_proof(
     };
     match tree.proof(at) {
         Some(proof) => {
-            Json(json!({ "leaf": leaves[at], "proof": proof, "root": tree.root() })).into_response()
+            Json(json!({ "epoch": index, "leaf": leaves[at], "proof": proof, "root": tree.root() }))
+                .into_response()
         }
         None => refuse(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -6,7 +6,11 @@
 //! (`Epochs::out_of_reach_from`: later blocks do not pay it) and every block that paid it has
 //! matured; its rate is then `reward_sats / ehash_quoted`.
 
-use hashpool_settlement::{self as scheme, Epochs, Params, SettlementError};
+use hashpool_settlement::{
+    self as scheme,
+    settle::{settle, FoundBlock, Paid, Standing},
+    Epochs, Params, SettlementError,
+};
 use serde::Serialize;
 
 use crate::ledger::{BlockStatus, LedgerEpoch, TrackedBlock};
@@ -29,6 +33,8 @@ pub struct EpochReport {
     pub start_work: String,
     pub end_work: Option<String>,
     pub planned_length: String,
+    /// The network's work per block it was sized with.
+    pub network_work: String,
     pub state: EpochState,
     /// Ehash the mint quoted for it.
     pub ehash_quoted: u64,
@@ -48,6 +54,10 @@ pub struct BlockReport {
     pub height: Option<u32>,
     pub status: BlockStatus,
     pub value_sats: Option<u64>,
+    /// The pool's work when it was found and the network's work per block (what its window
+    /// is made from).
+    pub pool_work: Option<String>,
+    pub network_work: Option<String>,
     pub fee_sats: u64,
     /// `[start, end)` of the pool's work it pays, and its whole length `N`.
     pub window: Option<[String; 3]>,
@@ -95,6 +105,7 @@ pub fn report(
             start_work: e.start.hashes().to_string(),
             end_work: e.end.map(|w| w.hashes().to_string()),
             planned_length: e.length.hashes().to_string(),
+            network_work: e.network_work.hashes().to_string(),
             state: if e.end.is_some() {
                 EpochState::Closed
             } else {
@@ -110,98 +121,84 @@ pub fn report(
             rate: None,
         })
         .collect();
-    // Epochs a block not yet matured paid: not final.
-    let mut unsettled = vec![false; reports.len()];
     let mut ordered: Vec<&TrackedBlock> = found.iter().collect();
     ordered.sort_by_key(|b| (b.pool_work, b.found_at));
-    let mut carry = 0u64;
-    let mut fees = 0u64;
-    let mut blocks = Vec::with_capacity(ordered.len());
-    for b in ordered {
-        let mut out = BlockReport {
-            hash: b.hash.to_string(),
-            height: b.height,
-            status: b.status,
-            value_sats: b.value_sats,
-            fee_sats: 0,
-            window: None,
-            paid: Vec::new(),
-            carry_in: carry,
-            carry_out: carry,
-        };
-        let facts = (b.pool_work, b.network_work, b.value_sats);
-        let (Some(pool_work), Some(network_work), Some(value_sats)) = facts else {
-            // Found before blocks were recorded with their reward: it pays nothing here.
-            blocks.push(out);
-            continue;
-        };
-        if b.status == BlockStatus::Orphaned {
-            blocks.push(out);
-            continue;
-        }
-        if epochs.at(pool_work.hashes().saturating_sub(1)).is_none() {
-            // Found before the first epoch: no epoch's work to pay; the reward is carried.
-            let fee = scheme_params.fee(value_sats);
-            out.fee_sats = fee;
-            carry = carry
-                .checked_add(value_sats - fee)
-                .ok_or(SettlementError::ValueOverflow)?;
-            out.carry_out = carry;
-            if b.status == BlockStatus::Matured {
-                fees += fee;
+    let inputs: Vec<FoundBlock> = ordered
+        .iter()
+        .map(|b| {
+            let facts = (b.pool_work, b.network_work, b.value_sats);
+            match facts {
+                (Some(pool_work), Some(network_work), Some(value_sats)) => FoundBlock {
+                    block: scheme::Block {
+                        pool_work: pool_work.hashes(),
+                        network_work: network_work.hashes(),
+                        value_sats,
+                    },
+                    standing: match b.status {
+                        BlockStatus::Pending => Standing::Pending,
+                        BlockStatus::Matured => Standing::Matured,
+                        BlockStatus::Orphaned => Standing::Orphaned,
+                    },
+                },
+                // Found before blocks were recorded with their reward: it pays nothing here.
+                _ => FoundBlock {
+                    block: scheme::Block {
+                        pool_work: 0,
+                        network_work: 0,
+                        value_sats: 0,
+                    },
+                    standing: Standing::Unknown,
+                },
             }
-            blocks.push(out);
-            continue;
-        }
-        let split = scheme::split(
-            &scheme_params,
-            &epochs,
-            &scheme::Block {
-                pool_work: pool_work.hashes(),
-                network_work: network_work.hashes(),
-                value_sats,
-            },
-            carry,
-        )?;
-        let matured = b.status == BlockStatus::Matured;
-        for &(index, sats) in &split.epochs {
-            let Some(r) = reports.get_mut(index as usize) else {
-                continue;
+        })
+        .collect();
+    let settled = settle(&scheme_params, &epochs, &inputs)?;
+    let blocks = ordered
+        .iter()
+        .zip(&settled.blocks)
+        .map(|(b, s)| {
+            let (fee_sats, window, paid) = match &s.paid {
+                Paid::Nothing => (0, None, Vec::new()),
+                Paid::Carried { fee } => (*fee, None, Vec::new()),
+                Paid::Split(split) => (
+                    split.fee,
+                    Some([
+                        split.window.start.to_string(),
+                        split.window.end.to_string(),
+                        split.window.length.to_string(),
+                    ]),
+                    split.epochs.clone(),
+                ),
             };
-            r.blocks += 1;
-            if matured {
-                r.reward_sats += sats;
-            } else {
-                r.pending_sats += sats;
-                unsettled[index as usize] = true;
+            BlockReport {
+                hash: b.hash.to_string(),
+                height: b.height,
+                status: b.status,
+                value_sats: b.value_sats,
+                pool_work: b.pool_work.map(|w| w.hashes().to_string()),
+                network_work: b.network_work.map(|w| w.hashes().to_string()),
+                fee_sats,
+                window,
+                paid,
+                carry_in: s.carry_in,
+                carry_out: s.carry_out,
             }
-        }
-        if matured {
-            fees += split.fee;
-        }
-        out.fee_sats = split.fee;
-        out.window = Some([
-            split.window.start.to_string(),
-            split.window.end.to_string(),
-            split.window.length.to_string(),
-        ]);
-        out.paid = split.epochs.clone();
-        out.carry_out = split.carry_out;
-        carry = split.carry_out;
-        blocks.push(out);
-    }
-    // Out of every later block's reach and every block that paid it matured: final.
-    for (r, e) in reports.iter_mut().zip(ledger_epochs) {
-        let out_of_reach = epochs
-            .out_of_reach_from(e.index, &scheme_params)?
-            .is_some_and(|at| at <= pool_work);
-        if out_of_reach && !unsettled[e.index as usize] {
+        })
+        .collect();
+    for (i, r) in reports.iter_mut().enumerate() {
+        r.reward_sats = settled.reward.get(i).copied().unwrap_or(0);
+        r.pending_sats = settled.pending.get(i).copied().unwrap_or(0);
+        r.blocks = settled.payers.get(i).copied().unwrap_or(0);
+        if r.state == EpochState::Closed
+            && settled.is_final(&scheme_params, &epochs, r.index, pool_work)?
+        {
             r.state = EpochState::Final;
             if r.ehash_quoted > 0 {
                 r.rate = Some([r.reward_sats, r.ehash_quoted]);
             }
         }
     }
+    let (fees, carry) = (settled.fees, settled.carry);
     Ok(SettlementReport {
         fee_ppm,
         window_multiplier,

@@ -13,8 +13,10 @@
 //!   epochs the window overlaps in proportion to the overlap; the floors' remainder, and the
 //!   part of the window before the pool's first share, are carried to the next block.
 
+pub mod audit;
 pub mod merkle_sum;
 pub mod rates;
+pub mod settle;
 
 // The lint fires inside uint's macro expansion, not in code of ours.
 #[allow(clippy::manual_div_ceil)]

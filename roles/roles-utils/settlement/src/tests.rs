@@ -337,3 +337,38 @@ fn a_block_past_an_epochs_reach_never_pays_it_even_when_the_network_work_rose() 
     let s = split(&p, &e, &block(399, 1_000, 2_000), 0).unwrap();
     assert_eq!(s.epochs[0], (0, 100));
 }
+
+#[test]
+fn a_pending_block_before_an_epochs_last_payer_keeps_it_from_final() {
+    use crate::settle::{settle, FoundBlock, Paid, Standing};
+    let e = epochs(&[100; 6]);
+    let p = Params::new(0, 2).unwrap();
+    let found = |t: u128, standing| FoundBlock {
+        block: block(t, 100, 1_000),
+        standing,
+    };
+    // Epoch 0 is paid by blocks in epoch 1 and 2 (windows of 200 ending 100 back).
+    let run = [
+        found(150, Standing::Pending),
+        found(160, Standing::Orphaned),
+        found(250, Standing::Matured),
+    ];
+    let s = settle(&p, &e, &run).unwrap();
+    assert_eq!(s.blocks[1].paid, Paid::Nothing);
+    assert_eq!(s.blocks[1].carry_in, s.blocks[1].carry_out);
+    assert_eq!(s.first_pending, Some(0));
+    assert_eq!(s.last_payer[0], Some(2));
+    // Out of reach of epoch 0 from 400; the pending block before its last payer holds it.
+    assert!(!s.is_final(&p, &e, 0, 1_000).unwrap());
+    let matured = [
+        found(150, Standing::Matured),
+        found(160, Standing::Orphaned),
+        found(250, Standing::Matured),
+    ];
+    let s = settle(&p, &e, &matured).unwrap();
+    assert!(s.is_final(&p, &e, 0, 400).unwrap());
+    assert!(!s.is_final(&p, &e, 0, 399).unwrap());
+    // Everything matured is the epochs', the fees (none here) or carried.
+    let paid: u64 = s.reward.iter().sum();
+    assert_eq!(paid + s.fees + s.carry, 2_000);
+}

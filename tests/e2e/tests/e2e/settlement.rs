@@ -436,6 +436,109 @@ async fn epochs_turn_with_the_pools_work_and_a_matured_epoch_becomes_final_at_th
         proven += batch.amount;
     }
     assert_eq!(proven, alice_by_epoch[0]);
+    // The wallet's audit: alice's quotes, against what the pool publishes.
+    let base = format!("http://{}", pool.running.api_address.expect("served"));
+    let mut alice_quotes = Vec::new();
+    for batch in ledger.batches_of(&alice_key).await? {
+        alice_quotes.push((batch.quote_id.expect("quoted"), batch.amount));
+    }
+    let audited = hashpool_wallet_cli::audit::audit_quotes(
+        &base,
+        &pool_key,
+        &alice_key.to_hex(),
+        &alice_quotes,
+    )
+    .await?;
+    assert!(audited.problems.is_empty(), "{audited:?}");
+    let first_epoch = audited
+        .epochs
+        .iter()
+        .find(|e| e.epoch == 0)
+        .expect("alice mined in epoch 0");
+    assert_eq!(first_epoch.ehash, alice_by_epoch[0]);
+    assert_eq!(first_epoch.state, "final");
+    assert_eq!(
+        first_epoch.sats,
+        Some(hashpool_settlement::redemption_sats(
+            alice_by_epoch[0],
+            rewards[0] as u64,
+            quoted_by_epoch[0]
+        )?)
+    );
+    // A pool that signs a richer rate than its blocks give, or commits its quotes to a smaller
+    // total (a dearer rate), or whose quote proof was altered, fails the audit.
+    use hashpool_settlement::audit::{audit, Published, QuoteAnswer, WalletQuote};
+    let secret = hashpool_e2e::secret_key().into_bytes();
+    let report: serde_json::Value = reqwest::get(&api).await?.json().await?;
+    let mut wallet_quotes = Vec::new();
+    for (id, amount) in &alice_quotes {
+        let answer = reqwest::get(format!("{api}/quotes/{id}")).await?;
+        let answer: Option<QuoteAnswer> = match answer.status().as_u16() {
+            200 => Some(answer.json().await?),
+            _ => None,
+        };
+        wallet_quotes.push(WalletQuote {
+            id: id.clone(),
+            amount: *amount,
+            answer,
+        });
+    }
+    let mut commitments = std::collections::BTreeMap::new();
+    for epoch in wallet_quotes
+        .iter()
+        .filter_map(|q| q.answer.as_ref().map(|a| a.epoch))
+    {
+        if let std::collections::btree_map::Entry::Vacant(slot) = commitments.entry(epoch) {
+            let signed: EpochCommitment = reqwest::get(format!("{api}/epochs/{epoch}"))
+                .await?
+                .json()
+                .await?;
+            slot.insert(signed);
+        }
+    }
+    let honest = Published {
+        report: report.clone(),
+        sheet: sheet.clone(),
+        commitments,
+    };
+    let problems = audit(&pool_key, &alice_key.to_hex(), &wallet_quotes, &honest).problems;
+    assert!(problems.is_empty(), "{problems:?}");
+    let mut richer = sheet.body.clone();
+    richer[0].reward_sats += 1;
+    let lying = Published {
+        sheet: hashpool_settlement::rates::RateSheet::sign(
+            hashpool_settlement::rates::RATES_TAG,
+            &secret,
+            richer,
+        )?,
+        ..honest.clone()
+    };
+    let found = audit(&pool_key, &alice_key.to_hex(), &wallet_quotes, &lying).problems;
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("not what the published blocks give")),
+        "{found:?}"
+    );
+    let mut fewer = commitment.body.clone();
+    fewer.root.sum -= 1;
+    let mut shrunk = honest.clone();
+    shrunk
+        .commitments
+        .insert(0, EpochCommitment::sign(EPOCH_TAG, &secret, fewer)?);
+    let found = audit(&pool_key, &alice_key.to_hex(), &wallet_quotes, &shrunk).problems;
+    assert!(
+        found.iter().any(|p| p.contains("not counted"))
+            && found.iter().any(|p| p.contains("commit to")),
+        "{found:?}"
+    );
+    let mut altered = wallet_quotes.clone();
+    if let Some(a) = altered.iter_mut().find_map(|q| q.answer.as_mut()) {
+        a.leaf.amount += 1;
+    }
+    let found = audit(&pool_key, &alice_key.to_hex(), &altered, &honest).problems;
+    assert!(found.iter().any(|p| p.contains("not counted")), "{found:?}");
+
     let open = reqwest::get(format!("{api}/epochs/{}", epochs.len() - 1)).await?;
     assert_eq!(open.status(), reqwest::StatusCode::NOT_FOUND);
     let unknown = reqwest::get(format!("{api}/epochs/0/quotes/no-such-quote")).await?;
