@@ -182,13 +182,9 @@ pub async fn start(
     tasks.spawn(jobs::template_receiver::run(
         config.template_provider.clone(),
         jobs.clone(),
+        ledger.clone(),
         solutions_rx,
         stats.clone(),
-        shutdown.clone(),
-    ));
-    tasks.spawn(settlement::network::report(
-        jobs.clone(),
-        ledger.clone(),
         shutdown.clone(),
     ));
     match &config.settlement {

@@ -13,13 +13,22 @@ use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use bitcoin::{CompactTarget, Target};
+use hashpool_ehash::Work;
+
 use super::JobSource;
-use crate::{config::TemplateProviderSettings, counters::PoolStats};
+use crate::{config::TemplateProviderSettings, counters::PoolStats, ledger::AccrualLedger};
+
+/// The expected hashes of a block at `n_bits`.
+pub fn block_work(n_bits: u32) -> Work {
+    Work::from_target(&Target::from_compact(CompactTarget::from_consensus(n_bits)))
+}
 
 /// Runs until `shutdown`: connect, set up, receive templates; on any failure wait and retry.
 pub async fn run(
     settings: TemplateProviderSettings,
     jobs: Arc<JobSource>,
+    ledger: AccrualLedger,
     solutions: mpsc::Receiver<SubmitSolutionOwned>,
     stats: Arc<PoolStats>,
     shutdown: CancellationToken,
@@ -30,11 +39,11 @@ pub async fn run(
     );
     // One session at a time reads the solutions.
     let solutions = &Mutex::new(solutions);
-    let (settings, jobs, stats) = (&settings, &jobs, &stats);
+    let (settings, jobs, stats, ledger) = (&settings, &jobs, &stats, &ledger);
     let peer = format!("template provider {}", settings.address);
     keep_connected(&peer, backoff, &shutdown, |healthy| async move {
         let mut solutions = solutions.lock().await;
-        let result = session(settings, jobs, &mut solutions, stats, healthy).await;
+        let result = session(settings, jobs, ledger, &mut solutions, stats, healthy).await;
         stats.set_provider_connected(false);
         jobs.on_provider_lost();
         // Solutions name templates of the lost session: a new session cannot connect them.
@@ -52,6 +61,7 @@ pub async fn run(
 async fn session(
     settings: &TemplateProviderSettings,
     jobs: &JobSource,
+    ledger: &AccrualLedger,
     solutions: &mut mpsc::Receiver<SubmitSolutionOwned>,
     stats: &PoolStats,
     healthy: Healthy,
@@ -83,6 +93,12 @@ async fn session(
                     }
                     AnyMessageOwned::TemplateDistribution(TemplateDistributionOwned::SetNewPrevHash(p)) => {
                         debug!(template_id = p.template_id, "new prev hash");
+                        // The ledger hears the network's work per block (it sizes epochs, and
+                        // opens the first) before any miner gets a job on the new tip: its
+                        // control queue goes ahead of shares.
+                        if ledger.observe_network_work(block_work(p.n_bits)).await.is_err() {
+                            warn!("the ledger has stopped: epochs are no longer sized");
+                        }
                         jobs.on_set_new_prev_hash(p);
                     }
                     other => debug!("ignoring template provider message {other}"),
@@ -94,5 +110,17 @@ async fn session(
                 conn.send(TemplateDistributionOwned::SubmitSolution(solution)).await?;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod block_work_tests {
+    use super::*;
+
+    #[test]
+    fn a_blocks_work_follows_its_nbits() {
+        assert_eq!(block_work(0x1d00_ffff), hashpool_ehash::DIFFICULTY_1_WORK);
+        // Regtest's limit: about two hashes a block.
+        assert_eq!(block_work(0x207f_ffff).hashes(), 2);
     }
 }

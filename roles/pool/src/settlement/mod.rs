@@ -1,11 +1,10 @@
 //! Settlement (docs/settlement.md): turning the pool's found blocks into what ehash is worth.
 //! So far: following each found block in the node's chain to maturity, or off the best chain;
-//! telling the ledger the network's work per block, which sizes its epochs; what each epoch
-//! has earned and its rate once final (`GET /api/v1/settlement`).
+//! what each epoch has earned and its rate once final (`GET /api/v1/settlement` and the signed
+//! publications). The ledger hears the network's work per block from the template receiver.
 
 pub mod api;
 pub mod follower;
-pub mod network;
 pub mod rates;
 
 /// Confirmations after which a coinbase may be spent (consensus; testnet4 and regtest alike):
