@@ -55,7 +55,7 @@ pub enum SettlementError {
     MoreThanIssued { asked: u64, issued: u64 },
     #[error("the carried value overflows")]
     ValueOverflow,
-    #[error("rate sheet: {0}")]
+    #[error("signed publication: {0}")]
     BadSheet(String),
 }
 
