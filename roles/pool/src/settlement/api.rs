@@ -293,3 +293,110 @@ async fn current(api: &SettlementApi) -> Result<rates::SettlementReport, Respons
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::{body::Body, http::Request};
+    use hashpool_ehash::{UnitWork, Work};
+    use serde_json::Value;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::accepted_share::AcceptedShare;
+
+    fn key(n: u8) -> ext_mint_quote::LockingKey {
+        let secp = bitcoin::secp256k1::Secp256k1::signing_only();
+        let sk = bitcoin::secp256k1::SecretKey::from_slice(&[n; 32]).unwrap();
+        ext_mint_quote::LockingKey::from_slice(
+            &bitcoin::secp256k1::PublicKey::from_secret_key(&secp, &sk).serialize(),
+        )
+        .unwrap()
+    }
+
+    fn share(n: u32, work: u128) -> AcceptedShare {
+        let mut hash = [0u8; 32];
+        hash[..4].copy_from_slice(&n.to_le_bytes());
+        AcceptedShare {
+            channel_id: 1,
+            locking_key: key(1),
+            share_hash: hash,
+            work: Work::from_hashes(work),
+            block_found: false,
+            block: None,
+            tip: 1,
+        }
+    }
+
+    async fn get(app: &Router, path: &str) -> (StatusCode, Value) {
+        let response = app
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn epoch_and_quote_requests_a_client_controls_are_refused_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let unit = UnitWork::from_work(Work::from_hashes(1_000)).unwrap();
+        let ledger = AccrualLedger::open(&dir.path().join("l.sqlite"), "hash", unit)
+            .await
+            .unwrap();
+        ledger
+            .observe_network_work(Work::from_hashes(4_000))
+            .await
+            .unwrap();
+        // Epoch 0 of 2,000 hashes: 2,500 credited, one quote; the next share turns it.
+        ledger.record(share(1, 2_500)).await.await.unwrap().unwrap();
+        let b = ledger.create_batches().await.unwrap();
+        ledger.record_quote(&b[0].request_id, "q-0").await.unwrap();
+        ledger.record(share(2, 10)).await.await.unwrap().unwrap();
+        let app = SettlementApi::new(ledger.clone(), 20_000, 8, [7; 32]).router();
+
+        let (status, body) = get(&app, "/api/v1/settlement/epochs/0").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["body"]["root"]["sum"], 2);
+        let (status, body) = get(&app, "/api/v1/settlement/quotes/q-0").await;
+        assert_eq!((status, body["epoch"].as_u64()), (StatusCode::OK, Some(0)));
+        // The open epoch, an epoch that does not exist, one past u32, a quote id of 10 kB,
+        // a quote of another epoch, a path that is no number.
+        for (path, want) in [
+            (
+                "/api/v1/settlement/epochs/1".to_string(),
+                StatusCode::NOT_FOUND,
+            ),
+            ("/api/v1/settlement/epochs/7".into(), StatusCode::NOT_FOUND),
+            (
+                "/api/v1/settlement/epochs/99999999999".into(),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                format!("/api/v1/settlement/quotes/{}", "x".repeat(10_000)),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                "/api/v1/settlement/epochs/0/quotes/q-9".into(),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                "/api/v1/settlement/epochs/zero".into(),
+                StatusCode::BAD_REQUEST,
+            ),
+        ] {
+            let (status, _) = get(&app, &path).await;
+            assert_eq!(status, want, "{}", &path[..path.len().min(60)]);
+        }
+        // The report still answers.
+        let (status, report) = get(&app, "/api/v1/settlement").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(report["epochs"].as_array().map(Vec::len), Some(2));
+    }
+}
