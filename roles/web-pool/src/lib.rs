@@ -161,7 +161,25 @@ async fn summary(State(s): State<AppState>) -> Json<Value> {
         format!("{}/v1/info", s.config.mint_url),
         format!("{stats}/api/v1/network"),
     ];
-    let (health, hashrate, channels, downstreams, blocks, issuance, pool_up, mint_up, network) = tokio::join!(
+    // The pool's settlement report, fetched with the rest (none without its API).
+    let settlement = async {
+        match &s.config.pool_api_url {
+            Some(api) => u.get(&format!("{api}/api/v1/settlement")).await.ok(),
+            None => None,
+        }
+    };
+    let (
+        health,
+        hashrate,
+        channels,
+        downstreams,
+        blocks,
+        issuance,
+        pool_up,
+        mint_up,
+        network,
+        settlement,
+    ) = tokio::join!(
         u.get(&urls[0]),
         u.get(&urls[1]),
         u.get(&urls[2]),
@@ -171,11 +189,8 @@ async fn summary(State(s): State<AppState>) -> Json<Value> {
         u.up(&urls[6]),
         u.up(&urls[7]),
         u.get(&urls[8]),
+        settlement,
     );
-    let settlement = match &s.config.pool_api_url {
-        Some(api) => u.get(&format!("{api}/api/v1/settlement")).await.ok(),
-        None => None,
-    };
     let ([health, hashrate, channels, downstreams, blocks, issuance, network], errors) = answers([
         health,
         hashrate,

@@ -53,7 +53,11 @@ pub(crate) fn view(report: &Value) -> Value {
                 .map(|b| {
                     let paid: i64 = b["paid"]
                         .as_array()
-                        .map(|p| p.iter().filter_map(|e| e[1].as_i64()).sum())
+                        .map(|p| {
+                            p.iter()
+                                .filter_map(|e| e[1].as_i64())
+                                .fold(0i64, i64::saturating_add)
+                        })
                         .unwrap_or(0);
                     json!({
                         "height_text": b["height"].as_i64().map_or("–".into(), |h| h.to_string()),

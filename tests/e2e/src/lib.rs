@@ -29,7 +29,7 @@ use stratum_apps::key_utils::{Secp256k1PublicKey, Secp256k1SecretKey};
 
 pub use job_declaration::{jd_server_config, TestJdServer};
 pub use miners::{miner_options, sv1_miner_options, test_key, translator_config};
-pub use provider::{json_rpc, TestProvider};
+pub use provider::TestProvider;
 pub use stack::{Running, Stack, TestTranslator};
 pub use stats_service::{start_stats, stats_get, stats_reporter};
 pub use test_mint::{mint_run_config, open_wallet, wallet_config, TestMint};

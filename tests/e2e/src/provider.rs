@@ -47,6 +47,24 @@ impl TestProvider {
         Ok(Self { running, shutdown })
     }
 
+    /// One Bitcoin Core JSON-RPC call to the provider's node interface: the whole reply
+    /// (`result`, `error`).
+    pub async fn rpc(
+        &self,
+        method: &str,
+        params: serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        let body =
+            serde_json::json!({ "jsonrpc": "1.0", "id": "t", "method": method, "params": params });
+        Ok(reqwest::Client::new()
+            .post(format!("http://{}/", self.running.http_address))
+            .json(&body)
+            .send()
+            .await?
+            .json()
+            .await?)
+    }
+
     pub async fn status(&self) -> anyhow::Result<StatusResponse> {
         let url = format!("http://{}/status", self.running.http_address);
         Ok(reqwest::get(url).await?.error_for_status()?.json().await?)
@@ -60,16 +78,4 @@ impl TestProvider {
             .context("template provider did not stop")??;
         Ok(())
     }
-}
-
-/// One Bitcoin Core JSON-RPC call to `url`: the whole reply (`result`, `error`).
-pub async fn json_rpc(
-    http: &reqwest::Client,
-    url: &str,
-    method: &str,
-    params: serde_json::Value,
-) -> anyhow::Result<serde_json::Value> {
-    let body =
-        serde_json::json!({ "jsonrpc": "1.0", "id": "t", "method": method, "params": params });
-    Ok(http.post(url).json(&body).send().await?.json().await?)
 }

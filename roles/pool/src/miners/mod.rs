@@ -119,4 +119,4 @@ impl MinerHandles {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

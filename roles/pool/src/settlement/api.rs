@@ -14,7 +14,10 @@ use axum::{
 };
 use serde_json::json;
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use axum::extract::Path;
 use hashpool_settlement::{
@@ -33,6 +36,9 @@ const MAX_BLOCKS: u32 = 1_000_000;
 /// memory while it is built: about 100 bytes a quote).
 const MAX_EPOCH_QUOTES: u32 = 500_000;
 
+/// Complete epochs' trees kept (a wallet's quotes span a few recent epochs).
+const TREES_KEPT: usize = 4;
+
 #[derive(Clone)]
 pub struct SettlementApi {
     ledger: AccrualLedger,
@@ -42,6 +48,8 @@ pub struct SettlementApi {
     secret_key: [u8; 32],
     /// One epoch tree built at a time.
     trees: Arc<Semaphore>,
+    /// Complete epochs' trees, by epoch, at most [`TREES_KEPT`].
+    kept: Arc<Mutex<HashMap<u32, Arc<EpochTree>>>>,
 }
 
 impl SettlementApi {
@@ -57,6 +65,7 @@ impl SettlementApi {
             window_multiplier,
             secret_key,
             trees: Arc::new(Semaphore::new(1)),
+            kept: Arc::default(),
         }
     }
 
@@ -118,12 +127,29 @@ fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-/// Epoch `index`'s quote tree, with the epoch's record: closed epochs only (an open one's
-/// quotes still change).
-async fn epoch_tree(
-    api: &SettlementApi,
-    index: u32,
-) -> Result<(crate::ledger::LedgerEpoch, Vec<Leaf>, MerkleSumTree), Response> {
+/// A closed epoch's quote tree.
+struct EpochTree {
+    epoch: crate::ledger::LedgerEpoch,
+    leaves: Vec<Leaf>,
+    tree: MerkleSumTree,
+    /// Its batches the mint has not answered yet: with none, the tree can no longer change.
+    unanswered: u64,
+}
+
+/// Epoch `index`'s quote tree: closed epochs only (an open one's quotes still change). A
+/// complete one (every batch answered) is kept, so a wallet asking for its quotes one by one
+/// does not have the whole tree rebuilt for each.
+async fn epoch_tree(api: &SettlementApi, index: u32) -> Result<Arc<EpochTree>, Response> {
+    let kept = |api: &SettlementApi| {
+        api.kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&index)
+            .cloned()
+    };
+    if let Some(tree) = kept(api) {
+        return Ok(tree);
+    }
     let unreadable = |e: crate::ledger::LedgerError| {
         tracing::warn!("epoch commitment: {e}");
         refuse(
@@ -144,6 +170,15 @@ async fn epoch_tree(
     let Ok(_turn) = api.trees.acquire().await else {
         return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "shutting down"));
     };
+    // Built by the request that held the turn before this one.
+    if let Some(tree) = kept(api) {
+        return Ok(tree);
+    }
+    let unanswered = api
+        .ledger
+        .epoch_unanswered(index)
+        .await
+        .map_err(unreadable)?;
     let Some(quotes) = api
         .ledger
         .epoch_quotes(index, MAX_EPOCH_QUOTES)
@@ -165,35 +200,41 @@ async fn epoch_tree(
         .collect();
     let tree = MerkleSumTree::new(&leaves)
         .map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok((epoch, leaves, tree))
+    let built = Arc::new(EpochTree {
+        epoch,
+        leaves,
+        tree,
+        unanswered,
+    });
+    if unanswered == 0 {
+        let mut kept = api.kept.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() >= TREES_KEPT {
+            if let Some(&other) = kept.keys().next() {
+                kept.remove(&other);
+            }
+        }
+        kept.insert(index, built.clone());
+    }
+    Ok(built)
 }
 
 /// A closed epoch's quotes, committed to and signed.
 async fn epoch_commitment(State(api): State<SettlementApi>, Path(index): Path<u32>) -> Response {
-    let (epoch, leaves, tree) = match epoch_tree(&api, index).await {
+    let t = match epoch_tree(&api, index).await {
         Ok(t) => t,
         Err(response) => return response,
     };
-    let unanswered = match api.ledger.epoch_unanswered(index).await {
-        Ok(n) => n,
-        Err(e) => {
-            tracing::warn!("epoch commitment: {e}");
-            return refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the ledger could not be read",
-            );
-        }
-    };
     let body = EpochQuotes {
         epoch: index,
-        start_work: epoch.start.hashes().to_string(),
-        end_work: epoch
+        start_work: t.epoch.start.hashes().to_string(),
+        end_work: t
+            .epoch
             .end
             .map(|w| w.hashes().to_string())
             .unwrap_or_default(),
-        quotes: leaves.len() as u64,
-        unanswered,
-        root: tree.root(),
+        quotes: t.leaves.len() as u64,
+        unanswered: t.unanswered,
+        root: t.tree.root(),
     };
     match EpochCommitment::sign(EPOCH_TAG, &api.secret_key, body) {
         Ok(signed) => Json(signed).into_response(),
@@ -232,10 +273,11 @@ async fn quote_proof(
 }
 
 async fn proof_in(api: &SettlementApi, index: u32, quote_id: &str) -> Response {
-    let (_, leaves, tree) = match epoch_tree(api, index).await {
+    let t = match epoch_tree(api, index).await {
         Ok(t) => t,
         Err(response) => return response,
     };
+    let (leaves, tree) = (&t.leaves, &t.tree);
     // Leaves are in quote id order.
     let Ok(at) = leaves.binary_search_by(|l| l.id.as_str().cmp(quote_id)) else {
         return refuse(
@@ -302,16 +344,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::accepted_share::AcceptedShare;
-
-    fn key(n: u8) -> ext_mint_quote::LockingKey {
-        let secp = bitcoin::secp256k1::Secp256k1::signing_only();
-        let sk = bitcoin::secp256k1::SecretKey::from_slice(&[n; 32]).unwrap();
-        ext_mint_quote::LockingKey::from_slice(
-            &bitcoin::secp256k1::PublicKey::from_secret_key(&secp, &sk).serialize(),
-        )
-        .unwrap()
-    }
+    use crate::{accepted_share::AcceptedShare, miners::tests::key};
 
     fn share(n: u32, work: u128) -> AcceptedShare {
         let mut hash = [0u8; 32];

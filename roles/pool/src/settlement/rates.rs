@@ -98,6 +98,7 @@ pub fn report(
             epochs.close(end.hashes())?;
         }
     }
+    let quoted: std::collections::HashMap<u32, u64> = quoted.iter().copied().collect();
     let mut reports: Vec<EpochReport> = ledger_epochs
         .iter()
         .map(|e| EpochReport {
@@ -111,10 +112,7 @@ pub fn report(
             } else {
                 EpochState::Open
             },
-            ehash_quoted: quoted
-                .iter()
-                .find(|(i, _)| *i == e.index)
-                .map_or(0, |(_, a)| *a),
+            ehash_quoted: quoted.get(&e.index).copied().unwrap_or(0),
             reward_sats: 0,
             pending_sats: 0,
             blocks: 0,

@@ -157,7 +157,7 @@ pub fn audit(
     let mut unplaced = 0u64;
     for q in quotes {
         let Some(answer) = &q.answer else {
-            unplaced += q.amount;
+            unplaced = unplaced.saturating_add(q.amount);
             continue;
         };
         let Some(commitment) = published.commitments.get(&answer.epoch) else {
@@ -176,7 +176,8 @@ pub fn audit(
             ));
             continue;
         }
-        *by_epoch.entry(answer.epoch).or_default() += q.amount;
+        let held = by_epoch.entry(answer.epoch).or_default();
+        *held = held.saturating_add(q.amount);
     }
     for (epoch, commitment) in &published.commitments {
         if let Err(e) = commitment.verify(EPOCH_TAG, pool_key) {

@@ -109,13 +109,6 @@ pub struct Epoch {
     pub end: Option<u128>,
 }
 
-impl Epoch {
-    /// Where it ends: its close, or while open its planned end.
-    pub fn end_or_planned(&self) -> u128 {
-        self.end.unwrap_or(self.start.saturating_add(self.length))
-    }
-}
-
 /// The epochs so far, contiguous from the first one's start; all closed but the last.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Epochs {
@@ -223,6 +216,15 @@ impl Epochs {
         Ok(None)
     }
 
+    /// The epochs that can hold work in `[start, end)`, in order (binary search: a block's
+    /// window is a few epochs of however many there are).
+    pub fn overlapping(&self, start: u128, end: u128) -> impl Iterator<Item = &Epoch> {
+        let first = self
+            .list
+            .partition_point(|e| e.end.is_some_and(|e_end| e_end <= start));
+        self.list[first..].iter().take_while(move |e| e.start < end)
+    }
+
     pub fn len(&self) -> usize {
         self.list.len()
     }
@@ -324,7 +326,7 @@ pub fn split(
     let mut paid = Vec::new();
     let mut total = 0u64;
     // Work before the first epoch is no epoch's: its part is carried with the floors.
-    for epoch in epochs.iter() {
+    for epoch in epochs.overlapping(window.start, window.end) {
         let Some(end) = epoch.end else { break };
         if epoch.start >= window.end {
             break;

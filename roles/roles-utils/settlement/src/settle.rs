@@ -62,6 +62,12 @@ pub struct Settlement {
     pub carry: u64,
 }
 
+/// Sums of sats: real ones stay far below 2^64, but a report read from elsewhere (an audit)
+/// may not.
+fn add(a: u64, b: u64) -> Result<u64, SettlementError> {
+    a.checked_add(b).ok_or(SettlementError::ValueOverflow)
+}
+
 /// Settles `blocks` (in the order found) over `epochs`.
 pub fn settle(
     params: &Params,
@@ -95,7 +101,7 @@ pub fn settle(
                     .checked_add(b.value_sats - fee)
                     .ok_or(SettlementError::ValueOverflow)?;
                 if matured {
-                    out.fees += fee;
+                    out.fees = add(out.fees, fee)?;
                 }
                 Paid::Carried { fee }
             }
@@ -106,16 +112,16 @@ pub fn settle(
                     if i >= n {
                         continue;
                     }
-                    out.payers[i] += 1;
+                    out.payers[i] = out.payers[i].saturating_add(1);
                     out.last_payer[i] = Some(position);
                     if matured {
-                        out.reward[i] += sats;
+                        out.reward[i] = add(out.reward[i], sats)?;
                     } else {
-                        out.pending[i] += sats;
+                        out.pending[i] = add(out.pending[i], sats)?;
                     }
                 }
                 if matured {
-                    out.fees += s.fee;
+                    out.fees = add(out.fees, s.fee)?;
                 }
                 out.carry = s.carry_out;
                 Paid::Split(s)

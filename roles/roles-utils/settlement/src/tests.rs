@@ -19,6 +19,11 @@ fn epochs_at(lengths: &[u128], network_work: u128) -> Epochs {
     e
 }
 
+/// Where an epoch ends: its close, or while open its planned end.
+fn end_or_planned(e: &Epoch) -> u128 {
+    e.end.unwrap_or(e.start + e.length)
+}
+
 fn block(pool_work: u128, network_work: u128, value_sats: u64) -> Block {
     Block {
         pool_work,
@@ -95,7 +100,7 @@ fn a_block_pays_only_epochs_closed_before_it_was_found() {
     let lengths: Vec<u128> = (0..40).map(|_| 1 + u128::from(rng.below(500))).collect();
     let e = epochs(&lengths);
     let p = Params::new(10_000, 8).unwrap();
-    let last = e.get(39).unwrap().end_or_planned();
+    let last = end_or_planned(&e.get(39).unwrap());
     for _ in 0..2_000 {
         let t = u128::from(rng.below(last as u64));
         let s = split(
@@ -123,7 +128,7 @@ fn nothing_is_made_or_lost_over_a_run_of_blocks() {
         .collect();
     let total = lengths.iter().sum::<u128>();
     let e = epochs_at(&lengths, (total / 100).max(1) * 4);
-    let total_work = e.get(199).unwrap().end_or_planned();
+    let total_work = end_or_planned(&e.get(199).unwrap());
     let p = Params::new(rng.below(50_000) as u32, 1 + rng.below(16) as u32).unwrap();
     let mut t = 0u128;
     let mut carry = 0u64;
@@ -371,4 +376,20 @@ fn a_pending_block_before_an_epochs_last_payer_keeps_it_from_final() {
     // Everything matured is the epochs', the fees (none here) or carried.
     let paid: u64 = s.reward.iter().sum();
     assert_eq!(paid + s.fees + s.carry, 2_000);
+}
+
+#[test]
+fn a_run_whose_sums_pass_u64_is_refused_not_wrapped() {
+    use crate::settle::{settle, FoundBlock, Standing};
+    // A report from elsewhere (an audit reads the pool's) can claim any value.
+    let e = epochs(&[100; 3]);
+    let p = Params::new(0, 1).unwrap();
+    let huge = |t| FoundBlock {
+        block: block(t, 100, u64::MAX / 2 + 1),
+        standing: Standing::Matured,
+    };
+    assert_eq!(
+        settle(&p, &e, &[huge(150), huge(160), huge(170), huge(180)]),
+        Err(SettlementError::ValueOverflow)
+    );
 }

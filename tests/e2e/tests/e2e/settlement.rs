@@ -4,30 +4,30 @@
 
 use std::time::Duration;
 
-use hashpool_e2e::{init_tracing, json_rpc, wait_until, PoolOptions, Stack};
+use hashpool_e2e::{init_tracing, wait_until, PoolOptions, Stack, TestProvider};
 use pool::ledger::{BlockStatus, TrackedBlock};
 
 const WAIT: Duration = Duration::from_secs(90);
 
 /// A call the node must answer without an error: its result.
 async fn rpc(
-    url: &str,
+    tp: &TestProvider,
     method: &str,
     params: serde_json::Value,
 ) -> anyhow::Result<serde_json::Value> {
-    let reply = json_rpc(&reqwest::Client::new(), url, method, params).await?;
+    let reply = tp.rpc(method, params).await?;
     anyhow::ensure!(reply["error"].is_null(), "{method}: {reply}");
     Ok(reply["result"].clone())
 }
 
 /// `count` blocks on the node's tip (paying a script of nobody's).
-async fn bury(url: &str, count: u32) -> anyhow::Result<()> {
+async fn bury(tp: &TestProvider, count: u32) -> anyhow::Result<()> {
     let address = bitcoin::Address::p2wsh(
         &bitcoin::ScriptBuf::new_op_return([9u8; 4]),
         bitcoin::KnownHrp::Regtest,
     );
     rpc(
-        url,
+        tp,
         "generatetoaddress",
         serde_json::json!([count, address.to_string()]),
     )
@@ -49,7 +49,6 @@ async fn found_blocks_are_followed_to_maturity_and_a_reorged_one_is_orphaned() -
         .await?;
     let (tp, pool, stop) = (&stack.tp, &stack.pool, &stack.stop);
     let ledger = &pool.running.ledger;
-    let url = format!("http://{}/", tp.running.http_address);
     let miner = stack.miner("alice", 20_000.0);
 
     // Blocks found and seen by the follower in the chain.
@@ -91,7 +90,7 @@ async fn found_blocks_are_followed_to_maturity_and_a_reorged_one_is_orphaned() -
     for b in &blocks {
         let height = b.height.expect("height recorded");
         assert!(b.network_work.is_some_and(|w| w.hashes() > 0));
-        let at_height = rpc(&url, "getblockhash", serde_json::json!([height])).await?;
+        let at_height = rpc(tp, "getblockhash", serde_json::json!([height])).await?;
         if b.status == BlockStatus::Pending {
             assert_eq!(at_height, b.hash.to_string());
             let block: serde_json::Value = reqwest::get(format!(
@@ -113,7 +112,7 @@ async fn found_blocks_are_followed_to_maturity_and_a_reorged_one_is_orphaned() -
     in_chain.sort_by_key(|b| b.height);
     let taken = in_chain.pop().expect("three blocks");
     rpc(
-        &url,
+        tp,
         "invalidateblock",
         serde_json::json!([taken.hash.to_string()]),
     )
@@ -128,7 +127,7 @@ async fn found_blocks_are_followed_to_maturity_and_a_reorged_one_is_orphaned() -
     .await?;
 
     // A hundred blocks on top: the others mature; the orphan stays orphaned.
-    bury(&url, 100).await?;
+    bury(tp, 100).await?;
     wait_until(WAIT, "the pool's other blocks matured", || async {
         ledger.found_blocks(1_000).await.is_ok_and(|blocks| {
             in_chain.iter().all(|kept| {
@@ -228,7 +227,6 @@ async fn epochs_turn_with_the_pools_work_and_a_matured_epoch_becomes_final_at_th
         .await?;
     let (tp, pool, stop) = (&stack.tp, &stack.pool, &stack.stop);
     let ledger = &pool.running.ledger;
-    let url = format!("http://{}/", tp.running.http_address);
     let api = format!(
         "http://{}/api/v1/settlement",
         pool.running.api_address.expect("the miner API is served")
@@ -279,7 +277,7 @@ async fn epochs_turn_with_the_pools_work_and_a_matured_epoch_becomes_final_at_th
     }
 
     // A hundred blocks on top: every block of the pool matures.
-    bury(&url, 100).await?;
+    bury(tp, 100).await?;
     wait_until(WAIT, "every block matured or orphaned", || async {
         ledger.found_blocks(100_000).await.is_ok_and(|blocks| {
             blocks

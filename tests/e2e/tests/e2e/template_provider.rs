@@ -133,8 +133,6 @@ async fn serves_templates_tips_and_transaction_data() -> anyhow::Result<()> {
     Ok(())
 }
 
-use hashpool_e2e::json_rpc as rpc;
-
 /// A block on `tip` at `height` paying the subsidy plus `fees`, with `txs`, its proof of work
 /// solved (regtest: about every second nonce).
 fn mine(
@@ -198,7 +196,7 @@ async fn json_rpc_serves_the_bitcoin_core_subset_a_job_declarator_needs() -> any
     let http = reqwest::Client::new();
     let deadline = std::time::Instant::now() + WAIT;
     let mempool = loop {
-        let r = rpc(&http, &url, "getrawmempool", serde_json::json!([true])).await?;
+        let r = tp.rpc("getrawmempool", serde_json::json!([true])).await?;
         let entries = r["result"].as_object().cloned().unwrap_or_default();
         if entries.len() >= 2 {
             break entries;
@@ -207,44 +205,44 @@ async fn json_rpc_serves_the_bitcoin_core_subset_a_job_declarator_needs() -> any
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
 
-    let info = rpc(&http, &url, "getblockchaininfo", serde_json::json!([])).await?;
+    let info = tp.rpc("getblockchaininfo", serde_json::json!([])).await?;
     assert_eq!(info["result"]["chain"], "regtest");
     assert_eq!(info["result"]["blocks"], 0);
     let tip: bitcoin::BlockHash = info["result"]["bestblockhash"]
         .as_str()
         .expect("hash")
         .parse()?;
-    let best = rpc(&http, &url, "getbestblockhash", serde_json::json!([])).await?;
+    let best = tp.rpc("getbestblockhash", serde_json::json!([])).await?;
     assert_eq!(best["result"], tip.to_string());
 
     // Every mempool transaction, fetched by txid, hashes to its txid and wtxid.
     let mut txs = Vec::new();
     let mut fees = bitcoin::Amount::ZERO;
     for (txid, entry) in &mempool {
-        let raw = rpc(&http, &url, "getrawtransaction", serde_json::json!([txid])).await?;
+        let raw = tp
+            .rpc("getrawtransaction", serde_json::json!([txid]))
+            .await?;
         let tx: bitcoin::Transaction = deserialize_hex(raw["result"].as_str().expect("hex"))?;
         assert_eq!(&tx.compute_txid().to_string(), txid);
         assert_eq!(entry["wtxid"], tx.compute_wtxid().to_string());
         fees += bitcoin::Amount::from_btc(entry["fees"]["base"].as_f64().expect("fee"))?;
         txs.push(tx);
     }
-    let plain = rpc(&http, &url, "getrawmempool", serde_json::json!([])).await?;
+    let plain = tp.rpc("getrawmempool", serde_json::json!([])).await?;
     assert!(plain["result"]
         .as_array()
         .is_some_and(|l| l.len() >= mempool.len()));
 
     // Refusals, with bitcoind's codes.
-    let unknown = rpc(
-        &http,
-        &url,
-        "getrawtransaction",
-        serde_json::json!(["00".repeat(32)]),
-    )
-    .await?;
+    let unknown = tp
+        .rpc("getrawtransaction", serde_json::json!(["00".repeat(32)]))
+        .await?;
     assert_eq!(unknown["error"]["code"], -5, "{unknown}");
-    let bad = rpc(&http, &url, "getrawtransaction", serde_json::json!(["xyz"])).await?;
+    let bad = tp
+        .rpc("getrawtransaction", serde_json::json!(["xyz"]))
+        .await?;
     assert_eq!(bad["error"]["code"], -8, "{bad}");
-    let nope = rpc(&http, &url, "sendtoaddress", serde_json::json!([])).await?;
+    let nope = tp.rpc("sendtoaddress", serde_json::json!([])).await?;
     assert_eq!(nope["error"]["code"], -32601, "{nope}");
     let garbage: serde_json::Value = http
         .post(&url)
@@ -254,7 +252,7 @@ async fn json_rpc_serves_the_bitcoin_core_subset_a_job_declarator_needs() -> any
         .json()
         .await?;
     assert_eq!(garbage["error"]["code"], -32700, "{garbage}");
-    let undecodable = rpc(&http, &url, "submitblock", serde_json::json!(["00ff"])).await?;
+    let undecodable = tp.rpc("submitblock", serde_json::json!(["00ff"])).await?;
     assert_eq!(undecodable["error"]["code"], -22, "{undecodable}");
 
     // A block with the mempool's transactions, its fees claimed: connected.
@@ -262,23 +260,19 @@ async fn json_rpc_serves_the_bitcoin_core_subset_a_job_declarator_needs() -> any
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs()) as u32;
     let block = mine(tip, 1, time, txs.clone(), fees);
-    let submitted = rpc(
-        &http,
-        &url,
-        "submitblock",
-        serde_json::json!([serialize_hex(&block)]),
-    )
-    .await?;
+    let submitted = tp
+        .rpc("submitblock", serde_json::json!([serialize_hex(&block)]))
+        .await?;
     assert!(
         submitted["result"].is_null() && submitted["error"].is_null(),
         "{submitted}"
     );
-    let count = rpc(&http, &url, "getblockcount", serde_json::json!([])).await?;
+    let count = tp.rpc("getblockcount", serde_json::json!([])).await?;
     assert_eq!(count["result"], 1);
     let status = tp.status().await?;
     assert_eq!(status.tip, block.block_hash().to_string());
     // Its transactions left the mempool and are now found in the chain.
-    let after = rpc(&http, &url, "getrawmempool", serde_json::json!([])).await?;
+    let after = tp.rpc("getrawmempool", serde_json::json!([])).await?;
     for tx in &txs {
         let txid = tx.compute_txid().to_string();
         assert!(!after["result"]
@@ -286,27 +280,21 @@ async fn json_rpc_serves_the_bitcoin_core_subset_a_job_declarator_needs() -> any
             .expect("list")
             .iter()
             .any(|t| t == &txid));
-        let found = rpc(&http, &url, "getrawtransaction", serde_json::json!([txid])).await?;
+        let found = tp
+            .rpc("getrawtransaction", serde_json::json!([txid]))
+            .await?;
         assert!(found["error"].is_null(), "{found}");
     }
 
     // The same block again; one on an old tip; one claiming more than it may; bad proof of work.
-    let again = rpc(
-        &http,
-        &url,
-        "submitblock",
-        serde_json::json!([serialize_hex(&block)]),
-    )
-    .await?;
+    let again = tp
+        .rpc("submitblock", serde_json::json!([serialize_hex(&block)]))
+        .await?;
     assert_eq!(again["result"], "duplicate");
     let stale = mine(tip, 1, time + 1, vec![], bitcoin::Amount::ZERO);
-    let r = rpc(
-        &http,
-        &url,
-        "submitblock",
-        serde_json::json!([serialize_hex(&stale)]),
-    )
-    .await?;
+    let r = tp
+        .rpc("submitblock", serde_json::json!([serialize_hex(&stale)]))
+        .await?;
     assert_eq!(r["result"], "inconclusive");
     let greedy = mine(
         block.block_hash(),
@@ -315,13 +303,9 @@ async fn json_rpc_serves_the_bitcoin_core_subset_a_job_declarator_needs() -> any
         vec![],
         bitcoin::Amount::from_sat(1),
     );
-    let r = rpc(
-        &http,
-        &url,
-        "submitblock",
-        serde_json::json!([serialize_hex(&greedy)]),
-    )
-    .await?;
+    let r = tp
+        .rpc("submitblock", serde_json::json!([serialize_hex(&greedy)]))
+        .await?;
     assert_eq!(r["result"], "bad-cb-amount");
     let mut weak = mine(
         block.block_hash(),
@@ -333,13 +317,9 @@ async fn json_rpc_serves_the_bitcoin_core_subset_a_job_declarator_needs() -> any
     while weak.header.target().is_met_by(weak.block_hash()) {
         weak.header.nonce += 1;
     }
-    let r = rpc(
-        &http,
-        &url,
-        "submitblock",
-        serde_json::json!([serialize_hex(&weak)]),
-    )
-    .await?;
+    let r = tp
+        .rpc("submitblock", serde_json::json!([serialize_hex(&weak)]))
+        .await?;
     assert_eq!(r["result"], "high-hash");
     assert_eq!(tp.status().await?.height, 1);
     tp.stop().await
@@ -351,32 +331,26 @@ async fn json_rpc_generates_reports_confirmations_and_reorgs_as_regtest_bitcoind
     init_tracing();
     let dir = tempfile::tempdir()?;
     let tp = TestProvider::start(dir.path(), loopback_any_port(), REGTEST_NBITS, 0).await?;
-    let url = format!("http://{}/", tp.running.http_address);
     let http = reqwest::Client::new();
     let address = bitcoin::Address::p2wsh(
         &bitcoin::ScriptBuf::new_op_return([5u8; 4]),
         bitcoin::KnownHrp::Regtest,
     );
 
-    let r = rpc(
-        &http,
-        &url,
-        "generatetoaddress",
-        serde_json::json!([3, address.to_string()]),
-    )
-    .await?;
+    let r = tp
+        .rpc(
+            "generatetoaddress",
+            serde_json::json!([3, address.to_string()]),
+        )
+        .await?;
     let hashes: Vec<String> = serde_json::from_value(r["result"].clone())?;
     assert_eq!(hashes.len(), 3);
     assert_eq!(tp.status().await?.height, 3);
-    let r = rpc(&http, &url, "getblockhash", serde_json::json!([1])).await?;
+    let r = tp.rpc("getblockhash", serde_json::json!([1])).await?;
     assert_eq!(r["result"], hashes[0]);
-    let header = rpc(
-        &http,
-        &url,
-        "getblockheader",
-        serde_json::json!([hashes[0]]),
-    )
-    .await?;
+    let header = tp
+        .rpc("getblockheader", serde_json::json!([hashes[0]]))
+        .await?;
     assert_eq!(header["result"]["confirmations"], 3);
     assert_eq!(header["result"]["height"], 1);
     assert_eq!(header["result"]["nextblockhash"], hashes[1]);
@@ -391,65 +365,58 @@ async fn json_rpc_generates_reports_confirmations_and_reorgs_as_regtest_bitcoind
     assert_eq!(block["hash"], hashes[0]);
 
     // A reorg: the second block and the third leave the best chain, a new second comes.
-    let r = rpc(
-        &http,
-        &url,
-        "invalidateblock",
-        serde_json::json!([hashes[1]]),
-    )
-    .await?;
+    let r = tp
+        .rpc("invalidateblock", serde_json::json!([hashes[1]]))
+        .await?;
     assert!(r["error"].is_null(), "{r}");
     assert_eq!(tp.status().await?.height, 1);
     for stale in &hashes[1..] {
-        let h = rpc(&http, &url, "getblockheader", serde_json::json!([stale])).await?;
+        let h = tp.rpc("getblockheader", serde_json::json!([stale])).await?;
         assert_eq!(h["result"]["confirmations"], -1, "{h}");
     }
-    let r = rpc(
-        &http,
-        &url,
-        "generatetoaddress",
-        serde_json::json!([1, address.to_string()]),
-    )
-    .await?;
+    let r = tp
+        .rpc(
+            "generatetoaddress",
+            serde_json::json!([1, address.to_string()]),
+        )
+        .await?;
     let replacement = r["result"][0].as_str().unwrap_or_default().to_string();
     assert_ne!(replacement, hashes[1]);
-    let header = rpc(
-        &http,
-        &url,
-        "getblockheader",
-        serde_json::json!([hashes[0]]),
-    )
-    .await?;
+    let header = tp
+        .rpc("getblockheader", serde_json::json!([hashes[0]]))
+        .await?;
     assert_eq!(header["result"]["confirmations"], 2);
     assert_eq!(header["result"]["nextblockhash"], replacement);
 
     // Refusals, with Bitcoin Core's codes.
     let unknown = "11".repeat(32);
-    let r = rpc(&http, &url, "getblockheader", serde_json::json!([unknown])).await?;
+    let r = tp
+        .rpc("getblockheader", serde_json::json!([unknown]))
+        .await?;
     assert_eq!(r["error"]["code"], -5);
-    let r = rpc(&http, &url, "invalidateblock", serde_json::json!([unknown])).await?;
+    let r = tp
+        .rpc("invalidateblock", serde_json::json!([unknown]))
+        .await?;
     assert_eq!(r["error"]["code"], -5);
-    let r = rpc(&http, &url, "getblockhash", serde_json::json!([99])).await?;
+    let r = tp.rpc("getblockhash", serde_json::json!([99])).await?;
     assert_eq!(r["error"]["code"], -8);
     let mainnet = bitcoin::Address::p2wsh(
         &bitcoin::ScriptBuf::new_op_return([5u8; 4]),
         bitcoin::KnownHrp::Mainnet,
     );
-    let r = rpc(
-        &http,
-        &url,
-        "generatetoaddress",
-        serde_json::json!([1, mainnet.to_string()]),
-    )
-    .await?;
+    let r = tp
+        .rpc(
+            "generatetoaddress",
+            serde_json::json!([1, mainnet.to_string()]),
+        )
+        .await?;
     assert_eq!(r["error"]["code"], -5);
-    let r = rpc(
-        &http,
-        &url,
-        "generatetoaddress",
-        serde_json::json!([1_000_000, address.to_string()]),
-    )
-    .await?;
+    let r = tp
+        .rpc(
+            "generatetoaddress",
+            serde_json::json!([1_000_000, address.to_string()]),
+        )
+        .await?;
     assert_eq!(r["error"]["code"], -8);
     assert_eq!(tp.status().await?.height, 2);
     tp.stop().await
