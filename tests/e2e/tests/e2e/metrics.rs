@@ -191,9 +191,11 @@ async fn every_metrics_endpoint_is_valid_exposition_with_real_values() -> anyhow
             .is_some_and(|v| v >= 2.0),
         "{text}"
     );
+    // Commits were timed: at least one (shares that arrive together are one group commit, so
+    // the count is not the shares').
     assert!(
         metric_value(&text, "hashpool_pool_ledger_commit_duration_seconds_count")
-            .is_some_and(|v| v >= 2.0),
+            .is_some_and(|v| v >= 1.0),
         "{text}"
     );
     for gauge in [
