@@ -847,7 +847,7 @@ async fn the_store_works_on_postgresql_by_configuration() {
     assert_eq!(subjects[0].first_seen, 1_000);
     assert!(store.prune(2_000).await.unwrap().work >= 3);
     store.close().await;
-    sqlx::query(&format!("DROP DATABASE {name}"))
+    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
         .execute(&admin)
         .await
         .unwrap();
@@ -863,7 +863,7 @@ async fn the_store_works_on_postgresql_by_configuration() {
         .expect("migrated on PostgreSQL");
     blocks_and_network(&store).await;
     store.close().await;
-    sqlx::query(&format!("DROP DATABASE {name}"))
+    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
         .execute(&admin)
         .await
         .unwrap();
