@@ -4,11 +4,13 @@
 //! miner's connection; a miner names its locking key in a TLV on the channel-open message.
 //! This crate holds the messages and their strict decoding only: it knows nothing about roles.
 
+mod epochs;
 mod locking_key;
 mod lookup;
 mod messages;
 mod mint_link;
 
+pub use epochs::{EpochKeyset, EpochsResponse, EPOCHS_PATH};
 pub use locking_key::{locking_key_from_tlvs, locking_key_tlv, LockingKey, LOCKING_KEY_LEN};
 pub use lookup::{
     quote_lookup_message, valid_lookup_nonce, LookedUpQuote, QuoteLookupRequest,
@@ -28,6 +30,47 @@ pub use mint_link::{
 /// The Cashu payment method of ehash quotes (NUT-04 `method`), as the mint serves it and
 /// wallets mint it.
 pub const EHASH_METHOD: &str = "ehash";
+
+/// `MintQuoteRequest::epoch` of work from before the pool's first settlement epoch (a ledger
+/// older than epochs): its ehash is in the mint's first `hash` keyset, of no epoch.
+pub const NO_EPOCH: u32 = u32::MAX;
+
+/// The epoch a request's `epoch` field names, if any.
+pub fn epoch_of(field: u32) -> Option<u32> {
+    (field != NO_EPOCH).then_some(field)
+}
+
+/// The `request` an ehash quote shows wallets (NUT-04's payment request): `ehash:` then the
+/// pool's request id (hex), the batch's share count and share commitment (hex), and the epoch
+/// (`-` for none), `:`-separated. A wallet reads the epoch here to mint the quote in that
+/// epoch's keyset.
+pub fn ehash_quote_request(
+    request_id_hex: &str,
+    share_count: u32,
+    share_commitment_hex: &str,
+    epoch: Option<u32>,
+) -> String {
+    let epoch = epoch.map_or_else(|| "-".to_string(), |e| e.to_string());
+    format!("ehash:{request_id_hex}:{share_count}:{share_commitment_hex}:{epoch}")
+}
+
+/// The epoch an ehash quote's `request` names: `Ok(None)` for a quote of no epoch (also every
+/// quote of a mint older than epochs, whose request has four fields), `Err` for a string that
+/// is not an ehash quote's request.
+pub fn epoch_of_quote_request(request: &str) -> Result<Option<u32>, ExtError> {
+    let malformed = || ExtError::Malformed(format!("not an ehash quote request: {request:.80}"));
+    let fields: Vec<&str> = request.split(':').collect();
+    match fields.as_slice() {
+        ["ehash", _, _, _] | ["ehash", _, _, _, "-"] => Ok(None),
+        ["ehash", _, _, _, epoch] => epoch
+            .parse::<u32>()
+            .ok()
+            .filter(|e| *e != NO_EPOCH && !epoch.starts_with('+'))
+            .map(Some)
+            .ok_or_else(malformed),
+        _ => Err(malformed()),
+    }
+}
 
 /// Extension type, in the experimental range 0x4000..=0x7fff.
 pub const EXTENSION_TYPE: u16 = 0x4861;
@@ -83,4 +126,35 @@ pub enum ExtError {
     EmptyField(&'static str),
     #[error("message {0:#04x} is not sent to miners")]
     NotForMiners(u8),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quote_request_carries_its_epoch_and_older_ones_have_none() {
+        let with = ehash_quote_request("ab", 3, "cd", Some(7));
+        assert_eq!(with, "ehash:ab:3:cd:7");
+        assert_eq!(epoch_of_quote_request(&with).unwrap(), Some(7));
+        let without = ehash_quote_request("ab", 3, "cd", None);
+        assert_eq!(epoch_of_quote_request(&without).unwrap(), None);
+        // A mint older than epochs wrote four fields.
+        assert_eq!(epoch_of_quote_request("ehash:ab:3:cd").unwrap(), None);
+        for bad in [
+            "",
+            "lnbc1",
+            "ehash:ab:3",
+            "ehash:ab:3:cd:x",
+            "ehash:ab:3:cd:+7",
+            "ehash:ab:3:cd:-1",
+            "ehash:ab:3:cd:4294967295",
+            "ehash:ab:3:cd:4294967296",
+            "ehash:ab:3:cd:7:8",
+        ] {
+            assert!(epoch_of_quote_request(bad).is_err(), "{bad}");
+        }
+        assert_eq!(epoch_of(NO_EPOCH), None);
+        assert_eq!(epoch_of(0), Some(0));
+    }
 }

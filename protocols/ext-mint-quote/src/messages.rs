@@ -25,6 +25,9 @@ pub struct MintQuoteRequest<'decoder> {
     pub share_count: u32,
     /// SHA-256 over the batch's share hashes in acceptance order (audit).
     pub share_commitment: U256<'decoder>,
+    /// The settlement epoch the batch's work belongs to; [`crate::NO_EPOCH`] for work from
+    /// before the pool's first epoch. The mint signs the quote only in that epoch's keyset.
+    pub epoch: u32,
 }
 
 /// Mint -> pool: the quote created (or found again) for a request.
@@ -221,6 +224,7 @@ mod tests {
             amount: 1 << 40,
             share_count: 12_345,
             share_commitment: U256Owned::from([9u8; 32]),
+            epoch: 3,
         })
     }
 
@@ -338,6 +342,7 @@ mod tests {
                 amount: 1,
                 share_count: 1,
                 share_commitment: U256Owned::from([0u8; 32]),
+                epoch: 0,
             });
             assert_eq!(
                 MintQuoteMessage::decode(MESSAGE_TYPE_MINT_QUOTE_REQUEST, &m.encode()).unwrap_err(),

@@ -12,7 +12,7 @@ use axum::{
     http::{Method, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
-    routing::post,
+    routing::{get, post},
     Json, Router,
 };
 use cdk::{
@@ -23,11 +23,13 @@ use cdk::{
 use cdk_common::error::ErrorCode;
 use ext_mint_quote::{
     quote_lookup_message, valid_lookup_nonce, LookedUpQuote as LookupQuote,
-    QuoteLookupRequest as LookupRequest, QuoteLookupResponse as LookupResponse,
+    QuoteLookupRequest as LookupRequest, QuoteLookupResponse as LookupResponse, EPOCHS_PATH,
     QUOTE_LOOKUP_MAX_SKEW_SECS, QUOTE_LOOKUP_PATH,
 };
 use tower_http::cors::{Any, CorsLayer};
 
+use crate::epoch_http::{self, EpochState};
+use crate::epochs::EpochSignatory;
 use crate::info::normalized_url;
 use crate::issuer::{MintDb, MintStats};
 use crate::nonces::{Admission, SeenNonces};
@@ -60,9 +62,23 @@ pub async fn router(
     mint: Arc<Mint>,
     db: MintDb,
     stats: Arc<MintStats>,
+    epochs: Arc<EpochSignatory>,
     lookup: LookupSettings,
 ) -> anyhow::Result<Router> {
+    let epoch_state = EpochState {
+        mint: mint.clone(),
+        db: db.clone(),
+        unit: epochs.unit().clone(),
+        epochs,
+    };
     let cashu = cdk_axum::create_mint_router(mint.clone(), vec![EHASH_METHOD.to_string()]).await?;
+    // Our views of the keysets answer before cdk-axum's (a merge would overlap the paths).
+    let cashu = Router::new()
+        .route("/v1/keysets", get(epoch_http::keysets))
+        .route("/v1/keys", get(epoch_http::keys))
+        .route(EPOCHS_PATH, get(epoch_http::epochs))
+        .with_state(epoch_state.clone())
+        .fallback_service(cashu);
     let lookup = Router::new()
         .route(QUOTE_LOOKUP_PATH, post(lookup_quotes))
         .with_state(LookupState {
@@ -73,6 +89,10 @@ pub async fn router(
         });
     let cashu = cashu
         .merge(lookup)
+        .layer(axum::middleware::from_fn_with_state(
+            epoch_state,
+            epoch_http::keep_epochs,
+        ))
         .layer(axum::middleware::from_fn(refuse_quote_creation))
         .layer(cors());
     // Our `/v1/ws` first (cdk-axum's route of the same path would overlap in a merge);
@@ -82,7 +102,11 @@ pub async fn router(
 }
 
 /// Cashu-style error body (`detail`, `code`).
-fn cashu_error(status: StatusCode, code: ErrorCode, detail: impl Into<String>) -> Response {
+pub(crate) fn cashu_error(
+    status: StatusCode,
+    code: ErrorCode,
+    detail: impl Into<String>,
+) -> Response {
     (
         status,
         Json(serde_json::json!({ "detail": detail.into(), "code": code.to_code() })),

@@ -20,6 +20,7 @@ use cdk_common::payment::WaitPaymentResponse;
 use ext_mint_quote::{error_code, MintQuoteRequestOwned};
 use hashpool_sv2_io::text;
 
+use crate::epochs::EpochSignatory;
 use crate::processor::{lookup_id, EhashQuoteExtra, EHASH_METHOD};
 use crate::quote_index;
 
@@ -120,16 +121,24 @@ pub struct Issuer {
     db: MintDb,
     unit: CurrencyUnit,
     authorization: String,
+    epochs: Arc<EpochSignatory>,
     stats: Arc<MintStats>,
 }
 
 impl Issuer {
-    pub fn new(mint: Arc<Mint>, db: MintDb, unit: CurrencyUnit, authorization: String) -> Self {
+    pub fn new(
+        mint: Arc<Mint>,
+        db: MintDb,
+        unit: CurrencyUnit,
+        authorization: String,
+        epochs: Arc<EpochSignatory>,
+    ) -> Self {
         Self {
             mint,
             db,
             unit,
             authorization,
+            epochs,
             stats: Arc::default(),
         }
     }
@@ -170,6 +179,11 @@ impl Issuer {
             .map_err(|_| IssueError::InvalidLockingKey)?;
         let request_id = hex::encode(request.request_id.to_array());
         let lookup = lookup_id(&request_id);
+        let epoch = ext_mint_quote::epoch_of(request.epoch);
+        // The epoch's keyset exists before any wallet can see the quote.
+        if let Some(epoch) = epoch {
+            self.epochs.ensure_epoch(epoch).await.map_err(temporary)?;
+        }
 
         let quote = match self.existing(&lookup).await? {
             Some(quote) => quote,
@@ -181,6 +195,7 @@ impl Issuer {
         };
         if quote.pubkey != Some(pubkey)
             || quote.amount.as_ref().map(|a| a.value()) != Some(request.amount)
+            || ext_mint_quote::epoch_of_quote_request(&quote.request).ok() != Some(epoch)
         {
             return Err(IssueError::Conflict(quote.id.to_string()));
         }
@@ -240,6 +255,7 @@ impl Issuer {
             request_id: request_id.to_string(),
             share_count: request.share_count,
             share_commitment: hex::encode(request.share_commitment.to_array()),
+            epoch: ext_mint_quote::epoch_of(request.epoch),
         };
         let response = self
             .mint

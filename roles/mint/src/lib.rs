@@ -5,6 +5,8 @@
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod epoch_http;
+pub mod epochs;
 pub mod http;
 pub mod info;
 pub mod issuer;
@@ -108,10 +110,25 @@ pub async fn start(
     // Mint info stored by an earlier run would win over the builder's: ours is set below,
     // once the public URL is known.
     let base_info = builder.current_mint_info();
-    let mint = Arc::new(builder.build_with_seed(db.clone(), &seed).await?);
+    // CDK's signatory for the units above, with one `hash` keyset per settlement epoch beside
+    // it (epochs.rs).
+    let epochs = epochs::EpochSignatory::open(
+        db.clone(),
+        &seed,
+        [(unit.clone(), (0, ehash_amounts()))].into(),
+        unit.clone(),
+    )
+    .await?;
+    let mint = Arc::new(builder.build_with_signatory(epochs.clone()).await?);
     mint.start().await?;
 
-    let issuer = Arc::new(Issuer::new(mint.clone(), db.clone(), unit, authorization));
+    let issuer = Arc::new(Issuer::new(
+        mint.clone(),
+        db.clone(),
+        unit,
+        authorization,
+        epochs.clone(),
+    ));
     let listener = TcpListener::bind(config.http_address)
         .await
         .with_context(|| format!("binding the HTTP API on {}", config.http_address))?;
@@ -145,6 +162,7 @@ pub async fn start(
         mint.clone(),
         db,
         issuer.stats().clone(),
+        epochs.clone(),
         http::LookupSettings {
             urls,
             nonce_capacity: config.lookup_nonce_capacity,

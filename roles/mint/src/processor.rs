@@ -34,6 +34,9 @@ pub struct EhashQuoteExtra {
     /// as the quote's request, kept for audit.
     pub share_count: u32,
     pub share_commitment: String,
+    /// The settlement epoch of the batch (`None`: work from before the pool's first epoch).
+    #[serde(default)]
+    pub epoch: Option<u32>,
 }
 
 /// The lookup id a request id maps to (one quote per request id, enforced by the database).
@@ -101,9 +104,11 @@ impl MintPayment for EhashProcessor {
         }
         Ok(CreateIncomingPaymentResponse {
             request_lookup_id: lookup_id(&extra.request_id),
-            request: format!(
-                "ehash:{}:{}:{}",
-                extra.request_id, extra.share_count, extra.share_commitment
+            request: ext_mint_quote::ehash_quote_request(
+                &extra.request_id,
+                extra.share_count,
+                &extra.share_commitment,
+                extra.epoch,
             ),
             // Paid at creation; the wallet may mint it whenever it comes online.
             expiry: None,

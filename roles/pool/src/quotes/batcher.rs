@@ -74,5 +74,6 @@ pub(super) fn request(unit: &str, b: &Batch) -> MintQuoteMessage {
         amount: b.amount,
         share_count: b.share_count,
         share_commitment: U256Owned::from(b.share_commitment),
+        epoch: b.epoch.unwrap_or(ext_mint_quote::NO_EPOCH),
     })
 }

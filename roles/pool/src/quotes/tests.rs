@@ -309,6 +309,19 @@ async fn a_request_carries_the_batch_exactly() {
     assert_eq!(hashpool_sv2_io::text(&r.unit), "hash");
     assert_eq!((r.amount, r.share_count), (3, 2));
     assert_eq!(r.share_commitment.to_array(), batch.share_commitment);
+    // The batch's epoch, or the mark of none for work from before epochs.
+    assert_eq!(ext_mint_quote::epoch_of(r.epoch), batch.epoch);
+    let mut of_epoch = batch.clone();
+    of_epoch.epoch = Some(7);
+    let MintQuoteMessage::Request(r) = batcher::request("hash", &of_epoch) else {
+        panic!("not a request");
+    };
+    assert_eq!(r.epoch, 7);
+    of_epoch.epoch = None;
+    let MintQuoteMessage::Request(r) = batcher::request("hash", &of_epoch) else {
+        panic!("not a request");
+    };
+    assert_eq!(r.epoch, ext_mint_quote::NO_EPOCH);
 }
 
 /// Requests the mint receives within `wait`.

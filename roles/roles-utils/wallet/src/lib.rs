@@ -6,6 +6,7 @@
 
 #[cfg(feature = "api")]
 pub mod api;
+mod epochs;
 mod lookup;
 mod minter;
 
@@ -14,11 +15,14 @@ use std::{path::PathBuf, str::FromStr, sync::Arc};
 use cdk::{
     amount::SplitTarget,
     mint_url::MintUrl,
-    nuts::{nut20, CurrencyUnit, PaymentMethod, PublicKey, SecretKey},
-    wallet::{ReceiveOptions, SendOptions, Wallet, WalletBuilder},
+    nuts::{nut20, CurrencyUnit, Id, PaymentMethod, Proofs, PublicKey, SecretKey, Token},
+    wallet::{HttpClient, ReceiveOptions, SendOptions, Wallet, WalletBuilder},
     Amount,
 };
+use cdk_common::wallet::KeysetLoadPolicy;
 use cdk_sqlite::WalletSqliteDatabase;
+use epochs::EpochConnector;
+use ext_mint_quote::EpochsResponse;
 
 pub use lookup::{LookupQuote, LookupResponse};
 pub use minter::{announced_quote, Minter, MinterStats};
@@ -77,6 +81,10 @@ pub enum WalletError {
     ForeignQuote(String),
     #[error("wallet API token {path}: {reason}", path = .0.display(), reason = .1)]
     ApiToken(PathBuf, String),
+    #[error("epochs: {0}")]
+    Epochs(String),
+    #[error("insufficient ehash in one epoch: {0}")]
+    InsufficientInOneEpoch(String),
 }
 
 /// A token sent from the wallet or received into it (mints are [`Issuance`]s).
@@ -121,8 +129,13 @@ pub struct EhashWallet {
     http: reqwest::Client,
     /// Wallet operations (mint, send, receive) and recovery one at a time: CDK's recovery of
     /// incomplete operations would take one in progress for an interrupted one (a mint's
-    /// proofs restored without the quote's transaction record).
+    /// proofs restored without the quote's transaction record). Each also focuses `connector`
+    /// on the keyset it works in.
     minting: tokio::sync::Mutex<()>,
+    /// The wallet's connection to the mint; says which `hash` keyset is active (epochs.rs).
+    connector: Arc<EpochConnector>,
+    /// The mint's epochs and their keysets, as last read.
+    epochs: tokio::sync::Mutex<Option<EpochsResponse>>,
 }
 
 /// A role's wallet that mints what its pool channel earns (the translator's, the
@@ -174,9 +187,12 @@ impl EhashWallet {
         let db = WalletSqliteDatabase::new(config.database_path.clone())
             .await
             .map_err(|e| WalletError::Database(config.database_path.clone(), e.to_string()))?;
+        let unit = CurrencyUnit::custom(&config.unit);
+        let connector = EpochConnector::new(HttpClient::new(mint_url.clone(), None), unit.clone());
         let wallet = WalletBuilder::new()
             .mint_url(mint_url)
-            .unit(CurrencyUnit::custom(&config.unit))
+            .unit(unit)
+            .shared_client(connector.clone())
             .localstore(Arc::new(db))
             .seed(seed)
             .without_rate_limiting()
@@ -191,7 +207,92 @@ impl EhashWallet {
             signed_mint_url,
             http: reqwest::Client::new(),
             minting: tokio::sync::Mutex::new(()),
+            connector,
+            epochs: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// The mint's epochs and their `hash` keysets (`GET /v1/hashpool/epochs`).
+    pub async fn mint_epochs(&self) -> Result<EpochsResponse, WalletError> {
+        let url = format!("{}{}", self.mint_url, ext_mint_quote::EPOCHS_PATH);
+        let answer: EpochsResponse = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| WalletError::Epochs(format!("{url}: {e}")))?
+            .json()
+            .await
+            .map_err(|e| WalletError::Epochs(format!("{url}: {e}")))?;
+        *self.epochs.lock().await = Some(answer.clone());
+        Ok(answer)
+    }
+
+    /// The keyset ehash of `epoch` (`None`: of no epoch) is in.
+    async fn keyset_of_epoch(&self, epoch: Option<u32>) -> Result<Id, WalletError> {
+        let known = self
+            .epochs
+            .lock()
+            .await
+            .as_ref()
+            .and_then(|e| e.keyset_of(epoch).map(str::to_string));
+        let keyset = match known {
+            Some(k) => k,
+            // An epoch newer than the list read last: read it again.
+            None => self
+                .mint_epochs()
+                .await?
+                .keyset_of(epoch)
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    WalletError::Epochs(format!("the mint lists no keyset for epoch {epoch:?}"))
+                })?,
+        };
+        Id::from_str(&keyset).map_err(|e| WalletError::Epochs(format!("keyset `{keyset}`: {e}")))
+    }
+
+    /// Makes `keyset` the `hash` keyset CDK builds outputs in (its keyset cache read again
+    /// through the connector when the focus moves).
+    async fn focus(&self, keyset: Id) -> Result<(), WalletError> {
+        if self.connector.focused() != Some(keyset) {
+            self.connector.focus(keyset);
+            self.wallet.keysets(KeysetLoadPolicy::Refresh).await?;
+        }
+        Ok(())
+    }
+
+    /// Unspent ehash per keyset.
+    pub async fn balance_by_keyset(&self) -> Result<Vec<(Id, u64)>, WalletError> {
+        let mut by: std::collections::BTreeMap<Id, u64> = Default::default();
+        for p in self.wallet.get_unspent_proofs().await? {
+            *by.entry(p.keyset_id).or_default() += u64::from(p.amount);
+        }
+        Ok(by.into_iter().collect())
+    }
+
+    /// Unspent ehash per epoch (`None`: from before epochs), oldest first; keysets the mint
+    /// does not list as an epoch's are left out.
+    pub async fn balance_by_epoch(&self) -> Result<Vec<(Option<u32>, u64)>, WalletError> {
+        let by_keyset = self.balance_by_keyset().await?;
+        let epochs = self.mint_epochs().await?;
+        let epoch_of = |id: &Id| {
+            let id = id.to_string();
+            if epochs.pre_epoch.as_deref() == Some(id.as_str()) {
+                return Some(None);
+            }
+            epochs
+                .epochs
+                .iter()
+                .find(|k| k.keyset == id)
+                .map(|k| Some(k.epoch))
+        };
+        let mut out: Vec<(Option<u32>, u64)> = by_keyset
+            .iter()
+            .filter_map(|(id, amount)| epoch_of(id).map(|e| (e, *amount)))
+            .collect();
+        out.sort();
+        Ok(out)
     }
 
     /// The key a mnemonic's quotes are locked to (NUT-20, counter 0 of its seed), without
@@ -242,6 +343,11 @@ impl EhashWallet {
         if quote.amount_mintable() == Amount::ZERO {
             return Ok(0);
         }
+        // Minted in the keyset of the quote's epoch: the only one the mint signs it in.
+        let epoch = ext_mint_quote::epoch_of_quote_request(&quote.request)
+            .map_err(|e| WalletError::Epochs(format!("quote {quote_id}: {e}")))?;
+        let keyset = self.keyset_of_epoch(epoch).await?;
+        self.focus(keyset).await?;
         // Split into the fewest proofs for this amount. `SplitTarget::None` makes CDK read and
         // parse every unspent proof the wallet holds to pick denominations, so each mint
         // cost grew with the wallet (a soak's wallets fell behind: docs/benchmarks.md).
@@ -358,19 +464,107 @@ impl EhashWallet {
         Ok(self.wallet.total_balance().await?.into())
     }
 
-    /// Creates a token (`cashuB...`) of `amount` from this wallet's proofs.
+    /// Creates a token (`cashuB...`) of `amount` from this wallet's proofs, all of one epoch
+    /// (the mint swaps ehash only within its epoch's keyset): the newest epoch that holds
+    /// enough.
     pub async fn send(&self, amount: u64) -> Result<String, WalletError> {
         let _one_at_a_time = self.minting.lock().await;
-        let prepared = self
+        let unspent = self.wallet.get_unspent_proofs().await?;
+        let mut by_keyset: std::collections::HashMap<Id, Proofs> = Default::default();
+        for p in unspent {
+            by_keyset.entry(p.keyset_id).or_default().push(p);
+        }
+        let epochs = self.mint_epochs().await?;
+        // Newest first: the epochs' keysets from the last, then the pre-epoch one.
+        let order: Vec<Id> = epochs
+            .epochs
+            .iter()
+            .rev()
+            .map(|k| k.keyset.as_str())
+            .chain(epochs.pre_epoch.as_deref())
+            .filter_map(|k| Id::from_str(k).ok())
+            .collect();
+        let total = |proofs: &Proofs| proofs.iter().map(|p| u64::from(p.amount)).sum::<u64>();
+        let Some(keyset) = order
+            .into_iter()
+            .find(|k| by_keyset.get(k).is_some_and(|p| total(p) >= amount))
+        else {
+            let held: Vec<String> = by_keyset
+                .iter()
+                .map(|(k, p)| format!("{} in {k}", total(p)))
+                .collect();
+            return Err(WalletError::InsufficientInOneEpoch(format!(
+                "{amount} asked; held: {}",
+                held.join(", ")
+            )));
+        };
+        self.focus(keyset).await?;
+        let mut proofs = by_keyset.remove(&keyset).unwrap_or_default();
+        if by_keyset.values().all(|p| p.is_empty()) {
+            // Everything the wallet holds is in this keyset: CDK's send, which keeps the
+            // transfer in the wallet's history.
+            let prepared = self
+                .wallet
+                .prepare_send(Amount::from(amount), SendOptions::default())
+                .await?;
+            return Ok(prepared.confirm(None).await?.to_string());
+        }
+        // Otherwise a swap of this keyset's proofs only: the part sent is kept reserved in the
+        // wallet (CDK's swap), the change unspent.
+        proofs.sort_by_key(|p| std::cmp::Reverse(p.amount));
+        let mut inputs = Proofs::new();
+        let mut sum = 0u64;
+        for p in proofs {
+            if sum >= amount {
+                break;
+            }
+            sum += u64::from(p.amount);
+            inputs.push(p);
+        }
+        let sent = self
             .wallet
-            .prepare_send(Amount::from(amount), SendOptions::default())
-            .await?;
-        Ok(prepared.confirm(None).await?.to_string())
+            .swap(
+                Some(Amount::from(amount)),
+                SplitTarget::None,
+                inputs,
+                None,
+                false,
+                false,
+            )
+            .await?
+            .ok_or_else(|| WalletError::Epochs("the swap returned nothing to send".into()))?;
+        let token = Token::new(
+            self.wallet.mint_url.clone(),
+            sent,
+            None,
+            self.wallet.unit.clone(),
+        );
+        Ok(token.to_string())
     }
 
-    /// Receives a token into this wallet (a swap at the mint); returns the amount received.
+    /// Receives a token into this wallet (a swap at the mint, in the keyset its proofs are
+    /// in); returns the amount received.
     pub async fn receive(&self, token: &str) -> Result<u64, WalletError> {
         let _one_at_a_time = self.minting.lock().await;
+        let parsed =
+            Token::from_str(token).map_err(|e| WalletError::Epochs(format!("token: {e}")))?;
+        let keysets = self.connector.all_keysets().await?;
+        let ids: std::collections::BTreeSet<Id> = parsed
+            .proofs(&keysets)
+            .map_err(|e| WalletError::Epochs(format!("token: {e}")))?
+            .iter()
+            .map(|p| p.keyset_id)
+            .collect();
+        match ids.len() {
+            0 => {}
+            1 => self.focus(*ids.iter().next().expect("one id")).await?,
+            _ => {
+                return Err(WalletError::Epochs(
+                    "the token holds ehash of several epochs: the mint swaps each epoch's                      ehash on its own, so receive each epoch's token separately"
+                        .into(),
+                ))
+            }
+        }
         Ok(self
             .wallet
             .receive(token, ReceiveOptions::default())

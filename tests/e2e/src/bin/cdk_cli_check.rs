@@ -73,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
             amount: 777,
             share_count: 1,
             share_commitment: U256Owned::from([1; 32]),
+            epoch: 0,
         })
         .await?;
     let quote = issued.quote_id.as_str();

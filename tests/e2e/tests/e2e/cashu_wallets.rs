@@ -35,6 +35,7 @@ async fn issue(mint: &TestMint, id: u8, key: &[u8], amount: u64) -> anyhow::Resu
         amount,
         share_count: 1,
         share_commitment: U256Owned::from([id; 32]),
+        epoch: 0,
     };
     Ok(mint.running.issuer.issue(&request).await?.quote_id)
 }

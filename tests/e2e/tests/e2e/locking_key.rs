@@ -151,6 +151,7 @@ async fn channels_get_the_right_locking_key_or_a_clear_refusal() -> anyhow::Resu
         amount: 1_000_000,
         share_count: 1,
         share_commitment: U256Owned::from([0; 32]),
+        epoch: 0,
     });
     c.send_frame(encode_raw(
         EXTENSION_TYPE,

@@ -7,6 +7,7 @@ mod cashu_wallets;
 mod crash;
 mod deployment;
 mod dns_upstream;
+mod epochs;
 mod extended_channel;
 mod hostile_miner;
 mod jd_client;

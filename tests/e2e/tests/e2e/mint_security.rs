@@ -29,6 +29,7 @@ fn request(id: u8, key: &[u8], amount: u64) -> MintQuoteRequestOwned {
         amount,
         share_count: 3,
         share_commitment: U256Owned::from([9; 32]),
+        epoch: 0,
     }
 }
 

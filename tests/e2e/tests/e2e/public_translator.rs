@@ -226,6 +226,7 @@ async fn a_claim_a_day_late_pages_through_every_quote() -> anyhow::Result<()> {
             amount,
             share_count: 1,
             share_commitment: binary_sv2::U256Owned::from(id),
+            epoch: 0,
         };
         mint.running.issuer.issue(&request).await?;
         issued += amount;

@@ -34,6 +34,7 @@ async fn issue(mint: &TestMint, id: u8, key_hex: &str, amount: u64) -> anyhow::R
         amount,
         share_count: 1,
         share_commitment: U256Owned::from([id; 32]),
+        epoch: 0,
     };
     Ok(mint.running.issuer.issue(&request).await?.quote_id)
 }

@@ -1,0 +1,300 @@
+//! What keeps ehash in its epoch at the HTTP API (docs/settlement.md, "Epochs in the mint"):
+//!
+//! - a quote's outputs must be in its epoch's keyset (`POST /v1/mint/ehash`, and for NUT-29
+//!   batches every quote of one epoch);
+//! - a swap of ehash stays in one keyset: inputs and outputs all in the same one, so a closed
+//!   epoch's ehash never becomes another epoch's;
+//! - wallets are told one `hash` keyset is active (`/v1/keysets`, `/v1/keys`): the newest
+//!   epoch's, where a standard wallet's new ehash goes. The closed epochs' keysets still sign
+//!   for their own quotes and swaps; `GET /v1/hashpool/epochs` lists them for wallets that keep
+//!   epochs apart (the hashpool wallet).
+//!
+//! CDK checks everything else about these requests (signatures, amounts, spent proofs).
+
+use std::{collections::BTreeSet, sync::Arc};
+
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    http::{Method, StatusCode},
+    middleware::Next,
+    response::{IntoResponse, Response},
+    Json,
+};
+use cdk::{
+    mint::{Mint, QuoteId},
+    nuts::{CurrencyUnit, Id, KeysResponse, KeysetResponse},
+};
+use cdk_common::error::ErrorCode;
+use ext_mint_quote::{EpochKeyset, EpochsResponse};
+use serde::Deserialize;
+
+use crate::epochs::EpochSignatory;
+use crate::http::{cashu_error, UNAVAILABLE};
+use crate::issuer::MintDb;
+use crate::processor::EHASH_METHOD;
+
+/// Largest request body read here: CDK takes at most 1,000 outputs per request, about 150 kB.
+pub const MAX_BODY: usize = 2 << 20;
+
+/// A request whose outputs are in another epoch's keyset: 12002, the code CDK gives outputs in
+/// an inactive keyset (for this quote or these inputs, the keyset is not the one that signs).
+pub const WRONG_KEYSET: ErrorCode = ErrorCode::KeysetInactive;
+
+#[derive(Clone)]
+pub struct EpochState {
+    pub mint: Arc<Mint>,
+    pub db: MintDb,
+    pub epochs: Arc<EpochSignatory>,
+    pub unit: CurrencyUnit,
+}
+
+impl EpochState {
+    /// The `hash` keyset of ehash from before epochs: CDK's own active one.
+    fn pre_epoch_keyset(&self) -> Option<Id> {
+        self.mint
+            .keysets()
+            .keysets
+            .into_iter()
+            .find(|k| k.unit == self.unit && k.active && self.epochs.epoch_of(&k.id).is_none())
+            .map(|k| k.id)
+    }
+
+    /// The keyset wallets are told is active for `hash`: the newest epoch's, else the
+    /// pre-epoch one.
+    fn current_keyset(&self) -> Option<Id> {
+        self.epochs
+            .all()
+            .last()
+            .map(|(_, id)| *id)
+            .or_else(|| self.pre_epoch_keyset())
+    }
+
+    fn unit_of(&self, id: &Id) -> Option<CurrencyUnit> {
+        self.mint.get_keyset_info(id).map(|k| k.unit)
+    }
+
+    /// The keyset a quote's outputs must be in; `None` for a quote this mint does not have
+    /// (CDK refuses it with its own answer).
+    async fn keyset_of_quote(&self, quote: &str) -> Result<Option<Id>, Refusal> {
+        let Ok(id) = quote.parse::<QuoteId>() else {
+            return Ok(None);
+        };
+        let Some(quote) =
+            self.db.get_mint_quote(&id).await.map_err(|e| {
+                Refusal(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE, e.to_string())
+            })?
+        else {
+            return Ok(None);
+        };
+        let epoch = ext_mint_quote::epoch_of_quote_request(&quote.request).map_err(|e| {
+            Refusal(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                UNAVAILABLE,
+                e.to_string(),
+            )
+        })?;
+        let keyset = match epoch {
+            Some(epoch) => self.epochs.keyset_of(epoch),
+            None => self.pre_epoch_keyset(),
+        };
+        keyset.map(Some).ok_or_else(|| {
+            Refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                UNAVAILABLE,
+                format!("the keyset of quote {id}'s epoch is not loaded"),
+            )
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct Output {
+    id: Id,
+}
+
+#[derive(Deserialize)]
+struct MintBody {
+    quote: String,
+    outputs: Vec<Output>,
+}
+
+#[derive(Deserialize)]
+struct BatchMintBody {
+    quotes: Vec<String>,
+    outputs: Vec<Output>,
+}
+
+#[derive(Deserialize)]
+struct SwapBody {
+    inputs: Vec<Output>,
+    outputs: Vec<Output>,
+}
+
+enum Checked {
+    Mint,
+    BatchMint,
+    Swap,
+}
+
+fn checked_route(method: &Method, path: &str) -> Option<Checked> {
+    if method != Method::POST {
+        return None;
+    }
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["v1", "mint", m] if *m == EHASH_METHOD => Some(Checked::Mint),
+        ["v1", "mint", m, "batch"] if *m == EHASH_METHOD => Some(Checked::BatchMint),
+        ["v1", "swap"] => Some(Checked::Swap),
+        _ => None,
+    }
+}
+
+/// Why a request is refused, answered as Cashu's error body.
+struct Refusal(StatusCode, ErrorCode, String);
+
+impl Refusal {
+    fn into_response(self) -> Response {
+        cashu_error(self.0, self.1, self.2)
+    }
+}
+
+fn wrong_keyset(detail: String) -> Refusal {
+    Refusal(StatusCode::BAD_REQUEST, WRONG_KEYSET, detail)
+}
+
+/// Every output in `keyset`.
+fn all_in(outputs: &[Output], keyset: Id, what: &str) -> Result<(), Refusal> {
+    match outputs.iter().find(|o| o.id != keyset) {
+        Some(o) => Err(wrong_keyset(format!(
+            "{what}: outputs must be in keyset {keyset}, not {}",
+            o.id
+        ))),
+        None => Ok(()),
+    }
+}
+
+async fn check(state: &EpochState, route: Checked, body: &[u8]) -> Result<(), Refusal> {
+    // A body CDK would refuse as malformed is left for CDK to refuse.
+    match route {
+        Checked::Mint => {
+            let Ok(m) = serde_json::from_slice::<MintBody>(body) else {
+                return Ok(());
+            };
+            match state.keyset_of_quote(&m.quote).await? {
+                Some(keyset) => all_in(&m.outputs, keyset, &format!("quote {:.80}", m.quote)),
+                None => Ok(()),
+            }
+        }
+        Checked::BatchMint => {
+            let Ok(m) = serde_json::from_slice::<BatchMintBody>(body) else {
+                return Ok(());
+            };
+            let mut keysets = BTreeSet::new();
+            // CDK refuses more than its batch limit itself; each quote is read once here.
+            for quote in m.quotes.iter().take(64) {
+                keysets.extend(state.keyset_of_quote(quote).await?);
+            }
+            match keysets.len() {
+                0 => Ok(()),
+                1 => all_in(
+                    &m.outputs,
+                    *keysets.iter().next().expect("one keyset"),
+                    "these quotes",
+                ),
+                _ => Err(wrong_keyset(
+                    "the quotes of one batch mint must be of one epoch: mint each epoch's \
+                     quotes in a batch of their own"
+                        .into(),
+                )),
+            }
+        }
+        Checked::Swap => {
+            let Ok(s) = serde_json::from_slice::<SwapBody>(body) else {
+                return Ok(());
+            };
+            let ehash: BTreeSet<Id> = s
+                .inputs
+                .iter()
+                .chain(&s.outputs)
+                .map(|o| o.id)
+                .filter(|id| state.unit_of(id).as_ref() == Some(&state.unit))
+                .collect();
+            if ehash.len() > 1 {
+                return Err(wrong_keyset(
+                    "a swap of ehash keeps its epoch: inputs and outputs all in one keyset \
+                     (GET /v1/hashpool/epochs lists them)"
+                        .into(),
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The middleware: reads the body of the routes above, refuses what would move ehash between
+/// epochs, passes the rest on untouched.
+pub async fn keep_epochs(
+    State(state): State<EpochState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(route) = checked_route(request.method(), request.uri().path()) else {
+        return next.run(request).await;
+    };
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return cashu_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::Unknown(10000),
+                format!("request body over {MAX_BODY} bytes"),
+            )
+        }
+    };
+    if let Err(refusal) = check(&state, route, &bytes).await {
+        tracing::info!(path = %parts.uri.path(), detail = %refusal.2, "refused an ehash request");
+        return refusal.into_response();
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// `GET /v1/keysets`: CDK's answer, with only the current `hash` keyset active.
+pub async fn keysets(State(state): State<EpochState>) -> Json<KeysetResponse> {
+    let current = state.current_keyset();
+    let mut answer = state.mint.keysets();
+    for k in &mut answer.keysets {
+        if k.unit == state.unit {
+            k.active = Some(k.id) == current;
+        }
+    }
+    Json(answer)
+}
+
+/// `GET /v1/keys`: the active keysets' keys, `hash`'s current one only.
+pub async fn keys(State(state): State<EpochState>) -> Json<KeysResponse> {
+    let current = state.current_keyset();
+    let mut answer = state.mint.pubkeys();
+    answer
+        .keysets
+        .retain(|k| k.unit != state.unit || Some(k.id) == current);
+    Json(answer)
+}
+
+/// `GET /v1/hashpool/epochs` (ext-mint-quote's SPEC, "Epoch keysets").
+pub async fn epochs(State(state): State<EpochState>) -> impl IntoResponse {
+    Json(EpochsResponse {
+        pre_epoch: state.pre_epoch_keyset().map(|id| id.to_string()),
+        epochs: state
+            .epochs
+            .all()
+            .into_iter()
+            .map(|(epoch, keyset)| EpochKeyset {
+                epoch,
+                keyset: keyset.to_string(),
+            })
+            .collect(),
+    })
+}
