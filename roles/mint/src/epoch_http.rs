@@ -29,8 +29,8 @@ use cdk_common::error::ErrorCode;
 use ext_mint_quote::{EpochKeyset, EpochsResponse};
 use serde::Deserialize;
 
+use crate::cashu_error::{cashu_error, UNAVAILABLE};
 use crate::epochs::EpochSignatory;
-use crate::http::{cashu_error, UNAVAILABLE};
 use crate::issuer::MintDb;
 use crate::processor::EHASH_METHOD;
 

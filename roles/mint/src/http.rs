@@ -28,6 +28,8 @@ use ext_mint_quote::{
 };
 use tower_http::cors::{Any, CorsLayer};
 
+use crate::cashu_error::cashu_error;
+pub use crate::cashu_error::UNAVAILABLE;
 use crate::epoch_http::{self, EpochState};
 use crate::epochs::EpochSignatory;
 use crate::info::normalized_url;
@@ -46,9 +48,6 @@ pub const REFUSED: ErrorCode = ErrorCode::MintingDisabled;
 /// A lookup that is malformed or not signed as it must be: 20008, the NUT-20 "Signature for
 /// mint request invalid" (the lookup is signed by the quotes' NUT-20 key).
 pub const LOOKUP_NOT_SIGNED: ErrorCode = ErrorCode::WitnessMissingOrInvalid;
-/// A failure that is not the request's fault (database trouble, the nonce store full): 50000,
-/// the code CDK 0.18.3's mint gives its own internal errors; the NUT table has none.
-pub const UNAVAILABLE: ErrorCode = ErrorCode::Unknown(50000);
 
 /// What the signed lookup needs besides the database.
 pub struct LookupSettings {
@@ -99,19 +98,6 @@ pub async fn router(
     // everything else is cdk-axum's and the lookup's.
     let supported = mint.mint_info().await?.nuts.nut17.supported;
     Ok(crate::ws::router(mint, crate::ws::WsLimits::default(), &supported).fallback_service(cashu))
-}
-
-/// Cashu-style error body (`detail`, `code`).
-pub(crate) fn cashu_error(
-    status: StatusCode,
-    code: ErrorCode,
-    detail: impl Into<String>,
-) -> Response {
-    (
-        status,
-        Json(serde_json::json!({ "detail": detail.into(), "code": code.to_code() })),
-    )
-        .into_response()
 }
 
 /// cdk-axum's CORS policy (any origin, `GET, POST, OPTIONS`, any header) for every route here:

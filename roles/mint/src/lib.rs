@@ -2,6 +2,7 @@
 //! over the mint link, the standard Cashu HTTP API for wallets, and a signed lookup of the
 //! quotes locked to a key.
 
+pub mod cashu_error;
 pub mod cli;
 pub mod config;
 pub mod db;
