@@ -31,6 +31,62 @@ pub use mint_link::{
 /// wallets mint it.
 pub const EHASH_METHOD: &str = "ehash";
 
+/// The Cashu payment method of redemption (docs/settlement.md, "Redemption"): a melt of a
+/// final epoch's ehash (unit `hash`) pays a mint quote of unit `sat` locked to the holder's
+/// key, by the same method.
+pub const REDEEM_METHOD: &str = "hashpool-redeem";
+
+/// A redemption melt quote's `request`: `redeem:<epoch>:<ehash>:<locking key hex>`, the key
+/// the sat quote it pays is locked to (NUT-20).
+pub fn redeem_request(epoch: u32, amount: u64, locking_key_hex: &str) -> String {
+    format!("redeem:{epoch}:{amount}:{locking_key_hex}")
+}
+
+/// What a redemption melt quote's `request` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedeemRequest {
+    pub epoch: u32,
+    pub amount: u64,
+    /// The key's compressed encoding, hex (checked to be a key by the mint).
+    pub locking_key_hex: String,
+}
+
+/// Parses [`redeem_request`]'s format strictly: decimal numbers without signs, a 66-character
+/// lowercase hex key, nothing else.
+pub fn parse_redeem_request(request: &str) -> Result<RedeemRequest, ExtError> {
+    let malformed = || {
+        ExtError::Malformed(format!(
+            "a redemption request is redeem:<epoch>:<ehash>:<key hex>, not {request:.120}"
+        ))
+    };
+    let number = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
+    let fields: Vec<&str> = request.split(':').collect();
+    let ["redeem", epoch, amount, key] = fields.as_slice() else {
+        return Err(malformed());
+    };
+    let epoch = number(epoch)
+        .and_then(|e| u32::try_from(e).ok())
+        .filter(|e| *e != NO_EPOCH)
+        .ok_or_else(malformed)?;
+    let amount = number(amount).ok_or_else(malformed)?;
+    let key_ok = key.len() == 66
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if !key_ok {
+        return Err(malformed());
+    }
+    Ok(RedeemRequest {
+        epoch,
+        amount,
+        locking_key_hex: key.to_string(),
+    })
+}
+
 /// `MintQuoteRequest::epoch` of work from before the pool's first settlement epoch (a ledger
 /// older than epochs): its ehash is in the mint's first `hash` keyset, of no epoch.
 pub const NO_EPOCH: u32 = u32::MAX;
@@ -155,6 +211,32 @@ mod tests {
             assert!(epoch_of_quote_request(bad).is_err(), "{bad}");
         }
         assert_eq!(epoch_of(NO_EPOCH), None);
+        let key = "02".to_string() + &"ab".repeat(32);
+        let r = redeem_request(3, 500, &key);
+        assert_eq!(
+            parse_redeem_request(&r).unwrap(),
+            RedeemRequest {
+                epoch: 3,
+                amount: 500,
+                locking_key_hex: key.clone()
+            }
+        );
+        for bad in [
+            String::new(),
+            "redeem:3:500".into(),
+            format!("redeem:3:500:{key}:x"),
+            format!("redeem:-3:500:{key}"),
+            format!("redeem:+3:500:{key}"),
+            format!("redeem:3:+500:{key}"),
+            format!("redeem:4294967295:500:{key}"),
+            format!("redeem:4294967296:500:{key}"),
+            format!("redeem:3:18446744073709551616:{key}"),
+            format!("redeem:3:500:{}", key.to_uppercase()),
+            format!("redeem:3:500:{}", &key[..64]),
+            format!("melt:3:500:{key}"),
+        ] {
+            assert!(parse_redeem_request(&bad).is_err(), "{bad}");
+        }
         assert_eq!(epoch_of(0), Some(0));
     }
 }

@@ -18,6 +18,22 @@ use crate::info::{normalized_url, MintInfoSettings};
 pub struct MintConfig {
     pub mint: MintSettings,
     pub pool_link: PoolLinkSettings,
+    /// `[settlement]`: redemption of final epochs' ehash (docs/settlement.md).
+    #[serde(default)]
+    pub settlement: SettlementSettings,
+}
+
+/// `[settlement]` in the mint's config.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SettlementSettings {
+    /// Redeem final epochs' ehash for sats (`hashpool-redeem`). Needs the pool's signed rates:
+    /// `rates_url`, or the shared config's `pool.api_address`.
+    #[serde(default)]
+    pub redeem: bool,
+    /// Where the pool's signed rates are read. Default:
+    /// `http://<pool.api_address>/api/v1/settlement/rates`.
+    #[serde(default)]
+    pub rates_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -122,6 +138,8 @@ pub struct MintRunConfig {
     pub lookup_nonce_capacity: usize,
     /// Bytes; 0: no limit.
     pub sqlite_memory_limit: u64,
+    /// Redemption, when `[settlement] redeem` is on.
+    pub redeem: Option<crate::redeem::RedeemConfig>,
 }
 
 impl MintRunConfig {
@@ -175,7 +193,30 @@ impl MintRunConfig {
                     .into(),
             );
         }
+        let redeem = if own.settlement.redeem {
+            let rates_url =
+                match (&own.settlement.rates_url, global.pool.api_address) {
+                    (Some(url), _) => url.clone(),
+                    (None, Some(api)) if !api.ip().is_unspecified() => {
+                        format!("http://{api}/api/v1/settlement/rates")
+                    }
+                    _ => return Err(
+                        "`settlement.redeem` needs `settlement.rates_url`, or `pool.api_address` \
+                         (not 0.0.0.0) in the shared config"
+                            .into(),
+                    ),
+                };
+            reqwest::Url::parse(&rates_url)
+                .map_err(|e| format!("`settlement.rates_url` `{rates_url}`: {e}"))?;
+            Some(crate::redeem::RedeemConfig {
+                rates_url,
+                pool_key: global.pool.authority_public_key.into_bytes(),
+            })
+        } else {
+            None
+        };
         Ok(Self {
+            redeem,
             http_address: global.mint.http_address,
             pool_address: own
                 .pool_link

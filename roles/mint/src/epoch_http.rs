@@ -33,6 +33,7 @@ use crate::cashu_error::{cashu_error, UNAVAILABLE};
 use crate::epochs::EpochSignatory;
 use crate::issuer::MintDb;
 use crate::processor::EHASH_METHOD;
+use crate::redeem::Redemption;
 
 /// Largest request body read here: CDK takes at most 1,000 outputs per request, about 150 kB.
 pub const MAX_BODY: usize = 2 << 20;
@@ -41,12 +42,19 @@ pub const MAX_BODY: usize = 2 << 20;
 /// an inactive keyset (for this quote or these inputs, the keyset is not the one that signs).
 pub const WRONG_KEYSET: ErrorCode = ErrorCode::KeysetInactive;
 
+/// A redemption the mint will not price (an epoch not final, more ehash than it issued, less
+/// than a sat, a malformed request): 20101, Hashpool's own code (the NUT table has none for
+/// it), so that a CDK wallet reports the `detail`, which says which.
+pub const NOT_REDEEMABLE: ErrorCode = ErrorCode::Unknown(20101);
+
 #[derive(Clone)]
 pub struct EpochState {
     pub mint: Arc<Mint>,
     pub db: MintDb,
     pub epochs: Arc<EpochSignatory>,
     pub unit: CurrencyUnit,
+    /// Redemption, when it is on: a melt quote is priced here first, so a refusal says why.
+    pub redemption: Option<Arc<Redemption>>,
 }
 
 impl EpochState {
@@ -72,6 +80,31 @@ impl EpochState {
 
     fn unit_of(&self, id: &Id) -> Option<CurrencyUnit> {
         self.mint.get_keyset_info(id).map(|k| k.unit)
+    }
+
+    /// The keyset a redemption's inputs must be in: its epoch's. `None` for a quote this mint
+    /// does not have.
+    async fn keyset_of_redemption(&self, quote: &str) -> Result<Option<Id>, Refusal> {
+        let Ok(id) = quote.parse::<QuoteId>() else {
+            return Ok(None);
+        };
+        let Some(quote) =
+            self.db.get_melt_quote(&id).await.map_err(|e| {
+                Refusal(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE, e.to_string())
+            })?
+        else {
+            return Ok(None);
+        };
+        let cdk_common::mint::MeltPaymentRequest::Custom { request, .. } = &quote.request else {
+            return Ok(None);
+        };
+        let epoch = ext_mint_quote::parse_redeem_request(request)
+            .map_err(|e| Refusal(StatusCode::BAD_REQUEST, WRONG_KEYSET, e.to_string()))?
+            .epoch;
+        self.epochs
+            .keyset_of(epoch)
+            .map(Some)
+            .ok_or_else(|| wrong_keyset(format!("this mint has issued no ehash of epoch {epoch}")))
     }
 
     /// The keyset a quote's outputs must be in; `None` for a quote this mint does not have
@@ -126,6 +159,19 @@ struct BatchMintBody {
 }
 
 #[derive(Deserialize)]
+struct MeltQuoteBody {
+    request: String,
+}
+
+#[derive(Deserialize)]
+struct MeltBody {
+    quote: String,
+    inputs: Vec<Output>,
+    #[serde(default)]
+    outputs: Option<Vec<Output>>,
+}
+
+#[derive(Deserialize)]
 struct SwapBody {
     inputs: Vec<Output>,
     outputs: Vec<Output>,
@@ -135,6 +181,8 @@ enum Checked {
     Mint,
     BatchMint,
     Swap,
+    RedeemQuote,
+    Redeem,
 }
 
 fn checked_route(method: &Method, path: &str) -> Option<Checked> {
@@ -146,6 +194,10 @@ fn checked_route(method: &Method, path: &str) -> Option<Checked> {
         ["v1", "mint", m] if *m == EHASH_METHOD => Some(Checked::Mint),
         ["v1", "mint", m, "batch"] if *m == EHASH_METHOD => Some(Checked::BatchMint),
         ["v1", "swap"] => Some(Checked::Swap),
+        ["v1", "melt", m] if *m == ext_mint_quote::REDEEM_METHOD => Some(Checked::Redeem),
+        ["v1", "melt", "quote", m] if *m == ext_mint_quote::REDEEM_METHOD => {
+            Some(Checked::RedeemQuote)
+        }
         _ => None,
     }
 }
@@ -164,10 +216,10 @@ fn wrong_keyset(detail: String) -> Refusal {
 }
 
 /// Every output in `keyset`.
-fn all_in(outputs: &[Output], keyset: Id, what: &str) -> Result<(), Refusal> {
-    match outputs.iter().find(|o| o.id != keyset) {
+fn all_in(items: &[Output], keyset: Id, what: &str) -> Result<(), Refusal> {
+    match items.iter().find(|o| o.id != keyset) {
         Some(o) => Err(wrong_keyset(format!(
-            "{what}: outputs must be in keyset {keyset}, not {}",
+            "{what} must be in keyset {keyset}, not {}",
             o.id
         ))),
         None => Ok(()),
@@ -182,7 +234,11 @@ async fn check(state: &EpochState, route: Checked, body: &[u8]) -> Result<(), Re
                 return Ok(());
             };
             match state.keyset_of_quote(&m.quote).await? {
-                Some(keyset) => all_in(&m.outputs, keyset, &format!("quote {:.80}", m.quote)),
+                Some(keyset) => all_in(
+                    &m.outputs,
+                    keyset,
+                    &format!("the outputs of quote {:.80}", m.quote),
+                ),
                 None => Ok(()),
             }
         }
@@ -207,6 +263,36 @@ async fn check(state: &EpochState, route: Checked, body: &[u8]) -> Result<(), Re
                      quotes in a batch of their own"
                         .into(),
                 )),
+            }
+        }
+        Checked::RedeemQuote => {
+            let Ok(q) = serde_json::from_slice::<MeltQuoteBody>(body) else {
+                return Ok(());
+            };
+            match &state.redemption {
+                Some(r) => {
+                    r.price(&q.request).await.map(|_| ()).map_err(|e| {
+                        Refusal(StatusCode::BAD_REQUEST, NOT_REDEEMABLE, e.to_string())
+                    })
+                }
+                None => Ok(()),
+            }
+        }
+        Checked::Redeem => {
+            let Ok(m) = serde_json::from_slice::<MeltBody>(body) else {
+                return Ok(());
+            };
+            match state.keyset_of_redemption(&m.quote).await? {
+                Some(keyset) => {
+                    let what = |side: &str| format!("the {side} of redemption {:.80}", m.quote);
+                    all_in(&m.inputs, keyset, &what("inputs"))?;
+                    all_in(
+                        m.outputs.as_deref().unwrap_or_default(),
+                        keyset,
+                        &what("outputs"),
+                    )
+                }
+                None => Ok(()),
             }
         }
         Checked::Swap => {

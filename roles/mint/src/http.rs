@@ -24,7 +24,7 @@ use cdk_common::error::ErrorCode;
 use ext_mint_quote::{
     quote_lookup_message, valid_lookup_nonce, LookedUpQuote as LookupQuote,
     QuoteLookupRequest as LookupRequest, QuoteLookupResponse as LookupResponse, EPOCHS_PATH,
-    QUOTE_LOOKUP_MAX_SKEW_SECS, QUOTE_LOOKUP_PATH,
+    QUOTE_LOOKUP_MAX_SKEW_SECS, QUOTE_LOOKUP_PATH, REDEEM_METHOD,
 };
 use tower_http::cors::{Any, CorsLayer};
 
@@ -37,6 +37,7 @@ use crate::issuer::{MintDb, MintStats};
 use crate::nonces::{Admission, SeenNonces};
 use crate::processor::EHASH_METHOD;
 use crate::quote_index::{self, quote_id_of_index_key};
+use crate::redeem::Redemption;
 
 /// Quotes one lookup returns at most; the wallet asks again from the last one's time.
 pub const LOOKUP_PAGE: usize = 500;
@@ -63,12 +64,15 @@ pub async fn router(
     stats: Arc<MintStats>,
     epochs: Arc<EpochSignatory>,
     lookup: LookupSettings,
+    redemption: Option<Arc<Redemption>>,
 ) -> anyhow::Result<Router> {
+    let redeem = redemption.is_some();
     let epoch_state = EpochState {
         mint: mint.clone(),
         db: db.clone(),
         unit: epochs.unit().clone(),
         epochs,
+        redemption,
     };
     let cashu = cdk_axum::create_mint_router(mint.clone(), vec![EHASH_METHOD.to_string()]).await?;
     // Our views of the keysets answer before cdk-axum's (a merge would overlap the paths).
@@ -92,7 +96,10 @@ pub async fn router(
             epoch_state,
             epoch_http::keep_epochs,
         ))
-        .layer(axum::middleware::from_fn(refuse_quote_creation))
+        .layer(axum::middleware::from_fn_with_state(
+            redeem,
+            refuse_quote_creation,
+        ))
         .layer(cors());
     // Our `/v1/ws` first (cdk-axum's route of the same path would overlap in a merge);
     // everything else is cdk-axum's and the lookup's.
@@ -112,12 +119,23 @@ fn cors() -> CorsLayer {
 
 /// `POST /v1/mint/quote/{method}` and every melt route are closed: ehash is issued only for
 /// work the pool accepted, and cannot be melted.
-async fn refuse_quote_creation(request: Request, next: Next) -> Response {
+async fn refuse_quote_creation(
+    State(redeem): State<bool>,
+    request: Request,
+    next: Next,
+) -> Response {
     let path = request.uri().path();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let creates_quote = request.method() == Method::POST
         && matches!(segments.as_slice(), ["v1", "mint", "quote", _]);
-    let melts = segments.get(1) == Some(&"melt");
+    // Redemption's melts (`/v1/melt/quote/hashpool-redeem`, `/v1/melt/hashpool-redeem`, and
+    // the quote's state) are the only ones, when redemption is on.
+    let redeems = redeem
+        && matches!(
+            segments.as_slice(),
+            ["v1", "melt", "quote", m, ..] | ["v1", "melt", m] if *m == REDEEM_METHOD
+        );
+    let melts = segments.get(1) == Some(&"melt") && !redeems;
     if creates_quote {
         tracing::info!(%path, "refused quote creation over HTTP");
         return cashu_error(

@@ -180,7 +180,13 @@ impl MintInfoSettings {
 
     /// `base` (what the mint builder made) with these fields and the ehash truths:
     /// NUT-05 disabled without methods, NUT-17 without melt-quote subscriptions.
-    pub fn apply(&self, mut base: MintInfo, public_url: &str) -> Result<MintInfo, InfoError> {
+    /// With `redeem`, NUT-05 offers the redemption melt of ehash and nothing else.
+    pub fn apply(
+        &self,
+        mut base: MintInfo,
+        public_url: &str,
+        redeem: bool,
+    ) -> Result<MintInfo, InfoError> {
         base.name = self.name.clone();
         base.description = self.description.clone();
         base.description_long = self.description_long.clone();
@@ -199,10 +205,24 @@ impl MintInfoSettings {
         base.motd = self.motd.clone();
         base.icon_url = self.icon_url.clone();
         base.tos_url = self.tos_url.clone();
+        let redeem_method = PaymentMethod::Custom(ext_mint_quote::REDEEM_METHOD.into());
+        let redemption_melts: Vec<_> = base
+            .nuts
+            .nut05
+            .methods
+            .iter()
+            .filter(|m| redeem && m.method == redeem_method && m.unit != CurrencyUnit::Sat)
+            .cloned()
+            .collect();
         base.nuts.nut05 = nut05::Settings {
-            methods: Vec::new(),
-            disabled: true,
+            disabled: redemption_melts.is_empty(),
+            methods: redemption_melts,
         };
+        // Redemption's sat quotes are made by melts; ehash is not bought by that method.
+        base.nuts
+            .nut04
+            .methods
+            .retain(|m| !(m.method == redeem_method && m.unit != CurrencyUnit::Sat));
         for supported in &mut base.nuts.nut17.supported {
             supported.commands.retain(|c| !is_melt_command(c));
         }
@@ -329,6 +349,58 @@ mod tests {
     }
 
     #[test]
+    fn with_redemption_the_info_offers_the_redemption_melt_of_ehash_only() {
+        let redeem = PaymentMethod::Custom(ext_mint_quote::REDEEM_METHOD.into());
+        let hash = CurrencyUnit::custom("hash");
+        let melt = |method: &PaymentMethod, unit: &CurrencyUnit| MeltMethodSettings {
+            method: method.clone(),
+            unit: unit.clone(),
+            method_name: None,
+            min_amount: None,
+            max_amount: None,
+            options: None,
+        };
+        let mut nuts = Nuts::default();
+        let ehash = PaymentMethod::Custom("ehash".into());
+        nuts.nut05.methods = vec![
+            melt(&ehash, &hash),
+            melt(&redeem, &hash),
+            melt(&redeem, &CurrencyUnit::Sat),
+        ];
+        let mint =
+            |method: &PaymentMethod, unit: &CurrencyUnit| cdk::nuts::nut04::MintMethodSettings {
+                method: method.clone(),
+                unit: unit.clone(),
+                method_name: None,
+                min_amount: None,
+                max_amount: None,
+                options: None,
+            };
+        nuts.nut04.methods = vec![
+            mint(&ehash, &hash),
+            mint(&redeem, &hash),
+            mint(&redeem, &CurrencyUnit::Sat),
+        ];
+        let base = MintInfo {
+            nuts,
+            ..MintInfo::default()
+        };
+        let on = MintInfoSettings::default()
+            .apply(base.clone(), "https://x.example.org", true)
+            .unwrap();
+        assert!(!on.nuts.nut05.disabled);
+        assert_eq!(on.nuts.nut05.methods, vec![melt(&redeem, &hash)]);
+        assert_eq!(
+            on.nuts.nut04.methods,
+            vec![mint(&ehash, &hash), mint(&redeem, &CurrencyUnit::Sat)]
+        );
+        let off = MintInfoSettings::default()
+            .apply(base, "https://x.example.org", false)
+            .unwrap();
+        assert!(off.nuts.nut05.disabled && off.nuts.nut05.methods.is_empty());
+    }
+
+    #[test]
     fn applied_info_shows_the_fields_melt_disabled_and_no_melt_subscriptions() {
         let method = PaymentMethod::Custom("ehash".into());
         let unit = CurrencyUnit::custom("hash");
@@ -352,7 +424,7 @@ mod tests {
         let info = full()
             .checked()
             .unwrap()
-            .apply(base.clone(), "https://x.example.org")
+            .apply(base.clone(), "https://x.example.org", false)
             .unwrap();
         assert!(info.nuts.nut05.disabled);
         assert!(info.nuts.nut05.get_settings(&unit, &method).is_none());
@@ -376,7 +448,7 @@ mod tests {
 
         // Nothing configured: the public URL is the one listed; no empty fields.
         let bare = MintInfoSettings::default()
-            .apply(base, "https://x.example.org")
+            .apply(base, "https://x.example.org", false)
             .unwrap();
         assert_eq!(bare.urls, Some(vec!["https://x.example.org".into()]));
         assert_eq!(bare.contact, None);

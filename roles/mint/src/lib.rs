@@ -16,6 +16,7 @@ pub mod nonces;
 pub mod pool_link;
 pub mod processor;
 pub mod quote_index;
+pub mod redeem;
 pub mod sqlite_memory;
 pub mod ws;
 
@@ -108,19 +109,58 @@ pub async fn start(
             processor,
         )
         .await?;
+    let mut units = vec![(unit.clone(), (0, ehash_amounts()))];
+    // Redemption: melts of final epochs' ehash (unit hash) pay sat quotes (redeem.rs).
+    let redemption = match &config.redeem {
+        Some(redeem) => {
+            let redemption = redeem::Redemption::new(
+                redeem.clone(),
+                db.clone(),
+                unit.clone(),
+                authorization.clone(),
+            );
+            let method = PaymentMethod::Custom(ext_mint_quote::REDEEM_METHOD.into());
+            builder.configure_unit(
+                CurrencyUnit::Sat,
+                UnitConfig {
+                    amounts: ehash_amounts(),
+                    input_fee_ppk: 0,
+                },
+            )?;
+            builder
+                .add_payment_processor(
+                    unit.clone(),
+                    method.clone(),
+                    MintMeltLimits::new(1, u64::MAX),
+                    Arc::new(redeem::MeltSide(redemption.clone())),
+                )
+                .await?;
+            builder
+                .add_payment_processor(
+                    CurrencyUnit::Sat,
+                    method,
+                    MintMeltLimits::new(1, u64::MAX),
+                    Arc::new(redeem::SatSide::new(redemption.clone())),
+                )
+                .await?;
+            units.push((CurrencyUnit::Sat, (0, ehash_amounts())));
+            info!(rates = %redeem.rates_url, "redemption of final epochs' ehash on");
+            Some(redemption)
+        }
+        None => None,
+    };
     // Mint info stored by an earlier run would win over the builder's: ours is set below,
     // once the public URL is known.
     let base_info = builder.current_mint_info();
     // CDK's signatory for the units above, with one `hash` keyset per settlement epoch beside
     // it (epochs.rs).
-    let epochs = epochs::EpochSignatory::open(
-        db.clone(),
-        &seed,
-        [(unit.clone(), (0, ehash_amounts()))].into(),
-        unit.clone(),
-    )
-    .await?;
+    let epochs =
+        epochs::EpochSignatory::open(db.clone(), &seed, units.into_iter().collect(), unit.clone())
+            .await?;
     let mint = Arc::new(builder.build_with_signatory(epochs.clone()).await?);
+    if let Some(redemption) = &redemption {
+        redemption.set_mint(mint.clone());
+    }
     mint.start().await?;
 
     let issuer = Arc::new(Issuer::new(
@@ -149,8 +189,12 @@ pub async fn start(
         );
     }
     // `/v1/info` tells the truth: the configured fields, melt disabled, no melt subscriptions.
-    mint.set_mint_info(config.info.apply(base_info, &public_url)?)
-        .await?;
+    mint.set_mint_info(
+        config
+            .info
+            .apply(base_info, &public_url, redemption.is_some())?,
+    )
+    .await?;
     // Lookups may be signed for any URL this mint is known by.
     let mut urls = vec![public_url.clone()];
     for url in config.other_urls.iter().chain(&config.info.urls) {
@@ -168,6 +212,7 @@ pub async fn start(
             urls,
             nonce_capacity: config.lookup_nonce_capacity,
         },
+        redemption.clone(),
     )
     .await?;
     let monitoring = TcpListener::bind(config.monitoring_address)

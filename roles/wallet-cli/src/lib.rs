@@ -71,6 +71,9 @@ pub enum WalletCommand {
     Send { amount: u64 },
     /// Receives a token into this wallet.
     Receive { token: String },
+    /// Redeems this wallet's ehash of a final EPOCH for sat ecash of the mint, at the rate the
+    /// pool signed (docs/settlement.md).
+    Redeem { epoch: u32 },
     /// Checks the pool's settlement for this wallet's quotes: the signed rates and epoch
     /// commitments, each quote counted in its epoch, each final rate following from the
     /// published blocks; values this wallet's ehash per epoch. Fails when a check does.
@@ -127,6 +130,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         WalletCommand::Claim => Some("claim"),
         WalletCommand::Send { .. } => Some("send"),
         WalletCommand::Receive { .. } => Some("receive"),
+        WalletCommand::Redeem { .. } => Some("redeem"),
         WalletCommand::Balance | WalletCommand::History { .. } | WalletCommand::Audit { .. } => {
             None
         }
@@ -160,11 +164,39 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         }
         WalletCommand::Balance => {
             let balance = wallet.balance().await?;
+            let sats = wallet.sat_balance().await?;
+            // By epoch needs the mint's list of epochs: left out when it cannot be read.
+            let epochs: Vec<serde_json::Value> = match wallet.balance_by_epoch().await {
+                Ok(by) => by
+                    .into_iter()
+                    .map(|(epoch, ehash)| json!({ "epoch": epoch, "ehash": ehash }))
+                    .collect(),
+                Err(e) => {
+                    eprintln!("ehash by epoch: {e}");
+                    Vec::new()
+                }
+            };
+            let mut text = format!("{balance} hash");
+            if sats > 0 {
+                text.push_str(&format!("\n{sats} sat"));
+            }
             answer(
                 out,
                 json_out,
-                json!({ "balance": balance }),
-                &format!("{balance} hash"),
+                json!({ "balance": balance, "sats": sats, "epochs": epochs }),
+                &text,
+            )
+        }
+        WalletCommand::Redeem { epoch } => {
+            let r = wallet.redeem(epoch).await?;
+            answer(
+                out,
+                json_out,
+                serde_json::to_value(&r)?,
+                &format!(
+                    "redeemed {} hash of epoch {} for {} sat (sat quote {})",
+                    r.ehash, r.epoch, r.sats, r.sat_quote
+                ),
             )
         }
         WalletCommand::History { limit } => {
@@ -466,7 +498,15 @@ mod tests {
             .unwrap();
         assert_eq!(
             balance,
-            json!({ "balance": 0, "unit": "hash", "locking_key": key, "faucet": false })
+            // No mint here: ehash by epoch cannot be read.
+            json!({
+                "balance": 0,
+                "unit": "hash",
+                "sats": 0,
+                "epochs": null,
+                "locking_key": key,
+                "faucet": false
+            })
         );
         // Health as every role answers it, with no token.
         let health: serde_json::Value = http

@@ -193,6 +193,9 @@ async fn summary(State(s): State<AppState>) -> Json<Value> {
         .unwrap_or_default();
     Json(json!({
         "balance": balance["balance"].as_u64(),
+        // Sats from redemptions, and ehash by settlement epoch (`null`: not said).
+        "sats": balance["sats"].as_u64(),
+        "epochs": balance["epochs"].as_array().cloned(),
         "locking_key": balance["locking_key"],
         // `null` when the wallet does not say (an older wallet API): the button stays.
         "faucet": balance["faucet"].as_bool(),
@@ -253,7 +256,8 @@ async fn index(State(s): State<AppState>) -> Html<String> {
     let body = format!(
         r#"<section id="unavailable" hidden></section>
 <div class="cards">
-  <div class="card"><div class="label">Wallet balance</div><div class="value" id="balance">–</div></div>{stats_cards}{upstream_card}
+  <div class="card"><div class="label">Wallet balance</div><div class="value" id="balance">–</div></div>
+  <div class="card"><div class="label">Sats (redeemed)</div><div class="value" id="sats">–</div></div>{stats_cards}{upstream_card}
 </div>
 {hashrate_cards}
 <section><h2>Key (quotes are locked to it; the stratum username)</h2><code id="locking-key">–</code></section>
@@ -271,6 +275,7 @@ async fn index(State(s): State<AppState>) -> Html<String> {
   <button class="act" type="submit">Receive</button></form>
   <div class="msg" id="receive-msg"></div>
 </section>
+<section><h2>Ehash by epoch</h2><table id="epochs"><tr><td class="empty">loading…</td></tr></table></section>
 <section><h2>Recent issuance</h2><table id="history"><tr><td class="empty">loading…</td></tr></table></section>
 <section><h2>Tokens sent and received</h2><table id="transfers"><tr><td class="empty">loading…</td></tr></table></section>"#,
     );
@@ -325,6 +330,13 @@ hp.refresh({refresh}, async () => {{
     e.dataset.balance = s.balance ?? '';
   }});
   set('locking-key', e => {{ e.textContent = s.locking_key ?? 'unavailable'; }});
+  set('sats', e => {{ e.textContent = s.sats === null ? 'unavailable' : s.sats + ' sat'; }});
+  set('epochs', e => {{
+    e.innerHTML = s.epochs === null ? '<tr><td class="empty">unavailable</td></tr>'
+      : s.epochs.length === 0 ? '<tr><td class="empty">no ehash</td></tr>'
+      : '<tr><th>epoch</th><th>ehash</th></tr>' + s.epochs.map(r =>
+          `<tr><td>${{r.epoch === null ? 'before epochs' : hp.esc(String(r.epoch))}}</td><td>${{hp.esc(String(r.ehash))}}</td></tr>`).join('');
+  }});
   set('faucet', e => {{ e.hidden = s.faucet === false; }});
   hp.windows(s.hashrate_windows);
   set('miners-count', e => {{ e.textContent = s.miners.length; }});

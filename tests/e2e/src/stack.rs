@@ -19,8 +19,10 @@ use hashpool_wallet::{EhashWallet, Minter};
 use tokio_util::sync::CancellationToken;
 use translator::{ChannelMode, RunningTranslator, Sv1Limits, TranslatorRunConfig};
 
+use anyhow::Context;
+
 use crate::{
-    loopback_any_port, miner_options, open_wallet, public_key, sv1_miner_options,
+    loopback_any_port, miner_options, mint_run_config, open_wallet, public_key, sv1_miner_options,
     translator_config, PoolOptions, TestJdServer, TestMint, TestPool, TestProvider, REGTEST_NBITS,
 };
 
@@ -31,6 +33,7 @@ pub struct Stack {
     provider_address: SocketAddr,
     pool: PoolOptions,
     mint: bool,
+    redeem: bool,
     wallet: bool,
     jd_server: bool,
     jd_server_address: SocketAddr,
@@ -56,6 +59,7 @@ impl Default for Stack {
             provider_address: loopback_any_port(),
             pool: PoolOptions::default(),
             mint: false,
+            redeem: false,
             wallet: false,
             jd_server: false,
             jd_server_address: loopback_any_port(),
@@ -107,6 +111,13 @@ impl Stack {
     /// The real mint, linked to the pool.
     pub fn with_mint(mut self) -> Self {
         self.mint = true;
+        self
+    }
+
+    /// The mint redeems final epochs' ehash at the rates the pool's miner API signs.
+    pub fn with_redemption(mut self) -> Self {
+        self.mint = true;
+        self.redeem = true;
         self
     }
 
@@ -189,7 +200,22 @@ impl Stack {
         let mint = if self.mint {
             let mint_dir = dir.path().join("mint");
             std::fs::create_dir_all(&mint_dir)?;
-            Some(TestMint::start(&mint_dir, pool.running.mint_link_address).await?)
+            let mut config = mint_run_config(
+                &mint_dir,
+                pool.running.mint_link_address,
+                loopback_any_port(),
+            );
+            if self.redeem {
+                let api = pool
+                    .running
+                    .api_address
+                    .context("redemption reads the pool's miner API")?;
+                config.redeem = Some(mint::redeem::RedeemConfig {
+                    rates_url: format!("http://{api}/api/v1/settlement/rates"),
+                    pool_key: public_key().into_bytes(),
+                });
+            }
+            Some(TestMint::start_with(config).await?)
         } else {
             None
         };

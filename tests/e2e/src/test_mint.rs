@@ -40,6 +40,7 @@ pub fn mint_run_config(
         monitoring_address: loopback_any_port(),
         lookup_nonce_capacity: mint::config::DEFAULT_LOOKUP_NONCE_CAPACITY,
         sqlite_memory_limit: mint::config::DEFAULT_SQLITE_MEMORY_LIMIT_MIB << 20,
+        redeem: None,
     }
 }
 
@@ -53,12 +54,13 @@ impl TestMint {
         mint_link: SocketAddr,
         http_address: SocketAddr,
     ) -> anyhow::Result<Self> {
+        Self::start_with(mint_run_config(dir, mint_link, http_address)).await
+    }
+
+    /// A mint of this configuration ([`mint_run_config`], changed).
+    pub async fn start_with(config: mint::MintRunConfig) -> anyhow::Result<Self> {
         let shutdown = CancellationToken::new();
-        let running = mint::start(
-            mint_run_config(dir, mint_link, http_address),
-            shutdown.clone(),
-        )
-        .await?;
+        let running = mint::start(config, shutdown.clone()).await?;
         Ok(Self { running, shutdown })
     }
 

@@ -236,16 +236,25 @@ pub async fn serve(
 }
 
 async fn balance(State(s): State<ApiState>) -> Response {
-    match s.wallet.balance().await {
-        Ok(balance) => Json(json!({
-            "balance": balance,
-            "unit": "hash",
-            "locking_key": s.wallet.locking_key().to_hex(),
-            "faucet": s.faucet.is_some(),
-        }))
-        .into_response(),
-        Err(e) => wallet_error(e),
-    }
+    let (balance, sats) = match (s.wallet.balance().await, s.wallet.sat_balance().await) {
+        (Ok(b), Ok(sats)) => (b, sats),
+        (Err(e), _) | (_, Err(e)) => return wallet_error(e),
+    };
+    // Ehash by epoch needs the mint's list of epochs: `null` while it cannot be read.
+    let epochs = s.wallet.balance_by_epoch().await.ok().map(|by| {
+        by.into_iter()
+            .map(|(epoch, ehash)| json!({ "epoch": epoch, "ehash": ehash }))
+            .collect::<Vec<_>>()
+    });
+    Json(json!({
+        "balance": balance,
+        "unit": "hash",
+        "sats": sats,
+        "epochs": epochs,
+        "locking_key": s.wallet.locking_key().to_hex(),
+        "faucet": s.faucet.is_some(),
+    }))
+    .into_response()
 }
 
 #[derive(Deserialize)]

@@ -136,6 +136,18 @@ pub struct EhashWallet {
     connector: Arc<EpochConnector>,
     /// The mint's epochs and their keysets, as last read.
     epochs: tokio::sync::Mutex<Option<EpochsResponse>>,
+    /// The same seed's wallet of unit `sat`, where redemptions are minted.
+    sat: Wallet,
+}
+
+/// One redemption: ehash of a final epoch melted, sats minted into the wallet.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Redeemed {
+    pub epoch: u32,
+    pub ehash: u64,
+    pub sats: u64,
+    pub melt_quote: String,
+    pub sat_quote: String,
 }
 
 /// A role's wallet that mints what its pool channel earns (the translator's, the
@@ -184,16 +196,25 @@ impl EhashWallet {
             std::fs::create_dir_all(dir)
                 .map_err(|e| WalletError::Database(config.database_path.clone(), e.to_string()))?;
         }
-        let db = WalletSqliteDatabase::new(config.database_path.clone())
-            .await
-            .map_err(|e| WalletError::Database(config.database_path.clone(), e.to_string()))?;
+        let db = Arc::new(
+            WalletSqliteDatabase::new(config.database_path.clone())
+                .await
+                .map_err(|e| WalletError::Database(config.database_path.clone(), e.to_string()))?,
+        );
+        let sat = WalletBuilder::new()
+            .mint_url(mint_url.clone())
+            .unit(CurrencyUnit::Sat)
+            .localstore(db.clone())
+            .seed(seed)
+            .without_rate_limiting()
+            .build()?;
         let unit = CurrencyUnit::custom(&config.unit);
         let connector = EpochConnector::new(HttpClient::new(mint_url.clone(), None), unit.clone());
         let wallet = WalletBuilder::new()
             .mint_url(mint_url)
             .unit(unit)
             .shared_client(connector.clone())
-            .localstore(Arc::new(db))
+            .localstore(db)
             .seed(seed)
             .without_rate_limiting()
             .build()?;
@@ -209,7 +230,131 @@ impl EhashWallet {
             minting: tokio::sync::Mutex::new(()),
             connector,
             epochs: tokio::sync::Mutex::new(None),
+            sat,
         })
+    }
+
+    /// Sats in the wallet (from redemptions).
+    pub async fn sat_balance(&self) -> Result<u64, WalletError> {
+        Ok(self.sat.total_balance().await?.into())
+    }
+
+    /// The wallet of unit `sat` on the same seed and database.
+    pub fn sat_wallet(&self) -> &Wallet {
+        &self.sat
+    }
+
+    /// Redeems all of this wallet's ehash of final `epoch` (docs/settlement.md,
+    /// "Redemption"): a melt (method `hashpool-redeem`) of exactly those proofs, which pays a
+    /// sat quote locked to this wallet's key, minted at once. The mint refuses an epoch whose
+    /// rate is not final, and proofs of another epoch.
+    pub async fn redeem(&self, epoch: u32) -> Result<Redeemed, WalletError> {
+        let _one_at_a_time = self.minting.lock().await;
+        // A redemption a crash (or the mint going away) cut short after its melt.
+        self.finish_redemptions_locked().await?;
+        let keyset = self.keyset_of_epoch(Some(epoch)).await?;
+        let proofs: Proofs = self
+            .wallet
+            .get_unspent_proofs()
+            .await?
+            .into_iter()
+            .filter(|p| p.keyset_id == keyset)
+            .collect();
+        let ehash: u64 = proofs.iter().map(|p| u64::from(p.amount)).sum();
+        if ehash == 0 {
+            return Err(WalletError::Epochs(format!(
+                "no ehash of epoch {epoch} in this wallet"
+            )));
+        }
+        let request = ext_mint_quote::redeem_request(epoch, ehash, &self.locking_key().to_hex());
+        let quote = self
+            .wallet
+            .melt_quote(
+                PaymentMethod::Custom(ext_mint_quote::REDEEM_METHOD.into()),
+                request,
+                None,
+                None,
+            )
+            .await?;
+        self.focus(keyset).await?;
+        let melted = self
+            .wallet
+            .prepare_melt_proofs(&quote.id, proofs, Default::default())
+            .await?
+            .confirm()
+            .await?;
+        let sat_quote = melted
+            .payment_proof()
+            .ok_or_else(|| WalletError::Epochs("the redemption named no sat quote".into()))?
+            .to_string();
+        let sats = self.mint_sat_quote(&sat_quote).await?;
+        tracing::info!(epoch, ehash, sats, %sat_quote, "ehash redeemed");
+        Ok(Redeemed {
+            epoch,
+            ehash,
+            sats,
+            melt_quote: quote.id,
+            sat_quote,
+        })
+    }
+
+    /// Mints the sat quotes of redemptions whose melt was paid but whose sats are not in the
+    /// wallet yet (the wallet stopped between the two steps). Returns the sats minted.
+    pub async fn finish_redemptions(&self) -> Result<u64, WalletError> {
+        let _one_at_a_time = self.minting.lock().await;
+        self.finish_redemptions_locked().await
+    }
+
+    async fn finish_redemptions_locked(&self) -> Result<u64, WalletError> {
+        let mut minted = 0;
+        for quote in self
+            .wallet
+            .localstore
+            .get_melt_quotes()
+            .await
+            .map_err(cdk::Error::from)?
+        {
+            let ours = quote.payment_method
+                == PaymentMethod::Custom(ext_mint_quote::REDEEM_METHOD.into())
+                && quote.state == cdk::nuts::MeltQuoteState::Paid;
+            let Some(sat_quote) = quote.payment_proof.as_deref().filter(|_| ours) else {
+                continue;
+            };
+            let issued = self
+                .sat
+                .localstore
+                .get_mint_quote(sat_quote)
+                .await
+                .map_err(cdk::Error::from)?
+                .is_some_and(|q| q.state == cdk::nuts::MintQuoteState::Issued);
+            if !issued {
+                minted += self.mint_sat_quote(sat_quote).await?;
+            }
+        }
+        Ok(minted)
+    }
+
+    /// Mints what is left of a redemption's sat quote (NUT-20, this wallet's key).
+    pub async fn mint_sat_quote(&self, quote_id: &str) -> Result<u64, WalletError> {
+        let quote = self
+            .sat
+            .fetch_mint_quote_with_key_search(
+                quote_id,
+                Some(PaymentMethod::Custom(ext_mint_quote::REDEEM_METHOD.into())),
+                1,
+            )
+            .await?;
+        if quote.secret_key.is_none() {
+            return Err(WalletError::ForeignQuote(quote_id.to_string()));
+        }
+        if quote.amount_mintable() == Amount::ZERO {
+            return Ok(0);
+        }
+        let proofs = self
+            .sat
+            .mint(quote_id, SplitTarget::Value(quote.amount_mintable()), None)
+            .await?;
+        Ok(proofs.iter().map(|p| u64::from(p.amount)).sum())
     }
 
     /// The mint's epochs and their `hash` keysets (`GET /v1/hashpool/epochs`).

@@ -22,6 +22,7 @@ mod minting;
 mod monitoring;
 mod public_translator;
 mod quotes;
+mod redemption;
 mod settlement;
 mod share_load;
 mod stats;
