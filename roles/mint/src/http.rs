@@ -34,6 +34,7 @@ use crate::epoch_http::{self, EpochState};
 use crate::epochs::EpochSignatory;
 use crate::info::normalized_url;
 use crate::issuer::{MintDb, MintStats};
+use crate::liabilities::{self, LiabilitiesState};
 use crate::nonces::{Admission, SeenNonces};
 use crate::processor::EHASH_METHOD;
 use crate::quote_index::{self, quote_id_of_index_key};
@@ -65,6 +66,7 @@ pub async fn router(
     epochs: Arc<EpochSignatory>,
     lookup: LookupSettings,
     redemption: Option<Arc<Redemption>>,
+    liabilities: LiabilitiesState,
 ) -> anyhow::Result<Router> {
     let redeem = redemption.is_some();
     let epoch_state = EpochState {
@@ -81,6 +83,10 @@ pub async fn router(
         .route("/v1/keys", get(epoch_http::keys))
         .route(EPOCHS_PATH, get(epoch_http::epochs))
         .with_state(epoch_state.clone())
+        .route(
+            liabilities::REPORT_PATH,
+            get(liabilities::report).with_state(liabilities),
+        )
         .fallback_service(cashu);
     let lookup = Router::new()
         .route(QUOTE_LOOKUP_PATH, post(lookup_quotes))

@@ -11,6 +11,7 @@ pub mod epochs;
 pub mod http;
 pub mod info;
 pub mod issuer;
+pub mod liabilities;
 pub mod metrics;
 pub mod nonces;
 pub mod pool_link;
@@ -205,7 +206,7 @@ pub async fn start(
     }
     let router = http::router(
         mint.clone(),
-        db,
+        db.clone(),
         issuer.stats().clone(),
         epochs.clone(),
         http::LookupSettings {
@@ -213,6 +214,12 @@ pub async fn start(
             nonce_capacity: config.lookup_nonce_capacity,
         },
         redemption.clone(),
+        liabilities::LiabilitiesState {
+            db: db.clone(),
+            epochs: epochs.clone(),
+            secret_key: config.secret_key.into_bytes(),
+            building: Arc::new(tokio::sync::Semaphore::new(1)),
+        },
     )
     .await?;
     let monitoring = TcpListener::bind(config.monitoring_address)

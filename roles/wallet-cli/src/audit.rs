@@ -7,15 +7,25 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context};
 use hashpool_settlement::{
     audit::{audit, AuditReport, Published, QuoteAnswer, WalletQuote},
+    liabilities::{check_mint_report, MintReport},
     rates::{EpochCommitment, RateSheet},
 };
 use serde_json::Value;
 
 /// The pool's x-only authority key, 64 hex characters.
 pub fn parse_pool_key(text: &str) -> anyhow::Result<[u8; 32]> {
+    parse_x_only(text, "the pool's")
+}
+
+/// The mint's x-only authority key (`mint.authority_public_key`), 64 hex characters.
+pub fn parse_mint_key(text: &str) -> anyhow::Result<[u8; 32]> {
+    parse_x_only(text, "the mint's")
+}
+
+fn parse_x_only(text: &str, whose: &str) -> anyhow::Result<[u8; 32]> {
     let text = text.trim();
     if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!("the pool's key is its x-only authority key: 64 hex characters");
+        bail!("{whose} key is its x-only authority key: 64 hex characters");
     }
     let mut key = [0u8; 32];
     for (i, byte) in key.iter_mut().enumerate() {
@@ -51,6 +61,24 @@ fn url(base: &str, segments: &[&str]) -> anyhow::Result<reqwest::Url> {
 pub async fn audit_quotes(
     pool_api: &str,
     pool_key: &[u8; 32],
+    key_hex: &str,
+    quotes: &[(String, u64)],
+) -> anyhow::Result<AuditReport> {
+    audit_pool_and_mint(pool_api, pool_key, None, key_hex, quotes).await
+}
+
+/// The mint whose reports an audit checks too: its URL and x-only authority key.
+pub struct MintToAudit<'a> {
+    pub url: &'a str,
+    pub key: [u8; 32],
+}
+
+/// [`audit_quotes`], and with `mint`, each of the wallet's closed epochs in the mint's signed
+/// report: its arithmetic, and the same quotes as the pool's commitment.
+pub async fn audit_pool_and_mint(
+    pool_api: &str,
+    pool_key: &[u8; 32],
+    mint: Option<MintToAudit<'_>>,
     key_hex: &str,
     quotes: &[(String, u64)],
 ) -> anyhow::Result<AuditReport> {
@@ -104,16 +132,37 @@ pub async fn audit_quotes(
             answer,
         });
     }
-    Ok(audit(
-        pool_key,
-        key_hex,
-        &wallet_quotes,
-        &Published {
-            report,
-            sheet,
-            commitments,
-        },
-    ))
+    let published = Published {
+        report,
+        sheet,
+        commitments,
+    };
+    let mut audited = audit(pool_key, key_hex, &wallet_quotes, &published);
+    if let Some(mint) = mint {
+        for (epoch, commitment) in &published.commitments {
+            let e = epoch.to_string();
+            let address = url(mint.url, &["v1", "hashpool", "epochs", &e, "report"])?;
+            let (status, body) = get_json(&http, address).await?;
+            if status != 200 {
+                audited.problems.push(format!(
+                    "the mint publishes no report of epoch {epoch} (HTTP {status}): {body}"
+                ));
+                continue;
+            }
+            match serde_json::from_value::<MintReport>(body) {
+                Ok(r) => audited.problems.extend(check_mint_report(
+                    *epoch,
+                    &r,
+                    &mint.key,
+                    Some(commitment),
+                )),
+                Err(e) => audited
+                    .problems
+                    .push(format!("the mint's report of epoch {epoch}: {e}")),
+            }
+        }
+    }
+    Ok(audited)
 }
 
 /// The audit as text: per epoch the wallet's ehash, its state and value; then any problem.

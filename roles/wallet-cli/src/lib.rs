@@ -85,6 +85,10 @@ pub enum WalletCommand {
         /// configuration, not from its API.
         #[arg(long, env = "HASHPOOL_POOL_KEY")]
         pool_key: String,
+        /// The mint's x-only authority key (64 hex characters, `mint.authority_public_key`):
+        /// also check the mint's signed report of each epoch against the pool's.
+        #[arg(long, env = "HASHPOOL_MINT_KEY")]
+        mint_key: Option<String>,
     },
 }
 
@@ -220,8 +224,13 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                 &token,
             )
         }
-        WalletCommand::Audit { pool_api, pool_key } => {
+        WalletCommand::Audit {
+            pool_api,
+            pool_key,
+            mint_key,
+        } => {
             let pool_key = audit::parse_pool_key(&pool_key)?;
+            let mint_key = mint_key.as_deref().map(audit::parse_mint_key).transpose()?;
             let mut quotes = Vec::new();
             let mut after = None;
             loop {
@@ -233,7 +242,12 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                 }
             }
             let key = wallet.sv2_locking_key().to_hex();
-            let report = audit::audit_quotes(&pool_api, &pool_key, &key, &quotes).await?;
+            let mint = mint_key.map(|key| audit::MintToAudit {
+                url: wallet.mint_url(),
+                key,
+            });
+            let report =
+                audit::audit_pool_and_mint(&pool_api, &pool_key, mint, &key, &quotes).await?;
             answer(
                 out,
                 json_out,

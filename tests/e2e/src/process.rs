@@ -109,6 +109,8 @@ pub struct Topology {
     pub mint_link: SocketAddr,
     pub monitoring: SocketAddr,
     pub mint_http: SocketAddr,
+    /// The pool's miner API (settlement reports and rates).
+    pub api: SocketAddr,
 }
 
 impl Topology {
@@ -118,6 +120,7 @@ impl Topology {
             mint_link: crate::free_address(),
             monitoring: crate::free_address(),
             mint_http: crate::free_address(),
+            api: crate::free_address(),
         }
     }
 
@@ -128,6 +131,7 @@ impl Topology {
 listen_address = "{pool}"
 mint_link_address = "{link}"
 monitoring_address = "{mon}"
+api_address = "{api}"
 authority_public_key = "{key}"
 
 [mint]
@@ -150,6 +154,7 @@ unit_work = {unit_work:e}
             pool = self.pool,
             link = self.mint_link,
             mon = self.monitoring,
+            api = self.api,
             mint = self.mint_http,
             key = AUTHORITY_PUBLIC_KEY,
         )

@@ -14,6 +14,7 @@
 //!   part of the window before the pool's first share, are carried to the next block.
 
 pub mod audit;
+pub mod liabilities;
 pub mod merkle_sum;
 pub mod rates;
 pub mod settle;

@@ -140,6 +140,9 @@ pub struct EhashWallet {
     sat: Wallet,
 }
 
+/// How long a redemption waits for the mint to settle its melt.
+pub const REDEEM_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// One redemption: ehash of a final epoch melted, sats minted into the wallet.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Redeemed {
@@ -234,6 +237,11 @@ impl EhashWallet {
         })
     }
 
+    /// The mint's URL, as configured (no trailing `/`).
+    pub fn mint_url(&self) -> &str {
+        &self.mint_url
+    }
+
     /// Sats in the wallet (from redemptions).
     pub async fn sat_balance(&self) -> Result<u64, WalletError> {
         Ok(self.sat.total_balance().await?.into())
@@ -277,12 +285,21 @@ impl EhashWallet {
             )
             .await?;
         self.focus(keyset).await?;
-        let melted = self
+        let prepared = self
             .wallet
             .prepare_melt_proofs(&quote.id, proofs, Default::default())
-            .await?
-            .confirm()
             .await?;
+        // CDK waits for a melt whose answer was lost until the mint answers again; past this
+        // the melt is left for the next redemption to settle (`finish_redemptions`).
+        let melted = tokio::time::timeout(REDEEM_WAIT, prepared.confirm())
+            .await
+            .map_err(|_| {
+                WalletError::Epochs(format!(
+                    "the mint did not settle redemption {} within {}s: redeem again to finish it",
+                    quote.id,
+                    REDEEM_WAIT.as_secs()
+                ))
+            })??;
         let sat_quote = melted
             .payment_proof()
             .ok_or_else(|| WalletError::Epochs("the redemption named no sat quote".into()))?
@@ -306,6 +323,10 @@ impl EhashWallet {
     }
 
     async fn finish_redemptions_locked(&self) -> Result<u64, WalletError> {
+        // A melt the mint may or may not have executed (its answer lost): CDK asks the mint
+        // and settles it (spent and paid, or the proofs back to unspent).
+        let report = self.wallet.recover_incomplete_sagas().await?;
+        tracing::debug!(?report, "incomplete wallet operations recovered");
         let mut minted = 0;
         for quote in self
             .wallet

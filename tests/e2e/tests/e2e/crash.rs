@@ -362,3 +362,250 @@ async fn sigkill_of_mint_pool_and_wallet_loses_and_duplicates_nothing() -> anyho
     tp.stop().await?;
     Ok(())
 }
+
+/// The mint answers HTTP again after a restart.
+async fn mint_answers(mint_url: &str) -> anyhow::Result<()> {
+    wait_until(Duration::from_secs(30), "the mint answers", || async {
+        reqwest::get(format!("{mint_url}/v1/info"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await
+}
+
+/// Redemption under SIGKILLs of the mint (docs/settlement.md, "Redemption"): three miners'
+/// wallets each redeem their epoch-0 ehash while the mint process is killed a different moment
+/// into the melt, then started again on the same files. Afterwards each wallet holds exactly
+/// `floor(x * R / H)` sats for its ehash, its epoch-0 ehash is spent, and the mint's signed
+/// report counts each redemption once: no melt paid twice, no ehash lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_mint_during_redemptions_pays_each_once() -> anyhow::Result<()> {
+    init_tracing();
+    let dir = tempfile::tempdir()?;
+    let tp = TestProvider::start(
+        dir.path(),
+        loopback_any_port(),
+        hashpool_e2e::REGTEST_NBITS,
+        0,
+    )
+    .await?;
+    let net = Topology::free();
+    let mint_url = format!("http://{}", net.mint_http);
+    let api = format!("http://{}/api/v1/settlement", net.api);
+    let global = dir.path().join("global.toml");
+    std::fs::write(&global, net.global_config(UNIT_WORK))?;
+    let pool_toml = dir.path().join("pool.toml");
+    std::fs::write(
+        &pool_toml,
+        format!(
+            "{}\n[settlement]\nnode_rpc = {{ url = \"http://{}\" }}\nfollow_interval_ms = 200\n\
+             min_epoch_difficulty = 0.0001\n",
+            pool_config(tp.running.listen_address, &dir.path().join("ledger.sqlite")),
+            tp.running.http_address
+        ),
+    )?;
+    let mint_dir = dir.path().join("mint");
+    std::fs::create_dir_all(&mint_dir)?;
+    let mint_toml = dir.path().join("mint.toml");
+    std::fs::write(
+        &mint_toml,
+        format!("{}\n[settlement]\nredeem = true\n", mint_config(&mint_dir)),
+    )?;
+    let role_args = |c: &Path| {
+        vec![
+            "-c".to_string(),
+            c.display().to_string(),
+            "-g".into(),
+            global.display().to_string(),
+        ]
+    };
+    let logs = dir.path();
+    let mut pool = RoleProcess::start(Path::new(EXE), "pool", "pool", role_args(&pool_toml), logs)?;
+    let mut mint = RoleProcess::start(Path::new(EXE), "mint", "mint", role_args(&mint_toml), logs)?;
+
+    let result = async {
+        mint_answers(&mint_url).await?;
+        let mut wallets = Vec::new();
+        for i in 0..3 {
+            let d = dir.path().join(format!("wallet{i}"));
+            wallets.push(EhashWallet::open(&wallet_config(&d, &mint_url, "wallet.sqlite")).await?);
+        }
+        let stop = tokio_util::sync::CancellationToken::new();
+        let miners: Vec<_> = wallets
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                mining_device::start(
+                    mining_device::MinerOptions {
+                        locking_key: Some(w.sv2_locking_key()),
+                        ..hashpool_e2e::miner_options(net.pool, &format!("m{i}"), 20_000.0, true)
+                    },
+                    stop.clone(),
+                )
+            })
+            .collect();
+        // Epochs 0 and 1 closed, then the miners stop and the pool's blocks are buried.
+        wait_until(Duration::from_secs(180), "epoch 2 open", || async {
+            let report: Option<serde_json::Value> = match reqwest::get(&api).await {
+                Ok(r) => r.json().await.ok(),
+                Err(_) => None,
+            };
+            report.is_some_and(|r| r["epochs"].as_array().is_some_and(|e| e.len() >= 3))
+        })
+        .await?;
+        stop.cancel();
+        for m in miners {
+            m.task.await?;
+        }
+        let address = bitcoin::Address::p2wsh(
+            &bitcoin::ScriptBuf::new_op_return([9u8; 4]),
+            bitcoin::KnownHrp::Regtest,
+        );
+        let reply = tp
+            .rpc(
+                "generatetoaddress",
+                serde_json::json!([100, address.to_string()]),
+            )
+            .await?;
+        anyhow::ensure!(reply["error"].is_null(), "{reply}");
+        let rates = format!("{api}/rates");
+        let commitment = format!("{api}/epochs/0");
+        wait_until(
+            Duration::from_secs(120),
+            "epoch 0 final, every batch quoted",
+            || async {
+                let get = |url: String| async move {
+                    match reqwest::get(url).await {
+                        Ok(r) => r.json::<serde_json::Value>().await.ok(),
+                        Err(_) => None,
+                    }
+                };
+                let final0 = get(rates.clone()).await.is_some_and(|s| {
+                    s["body"]
+                        .as_array()
+                        .is_some_and(|r| r.iter().any(|r| r["epoch"] == 0))
+                });
+                let answered = get(commitment.clone())
+                    .await
+                    .is_some_and(|c| c["body"]["unanswered"] == 0);
+                final0 && answered
+            },
+        )
+        .await?;
+        let sheet: serde_json::Value = reqwest::get(&rates).await?.json().await?;
+        let rate = sheet["body"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["epoch"] == 0))
+            .cloned()
+            .expect("epoch 0's rate");
+        let (reward, issued) = (
+            rate["reward_sats"].as_u64().expect("reward"),
+            rate["ehash"].as_u64().expect("ehash"),
+        );
+
+        // Every wallet's epoch-0 ehash, and what it is worth.
+        let mut held = Vec::new();
+        for w in &wallets {
+            w.recover().await?;
+            let e0 = w
+                .balance_by_epoch()
+                .await?
+                .into_iter()
+                .find(|(e, _)| *e == Some(0))
+                .map_or(0, |(_, a)| a);
+            held.push(e0);
+        }
+        assert_eq!(held.iter().sum::<u64>(), issued, "the wallets hold epoch 0");
+
+        // Each redemption with the mint killed a different moment into it.
+        for (i, w) in wallets.iter().enumerate() {
+            if held[i] == 0 {
+                continue;
+            }
+            let delay = Duration::from_millis([0, 15, 60][i]);
+            // The wallet waits for a melt whose answer it lost until the mint is back: the
+            // mint is started again while the redemption is in flight.
+            let (outcome, chaos) = tokio::join!(w.redeem(0), async {
+                tokio::time::sleep(delay).await;
+                mint.kill().await?;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                mint.restart()
+            });
+            chaos?;
+            tracing::info!(wallet = i, ?delay, ?outcome, "redemption under a kill");
+            mint_answers(&mint_url).await?;
+            // Whatever the kill interrupted is finished or undone; then what is left is
+            // redeemed.
+            let started = std::time::Instant::now();
+            loop {
+                w.finish_redemptions().await?;
+                let left = w
+                    .balance_by_epoch()
+                    .await?
+                    .into_iter()
+                    .any(|(e, _)| e == Some(0));
+                if !left {
+                    break;
+                }
+                match w.redeem(0).await {
+                    Ok(_) => break,
+                    Err(e) if started.elapsed() < Duration::from_secs(60) => {
+                        tracing::info!(wallet = i, "redeeming again: {e}");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+
+        for (i, w) in wallets.iter().enumerate() {
+            let expected = (u128::from(held[i]) * u128::from(reward) / u128::from(issued)) as u64;
+            assert_eq!(w.sat_balance().await?, expected, "wallet {i}'s sats");
+            assert!(
+                !w.balance_by_epoch()
+                    .await?
+                    .iter()
+                    .any(|(e, _)| *e == Some(0)),
+                "wallet {i}'s epoch-0 ehash is spent"
+            );
+        }
+        // The mint counts each redemption once.
+        let report: hashpool_settlement::liabilities::MintReport =
+            reqwest::get(format!("{mint_url}/v1/hashpool/epochs/0/report"))
+                .await?
+                .json()
+                .await?;
+        let problems = hashpool_settlement::liabilities::check_mint_report(
+            0,
+            &report,
+            &public_key().into_bytes(),
+            None,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let expected_sats: u64 = held
+            .iter()
+            .map(|x| (u128::from(*x) * u128::from(reward) / u128::from(issued)) as u64)
+            .sum();
+        assert_eq!(
+            (
+                report.body.issued,
+                report.body.redeemed,
+                report.body.outstanding
+            ),
+            (issued, issued, 0)
+        );
+        assert_eq!(report.body.sats_issued, expected_sats);
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        for p in [&pool, &mint] {
+            eprintln!("--- {} ---\n{}", p.name, p.log_tail(60));
+        }
+        return Err(e);
+    }
+    pool.stop().await?;
+    mint.stop().await?;
+    tp.stop().await?;
+    Ok(())
+}

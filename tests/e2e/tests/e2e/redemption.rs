@@ -7,6 +7,10 @@ use std::time::Duration;
 use cdk::nuts::{PaymentMethod, Proofs};
 use ext_mint_quote::{redeem_request, EpochsResponse, EPOCHS_PATH, REDEEM_METHOD};
 use hashpool_e2e::{init_tracing, miner_options, open_wallet, wait_until, PoolOptions, Stack};
+use hashpool_settlement::{
+    liabilities::{check_mint_report, MintReport},
+    rates::EpochCommitment,
+};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -235,6 +239,53 @@ async fn a_final_epochs_ehash_redeems_once_for_the_sats_its_rate_gives() -> anyh
         )
         .await;
     assert!(open.is_err(), "an open epoch priced: {open:?}");
+
+    // The mint's signed report of epoch 0: the same quotes as the pool's commitment, the
+    // ehash redeemed, what it still owes, the sats it issued.
+    let commitment: EpochCommitment = reqwest::get(format!("{api}/epochs/0"))
+        .await?
+        .json()
+        .await?;
+    let report: MintReport = reqwest::get(format!("{}/v1/hashpool/epochs/0/report", mint.url()))
+        .await?
+        .json()
+        .await?;
+    let mint_key = hashpool_e2e::public_key().into_bytes();
+    let problems = check_mint_report(0, &report, &mint_key, Some(&commitment));
+    assert!(problems.is_empty(), "{problems:?}");
+    let r = &report.body;
+    assert_eq!((r.issued, r.redeemed), (issued, alice_e0));
+    assert_eq!(r.outstanding, issued - alice_e0);
+    assert_eq!((r.sats_issued, r.keyset.as_str()), (expected, k0.as_str()));
+    assert_eq!(r.root, commitment.body.root);
+    // A report that owes less than it issued, or leaves a quote out, does not check.
+    let mut owes_less = report.clone();
+    owes_less.body.outstanding -= 1;
+    assert!(!check_mint_report(0, &owes_less, &mint_key, Some(&commitment)).is_empty());
+    let mut fewer = report.clone();
+    fewer.body.root.sum -= 1;
+    fewer.body.issued -= 1;
+    fewer.body.outstanding -= 1;
+    assert!(!check_mint_report(0, &fewer, &mint_key, Some(&commitment)).is_empty());
+    // The wallet's audit with the mint's key: every check passes.
+    let mut alice_quotes = Vec::new();
+    for batch in ledger.batches_of(&alice_key).await? {
+        if let Some(quote) = batch.quote_id {
+            alice_quotes.push((quote, batch.amount));
+        }
+    }
+    let audited = hashpool_wallet_cli::audit::audit_pool_and_mint(
+        &format!("http://{}", pool.running.api_address.expect("served")),
+        &hashpool_e2e::public_key().into_bytes(),
+        Some(hashpool_wallet_cli::audit::MintToAudit {
+            url: &mint.url(),
+            key: mint_key,
+        }),
+        &alice_key.to_hex(),
+        &alice_quotes,
+    )
+    .await?;
+    assert!(audited.problems.is_empty(), "{:?}", audited.problems);
 
     // The sats are ecash of this mint: they move like any.
     let friend = open_wallet(&stack.dir.path().join("friend"), &mint.url()).await?;
