@@ -65,6 +65,23 @@ impl TestProvider {
             .await?)
     }
 
+    /// `count` blocks on the node's tip (`generatetoaddress`, paying a script of nobody's):
+    /// what buries the pool's blocks to maturity.
+    pub async fn bury(&self, count: u32) -> anyhow::Result<()> {
+        let address = bitcoin::Address::p2wsh(
+            &bitcoin::ScriptBuf::new_op_return([9u8; 4]),
+            bitcoin::KnownHrp::Regtest,
+        );
+        let reply = self
+            .rpc(
+                "generatetoaddress",
+                serde_json::json!([count, address.to_string()]),
+            )
+            .await?;
+        anyhow::ensure!(reply["error"].is_null(), "generatetoaddress: {reply}");
+        Ok(())
+    }
+
     pub async fn status(&self) -> anyhow::Result<StatusResponse> {
         let url = format!("http://{}/status", self.running.http_address);
         Ok(reqwest::get(url).await?.error_for_status()?.json().await?)

@@ -64,6 +64,28 @@ impl TestMint {
         Ok(Self { running, shutdown })
     }
 
+    /// Issues an ehash quote of `epoch` locked to `key` as the pool's request for batch `id`
+    /// would; returns its id.
+    pub async fn issue(
+        &self,
+        id: u8,
+        key: &[u8],
+        amount: u64,
+        epoch: u32,
+    ) -> anyhow::Result<String> {
+        let request = ext_mint_quote::MintQuoteRequestOwned {
+            request_id: binary_sv2::U256Owned::from([id; 32]),
+            locking_key: binary_sv2::B0255Owned::new(key.to_vec())
+                .map_err(|e| anyhow::anyhow!("locking key: {e:?}"))?,
+            unit: hashpool_sv2_io::str0255("hash"),
+            amount,
+            share_count: 1,
+            share_commitment: binary_sv2::U256Owned::from([id; 32]),
+            epoch,
+        };
+        Ok(self.running.issuer.issue(&request).await?.quote_id)
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.running.http_address)
     }

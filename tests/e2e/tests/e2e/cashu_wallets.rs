@@ -7,37 +7,26 @@
 
 use std::time::Duration;
 
-use binary_sv2::{B0255Owned, U256Owned};
 use cdk::{
     amount::SplitTarget,
     nuts::{nut17::WsCommand, ContactInfo, CurrencyUnit, MintInfo, MintQuoteState, PaymentMethod},
     wallet::{ReceiveOptions, SendOptions},
     Amount,
 };
-use ext_mint_quote::{MintQuoteRequestOwned, QUOTE_LOOKUP_PATH};
+use ext_mint_quote::QUOTE_LOOKUP_PATH;
 use futures::{SinkExt, StreamExt};
 use hashpool_e2e::{
     free_address, init_tracing, loopback_any_port, mint_run_config, open_wallet, wallet_config,
     TestMint,
 };
-use hashpool_sv2_io::str0255;
 use hashpool_wallet::{EhashWallet, WalletConfig};
 use mint::info::{ContactSettings, MintInfoSettings};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-/// Issues an ehash quote locked to `key` as the pool's request would; returns its id.
+/// Issues an ehash quote of epoch 0 locked to `key` as the pool's request would.
 async fn issue(mint: &TestMint, id: u8, key: &[u8], amount: u64) -> anyhow::Result<String> {
-    let request = MintQuoteRequestOwned {
-        request_id: U256Owned::from([id; 32]),
-        locking_key: B0255Owned::new(key.to_vec()).expect("33 bytes fit"),
-        unit: str0255("hash"),
-        amount,
-        share_count: 1,
-        share_commitment: U256Owned::from([id; 32]),
-        epoch: 0,
-    };
-    Ok(mint.running.issuer.issue(&request).await?.quote_id)
+    mint.issue(id, key, amount, 0).await
 }
 
 fn ehash() -> Option<PaymentMethod> {

@@ -457,17 +457,7 @@ async fn sigkill_of_the_mint_during_redemptions_pays_each_once() -> anyhow::Resu
         for m in miners {
             m.task.await?;
         }
-        let address = bitcoin::Address::p2wsh(
-            &bitcoin::ScriptBuf::new_op_return([9u8; 4]),
-            bitcoin::KnownHrp::Regtest,
-        );
-        let reply = tp
-            .rpc(
-                "generatetoaddress",
-                serde_json::json!([100, address.to_string()]),
-            )
-            .await?;
-        anyhow::ensure!(reply["error"].is_null(), "{reply}");
+        tp.bury(100).await?;
         let rates = format!("{api}/rates");
         let commitment = format!("{api}/epochs/0");
         wait_until(

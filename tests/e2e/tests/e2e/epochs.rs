@@ -5,36 +5,14 @@
 
 use std::{str::FromStr, sync::Arc};
 
-use binary_sv2::{B0255Owned, U256Owned};
 use cdk::{
     amount::SplitTarget,
     mint_url::MintUrl,
     nuts::{CurrencyUnit, KeysetResponse, PaymentMethod},
     wallet::{ReceiveOptions, WalletBuilder},
 };
-use ext_mint_quote::{EpochsResponse, MintQuoteRequestOwned, EPOCHS_PATH, NO_EPOCH};
+use ext_mint_quote::{EpochsResponse, EPOCHS_PATH, NO_EPOCH};
 use hashpool_e2e::{free_address, init_tracing, open_wallet, TestMint};
-use hashpool_sv2_io::str0255;
-
-/// Issues a quote of `epoch` locked to `key`, as the pool's request for a batch would.
-async fn issue(
-    mint: &TestMint,
-    id: u8,
-    key: &[u8],
-    amount: u64,
-    epoch: u32,
-) -> anyhow::Result<String> {
-    let request = MintQuoteRequestOwned {
-        request_id: U256Owned::from([id; 32]),
-        locking_key: B0255Owned::new(key.to_vec()).expect("33 bytes fit"),
-        unit: str0255("hash"),
-        amount,
-        share_count: 1,
-        share_commitment: U256Owned::from([id; 32]),
-        epoch,
-    };
-    Ok(mint.running.issuer.issue(&request).await?.quote_id)
-}
 
 async fn get<T: serde::de::DeserializeOwned>(mint: &TestMint, path: &str) -> anyhow::Result<T> {
     Ok(reqwest::get(format!("{}{path}", mint.url()))
@@ -56,9 +34,9 @@ async fn each_epochs_ehash_stays_in_its_keyset_and_no_wallet_moves_it_to_another
 
     // Work from before epochs, from epoch 0 and from epoch 1, in that order (the turn's batch
     // of epoch 0 is issued once epoch 1 has begun).
-    let pre = issue(&mint, 1, &key, 5, NO_EPOCH).await?;
-    let e1 = issue(&mint, 2, &key, 300, 1).await?;
-    let e0 = issue(&mint, 3, &key, 200, 0).await?;
+    let pre = mint.issue(1, &key, 5, NO_EPOCH).await?;
+    let e1 = mint.issue(2, &key, 300, 1).await?;
+    let e0 = mint.issue(3, &key, 200, 0).await?;
 
     let epochs: EpochsResponse = get(&mint, EPOCHS_PATH).await?;
     assert_eq!(

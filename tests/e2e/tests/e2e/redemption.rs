@@ -107,17 +107,7 @@ async fn a_final_epochs_ehash_redeems_once_for_the_sats_its_rate_gives() -> anyh
     );
 
     // A hundred blocks on top: the pool's blocks mature and epoch 0 becomes final.
-    let address = bitcoin::Address::p2wsh(
-        &bitcoin::ScriptBuf::new_op_return([9u8; 4]),
-        bitcoin::KnownHrp::Regtest,
-    );
-    let reply = tp
-        .rpc(
-            "generatetoaddress",
-            serde_json::json!([100, address.to_string()]),
-        )
-        .await?;
-    anyhow::ensure!(reply["error"].is_null(), "{reply}");
+    tp.bury(100).await?;
     let rates_url = format!("{api}/rates");
     wait_until(WAIT, "epoch 0 final and every batch quoted", || async {
         let sheet: Option<serde_json::Value> = match reqwest::get(&rates_url).await {

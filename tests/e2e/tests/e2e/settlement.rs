@@ -20,21 +20,6 @@ async fn rpc(
     Ok(reply["result"].clone())
 }
 
-/// `count` blocks on the node's tip (paying a script of nobody's).
-async fn bury(tp: &TestProvider, count: u32) -> anyhow::Result<()> {
-    let address = bitcoin::Address::p2wsh(
-        &bitcoin::ScriptBuf::new_op_return([9u8; 4]),
-        bitcoin::KnownHrp::Regtest,
-    );
-    rpc(
-        tp,
-        "generatetoaddress",
-        serde_json::json!([count, address.to_string()]),
-    )
-    .await?;
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn found_blocks_are_followed_to_maturity_and_a_reorged_one_is_orphaned() -> anyhow::Result<()>
 {
@@ -127,7 +112,7 @@ async fn found_blocks_are_followed_to_maturity_and_a_reorged_one_is_orphaned() -
     .await?;
 
     // A hundred blocks on top: the others mature; the orphan stays orphaned.
-    bury(tp, 100).await?;
+    tp.bury(100).await?;
     wait_until(WAIT, "the pool's other blocks matured", || async {
         ledger.found_blocks(1_000).await.is_ok_and(|blocks| {
             in_chain.iter().all(|kept| {
@@ -277,7 +262,7 @@ async fn epochs_turn_with_the_pools_work_and_a_matured_epoch_becomes_final_at_th
     }
 
     // A hundred blocks on top: every block of the pool matures.
-    bury(tp, 100).await?;
+    tp.bury(100).await?;
     wait_until(WAIT, "every block matured or orphaned", || async {
         ledger.found_blocks(100_000).await.is_ok_and(|blocks| {
             blocks
