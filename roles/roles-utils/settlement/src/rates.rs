@@ -92,14 +92,14 @@ impl<T: Serialize> Signed<T> {
         })
     }
 
-    /// Checks the signature under `tag`, and that it is the pool's whose x-only key is
-    /// `pool_key`.
+    /// Checks the signature under `tag`, and that the signer is the one whose x-only key is
+    /// `pool_key` (the pool's, or for the mint's reports the mint's).
     pub fn verify(&self, tag: &[u8], pool_key: &[u8; 32]) -> Result<(), SettlementError> {
         let bad = |why: &str| SettlementError::BadSheet(why.to_string());
         let key = <[u8; 32]>::from_hex(&self.pool_key)
             .map_err(|_| bad("pool key is not 32 hex bytes"))?;
         if &key != pool_key {
-            return Err(bad("signed by another key than the pool's"));
+            return Err(bad("signed by another key than the one expected"));
         }
         let key = XOnlyPublicKey::from_slice(&key).map_err(|_| bad("not a valid public key"))?;
         let signature = <[u8; 64]>::from_hex(&self.signature)
