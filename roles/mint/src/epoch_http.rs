@@ -189,7 +189,8 @@ fn checked_route(method: &Method, path: &str) -> Option<Checked> {
     if method != Method::POST {
         return None;
     }
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let segments = crate::routes::segments(path);
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     match segments.as_slice() {
         ["v1", "mint", m] if *m == EHASH_METHOD => Some(Checked::Mint),
         ["v1", "mint", m, "batch"] if *m == EHASH_METHOD => Some(Checked::BatchMint),

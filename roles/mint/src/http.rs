@@ -131,7 +131,8 @@ async fn refuse_quote_creation(
     next: Next,
 ) -> Response {
     let path = request.uri().path();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let segments = crate::routes::segments(path);
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let creates_quote = request.method() == Method::POST
         && matches!(segments.as_slice(), ["v1", "mint", "quote", _]);
     // Redemption's melts (`/v1/melt/quote/hashpool-redeem`, `/v1/melt/hashpool-redeem`, and

@@ -18,6 +18,7 @@ pub mod pool_link;
 pub mod processor;
 pub mod quote_index;
 pub mod redeem;
+pub mod routes;
 pub mod sqlite_memory;
 pub mod ws;
 

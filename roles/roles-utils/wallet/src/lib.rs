@@ -327,6 +327,9 @@ impl EhashWallet {
         // and settles it (spent and paid, or the proofs back to unspent).
         let report = self.wallet.recover_incomplete_sagas().await?;
         tracing::debug!(?report, "incomplete wallet operations recovered");
+        // A sat mint a crash cut short holds its quote until it is finished (or undone).
+        let report = self.sat.recover_incomplete_sagas().await?;
+        tracing::debug!(?report, "incomplete sat wallet operations recovered");
         let mut minted = 0;
         for quote in self
             .wallet

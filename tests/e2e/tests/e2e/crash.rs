@@ -363,6 +363,16 @@ async fn sigkill_of_mint_pool_and_wallet_loses_and_duplicates_nothing() -> anyho
     Ok(())
 }
 
+/// The wallet's epoch-0 ehash after minting what the mint holds for it.
+async fn epoch0_of(w: &EhashWallet) -> anyhow::Result<u64> {
+    w.recover().await?;
+    Ok(w.balance_by_epoch()
+        .await?
+        .into_iter()
+        .find(|(e, _)| *e == Some(0))
+        .map_or(0, |(_, a)| a))
+}
+
 /// The mint answers HTTP again after a restart.
 async fn mint_answers(mint_url: &str) -> anyhow::Result<()> {
     wait_until(Duration::from_secs(30), "the mint answers", || async {
@@ -493,17 +503,23 @@ async fn sigkill_of_the_mint_during_redemptions_pays_each_once() -> anyhow::Resu
             rate["ehash"].as_u64().expect("ehash"),
         );
 
-        // Every wallet's epoch-0 ehash, and what it is worth.
+        // Every wallet's epoch-0 ehash, and what it is worth: a recovery cut short by a slow
+        // answer is finished by the next.
+        wait_until(
+            Duration::from_secs(60),
+            "the wallets hold epoch 0",
+            || async {
+                let mut sum = 0;
+                for w in &wallets {
+                    sum += epoch0_of(w).await.unwrap_or(0);
+                }
+                sum == issued
+            },
+        )
+        .await?;
         let mut held = Vec::new();
         for w in &wallets {
-            w.recover().await?;
-            let e0 = w
-                .balance_by_epoch()
-                .await?
-                .into_iter()
-                .find(|(e, _)| *e == Some(0))
-                .map_or(0, |(_, a)| a);
-            held.push(e0);
+            held.push(epoch0_of(w).await?);
         }
         assert_eq!(held.iter().sum::<u64>(), issued, "the wallets hold epoch 0");
 
@@ -524,27 +540,34 @@ async fn sigkill_of_the_mint_during_redemptions_pays_each_once() -> anyhow::Resu
             chaos?;
             tracing::info!(wallet = i, ?delay, ?outcome, "redemption under a kill");
             mint_answers(&mint_url).await?;
-            // Whatever the kill interrupted is finished or undone; then what is left is
-            // redeemed.
+            // Whatever the kill interrupted is finished or undone (a melt the restarted mint
+            // still reports pending is asked about again); what is left unspent is redeemed
+            // again. Done when the wallet holds its sats.
+            let expected = (u128::from(held[i]) * u128::from(reward) / u128::from(issued)) as u64;
             let started = std::time::Instant::now();
             loop {
-                w.finish_redemptions().await?;
-                let left = w
+                if let Err(e) = w.finish_redemptions().await {
+                    tracing::info!(wallet = i, "finishing again: {e}");
+                }
+                if w.sat_balance().await? >= expected {
+                    break;
+                }
+                anyhow::ensure!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "wallet {i} holds {} of its {expected} sats",
+                    w.sat_balance().await?
+                );
+                let unspent = w
                     .balance_by_epoch()
                     .await?
                     .into_iter()
                     .any(|(e, _)| e == Some(0));
-                if !left {
-                    break;
-                }
-                match w.redeem(0).await {
-                    Ok(_) => break,
-                    Err(e) if started.elapsed() < Duration::from_secs(60) => {
+                if unspent {
+                    if let Err(e) = w.redeem(0).await {
                         tracing::info!(wallet = i, "redeeming again: {e}");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
                     }
-                    Err(e) => return Err(e.into()),
                 }
+                tokio::time::sleep(Duration::from_millis(300)).await;
             }
         }
 

@@ -85,6 +85,27 @@ async fn each_epochs_ehash_stays_in_its_keyset_and_no_wallet_moves_it_to_another
     );
     assert_eq!(u64::from(standard.total_balance().await?), 0);
 
+    // Spellings the router takes for the same route (a method in capitals, percent-encoded)
+    // are checked as well: refused for the keyset before any signature is looked at.
+    for path in ["/v1/mint/EHASH", "/v1/mint/%65hash"] {
+        let answer = reqwest::Client::new()
+            .post(format!("{}{path}", mint.url()))
+            .json(&serde_json::json!({
+                "quote": e0,
+                "outputs": [{
+                    "amount": 1,
+                    "id": k1,
+                    "B_": "02a9acc1e48c25eeeb9289b5031cc57da9fe72f3fe2861d264bdc074209b107ba2"
+                }],
+                "signature": "00"
+            }))
+            .send()
+            .await?;
+        assert_eq!(answer.status(), reqwest::StatusCode::BAD_REQUEST, "{path}");
+        let body: serde_json::Value = answer.json().await?;
+        assert_eq!(body["code"], 12002, "{path}: {body}");
+    }
+
     // The hashpool wallet mints each quote in its own epoch's keyset.
     for q in [&pre, &e1, &e0] {
         miner.mint_quote(q).await?;

@@ -133,7 +133,6 @@ async fn a_final_epochs_ehash_redeems_once_for_the_sats_its_rate_gives() -> anyh
 
     // What alice holds of epoch 0 is what the pool's records quote to her key for it, and
     // the rate's ehash is every key's epoch-0 ehash.
-    alice.recover().await?;
     let alice_key = alice.sv2_locking_key();
     let mut alice_e0 = 0;
     for batch in ledger.batches_of(&alice_key).await? {
@@ -148,6 +147,15 @@ async fn a_final_epochs_ehash_redeems_once_for_the_sats_its_rate_gives() -> anyh
         }
     }
     assert_eq!(issued, all_e0, "the rate divides by the epoch's ehash");
+    // A recovery cut short by a slow answer is finished by the next.
+    wait_until(WAIT, "alice holds her epoch-0 ehash", || async {
+        alice.recover().await.is_ok()
+            && alice
+                .balance_by_epoch()
+                .await
+                .is_ok_and(|b| b.contains(&(Some(0), alice_e0)))
+    })
+    .await?;
     let by_epoch = alice.balance_by_epoch().await?;
     assert!(
         by_epoch.contains(&(Some(0), alice_e0)),
