@@ -124,7 +124,7 @@ fn cors() -> CorsLayer {
 }
 
 /// `POST /v1/mint/quote/{method}` and every melt route are closed: ehash is issued only for
-/// work the pool accepted, and cannot be melted.
+/// work the pool accepted, and the only melt is redemption's (when it is on).
 async fn refuse_quote_creation(
     State(redeem): State<bool>,
     request: Request,
@@ -155,7 +155,8 @@ async fn refuse_quote_creation(
         return cashu_error(
             StatusCode::FORBIDDEN,
             REFUSED,
-            "melting is disabled: ehash cannot be melted (see NUT-05 in /v1/info)",
+            "melting is disabled but for the redemption of final epochs' ehash, where the mint \
+             offers it (see NUT-05 in /v1/info)",
         );
     }
     next.run(request).await

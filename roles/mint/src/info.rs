@@ -1,6 +1,7 @@
 //! What `/v1/info` (NUT-06) tells wallets: the operator's `[mint.info]` fields, and the truth
-//! about what this mint does. Ehash cannot be melted, so NUT-05 is shown disabled with no
-//! methods, and NUT-17 offers no melt-quote subscriptions.
+//! about what this mint does. The only melt is redemption (`hashpool-redeem`, when it is on),
+//! so NUT-05 shows that method for ehash or is disabled, and NUT-17 offers no melt-quote
+//! subscriptions.
 
 use std::str::FromStr;
 
@@ -179,7 +180,8 @@ impl MintInfoSettings {
     }
 
     /// `base` (what the mint builder made) with these fields and the ehash truths:
-    /// NUT-05 disabled without methods, NUT-17 without melt-quote subscriptions.
+    /// NUT-05 disabled without methods (or with `redeem`, below), NUT-17 without melt-quote
+    /// subscriptions.
     /// With `redeem`, NUT-05 offers the redemption melt of ehash and nothing else.
     pub fn apply(
         &self,

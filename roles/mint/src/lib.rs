@@ -90,7 +90,8 @@ pub async fn start(
         authorization.clone(),
     ));
 
-    // NUT-17: ehash mint quotes and proof states; no melt quotes (ehash cannot be melted).
+    // NUT-17: ehash mint quotes and proof states; no melt quotes (a redemption's wallet waits
+    // on its HTTP answer).
     let mut builder = MintBuilder::new(db.clone())
         .with_supported_websockets(info::websocket_kinds(method.clone(), unit.clone()))
         // NUT-29 batch minting of ehash quotes (`cdk-cli mint-batch`): 15 quotes of at most
@@ -190,7 +191,8 @@ pub async fn start(
              by (docs/mint.md)"
         );
     }
-    // `/v1/info` tells the truth: the configured fields, melt disabled, no melt subscriptions.
+    // `/v1/info` tells the truth: the configured fields, no melt but redemption's, no melt
+    // subscriptions.
     mint.set_mint_info(
         config
             .info

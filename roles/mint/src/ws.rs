@@ -10,7 +10,7 @@
 //! (docs/cashu-wallets.md says what that fix is).
 //!
 //! Only the kinds `/v1/info` lists under NUT-17 are accepted (ehash mint quotes and proof states;
-//! no melt quotes: ehash cannot be melted).
+//! no melt quotes: a redemption, the only melt, is answered over HTTP).
 //!
 //! A web client controls everything here, so every count is bounded: connections, subscriptions
 //! per connection, filters per subscription, message size, and a client that stops reading is
