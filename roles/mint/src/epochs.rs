@@ -262,6 +262,14 @@ impl EpochSignatory {
         self.epochs().by_epoch.get(&epoch).map(|k| k.keyset.id)
     }
 
+    /// The newest epoch's keyset.
+    pub fn newest(&self) -> Option<Id> {
+        self.epochs()
+            .by_epoch
+            .last_key_value()
+            .map(|(_, k)| k.keyset.id)
+    }
+
     /// Every epoch with its keyset, oldest first.
     pub fn all(&self) -> Vec<(u32, Id)> {
         self.epochs()

@@ -3,10 +3,15 @@
 //! key. Its quote tree is built exactly as the pool builds its epoch commitment, so a wallet
 //! checks one against the other (`hashpool_settlement::liabilities::check_mint_report`).
 //!
-//! Each report reads every quote of the mint's database (CDK lists them whole): reports are
-//! built one at a time.
+//! Each report reads every quote of the mint's database (CDK lists them whole), and anyone may
+//! ask for one: reports are built one at a time, and a report built less than
+//! [`REPORT_FRESH`] ago is answered again instead of built anew.
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use axum::{
     extract::{Path, State},
@@ -33,14 +38,17 @@ pub const REPORT_PATH: &str = "/v1/hashpool/epochs/{epoch}/report";
 /// code (a CDK wallet reports the `detail`).
 pub const NO_SUCH_EPOCH: ErrorCode = ErrorCode::Unknown(20102);
 
+/// How long a built report is answered again.
+pub const REPORT_FRESH: Duration = Duration::from_secs(5);
+
 #[derive(Clone)]
 pub struct LiabilitiesState {
     pub db: MintDb,
     pub epochs: Arc<EpochSignatory>,
     /// The mint's authority secret key: signs the reports.
     pub secret_key: [u8; 32],
-    /// One report built at a time.
-    pub building: Arc<tokio::sync::Semaphore>,
+    /// Held while a report is built (one at a time); the latest built, per epoch.
+    pub building: Arc<tokio::sync::Mutex<HashMap<u32, (Instant, MintReport)>>>,
 }
 
 /// The epoch's report, as the database stands.
@@ -112,12 +120,20 @@ pub async fn report(State(state): State<LiabilitiesState>, Path(epoch): Path<Str
             "the epoch is a number from 0 to 4294967295",
         );
     };
-    let Ok(_one_at_a_time) = state.building.acquire().await else {
-        return cashu_error(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE, "stopping");
-    };
+    let mut built = state.building.lock().await;
+    if let Some((at, report)) = built.get(&epoch) {
+        if at.elapsed() < REPORT_FRESH {
+            return Json(report.clone()).into_response();
+        }
+    }
     match build(&state.db, &state.epochs, epoch).await {
         Ok(Some(body)) => match MintReport::sign(MINT_EPOCH_TAG, &state.secret_key, body) {
-            Ok(signed) => Json(signed).into_response(),
+            Ok(signed) => {
+                // Epochs a client never asks for again are not kept.
+                built.retain(|_, (at, _)| at.elapsed() < REPORT_FRESH);
+                built.insert(epoch, (Instant::now(), signed.clone()));
+                Json(signed).into_response()
+            }
             Err(e) => cashu_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 UNAVAILABLE,

@@ -38,6 +38,10 @@ pub use config::{MintConfig, MintRunConfig};
 pub use issuer::{IssueError, Issued, Issuer};
 pub use processor::EHASH_METHOD;
 
+/// Quotes one NUT-29 batch mint takes at most: 15 quotes of at most 64 outputs each stay under
+/// CDK's 1,000 outputs per request.
+pub const MAX_BATCH_QUOTES: usize = 15;
+
 /// Powers of two from 1 to 2^63: any u64 amount in at most 64 proofs.
 pub fn ehash_amounts() -> Vec<u64> {
     (0..64).map(|i| 1u64 << i).collect()
@@ -94,9 +98,11 @@ pub async fn start(
     // on its HTTP answer).
     let mut builder = MintBuilder::new(db.clone())
         .with_supported_websockets(info::websocket_kinds(method.clone(), unit.clone()))
-        // NUT-29 batch minting of ehash quotes (`cdk-cli mint-batch`): 15 quotes of at most
-        // 64 outputs each stay under CDK's 1,000 outputs per request.
-        .with_batch_minting(Some(15), Some(vec![EHASH_METHOD.to_string()]));
+        // NUT-29 batch minting of ehash quotes (`cdk-cli mint-batch`).
+        .with_batch_minting(
+            Some(MAX_BATCH_QUOTES as u64),
+            Some(vec![EHASH_METHOD.to_string()]),
+        );
     builder.configure_unit(
         unit.clone(),
         UnitConfig {
@@ -221,7 +227,7 @@ pub async fn start(
             db: db.clone(),
             epochs: epochs.clone(),
             secret_key: config.secret_key.into_bytes(),
-            building: Arc::new(tokio::sync::Semaphore::new(1)),
+            building: Arc::default(),
         },
     )
     .await?;

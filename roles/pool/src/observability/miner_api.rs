@@ -114,4 +114,4 @@ async fn miner(State(api): State<MinerApi>, Path(key): Path<String>) -> Response
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

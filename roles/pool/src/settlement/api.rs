@@ -338,13 +338,12 @@ async fn current(api: &SettlementApi) -> Result<rates::SettlementReport, Respons
 
 #[cfg(test)]
 mod tests {
-    use axum::{body::Body, http::Request};
     use hashpool_ehash::{UnitWork, Work};
-    use serde_json::Value;
-    use tower::ServiceExt;
 
     use super::*;
-    use crate::{accepted_share::AcceptedShare, miners::tests::key};
+    use crate::{
+        accepted_share::AcceptedShare, miners::tests::key, observability::miner_api::tests::get,
+    };
 
     fn share(n: u32, work: u128) -> AcceptedShare {
         let mut hash = [0u8; 32];
@@ -358,22 +357,6 @@ mod tests {
             block: None,
             tip: 1,
         }
-    }
-
-    async fn get(app: &Router, path: &str) -> (StatusCode, Value) {
-        let response = app
-            .clone()
-            .oneshot(Request::get(path).body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
     }
 
     #[tokio::test]

@@ -724,10 +724,11 @@ impl EhashWallet {
             .iter()
             .map(|p| p.keyset_id)
             .collect();
-        match ids.len() {
-            0 => {}
-            1 => self.focus(*ids.iter().next().expect("one id")).await?,
-            _ => {
+        let mut ids = ids.into_iter();
+        match (ids.next(), ids.next()) {
+            (None, _) => {}
+            (Some(keyset), None) => self.focus(keyset).await?,
+            (Some(_), Some(_)) => {
                 return Err(WalletError::Epochs(
                     "the token holds ehash of several epochs: the mint swaps each epoch's                      ehash on its own, so receive each epoch's token separately"
                         .into(),
