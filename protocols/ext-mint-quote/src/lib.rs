@@ -9,6 +9,7 @@ mod locking_key;
 mod lookup;
 mod messages;
 mod mint_link;
+mod withdraw;
 
 pub use epochs::{EpochKeyset, EpochsResponse, EPOCHS_PATH};
 pub use locking_key::{locking_key_from_tlvs, locking_key_tlv, LockingKey, LOCKING_KEY_LEN};
@@ -25,6 +26,9 @@ pub use messages::{
 };
 pub use mint_link::{
     mint_link_auth_digest, new_challenge, sign_challenge, verify_challenge, MintLinkAuthError,
+};
+pub use withdraw::{
+    parse_withdraw_request, withdraw_request, WithdrawRequest, WITHDRAWALS_PATH, WITHDRAW_METHOD,
 };
 
 /// The Cashu payment method of ehash quotes (NUT-04 `method`), as the mint serves it and

@@ -24,7 +24,7 @@ pub struct MintConfig {
 }
 
 /// `[settlement]` in the mint's config.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct SettlementSettings {
     /// Redeem final epochs' ehash for sats (`hashpool-redeem`). Needs the pool's signed rates:
     /// `rates_url`, or the shared config's `pool.api_address`.
@@ -34,6 +34,40 @@ pub struct SettlementSettings {
     /// `http://<pool.api_address>/api/v1/settlement/rates`.
     #[serde(default)]
     pub rates_url: Option<String>,
+    /// Withdraw sats on chain in the pool's coinbases (`hashpool-coinbase`). Needs `redeem`
+    /// (sats come from redemptions) and `network`.
+    #[serde(default)]
+    pub withdraw: bool,
+    /// The chain withdrawal addresses are of: `bitcoin`, `testnet4`, `signet` or `regtest`.
+    #[serde(default)]
+    pub network: Option<String>,
+    /// The smallest withdrawal, sats (each is a coinbase output of its own).
+    #[serde(default = "default_min_withdrawal_sats")]
+    pub min_withdrawal_sats: u64,
+    /// The largest withdrawal, sats (one output must fit in one block's reward).
+    #[serde(default = "default_max_withdrawal_sats")]
+    pub max_withdrawal_sats: u64,
+}
+
+impl Default for SettlementSettings {
+    fn default() -> Self {
+        Self {
+            redeem: false,
+            rates_url: None,
+            withdraw: false,
+            network: None,
+            min_withdrawal_sats: default_min_withdrawal_sats(),
+            max_withdrawal_sats: default_max_withdrawal_sats(),
+        }
+    }
+}
+
+fn default_min_withdrawal_sats() -> u64 {
+    10_000
+}
+
+fn default_max_withdrawal_sats() -> u64 {
+    100_000_000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -140,6 +174,8 @@ pub struct MintRunConfig {
     pub sqlite_memory_limit: u64,
     /// Redemption, when `[settlement] redeem` is on.
     pub redeem: Option<crate::redeem::RedeemConfig>,
+    /// Withdrawals, when `[settlement] withdraw` is on.
+    pub withdraw: Option<crate::withdraw::WithdrawConfig>,
 }
 
 impl MintRunConfig {
@@ -215,8 +251,45 @@ impl MintRunConfig {
         } else {
             None
         };
+        let withdraw = if own.settlement.withdraw {
+            if redeem.is_none() {
+                return Err(
+                    "`settlement.withdraw` needs `settlement.redeem`: the sats withdrawn \
+                            come from redemptions"
+                        .into(),
+                );
+            }
+            let network = own
+                .settlement
+                .network
+                .as_deref()
+                .ok_or("`settlement.withdraw` needs `settlement.network`")?;
+            let network = bitcoin::Network::from_core_arg(network)
+                .or_else(|_| network.parse())
+                .map_err(|_| format!("`settlement.network` `{network}`: not a bitcoin network"))?;
+            let (min_sats, max_sats) = (
+                own.settlement.min_withdrawal_sats,
+                own.settlement.max_withdrawal_sats,
+            );
+            // Below this an output is dust whatever its script (a P2PKH output's limit).
+            if min_sats < 546 || max_sats < min_sats {
+                return Err(
+                    "`settlement.min_withdrawal_sats` must be at least 546 and at most \
+                     `max_withdrawal_sats`"
+                        .into(),
+                );
+            }
+            Some(crate::withdraw::WithdrawConfig {
+                network,
+                min_sats,
+                max_sats,
+            })
+        } else {
+            None
+        };
         Ok(Self {
             redeem,
+            withdraw,
             http_address: global.mint.http_address,
             pool_address: own
                 .pool_link

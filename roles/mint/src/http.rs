@@ -24,7 +24,8 @@ use cdk_common::error::ErrorCode;
 use ext_mint_quote::{
     quote_lookup_message, valid_lookup_nonce, LookedUpQuote as LookupQuote,
     QuoteLookupRequest as LookupRequest, QuoteLookupResponse as LookupResponse, EPOCHS_PATH,
-    QUOTE_LOOKUP_MAX_SKEW_SECS, QUOTE_LOOKUP_PATH, REDEEM_METHOD,
+    QUOTE_LOOKUP_MAX_SKEW_SECS, QUOTE_LOOKUP_PATH, REDEEM_METHOD, WITHDRAWALS_PATH,
+    WITHDRAW_METHOD,
 };
 use tower_http::cors::{Any, CorsLayer};
 
@@ -39,6 +40,7 @@ use crate::nonces::{Admission, SeenNonces};
 use crate::processor::EHASH_METHOD;
 use crate::quote_index::{self, quote_id_of_index_key};
 use crate::redeem::Redemption;
+use crate::withdraw;
 
 /// Quotes one lookup returns at most; the wallet asks again from the last one's time.
 pub const LOOKUP_PAGE: usize = 500;
@@ -59,16 +61,31 @@ pub struct LookupSettings {
     pub nonce_capacity: usize,
 }
 
+/// What the settlement routes serve: redemption and withdrawal melts (when on) and the
+/// proof-of-liabilities reports.
+pub struct SettlementRoutes {
+    pub redemption: Option<Arc<Redemption>>,
+    pub withdrawals: Option<withdraw::ListState>,
+    pub liabilities: LiabilitiesState,
+}
+
 pub async fn router(
     mint: Arc<Mint>,
     db: MintDb,
     stats: Arc<MintStats>,
     epochs: Arc<EpochSignatory>,
     lookup: LookupSettings,
-    redemption: Option<Arc<Redemption>>,
-    liabilities: LiabilitiesState,
+    settlement: SettlementRoutes,
 ) -> anyhow::Result<Router> {
-    let redeem = redemption.is_some();
+    let SettlementRoutes {
+        redemption,
+        withdrawals,
+        liabilities,
+    } = settlement;
+    let melts = OpenMelts {
+        redeem: redemption.is_some(),
+        withdraw: withdrawals.is_some(),
+    };
     let epoch_state = EpochState {
         mint: mint.clone(),
         db: db.clone(),
@@ -88,6 +105,12 @@ pub async fn router(
             get(liabilities::report).with_state(liabilities),
         )
         .fallback_service(cashu);
+    let cashu = match withdrawals {
+        Some(list) => Router::new()
+            .route(WITHDRAWALS_PATH, get(withdraw::list).with_state(list))
+            .fallback_service(cashu),
+        None => cashu,
+    };
     let lookup = Router::new()
         .route(QUOTE_LOOKUP_PATH, post(lookup_quotes))
         .with_state(LookupState {
@@ -103,7 +126,7 @@ pub async fn router(
             epoch_http::keep_epochs,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            redeem,
+            melts,
             refuse_quote_creation,
         ))
         .layer(cors());
@@ -123,10 +146,17 @@ fn cors() -> CorsLayer {
         .allow_headers(Any)
 }
 
+/// The melts this mint serves.
+#[derive(Debug, Clone, Copy)]
+struct OpenMelts {
+    redeem: bool,
+    withdraw: bool,
+}
+
 /// `POST /v1/mint/quote/{method}` and every melt route are closed: ehash is issued only for
-/// work the pool accepted, and the only melt is redemption's (when it is on).
+/// work the pool accepted, and the only melts are redemption's and withdrawal's (when on).
 async fn refuse_quote_creation(
-    State(redeem): State<bool>,
+    State(open): State<OpenMelts>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -137,12 +167,14 @@ async fn refuse_quote_creation(
         && matches!(segments.as_slice(), ["v1", "mint", "quote", _]);
     // Redemption's melts (`/v1/melt/quote/hashpool-redeem`, `/v1/melt/hashpool-redeem`, and
     // the quote's state) are the only ones, when redemption is on.
-    let redeems = redeem
-        && matches!(
-            segments.as_slice(),
-            ["v1", "melt", "quote", m, ..] | ["v1", "melt", m] if *m == REDEEM_METHOD
-        );
-    let melts = segments.get(1) == Some(&"melt") && !redeems;
+    let method = match segments.as_slice() {
+        ["v1", "melt", "quote", m, ..] | ["v1", "melt", m] => Some(*m),
+        _ => None,
+    };
+    let open = method.is_some_and(|m| {
+        (open.redeem && m == REDEEM_METHOD) || (open.withdraw && m == WITHDRAW_METHOD)
+    });
+    let melts = segments.get(1) == Some(&"melt") && !open;
     if creates_quote {
         tracing::info!(%path, "refused quote creation over HTTP");
         return cashu_error(
@@ -155,8 +187,8 @@ async fn refuse_quote_creation(
         return cashu_error(
             StatusCode::FORBIDDEN,
             REFUSED,
-            "melting is disabled but for the redemption of final epochs' ehash, where the mint \
-             offers it (see NUT-05 in /v1/info)",
+            "melting is disabled but for the redemption of final epochs' ehash and the \
+             withdrawal of sats, where the mint offers them (see NUT-05 in /v1/info)",
         );
     }
     next.run(request).await

@@ -188,6 +188,7 @@ impl MintInfoSettings {
         mut base: MintInfo,
         public_url: &str,
         redeem: bool,
+        withdraw: bool,
     ) -> Result<MintInfo, InfoError> {
         base.name = self.name.clone();
         base.description = self.description.clone();
@@ -208,23 +209,28 @@ impl MintInfoSettings {
         base.icon_url = self.icon_url.clone();
         base.tos_url = self.tos_url.clone();
         let redeem_method = PaymentMethod::Custom(ext_mint_quote::REDEEM_METHOD.into());
+        let withdraw_method = PaymentMethod::Custom(ext_mint_quote::WITHDRAW_METHOD.into());
         let redemption_melts: Vec<_> = base
             .nuts
             .nut05
             .methods
             .iter()
-            .filter(|m| redeem && m.method == redeem_method && m.unit != CurrencyUnit::Sat)
+            .filter(|m| {
+                (redeem && m.method == redeem_method && m.unit != CurrencyUnit::Sat)
+                    || (withdraw && m.method == withdraw_method && m.unit == CurrencyUnit::Sat)
+            })
             .cloned()
             .collect();
         base.nuts.nut05 = nut05::Settings {
             disabled: redemption_melts.is_empty(),
             methods: redemption_melts,
         };
-        // Redemption's sat quotes are made by melts; ehash is not bought by that method.
-        base.nuts
-            .nut04
-            .methods
-            .retain(|m| !(m.method == redeem_method && m.unit != CurrencyUnit::Sat));
+        // Redemption's sat quotes are made by melts; ehash is not bought by that method, nor
+        // sats by withdrawal's.
+        base.nuts.nut04.methods.retain(|m| {
+            !(m.method == redeem_method && m.unit != CurrencyUnit::Sat)
+                && m.method != withdraw_method
+        });
         for supported in &mut base.nuts.nut17.supported {
             supported.commands.retain(|c| !is_melt_command(c));
         }
@@ -388,7 +394,7 @@ mod tests {
             ..MintInfo::default()
         };
         let on = MintInfoSettings::default()
-            .apply(base.clone(), "https://x.example.org", true)
+            .apply(base.clone(), "https://x.example.org", true, false)
             .unwrap();
         assert!(!on.nuts.nut05.disabled);
         assert_eq!(on.nuts.nut05.methods, vec![melt(&redeem, &hash)]);
@@ -397,9 +403,52 @@ mod tests {
             vec![mint(&ehash, &hash), mint(&redeem, &CurrencyUnit::Sat)]
         );
         let off = MintInfoSettings::default()
-            .apply(base, "https://x.example.org", false)
+            .apply(base, "https://x.example.org", false, false)
             .unwrap();
         assert!(off.nuts.nut05.disabled && off.nuts.nut05.methods.is_empty());
+    }
+
+    #[test]
+    fn with_withdrawals_the_info_offers_the_withdrawal_melt_of_sats() {
+        let redeem = PaymentMethod::Custom(ext_mint_quote::REDEEM_METHOD.into());
+        let withdraw = PaymentMethod::Custom(ext_mint_quote::WITHDRAW_METHOD.into());
+        let hash = CurrencyUnit::custom("hash");
+        let melt = |method: &PaymentMethod, unit: &CurrencyUnit| MeltMethodSettings {
+            method: method.clone(),
+            unit: unit.clone(),
+            method_name: None,
+            min_amount: None,
+            max_amount: None,
+            options: None,
+        };
+        let mint =
+            |method: &PaymentMethod, unit: &CurrencyUnit| cdk::nuts::nut04::MintMethodSettings {
+                method: method.clone(),
+                unit: unit.clone(),
+                method_name: None,
+                min_amount: None,
+                max_amount: None,
+                options: None,
+            };
+        let mut nuts = Nuts::default();
+        nuts.nut05.methods = vec![melt(&redeem, &hash), melt(&withdraw, &CurrencyUnit::Sat)];
+        nuts.nut04.methods = vec![mint(&withdraw, &CurrencyUnit::Sat)];
+        let base = MintInfo {
+            nuts,
+            ..MintInfo::default()
+        };
+        let on = MintInfoSettings::default()
+            .apply(base.clone(), "https://x.example.org", true, true)
+            .unwrap();
+        assert_eq!(
+            on.nuts.nut05.methods,
+            vec![melt(&redeem, &hash), melt(&withdraw, &CurrencyUnit::Sat)]
+        );
+        assert!(on.nuts.nut04.methods.is_empty());
+        let off = MintInfoSettings::default()
+            .apply(base, "https://x.example.org", true, false)
+            .unwrap();
+        assert_eq!(off.nuts.nut05.methods, vec![melt(&redeem, &hash)]);
     }
 
     #[test]
@@ -426,7 +475,7 @@ mod tests {
         let info = full()
             .checked()
             .unwrap()
-            .apply(base.clone(), "https://x.example.org", false)
+            .apply(base.clone(), "https://x.example.org", false, false)
             .unwrap();
         assert!(info.nuts.nut05.disabled);
         assert!(info.nuts.nut05.get_settings(&unit, &method).is_none());
@@ -450,7 +499,7 @@ mod tests {
 
         // Nothing configured: the public URL is the one listed; no empty fields.
         let bare = MintInfoSettings::default()
-            .apply(base, "https://x.example.org", false)
+            .apply(base, "https://x.example.org", false, false)
             .unwrap();
         assert_eq!(bare.urls, Some(vec!["https://x.example.org".into()]));
         assert_eq!(bare.contact, None);

@@ -81,22 +81,33 @@ pub async fn build(
     leaves.sort_by(|a, b| a.id.cmp(&b.id));
     let tree = MerkleSumTree::new(&leaves).map_err(|e| e.to_string())?;
     let (mut redeemed, mut sats_issued) = (0u64, 0u64);
+    let (mut mint_sats_issued, mut sats_withdrawn) = (0u64, 0u64);
     for melt in db.get_melt_quotes().await.map_err(|e| e.to_string())? {
         let MeltPaymentRequest::Custom { method, request } = &melt.request else {
             continue;
         };
-        let of_epoch = method == ext_mint_quote::REDEEM_METHOD
-            && ext_mint_quote::parse_redeem_request(request).is_ok_and(|r| r.epoch == epoch);
-        if !of_epoch || melt.state != MeltQuoteState::Paid {
+        if melt.state != MeltQuoteState::Paid {
             continue;
         }
-        redeemed = redeemed.saturating_add(melt.amount().value());
+        if method == ext_mint_quote::WITHDRAW_METHOD {
+            sats_withdrawn = sats_withdrawn.saturating_add(melt.amount().value());
+            continue;
+        }
+        let Ok(redemption) = ext_mint_quote::parse_redeem_request(request) else {
+            continue;
+        };
+        if method != ext_mint_quote::REDEEM_METHOD {
+            continue;
+        }
         let sat = db
             .get_mint_quote_by_request_lookup_id(&sat_lookup_id(&melt.id.to_string()))
             .await
-            .map_err(|e| e.to_string())?;
-        if let Some(sat) = sat {
-            sats_issued = sats_issued.saturating_add(sat.amount_paid().value());
+            .map_err(|e| e.to_string())?
+            .map_or(0, |q| q.amount_paid().value());
+        mint_sats_issued = mint_sats_issued.saturating_add(sat);
+        if redemption.epoch == epoch {
+            redeemed = redeemed.saturating_add(melt.amount().value());
+            sats_issued = sats_issued.saturating_add(sat);
         }
     }
     let root = tree.root();
@@ -109,6 +120,8 @@ pub async fn build(
         redeemed,
         outstanding: root.sum.saturating_sub(redeemed),
         sats_issued,
+        mint_sats_issued,
+        sats_withdrawn,
     }))
 }
 

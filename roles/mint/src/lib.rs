@@ -20,6 +20,7 @@ pub mod quote_index;
 pub mod redeem;
 pub mod routes;
 pub mod sqlite_memory;
+pub mod withdraw;
 pub mod ws;
 
 use std::{net::SocketAddr, sync::Arc};
@@ -153,6 +154,25 @@ pub async fn start(
                 )
                 .await?;
             units.push((CurrencyUnit::Sat, (0, ehash_amounts())));
+            // Withdrawals: melts of sats, recorded for the pool's coinbases (withdraw.rs).
+            if let Some(withdraw) = &config.withdraw {
+                builder
+                    .add_payment_processor(
+                        CurrencyUnit::Sat,
+                        PaymentMethod::Custom(ext_mint_quote::WITHDRAW_METHOD.into()),
+                        MintMeltLimits::new(withdraw.min_sats, withdraw.max_sats),
+                        Arc::new(withdraw::WithdrawSide(withdraw::Withdrawals::new(
+                            withdraw.clone(),
+                            db.clone(),
+                        ))),
+                    )
+                    .await?;
+                info!(
+                    network = %withdraw.network,
+                    min_sats = withdraw.min_sats,
+                    "withdrawals in the pool's coinbases on"
+                );
+            }
             info!(rates = %redeem.rates_url, "redemption of final epochs' ehash on");
             Some(redemption)
         }
@@ -199,11 +219,12 @@ pub async fn start(
     }
     // `/v1/info` tells the truth: the configured fields, no melt but redemption's, no melt
     // subscriptions.
-    mint.set_mint_info(
-        config
-            .info
-            .apply(base_info, &public_url, redemption.is_some())?,
-    )
+    mint.set_mint_info(config.info.apply(
+        base_info,
+        &public_url,
+        redemption.is_some(),
+        config.withdraw.is_some(),
+    )?)
     .await?;
     // Lookups may be signed for any URL this mint is known by.
     let mut urls = vec![public_url.clone()];
@@ -222,12 +243,18 @@ pub async fn start(
             urls,
             nonce_capacity: config.lookup_nonce_capacity,
         },
-        redemption.clone(),
-        liabilities::LiabilitiesState {
-            db: db.clone(),
-            epochs: epochs.clone(),
-            secret_key: config.secret_key.into_bytes(),
-            building: Arc::default(),
+        http::SettlementRoutes {
+            redemption: redemption.clone(),
+            withdrawals: config.withdraw.as_ref().map(|w| withdraw::ListState {
+                withdrawals: withdraw::Withdrawals::new(w.clone(), db.clone()),
+                secret_key: config.secret_key.into_bytes(),
+            }),
+            liabilities: liabilities::LiabilitiesState {
+                db: db.clone(),
+                epochs: epochs.clone(),
+                secret_key: config.secret_key.into_bytes(),
+                building: Arc::default(),
+            },
         },
     )
     .await?;

@@ -52,6 +52,20 @@ pub struct SettlementSettings {
     /// couple of hashes; a real chain's are far above any sensible floor).
     #[serde(default)]
     pub min_epoch_difficulty: f64,
+    /// Pay the mint's withdrawals in the pool's coinbases (docs/settlement.md).
+    #[serde(default)]
+    pub pay_withdrawals: bool,
+    /// Where the mint's signed withdrawal list is read. Default:
+    /// `http://<mint.http_address>/v1/hashpool/withdrawals` from the shared config.
+    #[serde(default)]
+    pub withdrawals_url: Option<String>,
+    /// Withdrawal outputs one coinbase carries at most.
+    #[serde(default = "default_max_payouts_per_block")]
+    pub max_payouts_per_block: u32,
+}
+
+fn default_max_payouts_per_block() -> u32 {
+    100
 }
 
 fn default_follow_interval_ms() -> u64 {
@@ -87,6 +101,12 @@ impl SettlementSettings {
         }
         if self.epoch_work_ppm == 0 {
             return Err("`settlement.epoch_work_ppm` must be at least 1".into());
+        }
+        if self.pay_withdrawals && !(1..=1_000).contains(&self.max_payouts_per_block) {
+            return Err(format!(
+                "`settlement.max_payouts_per_block` must be from 1 to 1000, got {}",
+                self.max_payouts_per_block
+            ));
         }
         let d = self.min_epoch_difficulty;
         if !(0.0..=1e18).contains(&d) {
@@ -319,7 +339,7 @@ pub struct PoolRunConfig {
 
 impl PoolRunConfig {
     /// Combines both files; fails naming the key when a value is unusable.
-    pub fn new(global: &PoolGlobalConfig, own: PoolConfig) -> Result<Self, String> {
+    pub fn new(global: &PoolGlobalConfig, mut own: PoolConfig) -> Result<Self, String> {
         let ours: Secp256k1PublicKey = own.pool.authority_secret_key.into();
         if ours.into_bytes() != global.pool.authority_public_key.into_bytes() {
             return Err(
@@ -329,8 +349,19 @@ impl PoolRunConfig {
             );
         }
         own.limits.check()?;
-        if let Some(settlement) = &own.settlement {
+        if let Some(settlement) = &mut own.settlement {
             settlement.check()?;
+            if settlement.pay_withdrawals && settlement.withdrawals_url.is_none() {
+                let mint = global.mint.http_address;
+                if mint.ip().is_unspecified() {
+                    return Err(format!(
+                        "`settlement.pay_withdrawals` needs `settlement.withdrawals_url`: the \
+                         mint's `http_address` {mint} is no address to reach it by"
+                    ));
+                }
+                settlement.withdrawals_url =
+                    Some(format!("http://{mint}{}", ext_mint_quote::WITHDRAWALS_PATH));
+            }
         }
         if own.pool.ledger_retention_hours == 0 {
             return Err("`pool.ledger_retention_hours` must be at least 1".into());

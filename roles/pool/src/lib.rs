@@ -71,8 +71,14 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningPool> {
     let config = Arc::new(config);
-    let jobs = Arc::new(JobSource::new(
+    let max_payouts = config
+        .settlement
+        .as_ref()
+        .filter(|s| s.pay_withdrawals)
+        .map_or(0, |s| s.max_payouts_per_block as usize);
+    let jobs = Arc::new(JobSource::with_payouts(
         config.pool.coinbase_reward_script.script_pubkey(),
+        max_payouts,
     ));
     let stats = Arc::new(PoolStats::default());
     let (solutions_tx, solutions_rx) = mpsc::channel(256);
@@ -192,9 +198,21 @@ pub async fn start(
             let node = hashpool_bitcoin_rpc::BitcoinRpc::new(settlement.node_rpc.clone())
                 .context("the settlement node's JSON-RPC client")?;
             info!(url = %settlement.node_rpc.url, "following found blocks in the node's chain");
+            let withdrawals = settlement
+                .withdrawals_url
+                .clone()
+                .filter(|_| settlement.pay_withdrawals)
+                .map(|url| {
+                    info!(%url, "paying the mint's withdrawals in the pool's coinbases");
+                    settlement::payouts::WithdrawalSource::new(
+                        url,
+                        config.mint_public_key.into_bytes(),
+                    )
+                });
             tasks.spawn(settlement::follower::run(
                 ledger.clone(),
                 node,
+                withdrawals,
                 Duration::from_millis(settlement.follow_interval_ms),
                 shutdown.clone(),
             ));

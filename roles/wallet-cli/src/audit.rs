@@ -48,7 +48,7 @@ async fn get_json(http: &reqwest::Client, url: reqwest::Url) -> anyhow::Result<(
     Ok((status, body))
 }
 
-fn url(base: &str, segments: &[&str]) -> anyhow::Result<reqwest::Url> {
+pub(crate) fn url(base: &str, segments: &[&str]) -> anyhow::Result<reqwest::Url> {
     let mut url = reqwest::Url::parse(base).with_context(|| format!("pool API `{base}`"))?;
     url.path_segments_mut()
         .map_err(|_| anyhow::anyhow!("pool API `{base}` cannot take a path"))?

@@ -74,6 +74,16 @@ pub enum WalletCommand {
     /// Redeems this wallet's ehash of a final EPOCH for sat ecash of the mint, at the rate the
     /// pool signed (docs/settlement.md).
     Redeem { epoch: u32 },
+    /// Withdraws SATS of this wallet's sats to ADDRESS on chain: the mint records it and the
+    /// pool pays it in a coinbase output of one of its next blocks (docs/settlement.md).
+    Withdraw { sats: u64, address: String },
+    /// This wallet's withdrawals; with `--pool-api`, where each stands in the pool's coinbases
+    /// (queued, offered, in a block with its transaction, matured).
+    Withdrawals {
+        /// The pool's miner API (`pool.api_address`), e.g. http://127.0.0.1:9113.
+        #[arg(long, env = "HASHPOOL_POOL_API")]
+        pool_api: Option<String>,
+    },
     /// Checks the pool's settlement for this wallet's quotes: the signed rates and epoch
     /// commitments, each quote counted in its epoch, each final rate following from the
     /// published blocks; values this wallet's ehash per epoch. Fails when a check does.
@@ -90,6 +100,19 @@ pub enum WalletCommand {
         #[arg(long, env = "HASHPOOL_MINT_KEY")]
         mint_key: Option<String>,
     },
+}
+
+/// The pool's payout of withdrawal `quote_id` (`None`: the pool has not read it yet).
+async fn payout_of(
+    pool_api: &str,
+    quote_id: &str,
+) -> anyhow::Result<Option<hashpool_settlement::withdrawals::Payout>> {
+    let url = audit::url(pool_api, &["api", "v1", "settlement", "payouts", quote_id])?;
+    let response = reqwest::get(url).await?;
+    if response.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    Ok(Some(response.error_for_status()?.json().await?))
 }
 
 const MNEMONIC: &str = "mnemonic";
@@ -135,6 +158,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         WalletCommand::Send { .. } => Some("send"),
         WalletCommand::Receive { .. } => Some("receive"),
         WalletCommand::Redeem { .. } => Some("redeem"),
+        WalletCommand::Withdraw { .. } => Some("withdraw"),
+        WalletCommand::Withdrawals { .. } => Some("withdrawals"),
         WalletCommand::Balance | WalletCommand::History { .. } | WalletCommand::Audit { .. } => {
             None
         }
@@ -202,6 +227,50 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                     r.ehash, r.epoch, r.sats, r.sat_quote
                 ),
             )
+        }
+        WalletCommand::Withdraw { sats, address } => {
+            let w = wallet.withdraw(sats, &address).await?;
+            answer(
+                out,
+                json_out,
+                serde_json::to_value(&w)?,
+                &format!(
+                    "withdrawal of {} sat to {} recorded (quote {}): the pool pays it in a \
+                     coinbase of one of its next blocks",
+                    w.sats, w.address, w.quote_id
+                ),
+            )
+        }
+        WalletCommand::Withdrawals { pool_api } => {
+            let withdrawals = wallet.withdrawals().await?;
+            let mut rows = Vec::new();
+            let mut lines = Vec::new();
+            for w in withdrawals {
+                let payout = match &pool_api {
+                    Some(api) => Some(payout_of(api, &w.quote_id).await),
+                    None => None,
+                };
+                let standing = match &payout {
+                    Some(Ok(Some(p))) => match (&p.txid, p.vout) {
+                        (Some(txid), Some(vout)) => {
+                            format!("{} in {txid}:{vout}", p.state.as_str())
+                        }
+                        _ => p.state.as_str().to_string(),
+                    },
+                    Some(Ok(None)) => "not read by the pool yet".to_string(),
+                    Some(Err(e)) => format!("pool: {e}"),
+                    None => "recorded by the mint".to_string(),
+                };
+                lines.push(format!(
+                    "{}  {} sat  {}  {standing}",
+                    w.quote_id, w.sats, w.address
+                ));
+                rows.push(json!({
+                    "withdrawal": w,
+                    "payout": payout.and_then(|p| p.ok()).flatten(),
+                }));
+            }
+            answer(out, json_out, json!(rows), &lines.join("\n"))
         }
         WalletCommand::History { limit } => {
             let minted = wallet.history(limit).await?;

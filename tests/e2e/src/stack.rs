@@ -34,6 +34,7 @@ pub struct Stack {
     pool: PoolOptions,
     mint: bool,
     redeem: bool,
+    withdraw: bool,
     wallet: bool,
     jd_server: bool,
     jd_server_address: SocketAddr,
@@ -60,6 +61,7 @@ impl Default for Stack {
             pool: PoolOptions::default(),
             mint: false,
             redeem: false,
+            withdraw: false,
             wallet: false,
             jd_server: false,
             jd_server_address: loopback_any_port(),
@@ -121,6 +123,15 @@ impl Stack {
         self
     }
 
+    /// Redemption, and withdrawals of sats paid in the pool's coinbases (the chain followed).
+    pub fn with_withdrawals(mut self) -> Self {
+        self.mint = true;
+        self.redeem = true;
+        self.withdraw = true;
+        self.follow_chain = true;
+        self
+    }
+
     /// A wallet on the mint (started too) and a minter minting its quotes; the translator, if
     /// any, locks its ehash to the wallet's key and mints with it.
     pub fn with_wallet(mut self) -> Self {
@@ -177,6 +188,13 @@ impl Stack {
         )
         .await?;
         let mut pool_options = self.pool;
+        // The pool reads the mint's withdrawals, and starts first: the mint's port is chosen
+        // now (outside the ephemeral range, so no other socket takes it in between).
+        let mint_http = if self.withdraw {
+            SocketAddr::from(([127, 0, 0, 1], crate::ports_outside_ephemeral_range(1)[0]))
+        } else {
+            loopback_any_port()
+        };
         if self.follow_chain {
             pool_options.settlement = Some(pool::config::SettlementSettings {
                 node_rpc: hashpool_bitcoin_rpc::RpcSettings {
@@ -191,6 +209,12 @@ impl Stack {
                 epoch_work_ppm: 500_000,
                 // About 215,000 hashes: ten seconds of a 20 kH/s test miner.
                 min_epoch_difficulty: 5e-5,
+                pay_withdrawals: self.withdraw,
+                withdrawals_url: Some(format!(
+                    "http://{mint_http}{}",
+                    ext_mint_quote::WITHDRAWALS_PATH
+                )),
+                max_payouts_per_block: 100,
             });
         }
         if self.jd_server && pool_options.jd_server_public_key.is_none() {
@@ -200,11 +224,14 @@ impl Stack {
         let mint = if self.mint {
             let mint_dir = dir.path().join("mint");
             std::fs::create_dir_all(&mint_dir)?;
-            let mut config = mint_run_config(
-                &mint_dir,
-                pool.running.mint_link_address,
-                loopback_any_port(),
-            );
+            let mut config = mint_run_config(&mint_dir, pool.running.mint_link_address, mint_http);
+            if self.withdraw {
+                config.withdraw = Some(mint::withdraw::WithdrawConfig {
+                    network: bitcoin::Network::Regtest,
+                    min_sats: 10_000,
+                    max_sats: 100_000_000,
+                });
+            }
             if self.redeem {
                 let api = pool
                     .running

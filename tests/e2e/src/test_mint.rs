@@ -41,6 +41,7 @@ pub fn mint_run_config(
         lookup_nonce_capacity: mint::config::DEFAULT_LOOKUP_NONCE_CAPACITY,
         sqlite_memory_limit: mint::config::DEFAULT_SQLITE_MEMORY_LIMIT_MIB << 20,
         redeem: None,
+        withdraw: None,
     }
 }
 

@@ -67,15 +67,28 @@ struct State {
 
 pub struct JobSource {
     reward_script: ScriptBuf,
+    /// Payout outputs a coinbase may carry besides the pool's (withdrawals).
+    max_payouts: usize,
     state: Mutex<State>,
     events: broadcast::Sender<Sequenced>,
 }
 
 impl JobSource {
     pub fn new(reward_script: ScriptBuf) -> Self {
+        Self::with_payouts(reward_script, 0)
+    }
+
+    /// Withdrawal outputs a coinbase may carry (0: none).
+    pub fn max_payouts(&self) -> usize {
+        self.max_payouts
+    }
+
+    /// A source whose coinbases may carry up to `max_payouts` withdrawal outputs.
+    pub fn with_payouts(reward_script: ScriptBuf, max_payouts: usize) -> Self {
         let (events, _) = broadcast::channel(1024);
         Self {
             reward_script,
+            max_payouts,
             state: Mutex::new(State::default()),
             events,
         }
@@ -119,24 +132,47 @@ impl JobSource {
         st.current_template.is_some() && st.prev_hash.is_some()
     }
 
-    /// The pool's coinbase outputs for a template: everything to the reward script.
-    pub fn outputs_for(&self, template: &NewTemplateOwned) -> Vec<TxOut> {
-        vec![TxOut {
-            value: bitcoin::Amount::from_sat(template.coinbase_tx_value_remaining),
+    /// The pool's coinbase outputs for a template: the payouts, and the rest of the value to
+    /// the reward script (first). Payouts worth more than the template leaves are not paid
+    /// (the ledger offers only what fits).
+    pub fn outputs_for(&self, template: &NewTemplateOwned, payouts: Vec<TxOut>) -> Vec<TxOut> {
+        let paid: u64 = payouts.iter().map(|o| o.value.to_sat()).sum();
+        let (rest, payouts) = match template.coinbase_tx_value_remaining.checked_sub(paid) {
+            Some(rest) => (rest, payouts),
+            None => {
+                tracing::warn!("payouts exceed the template's value: none paid in it");
+                (template.coinbase_tx_value_remaining, Vec::new())
+            }
+        };
+        let mut outputs = vec![TxOut {
+            value: bitcoin::Amount::from_sat(rest),
             script_pubkey: self.reward_script.clone(),
-        }]
+        }];
+        outputs.extend(payouts);
+        outputs
     }
 
-    /// Size the pool's outputs take in a coinbase (for CoinbaseOutputConstraints).
+    /// Size the pool's outputs take in a coinbase at most (for CoinbaseOutputConstraints):
+    /// its own, and each payout as large as a standard output gets (a 34-byte script).
     pub fn reward_outputs_template(&self) -> Vec<TxOut> {
-        vec![TxOut {
+        let mut outputs = vec![TxOut {
             value: bitcoin::Amount::from_sat(0),
             script_pubkey: self.reward_script.clone(),
-        }]
+        }];
+        outputs.extend((0..self.max_payouts).map(|_| TxOut {
+            value: bitcoin::Amount::from_sat(0),
+            script_pubkey: ScriptBuf::from_bytes(vec![0; 34]),
+        }));
+        outputs
     }
 
     pub fn on_new_template(&self, template: NewTemplateOwned) {
-        let outputs = self.outputs_for(&template);
+        self.on_new_template_paying(template, Vec::new());
+    }
+
+    /// A template whose coinbase also pays `payouts` (offered at its height by the ledger).
+    pub fn on_new_template_paying(&self, template: NewTemplateOwned, payouts: Vec<TxOut>) {
+        let outputs = self.outputs_for(&template, payouts);
         let t = Arc::new(PoolTemplate { template, outputs });
         let mut st = self.lock();
         if t.template.future_template {

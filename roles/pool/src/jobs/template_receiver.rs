@@ -89,7 +89,8 @@ async fn session(
                 match decode_frame(&mut frame?, &[])?.1 {
                     AnyMessageOwned::TemplateDistribution(TemplateDistributionOwned::NewTemplate(t)) => {
                         debug!(template_id = t.template_id, future = t.future_template, "new template");
-                        jobs.on_new_template(t);
+                        let payouts = offer_payouts(jobs, ledger, &t).await;
+                        jobs.on_new_template_paying(t, payouts);
                     }
                     AnyMessageOwned::TemplateDistribution(TemplateDistributionOwned::SetNewPrevHash(p)) => {
                         debug!(template_id = p.template_id, "new prev hash");
@@ -109,6 +110,48 @@ async fn session(
                 info!(template_id = solution.template_id, "submitting block solution");
                 conn.send(TemplateDistributionOwned::SubmitSolution(solution)).await?;
             }
+        }
+    }
+}
+
+/// The withdrawals `template`'s coinbase pays, offered at its height in the ledger (durably)
+/// before any miner gets the template. On any trouble it pays none: a payout then waits for a
+/// later template, and nothing is paid that the ledger did not record.
+async fn offer_payouts(
+    jobs: &JobSource,
+    ledger: &AccrualLedger,
+    template: &template_distribution_sv2::NewTemplateOwned,
+) -> Vec<bitcoin::TxOut> {
+    let max = jobs.max_payouts();
+    if max == 0 {
+        return Vec::new();
+    }
+    let Some(height) = hashpool_shares::chain::bip34_height(template.coinbase_prefix.as_ref())
+    else {
+        warn!(
+            template_id = template.template_id,
+            "a template without a BIP34 height pays no withdrawals"
+        );
+        return Vec::new();
+    };
+    match ledger
+        .offer_payouts(height, template.coinbase_tx_value_remaining, max)
+        .await
+    {
+        Ok(payouts) => {
+            if !payouts.is_empty() {
+                info!(
+                    height,
+                    payouts = payouts.len(),
+                    sats = payouts.iter().map(|p| p.sats).sum::<u64>(),
+                    "template pays withdrawals"
+                );
+            }
+            payouts.iter().map(|p| p.output()).collect()
+        }
+        Err(e) => {
+            warn!("offering withdrawals failed, this template pays none: {e}");
+            Vec::new()
         }
     }
 }

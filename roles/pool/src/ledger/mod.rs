@@ -26,6 +26,7 @@ mod log;
 #[cfg(test)]
 mod log_tests;
 mod metrics;
+mod payouts;
 mod reader;
 mod retention;
 mod seen;
@@ -60,6 +61,7 @@ pub use error::LedgerError;
 pub use found_blocks::{BlockStatus, TrackedBlock};
 pub use log::tip_id;
 pub use metrics::LedgerMetrics;
+pub use payouts::PayoutRow;
 pub use reader::{FoundBlock, IssuedQuote, KeyReport, LedgerReader, ReadLimits, WindowWork};
 pub use retention::{chain_row, Pruned};
 pub use writer::{Receipt, Receipts};
@@ -473,6 +475,98 @@ impl AccrualLedger {
             done,
         })
         .await
+    }
+
+    /// Runs `write` on the writer (its queue order, the single SQLite writer).
+    async fn write<T, F, Fut>(&self, write: F) -> Result<T, LedgerError>
+    where
+        T: Send + 'static,
+        F: FnOnce(SqlitePool) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<T, LedgerError>> + Send + 'static,
+    {
+        let (done, answer) = oneshot::channel();
+        let job: writer::Job = Box::new(move |db| {
+            Box::pin(async move {
+                let _ = done.send(write(db).await);
+            })
+        });
+        self.control
+            .send(Command::Run(job))
+            .await
+            .map_err(|_| LedgerError::Stopped)?;
+        answer.await.map_err(|_| LedgerError::Stopped)?
+    }
+
+    /// Adds the mint's withdrawals not held yet as queued payouts; returns how many were new.
+    pub async fn record_withdrawals(
+        &self,
+        list: Vec<hashpool_settlement::withdrawals::Withdrawal>,
+    ) -> Result<usize, LedgerError> {
+        self.write(move |db| async move { payouts::record(&db, &list).await })
+            .await
+    }
+
+    /// The payouts a template at `height` leaving `value` sats pays, at most `max`; each is
+    /// offered at `height` (durably) before this returns.
+    pub async fn offer_payouts(
+        &self,
+        height: u32,
+        value: u64,
+        max: usize,
+    ) -> Result<Vec<PayoutRow>, LedgerError> {
+        self.write(move |db| async move { payouts::offer(&db, height, value, max).await })
+            .await
+    }
+
+    /// Settles the payouts offered at `height` by the chain's block there; returns (paid,
+    /// queued again).
+    pub async fn settle_offered_payouts(
+        &self,
+        height: u32,
+        hash: bitcoin::BlockHash,
+        coinbase: bitcoin::Transaction,
+    ) -> Result<(usize, usize), LedgerError> {
+        self.write(
+            move |db| async move { payouts::settle_offered(&db, height, hash, &coinbase).await },
+        )
+        .await
+    }
+
+    /// The payouts of block `hash` mature, or (`matured` false: it left the best chain) are
+    /// queued again. Returns how many changed.
+    pub async fn settle_block_payouts(
+        &self,
+        hash: bitcoin::BlockHash,
+        matured: bool,
+    ) -> Result<usize, LedgerError> {
+        self.write(move |db| async move { payouts::block_settled(&db, hash, matured).await })
+            .await
+    }
+
+    /// Payouts in `states`, oldest first, at most `limit`.
+    pub async fn payouts_in(
+        &self,
+        states: &[hashpool_settlement::withdrawals::PayoutState],
+        limit: u32,
+    ) -> Result<Vec<PayoutRow>, LedgerError> {
+        payouts::in_states(&self.db, states, limit).await
+    }
+
+    /// Every payout, newest first, at most `limit`.
+    pub async fn payouts(&self, limit: u32) -> Result<Vec<PayoutRow>, LedgerError> {
+        payouts::newest(&self.db, limit).await
+    }
+
+    /// Payouts and their sats, by state.
+    pub async fn payout_totals(
+        &self,
+    ) -> Result<Vec<(hashpool_settlement::withdrawals::PayoutState, u64, u64)>, LedgerError> {
+        payouts::totals(&self.db).await
+    }
+
+    /// The payout of withdrawal melt `quote_id`.
+    pub async fn payout(&self, quote_id: &str) -> Result<Option<PayoutRow>, LedgerError> {
+        payouts::one(&self.db, quote_id).await
     }
 
     /// The network's work per block at a new tip (the pool tells the ledger at each one): the

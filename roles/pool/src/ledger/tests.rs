@@ -28,7 +28,7 @@ fn unit() -> UnitWork {
     UnitWork::from_work(Work::from_hashes(1_000)).unwrap()
 }
 
-async fn open(path: &Path) -> AccrualLedger {
+pub(super) async fn open(path: &Path) -> AccrualLedger {
     AccrualLedger::open(path, "hash", unit()).await.unwrap()
 }
 

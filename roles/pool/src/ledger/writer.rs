@@ -90,7 +90,16 @@ pub(super) enum Command {
         confirmations: i64,
         done: oneshot::Sender<Result<bool, LedgerError>>,
     },
+    /// A write of settlement's own (the payouts), in queue order with the others; it answers
+    /// on its own channel.
+    Run(Job),
 }
+
+/// What [`Command::Run`] runs.
+pub(super) type Job = Box<
+    dyn FnOnce(SqlitePool) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send,
+>;
 
 /// Runs every write. Batch creation, the mint's answers and pruning come in on `control` and
 /// go first whenever both queues hold something, so a flood of shares never holds a batch back
@@ -194,6 +203,7 @@ pub(super) async fn writer(
                     super::found_blocks::set_status(&db, &hash, status, confirmations).await;
                 let _ = done.send(result);
             }
+            Command::Run(job) => job(db.clone()).await,
         }
     }
 }

@@ -23,6 +23,7 @@ use axum::extract::Path;
 use hashpool_settlement::{
     merkle_sum::{Leaf, MerkleSumTree},
     rates::{EpochCommitment, EpochQuotes, FinalRate, RateSheet, EPOCH_TAG, RATES_TAG},
+    withdrawals::PayoutState,
 };
 use tokio::sync::Semaphore;
 
@@ -79,6 +80,8 @@ impl SettlementApi {
                 get(quote_proof),
             )
             .route("/api/v1/settlement/quotes/{quote_id}", get(quote_anywhere))
+            .route("/api/v1/settlement/payouts", get(payouts))
+            .route("/api/v1/settlement/payouts/{quote_id}", get(payout))
             .with_state(self)
     }
 }
@@ -239,6 +242,68 @@ async fn epoch_commitment(State(api): State<SettlementApi>, Path(index): Path<u3
     match EpochCommitment::sign(EPOCH_TAG, &api.secret_key, body) {
         Ok(signed) => Json(signed).into_response(),
         Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// Newest payouts listed at most.
+const PAYOUTS_LISTED: u32 = 200;
+
+/// The withdrawals paid in the pool's coinbases: totals by state (what is still owed on chain)
+/// and the newest payouts.
+async fn payouts(State(api): State<SettlementApi>) -> Response {
+    let read = async {
+        let totals = api.ledger.payout_totals().await?;
+        let newest = api.ledger.payouts(PAYOUTS_LISTED).await?;
+        Ok::<_, crate::ledger::LedgerError>((totals, newest))
+    };
+    match read.await {
+        Ok((totals, newest)) => {
+            let by_state: serde_json::Map<String, serde_json::Value> = totals
+                .iter()
+                .map(|(state, count, sats)| {
+                    (
+                        state.as_str().to_string(),
+                        json!({ "count": count, "sats": sats }),
+                    )
+                })
+                .collect();
+            let owed: u64 = totals
+                .iter()
+                .filter(|(s, _, _)| matches!(s, PayoutState::Queued | PayoutState::Offered))
+                .map(|(_, _, sats)| sats)
+                .sum();
+            Json(json!({
+                "owed_sats": owed,
+                "by_state": by_state,
+                "payouts": newest.iter().map(|p| p.public()).collect::<Vec<_>>(),
+            }))
+            .into_response()
+        }
+        Err(e) => {
+            tracing::warn!("payouts: {e}");
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the ledger could not be read",
+            )
+        }
+    }
+}
+
+/// One withdrawal's payout, by its melt quote id.
+async fn payout(State(api): State<SettlementApi>, Path(quote_id): Path<String>) -> Response {
+    match api.ledger.payout(&quote_id).await {
+        Ok(Some(p)) => Json(p.public()).into_response(),
+        Ok(None) => refuse(
+            StatusCode::NOT_FOUND,
+            "no such withdrawal (the pool reads the mint's list at each chain check)",
+        ),
+        Err(e) => {
+            tracing::warn!("payout: {e}");
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the ledger could not be read",
+            )
+        }
     }
 }
 

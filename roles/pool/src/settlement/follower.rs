@@ -10,7 +10,7 @@ use hashpool_bitcoin_rpc::{BitcoinRpc, BlockPlace, RpcError};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::COINBASE_MATURITY;
+use super::{payouts::WithdrawalSource, COINBASE_MATURITY};
 use crate::ledger::{AccrualLedger, BlockStatus, LedgerError, TrackedBlock};
 
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +19,9 @@ pub enum FollowError {
     Node(#[from] RpcError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// The mint's withdrawal list could not be read or checked.
+    #[error("the mint's withdrawals: {0}")]
+    Mint(String),
 }
 
 /// What one pass changed.
@@ -47,8 +50,23 @@ pub fn standing(place: Option<BlockPlace>, height: Option<u32>, tip: u32) -> (Bl
     }
 }
 
-/// Checks every found block still in play once.
-pub async fn pass(ledger: &AccrualLedger, node: &BitcoinRpc) -> Result<Pass, FollowError> {
+/// Checks every found block still in play once, then (with `withdrawals`) settles the payouts
+/// against the chain and queues the mint's new withdrawals.
+pub async fn pass(
+    ledger: &AccrualLedger,
+    node: &BitcoinRpc,
+    withdrawals: Option<&WithdrawalSource>,
+) -> Result<Pass, FollowError> {
+    let result = blocks_pass(ledger, node).await?;
+    if let Some(source) = withdrawals {
+        let (_, tip) = node.chain().await?;
+        super::payouts::settle(ledger, node, tip).await?;
+        source.sync(ledger).await?;
+    }
+    Ok(result)
+}
+
+async fn blocks_pass(ledger: &AccrualLedger, node: &BitcoinRpc) -> Result<Pass, FollowError> {
     let (_, tip) = node.chain().await?;
     let blocks = ledger.blocks_to_follow(tip, COINBASE_MATURITY).await?;
     let mut result = Pass {
@@ -91,20 +109,21 @@ fn report(block: &TrackedBlock, status: BlockStatus, confirmations: i64) {
 pub async fn run(
     ledger: AccrualLedger,
     node: BitcoinRpc,
+    withdrawals: Option<WithdrawalSource>,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
     // Said once per outage, not once per pass.
     let mut failing = false;
     loop {
-        match pass(&ledger, &node).await {
+        match pass(&ledger, &node, withdrawals.as_ref()).await {
             Ok(_) if failing => {
-                info!("chain follower: the node answers again");
+                info!("chain follower: the node (and the mint) answer again");
                 failing = false;
             }
             Ok(_) => {}
             Err(e) if !failing => {
-                warn!("chain follower: {e}; found blocks are checked again when it answers");
+                warn!("chain follower: {e}; checked again at the next pass");
                 failing = true;
             }
             Err(_) => {}

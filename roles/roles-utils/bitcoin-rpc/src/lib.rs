@@ -165,6 +165,28 @@ impl BitcoinRpc {
         }))
     }
 
+    /// The hash of the best chain's block at `height`; `None` above the tip.
+    pub async fn block_hash_at(&self, height: u32) -> Result<Option<BlockHash>, RpcError> {
+        let hash = match self.call("getblockhash", json!([height])).await {
+            // Bitcoin Core: -8 "Block height out of range".
+            Err(RpcError::Refused { code: -8, .. }) => return Ok(None),
+            other => other?,
+        };
+        hash.as_str()
+            .and_then(|h| h.parse().ok())
+            .map(Some)
+            .ok_or_else(|| Self::bad("getblockhash", "not a block hash"))
+    }
+
+    /// The block `hash` (`getblock` verbosity 0).
+    pub async fn block(&self, hash: &BlockHash) -> Result<Block, RpcError> {
+        let hex = self.call("getblock", json!([hash.to_string(), 0])).await?;
+        let hex = hex
+            .as_str()
+            .ok_or_else(|| Self::bad("getblock", "not a hex string"))?;
+        encode::deserialize_hex(hex).map_err(|e| Self::bad("getblock", e.to_string()))
+    }
+
     /// Every mempool transaction by wtxid.
     pub async fn mempool(&self) -> Result<Mempool, RpcError> {
         let entries = self.call("getrawmempool", json!([true])).await?;

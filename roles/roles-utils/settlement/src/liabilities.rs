@@ -33,8 +33,13 @@ pub struct MintEpochReport {
     pub redeemed: u64,
     /// `issued - redeemed`: the epoch's ehash the mint still owes.
     pub outstanding: u64,
-    /// Sats the redemptions issued.
+    /// Sats the redemptions of this epoch issued.
     pub sats_issued: u64,
+    /// Sats every epoch's redemptions issued, when the report was made.
+    pub mint_sats_issued: u64,
+    /// Sats withdrawn on chain (recorded withdrawal melts), when the report was made: the
+    /// sat ecash the mint still owes is `mint_sats_issued - sats_withdrawn`.
+    pub sats_withdrawn: u64,
 }
 
 pub type MintReport = Signed<MintEpochReport>;
@@ -69,6 +74,13 @@ pub fn check_mint_report(
         problems.push(format!(
             "the mint's epoch {epoch}: {} issued less {} redeemed is not {} outstanding",
             r.issued, r.redeemed, r.outstanding
+        ));
+    }
+    if r.sats_issued > r.mint_sats_issued || r.sats_withdrawn > r.mint_sats_issued {
+        problems.push(format!(
+            "the mint's epoch {epoch}: {} sats issued by the epoch and {} withdrawn exceed the \
+             {} sats it issued in all",
+            r.sats_issued, r.sats_withdrawn, r.mint_sats_issued
         ));
     }
     if let Some(c) = pool.filter(|c| c.body.unanswered == 0) {
@@ -129,6 +141,8 @@ mod tests {
             redeemed: 25,
             outstanding: 35,
             sats_issued: 2_500,
+            mint_sats_issued: 9_000,
+            sats_withdrawn: 4_000,
         }
     }
 
@@ -177,6 +191,12 @@ mod tests {
             ..honest()
         });
         assert_eq!(check_mint_report(4, &overdrawn, &key, None).len(), 1);
+        // More sats withdrawn than the mint ever issued.
+        let withdrawn = report(MintEpochReport {
+            sats_withdrawn: 9_001,
+            ..honest()
+        });
+        assert_eq!(check_mint_report(4, &withdrawn, &key, None).len(), 1);
         let short = report(MintEpochReport {
             issued: 50,
             outstanding: 25,

@@ -18,6 +18,7 @@ pub mod liabilities;
 pub mod merkle_sum;
 pub mod rates;
 pub mod settle;
+pub mod withdrawals;
 
 // The lint fires inside uint's macro expansion, not in code of ours.
 #[allow(clippy::manual_div_ceil)]

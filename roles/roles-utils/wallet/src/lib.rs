@@ -153,6 +153,16 @@ pub struct Redeemed {
     pub sat_quote: String,
 }
 
+/// One withdrawal: sats melted for a coinbase output of the pool's (docs/settlement.md,
+/// "Withdrawals in the coinbase").
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Withdrawn {
+    /// The melt quote's id: the pool's payout is found by it.
+    pub quote_id: String,
+    pub sats: u64,
+    pub address: String,
+}
+
 /// A role's wallet that mints what its pool channel earns (the translator's, the
 /// jd-client's): opened, its key and balance logged, its minter running until `shutdown`.
 pub async fn open_minting(
@@ -313,6 +323,77 @@ impl EhashWallet {
             melt_quote: quote.id,
             sat_quote,
         })
+    }
+
+    /// Withdraws `sats` to `address` on chain (method `hashpool-coinbase`): the mint records
+    /// the withdrawal and the pool pays it in a coinbase output of one of its next blocks. The
+    /// mint refuses an address of another chain and an amount out of its range.
+    pub async fn withdraw(&self, sats: u64, address: &str) -> Result<Withdrawn, WalletError> {
+        let _one_at_a_time = self.minting.lock().await;
+        // A withdrawal (or a redemption's sat mint) a crash cut short.
+        let report = self.sat.recover_incomplete_sagas().await?;
+        tracing::debug!(?report, "incomplete sat wallet operations recovered");
+        let request = ext_mint_quote::withdraw_request(sats, address);
+        let quote = self
+            .sat
+            .melt_quote(
+                PaymentMethod::Custom(ext_mint_quote::WITHDRAW_METHOD.into()),
+                request,
+                None,
+                None,
+            )
+            .await?;
+        let prepared = self.sat.prepare_melt(&quote.id, Default::default()).await?;
+        tokio::time::timeout(REDEEM_WAIT, prepared.confirm())
+            .await
+            .map_err(|_| {
+                WalletError::Epochs(format!(
+                    "the mint did not settle withdrawal {} within {}s: `withdrawals` shows it \
+                     once it has",
+                    quote.id,
+                    REDEEM_WAIT.as_secs()
+                ))
+            })??;
+        tracing::info!(sats, address, quote = %quote.id, "withdrawal recorded by the mint");
+        Ok(Withdrawn {
+            quote_id: quote.id,
+            sats,
+            address: address.to_string(),
+        })
+    }
+
+    /// This wallet's withdrawals the mint has recorded, oldest first. A withdrawal whose
+    /// answer was lost is settled with the mint first.
+    pub async fn withdrawals(&self) -> Result<Vec<Withdrawn>, WalletError> {
+        let report = self.sat.recover_incomplete_sagas().await?;
+        tracing::debug!(?report, "incomplete sat wallet operations recovered");
+        let mut out = Vec::new();
+        for quote in self
+            .sat
+            .localstore
+            .get_melt_quotes()
+            .await
+            .map_err(cdk::Error::from)?
+        {
+            let ours = quote.payment_method
+                == PaymentMethod::Custom(ext_mint_quote::WITHDRAW_METHOD.into())
+                && quote.state == cdk::nuts::MeltQuoteState::Paid;
+            if !ours {
+                continue;
+            }
+            if let Ok(r) = ext_mint_quote::parse_withdraw_request(&quote.request) {
+                out.push((
+                    quote.expiry,
+                    Withdrawn {
+                        quote_id: quote.id,
+                        sats: r.sats,
+                        address: r.address,
+                    },
+                ));
+            }
+        }
+        out.sort_by(|a, b| (a.0, &a.1.quote_id).cmp(&(b.0, &b.1.quote_id)));
+        Ok(out.into_iter().map(|(_, w)| w).collect())
     }
 
     /// Mints the sat quotes of redemptions whose melt was paid but whose sats are not in the

@@ -128,6 +128,35 @@ fn call(shared: &Shared, method: &str, params: &Value) -> Result<Value, RpcError
             }
             Ok(out)
         }
+        "getblock" => {
+            let hash = block_hash_param(params)?;
+            if !matches!(param(params, 1), None | Some(Value::Null))
+                && param(params, 1).and_then(Value::as_u64) != Some(0)
+            {
+                return Err(RpcError(
+                    code::INVALID_PARAMETER,
+                    "only verbosity 0 (hex) is served here".into(),
+                ));
+            }
+            let st = shared.lock();
+            let block = st
+                .chain
+                .height_of(&hash)
+                .and_then(|h| st.chain.block_at(h))
+                .ok_or_else(|| {
+                    // Bitcoin Core keeps a stale block's data; this chain keeps its header.
+                    let known = st.chain.header_status(&hash).is_some();
+                    RpcError(
+                        code::INVALID_ADDRESS_OR_KEY,
+                        if known {
+                            "Block not available (not in the best chain)".into()
+                        } else {
+                            "Block not found".into()
+                        },
+                    )
+                })?;
+            Ok(json!(consensus::encode::serialize_hex(block)))
+        }
         "generatetoaddress" => {
             let count = param(params, 0).and_then(Value::as_u64).ok_or_else(|| {
                 RpcError(code::INVALID_PARAMS, "nblocks (number) required".into())

@@ -34,3 +34,4 @@ mod translator_limits;
 mod translator_upstreams;
 mod wallet_cli;
 mod web;
+mod withdrawal;
