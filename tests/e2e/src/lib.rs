@@ -6,6 +6,7 @@
 
 pub mod fake_mint;
 pub mod grind;
+pub mod payouts;
 pub mod process;
 pub mod raw_client;
 

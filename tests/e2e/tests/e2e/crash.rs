@@ -26,7 +26,7 @@ const HARD_NBITS: u32 = 0x1e0f_ffff;
 const UNIT_WORK: f64 = 1e-6;
 const EXE: &str = env!("CARGO_BIN_EXE_e2e-role");
 
-fn wallet_config(dir: &Path, mint_url: &str, db: &str) -> WalletConfig {
+pub(crate) fn wallet_config(dir: &Path, mint_url: &str, db: &str) -> WalletConfig {
     WalletConfig {
         mint_url: mint_url.to_string(),
         unit: "hash".into(),
@@ -374,7 +374,7 @@ async fn epoch0_of(w: &EhashWallet) -> anyhow::Result<u64> {
 }
 
 /// The mint answers HTTP again after a restart.
-async fn mint_answers(mint_url: &str) -> anyhow::Result<()> {
+pub(crate) async fn mint_answers(mint_url: &str) -> anyhow::Result<()> {
     wait_until(Duration::from_secs(30), "the mint answers", || async {
         reqwest::get(format!("{mint_url}/v1/info"))
             .await

@@ -5,6 +5,7 @@ mod bad_input;
 mod browser;
 mod cashu_wallets;
 mod crash;
+mod crash_withdrawal;
 mod deployment;
 mod dns_upstream;
 mod epochs;

@@ -5,56 +5,18 @@
 
 use std::time::Duration;
 
-use bitcoin::{secp256k1::Secp256k1, Address, BlockHash, CompressedPublicKey, Network, ScriptBuf};
-use hashpool_bitcoin_rpc::{BitcoinRpc, RpcSettings};
-use hashpool_e2e::{init_tracing, miner_options, open_wallet, wait_until, PoolOptions, Stack};
+use bitcoin::{BlockHash, Network};
+use hashpool_e2e::{
+    init_tracing, miner_options, open_wallet,
+    payouts::{address, node, paid_in_best_chain, payout},
+    wait_until, PoolOptions, Stack,
+};
 use hashpool_settlement::{
     liabilities::{check_mint_report, MintReport},
-    withdrawals::{Payout, PayoutState},
+    withdrawals::PayoutState,
 };
 
 const WAIT: Duration = Duration::from_secs(180);
-
-fn regtest_address() -> Address {
-    let secp = Secp256k1::new();
-    let (_, public) = secp.generate_keypair(&mut bitcoin::secp256k1::rand::thread_rng());
-    Address::p2wpkh(&CompressedPublicKey(public), Network::Regtest)
-}
-
-async fn payout(api: &str, quote_id: &str) -> Option<Payout> {
-    let response = reqwest::get(format!("{api}/payouts/{quote_id}"))
-        .await
-        .ok()?;
-    if !response.status().is_success() {
-        return None;
-    }
-    response.json().await.ok()
-}
-
-/// Outputs paying `script` exactly `sats` in the coinbases of the best chain from `from` to
-/// the tip, with the block holding each.
-async fn paid_in_best_chain(
-    node: &BitcoinRpc,
-    from: u32,
-    script: &ScriptBuf,
-    sats: u64,
-) -> anyhow::Result<Vec<BlockHash>> {
-    let (_, tip) = node.chain().await?;
-    let mut found = Vec::new();
-    for height in from..=tip {
-        let Some(hash) = node.block_hash_at(height).await? else {
-            break;
-        };
-        let block = node.block(&hash).await?;
-        let coinbase = &block.txdata[0];
-        for out in &coinbase.output {
-            if &out.script_pubkey == script && out.value.to_sat() == sats {
-                found.push(hash);
-            }
-        }
-    }
-    Ok(found)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_withdrawal_is_paid_once_in_a_later_coinbase_even_when_its_block_is_orphaned(
@@ -74,12 +36,7 @@ async fn a_withdrawal_is_paid_once_in_a_later_coinbase_even_when_its_block_is_or
         "http://{}/api/v1/settlement",
         pool.running.api_address.expect("the miner API is served")
     );
-    let node = BitcoinRpc::new(RpcSettings {
-        url: format!("http://{}/", tp.running.http_address),
-        cookie_file: None,
-        user: None,
-        password: None,
-    })?;
+    let node = node(tp.running.http_address)?;
     let alice = open_wallet(&stack.dir.path().join("alice"), &mint.url()).await?;
     let options = || mining_device::MinerOptions {
         locking_key: Some(alice.sv2_locking_key()),
@@ -114,22 +71,15 @@ async fn a_withdrawal_is_paid_once_in_a_later_coinbase_even_when_its_block_is_or
     assert!(sats > 100_000, "alice redeemed {sats} sats");
 
     // Refused, nothing spent: under the minimum, an address of another chain, more than held.
-    let first = regtest_address();
-    let mainnet = Address::p2wpkh(
-        &CompressedPublicKey(
-            Secp256k1::new()
-                .generate_keypair(&mut bitcoin::secp256k1::rand::thread_rng())
-                .1,
-        ),
-        Network::Bitcoin,
-    );
+    let first = address(Network::Regtest);
+    let mainnet = address(Network::Bitcoin);
     assert!(alice.withdraw(9_999, &first.to_string()).await.is_err());
     assert!(alice.withdraw(20_000, &mainnet.to_string()).await.is_err());
     assert!(alice.withdraw(sats + 1, &first.to_string()).await.is_err());
     assert_eq!(alice.sat_balance().await?, sats);
 
     // Two withdrawals: the sats leave the wallet at once.
-    let second = regtest_address();
+    let second = address(Network::Regtest);
     let (w1, w2) = (25_000u64, 40_000u64);
     let one = alice.withdraw(w1, &first.to_string()).await?;
     let two = alice.withdraw(w2, &second.to_string()).await?;
