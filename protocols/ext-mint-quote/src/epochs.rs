@@ -10,6 +10,17 @@ pub struct EpochKeyset {
     pub epoch: u32,
     /// The keyset id (NUT-02, hex).
     pub keyset: String,
+    /// The epoch's final rate, once the pool has published it (the mint redeems at it):
+    /// `x` ehash redeem for `floor(x * reward_sats / ehash)` sats. Absent while the epoch is
+    /// open or not final, and from a mint that does not redeem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<EpochRate>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EpochRate {
+    pub reward_sats: u64,
+    pub ehash: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

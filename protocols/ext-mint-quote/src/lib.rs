@@ -11,7 +11,7 @@ mod messages;
 mod mint_link;
 mod withdraw;
 
-pub use epochs::{EpochKeyset, EpochsResponse, EPOCHS_PATH};
+pub use epochs::{EpochKeyset, EpochRate, EpochsResponse, EPOCHS_PATH};
 pub use locking_key::{locking_key_from_tlvs, locking_key_tlv, LockingKey, LOCKING_KEY_LEN};
 pub use lookup::{
     quote_lookup_message, valid_lookup_nonce, LookedUpQuote, QuoteLookupRequest,

@@ -373,17 +373,35 @@ pub async fn keys(State(state): State<EpochState>) -> Json<KeysResponse> {
 }
 
 /// `GET /v1/hashpool/epochs` (ext-mint-quote's SPEC, "Epoch keysets").
+/// How long the epoch list waits for the pool's rate sheet.
+const RATE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub async fn epochs(State(state): State<EpochState>) -> impl IntoResponse {
+    let mut epochs = Vec::new();
+    for (epoch, keyset) in state.epochs.all() {
+        // Final rates as the redemption knows them (the pool's sheet, read again at most
+        // every few seconds); an unreadable sheet leaves the rates out.
+        let rate = match &state.redemption {
+            // Wallets read this list to mint: a pool slow to answer leaves the rates out
+            // rather than holding them up.
+            Some(r) => tokio::time::timeout(RATE_WAIT, r.final_rate(epoch))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten(),
+            None => None,
+        };
+        epochs.push(EpochKeyset {
+            epoch,
+            keyset: keyset.to_string(),
+            rate: rate.map(|r| ext_mint_quote::EpochRate {
+                reward_sats: r.reward_sats,
+                ehash: r.ehash,
+            }),
+        });
+    }
     Json(EpochsResponse {
         pre_epoch: state.pre_epoch_keyset().map(|id| id.to_string()),
-        epochs: state
-            .epochs
-            .all()
-            .into_iter()
-            .map(|(epoch, keyset)| EpochKeyset {
-                epoch,
-                keyset: keyset.to_string(),
-            })
-            .collect(),
+        epochs,
     })
 }

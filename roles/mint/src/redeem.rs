@@ -152,6 +152,11 @@ impl Redemption {
         })
     }
 
+    /// The final rate of `epoch`, `None` while the pool's sheet does not list it.
+    pub async fn final_rate(&self, epoch: u32) -> Result<Option<FinalRate>, String> {
+        self.rates.final_rate(epoch).await
+    }
+
     /// The mint, once built (the processors are built before it).
     pub fn set_mint(&self, mint: Arc<Mint>) {
         let _ = self.mint.set(mint);

@@ -242,6 +242,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             )
         }
         WalletCommand::Withdrawals { pool_api } => {
+            wallet.settle_withdrawals().await?;
             let withdrawals = wallet.withdrawals().await?;
             let mut rows = Vec::new();
             let mut lines = Vec::new();

@@ -94,6 +94,7 @@ async fn index(State(s): State<AppState>) -> Html<String> {
 <section><h2>Connected proxies and channels</h2><table id="channels"><tr><td class="empty">loading…</td></tr></table></section>
 <section><h2>Blocks found</h2><table id="blocks"><tr><td class="empty">loading…</td></tr></table></section>
 <section><h2>Settlement</h2><p id="settlement-terms" class="empty">loading…</p>
+<p id="liabilities" class="empty"></p>
 <table id="epochs"><tr><td class="empty">loading…</td></tr></table>
 <table id="settled-blocks"></table></section>
 {issuance_chart}"#,
@@ -124,6 +125,9 @@ hp.refresh({refresh}, async () => {{
   document.getElementById('settlement-terms').textContent = st.on
     ? `fee ${{st.fee_text}}, each block pays the last ${{st.window_text}}; fees taken ${{st.fees_text}}, carried to the next block ${{st.carry_text}}; ${{st.final_epochs}} epoch(s) final`
     : 'settlement is off (the pool has no [settlement] section, or its API is not reachable)';
+  document.getElementById('liabilities').textContent = st.on
+    ? `outstanding: final epochs' rewards not yet redeemed ${{st.liabilities.unredeemed_text}}; sat ecash not withdrawn ${{st.liabilities.sat_ecash_text}}; withdrawals owed on chain ${{st.liabilities.owed_text}} (${{st.liabilities.owed_count}} payout(s))`
+    : '';
   document.getElementById('epochs').innerHTML = st.epochs.length === 0
     ? '<tr><td class="empty">no epoch yet</td></tr>'
     : '<tr><th class="num">epoch</th><th>state</th><th class="num">ehash</th><th class="num">reward</th><th class="num">not yet matured</th><th class="num">rate</th></tr>' +
@@ -161,12 +165,35 @@ async fn summary(State(s): State<AppState>) -> Json<Value> {
         format!("{}/v1/info", s.config.mint_url),
         format!("{stats}/api/v1/network"),
     ];
-    // The pool's settlement report, fetched with the rest (none without its API).
+    // The pool's settlement report and its payouts, fetched with the rest (none without its
+    // API); then the mint's report of the newest final epoch, for what the mint owes.
     let settlement = async {
-        match &s.config.pool_api_url {
-            Some(api) => u.get(&format!("{api}/api/v1/settlement")).await.ok(),
+        let Some(api) = &s.config.pool_api_url else {
+            return None;
+        };
+        let (report_url, payouts_url) = (
+            format!("{api}/api/v1/settlement"),
+            format!("{api}/api/v1/settlement/payouts"),
+        );
+        let (report, payouts) = tokio::join!(u.get(&report_url), u.get(&payouts_url));
+        let report = report.ok()?;
+        let newest_final = report["epochs"].as_array().and_then(|e| {
+            e.iter()
+                .rev()
+                .find(|e| e["state"] == "final")
+                .and_then(|e| e["index"].as_u64())
+        });
+        let mint = match newest_final {
+            Some(e) => u
+                .get(&format!(
+                    "{}/v1/hashpool/epochs/{e}/report",
+                    s.config.mint_url
+                ))
+                .await
+                .ok(),
             None => None,
-        }
+        };
+        Some(json!({ "report": report, "payouts": payouts.ok(), "mint": mint }))
     };
     let (
         health,
@@ -275,7 +302,10 @@ async fn summary(State(s): State<AppState>) -> Json<Value> {
         "channels": channel_rows,
         "health": health_rows,
         "network": network_cards(&network, unix_now()),
-        "settlement": settlement::view(&settlement.unwrap_or(Value::Null)),
+        "settlement": settlement.map_or_else(
+            || settlement::view(&Value::Null, &Value::Null, &Value::Null),
+            |s| settlement::view(&s["report"], &s["payouts"], &s["mint"]),
+        ),
         "errors": errors,
     }))
 }

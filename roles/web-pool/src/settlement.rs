@@ -22,9 +22,40 @@ fn sats_text(v: &Value) -> String {
     v.as_i64().map_or("–".into(), units::sats_as_btc)
 }
 
+/// What is still owed: the final epochs' rewards less the sats redemptions issued (an upper
+/// bound: each redemption leaves its rounding with the mint), the sat ecash not withdrawn,
+/// and the withdrawals the pool's coinbases have not paid yet. `mint` is the mint's report of
+/// the newest final epoch (its sat figures are the mint's whole), `payouts` the pool's
+/// payout summary; either may be `null` (a dash).
+fn liabilities(epochs: &[Value], payouts: &Value, mint: &Value) -> Value {
+    let final_rewards: u64 = epochs
+        .iter()
+        .filter(|e| e["state"] == "final")
+        .filter_map(|e| e["reward_sats"].as_u64())
+        .fold(0, u64::saturating_add);
+    let m = &mint["body"];
+    let issued = m["mint_sats_issued"].as_u64();
+    let withdrawn = m["sats_withdrawn"].as_u64();
+    // No final epoch: nothing is redeemable yet, whatever the mint says.
+    let unredeemed = if final_rewards == 0 {
+        Some(0)
+    } else {
+        issued.map(|i| final_rewards.saturating_sub(i))
+    };
+    let ecash = issued.zip(withdrawn).map(|(i, w)| i.saturating_sub(w));
+    let text = |v: Option<u64>| v.map_or("–".into(), |s| units::sats_as_btc(s as i64));
+    let count = |state: &str| payouts["by_state"][state]["count"].as_u64().unwrap_or(0);
+    json!({
+        "unredeemed_text": text(unredeemed),
+        "sat_ecash_text": text(ecash),
+        "owed_text": text(payouts["owed_sats"].as_u64()),
+        "owed_count": count("queued") + count("offered"),
+    })
+}
+
 /// What the page shows of the pool's settlement report (`Value::Null`: none: the pool has no
-/// `[settlement]`, or its API is off or unreachable).
-pub(crate) fn view(report: &Value) -> Value {
+/// `[settlement]`, or its API is off or unreachable), its payouts and the mint's report.
+pub(crate) fn view(report: &Value, payouts: &Value, mint: &Value) -> Value {
     let Some(epochs) = report["epochs"].as_array() else {
         return json!({ "on": false, "epochs": [], "blocks": [] });
     };
@@ -79,6 +110,7 @@ pub(crate) fn view(report: &Value) -> Value {
         "fees_text": sats_text(&report["fees_sats"]),
         "carry_text": sats_text(&report["carry_sats"]),
         "final_epochs": epochs.iter().filter(|e| e["state"] == "final").count(),
+        "liabilities": liabilities(epochs, payouts, mint),
         "epochs": epoch_rows,
         "blocks": block_rows,
     })
@@ -109,7 +141,18 @@ mod tests {
                  "fee_sats": 0, "paid": [], "carry_in": 7, "carry_out": 7, "window": null},
             ],
         });
-        let v = view(&report);
+        let payouts = json!({ "owed_sats": 65_000, "by_state": {
+            "queued": {"count": 1, "sats": 25_000}, "offered": {"count": 1, "sats": 40_000},
+            "matured": {"count": 3, "sats": 90_000} } });
+        let mint = json!({ "body": { "mint_sats_issued": 10_000, "sats_withdrawn": 4_000 } });
+        let v = view(&report, &payouts, &mint);
+        // 15,300 of final epochs' reward, 10,000 of it redeemed; 6,000 sats not withdrawn.
+        assert_eq!(v["liabilities"]["unredeemed_text"], "0.00005300 BTC");
+        assert_eq!(v["liabilities"]["sat_ecash_text"], "0.00006000 BTC");
+        assert_eq!(v["liabilities"]["owed_text"], "0.00065000 BTC");
+        assert_eq!(v["liabilities"]["owed_count"], 2);
+        let unknown = view(&report, &Value::Null, &Value::Null);
+        assert_eq!(unknown["liabilities"]["sat_ecash_text"], "–");
         assert_eq!(v["on"], true);
         assert_eq!(v["fee_text"], "2.00 %");
         assert_eq!(v["final_epochs"], 1);
@@ -126,7 +169,7 @@ mod tests {
 
     #[test]
     fn no_report_is_settlement_off() {
-        let v = view(&Value::Null);
+        let v = view(&Value::Null, &Value::Null, &Value::Null);
         assert_eq!(v["on"], false);
         assert_eq!(v["epochs"].as_array().map(Vec::len), Some(0));
     }

@@ -120,6 +120,7 @@ pub fn load(args: &Args) -> anyhow::Result<WebProxyConfig> {
                 .translator
                 .map(|translator| format!("http://{}", translator.monitoring_address))
         }),
+        pool_api_url: global.wallet.pool_api_url,
         refresh_secs: own.web.refresh_secs,
         allowed_hosts: own.web.allowed_hosts,
         wallet_token_path: own.wallet_api.token_path,

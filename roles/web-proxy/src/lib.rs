@@ -42,6 +42,9 @@ pub struct WebProxyConfig {
     pub wallet_url: String,
     /// The translator's monitoring API; `None`: no translator runs here (no upstream state).
     pub translator_url: Option<String>,
+    /// The pool's miner API, where withdrawals' payouts are followed; `None`: withdrawals are
+    /// listed without their state.
+    pub pool_api_url: Option<String>,
     pub refresh_secs: u64,
     /// Other names the page may be reached by (`host:port`); its own address, `localhost` and
     /// `127.0.0.1` on its port always work.
@@ -145,9 +148,10 @@ async fn summary(State(s): State<AppState>) -> Json<Value> {
     let u = &s.upstream;
     let (stats, translator) = (c.stats_url.as_deref(), c.translator_url.as_deref());
     let hashrate_route = format!("/api/v1/hashrate?range=1m&{}", hashrate_windows::query());
-    let (balance, history, miners, hashrate, status) = tokio::join!(
+    let (balance, history, withdrawals, miners, hashrate, status) = tokio::join!(
         read(u, Some(&c.wallet_url), "/api/v1/balance"),
         read(u, Some(&c.wallet_url), "/api/v1/history?limit=10"),
+        read(u, Some(&c.wallet_url), "/api/v1/withdrawals"),
         read(u, stats, "/api/v1/subjects?kind=miner"),
         read(u, stats, &hashrate_route),
         read(u, translator, "/api/v1/status"),
@@ -191,7 +195,13 @@ async fn summary(State(s): State<AppState>) -> Json<Value> {
                 .collect()
         })
         .unwrap_or_default();
+    // An older wallet API has no withdrawals: an empty list, not a missing source.
+    let withdrawals = match withdrawals {
+        Some(Ok(w)) => payouts_of(u, c.pool_api_url.as_deref(), &w).await,
+        _ => Vec::new(),
+    };
     Json(json!({
+        "withdrawals": withdrawals,
         "balance": balance["balance"].as_u64(),
         // Sats from redemptions, and ehash by settlement epoch (`null`: not said).
         "sats": balance["sats"].as_u64(),
@@ -220,6 +230,39 @@ async fn summary(State(s): State<AppState>) -> Json<Value> {
         },
         "unavailable": unavailable,
     }))
+}
+
+/// Withdrawals shown at most (the newest).
+const WITHDRAWALS_SHOWN: usize = 20;
+
+/// The newest withdrawals, each with where the pool's coinbases stand on it (`payout`:
+/// `null` without a pool API or before the pool has read it).
+async fn payouts_of(u: &Upstream, pool_api: Option<&str>, answer: &Value) -> Vec<Value> {
+    let listed = answer["withdrawals"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for w in listed.iter().rev().take(WITHDRAWALS_SHOWN) {
+        let quote = w["quote_id"].as_str().unwrap_or_default();
+        // Quote ids are the mint's UUIDs; anything else is not looked up.
+        let lookable =
+            !quote.is_empty() && quote.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+        let payout = match pool_api {
+            Some(api) if lookable => u
+                .get(&format!("{api}/api/v1/settlement/payouts/{quote}"))
+                .await
+                .ok(),
+            _ => None,
+        };
+        out.push(json!({
+            "quote_id": quote,
+            "sats": w["sats"],
+            "address": w["address"],
+            "payout": payout,
+        }));
+    }
+    out
 }
 
 async fn index(State(s): State<AppState>) -> Html<String> {
@@ -276,6 +319,7 @@ async fn index(State(s): State<AppState>) -> Html<String> {
   <div class="msg" id="receive-msg"></div>
 </section>
 <section><h2>Ehash by epoch</h2><table id="epochs"><tr><td class="empty">loading…</td></tr></table></section>
+<section><h2>Withdrawals</h2><table id="withdrawals"><tr><td class="empty">loading…</td></tr></table></section>
 <section><h2>Recent issuance</h2><table id="history"><tr><td class="empty">loading…</td></tr></table></section>
 <section><h2>Tokens sent and received</h2><table id="transfers"><tr><td class="empty">loading…</td></tr></table></section>"#,
     );
@@ -334,8 +378,18 @@ hp.refresh({refresh}, async () => {{
   set('epochs', e => {{
     e.innerHTML = s.epochs === null ? '<tr><td class="empty">unavailable</td></tr>'
       : s.epochs.length === 0 ? '<tr><td class="empty">no ehash</td></tr>'
-      : '<tr><th>epoch</th><th>ehash</th></tr>' + s.epochs.map(r =>
-          `<tr><td>${{r.epoch === null ? 'before epochs' : hp.esc(String(r.epoch))}}</td><td>${{hp.esc(String(r.ehash))}}</td></tr>`).join('');
+      : '<tr><th>epoch</th><th class="num">ehash</th><th>state</th><th class="num">value</th></tr>' + s.epochs.map(r =>
+          `<tr><td>${{r.epoch === null ? 'before epochs' : hp.esc(String(r.epoch))}}</td><td class="num">${{hp.esc(String(r.ehash))}}</td>` +
+          `<td>${{r.final ? 'final' : 'open or not final'}}</td><td class="num">${{r.sats === null || r.sats === undefined ? '–' : hp.esc(String(r.sats)) + ' sat'}}</td></tr>`).join('');
+  }});
+  set('withdrawals', e => {{
+    e.innerHTML = s.withdrawals.length === 0 ? '<tr><td class="empty">no withdrawal</td></tr>'
+      : '<tr><th>address</th><th class="num">amount</th><th>state</th><th>transaction</th></tr>' + s.withdrawals.map(w => {{
+          const p = w.payout;
+          const state = p ? p.state.replace('_', ' ') : 'recorded by the mint';
+          const tx = p && p.txid ? `<code>${{hp.esc(p.txid)}}:${{hp.esc(String(p.vout))}}</code>` : '–';
+          return `<tr><td><code>${{hp.esc(String(w.address))}}</code></td><td class="num">${{hp.esc(String(w.sats))}} sat</td><td>${{hp.esc(state)}}</td><td>${{tx}}</td></tr>`;
+        }}).join('');
   }});
   set('faucet', e => {{ e.hidden = s.faucet === false; }});
   hp.windows(s.hashrate_windows);
@@ -593,6 +647,24 @@ mod tests {
                     }))
                 }),
             )
+            .route(
+                "/api/v1/withdrawals",
+                get(|| async {
+                    Json(json!({ "withdrawals": [
+                        { "quote_id": "01a2-bf", "sats": 25000, "address": "bcrt1qa" },
+                        { "quote_id": "../../api/v1/balance", "sats": 30000, "address": "bcrt1qb" },
+                    ]}))
+                }),
+            )
+            // The pool's payout of the first (the fake serves as the pool's API too).
+            .route(
+                "/api/v1/settlement/payouts/01a2-bf",
+                get(|| async {
+                    Json(json!({ "quote_id": "01a2-bf", "sats": 25000, "address": "bcrt1qa",
+                        "state": "in_block", "height": 150, "block_hash": "00ab",
+                        "txid": "cd01", "vout": 1 }))
+                }),
+            )
             .route("/api/v1/tokens", post(spend))
             .route("/api/v1/faucet", post(spend))
             .route(
@@ -615,6 +687,29 @@ mod tests {
         address
     }
 
+    #[tokio::test]
+    async fn withdrawals_show_where_the_pools_coinbases_stand_on_each() {
+        let wallet = fake_wallet().await;
+        let shutdown = CancellationToken::new();
+        let mut config = config(format!("http://{wallet}"), None, None);
+        config.pool_api_url = Some(format!("http://{wallet}"));
+        let proxy = start(config, shutdown.clone()).await.unwrap();
+        let summary: Value = reqwest::get(format!("http://{}/api/summary", proxy.address))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let shown = summary["withdrawals"].as_array().unwrap();
+        // Newest first; an id that is no quote id is not looked up at the pool.
+        assert_eq!(shown.len(), 2);
+        assert_eq!(shown[0]["sats"], 30000);
+        assert!(shown[0]["payout"].is_null(), "{summary}");
+        assert_eq!(shown[1]["payout"]["state"], "in_block");
+        assert_eq!(shown[1]["payout"]["txid"], "cd01");
+        shutdown.cancel();
+    }
+
     #[cfg(unix)]
     fn write_token(path: &Path, token: &str, mode: u32) {
         use std::os::unix::fs::PermissionsExt;
@@ -635,6 +730,7 @@ mod tests {
                 stats_url: Some("http://127.0.0.1:1".into()),
                 wallet_url: format!("http://{wallet}"),
                 translator_url: Some("http://127.0.0.1:1".into()),
+                pool_api_url: None,
                 refresh_secs: 1,
                 allowed_hosts: Vec::new(),
                 wallet_token_path: token_path.clone(),
@@ -783,6 +879,7 @@ mod tests {
             stats_url: stats.map(str::to_string),
             wallet_url,
             translator_url: translator.map(str::to_string),
+            pool_api_url: None,
             refresh_secs: 1,
             allowed_hosts: Vec::new(),
             wallet_token_path: PathBuf::from("unused"),

@@ -106,6 +106,10 @@ pub struct WalletTopology {
     pub api_address: SocketAddr,
     /// The mint's Cashu HTTP API, as the wallet reaches it.
     pub mint_url: String,
+    /// The pool's miner API (`pool.api_address`), where the miner's page follows its
+    /// withdrawals into the pool's coinbases; unset: the page lists them without their state.
+    #[serde(default)]
+    pub pool_api_url: Option<String>,
 }
 
 #[cfg(test)]

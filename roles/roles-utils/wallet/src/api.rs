@@ -200,6 +200,7 @@ pub fn router(
     Router::new()
         .route("/api/v1/balance", get(balance))
         .route("/api/v1/history", get(history))
+        .route("/api/v1/withdrawals", get(withdrawals))
         .route("/api/v1/receive", post(receive))
         .merge(spending)
         .with_state(state)
@@ -241,9 +242,10 @@ async fn balance(State(s): State<ApiState>) -> Response {
         (Err(e), _) | (_, Err(e)) => return wallet_error(e),
     };
     // Ehash by epoch needs the mint's list of epochs: `null` while it cannot be read.
-    let epochs = s.wallet.balance_by_epoch().await.ok().map(|by| {
+    // `sats`: what a final epoch's ehash redeems for; `null` while it is open or not final.
+    let epochs = s.wallet.holdings_by_epoch().await.ok().map(|by| {
         by.into_iter()
-            .map(|(epoch, ehash)| json!({ "epoch": epoch, "ehash": ehash }))
+            .map(|h| json!({ "epoch": h.epoch, "ehash": h.ehash, "final": h.sats.is_some(), "sats": h.sats }))
             .collect::<Vec<_>>()
     });
     Json(json!({
@@ -255,6 +257,14 @@ async fn balance(State(s): State<ApiState>) -> Response {
         "faucet": s.faucet.is_some(),
     }))
     .into_response()
+}
+
+/// The wallet's withdrawals the mint recorded (quote id, sats, address), oldest first.
+async fn withdrawals(State(s): State<ApiState>) -> Response {
+    match s.wallet.withdrawals().await {
+        Ok(w) => Json(json!({ "withdrawals": w })).into_response(),
+        Err(e) => wallet_error(e),
+    }
 }
 
 #[derive(Deserialize)]

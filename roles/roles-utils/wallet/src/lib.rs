@@ -153,6 +153,17 @@ pub struct Redeemed {
     pub sat_quote: String,
 }
 
+/// One epoch's ehash in a wallet.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EpochHolding {
+    /// `None`: ehash from before the pool's first epoch.
+    pub epoch: Option<u32>,
+    pub ehash: u64,
+    /// What it redeems for once the epoch is final; `None` while it is not (or the mint does
+    /// not redeem).
+    pub sats: Option<u64>,
+}
+
 /// One withdrawal: sats melted for a coinbase output of the pool's (docs/settlement.md,
 /// "Withdrawals in the coinbase").
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -362,11 +373,18 @@ impl EhashWallet {
         })
     }
 
-    /// This wallet's withdrawals the mint has recorded, oldest first. A withdrawal whose
-    /// answer was lost is settled with the mint first.
-    pub async fn withdrawals(&self) -> Result<Vec<Withdrawn>, WalletError> {
+    /// Settles with the mint the withdrawals (and sat mints) whose answer was lost: each is
+    /// recorded (its sats spent) or not (its sats back in the wallet).
+    pub async fn settle_withdrawals(&self) -> Result<(), WalletError> {
+        let _one_at_a_time = self.minting.lock().await;
         let report = self.sat.recover_incomplete_sagas().await?;
         tracing::debug!(?report, "incomplete sat wallet operations recovered");
+        Ok(())
+    }
+
+    /// This wallet's withdrawals the mint has recorded, oldest first (one whose answer was
+    /// lost shows once [`settle_withdrawals`](Self::settle_withdrawals) has settled it).
+    pub async fn withdrawals(&self) -> Result<Vec<Withdrawn>, WalletError> {
         let mut out = Vec::new();
         for quote in self
             .sat
@@ -543,6 +561,37 @@ impl EhashWallet {
             .collect();
         out.sort();
         Ok(out)
+    }
+
+    /// This wallet's ehash by epoch with each final epoch's value in sats at the rate the
+    /// mint redeems it at (`floor(x * R / H)`); `None` while the epoch is not final.
+    pub async fn holdings_by_epoch(&self) -> Result<Vec<EpochHolding>, WalletError> {
+        let by_epoch = self.balance_by_epoch().await?;
+        let epochs = self.epochs.lock().await.clone().unwrap_or(EpochsResponse {
+            pre_epoch: None,
+            epochs: Vec::new(),
+        });
+        Ok(by_epoch
+            .into_iter()
+            .map(|(epoch, ehash)| {
+                let rate = epoch.and_then(|e| {
+                    epochs
+                        .epochs
+                        .iter()
+                        .find(|k| k.epoch == e)
+                        .and_then(|k| k.rate)
+                });
+                EpochHolding {
+                    epoch,
+                    ehash,
+                    sats: rate.and_then(|r| {
+                        let sats = u128::from(ehash) * u128::from(r.reward_sats)
+                            / u128::from(r.ehash.max(1));
+                        u64::try_from(sats).ok()
+                    }),
+                }
+            })
+            .collect())
     }
 
     /// The key a mnemonic's quotes are locked to (NUT-20, counter 0 of its seed), without

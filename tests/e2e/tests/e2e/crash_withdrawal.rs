@@ -77,6 +77,9 @@ async fn bury(http: SocketAddr, count: u32) -> anyhow::Result<()> {
 
 /// Withdrawals of `wallet` the mint recorded, after settling any the kills left pending.
 async fn settled_withdrawals(wallet: &EhashWallet) -> Vec<hashpool_wallet::Withdrawn> {
+    if let Err(e) = wallet.settle_withdrawals().await {
+        tracing::info!("settling withdrawals: {e}");
+    }
     wallet.withdrawals().await.unwrap_or_default()
 }
 

@@ -147,6 +147,7 @@ async fn web_proxy_in_front_of_a_served_wallet_shows_it_and_creates_tokens() -> 
             stats_url: None,
             wallet_url: format!("http://{}", served.address),
             translator_url: None,
+            pool_api_url: None,
             refresh_secs: 1,
             allowed_hosts: Vec::new(),
             wallet_token_path: served.token_path.clone(),

@@ -196,6 +196,7 @@ async fn the_dashboards_show_the_wallet_and_the_pool_in_a_real_browser() -> anyh
             stats_url: Some(format!("http://{}", stats_proxy.http_address)),
             wallet_url: format!("http://{wallet_api}"),
             translator_url: Some(format!("http://{monitoring}")),
+            pool_api_url: None,
             refresh_secs: 1,
             allowed_hosts: Vec::new(),
             wallet_token_path: token_path.clone(),

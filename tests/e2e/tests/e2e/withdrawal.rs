@@ -55,6 +55,29 @@ async fn a_withdrawal_is_paid_once_in_a_later_coinbase_even_when_its_block_is_or
     miner_stop.cancel();
     miner.task.await?;
     tp.bury(100).await?;
+    // The wallet values epoch 0 once it is final, at the rate the mint redeems it at; epoch 1
+    // (still in the windows of later blocks) has no value yet.
+    wait_until(WAIT, "epoch 0 valued", || async {
+        let _ = alice.recover().await;
+        alice.holdings_by_epoch().await.is_ok_and(|h| {
+            h.iter()
+                .any(|e| e.epoch == Some(0) && e.sats.is_some_and(|s| s > 0))
+        })
+    })
+    .await?;
+    let holdings = alice.holdings_by_epoch().await?;
+    let valued = holdings
+        .iter()
+        .find(|e| e.epoch == Some(0))
+        .and_then(|e| e.sats)
+        .expect("epoch 0's value");
+    assert!(
+        holdings
+            .iter()
+            .filter(|e| e.epoch == Some(1))
+            .all(|e| e.sats.is_none()),
+        "{holdings:?}"
+    );
     let started = std::time::Instant::now();
     let redeemed = loop {
         let _ = alice.recover().await;
@@ -68,6 +91,7 @@ async fn a_withdrawal_is_paid_once_in_a_later_coinbase_even_when_its_block_is_or
         }
     };
     let sats = redeemed.sats;
+    assert_eq!(sats, valued, "the value shown is what the redemption paid");
     assert!(sats > 100_000, "alice redeemed {sats} sats");
 
     // Refused, nothing spent: under the minimum, an address of another chain, more than held.
