@@ -35,6 +35,10 @@ pub struct JdClientSettings {
     /// block space for it.
     #[serde(default = "default_max_pool_script_bytes")]
     pub max_pool_script_bytes: usize,
+    /// Withdrawal outputs of the pool's (docs/settlement.md) a declared coinbase may carry:
+    /// the template provider reserves room for them; a token asking for more is not used.
+    #[serde(default = "default_max_payout_outputs")]
+    pub max_payout_outputs: usize,
     /// How often each miner's difficulty is reconsidered (vardiff needs more than 15 s).
     #[serde(default = "default_vardiff_interval_secs")]
     pub vardiff_interval_secs: u64,
@@ -50,6 +54,10 @@ fn default_shares_per_minute() -> f32 {
 
 fn default_max_pool_script_bytes() -> usize {
     64
+}
+
+fn default_max_payout_outputs() -> usize {
+    100
 }
 
 /// A Noise endpoint; its key pinned when given.
@@ -124,6 +132,7 @@ pub struct JdClientRunConfig {
     pub miner_tag: String,
     pub shares_per_minute: f32,
     pub max_pool_script_bytes: usize,
+    pub max_payout_outputs: usize,
     pub vardiff_interval: Duration,
     pub template_provider: Endpoint,
     pub pool: PoolEndpoint,
@@ -149,6 +158,9 @@ impl JdClientRunConfig {
         if s.max_pool_script_bytes == 0 || s.max_pool_script_bytes > 10_000 {
             return Err("`jd_client.max_pool_script_bytes` must be 1 to 10,000".into());
         }
+        if s.max_payout_outputs > 1_000 {
+            return Err("`jd_client.max_payout_outputs` must be at most 1,000".into());
+        }
         Ok(Self {
             listen_address: s.listen_address,
             authority_public_key: s.authority_secret_key.into(),
@@ -158,6 +170,7 @@ impl JdClientRunConfig {
             miner_tag: s.miner_tag.clone(),
             shares_per_minute: s.shares_per_minute,
             max_pool_script_bytes: s.max_pool_script_bytes,
+            max_payout_outputs: s.max_payout_outputs,
             vardiff_interval: Duration::from_secs(s.vardiff_interval_secs.max(1)),
             template_provider: own.template_provider.clone(),
             pool: own.pool.clone(),

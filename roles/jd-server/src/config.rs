@@ -31,6 +31,14 @@ pub struct JdServerSettings {
     /// Prometheus `/metrics` and `GET /api/v1/health`. Off when unset.
     #[serde(default)]
     pub metrics_address: Option<SocketAddr>,
+    /// Require the pool's withdrawal payouts in declared coinbases (docs/job-declaration.md):
+    /// asked of the pool at each token allocation.
+    #[serde(default)]
+    pub require_payouts: bool,
+    /// Where the pool's payout offers are asked for. Default:
+    /// `http://<pool.api_address>/api/v1/settlement/payouts/offer` from the shared config.
+    #[serde(default)]
+    pub payouts_url: Option<String>,
 }
 
 /// Bitcoin Core's JSON-RPC (the template provider's subset in local runs).
@@ -47,6 +55,8 @@ pub struct JdServerRunConfig {
     pub token_lifetime_secs: u64,
     pub rpc: RpcSettings,
     pub metrics_address: Option<SocketAddr>,
+    /// The pool's payout offers (with `require_payouts`).
+    pub payouts_url: Option<String>,
 }
 
 impl JdServerRunConfig {
@@ -74,7 +84,28 @@ impl JdServerRunConfig {
         if own.jd_server.token_lifetime_secs == 0 {
             return Err("`jd_server.token_lifetime_secs` must be at least 1".into());
         }
+        let payouts_url = if own.jd_server.require_payouts {
+            let url = match (own.jd_server.payouts_url, global.pool.api_address) {
+                (Some(url), _) => url,
+                (None, Some(api)) if !api.ip().is_unspecified() => {
+                    format!("http://{api}/api/v1/settlement/payouts/offer")
+                }
+                _ => {
+                    return Err(
+                        "`jd_server.require_payouts` needs `jd_server.payouts_url`, or \
+                                `pool.api_address` (not 0.0.0.0) in the shared config"
+                            .into(),
+                    )
+                }
+            };
+            reqwest::Url::parse(&url)
+                .map_err(|e| format!("`jd_server.payouts_url` `{url}`: {e}"))?;
+            Some(url)
+        } else {
+            None
+        };
         Ok(Self {
+            payouts_url,
             listen_address: topology.listen_address,
             authority_public_key: topology.authority_public_key,
             authority_secret_key: own.jd_server.authority_secret_key,

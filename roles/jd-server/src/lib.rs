@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod declaration;
 pub mod metrics;
+pub mod payouts;
 pub use hashpool_bitcoin_rpc as rpc;
 pub mod session;
 
@@ -25,6 +26,8 @@ pub struct JdContext {
     pub config: JdServerRunConfig,
     pub rpc: rpc::BitcoinRpc,
     pub stats: Arc<metrics::JdStats>,
+    /// The pool's payout offers, when declared coinbases must carry withdrawals.
+    pub payouts: Option<payouts::PayoutClient>,
     /// The node's mempool as last fetched: declarations within [`MEMPOOL_TTL`] share one
     /// `getrawmempool` (on a real node it is large).
     mempool: tokio::sync::Mutex<Option<(std::time::Instant, Arc<rpc::Mempool>)>>,
@@ -37,9 +40,14 @@ const MEMPOOL_MIN_REFRESH: std::time::Duration = std::time::Duration::from_milli
 
 impl JdContext {
     pub fn new(config: JdServerRunConfig, rpc: rpc::BitcoinRpc) -> Self {
+        let payouts = config
+            .payouts_url
+            .clone()
+            .map(|url| payouts::PayoutClient::new(url, config.authority_secret_key.into_bytes()));
         Self {
             config,
             rpc,
+            payouts,
             stats: Arc::default(),
             mempool: tokio::sync::Mutex::new(None),
         }

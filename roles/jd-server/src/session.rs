@@ -133,13 +133,16 @@ impl Session {
     ) -> Result<(), ConnectionError> {
         match message {
             JobDeclarationOwned::AllocateMiningJobToken(m) => {
-                let token = self.allocate();
+                let (payouts_height, payouts) = self.payouts_for_next_block().await;
+                let token = self.allocate(payouts_height, payouts.clone());
                 self.ctx.stats.token_allocated();
-                let outputs = vec![TxOut {
-                    // The whole reward, whatever it comes to, goes to this script.
+                // The pool's script first (the reward less the payouts, whatever it comes
+                // to), then the payouts a coinbase at the next height must carry.
+                let mut outputs = vec![TxOut {
                     value: Amount::ZERO,
                     script_pubkey: self.ctx.config.pool_script.clone(),
                 }];
+                outputs.extend(payouts);
                 let reply = AllocateMiningJobTokenSuccessOwned {
                     request_id: m.request_id,
                     mining_job_token: B0255Owned::new(token).expect("16 bytes fit"),
@@ -187,7 +190,34 @@ impl Session {
         }
     }
 
-    fn allocate(&mut self) -> Vec<u8> {
+    /// The withdrawals a coinbase at the next height must pay, as the pool offers them for
+    /// that height within its subsidy (fees are not known yet). On any trouble none: the
+    /// declared block then pays none, and the pool settles the height without them.
+    async fn payouts_for_next_block(&self) -> (Option<u32>, Vec<TxOut>) {
+        let Some(client) = &self.ctx.payouts else {
+            return (None, Vec::new());
+        };
+        let (chain, tip) = match self.ctx.rpc.chain().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("no payouts with this token: the node: {e}");
+                return (None, Vec::new());
+            }
+        };
+        let height = tip + 1;
+        match client
+            .offered(height, crate::declaration::subsidy(&chain, height))
+            .await
+        {
+            Ok(payouts) => (Some(height), payouts),
+            Err(e) => {
+                tracing::warn!(height, "no payouts with this token: the pool: {e}");
+                (None, Vec::new())
+            }
+        }
+    }
+
+    fn allocate(&mut self, payouts_height: Option<u32>, payouts: Vec<TxOut>) -> Vec<u8> {
         let now = Instant::now();
         self.tokens
             .retain(|_, a| a.expires > now && a.state != TokenState::Used);
@@ -209,6 +239,8 @@ impl Session {
             Allocated {
                 expires: now + lifetime,
                 state: TokenState::Free,
+                payouts_height,
+                payouts,
             },
         );
         token.to_vec()

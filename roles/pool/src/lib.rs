@@ -297,12 +297,24 @@ async fn serve_miner_api(
     let mut app = api.router().merge(hashpool_metrics::health_router("pool"));
     if let Some(settlement) = &config.settlement {
         app = app.merge(
-            settlement::api::SettlementApi::new(
-                ledger.clone(),
-                settlement.fee_ppm,
-                settlement.window_multiplier,
-                config.pool.authority_secret_key.into_bytes(),
-            )
+            {
+                let api = settlement::api::SettlementApi::new(
+                    ledger.clone(),
+                    settlement.fee_ppm,
+                    settlement.window_multiplier,
+                    config.pool.authority_secret_key.into_bytes(),
+                );
+                match config.jd_server_public_key {
+                    Some(jd) if settlement.pay_withdrawals => {
+                        api.with_payout_offers(settlement::api::PayoutOffers {
+                            jobs: miners.jobs.clone(),
+                            jd_server_key: jd.into_bytes(),
+                            max_payouts: settlement.max_payouts_per_block as usize,
+                        })
+                    }
+                    _ => api,
+                }
+            }
             .router(),
         );
     }

@@ -29,6 +29,7 @@ pub fn jd_server_config(
             password: None,
         },
         metrics_address: Some(loopback_any_port()),
+        payouts_url: None,
     })
 }
 
@@ -40,8 +41,13 @@ pub struct TestJdServer {
 impl TestJdServer {
     /// A jd-server on `listen` ([`jd_server_config`]).
     pub async fn start(listen: SocketAddr, tp: &TestProvider) -> anyhow::Result<Self> {
+        Self::start_with(jd_server_config(listen, tp)?).await
+    }
+
+    /// A jd-server of this configuration ([`jd_server_config`], changed).
+    pub async fn start_with(config: jd_server::JdServerRunConfig) -> anyhow::Result<Self> {
         let shutdown = CancellationToken::new();
-        let running = jd_server::start(jd_server_config(listen, tp)?, shutdown.clone()).await?;
+        let running = jd_server::start(config, shutdown.clone()).await?;
         Ok(Self { running, shutdown })
     }
 

@@ -257,7 +257,15 @@ impl Stack {
             _ => (None, None),
         };
         let jd_server = if self.jd_server {
-            Some(TestJdServer::start(self.jd_server_address, &tp).await?)
+            let mut config = crate::jd_server_config(self.jd_server_address, &tp)?;
+            // With withdrawals, declared coinbases must pay the pool's payouts.
+            if self.withdraw {
+                config.payouts_url = pool
+                    .running
+                    .api_address
+                    .map(|api| format!("http://{api}/api/v1/settlement/payouts/offer"));
+            }
+            Some(TestJdServer::start_with(config).await?)
         } else {
             None
         };

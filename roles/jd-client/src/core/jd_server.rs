@@ -33,7 +33,9 @@ pub(super) struct JdServer {
 
 pub(super) struct JdsLink {
     pub(super) tx: Out,
-    tokens: VecDeque<Vec<u8>>,
+    /// Tokens with the withdrawals a coinbase declared with each must pay (for the height
+    /// that was next when it was allocated).
+    tokens: VecDeque<(Vec<u8>, Vec<TxOut>)>,
     allocating: bool,
     pool_script: Option<ScriptBuf>,
     /// The declaration waiting for its answer (one at a time: the newest template wins).
@@ -73,6 +75,15 @@ impl Core {
         // template can be declared: the pool's jobs follow the mempool.
         self.jds.last_declared = None;
         self.fall_back();
+    }
+
+    /// Forgets the tokens whose withdrawals were for the previous height (the jd-server
+    /// refuses them paid at another); tokens without any stay good.
+    pub(super) fn drop_payout_tokens(&mut self) {
+        if let Some(jds) = &mut self.jds.link {
+            jds.tokens.retain(|(_, payouts)| payouts.is_empty());
+        }
+        self.request_token();
     }
 
     fn request_token(&mut self) {
@@ -144,10 +155,27 @@ impl Core {
             self.request_token();
             return;
         }
-        let outputs = vec![TxOut {
-            value: bitcoin::Amount::from_sat(template.coinbase_tx_value_remaining),
+        let Some((_, payouts)) = jds.tokens.front() else {
+            return;
+        };
+        // The pool's output gets what the withdrawals leave; the jd-server offered them within
+        // the subsidy, so they fit any template.
+        let owed: u64 = payouts.iter().map(|p| p.value.to_sat()).sum();
+        let Some(rest) = template.coinbase_tx_value_remaining.checked_sub(owed) else {
+            warn!(
+                template_id,
+                "the token's withdrawals exceed the template's value"
+            );
+            if let Some(jds) = &mut self.jds.link {
+                jds.tokens.pop_front();
+            }
+            return;
+        };
+        let mut outputs = vec![TxOut {
+            value: bitcoin::Amount::from_sat(rest),
             script_pubkey: script,
         }];
+        outputs.extend(payouts.iter().cloned());
         let full_extranonce_size = pool.prefix.len() + pool.size;
         let (prefix, suffix) = match self.factory.new_coinbase_tx_prefix_and_suffix(
             template.clone(),
@@ -183,7 +211,7 @@ impl Core {
         let Some(jds) = &mut self.jds.link else {
             return;
         };
-        let Some(token) = jds.tokens.pop_front() else {
+        let Some((token, _)) = jds.tokens.pop_front() else {
             return;
         };
         let message = (|| {
@@ -230,20 +258,28 @@ impl Core {
                     return;
                 };
                 jds.allocating = false;
-                let script = consensus::deserialize::<Vec<TxOut>>(s.coinbase_outputs.as_ref())
-                    .ok()
-                    .and_then(|o| o.into_iter().next())
-                    .map(|o| o.script_pubkey);
+                let outputs = consensus::deserialize::<Vec<TxOut>>(s.coinbase_outputs.as_ref())
+                    .unwrap_or_default();
+                let mut outputs = outputs.into_iter();
+                let script = outputs.next().map(|o| o.script_pubkey);
+                // The rest: withdrawals a coinbase declared with this token must pay.
+                let payouts: Vec<TxOut> = outputs.collect();
+                let payouts_ok = payouts.len() <= self.config.max_payout_outputs
+                    && payouts
+                        .iter()
+                        .all(|p| !p.script_pubkey.is_empty() && p.script_pubkey.len() <= 34);
                 match script {
-                    Some(script) if !script.is_empty() && script.len() <= max => {
+                    Some(script) if !script.is_empty() && script.len() <= max && payouts_ok => {
                         jds.pool_script = Some(script);
-                        jds.tokens.push_back(s.mining_job_token.as_ref().to_vec());
+                        jds.tokens
+                            .push_back((s.mining_job_token.as_ref().to_vec(), payouts));
                         self.stats.tokens_allocated.fetch_add(1, Ordering::Relaxed);
                         self.try_declare();
                     }
                     _ => warn!(
                         max_pool_script_bytes = max,
-                        "the jd-server's coinbase outputs are missing or their script is larger than configured: not declaring"
+                        max_payout_outputs = self.config.max_payout_outputs,
+                        "the jd-server's coinbase outputs are missing, or larger than configured: not declaring"
                     ),
                 }
             }

@@ -41,11 +41,17 @@ impl TemplateProvider {
 
 impl Core {
     pub(super) fn on_tp_up(&mut self, tx: Out) {
-        // Room in the coinbase for the pool's output, whose script the jd-server gives later.
-        let outputs = vec![TxOut {
+        // Room in the coinbase for the pool's output, whose script the jd-server gives later,
+        // and for the withdrawals it may ask for (a standard output's script is at most 34
+        // bytes).
+        let mut outputs = vec![TxOut {
             value: bitcoin::Amount::ZERO,
             script_pubkey: ScriptBuf::from_bytes(vec![0; self.config.max_pool_script_bytes]),
         }];
+        outputs.extend((0..self.config.max_payout_outputs).map(|_| TxOut {
+            value: bitcoin::Amount::ZERO,
+            script_pubkey: ScriptBuf::from_bytes(vec![0; 34]),
+        }));
         let constraints =
             stratum_apps::coinbase_output_constraints::coinbase_output_constraints_message(outputs);
         let _ = tx.try_send(AnyMessageOwned::TemplateDistribution(
@@ -84,6 +90,8 @@ impl Core {
                 self.tp.current = Some(p.template_id);
                 let id = p.template_id;
                 self.tp.tip = Some(p);
+                // Tokens carrying withdrawals were for the height just mined.
+                self.drop_payout_tokens();
                 self.request_tx_data(id);
             }
             TemplateDistributionOwned::RequestTransactionDataSuccess(s) => {

@@ -83,16 +83,55 @@ pub fn block_reward(chain: &str, height: u32, known: &[Known]) -> Result<Amount,
     Ok(subsidy(chain, height) + fees)
 }
 
-/// The outputs pay the pool's script at least the whole `reward`, and no more than it in all.
+/// The payouts a coinbase at `height` must carry: the token's, when they were offered at that
+/// height. A token's payouts offered at another height must not be paid at this one (the pool
+/// settles each payout by the block at the height it was offered at, so a payout paid
+/// elsewhere could be paid twice).
+pub fn required_payouts<'a>(
+    outputs: &[TxOut],
+    token_height: Option<u32>,
+    token_payouts: &'a [TxOut],
+    height: u32,
+) -> Result<&'a [TxOut], Refusal> {
+    match token_height {
+        Some(h) if h == height => Ok(token_payouts),
+        Some(h) if token_payouts.iter().any(|p| outputs.contains(p)) => Err(bad_coinbase(format!(
+            "the coinbase pays withdrawals offered for height {h}, not {height}: allocate a new token"
+        ))),
+        _ => Ok(&[]),
+    }
+}
+
+/// The outputs pay each `required` payout (its script and amount, one output each), the pool's
+/// script at least the rest of `reward`, and no more than `reward` in all.
 pub fn check_outputs(
     outputs: &[TxOut],
     pool_script: &Script,
     reward: Amount,
+    required: &[TxOut],
 ) -> Result<(), Refusal> {
-    let mut total = Amount::ZERO;
+    let mut unpaid: Vec<&TxOut> = required.iter().collect();
+    let mut owed = Amount::ZERO;
+    for payout in required {
+        owed = owed
+            .checked_add(payout.value)
+            .ok_or_else(|| bad_coinbase("the payouts' sum overflows".into()))?;
+    }
+    let Some(pool_share) = reward.checked_sub(owed) else {
+        return Err(bad_coinbase(format!(
+            "the withdrawals to pay ({} sat) exceed the block's reward",
+            owed.to_sat()
+        )));
+    };
+    let mut total = owed;
     let mut paid = Amount::ZERO;
     let mut pays_pool = false;
     for output in outputs {
+        if let Some(i) = unpaid.iter().position(|p| *p == output) {
+            // A payout's output: counted in `owed`, not again.
+            unpaid.swap_remove(i);
+            continue;
+        }
         if output.value > Amount::MAX_MONEY {
             return Err(bad_coinbase(format!(
                 "an output pays {} sat, more than all bitcoin",
@@ -109,17 +148,26 @@ pub fn check_outputs(
                 .ok_or_else(|| bad_coinbase("the outputs' sum overflows".into()))?;
         }
     }
+    if let Some(missing) = unpaid.first() {
+        return Err(bad_coinbase(format!(
+            "the coinbase does not pay a withdrawal the pool requires: {} sat to {} \
+             (AllocateMiningJobToken.Success.coinbase_outputs)",
+            missing.value.to_sat(),
+            missing.script_pubkey.to_hex_string()
+        )));
+    }
     if !pays_pool {
         return Err(bad_coinbase(
             "no output pays the pool's script (AllocateMiningJobToken.Success.coinbase_outputs)"
                 .into(),
         ));
     }
-    if paid < reward {
+    if paid < pool_share {
         return Err(bad_coinbase(format!(
-            "the pool's output pays {} sat; the block's reward is {} sat (subsidy and the fees of the mempool's transactions)",
+            "the pool's output pays {} sat; the block's reward is {} sat (subsidy and the fees of the mempool's transactions), {} of it to withdrawals",
             paid.to_sat(),
-            reward.to_sat()
+            reward.to_sat(),
+            owed.to_sat()
         )));
     }
     if total > reward {
@@ -303,7 +351,11 @@ mod tests {
             ("in two outputs", vec![out(&pool, 600), out(&pool, 400)]),
         ];
         for (what, outputs) in accepted {
-            assert_eq!(check_outputs(&outputs, &pool, reward), Ok(()), "{what}");
+            assert_eq!(
+                check_outputs(&outputs, &pool, reward, &[]),
+                Ok(()),
+                "{what}"
+            );
         }
 
         let too_much = Amount::MAX_MONEY.to_sat() + 1;
@@ -337,13 +389,68 @@ mod tests {
             ),
         ];
         for (what, outputs, part) in refused {
-            let Refusal(code, details) = check_outputs(&outputs, &pool, reward).expect_err(what);
+            let Refusal(code, details) =
+                check_outputs(&outputs, &pool, reward, &[]).expect_err(what);
             assert_eq!(
                 code, ERROR_CODE_DECLARE_MINING_JOB_INVALID_COINBASE_TX,
                 "{what}"
             );
             assert!(details.contains(part), "{what}: {details}");
         }
+    }
+
+    #[test]
+    fn withdrawals_the_token_carries_are_paid_at_its_height_and_nowhere_else() {
+        let pool = pool_script();
+        let alice = ScriptBuf::from_hex("0014751e76e8199196d454941c45d1b3a323f1433bd6").unwrap();
+        let reward = Amount::from_sat(100_000);
+        let out = |script: &ScriptBuf, sat: u64| TxOut {
+            value: Amount::from_sat(sat),
+            script_pubkey: script.clone(),
+        };
+        let payouts = vec![out(&alice, 20_000), out(&alice, 20_000)];
+
+        // At the token's height: both paid, the pool the rest.
+        let paying = vec![out(&pool, 60_000), out(&alice, 20_000), out(&alice, 20_000)];
+        let required = required_payouts(&paying, Some(7), &payouts, 7).unwrap();
+        assert_eq!(check_outputs(&paying, &pool, reward, required), Ok(()));
+        // One output cannot pay two payouts; the pool keeping a payout's sats is refused.
+        for (what, outputs, part) in [
+            (
+                "one of two paid",
+                vec![out(&pool, 80_000), out(&alice, 20_000)],
+                "does not pay a withdrawal",
+            ),
+            (
+                "none paid",
+                vec![out(&pool, 100_000)],
+                "does not pay a withdrawal",
+            ),
+            (
+                "the pool underpaid",
+                vec![out(&pool, 59_999), out(&alice, 20_000), out(&alice, 20_000)],
+                "the pool's output pays 59999 sat",
+            ),
+        ] {
+            let Refusal(code, details) =
+                check_outputs(&outputs, &pool, reward, required).expect_err(what);
+            assert_eq!(code, ERROR_CODE_DECLARE_MINING_JOB_INVALID_COINBASE_TX);
+            assert!(details.contains(part), "{what}: {details}");
+        }
+        // Payouts worth more than the block: refused.
+        let Refusal(_, details) =
+            check_outputs(&paying, &pool, Amount::from_sat(30_000), required).unwrap_err();
+        assert!(details.contains("exceed the block's reward"), "{details}");
+
+        // At another height the token's payouts are not required, and must not be paid.
+        assert_eq!(
+            required_payouts(&[out(&pool, 100_000)], Some(7), &payouts, 8),
+            Ok(&[][..])
+        );
+        let Refusal(_, details) = required_payouts(&paying, Some(7), &payouts, 8).unwrap_err();
+        assert!(details.contains("offered for height 7, not 8"), "{details}");
+        // A token without payouts requires none.
+        assert_eq!(required_payouts(&paying, None, &[], 8), Ok(&[][..]));
     }
 
     #[test]

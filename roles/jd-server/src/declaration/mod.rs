@@ -19,7 +19,7 @@ use crate::rpc::RpcError;
 
 pub use coinbase::{
     bip34_height, block_reward, check_height, check_outputs, check_witness_commitment,
-    split_declared_coinbase, subsidy,
+    required_payouts, split_declared_coinbase, subsidy,
 };
 pub use solution::{solve, DeclaredJob};
 pub use token::{check_token, check_token_after_wait, Allocated, TokenState};

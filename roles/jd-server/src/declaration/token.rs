@@ -15,10 +15,14 @@ pub enum TokenState {
 }
 
 /// A token this server allocated to the connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allocated {
     pub expires: Instant,
     pub state: TokenState,
+    /// The height the token's payouts were offered at (`None`: no payouts asked for).
+    pub payouts_height: Option<u32>,
+    /// The withdrawals a coinbase at that height must pay (given with the token).
+    pub payouts: Vec<bitcoin::TxOut>,
 }
 
 fn invalid_token(why: &str) -> Refusal {
@@ -65,7 +69,14 @@ mod tests {
     fn tokens_are_checked_state_first_then_expiry() {
         let now = Instant::now();
         let later = now + Duration::from_secs(60);
-        let at = |expires, state| Some(Allocated { expires, state });
+        let at = |expires, state| {
+            Some(Allocated {
+                expires,
+                state,
+                payouts_height: None,
+                payouts: Vec::new(),
+            })
+        };
         let cases: [(&str, Option<Allocated>, Option<&str>); 7] = [
             ("unknown", None, Some("not a token this server allocated")),
             ("free", at(later, TokenState::Free), None),
@@ -109,6 +120,8 @@ mod tests {
         let alive = Allocated {
             expires: now + Duration::from_secs(1),
             state: TokenState::Pending(1),
+            payouts_height: None,
+            payouts: Vec::new(),
         };
         assert_eq!(check_token_after_wait(Some(&alive), now), Ok(()));
         let expired = Allocated {

@@ -116,7 +116,18 @@ impl Session {
         let height = tip_height + 1;
         check::check_height(&split, height)?;
         let reward = check::block_reward(&chain, height, &known)?;
-        check::check_outputs(&coinbase.output, &self.ctx.config.pool_script, reward)?;
+        let (payouts_height, payouts) = self
+            .tokens
+            .get(&token)
+            .map(|a| (a.payouts_height, a.payouts.clone()))
+            .unwrap_or_default();
+        let required = check::required_payouts(&coinbase.output, payouts_height, &payouts, height)?;
+        check::check_outputs(
+            &coinbase.output,
+            &self.ctx.config.pool_script,
+            reward,
+            required,
+        )?;
         let declared: Vec<[u8; 32]> = declare.wtxid_list.iter().map(|w| w.to_array()).collect();
         check::check_witness_commitment(coinbase, &check::wtxids(&declared))?;
 

@@ -9,7 +9,7 @@ use axum::{
     extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
     Json, Router,
 };
 use serde_json::json;
@@ -23,7 +23,9 @@ use axum::extract::Path;
 use hashpool_settlement::{
     merkle_sum::{Leaf, MerkleSumTree},
     rates::{EpochCommitment, EpochQuotes, FinalRate, RateSheet, EPOCH_TAG, RATES_TAG},
-    withdrawals::PayoutState,
+    withdrawals::{
+        OfferedPayout, PayoutState, SignedPayoutOffer, PAYOUT_OFFER_MAX_SKEW_SECS, PAYOUT_OFFER_TAG,
+    },
 };
 use tokio::sync::Semaphore;
 
@@ -51,6 +53,18 @@ pub struct SettlementApi {
     trees: Arc<Semaphore>,
     /// Complete epochs' trees, by epoch, at most [`TREES_KEPT`].
     kept: Arc<Mutex<HashMap<u32, Arc<EpochTree>>>>,
+    /// The jd-server's payout offers, when the pool pays withdrawals and has a jd-server.
+    offers: Option<PayoutOffers>,
+}
+
+/// What answering a jd-server's payout offer request needs.
+#[derive(Clone)]
+pub struct PayoutOffers {
+    /// The height being mined.
+    pub jobs: Arc<crate::jobs::JobSource>,
+    /// The jd-server's authority key, x-only: requests must be signed with it.
+    pub jd_server_key: [u8; 32],
+    pub max_payouts: usize,
 }
 
 impl SettlementApi {
@@ -67,7 +81,14 @@ impl SettlementApi {
             secret_key,
             trees: Arc::new(Semaphore::new(1)),
             kept: Arc::default(),
+            offers: None,
         }
+    }
+
+    /// Answers the jd-server's payout offer requests (docs/job-declaration.md).
+    pub fn with_payout_offers(mut self, offers: PayoutOffers) -> Self {
+        self.offers = Some(offers);
+        self
     }
 
     pub fn router(self) -> Router {
@@ -81,6 +102,7 @@ impl SettlementApi {
             )
             .route("/api/v1/settlement/quotes/{quote_id}", get(quote_anywhere))
             .route("/api/v1/settlement/payouts", get(payouts))
+            .route("/api/v1/settlement/payouts/offer", post(offer_payouts))
             .route("/api/v1/settlement/payouts/{quote_id}", get(payout))
             .with_state(self)
     }
@@ -289,6 +311,69 @@ async fn payouts(State(api): State<SettlementApi>) -> Response {
     }
 }
 
+/// The jd-server asks which payouts a declared coinbase at `height` must carry: signed with
+/// its key, recent, for the height the pool mines (a payout is offered at one height at a
+/// time, and the chain's block there decides). The payouts are offered exactly as for the
+/// pool's own templates: those already offered there, then queued ones that fit.
+async fn offer_payouts(
+    State(api): State<SettlementApi>,
+    body: Result<Json<SignedPayoutOffer>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Some(offers) = &api.offers else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "this pool pays no withdrawals to job declarators",
+        );
+    };
+    let Ok(Json(request)) = body else {
+        return refuse(StatusCode::BAD_REQUEST, "not a signed payout offer request");
+    };
+    if let Err(e) = request.verify(PAYOUT_OFFER_TAG, &offers.jd_server_key) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            format!("not the jd-server's request: {e}"),
+        );
+    }
+    let r = &request.body;
+    if hashpool_role::unix_now().abs_diff(r.at) > PAYOUT_OFFER_MAX_SKEW_SECS {
+        return refuse(StatusCode::FORBIDDEN, "the request is not recent");
+    }
+    let mining = offers.jobs.chain().map(|c| c.height);
+    if mining != Some(u64::from(r.height)) {
+        return refuse(
+            StatusCode::CONFLICT,
+            format!(
+                "the pool mines height {}, not {}",
+                mining.map_or("none".to_string(), |h| h.to_string()),
+                r.height
+            ),
+        );
+    }
+    match api
+        .ledger
+        .offer_payouts(r.height, r.value_sats, offers.max_payouts)
+        .await
+    {
+        Ok(rows) => Json(
+            rows.iter()
+                .map(|p| OfferedPayout {
+                    quote_id: p.quote_id.clone(),
+                    sats: p.sats,
+                    script: p.script.to_hex_string(),
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => {
+            tracing::warn!("payout offer: {e}");
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the ledger could not be written",
+            )
+        }
+    }
+}
+
 /// One withdrawal's payout, by its melt quote id.
 async fn payout(State(api): State<SettlementApi>, Path(quote_id): Path<String>) -> Response {
     match api.ledger.payout(&quote_id).await {
@@ -422,6 +507,142 @@ mod tests {
             block: None,
             tip: 1,
         }
+    }
+
+    /// A POST of `body` on `app`: the status and the JSON body.
+    async fn post(
+        app: &Router,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (StatusCode, serde_json::Value) {
+        use tower::ServiceExt as _;
+        let response = app
+            .clone()
+            .oneshot(
+                axum::http::Request::post(path)
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(body.to_string()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn only_the_jd_servers_recent_request_for_the_mined_height_offers_payouts() {
+        use crate::miners::tests::{prev_hash, template};
+        use hashpool_settlement::withdrawals::{PayoutOfferRequest, Withdrawal};
+
+        let dir = tempfile::tempdir().unwrap();
+        let unit = UnitWork::from_work(Work::from_hashes(1_000)).unwrap();
+        let ledger = AccrualLedger::open(&dir.path().join("l.sqlite"), "hash", unit)
+            .await
+            .unwrap();
+        ledger
+            .record_withdrawals(vec![Withdrawal {
+                quote_id: "w1".into(),
+                sats: 20_000,
+                address: "bcrt1q".into(),
+                script: "0014751e76e8199196d454941c45d1b3a323f1433bd6".into(),
+                recorded_at: 1,
+            }])
+            .await
+            .unwrap();
+        // The pool mines height 10,000 (the test template's BIP34 height).
+        let jobs = Arc::new(crate::jobs::JobSource::new(bitcoin::ScriptBuf::new()));
+        jobs.on_new_template(template(1, true));
+        jobs.on_set_new_prev_hash(prev_hash(1, [3; 32], 0x207f_ffff));
+        let jd_secret = [5u8; 32];
+        let jd_key = {
+            let secp = bitcoin::secp256k1::Secp256k1::signing_only();
+            bitcoin::secp256k1::Keypair::from_seckey_slice(&secp, &jd_secret)
+                .unwrap()
+                .x_only_public_key()
+                .0
+                .serialize()
+        };
+        let offers = PayoutOffers {
+            jobs,
+            jd_server_key: jd_key,
+            max_payouts: 10,
+        };
+        let path = "/api/v1/settlement/payouts/offer";
+        let request = |secret: &[u8; 32], height: u32, at: u64| {
+            serde_json::to_value(
+                SignedPayoutOffer::sign(
+                    PAYOUT_OFFER_TAG,
+                    secret,
+                    PayoutOfferRequest {
+                        height,
+                        value_sats: 5_000_000_000,
+                        at,
+                    },
+                )
+                .unwrap(),
+            )
+            .unwrap()
+        };
+        let now = hashpool_role::unix_now();
+
+        // A pool without a jd-server offers nothing.
+        let plain = SettlementApi::new(ledger.clone(), 20_000, 8, [7; 32]).router();
+        assert_eq!(
+            post(&plain, path, &request(&jd_secret, 10_000, now))
+                .await
+                .0,
+            StatusCode::NOT_FOUND
+        );
+        let app = SettlementApi::new(ledger.clone(), 20_000, 8, [7; 32])
+            .with_payout_offers(offers)
+            .router();
+        // Another key, an old request, another height, no signature at all: refused, and
+        // nothing offered.
+        for (what, body, want) in [
+            (
+                "another key",
+                request(&[6; 32], 10_000, now),
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                "old",
+                request(&jd_secret, 10_000, now - 600),
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                "a future height",
+                request(&jd_secret, 10_050, now),
+                StatusCode::CONFLICT,
+            ),
+            (
+                "not signed",
+                serde_json::json!({"height": 10_000}),
+                StatusCode::BAD_REQUEST,
+            ),
+        ] {
+            assert_eq!(post(&app, path, &body).await.0, want, "{what}");
+        }
+        assert_eq!(
+            ledger.payout("w1").await.unwrap().unwrap().state,
+            PayoutState::Queued
+        );
+        // The jd-server's request for the height mined: the payout, offered there.
+        let (status, body) = post(&app, path, &request(&jd_secret, 10_000, now)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body[0]["quote_id"], "w1");
+        assert_eq!(body[0]["sats"], 20_000);
+        let row = ledger.payout("w1").await.unwrap().unwrap();
+        assert_eq!(
+            (row.state, row.height),
+            (PayoutState::Offered, Some(10_000))
+        );
     }
 
     #[tokio::test]

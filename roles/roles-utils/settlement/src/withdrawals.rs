@@ -78,3 +78,32 @@ pub struct Payout {
     /// Which output of that transaction.
     pub vout: Option<u32>,
 }
+
+/// The tag of the jd-server's signature on a [`PayoutOfferRequest`].
+pub const PAYOUT_OFFER_TAG: &[u8] = b"hashpool/payout-offer/v1";
+
+/// How far a payout offer request's time may be from the pool's clock.
+pub const PAYOUT_OFFER_MAX_SKEW_SECS: u64 = 120;
+
+/// The jd-server asks the pool which payouts a coinbase at `height` leaving `value_sats` must
+/// pay (`POST /api/v1/settlement/payouts/offer`, signed with the jd-server's key): the pool
+/// offers them at that height, as for its own templates, so whichever block the chain holds
+/// there decides whether they were paid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayoutOfferRequest {
+    pub height: u32,
+    pub value_sats: u64,
+    /// Unix seconds when the jd-server signed it.
+    pub at: u64,
+}
+
+pub type SignedPayoutOffer = Signed<PayoutOfferRequest>;
+
+/// One payout a coinbase at the offered height must carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferedPayout {
+    pub quote_id: String,
+    pub sats: u64,
+    /// The output script, hex.
+    pub script: String,
+}

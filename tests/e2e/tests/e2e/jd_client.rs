@@ -35,6 +35,7 @@ fn jd_client_config(
         miner_tag: "e2e-jdc".into(),
         shares_per_minute: 120.0,
         max_pool_script_bytes: 64,
+        max_payout_outputs: 100,
         vardiff_interval: Duration::from_secs(20),
         template_provider: endpoint(tp.running.listen_address),
         pool: jd_client::config::PoolEndpoint {
@@ -256,6 +257,94 @@ async fn declared_jobs_earn_exact_ehash_and_their_blocks_carry_the_jd_clients_tr
         count(&s, |s| &s.jobs_declared)
     );
     assert!(!status["last_blocks"].as_array().expect("blocks").is_empty());
+
+    stop.cancel();
+    jdc.task.await?;
+    stack.stop().await
+}
+
+/// Withdrawals in declared coinbases (docs/job-declaration.md): a withdrawal queued at the
+/// pool is handed to the jd-client with its tokens, the jd-server requires it in the declared
+/// coinbase, and a block found on a declared job pays it, once, in the best chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_found_on_a_declared_job_pays_the_pools_withdrawals_once() -> anyhow::Result<()> {
+    use hashpool_e2e::payouts::{address, node, paid_in_best_chain, payout};
+    use hashpool_settlement::withdrawals::{PayoutState, Withdrawal};
+
+    init_tracing();
+    let stack = Stack::new()
+        .nbits(0x1e7f_ffff)
+        .mempool_tx_every_ms(500)
+        .with_pool(PoolOptions {
+            shares_per_minute: 120.0,
+            share_batch_size: 2,
+            ..Default::default()
+        })
+        .with_wallet()
+        .with_withdrawals()
+        .with_jd_server()
+        .start()
+        .await?;
+    let (tp, pool, stop) = (&stack.tp, &stack.pool, &stack.stop);
+    let (wallet, minter) = (stack.wallet(), stack.minter());
+    let api = format!(
+        "http://{}/api/v1/settlement",
+        pool.running.api_address.expect("the miner API is served")
+    );
+    let mut config = jd_client_config(tp, pool, stack.jd_server().address(), 40_000.0);
+    config.locking_key = Some(wallet.sv2_locking_key());
+    let jdc = jd_client::start(config, Some(minter.clone()), stop.clone()).await?;
+    pool_channel_open(&jdc).await?;
+
+    // A withdrawal the pool owes (as read from the mint's list), before any miner works.
+    let to = address(bitcoin::Network::Regtest);
+    let sats = 30_000;
+    let (_, before) = node(tp.running.http_address)?.chain().await?;
+    pool.running
+        .ledger
+        .record_withdrawals(vec![Withdrawal {
+            quote_id: "jd-withdrawal".into(),
+            sats,
+            address: to.to_string(),
+            script: to.script_pubkey().to_hex_string(),
+            recorded_at: 1,
+        }])
+        .await?;
+
+    // The only miner mines the jd-client's declared jobs.
+    let mut options = miner_options(jdc.listen_address, "jdc-miner", 40_000.0, true);
+    options.locking_key = None;
+    let miner_stop = CancellationToken::new();
+    let miner = mining_device::start(options, miner_stop.clone());
+    let s = jdc.stats.clone();
+    wait_until(
+        Duration::from_secs(600),
+        "the withdrawal paid in a block",
+        || async {
+            payout(&api, "jd-withdrawal")
+                .await
+                .is_some_and(|p| p.state == PayoutState::InBlock)
+        },
+    )
+    .await?;
+    miner_stop.cancel();
+    miner.task.await?;
+
+    // Paid by a block the jd-client found, exactly once in the best chain, and the declared
+    // jobs carrying it were accepted (a refusal would have left the withdrawal unpaid).
+    let p = payout(&api, "jd-withdrawal").await.expect("payout");
+    let block = p.block_hash.clone().expect("block");
+    assert!(
+        s.blocks().iter().any(|f| f.hash.to_string() == block),
+        "the jd-client found {block}"
+    );
+    let chain = node(tp.running.http_address)?;
+    let paid = paid_in_best_chain(&chain, before + 1, &to.script_pubkey(), sats).await?;
+    assert_eq!(
+        paid.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+        vec![block]
+    );
+    assert!(count(&s, |s| &s.custom_jobs_set) >= 1);
 
     stop.cancel();
     jdc.task.await?;
