@@ -6,48 +6,19 @@
 
 use std::time::Duration;
 
-use hashpool_bitcoin_rpc::{BitcoinRpc, BlockPlace, RpcError};
+use hashpool_bitcoin_rpc::BitcoinRpc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+pub use super::standing::{standing, FollowError};
 use super::{payouts::WithdrawalSource, COINBASE_MATURITY};
-use crate::ledger::{AccrualLedger, BlockStatus, LedgerError, TrackedBlock};
-
-#[derive(Debug, thiserror::Error)]
-pub enum FollowError {
-    #[error(transparent)]
-    Node(#[from] RpcError),
-    #[error(transparent)]
-    Ledger(#[from] LedgerError),
-    /// The mint's withdrawal list could not be read or checked.
-    #[error("the mint's withdrawals: {0}")]
-    Mint(String),
-}
+use crate::ledger::{AccrualLedger, BlockStatus, TrackedBlock};
 
 /// What one pass changed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Pass {
     pub checked: usize,
     pub changed: usize,
-}
-
-/// Where a block stands given the node's answer for it (`None`: the node does not know it)
-/// and the node's tip height.
-pub fn standing(place: Option<BlockPlace>, height: Option<u32>, tip: u32) -> (BlockStatus, i64) {
-    match place {
-        Some(p) if p.confirmations >= i64::from(COINBASE_MATURITY) => {
-            (BlockStatus::Matured, p.confirmations)
-        }
-        Some(p) if p.confirmations >= 1 => (BlockStatus::Pending, p.confirmations),
-        Some(_) => (BlockStatus::Orphaned, -1),
-        // A node that has a block at that height and does not know ours has another one there
-        // (a node that restarted forgets blocks a reorg took off); below that height it may
-        // simply not have processed ours yet.
-        None => match height {
-            Some(h) if tip >= h => (BlockStatus::Orphaned, -1),
-            _ => (BlockStatus::Pending, 0),
-        },
-    }
 }
 
 /// Checks every found block still in play once, then (with `withdrawals`) settles the payouts
@@ -138,6 +109,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hashpool_bitcoin_rpc::BlockPlace;
 
     fn place(confirmations: i64) -> Option<BlockPlace> {
         Some(BlockPlace {

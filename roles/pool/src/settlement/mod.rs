@@ -8,6 +8,7 @@ pub mod api;
 pub mod follower;
 pub mod payouts;
 pub mod rates;
+pub mod standing;
 
 /// Confirmations after which a coinbase may be spent (consensus; testnet4 and regtest alike):
 /// a found block's reward counts once it has this many.

@@ -14,7 +14,7 @@ use hashpool_bitcoin_rpc::BitcoinRpc;
 use hashpool_settlement::withdrawals::{PayoutState, WithdrawalList, WITHDRAWALS_TAG};
 use tracing::{info, warn};
 
-use super::follower::{standing, FollowError};
+use super::standing::{standing, FollowError};
 use crate::ledger::{AccrualLedger, BlockStatus};
 
 /// Blocks the tip must be past an orphaned block's height before its payouts are queued again.
