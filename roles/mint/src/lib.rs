@@ -120,6 +120,8 @@ pub async fn start(
         )
         .await?;
     let mut units = vec![(unit.clone(), (0, ehash_amounts()))];
+    // Withdrawals' records, when withdrawals are on (served as a list below).
+    let mut withdrawals = None;
     // Redemption: melts of final epochs' ehash (unit hash) pay sat quotes (redeem.rs).
     let redemption = match &config.redeem {
         Some(redeem) => {
@@ -156,15 +158,14 @@ pub async fn start(
             units.push((CurrencyUnit::Sat, (0, ehash_amounts())));
             // Withdrawals: melts of sats, recorded for the pool's coinbases (withdraw.rs).
             if let Some(withdraw) = &config.withdraw {
+                let records = withdraw::Withdrawals::new(withdraw.clone(), db.clone());
+                withdrawals = Some(records.clone());
                 builder
                     .add_payment_processor(
                         CurrencyUnit::Sat,
                         PaymentMethod::Custom(ext_mint_quote::WITHDRAW_METHOD.into()),
                         MintMeltLimits::new(withdraw.min_sats, withdraw.max_sats),
-                        Arc::new(withdraw::WithdrawSide(withdraw::Withdrawals::new(
-                            withdraw.clone(),
-                            db.clone(),
-                        ))),
+                        Arc::new(withdraw::WithdrawSide(records)),
                     )
                     .await?;
                 info!(
@@ -245,9 +246,10 @@ pub async fn start(
         },
         http::SettlementRoutes {
             redemption: redemption.clone(),
-            withdrawals: config.withdraw.as_ref().map(|w| withdraw::ListState {
-                withdrawals: withdraw::Withdrawals::new(w.clone(), db.clone()),
+            withdrawals: withdrawals.map(|records| withdraw::ListState {
+                withdrawals: records,
                 secret_key: config.secret_key.into_bytes(),
+                built: Arc::default(),
             }),
             liabilities: liabilities::LiabilitiesState {
                 db: db.clone(),

@@ -52,6 +52,8 @@ pub struct WithdrawConfig {
 pub struct Withdrawals {
     config: WithdrawConfig,
     db: MintDb,
+    /// Counts records written by this process: a list built before the last one is stale.
+    written: std::sync::atomic::AtomicU64,
 }
 
 fn refuse(reason: impl Into<String>) -> PaymentError {
@@ -60,7 +62,11 @@ fn refuse(reason: impl Into<String>) -> PaymentError {
 
 impl Withdrawals {
     pub fn new(config: WithdrawConfig, db: MintDb) -> Arc<Self> {
-        Arc::new(Self { config, db })
+        Arc::new(Self {
+            config,
+            db,
+            written: Default::default(),
+        })
     }
 
     /// The request, checked: its address is of the mint's chain and its sats in range.
@@ -109,6 +115,8 @@ impl Withdrawals {
             .await
             .map_err(|e| refuse(e.to_string()))?;
         tx.commit().await.map_err(|e| refuse(e.to_string()))?;
+        self.written
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if !written {
             let held = self.record(&w.quote_id).await?;
             if held.as_ref().map(|h| (h.sats, &h.script)) != Some((w.sats, &w.script)) {
@@ -270,20 +278,40 @@ impl MintPayment for WithdrawSide {
     }
 }
 
+/// How long a built list is answered again: anyone may ask, and each build reads every
+/// record.
+pub const LIST_FRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
 #[derive(Clone)]
 pub struct ListState {
     pub withdrawals: Arc<Withdrawals>,
     /// The mint's authority secret key: signs the list.
     pub secret_key: [u8; 32],
+    /// The list last built, with the record count it was built after; held while one is
+    /// built (one at a time).
+    pub built: Arc<tokio::sync::Mutex<Option<(std::time::Instant, u64, WithdrawalList)>>>,
 }
 
 /// `GET /v1/hashpool/withdrawals`: every recorded withdrawal, signed with the mint's key.
 pub async fn list(State(state): State<ListState>) -> Response {
+    let mut built = state.built.lock().await;
+    let written = state
+        .withdrawals
+        .written
+        .load(std::sync::atomic::Ordering::SeqCst);
+    if let Some((at, after, list)) = built.as_ref() {
+        if at.elapsed() < LIST_FRESH && *after == written {
+            return Json(list.clone()).into_response();
+        }
+    }
     let signed = state.withdrawals.all().await.and_then(|all| {
         WithdrawalList::sign(WITHDRAWALS_TAG, &state.secret_key, all).map_err(|e| e.to_string())
     });
     match signed {
-        Ok(list) => Json(list).into_response(),
+        Ok(list) => {
+            *built = Some((std::time::Instant::now(), written, list.clone()));
+            Json(list).into_response()
+        }
         Err(e) => cashu_error(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE, e),
     }
 }
@@ -360,6 +388,40 @@ mod tests {
         let after = side.check_outgoing_payment(&id).await.unwrap();
         assert_eq!(after.status, MeltQuoteState::Paid);
         assert_eq!(after.total_spent.value(), 20_000);
-        assert_eq!(w.all().await.unwrap(), vec![record]);
+        assert_eq!(w.all().await.unwrap(), vec![record.clone()]);
+
+        // The signed list: answered again within a second, but never without a record written
+        // since it was built.
+        let state = ListState {
+            withdrawals: w.clone(),
+            secret_key: [7; 32],
+            built: Arc::default(),
+        };
+        let read = |state: ListState| async move {
+            let response = list(State(state)).await;
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            serde_json::from_slice::<WithdrawalList>(&bytes).unwrap()
+        };
+        let first = read(state.clone()).await;
+        assert_eq!(first.body, vec![record.clone()]);
+        let second = Withdrawal {
+            quote_id: "q2".into(),
+            recorded_at: 6,
+            ..record.clone()
+        };
+        w.write_once(&second).await.unwrap();
+        let listed = read(state.clone()).await;
+        assert_eq!(listed.body, vec![record, second]);
+        let signer = {
+            let secp = bitcoin::secp256k1::Secp256k1::signing_only();
+            bitcoin::secp256k1::Keypair::from_seckey_slice(&secp, &[7; 32])
+                .unwrap()
+                .x_only_public_key()
+                .0
+                .serialize()
+        };
+        listed.verify(WITHDRAWALS_TAG, &signer).unwrap();
     }
 }
