@@ -47,6 +47,10 @@ pub const WRONG_KEYSET: ErrorCode = ErrorCode::KeysetInactive;
 /// it), so that a CDK wallet reports the `detail`, which says which.
 pub const NOT_REDEEMABLE: ErrorCode = ErrorCode::Unknown(20101);
 
+/// A withdrawal the mint will not quote (an address of another chain, an amount out of range,
+/// a malformed request): 20103, Hashpool's own code, the reason in `detail`.
+pub const NOT_WITHDRAWABLE: ErrorCode = ErrorCode::Unknown(20103);
+
 #[derive(Clone)]
 pub struct EpochState {
     pub mint: Arc<Mint>,
@@ -55,6 +59,8 @@ pub struct EpochState {
     pub unit: CurrencyUnit,
     /// Redemption, when it is on: a melt quote is priced here first, so a refusal says why.
     pub redemption: Option<Arc<Redemption>>,
+    /// Withdrawals, when they are on: a melt quote is checked here first, for the same reason.
+    pub withdrawals: Option<Arc<crate::withdraw::Withdrawals>>,
 }
 
 impl EpochState {
@@ -179,6 +185,7 @@ enum Checked {
     Swap,
     RedeemQuote,
     Redeem,
+    WithdrawQuote,
 }
 
 fn checked_route(method: &Method, path: &str) -> Option<Checked> {
@@ -194,6 +201,9 @@ fn checked_route(method: &Method, path: &str) -> Option<Checked> {
         ["v1", "melt", m] if *m == ext_mint_quote::REDEEM_METHOD => Some(Checked::Redeem),
         ["v1", "melt", "quote", m] if *m == ext_mint_quote::REDEEM_METHOD => {
             Some(Checked::RedeemQuote)
+        }
+        ["v1", "melt", "quote", m] if *m == ext_mint_quote::WITHDRAW_METHOD => {
+            Some(Checked::WithdrawQuote)
         }
         _ => None,
     }
@@ -279,6 +289,18 @@ async fn check(state: &EpochState, route: Checked, body: &[u8]) -> Result<(), Re
                         Refusal(StatusCode::BAD_REQUEST, NOT_REDEEMABLE, e.to_string())
                     })
                 }
+                None => Ok(()),
+            }
+        }
+        Checked::WithdrawQuote => {
+            let Ok(q) = serde_json::from_slice::<MeltQuoteBody>(body) else {
+                return Ok(());
+            };
+            match &state.withdrawals {
+                Some(w) => w
+                    .check(&q.request)
+                    .map(|_| ())
+                    .map_err(|e| Refusal(StatusCode::BAD_REQUEST, NOT_WITHDRAWABLE, e.to_string())),
                 None => Ok(()),
             }
         }

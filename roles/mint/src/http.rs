@@ -92,6 +92,7 @@ pub async fn router(
         unit: epochs.unit().clone(),
         epochs,
         redemption,
+        withdrawals: withdrawals.as_ref().map(|l| l.withdrawals.clone()),
     };
     let cashu = cdk_axum::create_mint_router(mint.clone(), vec![EHASH_METHOD.to_string()]).await?;
     // Our views of the keysets answer before cdk-axum's (a merge would overlap the paths).

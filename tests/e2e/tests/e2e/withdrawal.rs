@@ -97,8 +97,21 @@ async fn a_withdrawal_is_paid_once_in_a_later_coinbase_even_when_its_block_is_or
     // Refused, nothing spent: under the minimum, an address of another chain, more than held.
     let first = address(Network::Regtest);
     let mainnet = address(Network::Bitcoin);
-    assert!(alice.withdraw(9_999, &first.to_string()).await.is_err());
-    assert!(alice.withdraw(20_000, &mainnet.to_string()).await.is_err());
+    // The mint says why (code 20103, the reason in `detail`).
+    let small = alice.withdraw(9_999, &first.to_string()).await;
+    assert!(
+        small.as_ref().is_err_and(|e| e
+            .to_string()
+            .contains("a withdrawal is of 10000 to 100000000 sats")),
+        "{small:?}"
+    );
+    let elsewhere = alice.withdraw(20_000, &mainnet.to_string()).await;
+    assert!(
+        elsewhere.as_ref().is_err_and(|e| e
+            .to_string()
+            .contains("not an address of this mint's chain")),
+        "{elsewhere:?}"
+    );
     assert!(alice.withdraw(sats + 1, &first.to_string()).await.is_err());
     assert_eq!(alice.sat_balance().await?, sats);
 
