@@ -1,10 +1,11 @@
-//! Withdrawals under SIGKILLs (docs/settlement.md, "Withdrawals in the coinbase"): the pool,
-//! the mint and the template provider run as processes; a miner's wallet withdraws its sats in
-//! three withdrawals, the mint killed a different moment into each; then, while the pool's
-//! blocks pay them, the pool and the template provider are killed and started again. In the
-//! end every withdrawal the mint recorded is paid exactly once in the best chain and matured,
-//! the wallet's sats plus what it withdrew are what it redeemed, and the mint's signed report
-//! counts each withdrawal once.
+//! Redemption and withdrawals under SIGKILLs (docs/settlement.md, "Withdrawals in the
+//! coinbase"): the pool, the mint and the template provider run as processes. A miner's wallet
+//! redeems its epoch-0 ehash with the pool and the template provider killed under it (exactly
+//! its sats, once), then withdraws its sats in three withdrawals, the mint killed a different
+//! moment into each; then, while the pool's blocks pay them, the pool and the template
+//! provider are killed and started again. In the end every withdrawal the mint recorded is paid
+//! exactly once in the best chain and matured, the wallet's sats plus what it withdrew are
+//! what it redeemed, and the mint's signed report counts each withdrawal once.
 
 use std::{net::SocketAddr, path::Path, time::Duration};
 
@@ -97,7 +98,7 @@ async fn all_in(api: &str, recorded: &[hashpool_wallet::Withdrawn], state: Payou
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_of_pool_mint_and_template_provider_during_withdrawals_pays_each_once(
+async fn sigkill_of_pool_mint_and_template_provider_during_redemption_and_withdrawals_pays_each_once(
 ) -> anyhow::Result<()> {
     init_tracing();
     let dir = tempfile::tempdir()?;
@@ -179,18 +180,83 @@ async fn sigkill_of_pool_mint_and_template_provider_during_withdrawals_pays_each
         stop.cancel();
         miner.task.await?;
         bury(tp_http, 100).await?;
-        let started = std::time::Instant::now();
-        let redeemed = loop {
-            let _ = wallet.recover().await;
-            match wallet.redeem(0).await {
-                Ok(r) => break r.sats,
-                Err(e) if started.elapsed() < WAIT => {
-                    tracing::info!("epoch 0 not redeemable yet: {e}");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+        // Epoch 0 final, its rate signed, every batch quoted; the wallet holds its ehash.
+        let rates = format!("{api}/rates");
+        let commitment = format!("{api}/epochs/0");
+        wait_until(WAIT, "epoch 0 final, every batch quoted", || async {
+            let get = |url: String| async move {
+                match reqwest::get(url).await {
+                    Ok(r) => r.json::<serde_json::Value>().await.ok(),
+                    Err(_) => None,
                 }
-                Err(e) => return Err(e.into()),
+            };
+            let final0 = get(rates.clone()).await.is_some_and(|s| {
+                s["body"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|r| r["epoch"] == 0))
+            });
+            let answered = get(commitment.clone())
+                .await
+                .is_some_and(|c| c["body"]["unanswered"] == 0);
+            final0 && answered
+        })
+        .await?;
+        let sheet: serde_json::Value = reqwest::get(&rates).await?.json().await?;
+        let rate = sheet["body"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["epoch"] == 0))
+            .cloned()
+            .expect("epoch 0's rate");
+        let (reward, issued) = (
+            rate["reward_sats"].as_u64().expect("reward"),
+            rate["ehash"].as_u64().expect("ehash"),
+        );
+        wait_until(WAIT, "the wallet holds epoch 0", || async {
+            let _ = wallet.recover().await;
+            wallet
+                .balance_by_epoch()
+                .await
+                .is_ok_and(|b| b.iter().any(|(e, _)| *e == Some(0)))
+        })
+        .await?;
+        let held = wallet
+            .balance_by_epoch()
+            .await?
+            .into_iter()
+            .find(|(e, _)| *e == Some(0))
+            .map_or(0, |(_, a)| a);
+        let expected = (u128::from(held) * u128::from(reward) / u128::from(issued)) as u64;
+
+        // The redemption with the pool and the template provider SIGKILLed under it (the mint's
+        // crashes mid-redemption are `crash::sigkill_of_the_mint_during_redemptions_pays_each_once`):
+        // a mint that has not read the rate yet refuses to price the melt while the pool is
+        // away (nothing spent) and the redemption is done again; either way it pays once.
+        let (outcome, chaos) = tokio::join!(wallet.redeem(0), async {
+            pool.kill().await?;
+            tp.kill().await?;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            tp.restart()?;
+            pool.restart()
+        });
+        chaos?;
+        tracing::info!(?outcome, "redemption with the pool and the provider killed");
+        answers(&status).await?;
+        answers(&format!("{api}/payouts")).await?;
+        let started = std::time::Instant::now();
+        while wallet.sat_balance().await? < expected {
+            anyhow::ensure!(
+                started.elapsed() < WAIT,
+                "the wallet holds {} of its {expected} sats",
+                wallet.sat_balance().await?
+            );
+            if let Err(e) = wallet.redeem(0).await {
+                tracing::info!("redeeming again: {e}");
+                let _ = wallet.finish_redemptions().await;
             }
-        };
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let redeemed = wallet.sat_balance().await?;
+        assert_eq!(redeemed, expected, "exactly floor(x * R / H), once");
         anyhow::ensure!(redeemed > 100_000, "redeemed {redeemed} sats");
         let (_, before) = chain.chain().await?;
 
