@@ -62,3 +62,40 @@ pub async fn paid_in_best_chain(
     }
     Ok(found)
 }
+
+/// Waits (at most `wait`) until the pool's API (`api`: `.../api/v1/settlement`) lists epoch 0
+/// final in its signed rates and every batch of it quoted; its rate as (reward sats, ehash).
+pub async fn epoch0_final(api: &str, wait: std::time::Duration) -> anyhow::Result<(u64, u64)> {
+    let rates = format!("{api}/rates");
+    let commitment = format!("{api}/epochs/0");
+    let get = |url: String| async move {
+        match reqwest::get(url).await {
+            Ok(r) => r.json::<serde_json::Value>().await.ok(),
+            Err(_) => None,
+        }
+    };
+    crate::wait_until(wait, "epoch 0 final, every batch quoted", || async {
+        let final0 = get(rates.clone()).await.is_some_and(|s| {
+            s["body"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r["epoch"] == 0))
+        });
+        let answered = get(commitment.clone())
+            .await
+            .is_some_and(|c| c["body"]["unanswered"] == 0);
+        final0 && answered
+    })
+    .await?;
+    let sheet = get(rates.clone())
+        .await
+        .ok_or_else(|| anyhow::anyhow!("{rates} no longer answers"))?;
+    let rate = sheet["body"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["epoch"] == 0))
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("epoch 0's rate left the sheet"))?;
+    match (rate["reward_sats"].as_u64(), rate["ehash"].as_u64()) {
+        (Some(reward), Some(ehash)) => Ok((reward, ehash)),
+        _ => anyhow::bail!("epoch 0's rate is not two numbers: {rate}"),
+    }
+}

@@ -468,40 +468,8 @@ async fn sigkill_of_the_mint_during_redemptions_pays_each_once() -> anyhow::Resu
             m.task.await?;
         }
         tp.bury(100).await?;
-        let rates = format!("{api}/rates");
-        let commitment = format!("{api}/epochs/0");
-        wait_until(
-            Duration::from_secs(120),
-            "epoch 0 final, every batch quoted",
-            || async {
-                let get = |url: String| async move {
-                    match reqwest::get(url).await {
-                        Ok(r) => r.json::<serde_json::Value>().await.ok(),
-                        Err(_) => None,
-                    }
-                };
-                let final0 = get(rates.clone()).await.is_some_and(|s| {
-                    s["body"]
-                        .as_array()
-                        .is_some_and(|r| r.iter().any(|r| r["epoch"] == 0))
-                });
-                let answered = get(commitment.clone())
-                    .await
-                    .is_some_and(|c| c["body"]["unanswered"] == 0);
-                final0 && answered
-            },
-        )
-        .await?;
-        let sheet: serde_json::Value = reqwest::get(&rates).await?.json().await?;
-        let rate = sheet["body"]
-            .as_array()
-            .and_then(|r| r.iter().find(|r| r["epoch"] == 0))
-            .cloned()
-            .expect("epoch 0's rate");
-        let (reward, issued) = (
-            rate["reward_sats"].as_u64().expect("reward"),
-            rate["ehash"].as_u64().expect("ehash"),
-        );
+        let (reward, issued) =
+            hashpool_e2e::payouts::epoch0_final(&api, Duration::from_secs(120)).await?;
 
         // Every wallet's epoch-0 ehash, and what it is worth: a recovery cut short by a slow
         // answer is finished by the next.

@@ -12,7 +12,7 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 use bitcoin::Network;
 use hashpool_e2e::{
     init_tracing,
-    payouts::{address, node, paid_in_best_chain, payout},
+    payouts::{address, epoch0_final, node, paid_in_best_chain, payout},
     ports_outside_ephemeral_range,
     process::{mint_config, pool_config, RoleProcess, Topology},
     public_key, wait_until, AUTHORITY_PUBLIC_KEY, AUTHORITY_SECRET_KEY,
@@ -181,36 +181,7 @@ async fn sigkill_of_pool_mint_and_template_provider_during_redemption_and_withdr
         miner.task.await?;
         bury(tp_http, 100).await?;
         // Epoch 0 final, its rate signed, every batch quoted; the wallet holds its ehash.
-        let rates = format!("{api}/rates");
-        let commitment = format!("{api}/epochs/0");
-        wait_until(WAIT, "epoch 0 final, every batch quoted", || async {
-            let get = |url: String| async move {
-                match reqwest::get(url).await {
-                    Ok(r) => r.json::<serde_json::Value>().await.ok(),
-                    Err(_) => None,
-                }
-            };
-            let final0 = get(rates.clone()).await.is_some_and(|s| {
-                s["body"]
-                    .as_array()
-                    .is_some_and(|r| r.iter().any(|r| r["epoch"] == 0))
-            });
-            let answered = get(commitment.clone())
-                .await
-                .is_some_and(|c| c["body"]["unanswered"] == 0);
-            final0 && answered
-        })
-        .await?;
-        let sheet: serde_json::Value = reqwest::get(&rates).await?.json().await?;
-        let rate = sheet["body"]
-            .as_array()
-            .and_then(|r| r.iter().find(|r| r["epoch"] == 0))
-            .cloned()
-            .expect("epoch 0's rate");
-        let (reward, issued) = (
-            rate["reward_sats"].as_u64().expect("reward"),
-            rate["ehash"].as_u64().expect("ehash"),
-        );
+        let (reward, issued) = epoch0_final(&api, WAIT).await?;
         wait_until(WAIT, "the wallet holds epoch 0", || async {
             let _ = wallet.recover().await;
             wallet
