@@ -32,6 +32,8 @@ BUILD=(
     curl:curl
     # cdk's mint builds its signatory's gRPC code.
     protoc:protobuf-compiler
+    # cdk-postgres (the mint on PostgreSQL) links OpenSSL through native-tls.
+    -:libssl-dev
 )
 TEST=(
     # The tests check every /metrics endpoint with promtool.

@@ -77,6 +77,10 @@ pub struct MintSettings {
     pub authority_secret_key: Secp256k1SecretKey,
     /// CDK mint database (SQLite, created if missing).
     pub database_path: PathBuf,
+    /// A `postgres://` URL: the mint's database on PostgreSQL (cdk-postgres) instead of the
+    /// SQLite file at `database_path`.
+    #[serde(default)]
+    pub database_url: Option<String>,
     /// The seed the mint's keysets derive from: created on first run (mode 0600), never
     /// overwritten. Back it up with the database.
     pub seed_path: PathBuf,
@@ -159,6 +163,8 @@ pub struct MintRunConfig {
     pub secret_key: Secp256k1SecretKey,
     pub unit: String,
     pub database_path: PathBuf,
+    /// PostgreSQL instead of `database_path`, when set.
+    pub database_url: Option<String>,
     pub seed_path: PathBuf,
     /// `[mint.info]`, checked (with `mint.name`/`mint.description` folded in).
     pub info: MintInfoSettings,
@@ -203,6 +209,11 @@ impl MintRunConfig {
         }
         if own.mint.lookup_nonce_capacity == 0 {
             return Err("`mint.lookup_nonce_capacity` must be at least 1".into());
+        }
+        if let Some(url) = &own.mint.database_url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err("`mint.database_url` must be a postgres:// URL".into());
+            }
         }
         if let Some(url) = &own.mint.public_url {
             normalized_url(url).map_err(|e| format!("`mint.public_url`: {e}"))?;
@@ -300,6 +311,7 @@ impl MintRunConfig {
             secret_key: own.mint.authority_secret_key,
             unit: global.ehash.unit.clone(),
             database_path: own.mint.database_path,
+            database_url: own.mint.database_url,
             seed_path: own.mint.seed_path,
             info,
             max_concurrent_quotes: own.mint.max_concurrent_quotes,
@@ -519,6 +531,37 @@ mod tests {
         own.mint.monitoring_address = global.mint.http_address;
         let err = MintRunConfig::new(&global, own).unwrap_err();
         assert!(err.contains("monitoring_address"), "{err}");
+    }
+
+    #[test]
+    fn a_database_url_is_postgresql_or_refused_and_withdrawals_need_their_keys() {
+        let (global, mut own) = shipped();
+        own.mint.database_url = Some("mysql://db/mint".into());
+        let err = MintRunConfig::new(&global, own).unwrap_err();
+        assert!(err.contains("mint.database_url"), "{err}");
+        let (global, mut own) = shipped();
+        own.mint.database_url = Some("postgres://hashpool@db/mint".into());
+        assert!(MintRunConfig::new(&global, own)
+            .unwrap()
+            .database_url
+            .is_some());
+        // Withdrawals need a chain, redemption, and a sane minimum.
+        let (global, mut own) = shipped();
+        own.settlement.network = None;
+        let err = MintRunConfig::new(&global, own).unwrap_err();
+        assert!(err.contains("settlement.network"), "{err}");
+        let (global, mut own) = shipped();
+        own.settlement.network = Some("moon".into());
+        let err = MintRunConfig::new(&global, own).unwrap_err();
+        assert!(err.contains("not a bitcoin network"), "{err}");
+        let (global, mut own) = shipped();
+        own.settlement.min_withdrawal_sats = 100;
+        let err = MintRunConfig::new(&global, own).unwrap_err();
+        assert!(err.contains("min_withdrawal_sats"), "{err}");
+        let (global, mut own) = shipped();
+        own.settlement.redeem = false;
+        let err = MintRunConfig::new(&global, own).unwrap_err();
+        assert!(err.contains("needs `settlement.redeem`"), "{err}");
     }
 
     #[test]

@@ -74,17 +74,36 @@ pub async fn start(
     if let Some(dir) = config
         .database_path
         .parent()
-        .filter(|d| !d.as_os_str().is_empty())
+        .filter(|d| !d.as_os_str().is_empty() && config.database_url.is_none())
     {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    // Process-wide: the mint is the only SQLite user in its process.
-    sqlite_memory::set_limit(config.sqlite_memory_limit);
-    let db = Arc::new(
-        MintSqliteDatabase::new(config.database_path.clone())
-            .await
-            .with_context(|| format!("opening {}", config.database_path.display()))?,
-    );
+    // The same database behind both of CDK's interfaces: quotes and proofs, and keysets.
+    let (db, keys_db): (issuer::MintDb, epochs::KeysDb) = match &config.database_url {
+        Some(url) => {
+            let pg = Arc::new(
+                cdk_postgres::MintPgDatabase::new(url.as_str())
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "opening the PostgreSQL database {}",
+                            hashpool_config::database_url::redact(url)
+                        )
+                    })?,
+            );
+            (pg.clone(), pg)
+        }
+        None => {
+            // Process-wide: the mint is the only SQLite user in its process.
+            sqlite_memory::set_limit(config.sqlite_memory_limit);
+            let sqlite = Arc::new(
+                MintSqliteDatabase::new(config.database_path.clone())
+                    .await
+                    .with_context(|| format!("opening {}", config.database_path.display()))?,
+            );
+            (sqlite.clone(), sqlite)
+        }
+    };
 
     let unit = CurrencyUnit::custom(&config.unit);
     let method = PaymentMethod::Custom(EHASH_METHOD.into());
@@ -185,7 +204,7 @@ pub async fn start(
     // CDK's signatory for the units above, with one `hash` keyset per settlement epoch beside
     // it (epochs.rs).
     let epochs =
-        epochs::EpochSignatory::open(db.clone(), &seed, units.into_iter().collect(), unit.clone())
+        epochs::EpochSignatory::open(keys_db, &seed, units.into_iter().collect(), unit.clone())
             .await?;
     let mint = Arc::new(builder.build_with_signatory(epochs.clone()).await?);
     if let Some(redemption) = &redemption {

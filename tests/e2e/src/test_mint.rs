@@ -25,6 +25,7 @@ pub fn mint_run_config(
         secret_key: secret_key(),
         unit: "hash".into(),
         database_path: dir.join("mint.sqlite"),
+        database_url: None,
         seed_path: dir.join("mint.seed"),
         info: mint::info::MintInfoSettings {
             name: Some("test mint".into()),

@@ -6,6 +6,7 @@
 //! variables are never refused, since one environment serves several files and roles). The
 //! shared topology lives in [`PoolGlobalConfig`] and [`ProxyGlobalConfig`].
 
+pub mod database_url;
 mod global;
 mod host_port;
 mod loader;

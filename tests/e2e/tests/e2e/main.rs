@@ -18,6 +18,7 @@ mod locking_key;
 mod metrics;
 mod miner_page;
 mod mining;
+mod mint_postgres;
 mod mint_security;
 mod minting;
 mod monitoring;
