@@ -14,6 +14,10 @@ use hashpool_settlement::withdrawals::{
 /// Payouts one coinbase carries at most, whatever the pool answers.
 pub const MAX_PAYOUTS: usize = 1_000;
 
+/// The longest payout script: a standard output's (P2WSH, P2TR). The mint withdraws to nothing
+/// longer, and with [`MAX_PAYOUTS`] the token's outputs always fit their message field.
+pub const MAX_PAYOUT_SCRIPT: usize = 34;
+
 pub struct PayoutClient {
     url: String,
     secret_key: [u8; 32],
@@ -70,6 +74,13 @@ pub fn outputs(answer: &[OfferedPayout], value: Amount) -> Result<Vec<TxOut>, St
     for p in answer {
         let script = ScriptBuf::from_hex(&p.script)
             .map_err(|_| format!("payout {}: the script is not hex", p.quote_id))?;
+        if script.is_empty() || script.len() > MAX_PAYOUT_SCRIPT {
+            return Err(format!(
+                "payout {}: a {}-byte script (1 to {MAX_PAYOUT_SCRIPT})",
+                p.quote_id,
+                script.len()
+            ));
+        }
         let sats = Amount::from_sat(p.sats);
         total = total
             .checked_add(sats)
@@ -81,4 +92,37 @@ pub fn outputs(answer: &[OfferedPayout], value: Amount) -> Result<Vec<TxOut>, St
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offered(script: &str, sats: u64) -> OfferedPayout {
+        OfferedPayout {
+            quote_id: "q".into(),
+            sats,
+            script: script.into(),
+        }
+    }
+
+    #[test]
+    fn the_pools_answer_is_bounded_before_it_becomes_outputs() {
+        let p2wpkh = "0014751e76e8199196d454941c45d1b3a323f1433bd6";
+        let value = Amount::from_sat(50_000);
+        let ok = outputs(&[offered(p2wpkh, 20_000), offered(p2wpkh, 30_000)], value).unwrap();
+        assert_eq!(ok.len(), 2);
+        for (what, answer) in [
+            (
+                "over the value",
+                vec![offered(p2wpkh, 30_000), offered(p2wpkh, 30_000)],
+            ),
+            ("not hex", vec![offered("zz", 1)]),
+            ("empty script", vec![offered("", 1)]),
+            ("a 35-byte script", vec![offered(&"00".repeat(35), 1)]),
+            ("too many", vec![offered(p2wpkh, 0); MAX_PAYOUTS + 1]),
+        ] {
+            assert!(outputs(&answer, value).is_err(), "{what}");
+        }
+    }
 }

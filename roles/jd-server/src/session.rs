@@ -146,8 +146,10 @@ impl Session {
                 let reply = AllocateMiningJobTokenSuccessOwned {
                     request_id: m.request_id,
                     mining_job_token: B0255Owned::new(token).expect("16 bytes fit"),
-                    coinbase_outputs: B064KOwned::new(consensus::serialize(&outputs))
-                        .expect("the pool script is at most 10,000 bytes (checked at start)"),
+                    coinbase_outputs: B064KOwned::new(consensus::serialize(&outputs)).expect(
+                        "the pool script is at most 10,000 bytes (checked at start) and the \
+                             payouts at most 1,000 of 34-byte scripts (payouts::outputs)",
+                    ),
                 };
                 self.send(JobDeclarationOwned::AllocateMiningJobTokenSuccess(reply))
                     .await

@@ -34,6 +34,9 @@ use hashpool_settlement::withdrawals::{Withdrawal, WithdrawalList, WITHDRAWALS_T
 use crate::cashu_error::{cashu_error, UNAVAILABLE};
 use crate::issuer::MintDb;
 
+/// The longest output script withdrawn to (P2WSH, P2TR).
+pub const MAX_SCRIPT: usize = 34;
+
 /// CDK key-value namespaces of the records.
 const NAMESPACE: &str = "hashpool";
 const RECORDS: &str = "withdrawals";
@@ -81,6 +84,14 @@ impl Withdrawals {
                     r.address, self.config.network
                 ))
             })?;
+        // Longer scripts (witness programs of future versions) are not standard outputs, and
+        // pool and job declarators reserve room for 34-byte ones.
+        if address.script_pubkey().len() > MAX_SCRIPT {
+            return Err(refuse(format!(
+                "`{}` is not a standard output's address",
+                r.address
+            )));
+        }
         let (min, max) = (self.config.min_sats, self.config.max_sats);
         if r.sats < min || r.sats > max {
             return Err(refuse(format!(
@@ -344,7 +355,13 @@ mod tests {
         let w = withdrawals().await;
         assert!(w.check(&format!("coinbase:10000:{REGTEST}")).is_ok());
         assert!(w.check(&format!("coinbase:100000000:{REGTEST}")).is_ok());
+        // A 40-byte witness program of a future version: no standard output.
+        let long = Address::from_witness_program(
+            bitcoin::WitnessProgram::new(bitcoin::WitnessVersion::V2, &[7u8; 40]).unwrap(),
+            bitcoin::KnownHrp::Regtest,
+        );
         for bad in [
+            format!("coinbase:10000:{long}"),
             format!("coinbase:9999:{REGTEST}"),
             format!("coinbase:100000001:{REGTEST}"),
             format!("coinbase:10000:{MAINNET}"),

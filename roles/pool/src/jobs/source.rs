@@ -161,7 +161,10 @@ impl JobSource {
         }];
         outputs.extend((0..self.max_payouts).map(|_| TxOut {
             value: bitcoin::Amount::from_sat(0),
-            script_pubkey: ScriptBuf::from_bytes(vec![0; 34]),
+            script_pubkey: ScriptBuf::from_bytes(vec![
+                0;
+                crate::settlement::payouts::MAX_PAYOUT_SCRIPT
+            ]),
         }));
         outputs
     }

@@ -267,6 +267,15 @@ async fn epoch_commitment(State(api): State<SettlementApi>, Path(index): Path<u3
     }
 }
 
+/// The answer when the ledger cannot be read (logged with `what` was being read).
+fn unreadable(what: &str, e: crate::ledger::LedgerError) -> Response {
+    tracing::warn!("{what}: {e}");
+    refuse(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the ledger could not be read",
+    )
+}
+
 /// Newest payouts listed at most.
 const PAYOUTS_LISTED: u32 = 200;
 
@@ -301,13 +310,7 @@ async fn payouts(State(api): State<SettlementApi>) -> Response {
             }))
             .into_response()
         }
-        Err(e) => {
-            tracing::warn!("payouts: {e}");
-            refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the ledger could not be read",
-            )
-        }
+        Err(e) => unreadable("payouts", e),
     }
 }
 
@@ -382,13 +385,7 @@ async fn payout(State(api): State<SettlementApi>, Path(quote_id): Path<String>) 
             StatusCode::NOT_FOUND,
             "no such withdrawal (the pool reads the mint's list at each chain check)",
         ),
-        Err(e) => {
-            tracing::warn!("payout: {e}");
-            refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the ledger could not be read",
-            )
-        }
+        Err(e) => unreadable("payout", e),
     }
 }
 

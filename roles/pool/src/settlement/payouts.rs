@@ -17,6 +17,9 @@ use tracing::{info, warn};
 use super::standing::{standing, FollowError};
 use crate::ledger::{AccrualLedger, BlockStatus};
 
+/// The longest payout script, as the room reserved for each (`JobSource`) assumes.
+pub const MAX_PAYOUT_SCRIPT: usize = 34;
+
 /// Blocks the tip must be past an orphaned block's height before its payouts are queued again.
 pub const REQUEUE_DEPTH: u32 = 6;
 
@@ -59,7 +62,17 @@ impl WithdrawalSource {
             .map_err(|e| mint(e.to_string()))?;
         list.verify(WITHDRAWALS_TAG, &self.mint_key)
             .map_err(|e| mint(format!("the withdrawal list is not the mint's: {e}")))?;
-        let added = ledger.record_withdrawals(list.body).await?;
+        // The room reserved per payout is a 34-byte script; anything else is left out (and
+        // said), so one bad entry never stops the others.
+        let (fit, unfit): (Vec<_>, Vec<_>) = list.body.into_iter().partition(|w| {
+            !w.script.is_empty()
+                && w.script.len() <= 2 * MAX_PAYOUT_SCRIPT
+                && w.script.bytes().all(|b| b.is_ascii_hexdigit())
+        });
+        for w in unfit {
+            warn!(quote_id = %w.quote_id, "the mint's withdrawal has no standard script: not paid");
+        }
+        let added = ledger.record_withdrawals(fit).await?;
         if added > 0 {
             info!(added, "withdrawals queued for the pool's coinbases");
         }
