@@ -5,4 +5,6 @@
 mod source;
 pub mod template_receiver;
 
-pub use source::{ChainView, JobEvent, JobSource, PoolTemplate, Sequenced, Snapshot};
+pub use source::{
+    ChainView, JobEvent, JobSource, PoolTemplate, Sequenced, Snapshot, MAX_PAYOUT_SCRIPT,
+};

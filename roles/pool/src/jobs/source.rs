@@ -9,6 +9,10 @@ use bitcoin::{ScriptBuf, TxOut};
 use template_distribution_sv2::{NewTemplateOwned, SetNewPrevHashOwned};
 use tokio::sync::broadcast;
 
+/// The longest payout script (a standard output's: P2WSH, P2TR): the room reserved for each
+/// payout in a coinbase.
+pub const MAX_PAYOUT_SCRIPT: usize = 34;
+
 /// A template with the pool's outputs for it (they must sum to the value it leaves).
 #[derive(Debug, Clone)]
 pub struct PoolTemplate {
@@ -161,10 +165,7 @@ impl JobSource {
         }];
         outputs.extend((0..self.max_payouts).map(|_| TxOut {
             value: bitcoin::Amount::from_sat(0),
-            script_pubkey: ScriptBuf::from_bytes(vec![
-                0;
-                crate::settlement::payouts::MAX_PAYOUT_SCRIPT
-            ]),
+            script_pubkey: ScriptBuf::from_bytes(vec![0; MAX_PAYOUT_SCRIPT]),
         }));
         outputs
     }

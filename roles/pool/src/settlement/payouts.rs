@@ -15,10 +15,8 @@ use hashpool_settlement::withdrawals::{PayoutState, WithdrawalList, WITHDRAWALS_
 use tracing::{info, warn};
 
 use super::standing::{standing, FollowError};
+use crate::jobs::MAX_PAYOUT_SCRIPT;
 use crate::ledger::{AccrualLedger, BlockStatus};
-
-/// The longest payout script, as the room reserved for each (`JobSource`) assumes.
-pub const MAX_PAYOUT_SCRIPT: usize = 34;
 
 /// Blocks the tip must be past an orphaned block's height before its payouts are queued again.
 pub const REQUEUE_DEPTH: u32 = 6;
