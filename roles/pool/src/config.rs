@@ -232,7 +232,12 @@ pub struct PoolSettings {
     /// Offer the mint-quote extension (ehash) to miners.
     pub mint_quote_extension: bool,
     /// SQLite database of accepted shares and the work they accrued (created if missing).
+    /// Not used when `ledger_database_url` is set.
     pub ledger_path: std::path::PathBuf,
+    /// The ledger on PostgreSQL (`postgres://user:password@host:5432/db`) instead of the
+    /// SQLite file: several pool instances (each its own `server_id`) share one database.
+    #[serde(default)]
+    pub ledger_database_url: Option<String>,
     /// Share records are kept this long for audit, then pruned (accruals, batches with their
     /// share commitments, and found blocks are kept). At least 1.
     #[serde(default = "default_ledger_retention_hours")]
@@ -273,6 +278,16 @@ fn optional_locking_key<'de, D: serde::Deserializer<'de>>(
     LockingKey::from_hex(&text)
         .map(Some)
         .map_err(|e| serde::de::Error::custom(format!("`{text}`: {e}")))
+}
+
+impl PoolSettings {
+    /// Where the ledger is: the PostgreSQL URL when set, else the SQLite file.
+    pub fn ledger_location(&self) -> crate::ledger::LedgerLocation {
+        match &self.ledger_database_url {
+            Some(url) => crate::ledger::LedgerLocation::Postgres(url.clone()),
+            None => crate::ledger::LedgerLocation::File(self.ledger_path.clone()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -361,6 +376,14 @@ impl PoolRunConfig {
                 }
                 settlement.withdrawals_url =
                     Some(format!("http://{mint}{}", ext_mint_quote::WITHDRAWALS_PATH));
+            }
+        }
+        if let Some(url) = &own.pool.ledger_database_url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(format!(
+                    "`pool.ledger_database_url` must be a postgres:// URL (got {})",
+                    hashpool_config::database_url::redact(url)
+                ));
             }
         }
         if own.pool.ledger_retention_hours == 0 {

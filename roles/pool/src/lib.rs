@@ -92,19 +92,16 @@ pub async fn start(
             min_work: settlement.min_epoch_work(),
         };
     }
+    let location = config.pool.ledger_location();
     let ledger = AccrualLedger::open_with(
-        &config.pool.ledger_path,
+        location.clone(),
         &config.unit,
         config.unit_work,
         ledger_options,
     )
     .await
-    .with_context(|| {
-        format!(
-            "opening the accrual ledger {}",
-            config.pool.ledger_path.display()
-        )
-    })?;
+    .with_context(|| format!("opening the accrual ledger {}", location.describe()))?;
+    tracing::info!(ledger = %location.describe(), backend = ?ledger.backend(), "ledger open");
     // Events are consumed only when the pool reports to a stats service.
     let (events, events_rx) = match &config.stats_reporting {
         Some(_) => {
@@ -282,7 +279,7 @@ async fn serve_miner_api(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
     let reader = ledger::LedgerReader::open(
-        &config.pool.ledger_path,
+        config.pool.ledger_location(),
         ledger.unit_work(),
         ledger::ReadLimits::default(),
     )

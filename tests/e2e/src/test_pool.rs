@@ -32,6 +32,10 @@ pub struct PoolOptions {
     pub default_locking_key: Option<ext_mint_quote::LockingKey>,
     /// Where the accrual ledger lives; the caller keeps the directory.
     pub ledger_path: std::path::PathBuf,
+    /// The ledger on PostgreSQL instead (several pools may share it).
+    pub ledger_database_url: Option<String>,
+    /// The pool instance's extranonce prefix (distinct per instance on one ledger).
+    pub server_id: u16,
     /// Difficulty-1 shares of work per ehash.
     pub unit_work: f64,
     pub batch_interval_ms: u64,
@@ -82,6 +86,8 @@ impl Default for PoolOptions {
             mint_quote_extension: true,
             default_locking_key: None,
             ledger_path: default_ledger_path(),
+            ledger_database_url: None,
+            server_id: 7,
             unit_work: 1e-6,
             batch_interval_ms: 300,
             retry_interval_ms: 1_000,
@@ -109,7 +115,7 @@ impl TestPool {
                 coinbase_reward_script: CoinbaseRewardScript::from_descriptor(POOL_SCRIPT)
                     .map_err(|e| anyhow::anyhow!("reward script: {e}"))?,
                 pool_signature: "hashpool-test".into(),
-                server_id: 7,
+                server_id: options.server_id,
                 shares_per_minute: options.shares_per_minute,
                 share_batch_size: options.share_batch_size,
                 share_ack_interval_ms: options.share_ack_interval_ms,
@@ -118,6 +124,7 @@ impl TestPool {
                 mint_quote_extension: options.mint_quote_extension,
                 default_locking_key: options.default_locking_key,
                 ledger_path: options.ledger_path.clone(),
+                ledger_database_url: options.ledger_database_url.clone(),
                 ledger_retention_hours: 24,
                 monitoring_max_clients: options.monitoring_max_clients,
                 metrics_address: Some(loopback_any_port()),

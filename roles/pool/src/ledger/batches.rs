@@ -6,13 +6,13 @@ use std::{
 
 use ext_mint_quote::LockingKey;
 use hashpool_ehash::{Accrual, UnitWork, Work};
-use sqlx::{Row, SqlitePool};
+use sqlx::{AnyConnection, Row};
 
 use super::{
-    book::{self, Book, KeyState},
+    book::{self, set_generation, Book, KeyState},
     epochs::{self, OpenEpoch},
     error::LedgerError,
-    sqlite::{begin_immediate, finish, work_bytes, work_from},
+    store::{begin_write, finish, work_bytes, work_from, Db},
     AccrualLedger,
 };
 
@@ -36,7 +36,7 @@ pub struct Batch {
 const BATCH_COLUMNS: &str = "SELECT id, request_id, locking_key, amount, share_count, \
      share_commitment, quote_id, refused_code, epoch FROM batches";
 
-fn batch_from_row(r: sqlx::sqlite::SqliteRow) -> Result<Batch, LedgerError> {
+fn batch_from_row(r: sqlx::any::AnyRow) -> Result<Batch, LedgerError> {
     Ok(Batch {
         id: r.get(0),
         request_id: array32(r.get(1))?,
@@ -64,57 +64,88 @@ fn array32(bytes: Vec<u8>) -> Result<[u8; 32], LedgerError> {
 }
 
 /// Batch creation, on the writer task (see `AccrualLedger::create_batches`).
-/// Looks only at `keys` (those with new pending work) when given, at every key otherwise.
-/// A batch covers its key's log records since the key's previous batch: its share count and
-/// commitment are the key's running ones, so no share is read or rewritten. Batches belong to
-/// the open epoch.
+/// Looks only at the book's dirty keys (those with new pending work) when it has them, at
+/// every key otherwise. A batch covers its key's log records since the key's previous batch:
+/// its share count and commitment are the key's running ones, so no share is read or
+/// rewritten. Batches belong to the open epoch. Under the write lock, after catching the book
+/// up: a key whose work another instance batched has nothing pending here, so each whole unit
+/// is batched once whichever instance gets there first.
 pub(super) async fn create(
-    db: &SqlitePool,
+    db: &Db,
     book: &mut Book,
     unit: UnitWork,
-    keys: Option<&HashSet<LockingKey>>,
     examined: &AtomicU64,
 ) -> Result<Vec<Batch>, LedgerError> {
-    let mut planned = plan(book, unit, keys, examined);
+    let mut conn = begin_write(db).await?;
+    let result = async {
+        book.catch_up(&mut conn).await?;
+        let mut planned = plan(book, unit, book.dirty.as_ref(), examined);
+        if !planned.is_empty() {
+            let epoch = book.epoch.map(|e| e.index);
+            let generation = book.next_generation();
+            insert_batches(&mut conn, &mut planned, book.next_seq, epoch, generation).await?;
+            set_generation(&mut conn, generation).await?;
+        }
+        Ok(planned)
+    }
+    .await;
+    let planned = finish(conn, result).await?;
+    book.dirty = Some(Default::default());
     if planned.is_empty() {
         return Ok(Vec::new());
     }
-    let epoch = book.epoch.map(|e| e.index);
-    let mut conn = begin_immediate(db).await?;
-    let result = insert_batches(&mut conn, &mut planned, book.next_seq, epoch).await;
-    finish(conn, result).await?;
+    book.generation = book.next_generation();
     Ok(take_planned(book, planned))
 }
 
 /// Closes the open epoch where the pool's work stands and opens the next, in one transaction
 /// with a batch of every key's whole units for the closing epoch (what is left of a key's
 /// work, under one unit, goes on into the next). Returns the batches.
+/// Another instance may have turned it first (the catch-up then finds the next epoch open
+/// and short of its end): nothing is written then.
 pub(super) async fn turn_epoch(
-    db: &SqlitePool,
+    db: &Db,
     book: &mut Book,
     unit: UnitWork,
     examined: &AtomicU64,
 ) -> Result<Vec<Batch>, LedgerError> {
-    let Some(closing) = book.epoch else {
-        return Ok(Vec::new());
-    };
-    let mut planned = plan(book, unit, None, examined);
-    let network_work = book.network_work.unwrap_or(closing.network_work);
-    let next = OpenEpoch {
-        index: closing.index + 1,
-        start: book.pool_work,
-        length: book.sizing.length(network_work),
-        network_work,
-    };
-    let mut conn = begin_immediate(db).await?;
+    let mut conn = begin_write(db).await?;
     let result = async {
-        insert_batches(&mut conn, &mut planned, book.next_seq, Some(closing.index)).await?;
+        book.catch_up(&mut conn).await?;
+        let Some(closing) = book.epoch else {
+            return Ok(None);
+        };
+        if book.pool_work.hashes() < closing.planned_end() {
+            return Ok(None);
+        }
+        let mut planned = plan(book, unit, None, examined);
+        let network_work = book.network_work.unwrap_or(closing.network_work);
+        let next = OpenEpoch {
+            index: closing.index + 1,
+            start: book.pool_work,
+            length: book.sizing.length(network_work),
+            network_work,
+        };
+        let generation = book.next_generation();
+        insert_batches(
+            &mut conn,
+            &mut planned,
+            book.next_seq,
+            Some(closing.index),
+            generation,
+        )
+        .await?;
         epochs::close(&mut conn, closing.index, book.pool_work).await?;
-        epochs::insert(&mut conn, &next).await
+        epochs::insert(&mut conn, &next).await?;
+        set_generation(&mut conn, generation).await?;
+        Ok(Some((planned, next)))
     }
     .await;
-    finish(conn, result).await?;
+    let Some((planned, next)) = finish(conn, result).await? else {
+        return Ok(Vec::new());
+    };
     book.epoch = Some(next);
+    book.generation = book.next_generation();
     Ok(take_planned(book, planned))
 }
 
@@ -197,18 +228,19 @@ struct Planned {
 }
 
 async fn insert_batches(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut AnyConnection,
     planned: &mut [Planned],
     log_until: i64,
     epoch: Option<u32>,
+    generation: i64,
 ) -> Result<(), LedgerError> {
     let now = hashpool_role::unix_now_ms();
     for p in planned.iter_mut() {
         let key = p.batch.locking_key.as_bytes().to_vec();
-        p.batch.id = sqlx::query(
+        p.batch.id = sqlx::query_scalar(
             "INSERT INTO batches (request_id, locking_key, amount, work, share_count, \
                  share_commitment, created_at, log_from, log_until, chain_from, epoch) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
         )
         .bind(p.batch.request_id.as_slice())
         .bind(&key)
@@ -221,16 +253,16 @@ async fn insert_batches(
         .bind(log_until)
         .bind(p.from.1.as_slice())
         .bind(epoch.map(i64::from))
-        .execute(&mut *tx)
-        .await?
-        .last_insert_rowid();
+        .fetch_one(&mut *tx)
+        .await?;
         sqlx::query(
-            "UPDATE accruals SET pending_work = ?, unbatched = 0, batch_from_seq = ?, \
-             batch_from_chain = ? WHERE locking_key = ?",
+            "UPDATE accruals SET pending_work = $1, unbatched = 0, batch_from_seq = $2, \
+             batch_from_chain = $3, gen = $4 WHERE locking_key = $5",
         )
         .bind(work_bytes(p.left))
         .bind(log_until)
         .bind(p.batch.share_commitment.as_slice())
+        .bind(generation)
         .bind(&key)
         .execute(&mut *tx)
         .await?;
@@ -247,7 +279,7 @@ impl AccrualLedger {
 
     /// Every batch of `key` (answered or not).
     pub async fn batches_of(&self, key: &LockingKey) -> Result<Vec<Batch>, LedgerError> {
-        self.batches_where("locking_key = ?", Some(key)).await
+        self.batches_where("locking_key = $1", Some(key)).await
     }
 
     async fn batches_where(
@@ -260,7 +292,7 @@ impl AccrualLedger {
         if let Some(k) = key {
             q = q.bind(k.as_bytes().as_slice());
         }
-        q.fetch_all(&self.db)
+        q.fetch_all(&self.db.pool)
             .await?
             .into_iter()
             .map(batch_from_row)
@@ -270,13 +302,13 @@ impl AccrualLedger {
 
 /// On the writer task (see `AccrualLedger::record_quote`).
 pub(super) async fn record_quote(
-    db: &SqlitePool,
+    db: &sqlx::AnyPool,
     request_id: &[u8; 32],
     quote_id: &str,
 ) -> Result<Option<Batch>, LedgerError> {
     let updated = sqlx::query(
-        "UPDATE batches SET quote_id = ?, answered_at = ? \
-         WHERE request_id = ? AND quote_id IS NULL AND refused_code IS NULL",
+        "UPDATE batches SET quote_id = $1, answered_at = $2 \
+         WHERE request_id = $3 AND quote_id IS NULL AND refused_code IS NULL",
     )
     .bind(quote_id)
     .bind(hashpool_role::unix_now_ms())
@@ -287,7 +319,7 @@ pub(super) async fn record_quote(
     if updated == 0 {
         return Ok(None);
     }
-    let sql = format!("{BATCH_COLUMNS} WHERE request_id = ?");
+    let sql = format!("{BATCH_COLUMNS} WHERE request_id = $1");
     sqlx::query(&sql)
         .bind(request_id.as_slice())
         .fetch_optional(db)
@@ -298,15 +330,25 @@ pub(super) async fn record_quote(
 
 /// On the writer task (see `AccrualLedger::record_refusal`).
 pub(super) async fn record_refusal(
-    db: &SqlitePool,
+    db: &Db,
     book: &mut Book,
     request_id: &[u8; 32],
     code: &str,
 ) -> Result<Option<Batch>, LedgerError> {
-    let mut conn = begin_immediate(db).await?;
-    let result = refuse(&mut conn, book, request_id, code).await;
+    let mut conn = begin_write(db).await?;
+    let result = async {
+        book.catch_up(&mut conn).await?;
+        let generation = book.next_generation();
+        let refused = refuse(&mut conn, book, request_id, code, generation).await?;
+        if refused.is_some() {
+            set_generation(&mut conn, generation).await?;
+        }
+        Ok(refused)
+    }
+    .await;
     let refused = finish(conn, result).await?;
     Ok(refused.map(|(batch, state)| {
+        book.generation = book.next_generation();
         book.keys.insert(batch.locking_key, state);
         batch
     }))
@@ -318,12 +360,13 @@ type LogRange = (Option<i64>, Option<i64>, Option<Vec<u8>>);
 
 /// The refused batch, and its key's state with the batch's work back in pending.
 async fn refuse(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut AnyConnection,
     book: &Book,
     request_id: &[u8; 32],
     code: &str,
+    generation: i64,
 ) -> Result<Option<(Batch, KeyState)>, LedgerError> {
-    let sql = format!("{BATCH_COLUMNS} WHERE request_id = ?");
+    let sql = format!("{BATCH_COLUMNS} WHERE request_id = $1");
     let Some(row) = sqlx::query(&sql)
         .bind(request_id.as_slice())
         .fetch_optional(&mut *tx)
@@ -336,7 +379,7 @@ async fn refuse(
     if batch.quote_id.is_some() || batch.refused_code.is_some() {
         return Ok(None);
     }
-    let work: Vec<u8> = sqlx::query_scalar("SELECT work FROM batches WHERE id = ?")
+    let work: Vec<u8> = sqlx::query_scalar("SELECT work FROM batches WHERE id = $1")
         .bind(batch.id)
         .fetch_one(&mut *tx)
         .await?;
@@ -357,7 +400,7 @@ async fn refuse(
     // same range start, count and commitment). An earlier batch keeps them: a later batch
     // already starts where it ended.
     let range: Option<LogRange> =
-        sqlx::query_as("SELECT log_from, log_until, chain_from FROM batches WHERE id = ?")
+        sqlx::query_as("SELECT log_from, log_until, chain_from FROM batches WHERE id = $1")
             .bind(batch.id)
             .fetch_optional(&mut *tx)
             .await?;
@@ -368,17 +411,18 @@ async fn refuse(
         }
     }
     sqlx::query(
-        "UPDATE accruals SET pending_work = ?, unbatched = ?, batch_from_seq = ?, \
-         batch_from_chain = ? WHERE locking_key = ?",
+        "UPDATE accruals SET pending_work = $1, unbatched = $2, batch_from_seq = $3, \
+         batch_from_chain = $4, gen = $5 WHERE locking_key = $6",
     )
     .bind(work_bytes(state.pending))
     .bind(state.unbatched)
     .bind(state.batch_from.0)
     .bind(state.batch_from.1.as_slice())
+    .bind(generation)
     .bind(&key)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("UPDATE batches SET refused_code = ?, refused_at = ? WHERE id = ?")
+    sqlx::query("UPDATE batches SET refused_code = $1, refused_at = $2 WHERE id = $3")
         .bind(code)
         .bind(hashpool_role::unix_now_ms())
         .bind(batch.id)

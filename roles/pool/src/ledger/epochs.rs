@@ -4,12 +4,12 @@
 //! transaction. The first epoch opens when the network's work per block is first known.
 
 use hashpool_ehash::Work;
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{AnyConnection, AnyPool, Row};
 use tracing::info;
 
 use super::{
     error::LedgerError,
-    sqlite::{work_bytes, work_from},
+    store::{work_bytes, work_from},
 };
 
 /// How epochs are sized: `ppm` parts per million of the network's work per block, and never
@@ -74,9 +74,7 @@ pub struct LedgerEpoch {
 }
 
 /// The open epoch, if any.
-pub(super) async fn load_open(
-    conn: &mut SqliteConnection,
-) -> Result<Option<OpenEpoch>, LedgerError> {
+pub(super) async fn load_open(conn: &mut AnyConnection) -> Result<Option<OpenEpoch>, LedgerError> {
     let row = sqlx::query(
         "SELECT idx, start_work, length, network_work FROM epochs WHERE end_work IS NULL \
          ORDER BY idx DESC LIMIT 1",
@@ -96,12 +94,9 @@ pub(super) async fn load_open(
 }
 
 /// Writes a new open epoch.
-pub(super) async fn insert(
-    conn: &mut SqliteConnection,
-    epoch: &OpenEpoch,
-) -> Result<(), LedgerError> {
+pub(super) async fn insert(conn: &mut AnyConnection, epoch: &OpenEpoch) -> Result<(), LedgerError> {
     sqlx::query(
-        "INSERT INTO epochs (idx, start_work, length, network_work, opened_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO epochs (idx, start_work, length, network_work, opened_at) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(i64::from(epoch.index))
     .bind(work_bytes(epoch.start))
@@ -121,22 +116,24 @@ pub(super) async fn insert(
 
 /// Closes the open epoch `index` at `end`.
 pub(super) async fn close(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     index: u32,
     end: Work,
 ) -> Result<(), LedgerError> {
-    sqlx::query("UPDATE epochs SET end_work = ?, closed_at = ? WHERE idx = ? AND end_work IS NULL")
-        .bind(work_bytes(end))
-        .bind(hashpool_role::unix_now_ms())
-        .bind(i64::from(index))
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "UPDATE epochs SET end_work = $1, closed_at = $2 WHERE idx = $3 AND end_work IS NULL",
+    )
+    .bind(work_bytes(end))
+    .bind(hashpool_role::unix_now_ms())
+    .bind(i64::from(index))
+    .execute(&mut *conn)
+    .await?;
     info!(epoch = index, end = end.hashes(), "epoch closed");
     Ok(())
 }
 
 /// Every epoch, oldest first.
-pub(super) async fn all(db: &SqlitePool) -> Result<Vec<LedgerEpoch>, LedgerError> {
+pub(super) async fn all(db: &AnyPool) -> Result<Vec<LedgerEpoch>, LedgerError> {
     let rows = sqlx::query(
         "SELECT idx, start_work, length, network_work, end_work, opened_at, closed_at \
          FROM epochs ORDER BY idx",
@@ -169,13 +166,13 @@ pub struct EpochQuote {
 
 /// Epoch `index`'s quotes in quote id order, at most `limit` (`None` past it).
 pub(super) async fn quotes_of(
-    db: &SqlitePool,
+    db: &AnyPool,
     index: u32,
     limit: u32,
 ) -> Result<Option<Vec<EpochQuote>>, LedgerError> {
     let rows = sqlx::query(
         "SELECT quote_id, locking_key, amount FROM batches \
-         WHERE epoch = ? AND quote_id IS NOT NULL ORDER BY quote_id LIMIT ?",
+         WHERE epoch = $1 AND quote_id IS NOT NULL ORDER BY quote_id LIMIT $2",
     )
     .bind(i64::from(index))
     .bind(i64::from(limit) + 1)
@@ -201,11 +198,11 @@ pub(super) async fn quotes_of(
 /// The epoch of the batch quoted as `quote_id`: `None` for no such quote, `Some(None)` for one
 /// from before the first epoch.
 pub(super) async fn epoch_of_quote(
-    db: &SqlitePool,
+    db: &AnyPool,
     quote_id: &str,
 ) -> Result<Option<Option<u32>>, LedgerError> {
     let row: Option<Option<i64>> =
-        sqlx::query_scalar("SELECT epoch FROM batches WHERE quote_id = ? LIMIT 1")
+        sqlx::query_scalar("SELECT epoch FROM batches WHERE quote_id = $1 LIMIT 1")
             .bind(quote_id)
             .fetch_optional(db)
             .await?;
@@ -213,9 +210,9 @@ pub(super) async fn epoch_of_quote(
 }
 
 /// Batches of epoch `index` the mint has neither answered nor refused.
-pub(super) async fn unanswered(db: &SqlitePool, index: u32) -> Result<u64, LedgerError> {
+pub(super) async fn unanswered(db: &AnyPool, index: u32) -> Result<u64, LedgerError> {
     let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM batches WHERE quote_id IS NULL AND refused_code IS NULL AND epoch = ?",
+        "SELECT COUNT(*) FROM batches WHERE quote_id IS NULL AND refused_code IS NULL AND epoch = $1",
     )
     .bind(i64::from(index))
     .fetch_one(db)
@@ -224,9 +221,9 @@ pub(super) async fn unanswered(db: &SqlitePool, index: u32) -> Result<u64, Ledge
 }
 
 /// Ehash quoted per epoch: `(epoch, amount)` over the batches the mint answered.
-pub(super) async fn quoted(db: &SqlitePool) -> Result<Vec<(u32, u64)>, LedgerError> {
+pub(super) async fn quoted(db: &AnyPool) -> Result<Vec<(u32, u64)>, LedgerError> {
     let rows = sqlx::query(
-        "SELECT epoch, SUM(amount) FROM batches WHERE epoch IS NOT NULL AND quote_id IS NOT NULL \
+        "SELECT epoch, CAST(SUM(amount) AS BIGINT) FROM batches WHERE epoch IS NOT NULL AND quote_id IS NOT NULL \
          GROUP BY epoch ORDER BY epoch",
     )
     .fetch_all(db)

@@ -5,9 +5,9 @@
 use bitcoin::{hashes::Hash as _, BlockHash};
 use hashpool_ehash::Work;
 use serde::Serialize;
-use sqlx::{Row, SqlitePool};
+use sqlx::{AnyPool, Row};
 
-use super::{error::LedgerError, sqlite::work_from};
+use super::{error::LedgerError, store::work_from};
 
 /// Where a found block stands in the node's best chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -63,7 +63,7 @@ pub struct TrackedBlock {
 const COLUMNS: &str = "hash, height, value_sats, network_work, pool_work, status, \
                        confirmations, found_at";
 
-fn tracked(r: &sqlx::sqlite::SqliteRow) -> Result<TrackedBlock, LedgerError> {
+fn tracked(r: &sqlx::any::AnyRow) -> Result<TrackedBlock, LedgerError> {
     let hash: [u8; 32] = r
         .get::<Vec<u8>, _>(0)
         .try_into()
@@ -90,13 +90,13 @@ fn tracked(r: &sqlx::sqlite::SqliteRow) -> Result<TrackedBlock, LedgerError> {
 /// The blocks whose standing can still change with the node's tip at `tip_height`: the
 /// pending ones, and the orphaned ones a reorg of under `maturity` blocks could bring back.
 pub(super) async fn to_follow(
-    db: &SqlitePool,
+    db: &AnyPool,
     tip_height: u32,
     maturity: u32,
 ) -> Result<Vec<TrackedBlock>, LedgerError> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM found_blocks WHERE status = 'pending' \
-         OR (status = 'orphaned' AND (height IS NULL OR height + ? > ?)) ORDER BY found_at"
+         OR (status = 'orphaned' AND (height IS NULL OR height + $1 > $2)) ORDER BY found_at"
     ))
     .bind(i64::from(maturity))
     .bind(i64::from(tip_height))
@@ -106,9 +106,9 @@ pub(super) async fn to_follow(
 }
 
 /// Every found block, newest first, at most `limit`.
-pub(super) async fn newest(db: &SqlitePool, limit: u32) -> Result<Vec<TrackedBlock>, LedgerError> {
+pub(super) async fn newest(db: &AnyPool, limit: u32) -> Result<Vec<TrackedBlock>, LedgerError> {
     let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM found_blocks ORDER BY found_at DESC, hash LIMIT ?"
+        "SELECT {COLUMNS} FROM found_blocks ORDER BY found_at DESC, hash LIMIT $1"
     ))
     .bind(i64::from(limit))
     .fetch_all(db)
@@ -118,14 +118,14 @@ pub(super) async fn newest(db: &SqlitePool, limit: u32) -> Result<Vec<TrackedBlo
 
 /// Records a block's standing; `true` when it changed.
 pub(super) async fn set_status(
-    db: &SqlitePool,
+    db: &AnyPool,
     hash: &BlockHash,
     status: BlockStatus,
     confirmations: i64,
 ) -> Result<bool, LedgerError> {
     let changed = sqlx::query(
-        "UPDATE found_blocks SET status = ?, confirmations = ?, status_at = ? \
-         WHERE hash = ? AND (status != ? OR confirmations != ?)",
+        "UPDATE found_blocks SET status = $1, confirmations = $2, status_at = $3 \
+         WHERE hash = $4 AND (status != $5 OR confirmations != $6)",
     )
     .bind(status.as_str())
     .bind(confirmations)

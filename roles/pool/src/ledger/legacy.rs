@@ -7,35 +7,35 @@
 use std::collections::HashMap;
 
 use hashpool_ehash::Work;
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{AnyConnection, Row};
 use tracing::info;
 
 use super::{
     book::chain_step,
     error::LedgerError,
     retention::MINUTES_KEPT,
-    sqlite::{begin_immediate, finish, work_bytes, work_from},
+    store::{begin_write, exists, finish, work_bytes, work_from, Db},
 };
 
 /// Hashes of old shares accepted within this long before the upgrade seed the duplicate filter.
 const RECENT_MS: i64 = 3_600_000;
 
 /// Converts the ledger if it needs it; returns the recent old share hashes.
-pub(super) async fn convert(db: &SqlitePool) -> Result<Vec<[u8; 32]>, LedgerError> {
-    let needed: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM accruals WHERE key_id IS NULL OR chain IS NULL)",
+pub(super) async fn convert(db: &Db) -> Result<Vec<[u8; 32]>, LedgerError> {
+    let needed = exists(
+        &mut *db.pool.acquire().await?,
+        "SELECT 1 FROM accruals WHERE key_id IS NULL OR chain IS NULL LIMIT 1",
     )
-    .fetch_one(db)
     .await?;
     if !needed {
         return Ok(Vec::new());
     }
-    let mut conn = begin_immediate(db).await?;
+    let mut conn = begin_write(db).await?;
     let result = convert_in(&mut conn).await;
     finish(conn, result).await
 }
 
-async fn convert_in(conn: &mut SqliteConnection) -> Result<Vec<[u8; 32]>, LedgerError> {
+async fn convert_in(conn: &mut AnyConnection) -> Result<Vec<[u8; 32]>, LedgerError> {
     let mut next_id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(key_id), 0) + 1 FROM accruals")
         .fetch_one(&mut *conn)
         .await?;
@@ -55,7 +55,7 @@ async fn convert_in(conn: &mut SqliteConnection) -> Result<Vec<[u8; 32]>, Ledger
         };
         // The order the old batches committed to their shares in.
         let hashes: Vec<Vec<u8>> = sqlx::query_scalar(
-            "SELECT share_hash FROM shares WHERE locking_key = ? AND batch_id IS NULL \
+            "SELECT share_hash FROM shares WHERE locking_key = $1 AND batch_id IS NULL \
              ORDER BY accepted_at, share_hash",
         )
         .bind(key)
@@ -71,7 +71,7 @@ async fn convert_in(conn: &mut SqliteConnection) -> Result<Vec<[u8; 32]>, Ledger
         }
         chained += hashes.len() as u64;
         sqlx::query(
-            "UPDATE accruals SET key_id = ?, chain = ?, unbatched = ? WHERE locking_key = ?",
+            "UPDATE accruals SET key_id = $1, chain = $2, unbatched = $3 WHERE locking_key = $4",
         )
         .bind(id)
         .bind(chain.as_slice())
@@ -91,7 +91,7 @@ async fn convert_in(conn: &mut SqliteConnection) -> Result<Vec<[u8; 32]>, Ledger
     let since = now - MINUTES_KEPT * 60_000;
     let rows = sqlx::query(
         "SELECT a.key_id, s.accepted_at, s.work, s.share_hash FROM shares s \
-         JOIN accruals a ON a.locking_key = s.locking_key WHERE s.accepted_at >= ?",
+         JOIN accruals a ON a.locking_key = s.locking_key WHERE s.accepted_at >= $1",
     )
     .bind(since)
     .fetch_all(&mut *conn)
@@ -114,7 +114,7 @@ async fn convert_in(conn: &mut SqliteConnection) -> Result<Vec<[u8; 32]>, Ledger
     }
     for ((key_id, minute), (work, count)) in &minutes {
         sqlx::query(
-            "INSERT OR REPLACE INTO key_minutes (key_id, minute, work, shares) VALUES (?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO key_minutes (key_id, minute, work, shares) VALUES ($1, $2, $3, $4)",
         )
         .bind(key_id)
         .bind(minute)

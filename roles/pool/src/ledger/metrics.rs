@@ -7,9 +7,9 @@ use std::sync::{
 };
 
 use hashpool_metrics::Histogram;
-use sqlx::{Row, SqlitePool};
+use sqlx::{AnyPool, Row};
 
-use super::{error::LedgerError, sqlite::work_from};
+use super::{error::LedgerError, store::work_from};
 
 /// What the ledger holds now, as its writer last left it.
 #[derive(Debug)]
@@ -33,7 +33,7 @@ const OLDEST_OPEN: &str = "SELECT created_at FROM batches \
 impl LedgerMetrics {
     /// The figures of the ledger in `db` (read once, when the ledger opens: every key's
     /// pending work, and the open batches through their index).
-    pub(super) async fn read(db: &SqlitePool) -> Result<Self, LedgerError> {
+    pub(super) async fn read(db: &AnyPool) -> Result<Self, LedgerError> {
         let (mut pending, mut total) = (0u128, 0u128);
         for row in sqlx::query("SELECT pending_work, total_work FROM accruals")
             .fetch_all(db)
@@ -83,7 +83,7 @@ impl LedgerMetrics {
     }
 
     /// An open batch was answered, or refused (`returned`: its work, back to pending).
-    pub(super) async fn closed(&self, db: &SqlitePool, returned: u128) {
+    pub(super) async fn closed(&self, db: &AnyPool, returned: u128) {
         self.with_pending(|p| p.saturating_add(returned));
         let _ = self
             .open_batches
@@ -93,7 +93,7 @@ impl LedgerMetrics {
         }
     }
 
-    async fn refresh_oldest(&self, db: &SqlitePool) -> Result<(), LedgerError> {
+    async fn refresh_oldest(&self, db: &AnyPool) -> Result<(), LedgerError> {
         let oldest: Option<i64> = sqlx::query_scalar(OLDEST_OPEN).fetch_optional(db).await?;
         self.oldest_open_ms
             .store(oldest.unwrap_or(0), Ordering::Relaxed);

@@ -21,6 +21,8 @@ mod book;
 mod epochs;
 mod error;
 mod found_blocks;
+#[cfg(test)]
+mod instances_tests;
 mod legacy;
 mod log;
 #[cfg(test)]
@@ -31,14 +33,14 @@ mod reader;
 mod retention;
 mod seen;
 mod share_commit;
-mod sqlite;
+mod store;
+#[cfg(test)]
+mod test_db;
 #[cfg(test)]
 mod tests;
 mod writer;
 
 use std::{
-    path::Path,
-    str::FromStr,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -48,10 +50,7 @@ use std::{
 
 use ext_mint_quote::LockingKey;
 use hashpool_ehash::{UnitWork, Work};
-use sqlx::{
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-    Row, SqlitePool,
-};
+use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
 pub use batches::Batch;
@@ -64,11 +63,12 @@ pub use metrics::LedgerMetrics;
 pub use payouts::PayoutRow;
 pub use reader::{FoundBlock, IssuedQuote, KeyReport, LedgerReader, ReadLimits, WindowWork};
 pub use retention::{chain_row, Pruned};
+pub use store::{Backend, LedgerLocation};
 pub use writer::{Receipt, Receipts};
 
 use crate::accepted_share::AcceptedShare;
 use book::Book;
-use sqlite::{check_unit, work_from};
+use store::{check_unit, work_from, Db};
 use writer::{writer, Command, Done, Pending, MAX_GROUP};
 
 /// Share entries waiting for the writer at most (one per `record`, or per `record_all` of a
@@ -112,7 +112,7 @@ pub struct KeyAccrual {
 
 #[derive(Clone)]
 pub struct AccrualLedger {
-    db: SqlitePool,
+    db: Db,
     /// Shares, for group commits.
     queue: mpsc::Sender<Command>,
     /// Everything else the writer does (it goes first).
@@ -126,53 +126,46 @@ pub struct AccrualLedger {
 }
 
 impl AccrualLedger {
-    /// Opens (creating if needed) the ledger at `path`, migrates it and starts its writer.
+    /// Opens (creating if needed) the ledger at `location`, migrates it and starts its writer.
     /// `unit` and `unit_work` must be the values the ledger was written with (a new ledger, or
     /// one from before they were recorded, takes them).
-    pub async fn open(path: &Path, unit: &str, unit_work: UnitWork) -> Result<Self, LedgerError> {
-        Self::open_with(path, unit, unit_work, LedgerOptions::default()).await
+    pub async fn open(
+        location: impl Into<LedgerLocation>,
+        unit: &str,
+        unit_work: UnitWork,
+    ) -> Result<Self, LedgerError> {
+        Self::open_with(location, unit, unit_work, LedgerOptions::default()).await
     }
 
     /// [`AccrualLedger::open`] with a retention window and duplicate filter bound of choice.
     pub async fn open_with(
-        path: &Path,
+        location: impl Into<LedgerLocation>,
         unit: &str,
         unit_work: UnitWork,
         options: LedgerOptions,
     ) -> Result<Self, LedgerError> {
-        Self::open_with_queue(path, unit, unit_work, options, QUEUE_CAPACITY).await
+        Self::open_with_queue(&location.into(), unit, unit_work, options, QUEUE_CAPACITY).await
     }
 
     async fn open_with_queue(
-        path: &Path,
+        location: &LedgerLocation,
         unit: &str,
         unit_work: UnitWork,
         ledger_options: LedgerOptions,
         queue_capacity: usize,
     ) -> Result<Self, LedgerError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| LedgerError::Database(format!("{}: {e}", dir.display())))?;
-        }
-        let options = SqliteConnectOptions::from_str("sqlite://")?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a committed transaction survives power loss, not only a process crash.
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10));
-        let db = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
-        sqlx::migrate!("./migrations")
-            .run(&db)
-            .await
-            .map_err(|e| LedgerError::Database(format!("migration: {e}")))?;
-        check_unit(&db, unit, unit_work).await?;
-        let recent_legacy = legacy::convert(&db).await?;
+        // Writes go through one writer task; the rest are reads (the API, audits, metrics).
+        let db = Db::connect(location, 4, false).await?;
+        db.migrate().await?;
+        check_unit(&db.pool, unit, unit_work).await?;
+        let recent_legacy = match db.backend {
+            Backend::Sqlite => legacy::convert(&db).await?,
+            // A PostgreSQL ledger is new or moved from a converted SQLite one (`pool
+            // migrate-ledger`): nothing from before the share log.
+            Backend::Postgres => Vec::new(),
+        };
         let mut book = Book::load(
-            &mut *db.acquire().await?,
+            &mut *db.pool.acquire().await?,
             ledger_options.max_seen_per_tip,
             ledger_options.epochs,
         )
@@ -183,7 +176,7 @@ impl AccrualLedger {
         let (queue, rx) = mpsc::channel(queue_capacity);
         let (control, control_rx) = mpsc::channel(CONTROL_CAPACITY);
         let keys_examined = Arc::new(AtomicU64::new(0));
-        let metrics = Arc::new(LedgerMetrics::read(&db).await?);
+        let metrics = Arc::new(LedgerMetrics::read(&db.pool).await?);
         tokio::spawn(writer(
             db.clone(),
             book,
@@ -258,10 +251,10 @@ impl AccrualLedger {
     /// What `key` has accrued.
     pub async fn accrual(&self, key: &LockingKey) -> Result<Option<KeyAccrual>, LedgerError> {
         let row = sqlx::query(
-            "SELECT pending_work, total_work, share_count FROM accruals WHERE locking_key = ?",
+            "SELECT pending_work, total_work, share_count FROM accruals WHERE locking_key = $1",
         )
         .bind(key.as_bytes().as_slice())
-        .fetch_optional(&self.db)
+        .fetch_optional(&self.db.pool)
         .await?;
         row.map(|r| {
             Ok(KeyAccrual {
@@ -277,9 +270,9 @@ impl AccrualLedger {
     /// retention window, and share rows from before the log): an independent check of the
     /// accrual totals. Reads the whole log: for audits and tests, not the share path.
     pub async fn share_work(&self, key: &LockingKey) -> Result<(Work, u64), LedgerError> {
-        let mut conn = self.db.acquire().await?;
+        let mut conn = self.db.pool.acquire().await?;
         let id: Option<i64> =
-            sqlx::query_scalar("SELECT key_id FROM accruals WHERE locking_key = ?")
+            sqlx::query_scalar("SELECT key_id FROM accruals WHERE locking_key = $1")
                 .bind(key.as_bytes().as_slice())
                 .fetch_optional(&mut *conn)
                 .await?
@@ -304,7 +297,7 @@ impl AccrualLedger {
                 }
             }
         }
-        let legacy = sqlx::query("SELECT work FROM shares WHERE locking_key = ?")
+        let legacy = sqlx::query("SELECT work FROM shares WHERE locking_key = $1")
             .bind(key.as_bytes().as_slice())
             .fetch_all(&mut *conn)
             .await?;
@@ -321,16 +314,24 @@ impl AccrualLedger {
             .await
     }
 
+    /// Which backend the ledger is on.
+    pub fn backend(&self) -> Backend {
+        self.db.backend
+    }
+
     /// Size of the ledger's database file (its pages; the write-ahead log is checkpointed
-    /// into it first), bytes.
+    /// into it first), bytes; on PostgreSQL, the database's size.
     pub async fn bytes_on_disk(&self) -> Result<u64, LedgerError> {
+        if self.db.backend == Backend::Postgres {
+            return self.live_bytes().await;
+        }
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.db)
+            .execute(&self.db.pool)
             .await?;
         let bytes: i64 = sqlx::query_scalar(
             "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
         )
-        .fetch_one(&self.db)
+        .fetch_one(&self.db.pool)
         .await?;
         Ok(u64::try_from(bytes).unwrap_or(0))
     }
@@ -338,12 +339,14 @@ impl AccrualLedger {
     /// Bytes of the ledger's pages in use (the file minus its free pages, which SQLite reuses
     /// before it grows the file).
     pub async fn live_bytes(&self) -> Result<u64, LedgerError> {
-        let bytes: i64 = sqlx::query_scalar(
-            "SELECT (page_count - freelist_count) * page_size \
-             FROM pragma_page_count(), pragma_freelist_count(), pragma_page_size()",
-        )
-        .fetch_one(&self.db)
-        .await?;
+        let sql = match self.db.backend {
+            Backend::Sqlite => {
+                "SELECT (page_count - freelist_count) * page_size \
+                 FROM pragma_page_count(), pragma_freelist_count(), pragma_page_size()"
+            }
+            Backend::Postgres => "SELECT pg_database_size(current_database())",
+        };
+        let bytes: i64 = sqlx::query_scalar(sql).fetch_one(&self.db.pool).await?;
         Ok(u64::try_from(bytes).unwrap_or(0))
     }
 }
@@ -453,12 +456,12 @@ impl AccrualLedger {
         tip_height: u32,
         maturity: u32,
     ) -> Result<Vec<TrackedBlock>, LedgerError> {
-        found_blocks::to_follow(&self.db, tip_height, maturity).await
+        found_blocks::to_follow(&self.db.pool, tip_height, maturity).await
     }
 
     /// Every found block, newest first, at most `limit`.
     pub async fn found_blocks(&self, limit: u32) -> Result<Vec<TrackedBlock>, LedgerError> {
-        found_blocks::newest(&self.db, limit).await
+        found_blocks::newest(&self.db.pool, limit).await
     }
 
     /// Records where a found block stands (through the writer); `true` when that changed.
@@ -481,7 +484,7 @@ impl AccrualLedger {
     async fn write<T, F, Fut>(&self, write: F) -> Result<T, LedgerError>
     where
         T: Send + 'static,
-        F: FnOnce(SqlitePool) -> Fut + Send + 'static,
+        F: FnOnce(Db) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Result<T, LedgerError>> + Send + 'static,
     {
         let (done, answer) = oneshot::channel();
@@ -549,24 +552,24 @@ impl AccrualLedger {
         states: &[hashpool_settlement::withdrawals::PayoutState],
         limit: u32,
     ) -> Result<Vec<PayoutRow>, LedgerError> {
-        payouts::in_states(&self.db, states, limit).await
+        payouts::in_states(&self.db.pool, states, limit).await
     }
 
     /// Every payout, newest first, at most `limit`.
     pub async fn payouts(&self, limit: u32) -> Result<Vec<PayoutRow>, LedgerError> {
-        payouts::newest(&self.db, limit).await
+        payouts::newest(&self.db.pool, limit).await
     }
 
     /// Payouts and their sats, by state.
     pub async fn payout_totals(
         &self,
     ) -> Result<Vec<(hashpool_settlement::withdrawals::PayoutState, u64, u64)>, LedgerError> {
-        payouts::totals(&self.db).await
+        payouts::totals(&self.db.pool).await
     }
 
     /// The payout of withdrawal melt `quote_id`.
     pub async fn payout(&self, quote_id: &str) -> Result<Option<PayoutRow>, LedgerError> {
-        payouts::one(&self.db, quote_id).await
+        payouts::one(&self.db.pool, quote_id).await
     }
 
     /// The network's work per block at a new tip (the pool tells the ledger at each one): the
@@ -580,7 +583,7 @@ impl AccrualLedger {
 
     /// Every epoch, oldest first.
     pub async fn epochs(&self) -> Result<Vec<LedgerEpoch>, LedgerError> {
-        epochs::all(&self.db).await
+        epochs::all(&self.db.pool).await
     }
 
     /// Epoch `index`'s quotes in quote id order; `None` when it has more than `limit`.
@@ -589,22 +592,22 @@ impl AccrualLedger {
         index: u32,
         limit: u32,
     ) -> Result<Option<Vec<EpochQuote>>, LedgerError> {
-        epochs::quotes_of(&self.db, index, limit).await
+        epochs::quotes_of(&self.db.pool, index, limit).await
     }
 
     /// The epoch of the batch quoted as `quote_id` (`None`: no such quote; `Some(None)`: from
     /// before the first epoch).
     pub async fn epoch_of_quote(&self, quote_id: &str) -> Result<Option<Option<u32>>, LedgerError> {
-        epochs::epoch_of_quote(&self.db, quote_id).await
+        epochs::epoch_of_quote(&self.db.pool, quote_id).await
     }
 
     /// Batches of epoch `index` the mint has neither answered nor refused.
     pub async fn epoch_unanswered(&self, index: u32) -> Result<u64, LedgerError> {
-        epochs::unanswered(&self.db, index).await
+        epochs::unanswered(&self.db.pool, index).await
     }
 
     /// Ehash the mint quoted per epoch (`(epoch, amount)`), over answered batches.
     pub async fn quoted_per_epoch(&self) -> Result<Vec<(u32, u64)>, LedgerError> {
-        epochs::quoted(&self.db).await
+        epochs::quoted(&self.db.pool).await
     }
 }

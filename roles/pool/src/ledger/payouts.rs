@@ -12,9 +12,12 @@ use std::collections::HashMap;
 
 use bitcoin::{hashes::Hash as _, BlockHash, ScriptBuf, Transaction, TxOut, Txid};
 use hashpool_settlement::withdrawals::{Payout, PayoutState, Withdrawal};
-use sqlx::{Row, SqlitePool};
+use sqlx::{AnyPool, Row};
 
-use super::error::LedgerError;
+use super::{
+    error::LedgerError,
+    store::{begin_write, finish, Db},
+};
 
 /// A payout as the ledger holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +57,7 @@ impl PayoutRow {
 
 const COLUMNS: &str = "quote_id, sats, address, script, state, height, block_hash, txid, vout";
 
-fn row(r: &sqlx::sqlite::SqliteRow) -> Result<PayoutRow, LedgerError> {
+fn row(r: &sqlx::any::AnyRow) -> Result<PayoutRow, LedgerError> {
     let corrupt = |what: &str| LedgerError::Database(format!("corrupt payout {what}"));
     let hash32 = |i: usize| -> Result<Option<[u8; 32]>, LedgerError> {
         r.get::<Option<Vec<u8>>, _>(i)
@@ -82,32 +85,35 @@ fn row(r: &sqlx::sqlite::SqliteRow) -> Result<PayoutRow, LedgerError> {
 
 /// Adds the mint's withdrawals not held yet as `queued`; returns how many were new. A
 /// withdrawal already held keeps its row (the mint's list is read again and again).
-pub(super) async fn record(db: &SqlitePool, list: &[Withdrawal]) -> Result<usize, LedgerError> {
+pub(super) async fn record(db: &Db, list: &[Withdrawal]) -> Result<usize, LedgerError> {
     let now = hashpool_role::unix_now_ms();
-    let mut tx = db.begin().await?;
-    let mut added = 0;
-    for w in list {
-        let script = hex_bytes(&w.script).ok_or_else(|| {
-            LedgerError::Database(format!("withdrawal {}: script is not hex", w.quote_id))
-        })?;
-        let sats = i64::try_from(w.sats)
-            .map_err(|_| LedgerError::Database(format!("withdrawal {}: amount", w.quote_id)))?;
-        added += sqlx::query(
-            "INSERT OR IGNORE INTO payouts (quote_id, sats, address, script, recorded_at, \
-             changed_at) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&w.quote_id)
-        .bind(sats)
-        .bind(&w.address)
-        .bind(script)
-        .bind(i64::try_from(w.recorded_at).unwrap_or(i64::MAX))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected() as usize;
+    let mut tx = begin_write(db).await?;
+    let result: Result<_, LedgerError> = async {
+        let mut added = 0;
+        for w in list {
+            let script = hex_bytes(&w.script).ok_or_else(|| {
+                LedgerError::Database(format!("withdrawal {}: script is not hex", w.quote_id))
+            })?;
+            let sats = i64::try_from(w.sats)
+                .map_err(|_| LedgerError::Database(format!("withdrawal {}: amount", w.quote_id)))?;
+            added += sqlx::query(
+                "INSERT INTO payouts (quote_id, sats, address, script, recorded_at, \
+             changed_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (quote_id) DO NOTHING",
+            )
+            .bind(&w.quote_id)
+            .bind(sats)
+            .bind(&w.address)
+            .bind(script)
+            .bind(i64::try_from(w.recorded_at).unwrap_or(i64::MAX))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected() as usize;
+        }
+        Ok(added)
     }
-    tx.commit().await?;
-    Ok(added)
+    .await;
+    finish(tx, result).await
 }
 
 fn hex_bytes(text: &str) -> Option<Vec<u8>> {
@@ -119,53 +125,56 @@ fn hex_bytes(text: &str) -> Option<Vec<u8>> {
 /// offered there, then queued ones oldest first, each taken if it still fits, at most `max`.
 /// The queued ones taken are marked offered at `height` before this returns.
 pub(super) async fn offer(
-    db: &SqlitePool,
+    db: &Db,
     height: u32,
     value: u64,
     max: usize,
 ) -> Result<Vec<PayoutRow>, LedgerError> {
-    let mut tx = db.begin().await?;
-    let candidates = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM payouts WHERE (state = 'offered' AND height = ?) \
+    let mut tx = begin_write(db).await?;
+    let result: Result<_, LedgerError> = async {
+        let candidates = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM payouts WHERE (state = 'offered' AND height = $1) \
          OR state = 'queued' ORDER BY state = 'queued', recorded_at, quote_id"
-    ))
-    .bind(i64::from(height))
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut chosen = Vec::new();
-    let mut left = value;
-    for r in candidates.iter().map(row) {
-        let r = r?;
-        if chosen.len() >= max {
-            break;
-        }
-        if r.sats > left {
-            continue;
-        }
-        left -= r.sats;
-        chosen.push(r);
-    }
-    let now = hashpool_role::unix_now_ms();
-    for r in chosen.iter_mut().filter(|r| r.state == PayoutState::Queued) {
-        sqlx::query(
-            "UPDATE payouts SET state = 'offered', height = ?, changed_at = ? \
-             WHERE quote_id = ? AND state = 'queued'",
-        )
+        ))
         .bind(i64::from(height))
-        .bind(now)
-        .bind(&r.quote_id)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
-        r.state = PayoutState::Offered;
-        r.height = Some(height);
+        let mut chosen = Vec::new();
+        let mut left = value;
+        for r in candidates.iter().map(row) {
+            let r = r?;
+            if chosen.len() >= max {
+                break;
+            }
+            if r.sats > left {
+                continue;
+            }
+            left -= r.sats;
+            chosen.push(r);
+        }
+        let now = hashpool_role::unix_now_ms();
+        for r in chosen.iter_mut().filter(|r| r.state == PayoutState::Queued) {
+            sqlx::query(
+                "UPDATE payouts SET state = 'offered', height = $1, changed_at = $2 \
+             WHERE quote_id = $3 AND state = 'queued'",
+            )
+            .bind(i64::from(height))
+            .bind(now)
+            .bind(&r.quote_id)
+            .execute(&mut *tx)
+            .await?;
+            r.state = PayoutState::Offered;
+            r.height = Some(height);
+        }
+        Ok(chosen)
     }
-    tx.commit().await?;
-    Ok(chosen)
+    .await;
+    finish(tx, result).await
 }
 
 /// Payouts in `states`, oldest first, at most `limit`.
 pub(super) async fn in_states(
-    db: &SqlitePool,
+    db: &AnyPool,
     states: &[PayoutState],
     limit: u32,
 ) -> Result<Vec<PayoutRow>, LedgerError> {
@@ -176,7 +185,7 @@ pub(super) async fn in_states(
         .join(",");
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM payouts WHERE state IN ({list}) \
-         ORDER BY recorded_at, quote_id LIMIT ?"
+         ORDER BY recorded_at, quote_id LIMIT $1"
     ))
     .bind(i64::from(limit))
     .fetch_all(db)
@@ -185,9 +194,9 @@ pub(super) async fn in_states(
 }
 
 /// Every payout, newest first, at most `limit`.
-pub(super) async fn newest(db: &SqlitePool, limit: u32) -> Result<Vec<PayoutRow>, LedgerError> {
+pub(super) async fn newest(db: &AnyPool, limit: u32) -> Result<Vec<PayoutRow>, LedgerError> {
     let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM payouts ORDER BY recorded_at DESC, quote_id DESC LIMIT ?"
+        "SELECT {COLUMNS} FROM payouts ORDER BY recorded_at DESC, quote_id DESC LIMIT $1"
     ))
     .bind(i64::from(limit))
     .fetch_all(db)
@@ -195,11 +204,13 @@ pub(super) async fn newest(db: &SqlitePool, limit: u32) -> Result<Vec<PayoutRow>
     rows.iter().map(row).collect()
 }
 
-pub(super) async fn one(db: &SqlitePool, quote_id: &str) -> Result<Option<PayoutRow>, LedgerError> {
-    let found = sqlx::query(&format!("SELECT {COLUMNS} FROM payouts WHERE quote_id = ?"))
-        .bind(quote_id)
-        .fetch_optional(db)
-        .await?;
+pub(super) async fn one(db: &AnyPool, quote_id: &str) -> Result<Option<PayoutRow>, LedgerError> {
+    let found = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM payouts WHERE quote_id = $1"
+    ))
+    .bind(quote_id)
+    .fetch_optional(db)
+    .await?;
     found.as_ref().map(row).transpose()
 }
 
@@ -207,43 +218,44 @@ pub(super) async fn one(db: &SqlitePool, quote_id: &str) -> Result<Option<Payout
 /// `coinbase`): each one an output of the coinbase pays (script and amount, one output per
 /// payout) is `in_block`, the others are queued again. Returns (paid, queued again).
 pub(super) async fn settle_offered(
-    db: &SqlitePool,
+    db: &Db,
     height: u32,
     hash: BlockHash,
     coinbase: &Transaction,
 ) -> Result<(usize, usize), LedgerError> {
-    let mut tx = db.begin().await?;
-    let offered = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM payouts WHERE state = 'offered' AND height = ? \
+    let mut tx = begin_write(db).await?;
+    let result: Result<_, LedgerError> = async {
+        let offered = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM payouts WHERE state = 'offered' AND height = $1 \
          ORDER BY recorded_at, quote_id"
-    ))
-    .bind(i64::from(height))
-    .fetch_all(&mut *tx)
-    .await?;
-    // Each output pays at most one payout.
-    let mut unclaimed: HashMap<(Vec<u8>, u64), Vec<u32>> = HashMap::new();
-    for (vout, out) in coinbase.output.iter().enumerate() {
-        unclaimed
-            .entry((out.script_pubkey.to_bytes(), out.value.to_sat()))
-            .or_default()
-            .push(vout as u32);
-    }
-    for outputs in unclaimed.values_mut() {
-        outputs.reverse();
-    }
-    let txid = coinbase.compute_txid();
-    let now = hashpool_role::unix_now_ms();
-    let (mut paid, mut queued) = (0, 0);
-    for r in offered.iter().map(row) {
-        let r = r?;
-        let vout = unclaimed
-            .get_mut(&(r.script.to_bytes(), r.sats))
-            .and_then(Vec::pop);
-        match vout {
-            Some(vout) => {
-                sqlx::query(
-                    "UPDATE payouts SET state = 'in_block', block_hash = ?, txid = ?, vout = ?, \
-                     changed_at = ? WHERE quote_id = ?",
+        ))
+        .bind(i64::from(height))
+        .fetch_all(&mut *tx)
+        .await?;
+        // Each output pays at most one payout.
+        let mut unclaimed: HashMap<(Vec<u8>, u64), Vec<u32>> = HashMap::new();
+        for (vout, out) in coinbase.output.iter().enumerate() {
+            unclaimed
+                .entry((out.script_pubkey.to_bytes(), out.value.to_sat()))
+                .or_default()
+                .push(vout as u32);
+        }
+        for outputs in unclaimed.values_mut() {
+            outputs.reverse();
+        }
+        let txid = coinbase.compute_txid();
+        let now = hashpool_role::unix_now_ms();
+        let (mut paid, mut queued) = (0, 0);
+        for r in offered.iter().map(row) {
+            let r = r?;
+            let vout = unclaimed
+                .get_mut(&(r.script.to_bytes(), r.sats))
+                .and_then(Vec::pop);
+            match vout {
+                Some(vout) => {
+                    sqlx::query(
+                    "UPDATE payouts SET state = 'in_block', block_hash = $1, txid = $2, vout = $3, \
+                     changed_at = $4 WHERE quote_id = $5",
                 )
                 .bind(hash.as_byte_array().as_slice())
                 .bind(txid.as_byte_array().as_slice())
@@ -252,26 +264,28 @@ pub(super) async fn settle_offered(
                 .bind(&r.quote_id)
                 .execute(&mut *tx)
                 .await?;
-                paid += 1;
-            }
-            None => {
-                requeue(&mut tx, &r.quote_id, now).await?;
-                queued += 1;
+                    paid += 1;
+                }
+                None => {
+                    requeue(&mut tx, &r.quote_id, now).await?;
+                    queued += 1;
+                }
             }
         }
+        Ok((paid, queued))
     }
-    tx.commit().await?;
-    Ok((paid, queued))
+    .await;
+    finish(tx, result).await
 }
 
 async fn requeue(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     quote_id: &str,
     now: i64,
 ) -> Result<(), LedgerError> {
     sqlx::query(
         "UPDATE payouts SET state = 'queued', height = NULL, block_hash = NULL, txid = NULL, \
-         vout = NULL, changed_at = ? WHERE quote_id = ?",
+         vout = NULL, changed_at = $1 WHERE quote_id = $2",
     )
     .bind(now)
     .bind(quote_id)
@@ -283,42 +297,45 @@ async fn requeue(
 /// The payouts of block `hash` (in it, under maturity) become `matured`, or `queued` again
 /// when the block left the best chain. Returns how many changed.
 pub(super) async fn block_settled(
-    db: &SqlitePool,
+    db: &Db,
     hash: BlockHash,
     matured: bool,
 ) -> Result<usize, LedgerError> {
     let now = hashpool_role::unix_now_ms();
-    let mut tx = db.begin().await?;
-    let changed = if matured {
-        sqlx::query(
-            "UPDATE payouts SET state = 'matured', changed_at = ? \
-             WHERE state = 'in_block' AND block_hash = ?",
-        )
-        .bind(now)
-        .bind(hash.as_byte_array().as_slice())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected() as usize
-    } else {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT quote_id FROM payouts WHERE state = 'in_block' AND block_hash = ?",
-        )
-        .bind(hash.as_byte_array().as_slice())
-        .fetch_all(&mut *tx)
-        .await?;
-        for id in &ids {
-            requeue(&mut tx, id, now).await?;
-        }
-        ids.len()
-    };
-    tx.commit().await?;
-    Ok(changed)
+    let mut tx = begin_write(db).await?;
+    let result: Result<_, LedgerError> = async {
+        let changed = if matured {
+            sqlx::query(
+                "UPDATE payouts SET state = 'matured', changed_at = $1 \
+             WHERE state = 'in_block' AND block_hash = $2",
+            )
+            .bind(now)
+            .bind(hash.as_byte_array().as_slice())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected() as usize
+        } else {
+            let ids: Vec<String> = sqlx::query_scalar(
+                "SELECT quote_id FROM payouts WHERE state = 'in_block' AND block_hash = $1",
+            )
+            .bind(hash.as_byte_array().as_slice())
+            .fetch_all(&mut *tx)
+            .await?;
+            for id in &ids {
+                requeue(&mut tx, id, now).await?;
+            }
+            ids.len()
+        };
+        Ok(changed)
+    }
+    .await;
+    finish(tx, result).await
 }
 
 /// Payouts and their sats, by state.
-pub(super) async fn totals(db: &SqlitePool) -> Result<Vec<(PayoutState, u64, u64)>, LedgerError> {
+pub(super) async fn totals(db: &AnyPool) -> Result<Vec<(PayoutState, u64, u64)>, LedgerError> {
     let rows = sqlx::query(
-        "SELECT state, COUNT(*), COALESCE(SUM(sats), 0) FROM payouts GROUP BY state ORDER BY state",
+        "SELECT state, COUNT(*), CAST(COALESCE(SUM(sats), 0) AS BIGINT) FROM payouts GROUP BY state ORDER BY state",
     )
     .fetch_all(db)
     .await?;

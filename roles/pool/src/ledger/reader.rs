@@ -3,16 +3,16 @@
 //! takes a connection the share path commits on, and every query is bounded: by the key's
 //! indexes and by a row limit, never a scan of the whole ledger.
 
-use std::{path::Path, str::FromStr, time::Duration};
-
 use ext_mint_quote::LockingKey;
 use hashpool_ehash::{UnitWork, Work};
-use sqlx::{
-    sqlite::{SqliteConnectOptions, SqlitePoolOptions},
-    Row, Sqlite, SqlitePool, Transaction,
-};
+use sqlx::{AnyConnection, Row};
 
-use super::{error::LedgerError, retention, sqlite::work_from, KeyAccrual};
+use super::{
+    error::LedgerError,
+    retention,
+    store::{begin_read, finish, work_from, Db, LedgerLocation},
+    KeyAccrual,
+};
 
 /// What a [`LedgerReader`] reads at most per request.
 #[derive(Debug, Clone, Copy)]
@@ -91,30 +91,24 @@ pub struct KeyReport {
     pub ehash_by_epoch: Vec<(u32, u64)>,
 }
 
-/// Read-only connections to the ledger file.
+/// Read-only connections to the ledger.
 #[derive(Clone)]
 pub struct LedgerReader {
-    db: SqlitePool,
+    db: Db,
     unit_work: UnitWork,
     limits: ReadLimits,
 }
 
 impl LedgerReader {
-    /// Opens the ledger at `path` read-only (the pool's [`super::AccrualLedger`] created and
-    /// migrated it); `unit_work` is the ledger's own ([`super::AccrualLedger::unit_work`]).
+    /// Opens the ledger at `location` for reading (the pool's [`super::AccrualLedger`]
+    /// created and migrated it; a SQLite file is opened read-only); `unit_work` is the
+    /// ledger's own ([`super::AccrualLedger::unit_work`]).
     pub async fn open(
-        path: &Path,
+        location: impl Into<LedgerLocation>,
         unit_work: UnitWork,
         limits: ReadLimits,
     ) -> Result<Self, LedgerError> {
-        let options = SqliteConnectOptions::from_str("sqlite://")?
-            .filename(path)
-            .read_only(true)
-            .busy_timeout(Duration::from_secs(5));
-        let db = SqlitePoolOptions::new()
-            .max_connections(2)
-            .connect_with(options)
-            .await?;
+        let db = Db::connect(&location.into(), 2, true).await?;
         Ok(Self {
             db,
             unit_work,
@@ -130,12 +124,22 @@ impl LedgerReader {
         now_ms: i64,
         window_secs: &[u64],
     ) -> Result<KeyReport, LedgerError> {
-        let key_bytes = key.as_bytes().as_slice();
         // One read transaction: accruals, batches and shares from the same snapshot.
-        let mut tx = self.db.begin().await?;
-        let accrual = accrual(&mut tx, key_bytes).await?;
+        let mut tx = begin_read(&self.db).await?;
+        let result = self.report_in(&mut tx, key, now_ms, window_secs).await;
+        finish(tx, result).await
+    }
+
+    async fn report_in(
+        &self,
+        tx: &mut AnyConnection,
+        key: &LockingKey,
+        now_ms: i64,
+        window_secs: &[u64],
+    ) -> Result<KeyReport, LedgerError> {
+        let key_bytes = key.as_bytes().as_slice();
+        let accrual = accrual(tx, key_bytes).await?;
         let Some((accrual, key_id, last_share_ms)) = accrual else {
-            tx.commit().await?;
             return Ok(KeyReport {
                 accrual: None,
                 requested: 0,
@@ -157,20 +161,12 @@ impl LedgerReader {
                 ehash_by_epoch: Vec::new(),
             });
         };
-        let (requested, requested_work) = requested(&mut tx, key_bytes).await?;
+        let (requested, requested_work) = requested(tx, key_bytes).await?;
         let quoted = quoted(accrual, requested_work, self.unit_work)?;
-        let windows = windows(
-            &mut tx,
-            key_id,
-            now_ms,
-            window_secs,
-            self.limits.window_minutes,
-        )
-        .await?;
-        let (blocks_found, blocks) = blocks(&mut tx, key_id, self.limits.blocks).await?;
-        let quotes = quotes(&mut tx, key_bytes, self.limits.quotes).await?;
-        let ehash_by_epoch = ehash_by_epoch(&mut tx, key_bytes, self.limits.epochs).await?;
-        tx.commit().await?;
+        let windows = windows(tx, key_id, now_ms, window_secs, self.limits.window_minutes).await?;
+        let (blocks_found, blocks) = blocks(tx, key_id, self.limits.blocks).await?;
+        let quotes = quotes(tx, key_bytes, self.limits.quotes).await?;
+        let ehash_by_epoch = ehash_by_epoch(tx, key_bytes, self.limits.epochs).await?;
         Ok(KeyReport {
             accrual: Some(accrual),
             requested,
@@ -188,23 +184,23 @@ impl LedgerReader {
 /// The key's quoted ehash in each of the newest `epochs` epochs (the index on key and epoch:
 /// only those epochs' batches are read).
 async fn ehash_by_epoch(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut AnyConnection,
     key: &[u8],
     epochs: u32,
 ) -> Result<Vec<(u32, u64)>, LedgerError> {
     let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(idx) FROM epochs")
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *tx)
         .await?;
     let Some(newest) = newest else {
         return Ok(Vec::new());
     };
     let rows = sqlx::query(
-        "SELECT epoch, SUM(amount) FROM batches WHERE locking_key = ? AND epoch >= ? \
+        "SELECT epoch, CAST(SUM(amount) AS BIGINT) FROM batches WHERE locking_key = $1 AND epoch >= $2 \
          AND quote_id IS NOT NULL GROUP BY epoch ORDER BY epoch DESC",
     )
     .bind(key)
     .bind(newest.saturating_sub(i64::from(epochs) - 1))
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?;
     Ok(rows
         .iter()
@@ -222,15 +218,15 @@ fn secs_to_ms(secs: u64) -> i64 {
 
 /// The key's accrual, its id in the log and its last share's time.
 async fn accrual(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut AnyConnection,
     key: &[u8],
 ) -> Result<Option<(KeyAccrual, i64, Option<i64>)>, LedgerError> {
     let row = sqlx::query(
         "SELECT pending_work, total_work, share_count, key_id, last_share_at FROM accruals \
-         WHERE locking_key = ?",
+         WHERE locking_key = $1",
     )
     .bind(key)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await?;
     row.map(|r| {
         let accrual = KeyAccrual {
@@ -248,16 +244,13 @@ async fn accrual(
 
 /// Ehash and work in the key's batches still waiting for the mint (few: the batcher makes at
 /// most one per key and interval, and the mint answers them).
-async fn requested(
-    tx: &mut Transaction<'_, Sqlite>,
-    key: &[u8],
-) -> Result<(u64, Work), LedgerError> {
+async fn requested(tx: &mut AnyConnection, key: &[u8]) -> Result<(u64, Work), LedgerError> {
     let rows = sqlx::query(
         "SELECT amount, work FROM batches \
-         WHERE locking_key = ? AND quote_id IS NULL AND refused_code IS NULL",
+         WHERE locking_key = $1 AND quote_id IS NULL AND refused_code IS NULL",
     )
     .bind(key)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?;
     let mut amount = 0u64;
     let mut work = Work::ZERO;
@@ -289,7 +282,7 @@ fn quoted(accrual: KeyAccrual, requested: Work, unit: UnitWork) -> Result<u64, L
 /// The key's per-minute work within the longest window (at most `limit` rows, through the
 /// `(key_id, minute)` key), summed per window.
 async fn windows(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut AnyConnection,
     key_id: i64,
     now_ms: i64,
     window_secs: &[u64],
@@ -299,13 +292,13 @@ async fn windows(
     let start_minute = |secs: u64| now_ms.saturating_sub(secs_to_ms(secs)).div_euclid(60_000);
     let longest = window_secs.iter().copied().max().unwrap_or(0);
     let rows = sqlx::query(
-        "SELECT minute, work, shares FROM key_minutes WHERE key_id = ? AND minute >= ? \
-         ORDER BY minute DESC LIMIT ?",
+        "SELECT minute, work, shares FROM key_minutes WHERE key_id = $1 AND minute >= $2 \
+         ORDER BY minute DESC LIMIT $3",
     )
     .bind(key_id)
     .bind(start_minute(longest))
     .bind(i64::from(limit))
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?;
     let truncated = rows.len() >= limit as usize;
     let mut minutes = Vec::with_capacity(rows.len());
@@ -348,21 +341,21 @@ async fn windows(
 }
 
 async fn blocks(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut AnyConnection,
     key_id: i64,
     limit: u32,
 ) -> Result<(u64, Vec<FoundBlock>), LedgerError> {
-    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM found_blocks WHERE key_id = ?")
+    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM found_blocks WHERE key_id = $1")
         .bind(key_id)
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *tx)
         .await?;
     let rows = sqlx::query(
         "SELECT hash, channel_id, found_at FROM found_blocks \
-         WHERE key_id = ? ORDER BY found_at DESC LIMIT ?",
+         WHERE key_id = $1 ORDER BY found_at DESC LIMIT $2",
     )
     .bind(key_id)
     .bind(i64::from(limit))
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?;
     let mut found = Vec::with_capacity(rows.len());
     for r in rows {
@@ -380,19 +373,19 @@ async fn blocks(
 }
 
 async fn quotes(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut AnyConnection,
     key: &[u8],
     limit: u32,
 ) -> Result<Vec<IssuedQuote>, LedgerError> {
     // `batches_by_key` holds the row id after the key: newest first without a sort.
     let rows = sqlx::query(
         "SELECT quote_id, amount, answered_at FROM batches \
-         WHERE locking_key = ? AND quote_id IS NOT NULL AND refused_code IS NULL \
-         ORDER BY id DESC LIMIT ?",
+         WHERE locking_key = $1 AND quote_id IS NOT NULL AND refused_code IS NULL \
+         ORDER BY id DESC LIMIT $2",
     )
     .bind(key)
     .bind(i64::from(limit))
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?;
     Ok(rows
         .into_iter()

@@ -4,11 +4,11 @@
 //! exact. Per-minute work is kept for a day (the longest hashrate window).
 
 use bitcoin::hashes::{sha256, Hash, HashEngine};
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{AnyConnection, Row};
 
 use super::{
     error::LedgerError,
-    sqlite::{begin_immediate, finish},
+    store::{begin_write, exists, finish, Db},
 };
 
 /// Log rows one pass looks at, at most: a pass runs on the writer between share groups.
@@ -27,15 +27,15 @@ pub struct Pruned {
     pub more: bool,
 }
 
-pub(super) async fn prune(db: &SqlitePool, before_ms: i64) -> Result<Pruned, LedgerError> {
-    let mut conn = begin_immediate(db).await?;
+pub(super) async fn prune(db: &Db, before_ms: i64) -> Result<Pruned, LedgerError> {
+    let mut conn = begin_write(db).await?;
     let result = prune_in(&mut conn, before_ms).await;
     finish(conn, result).await
 }
 
-async fn prune_in(conn: &mut SqliteConnection, before_ms: i64) -> Result<Pruned, LedgerError> {
+async fn prune_in(conn: &mut AnyConnection, before_ms: i64) -> Result<Pruned, LedgerError> {
     let now_minute = hashpool_role::unix_now_ms().div_euclid(60_000);
-    sqlx::query("DELETE FROM key_minutes WHERE minute < ?")
+    sqlx::query("DELETE FROM key_minutes WHERE minute < $1")
         .bind(now_minute - MINUTES_KEPT)
         .execute(&mut *conn)
         .await?;
@@ -44,7 +44,7 @@ async fn prune_in(conn: &mut SqliteConnection, before_ms: i64) -> Result<Pruned,
     // always a prefix of the log.
     let rows = sqlx::query(
         "SELECT first_seq, committed_at, count, records FROM share_log \
-         ORDER BY first_seq LIMIT ?",
+         ORDER BY first_seq LIMIT $1",
     )
     .bind(ROWS_PER_PASS)
     .fetch_all(&mut *conn)
@@ -78,13 +78,13 @@ async fn prune_in(conn: &mut SqliteConnection, before_ms: i64) -> Result<Pruned,
     let Some(from) = from else {
         return Ok(out);
     };
-    sqlx::query("DELETE FROM share_log WHERE first_seq < ?")
+    sqlx::query("DELETE FROM share_log WHERE first_seq < $1")
         .bind(through)
         .execute(&mut *conn)
         .await?;
     sqlx::query(
         "INSERT INTO share_log_pruned (through_seq, from_seq, shares, digest, pruned_at) \
-         VALUES (?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(through)
     .bind(from)
@@ -107,17 +107,14 @@ pub fn chain_row(previous: &[u8; 32], first_seq: i64, records: &[u8]) -> [u8; 32
 
 /// Share rows from before the log (migration 0005) age out under the same window. Returns
 /// whether older rows are left for the next pass.
-async fn prune_legacy(conn: &mut SqliteConnection, before_ms: i64) -> Result<bool, LedgerError> {
+async fn prune_legacy(conn: &mut AnyConnection, before_ms: i64) -> Result<bool, LedgerError> {
     const LEGACY_PER_PASS: i64 = 20_000;
-    let any: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM shares)")
-        .fetch_one(&mut *conn)
-        .await?;
-    if !any {
+    if !exists(conn, "SELECT 1 FROM shares LIMIT 1").await? {
         return Ok(false);
     }
     let removed = sqlx::query(
         "DELETE FROM shares WHERE share_hash IN \
-         (SELECT share_hash FROM shares WHERE accepted_at < ? LIMIT ?)",
+         (SELECT share_hash FROM shares WHERE accepted_at < $1 LIMIT $2)",
     )
     .bind(before_ms)
     .bind(LEGACY_PER_PASS)

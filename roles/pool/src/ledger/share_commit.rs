@@ -1,8 +1,9 @@
 //! One group of accepted shares written in one transaction: a row of compact records per chain
 //! tip in the share log, and each changed key's accrual, per-minute work and found blocks. A
 //! replay is not credited again, and a share that would overflow its key's accrual is refused
-//! alone. Nothing is read: the writer's [`Book`] knows every key's accrual, and the group goes
-//! to SQLite as one batch of statements.
+//! alone. Nothing is read: the writer's [`Book`] knows every key's accrual (caught up first if
+//! another pool instance wrote since), and the group goes to the database as one batch of
+//! statements.
 
 use std::{
     collections::{hash_map::Entry, HashMap, HashSet},
@@ -11,14 +12,14 @@ use std::{
 
 use ext_mint_quote::LockingKey;
 use hashpool_ehash::Work;
-use sqlx::{Executor as _, SqliteConnection, SqlitePool};
+use sqlx::{AnyConnection, Executor as _};
 use tracing::warn;
 
 use super::{
     book::{Book, KeyState},
     error::LedgerError,
     log::Record,
-    sqlite::{work_bytes, work_from},
+    store::{begin_write, blob, finish, work_bytes, work_from, Backend, Db},
 };
 use crate::accepted_share::{AcceptedShare, BlockFacts};
 
@@ -57,27 +58,36 @@ struct BlockRow {
 }
 
 pub(super) async fn write_group(
-    db: &SqlitePool,
+    db: &Db,
     book: &mut Book,
     shares: &[&AcceptedShare],
 ) -> Result<Written, LedgerError> {
     let now = hashpool_role::unix_now_ms();
-    let (mut changes, outcomes, epoch_ends_at) = apply(book, shares, now);
-    if outcomes.is_empty() {
+    let mut conn = begin_write(db).await?;
+    let result = async {
+        book.catch_up(&mut conn).await?;
+        let (mut changes, outcomes, epoch_ends_at) = apply(book, shares, now);
+        if !changes.credited.is_empty() {
+            merge_stored_minutes(&mut conn, book, &mut changes).await?;
+            // The whole group in one batch of statements: one round trip to SQLite's worker
+            // thread (or to PostgreSQL) instead of one per statement.
+            let batch = group_sql(db.backend, book, &changes, now);
+            conn.execute(batch.as_str()).await?;
+        }
+        Ok((changes, outcomes, epoch_ends_at))
+    }
+    .await;
+    // A statement failed inside the transaction: nothing of the group stays.
+    let (mut changes, outcomes, epoch_ends_at) = finish(conn, result).await?;
+    if changes.credited.is_empty() {
         return Ok(Written {
             outcomes,
             epoch_ends_at,
         });
     }
-    let mut conn = db.acquire().await?;
-    merge_stored_minutes(&mut conn, book, &mut changes).await?;
-    // The whole group in one batch of statements: one round trip to SQLite's worker thread
-    // instead of one per statement (each a pair of thread wake-ups).
-    let batch = group_sql(book, &changes, now);
-    if let Err(e) = conn.execute(batch.as_str()).await {
-        // A statement failed inside the transaction: nothing of the group stays.
-        let _ = conn.execute("ROLLBACK").await;
-        return Err(e.into());
+    book.generation = book.next_generation();
+    for state in changes.keys.values_mut() {
+        state.reloaded = false;
     }
     book.next_key_id += changes.new_keys as i64;
     for (_, _, count) in &changes.rows {
@@ -197,21 +207,17 @@ fn apply(
     (changes, outcomes, None)
 }
 
-/// `X'..'`: a blob literal.
-fn blob(out: &mut String, bytes: &[u8]) {
-    out.push_str("X'");
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    out.push('\'');
-}
-
 /// The group's transaction as one batch of statements. Every value is the ledger's own
 /// (integers, and bytes written as hex literals): nothing a peer sends reaches it as text.
-fn group_sql(book: &Book, changes: &Changes, now: i64) -> String {
+fn group_sql(backend: Backend, book: &Book, changes: &Changes, now: i64) -> String {
+    let blob = |out: &mut String, bytes: &[u8]| blob(backend, out, bytes);
     let records: usize = changes.rows.iter().map(|(_, r, _)| r.len()).sum();
     let mut sql = String::with_capacity(records * 2 + changes.keys.len() * 300 + 512);
-    sql.push_str("BEGIN IMMEDIATE;\n");
+    let generation = book.next_generation();
+    let _ = writeln!(
+        sql,
+        "UPDATE ledger_meta SET generation = {generation} WHERE id = 1;"
+    );
     if !changes.rows.is_empty() {
         sql.push_str(
             "INSERT INTO share_log (first_seq, tip, committed_at, count, records) VALUES ",
@@ -231,7 +237,7 @@ fn group_sql(book: &Book, changes: &Changes, now: i64) -> String {
     if !changes.keys.is_empty() {
         sql.push_str(
             "INSERT INTO accruals (locking_key, key_id, pending_work, total_work, share_count, \
-             chain, unbatched, last_share_at) VALUES ",
+             chain, unbatched, last_share_at, gen) VALUES ",
         );
         for (i, (key, s)) in changes.keys.iter().enumerate() {
             if i > 0 {
@@ -247,10 +253,10 @@ fn group_sql(book: &Book, changes: &Changes, now: i64) -> String {
             blob(&mut sql, &s.chain);
             match s.last_share_ms {
                 Some(at) => {
-                    let _ = write!(sql, ", {}, {at})", s.unbatched);
+                    let _ = write!(sql, ", {}, {at}, {generation})", s.unbatched);
                 }
                 None => {
-                    let _ = write!(sql, ", {}, NULL)", s.unbatched);
+                    let _ = write!(sql, ", {}, NULL, {generation})", s.unbatched);
                 }
             }
         }
@@ -258,7 +264,7 @@ fn group_sql(book: &Book, changes: &Changes, now: i64) -> String {
             " ON CONFLICT (locking_key) DO UPDATE SET pending_work = excluded.pending_work, \
              total_work = excluded.total_work, share_count = excluded.share_count, \
              chain = excluded.chain, unbatched = excluded.unbatched, \
-             last_share_at = excluded.last_share_at;\n",
+             last_share_at = excluded.last_share_at, gen = excluded.gen;\n",
         );
         let minutes: Vec<_> = changes
             .keys
@@ -283,7 +289,7 @@ fn group_sql(book: &Book, changes: &Changes, now: i64) -> String {
     }
     for b in &changes.blocks {
         sql.push_str(
-            "INSERT OR IGNORE INTO found_blocks (hash, key_id, channel_id, found_at, height, \
+            "INSERT INTO found_blocks (hash, key_id, channel_id, found_at, height, \
              value_sats, network_work, pool_work) VALUES (",
         );
         blob(&mut sql, &b.hash);
@@ -297,17 +303,17 @@ fn group_sql(book: &Book, changes: &Changes, now: i64) -> String {
         }
         sql.push_str(", ");
         blob(&mut sql, &work_bytes(b.pool_work));
-        sql.push_str(");\n");
+        sql.push_str(") ON CONFLICT (hash) DO NOTHING;\n");
     }
-    sql.push_str("COMMIT;");
     sql
 }
 
-/// A key's work in the current minute is written whole each group. Only in the minute the
-/// ledger was opened in can a figure be stored that the book does not hold (written before a
-/// restart): that one is read once and added to. Later minutes are the writer's alone.
+/// A key's work in the current minute is written whole each group. A figure can be stored
+/// that the book does not hold only in the minute the ledger was opened in (written before a
+/// restart), or for a key another instance wrote since (`reloaded`): that one is read and
+/// added to.
 async fn merge_stored_minutes(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     book: &Book,
     changes: &mut Changes,
 ) -> Result<(), LedgerError> {
@@ -320,15 +326,16 @@ async fn merge_stored_minutes(
             .get(key)
             .and_then(|k| k.minute)
             .is_some_and(|(m, _, _)| m == minute);
-        if held || minute != book.opened_minute {
+        if held || (minute != book.opened_minute && !state.reloaded) {
             continue;
         }
-        let stored: Option<(Vec<u8>, i64)> =
-            sqlx::query_as("SELECT work, shares FROM key_minutes WHERE key_id = ? AND minute = ?")
-                .bind(state.id)
-                .bind(minute)
-                .fetch_optional(&mut *conn)
-                .await?;
+        let stored: Option<(Vec<u8>, i64)> = sqlx::query_as(
+            "SELECT work, shares FROM key_minutes WHERE key_id = $1 AND minute = $2",
+        )
+        .bind(state.id)
+        .bind(minute)
+        .fetch_optional(&mut *conn)
+        .await?;
         if let Some((w, c)) = stored {
             let work = work.checked_add(work_from(w)?).unwrap_or(work);
             state.minute = Some((minute, work, count + c));

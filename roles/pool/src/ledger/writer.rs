@@ -1,14 +1,10 @@
 //! The one task every ledger write goes through, in queue order: queued shares committed
 //! together (group commit), batch creation and the mint's answers between groups.
 
-use std::{
-    collections::HashSet,
-    sync::{atomic::AtomicU64, Arc},
-};
+use std::sync::{atomic::AtomicU64, Arc};
 
 use ext_mint_quote::LockingKey;
 use hashpool_ehash::UnitWork;
-use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error};
 
@@ -20,6 +16,7 @@ use super::{
     metrics::LedgerMetrics,
     retention::{self, Pruned},
     share_commit::write_group,
+    store::{begin_write, finish, Db},
     Batch,
 };
 use crate::accepted_share::AcceptedShare;
@@ -96,16 +93,14 @@ pub(super) enum Command {
 }
 
 /// What [`Command::Run`] runs.
-pub(super) type Job = Box<
-    dyn FnOnce(SqlitePool) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
-        + Send,
->;
+pub(super) type Job =
+    Box<dyn FnOnce(Db) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send>;
 
 /// Runs every write. Batch creation, the mint's answers and pruning come in on `control` and
 /// go first whenever both queues hold something, so a flood of shares never holds a batch back
 /// by more than the group being committed.
 pub(super) async fn writer(
-    db: SqlitePool,
+    db: Db,
     mut book: Book,
     mut control: mpsc::Receiver<Command>,
     mut rx: mpsc::Receiver<Command>,
@@ -114,11 +109,6 @@ pub(super) async fn writer(
     metrics: Arc<LedgerMetrics>,
 ) {
     let batch_work = |b: &Batch| u128::from(b.amount).saturating_mul(unit_work.work().hashes());
-    // Keys whose pending work changed since the last batch creation: only they can have a
-    // whole unit to issue. `None` until the first creation, which looks at every key (work
-    // left from before a restart). Without this, one share under each of a million fresh
-    // keys would make every batch tick read a million rows.
-    let mut dirty: Option<HashSet<LockingKey>> = None;
     loop {
         let command = tokio::select! {
             biased;
@@ -143,14 +133,13 @@ pub(super) async fn writer(
                 }
                 let credited =
                     commit_group(&db, &mut book, group, &metrics, unit_work, &examined).await;
-                if let Some(keys) = dirty.as_mut() {
+                if let Some(keys) = book.dirty.as_mut() {
                     keys.extend(credited);
                 }
             }
             Command::CreateBatches { unit, done } => {
-                let result = batches::create(&db, &mut book, unit, dirty.as_ref(), &examined).await;
+                let result = batches::create(&db, &mut book, unit, &examined).await;
                 if let Ok(created) = &result {
-                    dirty = Some(HashSet::new());
                     let taken = created.iter().map(batch_work).sum();
                     metrics.batched(created.len(), taken, hashpool_role::unix_now_ms());
                 }
@@ -161,9 +150,9 @@ pub(super) async fn writer(
                 quote_id,
                 done,
             } => {
-                let result = batches::record_quote(&db, &request_id, &quote_id).await;
+                let result = batches::record_quote(&db.pool, &request_id, &quote_id).await;
                 if let Ok(Some(_)) = &result {
-                    metrics.closed(&db, 0).await;
+                    metrics.closed(&db.pool, 0).await;
                 }
                 let _ = done.send(result);
             }
@@ -175,10 +164,10 @@ pub(super) async fn writer(
                 let result = batches::record_refusal(&db, &mut book, &request_id, &code).await;
                 // The returned work is pending again: the next creation must look at its key.
                 if let Ok(Some(batch)) = &result {
-                    if let Some(keys) = dirty.as_mut() {
+                    if let Some(keys) = book.dirty.as_mut() {
                         keys.insert(batch.locking_key);
                     }
-                    metrics.closed(&db, batch_work(batch)).await;
+                    metrics.closed(&db.pool, batch_work(batch)).await;
                 }
                 let _ = done.send(result);
             }
@@ -200,7 +189,7 @@ pub(super) async fn writer(
                 done,
             } => {
                 let result =
-                    super::found_blocks::set_status(&db, &hash, status, confirmations).await;
+                    super::found_blocks::set_status(&db.pool, &hash, status, confirmations).await;
                 let _ = done.send(result);
             }
             Command::Run(job) => job(db.clone()).await,
@@ -209,24 +198,37 @@ pub(super) async fn writer(
 }
 
 /// Opens the first epoch where the pool's work stands, sized from the network's work per
-/// block the book now knows (work before it is no epoch's).
-async fn open_first_epoch(db: &SqlitePool, book: &mut Book) -> Result<(), LedgerError> {
+/// block the book now knows (work before it is no epoch's). Another instance may have opened
+/// it first: the catch-up then finds it, and nothing is written.
+async fn open_first_epoch(db: &Db, book: &mut Book) -> Result<(), LedgerError> {
     let Some(network_work) = book.network_work else {
         return Ok(());
     };
-    let mut conn = db.acquire().await?;
-    let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(idx) + 1, 0) FROM epochs")
-        .fetch_one(&mut *conn)
-        .await?;
-    let epoch = OpenEpoch {
-        index: u32::try_from(next)
-            .map_err(|_| LedgerError::Database("corrupt epoch index".into()))?,
-        start: book.pool_work,
-        length: book.sizing.length(network_work),
-        network_work,
-    };
-    epochs::insert(&mut conn, &epoch).await?;
-    book.epoch = Some(epoch);
+    let mut conn = begin_write(db).await?;
+    let result = async {
+        book.catch_up(&mut conn).await?;
+        if book.epoch.is_some() {
+            return Ok(None);
+        }
+        let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(idx) + 1, 0) FROM epochs")
+            .fetch_one(&mut *conn)
+            .await?;
+        let epoch = OpenEpoch {
+            index: u32::try_from(next)
+                .map_err(|_| LedgerError::Database("corrupt epoch index".into()))?,
+            start: book.pool_work,
+            length: book.sizing.length(network_work),
+            network_work,
+        };
+        epochs::insert(&mut conn, &epoch).await?;
+        super::book::set_generation(&mut conn, book.next_generation()).await?;
+        Ok(Some(epoch))
+    }
+    .await;
+    if let Some(epoch) = finish(conn, result).await? {
+        book.epoch = Some(epoch);
+        book.generation = book.next_generation();
+    }
     Ok(())
 }
 
@@ -234,7 +236,7 @@ async fn open_first_epoch(db: &SqlitePool, book: &mut Book) -> Result<(), Ledger
 /// epoch, the part before it is committed, the epoch turns (its batches made) and the rest
 /// follows.
 pub(super) async fn commit_group(
-    db: &SqlitePool,
+    db: &Db,
     book: &mut Book,
     group: Vec<Pending>,
     metrics: &LedgerMetrics,

@@ -1,0 +1,96 @@
+//! The ledger's backends for its tests: each conformance test runs against a SQLite file and,
+//! when `HASHPOOL_TEST_POSTGRES_URL` names a server (a role that may create databases;
+//! `.ci/run` starts Debian's PostgreSQL), against a PostgreSQL database of its own, dropped
+//! afterwards.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use sqlx::{any::AnyPoolOptions, Executor as _};
+
+use super::LedgerLocation;
+
+pub(super) enum TestDb {
+    Sqlite(tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl TestDb {
+    pub(super) fn sqlite() -> Self {
+        TestDb::Sqlite(tempfile::tempdir().expect("a temporary directory"))
+    }
+
+    /// A fresh PostgreSQL database, if a server is configured.
+    pub(super) async fn postgres() -> Option<Self> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let Ok(admin_url) = std::env::var("HASHPOOL_TEST_POSTGRES_URL") else {
+            eprintln!(
+                "HASHPOOL_TEST_POSTGRES_URL is not set: the PostgreSQL ledger is not tested here \
+                 (.ci/run sets it up)"
+            );
+            return None;
+        };
+        let name = format!(
+            "hashpool_ledger_{}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            rand::random::<u32>()
+        );
+        admin(&admin_url, &format!("CREATE DATABASE {name}")).await;
+        Some(TestDb::Postgres { admin_url, name })
+    }
+
+    pub(super) fn location(&self) -> LedgerLocation {
+        match self {
+            TestDb::Sqlite(dir) => LedgerLocation::File(dir.path().join("ledger.sqlite")),
+            TestDb::Postgres { admin_url, name } => {
+                LedgerLocation::Postgres(database_url(admin_url, name))
+            }
+        }
+    }
+}
+
+/// Every backend a conformance test runs on.
+pub(super) async fn backends() -> Vec<TestDb> {
+    let mut all = vec![TestDb::sqlite()];
+    all.extend(TestDb::postgres().await);
+    all
+}
+
+/// `admin_url` with its database replaced by `name`.
+fn database_url(admin_url: &str, name: &str) -> String {
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .expect("a postgres:// URL with a database");
+    format!("{base}/{name}")
+}
+
+async fn admin(admin_url: &str, sql: &str) {
+    sqlx::any::install_default_drivers();
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(admin_url)
+        .await
+        .expect("the test PostgreSQL server");
+    pool.execute(sql).await.expect(sql);
+    pool.close().await;
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let TestDb::Postgres { admin_url, name } = self {
+            let (url, sql) = (
+                admin_url.clone(),
+                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            );
+            // Drop runs inside the test's runtime: the database goes on a thread of its own.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime");
+                runtime.block_on(admin(&url, &sql));
+            })
+            .join();
+        }
+    }
+}
