@@ -146,6 +146,17 @@ pub async fn start(
 
     let mut tasks = JoinSet::new();
     tasks.spawn(miners::serve(listener, miners.clone(), shutdown.clone()));
+    if let Some(others) = ledger
+        .quotes_of_other_instances()
+        .await
+        .context("listening for the quotes other pool instances record")?
+    {
+        tasks.spawn(quotes::announce_others(
+            others,
+            miners.registry.clone(),
+            shutdown.clone(),
+        ));
+    }
     let link = Arc::new(MintLink::default());
     let mint_handles = Arc::new(MintLinkHandles {
         config: config.clone(),

@@ -256,3 +256,57 @@ async fn epochs_turn_once_when_two_instances_cross_the_end() {
         assert!(batched > 0);
     }
 }
+
+#[tokio::test]
+async fn a_quote_one_instance_records_reaches_the_others() {
+    for db in backends().await {
+        let location = db.location();
+        let (a, b) = (open(&location, None).await, open(&location, None).await);
+        let (feed_a, feed_b) = (
+            a.quotes_of_other_instances().await.unwrap(),
+            b.quotes_of_other_instances().await.unwrap(),
+        );
+        let (Some(mut feed_a), Some(mut feed_b)) = (feed_a, feed_b) else {
+            // SQLite: one instance, nothing to follow.
+            assert!(matches!(location, LedgerLocation::File(_)));
+            continue;
+        };
+        let r = a.record_all(vec![share(1, 2, 3_400, 1)]).await;
+        assert_eq!(r.await.unwrap(), vec![Ok(true)]);
+        let made = a.create_batches().await.unwrap();
+        let recorded = a
+            .record_quote(&made[0].request_id, "quote-a")
+            .await
+            .unwrap()
+            .unwrap();
+        // A resent answer is not published again.
+        assert!(a
+            .record_quote(&made[0].request_id, "quote-a")
+            .await
+            .unwrap()
+            .is_none());
+        let seen = tokio::time::timeout(Duration::from_secs(30), feed_b.recv())
+            .await
+            .expect("the other instance hears of the quote")
+            .unwrap();
+        assert_eq!(seen, recorded);
+        assert_eq!(
+            (seen.quote_id.as_deref(), seen.amount, seen.locking_key),
+            (Some("quote-a"), 3, key(2))
+        );
+        // B records one: A hears of it, and of nothing of its own.
+        let r = b.record_all(vec![share(2, 3, 1_000, 1)]).await;
+        assert_eq!(r.await.unwrap(), vec![Ok(true)]);
+        let made = b.create_batches().await.unwrap();
+        b.record_quote(&made[0].request_id, "quote-b")
+            .await
+            .unwrap()
+            .unwrap();
+        let seen = tokio::time::timeout(Duration::from_secs(30), feed_a.recv())
+            .await
+            .expect("the other instance hears of the quote")
+            .unwrap();
+        assert_eq!(seen.quote_id.as_deref(), Some("quote-b"));
+        assert!(feed_a.try_recv().is_err() && feed_b.try_recv().is_err());
+    }
+}

@@ -29,6 +29,7 @@ mod log;
 mod log_tests;
 mod metrics;
 mod payouts;
+mod quote_feed;
 mod reader;
 mod retention;
 mod seen;
@@ -123,6 +124,8 @@ pub struct AccrualLedger {
     keys_examined: Arc<AtomicU64>,
     /// Pending work, open batches, commit latency: kept by the writer for `/metrics`.
     metrics: Arc<LedgerMetrics>,
+    /// Where the ledger is (the quote feed connects to a PostgreSQL one).
+    location: LedgerLocation,
 }
 
 impl AccrualLedger {
@@ -198,7 +201,28 @@ impl AccrualLedger {
             unit_work,
             keys_examined,
             metrics,
+            location: location.clone(),
         })
+    }
+
+    /// The quotes other pool instances record on this ledger, as they are recorded (each
+    /// instance announces the quotes it records; a key's miner may be on another). `None` on
+    /// SQLite: one instance. Listening has started when this returns.
+    pub async fn quotes_of_other_instances(
+        &self,
+    ) -> Result<Option<mpsc::Receiver<Batch>>, LedgerError> {
+        let LedgerLocation::Postgres(url) = &self.location else {
+            return Ok(None);
+        };
+        let listener = quote_feed::listen(url).await?;
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(quote_feed::follow(
+            listener,
+            self.db.pool.clone(),
+            self.db.instance,
+            tx,
+        ));
+        Ok(Some(rx))
     }
 
     /// How many keys' accruals batch creation has read since the ledger was opened.

@@ -92,6 +92,8 @@ pub enum Backend {
 pub(super) struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// Tags what this pool instance publishes to the others (random per connect).
+    pub instance: u64,
 }
 
 pub(super) type Conn = PoolConnection<Any>;
@@ -148,7 +150,11 @@ impl Db {
             })
             .connect_with(options)
             .await?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            instance: rand::random(),
+        })
     }
 
     /// Creates or upgrades the ledger's tables.

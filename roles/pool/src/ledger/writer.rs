@@ -150,7 +150,7 @@ pub(super) async fn writer(
                 quote_id,
                 done,
             } => {
-                let result = batches::record_quote(&db.pool, &request_id, &quote_id).await;
+                let result = batches::record_quote(&db, &request_id, &quote_id).await;
                 if let Ok(Some(_)) = &result {
                     metrics.closed(&db.pool, 0).await;
                 }
