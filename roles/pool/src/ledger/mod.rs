@@ -28,6 +28,7 @@ mod log;
 #[cfg(test)]
 mod log_tests;
 mod metrics;
+mod migrate;
 mod payouts;
 mod quote_feed;
 mod reader;
@@ -61,6 +62,7 @@ pub use error::LedgerError;
 pub use found_blocks::{BlockStatus, TrackedBlock};
 pub use log::tip_id;
 pub use metrics::LedgerMetrics;
+pub use migrate::{migrate_ledger, LedgerTotals};
 pub use payouts::PayoutRow;
 pub use reader::{FoundBlock, IssuedQuote, KeyReport, LedgerReader, ReadLimits, WindowWork};
 pub use retention::{chain_row, Pruned};
