@@ -12,7 +12,7 @@ use super::{
     book::{self, set_generation, Book, KeyState},
     epochs::{self, OpenEpoch},
     error::LedgerError,
-    store::{begin_write, finish, work_bytes, work_from, Backend, Db},
+    store::{begin_write, finish, work_bytes, work_from, Db},
     AccrualLedger,
 };
 
@@ -311,33 +311,8 @@ pub(super) async fn batch_by_id(db: &sqlx::AnyPool, id: i64) -> Result<Option<Ba
         .transpose()
 }
 
-/// On the writer task (see `AccrualLedger::record_quote`). On PostgreSQL a new answer is
-/// published to the other pool instances (`quote_feed`), tagged with this instance's token.
+/// On the writer task (see `AccrualLedger::record_quote`).
 pub(super) async fn record_quote(
-    db: &Db,
-    request_id: &[u8; 32],
-    quote_id: &str,
-) -> Result<Option<Batch>, LedgerError> {
-    let batch = record_answer(&db.pool, request_id, quote_id).await?;
-    if let (Some(b), Backend::Postgres) = (&batch, db.backend) {
-        // The quote is recorded: a lost notification only costs other instances' miners an
-        // announcement.
-        if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(super::quote_feed::CHANNEL)
-            .bind(super::quote_feed::payload(db.instance, b.id))
-            .execute(&db.pool)
-            .await
-        {
-            tracing::warn!(
-                batch = b.id,
-                "publishing a quote to the other instances: {e}"
-            );
-        }
-    }
-    Ok(batch)
-}
-
-async fn record_answer(
     db: &sqlx::AnyPool,
     request_id: &[u8; 32],
     quote_id: &str,

@@ -11,13 +11,38 @@ use sqlx::postgres::PgListener;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::{batches::batch_by_id, error::LedgerError, Batch};
+use super::{
+    batches::batch_by_id,
+    error::LedgerError,
+    store::{Backend, Db},
+    Batch,
+};
 
 /// The PostgreSQL notification channel of recorded quotes.
-pub(super) const CHANNEL: &str = "hashpool_quotes";
+const CHANNEL: &str = "hashpool_quotes";
+
+/// Publishes a quote this instance recorded to the others (PostgreSQL; nothing on SQLite). The
+/// quote is recorded already: a lost notification only costs other instances' miners an
+/// announcement.
+pub(super) async fn publish(db: &Db, batch: &Batch) {
+    if db.backend != Backend::Postgres {
+        return;
+    }
+    if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(payload(db.instance, batch.id))
+        .execute(&db.pool)
+        .await
+    {
+        warn!(
+            batch = batch.id,
+            "publishing a quote to the other instances: {e}"
+        );
+    }
+}
 
 /// The payload of one recorded quote's notification.
-pub(super) fn payload(instance: u64, batch_id: i64) -> String {
+fn payload(instance: u64, batch_id: i64) -> String {
     format!("{instance:016x}:{batch_id}")
 }
 

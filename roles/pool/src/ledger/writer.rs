@@ -150,8 +150,9 @@ pub(super) async fn writer(
                 quote_id,
                 done,
             } => {
-                let result = batches::record_quote(&db, &request_id, &quote_id).await;
-                if let Ok(Some(_)) = &result {
+                let result = batches::record_quote(&db.pool, &request_id, &quote_id).await;
+                if let Ok(Some(batch)) = &result {
+                    super::quote_feed::publish(&db, batch).await;
                     metrics.closed(&db.pool, 0).await;
                 }
                 let _ = done.send(result);

@@ -4,6 +4,7 @@
 mod bad_input;
 mod browser;
 mod cashu_wallets;
+mod cluster;
 mod crash;
 mod crash_withdrawal;
 mod deployment;
