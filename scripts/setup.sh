@@ -7,7 +7,7 @@
 #   scripts/setup.sh --deps GROUPS   the packages of GROUPS only (comma-separated), no build:
 #       build    compiling the workspace: C toolchain, pkg-config, protoc, curl
 #       test     scripts/test.sh beyond the build: promtool (prometheus), chromium and
-#                chromedriver, systemd-analyze (systemd), python3, caddy
+#                chromedriver, systemd-analyze (systemd), python3, caddy, postgresql
 #       deploy   a server running the release binaries (docs/deployment.md): ca-certificates,
 #                curl (health checks), sqlite3 (backups)
 #       all      the three
@@ -47,6 +47,8 @@ TEST=(
     python3:python3
     # The reverse-proxy example is checked with `caddy adapt`.
     caddy:caddy
+    # The PostgreSQL tests (ledger, mint, stats) and `hashpool up --profile cluster`.
+    -:postgresql
 )
 DEPLOY=(
     # HTTPS to a mint published under a public URL.

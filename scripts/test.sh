@@ -15,7 +15,7 @@ check_packages() { # expected, setup.sh arguments...
     [ "$got" = "$want" ] || { echo "scripts/setup.sh $*: packages '$got', expected '$want'" >&2; exit 1; }
 }
 check_packages "ca-certificates curl sqlite3" --deps deploy
-check_packages "build-essential pkg-config curl protobuf-compiler libssl-dev prometheus chromium chromium-driver systemd python3 caddy" --deps-only
+check_packages "build-essential pkg-config curl protobuf-compiler libssl-dev prometheus chromium chromium-driver systemd python3 caddy postgresql" --deps-only
 check_packages "build-essential pkg-config curl protobuf-compiler libssl-dev ca-certificates sqlite3" --deps build,deploy
 if scripts/setup.sh --deps tests --dry-run >/dev/null 2>&1; then
     echo "scripts/setup.sh accepted an unknown group" >&2

@@ -482,3 +482,83 @@ mod home_profile_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod cluster_profile_tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    /// Two pool instances on one PostgreSQL ledger, PostgreSQL a role before every role that
+    /// keeps a database on it, the translator falling back to pool B.
+    #[test]
+    fn the_cluster_profile_runs_two_pools_on_one_ledger_after_postgresql() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let p = Profile::load(&root.join("config/profiles/cluster.toml")).unwrap();
+        assert!(p.cycle().is_none());
+        let role = |name: &str| {
+            p.roles
+                .iter()
+                .find(|r| r.name == name)
+                .unwrap_or_else(|| panic!("{name} missing"))
+        };
+        let postgres = role("postgres");
+        assert!(root.join(&postgres.command).is_file());
+        assert_eq!(postgres.ports, vec![5433]);
+        let (a, b) = (role("pool"), role("pool-b"));
+        let ledger = |r: &RoleSpec| r.env.get("HASHPOOL__POOL__LEDGER_DATABASE_URL").cloned();
+        assert!(ledger(a).is_some_and(|u| u.contains("127.0.0.1:5433/hashpool_ledger")));
+        assert_eq!(ledger(a), ledger(b));
+        // B: another extranonce space, and its own ports (every role's ports are its own).
+        assert_eq!(
+            b.env.get("HASHPOOL__POOL__SERVER_ID").map(String::as_str),
+            Some("2")
+        );
+        let config = std::fs::read_to_string(root.join("config/pool.config.toml")).unwrap();
+        assert!(config.contains("server_id = 1\n"));
+        let mut ports = HashSet::new();
+        for r in &p.roles {
+            for port in &r.ports {
+                assert!(ports.insert(*port), "port {port} twice");
+            }
+        }
+        for var in [
+            "HASHPOOL__POOL__LISTEN_ADDRESS",
+            "HASHPOOL__POOL__MINT_LINK_ADDRESS",
+            "HASHPOOL__POOL__MONITORING_ADDRESS",
+            "HASHPOOL__POOL__API_ADDRESS",
+            "HASHPOOL__POOL__METRICS_ADDRESS",
+        ] {
+            let address = b.env.get(var).unwrap_or_else(|| panic!("{var} unset"));
+            let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
+            assert!(
+                b.ports.contains(&port),
+                "{var}={address} not among pool-b's ports"
+            );
+        }
+        // Every role with a database on PostgreSQL starts after it.
+        for (name, var) in [
+            ("pool", "HASHPOOL__POOL__LEDGER_DATABASE_URL"),
+            ("pool-b", "HASHPOOL__POOL__LEDGER_DATABASE_URL"),
+            ("mint", "HASHPOOL__MINT__DATABASE_URL"),
+            ("stats-pool", "HASHPOOL__STATS__DATABASE"),
+            ("stats-proxy", "HASHPOOL__STATS__DATABASE"),
+        ] {
+            let r = role(name);
+            assert!(r.env.get(var).is_some_and(|u| u.starts_with("postgres://")));
+            assert!(r.after.iter().any(|a| a == "postgres"), "{name}");
+        }
+        // The translator falls back to pool B; a miner mines on B.
+        let translator = role("translator");
+        let file = translator
+            .args
+            .iter()
+            .find(|a| a.ends_with(".toml"))
+            .unwrap();
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        assert!(text.contains("[[translator.fallback_upstreams]]\naddress = \"127.0.0.1:34257\""));
+        let miner = role("mining-device");
+        let at = miner.args.iter().position(|a| a == "--pool").unwrap();
+        assert_eq!(miner.args[at + 1], "127.0.0.1:34257");
+    }
+}

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::{MintConfig, MintRunConfig};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use hashpool_config::PoolGlobalConfig;
 
 /// Hashpool's Cashu mint (unit `hash`).
@@ -18,10 +18,42 @@ pub struct Args {
     global_config: PathBuf,
     #[command(flatten)]
     log: hashpool_role::LogArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Moves the mint's SQLite database into an empty PostgreSQL database (the mint stopped),
+    /// checking its totals before and after; prints them. The seed file stays as it is.
+    MigrateDatabase {
+        /// The SQLite database (`mint.database_path`).
+        #[arg(long)]
+        from: PathBuf,
+        /// The PostgreSQL database (`postgres://user:password@host:5432/db`), then set as
+        /// `mint.database_url`.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 /// Runs the role as its binary does, until SIGINT/SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(Command::MigrateDatabase { from, to }) = &args.command {
+        use anyhow::Context;
+        let totals = crate::migrate::migrate_database(from, to)
+            .await
+            .with_context(|| {
+                format!(
+                    "moving the mint database {} into {}",
+                    from.display(),
+                    hashpool_config::database_url::redact(to)
+                )
+            })?;
+        println!("mint database moved; totals equal before and after: {totals}");
+        println!("set mint.database_url to the database (keep the seed file) and start the mint");
+        return Ok(());
+    }
     let args = &args;
     hashpool_role::run("mint", &args.log, |shutdown| async move {
         let global: PoolGlobalConfig = hashpool_config::load(&args.global_config)?;

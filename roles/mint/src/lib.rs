@@ -13,6 +13,7 @@ pub mod info;
 pub mod issuer;
 pub mod liabilities;
 pub mod metrics;
+pub mod migrate;
 pub mod nonces;
 pub mod pool_link;
 pub mod processor;

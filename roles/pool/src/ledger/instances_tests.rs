@@ -310,3 +310,26 @@ async fn a_quote_one_instance_records_reaches_the_others() {
         assert!(feed_a.try_recv().is_err() && feed_b.try_recv().is_err());
     }
 }
+
+/// A ledger reached over TLS (`sslmode=require`; Debian's server has TLS on with its
+/// snakeoil certificate) works, and its sessions are encrypted.
+#[tokio::test]
+async fn a_postgresql_ledger_is_reached_over_tls_when_the_url_asks_for_it() {
+    let Some(db) = super::test_db::TestDb::postgres().await else {
+        return;
+    };
+    let LedgerLocation::Postgres(url) = db.location() else {
+        unreachable!()
+    };
+    let location = LedgerLocation::Postgres(format!("{url}?sslmode=require"));
+    let ledger = open(&location, None).await;
+    let r = ledger.record_all(vec![share(1, 1, 1_500, 1)]).await;
+    assert_eq!(r.await.unwrap(), vec![Ok(true)]);
+    let encrypted: bool =
+        sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&ledger.db.pool)
+            .await
+            .unwrap();
+    assert!(encrypted);
+    assert_eq!(ledger.accrual(&key(1)).await.unwrap().unwrap().shares, 1);
+}

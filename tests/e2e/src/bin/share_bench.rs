@@ -13,6 +13,11 @@
 //! minted and share -> spendable token latency. Every share is worth exactly one ehash here
 //! (maximal target, unit = its work), so a share is minted when its channel's minted total
 //! reaches its sequence number.
+//!
+//! The ledger: the SQLite file by default; `BENCH_LEDGER_URL=postgres://...` puts it on
+//! PostgreSQL (the database should be empty), and `BENCH_POOLS=2` runs a second pool instance
+//! on that ledger (its own `server_id`), the channels spread over both, the mint on the first
+//! (mode `ack` only).
 
 use std::{
     sync::{Arc, Mutex},
@@ -24,7 +29,7 @@ use common_messages_sv2::Protocol;
 use ext_mint_quote::{MintQuoteMessage, EXTENSION_TYPE};
 use hashpool_e2e::{
     fake_mint::{mint_secret, FakeMint},
-    open_wallet, public_key, test_key, PoolOptions, Stack,
+    open_wallet, public_key, test_key, PoolOptions, Stack, TestPool,
 };
 use hashpool_sv2_io::{decode_frame, extension_frame, str0255, text, Dial};
 use mining_sv2::{OpenStandardMiningChannelOwned, SubmitSharesStandard};
@@ -58,8 +63,17 @@ async fn main() -> anyhow::Result<()> {
     let window: u32 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(512);
     let minting = args.get(4).map(String::as_str) == Some("mint");
     let batch_ms: u64 = args.get(5).and_then(|a| a.parse().ok()).unwrap_or(100);
+    let ledger_url = std::env::var("BENCH_LEDGER_URL").ok();
+    let pools: usize = std::env::var("BENCH_POOLS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    anyhow::ensure!(
+        pools == 1 || (ledger_url.is_some() && !minting),
+        "BENCH_POOLS above 1 needs BENCH_LEDGER_URL and mode ack"
+    );
     let dir = tempfile::tempdir()?;
-    let stack = Stack::new().nbits(NO_BLOCKS_NBITS).with_pool(PoolOptions {
+    let options = |server_id: u16| PoolOptions {
         // A rate this high keeps vardiff from raising the (maximal) target mid-run and
         // sizes the duplicate-share budget for the run.
         shares_per_minute: 1.0e9,
@@ -75,13 +89,24 @@ async fn main() -> anyhow::Result<()> {
             min_share_difficulty: 1e-30,
             ..Default::default()
         },
+        ledger_database_url: ledger_url.clone(),
+        server_id,
         ..Default::default()
-    });
+    };
+    let stack = Stack::new().nbits(NO_BLOCKS_NBITS).with_pool(options(7));
     // The real mint, or a scripted one that answers the quotes (mode `ack`).
     let stack = if minting { stack.with_mint() } else { stack }
         .start()
         .await?;
     let (pool, mint) = (&stack.pool, stack.mint.as_ref());
+    let mut others = Vec::new();
+    for n in 1..pools {
+        let id = 7 + u16::try_from(n)?;
+        others.push(TestPool::start(stack.tp.running.listen_address, options(id)).await?);
+    }
+    let addresses: Vec<_> = std::iter::once(pool.address())
+        .chain(others.iter().map(TestPool::address))
+        .collect();
     let fake = match mint {
         Some(_) => None,
         None => Some(FakeMint::connect(pool.running.mint_link_address, mint_secret(), true).await?),
@@ -92,7 +117,7 @@ async fn main() -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     let mut wallets = Vec::new();
     for i in 0..channels {
-        let addr = pool.address();
+        let addr = addresses[i % addresses.len()];
         let minted = Arc::new(Mutex::new(Vec::new()));
         let quotes = match &mint {
             Some(mint) => {
@@ -146,6 +171,12 @@ async fn main() -> anyhow::Result<()> {
 
     let accepted: u64 = runs.iter().map(|r| r.accepted).sum();
     let stats = pool.running.stats.snapshot();
+    let (mut all_accepted, mut all_rejected) = (stats.shares_accepted, stats.shares_rejected);
+    for other in &others {
+        let s = other.running.stats.snapshot();
+        all_accepted += s.shares_accepted;
+        all_rejected += s.shares_rejected;
+    }
     let pct = |l: &mut Vec<Duration>, p: f64| {
         l.sort();
         l.get(((l.len() as f64 - 1.0) * p) as usize)
@@ -162,6 +193,15 @@ async fn main() -> anyhow::Result<()> {
             "ack".into()
         }
     );
+    println!(
+        "ledger                   {} ({pools} pool instance{})",
+        if ledger_url.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        },
+        if pools == 1 { "" } else { "s" }
+    );
     println!("channels                 {channels} (window {window} shares each)");
     println!("duration                 {:.1} s", elapsed.as_secs_f64());
     println!("shares acknowledged      {accepted}");
@@ -169,10 +209,7 @@ async fn main() -> anyhow::Result<()> {
         "accepted shares/s        {:.0}",
         accepted as f64 / elapsed.as_secs_f64()
     );
-    println!(
-        "pool accepted / rejected {} / {}",
-        stats.shares_accepted, stats.shares_rejected
-    );
+    println!("pool accepted / rejected {all_accepted} / {all_rejected}");
     println!(
         "share -> ack p50 / p99   {:.2} / {:.2} ms",
         ms(pct(&mut ack, 0.5)),

@@ -17,6 +17,7 @@ mod job_declaration;
 mod ledger;
 mod locking_key;
 mod metrics;
+mod migration;
 mod miner_page;
 mod mining;
 mod mint_postgres;
