@@ -202,7 +202,7 @@ impl Store {
             sqlx::query(
                 "INSERT INTO subjects (id, reporter, kind, label, parent, connected, first_seen, \
                  last_seen, shares_total, nominal_hashrate) \
-                 VALUES ($1, $2, $3, $4, $5, 1, $6, $6, $7, $8) \
+                 VALUES ($1, $2, $3, $4, $5, 1, $6, $6, $7, CASE WHEN $9 = 1 THEN $8 END) \
                  ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, label = excluded.label, \
                  parent = excluded.parent, connected = 1, last_seen = excluded.last_seen, \
                  shares_total = excluded.shares_total, \
@@ -217,7 +217,8 @@ impl Store {
             .bind(sub.parent.as_ref().map(|p| scoped(reporter, p)))
             .bind(now)
             .bind(clamp_i64(sub.shares_total))
-            .bind(sub.nominal_hashrate.map(finite))
+            .bind(float_value(sub.nominal_hashrate))
+            .bind(float_present(sub.nominal_hashrate))
             .execute(&mut *tx)
             .await?;
         }
@@ -276,9 +277,11 @@ impl Store {
         now: i64,
         b: &Block,
     ) -> Result<bool, StoreError> {
+        let difficulty = b.difficulty.map(finite).filter(|d| *d > 0.0);
         let done = sqlx::query(
             "INSERT INTO blocks (hash, at, reporter, subject, template_id, height, reward_sats, \
-             difficulty, work_total) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+             difficulty, work_total) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+             CASE WHEN $9 = 1 THEN $8 END, \
              (SELECT value FROM totals WHERE name = 'work')) ON CONFLICT (hash) DO NOTHING",
         )
         .bind(&b.hash)
@@ -288,7 +291,8 @@ impl Store {
         .bind(b.template_id.map(clamp_i64))
         .bind(b.height.map(clamp_i64))
         .bind(b.reward_sats.map(clamp_i64))
-        .bind(b.difficulty.map(finite).filter(|d| *d > 0.0))
+        .bind(float_value(difficulty))
+        .bind(float_present(difficulty))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -706,6 +710,18 @@ fn clamp_i64(v: u64) -> i64 {
 }
 
 /// NaN and infinities from a peer are stored as 0 rather than poisoning sums.
+/// An optional float goes to the database as its value and whether it is there (`CASE WHEN
+/// $present = 1 THEN $value END`), never as a NULL float: sqlx 0.8.0's Any driver binds a NULL
+/// `f64` as a `float4` parameter, and PostgreSQL's cached statement then refuses the next
+/// present value's 8 bytes ("incorrect binary data format").
+fn float_value(v: Option<f64>) -> f64 {
+    v.map(finite).unwrap_or(0.0)
+}
+
+fn float_present(v: Option<f64>) -> i64 {
+    i64::from(v.is_some())
+}
+
 fn finite(v: f64) -> f64 {
     if v.is_finite() && v >= 0.0 {
         v

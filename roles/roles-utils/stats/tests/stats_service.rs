@@ -845,6 +845,35 @@ async fn the_store_works_on_postgresql_by_configuration() {
     assert_eq!(subjects.len(), 1);
     assert_eq!(subjects[0].connected, 1);
     assert_eq!(subjects[0].first_seen, 1_000);
+    // One snapshot with a subject whose hashrate is unknown before one whose is known (a pool
+    // reports its connections, without one, before its channels): a float bound as NULL must
+    // not break the statement for the value after it (sqlx 0.8.0's Any driver binds a NULL
+    // f64 as float4, and PostgreSQL then refused the next 8-byte value: no subject was stored).
+    let Report::Snapshot(mut mixed) = snapshot(10.0, &[("1", 10, 10.0), ("2", 5, 5.0)]) else {
+        unreachable!()
+    };
+    mixed.subjects[1].nominal_hashrate = Some(1.5e6);
+    store
+        .ingest_snapshot("pool-1", 1_002, &mixed)
+        .await
+        .unwrap();
+    let hashrates: Vec<Option<f64>> = store
+        .subjects(Some("channel"))
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.nominal_hashrate)
+        .collect();
+    assert_eq!(hashrates, vec![None, Some(1.5e6)]);
+    // Blocks likewise: a difficulty first unknown, then known.
+    assert!(store
+        .ingest_block("pool-1", 1_004, &found(7, 90, None))
+        .await
+        .unwrap());
+    assert!(store
+        .ingest_block("pool-1", 1_005, &found(8, 91, Some(20.0)))
+        .await
+        .unwrap());
     assert!(store.prune(2_000).await.unwrap().work >= 3);
     store.close().await;
     sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
