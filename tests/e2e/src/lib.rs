@@ -7,6 +7,7 @@
 pub mod fake_mint;
 pub mod grind;
 pub mod payouts;
+pub mod postgres;
 pub mod process;
 pub mod raw_client;
 

@@ -33,9 +33,6 @@ pub(super) struct KeyState {
     pub last_share_ms: Option<i64>,
     /// The key's work in the minute `minute` (unix minutes), as stored in `key_minutes`.
     pub minute: Option<(i64, Work, i64)>,
-    /// Read again after another instance wrote it: its stored per-minute work may be ahead
-    /// of `minute`.
-    pub reloaded: bool,
 }
 
 impl KeyState {
@@ -50,7 +47,6 @@ impl KeyState {
             batch_from: (0, [0; 32]),
             last_share_ms: None,
             minute: None,
-            reloaded: false,
         }
     }
 
@@ -116,7 +112,6 @@ fn accrual_from_row(r: &sqlx::any::AnyRow) -> Result<(LockingKey, KeyState), Led
             batch_from: (r.get(8), chain_from(r.get(9))?),
             last_share_ms: r.get(7),
             minute: None,
-            reloaded: false,
         },
     ))
 }
@@ -200,8 +195,9 @@ impl Book {
             .bind(self.generation)
             .fetch_all(&mut *conn)
             .await?;
+        let mut reloaded = Vec::with_capacity(rows.len());
         for r in &rows {
-            let (key, mut state) = accrual_from_row(r)?;
+            let (key, state) = accrual_from_row(r)?;
             let before = self.keys.get(&key).map_or(0, |k| k.total.hashes());
             // A key's total only grows; the pool's work is the sum of the totals.
             let grown = state
@@ -217,12 +213,44 @@ impl Book {
             if let Some(dirty) = self.dirty.as_mut() {
                 dirty.insert(key);
             }
-            state.reloaded = true;
+            reloaded.push(key);
             self.keys.insert(key, state);
+        }
+        if !reloaded.is_empty() {
+            self.catch_up_minutes(conn, &reloaded).await?;
         }
         self.catch_up_log(conn).await?;
         self.epoch = epochs::load_open(conn).await?;
         self.generation = stored;
+        Ok(())
+    }
+
+    /// The current minute's work of the keys just read again, in one query: a group then
+    /// adds to what the other instances stored instead of reading each key's figure alone.
+    async fn catch_up_minutes(
+        &mut self,
+        conn: &mut AnyConnection,
+        reloaded: &[LockingKey],
+    ) -> Result<(), LedgerError> {
+        let minute = hashpool_role::unix_now_ms().div_euclid(60_000);
+        let stored: HashMap<i64, (Vec<u8>, i64)> = sqlx::query_as::<_, (i64, Vec<u8>, i64)>(
+            "SELECT key_id, work, shares FROM key_minutes WHERE minute = $1",
+        )
+        .bind(minute)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|(id, work, shares)| (id, (work, shares)))
+        .collect();
+        for key in reloaded {
+            if let Some(state) = self.keys.get_mut(key) {
+                state.minute = Some(match stored.get(&state.id) {
+                    Some((work, shares)) => (minute, work_from(work.clone())?, *shares),
+                    // Nothing stored in this minute: the key's figure starts from nothing.
+                    None => (minute, Work::ZERO, 0),
+                });
+            }
+        }
         Ok(())
     }
 

@@ -333,3 +333,44 @@ async fn a_postgresql_ledger_is_reached_over_tls_when_the_url_asks_for_it() {
     assert!(encrypted);
     assert_eq!(ledger.accrual(&key(1)).await.unwrap().unwrap().shares, 1);
 }
+
+/// The per-minute work behind the miner API's hashrate windows adds up across instances: each
+/// instance adds to the minute's figure the others stored, never overwrites it.
+#[tokio::test]
+async fn per_minute_work_adds_up_across_instances() {
+    for db in backends().await {
+        let location = db.location();
+        let (a, b) = (open(&location, None).await, open(&location, None).await);
+        for round in 0..20u32 {
+            let (sa, sb): (Vec<_>, Vec<_>) = (0..10u32)
+                .map(|i| {
+                    let n = round * 20 + i;
+                    (
+                        share(n, (n % 3) as u8 + 1, work_of(n), 1),
+                        share(n + 10, (n % 3) as u8 + 1, work_of(n + 10), 1),
+                    )
+                })
+                .unzip();
+            let (ra, rb) = tokio::join!(a.record_all(sa), b.record_all(sb));
+            assert!(ra.await.unwrap().iter().all(|o| *o == Ok(true)));
+            assert!(rb.await.unwrap().iter().all(|o| *o == Ok(true)));
+        }
+        for k in 1..=3u8 {
+            let acc = a.accrual(&key(k)).await.unwrap().unwrap();
+            let rows: Vec<(Vec<u8>, i64)> = sqlx::query_as(
+                "SELECT m.work, m.shares FROM key_minutes m \
+                 JOIN accruals a ON a.key_id = m.key_id WHERE a.locking_key = $1",
+            )
+            .bind(key(k).as_bytes().as_slice())
+            .fetch_all(&a.db.pool)
+            .await
+            .unwrap();
+            let work: u128 = rows
+                .iter()
+                .map(|(w, _)| super::store::work_from(w.clone()).unwrap().hashes())
+                .sum();
+            let shares: i64 = rows.iter().map(|(_, n)| n).sum();
+            assert_eq!((work, shares as u64), (acc.total.hashes(), acc.shares));
+        }
+    }
+}

@@ -421,53 +421,65 @@ async fn a_share_costs_under_64_bytes_on_disk_in_full_groups() {
 
 #[tokio::test]
 async fn a_group_that_fails_to_commit_leaves_nothing_and_the_next_one_commits() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = open(&dir.path().join("l.sqlite")).await;
-    record(&ledger, &[share(1, 1, 500, 1)]).await;
-    // Every write of an accrual fails from now on: the group's log row was already inserted
-    // in its transaction when that statement fails.
-    sqlx::query(
-        "CREATE TRIGGER refuse_accruals BEFORE UPDATE ON accruals \
-         BEGIN SELECT RAISE(ABORT, 'disk trouble'); END",
-    )
-    .execute(&ledger.db.pool)
-    .await
-    .unwrap();
-    let outcomes: Vec<_> = {
-        let mut receipts = Vec::new();
-        for s in [share(2, 1, 700, 1), share(3, 1, 800, 1)] {
-            receipts.push(ledger.record(s).await);
+    for db in backends().await {
+        let ledger = open(&db.location()).await;
+        record(&ledger, &[share(1, 1, 500, 1)]).await;
+        // Every write of an accrual fails from now on: the group's log row was already inserted
+        // in its transaction when that statement fails.
+        let (create, drop) = match ledger.backend() {
+            Backend::Sqlite => (
+                vec![
+                    "CREATE TRIGGER refuse_accruals BEFORE UPDATE ON accruals \
+                 BEGIN SELECT RAISE(ABORT, 'disk trouble'); END",
+                ],
+                "DROP TRIGGER refuse_accruals",
+            ),
+            Backend::Postgres => (
+                vec![
+                    "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN RAISE EXCEPTION 'disk trouble'; END $$",
+                    "CREATE TRIGGER refuse_accruals BEFORE UPDATE ON accruals \
+                 FOR EACH ROW EXECUTE FUNCTION refuse()",
+                ],
+                "DROP TRIGGER refuse_accruals ON accruals",
+            ),
+        };
+        for sql in create {
+            sqlx::query(sql).execute(&ledger.db.pool).await.unwrap();
         }
-        let mut out = Vec::new();
-        for r in receipts {
-            out.push(r.await.unwrap());
-        }
-        out
-    };
-    assert!(
-        outcomes
-            .iter()
-            .all(|o| matches!(o, Err(LedgerError::Database(m)) if m.contains("disk trouble"))),
-        "{outcomes:?}"
-    );
-    // Nothing of the failed group stayed: one log row, the first share's accrual.
-    assert_eq!(log_rows(&ledger).await.len(), 1);
-    let a = ledger.accrual(&key(1)).await.unwrap().unwrap();
-    assert_eq!((a.total.hashes(), a.shares), (500, 1));
-    sqlx::query("DROP TRIGGER refuse_accruals")
-        .execute(&ledger.db.pool)
-        .await
-        .unwrap();
-    // The same shares again: credited (they were never stored), numbered right after the
-    // first.
-    assert_eq!(
-        record(&ledger, &[share(2, 1, 700, 1), share(3, 1, 800, 1)]).await,
-        [true, true]
-    );
-    let rows = log_rows(&ledger).await;
-    assert_eq!(rows.len(), 2);
-    assert_eq!(rows[1].0, 1);
-    let a = ledger.accrual(&key(1)).await.unwrap().unwrap();
-    assert_eq!((a.total.hashes(), a.shares), (2_000, 3));
-    assert_eq!(ledger.share_work(&key(1)).await.unwrap(), (a.total, 3));
+        let outcomes: Vec<_> = {
+            let mut receipts = Vec::new();
+            for s in [share(2, 1, 700, 1), share(3, 1, 800, 1)] {
+                receipts.push(ledger.record(s).await);
+            }
+            let mut out = Vec::new();
+            for r in receipts {
+                out.push(r.await.unwrap());
+            }
+            out
+        };
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, Err(LedgerError::Database(m)) if m.contains("disk trouble"))),
+            "{outcomes:?}"
+        );
+        // Nothing of the failed group stayed: one log row, the first share's accrual.
+        assert_eq!(log_rows(&ledger).await.len(), 1);
+        let a = ledger.accrual(&key(1)).await.unwrap().unwrap();
+        assert_eq!((a.total.hashes(), a.shares), (500, 1));
+        sqlx::query(drop).execute(&ledger.db.pool).await.unwrap();
+        // The same shares again: credited (they were never stored), numbered right after the
+        // first.
+        assert_eq!(
+            record(&ledger, &[share(2, 1, 700, 1), share(3, 1, 800, 1)]).await,
+            [true, true]
+        );
+        let rows = log_rows(&ledger).await;
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1].0, 1);
+        let a = ledger.accrual(&key(1)).await.unwrap().unwrap();
+        assert_eq!((a.total.hashes(), a.shares), (2_000, 3));
+        assert_eq!(ledger.share_work(&key(1)).await.unwrap(), (a.total, 3));
+    }
 }

@@ -78,7 +78,7 @@ pub(super) async fn write_group(
     }
     .await;
     // A statement failed inside the transaction: nothing of the group stays.
-    let (mut changes, outcomes, epoch_ends_at) = finish(conn, result).await?;
+    let (changes, outcomes, epoch_ends_at) = finish(conn, result).await?;
     if changes.credited.is_empty() {
         return Ok(Written {
             outcomes,
@@ -86,9 +86,6 @@ pub(super) async fn write_group(
         });
     }
     book.generation = book.next_generation();
-    for state in changes.keys.values_mut() {
-        state.reloaded = false;
-    }
     book.next_key_id += changes.new_keys as i64;
     for (_, _, count) in &changes.rows {
         book.next_seq += count;
@@ -308,10 +305,10 @@ fn group_sql(backend: Backend, book: &Book, changes: &Changes, now: i64) -> Stri
     sql
 }
 
-/// A key's work in the current minute is written whole each group. A figure can be stored
-/// that the book does not hold only in the minute the ledger was opened in (written before a
-/// restart), or for a key another instance wrote since (`reloaded`): that one is read and
-/// added to.
+/// A key's work in the current minute is written whole each group. Only in the minute the
+/// ledger was opened in can a figure be stored that the book does not hold (written before a
+/// restart): that one is read once and added to. Later minutes are the writer's alone, or
+/// were read with the keys another instance wrote (`Book::catch_up`).
 async fn merge_stored_minutes(
     conn: &mut AnyConnection,
     book: &Book,
@@ -326,7 +323,7 @@ async fn merge_stored_minutes(
             .get(key)
             .and_then(|k| k.minute)
             .is_some_and(|(m, _, _)| m == minute);
-        if held || (minute != book.opened_minute && !state.reloaded) {
+        if held || minute != book.opened_minute {
             continue;
         }
         let stored: Option<(Vec<u8>, i64)> = sqlx::query_as(

@@ -91,43 +91,44 @@ async fn block_writer(ledger: &AccrualLedger) -> store::Conn {
 
 #[tokio::test]
 async fn record_waits_for_room_when_the_queue_is_full() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = AccrualLedger::open_with_queue(
-        &LedgerLocation::File(dir.path().join("l.sqlite")),
-        "hash",
-        unit(),
-        LedgerOptions::default(),
-        2,
-    )
-    .await
-    .unwrap();
-    let mut lock = block_writer(&ledger).await;
-    let mut receipts = Vec::new();
-    let mut waiting = None;
-    for i in 0..50u32 {
-        let mut record = Box::pin(ledger.record(share(i, 1, 100)));
-        match tokio::time::timeout(Duration::from_millis(200), &mut record).await {
-            Ok(receipt) => receipts.push(receipt),
-            Err(_) => {
-                waiting = Some(record);
-                break;
+    for db in backends().await {
+        let ledger = AccrualLedger::open_with_queue(
+            &db.location(),
+            "hash",
+            unit(),
+            LedgerOptions::default(),
+            2,
+        )
+        .await
+        .unwrap();
+        let mut lock = block_writer(&ledger).await;
+        let mut receipts = Vec::new();
+        let mut waiting = None;
+        for i in 0..50u32 {
+            let mut record = Box::pin(ledger.record(share(i, 1, 100)));
+            match tokio::time::timeout(Duration::from_millis(200), &mut record).await {
+                Ok(receipt) => receipts.push(receipt),
+                Err(_) => {
+                    waiting = Some(record);
+                    break;
+                }
             }
         }
+        let waiting = waiting.expect("record returned with the queue full");
+        // The blocked writer holds one group (at most the queue's 2) and the queue 2 more.
+        assert!(receipts.len() <= 4, "{} shares queued", receipts.len());
+        sqlx::query("ROLLBACK").execute(&mut *lock).await.unwrap();
+        drop(lock);
+        // Room again: the waiting share is queued and everything commits.
+        receipts.push(waiting.await);
+        let queued = receipts.len() as u64;
+        for r in receipts {
+            assert_eq!(r.await.unwrap(), Ok(true));
+        }
+        let a = ledger.accrual(&key(1)).await.unwrap().unwrap();
+        assert_eq!(a.shares, queued);
+        assert_eq!(a.total.hashes(), 100 * queued as u128);
     }
-    let waiting = waiting.expect("record returned with the queue full");
-    // The blocked writer holds one group (at most the queue's 2) and the queue 2 more.
-    assert!(receipts.len() <= 4, "{} shares queued", receipts.len());
-    sqlx::query("ROLLBACK").execute(&mut *lock).await.unwrap();
-    drop(lock);
-    // Room again: the waiting share is queued and everything commits.
-    receipts.push(waiting.await);
-    let queued = receipts.len() as u64;
-    for r in receipts {
-        assert_eq!(r.await.unwrap(), Ok(true));
-    }
-    let a = ledger.accrual(&key(1)).await.unwrap().unwrap();
-    assert_eq!(a.shares, queued);
-    assert_eq!(a.total.hashes(), 100 * queued as u128);
 }
 
 #[test]

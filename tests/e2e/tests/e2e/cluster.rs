@@ -13,6 +13,7 @@ use std::{path::Path, sync::atomic::Ordering, time::Duration};
 use ext_mint_quote::LockingKey;
 use hashpool_e2e::{
     init_tracing, loopback_any_port, miner_options, mint_run_config, open_wallet,
+    postgres::{self, TestDatabase},
     process::{pool_config, RoleProcess, Topology},
     sv1_miner_options, translator_config, wait_until, PoolOptions, TestMint, TestPool,
     TestProvider,
@@ -23,33 +24,6 @@ use tokio_util::sync::CancellationToken;
 const UNIT_WORK: f64 = 1e-6;
 const EXE: &str = env!("CARGO_BIN_EXE_e2e-role");
 const HARD_NBITS: u32 = 0x1e0f_ffff;
-
-/// A database of its own on the test server, dropped by [`drop_database`].
-async fn create_database(admin_url: &str, what: &str) -> anyhow::Result<(String, String)> {
-    let admin = sqlx::PgPool::connect(admin_url).await?;
-    let name = format!(
-        "hashpool_{what}_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_nanos()
-    );
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await?;
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .ok_or_else(|| anyhow::anyhow!("a URL with a database"))?;
-    Ok((name.clone(), format!("{base}/{name}")))
-}
-
-async fn drop_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
-    let admin = sqlx::PgPool::connect(admin_url).await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&admin)
-        .await?;
-    Ok(())
-}
 
 /// What the ledger says of `key`: its issued ehash (answered batches) plus its pending work is
 /// exactly its accepted work (the share log), no batch refused, one quote per batch.
@@ -78,19 +52,16 @@ async fn issued_exactly(ledger: &AccrualLedger, key: &LockingKey) -> anyhow::Res
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pools_on_one_postgresql_ledger_issue_each_keys_work_once_through_a_sigkill(
 ) -> anyhow::Result<()> {
-    let Ok(admin_url) = std::env::var("HASHPOOL_TEST_POSTGRES_URL") else {
-        eprintln!(
-            "HASHPOOL_TEST_POSTGRES_URL is not set: not run here (.ci/run sets it up and runs it)"
-        );
+    let Some(server) = postgres::server_url() else {
         return Ok(());
     };
     init_tracing();
-    let (ledger_db, ledger_url) = create_database(&admin_url, "cluster_ledger").await?;
-    let (mint_db, mint_url) = create_database(&admin_url, "cluster_mint").await?;
+    let ledger = TestDatabase::create(&server, "cluster_ledger").await?;
+    let mint = TestDatabase::create(&server, "cluster_mint").await?;
     let dir = tempfile::tempdir()?;
-    let result = run(dir.path(), &ledger_url, &mint_url).await;
-    drop_database(&admin_url, &ledger_db).await?;
-    drop_database(&admin_url, &mint_db).await?;
+    let result = run(dir.path(), &ledger.url, &mint.url).await;
+    ledger.drop().await?;
+    mint.drop().await?;
     result
 }
 

@@ -10,31 +10,11 @@ use std::time::Duration;
 
 use hashpool_e2e::{
     init_tracing, loopback_any_port, miner_options, mint_run_config, open_wallet,
-    ports_outside_ephemeral_range, wait_until, PoolOptions, TestMint, TestPool, TestProvider,
-    REGTEST_NBITS,
+    ports_outside_ephemeral_range,
+    postgres::{self, TestDatabase},
+    wait_until, PoolOptions, TestMint, TestPool, TestProvider, REGTEST_NBITS,
 };
 use tokio_util::sync::CancellationToken;
-
-async fn database(admin: &sqlx::PgPool, what: &str) -> anyhow::Result<String> {
-    let name = format!(
-        "hashpool_{what}_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_nanos()
-    );
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(admin)
-        .await?;
-    Ok(name)
-}
-
-fn url_of(admin_url: &str, name: &str) -> anyhow::Result<String> {
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .ok_or_else(|| anyhow::anyhow!("a URL with a database"))?;
-    Ok(format!("{base}/{name}"))
-}
 
 async fn states(url: &str, ys: &[String]) -> anyhow::Result<Vec<String>> {
     let answer: serde_json::Value = reqwest::Client::new()
@@ -65,28 +45,16 @@ async fn keysets(mint: &TestMint) -> anyhow::Result<serde_json::Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sqlite_pool_and_mint_move_to_postgresql_and_go_on_exactly() -> anyhow::Result<()> {
-    let Ok(admin_url) = std::env::var("HASHPOOL_TEST_POSTGRES_URL") else {
-        eprintln!(
-            "HASHPOOL_TEST_POSTGRES_URL is not set: not run here (.ci/run sets it up and runs it)"
-        );
+    let Some(server) = postgres::server_url() else {
         return Ok(());
     };
     init_tracing();
-    let admin = sqlx::PgPool::connect(&admin_url).await?;
-    let ledger_db = database(&admin, "moved_ledger").await?;
-    let mint_db = database(&admin, "moved_mint").await?;
+    let ledger = TestDatabase::create(&server, "moved_ledger").await?;
+    let mint = TestDatabase::create(&server, "moved_mint").await?;
     let dir = tempfile::tempdir()?;
-    let result = run(
-        dir.path(),
-        &url_of(&admin_url, &ledger_db)?,
-        &url_of(&admin_url, &mint_db)?,
-    )
-    .await;
-    for name in [&ledger_db, &mint_db] {
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&admin)
-            .await?;
-    }
+    let result = run(dir.path(), &ledger.url, &mint.url).await;
+    ledger.drop().await?;
+    mint.drop().await?;
     result
 }
 

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use hashpool_e2e::{
     init_tracing, loopback_any_port, miner_options, mint_run_config, open_wallet,
-    ports_outside_ephemeral_range, wait_until, PoolOptions, TestMint, TestPool, TestProvider,
-    REGTEST_NBITS,
+    ports_outside_ephemeral_range,
+    postgres::{self, TestDatabase},
+    wait_until, PoolOptions, TestMint, TestPool, TestProvider, REGTEST_NBITS,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -25,28 +26,12 @@ async fn keysets(mint: &TestMint) -> anyhow::Result<serde_json::Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mint_on_postgresql_issues_exactly_and_two_instances_share_one_spent_set(
 ) -> anyhow::Result<()> {
-    let Ok(admin_url) = std::env::var("HASHPOOL_TEST_POSTGRES_URL") else {
-        eprintln!(
-            "HASHPOOL_TEST_POSTGRES_URL is not set: not run here (.ci/run sets it up and runs it)"
-        );
+    let Some(server) = postgres::server_url() else {
         return Ok(());
     };
     init_tracing();
-    let admin = sqlx::PgPool::connect(&admin_url).await?;
-    let name = format!(
-        "hashpool_mint_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_nanos()
-    );
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await?;
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .ok_or_else(|| anyhow::anyhow!("a URL with a database"))?;
-    let url = format!("{base}/{name}");
+    let database = TestDatabase::create(&server, "mint").await?;
+    let url = database.url.clone();
 
     let dir = tempfile::tempdir()?;
     let result = async {
@@ -191,10 +176,7 @@ async fn the_mint_on_postgresql_issues_exactly_and_two_instances_share_one_spent
         anyhow::Ok(())
     }
     .await;
-    let dropped = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&admin)
-        .await;
+    let dropped = database.drop().await;
     result?;
-    dropped?;
-    Ok(())
+    dropped
 }
