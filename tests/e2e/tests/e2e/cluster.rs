@@ -121,6 +121,13 @@ async fn run(dir: &Path, ledger_url: &str, mint_db_url: &str) -> anyhow::Result<
         },
         stop.clone(),
     );
+    // Pool B is listening before the translator starts (else it begins on A, its fallback).
+    wait_until(Duration::from_secs(60), "pool B up", || async {
+        reqwest::get(format!("http://{}/api/v1/clients", net_b.monitoring))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await?;
     // The translator: pool B first, pool A when B is gone.
     let mut tconfig = translator_config(net_b.pool, "proxy", Some(proxy_key), 20_000.0);
     tconfig.upstreams.push(translator::UpstreamEndpoint {
@@ -147,13 +154,22 @@ async fn run(dir: &Path, ledger_url: &str, mint_db_url: &str) -> anyhow::Result<
             || async { answered(alice_key, 2).await && answered(proxy_key, 2).await },
         )
         .await?;
-        // The translator mines on B (the only connection B has).
-        let clients: stratum_apps::monitoring::Sv2ClientsResponse =
-            reqwest::get(format!("http://{}/api/v1/clients", net_b.monitoring))
-                .await?
-                .json()
-                .await?;
-        anyhow::ensure!(clients.total == 1, "the translator is on pool B");
+        // The translator mines on B (the only connection B has; its monitoring refreshes every
+        // second).
+        let clients = || async {
+            let answer: stratum_apps::monitoring::Sv2ClientsResponse =
+                reqwest::get(format!("http://{}/api/v1/clients", net_b.monitoring))
+                    .await?
+                    .json()
+                    .await?;
+            anyhow::Ok(answer.total)
+        };
+        wait_until(
+            Duration::from_secs(30),
+            "the translator on pool B",
+            || async { clients().await.is_ok_and(|n| n == 1) },
+        )
+        .await?;
         let before = ledger.accrual(&proxy_key).await?.map_or(0, |a| a.shares);
         pool_b.kill().await?;
         // The translator moves to A; its key's work goes on accruing in the one ledger.
