@@ -47,6 +47,26 @@ pub fn mint_run_config(
 }
 
 impl TestMint {
+    /// The states the mint gives the proofs with these Y values (NUT-07 `checkstate`), in order.
+    pub async fn proof_states(&self, ys: &[String]) -> anyhow::Result<Vec<String>> {
+        let answer: serde_json::Value = reqwest::Client::new()
+            .post(format!("{}/v1/checkstate", self.url()))
+            .json(&serde_json::json!({ "Ys": ys }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(answer["states"]
+            .as_array()
+            .map(|s| {
+                s.iter()
+                    .filter_map(|s| s["state"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     pub async fn start(dir: &Path, mint_link: SocketAddr) -> anyhow::Result<Self> {
         Self::start_at(dir, mint_link, loopback_any_port()).await
     }

@@ -225,6 +225,19 @@ impl TestPool {
 
     /// Until `key` has less than a unit of work pending and the mint answered every batch: all
     /// of its work that can become ehash was quoted.
+    /// Ehash issued to `key` so far: its batches' amounts (refused batches return their work).
+    pub async fn issued(&self, key: &ext_mint_quote::LockingKey) -> anyhow::Result<u64> {
+        Ok(self
+            .running
+            .ledger
+            .batches_of(key)
+            .await?
+            .iter()
+            .filter(|b| b.refused_code.is_none())
+            .map(|b| b.amount)
+            .sum())
+    }
+
     pub async fn wait_until_settled(
         &self,
         key: &ext_mint_quote::LockingKey,

@@ -3,8 +3,10 @@
 //! process. A miner with its own key mines on A; a translator (its own key, pools B then A)
 //! mines on B until B is SIGKILLed, then on A. B's batches are sent to the mint by A (any
 //! instance resends every open batch); the quotes of the translator's work recorded at A are
-//! published to B. Afterwards each key's issued ehash is exactly its accepted work across both
-//! instances, once, and each wallet holds exactly what was issued to its key.
+//! published to B. Afterwards every acknowledged share is in the ledger, each key's issued ehash
+//! is exactly its accepted work across both instances, once, and each wallet holds exactly what
+//! was issued to its key. (The same share cannot reach both instances through the protocol:
+//! their extranonce spaces differ. The ledger's `instances_tests` send one share to both.)
 //!
 //! Needs a server: `HASHPOOL_TEST_POSTGRES_URL` (.ci/run starts Debian's PostgreSQL).
 
@@ -194,10 +196,30 @@ async fn run(dir: &Path, ledger_url: &str, mint_db_url: &str) -> anyhow::Result<
         return Err(e);
     }
     stop.cancel();
+    let (alice_stats, proxy_stats) = (alice_miner.stats.clone(), translator.stats.clone());
     alice_miner.task.await?;
     sv1.task.await?;
     translator.task.await?;
     assert!(sv1.stats.shares_acknowledged.load(Ordering::Relaxed) > 0);
+    // Nothing acknowledged is lost: every share a pool acknowledged is in the one ledger (a
+    // share pool B committed as it was killed may be there unacknowledged).
+    let acked = [
+        (
+            alice_key,
+            alice_stats.shares_acknowledged.load(Ordering::Relaxed),
+        ),
+        (
+            proxy_key,
+            proxy_stats.shares_accepted_by_pool.load(Ordering::Relaxed),
+        ),
+    ];
+    for (key, acked) in acked {
+        let held = ledger.accrual(&key).await?.map_or(0, |a| a.shares);
+        assert!(
+            acked > 0 && held >= acked,
+            "{held} shares held, {acked} acknowledged"
+        );
+    }
 
     for key in [alice_key, proxy_key] {
         pool_a

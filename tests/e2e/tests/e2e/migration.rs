@@ -2,8 +2,8 @@
 //! migrate-ledger`, `mint migrate-database`; docs/deployment.md, section 12): the totals match,
 //! and afterwards the restarted pool and mint go on as before. The wallet holds what it held,
 //! the mint serves the same keysets, proofs spent before the move are spent after it and the
-//! others spend, and a replayed share is still refused. Mining goes on: every key's issued
-//! ehash is exactly its accepted work across the move. Needs a server:
+//! others spend, the key's accrual and share log are the file's. Mining goes on: every key's
+//! issued ehash is exactly its accepted work across the move. Needs a server:
 //! `HASHPOOL_TEST_POSTGRES_URL` (.ci/run sets it).
 
 use std::time::Duration;
@@ -15,25 +15,6 @@ use hashpool_e2e::{
     wait_until, PoolOptions, TestMint, TestPool, TestProvider, REGTEST_NBITS,
 };
 use tokio_util::sync::CancellationToken;
-
-async fn states(url: &str, ys: &[String]) -> anyhow::Result<Vec<String>> {
-    let answer: serde_json::Value = reqwest::Client::new()
-        .post(format!("{url}/v1/checkstate"))
-        .json(&serde_json::json!({ "Ys": ys }))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    Ok(answer["states"]
-        .as_array()
-        .map(|s| {
-            s.iter()
-                .filter_map(|s| s["state"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default())
-}
 
 async fn keysets(mint: &TestMint) -> anyhow::Result<serde_json::Value> {
     Ok(reqwest::get(format!("{}/v1/keysets", mint.url()))
@@ -101,14 +82,7 @@ async fn run(dir: &std::path::Path, ledger_url: &str, mint_url: &str) -> anyhow:
     miner.task.await?;
     pool.wait_until_settled(&key, Duration::from_secs(30))
         .await?;
-    let issued_before: u64 = pool
-        .running
-        .ledger
-        .batches_of(&key)
-        .await?
-        .iter()
-        .map(|b| b.amount)
-        .sum();
+    let issued_before = pool.issued(&key).await?;
     wait_until(
         Duration::from_secs(60),
         "the wallet holds its ehash",
@@ -166,12 +140,12 @@ async fn run(dir: &std::path::Path, ledger_url: &str, mint_url: &str) -> anyhow:
     assert_eq!(ledger.accrual(&key).await?, Some(accrual_before));
     assert_eq!(ledger.share_work(&key).await?, log_before);
     assert_eq!(wallet.balance().await?, issued_before - 1);
-    let at_pg = states(&mint.url(), &spent).await?;
+    let at_pg = mint.proof_states(&spent).await?;
     assert!(
         at_pg.len() == spent.len() && at_pg.iter().all(|s| s == "SPENT"),
         "{at_pg:?}"
     );
-    let at_pg = states(&mint.url(), &unspent).await?;
+    let at_pg = mint.proof_states(&unspent).await?;
     assert!(at_pg.iter().all(|s| s == "UNSPENT"), "{at_pg:?}");
     // The rest spends.
     let token = wallet.send(1).await?;
@@ -194,12 +168,7 @@ async fn run(dir: &std::path::Path, ledger_url: &str, mint_url: &str) -> anyhow:
     let accrual = ledger.accrual(&key).await?.expect("accrued");
     let (logged, shares) = ledger.share_work(&key).await?;
     assert_eq!((accrual.total, accrual.shares), (logged, shares));
-    let issued: u64 = ledger
-        .batches_of(&key)
-        .await?
-        .iter()
-        .map(|b| b.amount)
-        .sum();
+    let issued = pool.issued(&key).await?;
     let unit = ledger.unit_work().work().hashes();
     assert_eq!(
         u128::from(issued) * unit + accrual.pending.hashes(),

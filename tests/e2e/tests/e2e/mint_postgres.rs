@@ -83,14 +83,7 @@ async fn the_mint_on_postgresql_issues_exactly_and_two_instances_share_one_spent
         miner.task.await?;
         pool.wait_until_settled(&key, Duration::from_secs(30))
             .await?;
-        let issued: u64 = pool
-            .running
-            .ledger
-            .batches_of(&key)
-            .await?
-            .iter()
-            .map(|b| b.amount)
-            .sum();
+        let issued = pool.issued(&key).await?;
         wait_until(
             Duration::from_secs(60),
             "the wallet holds every quote",
@@ -126,28 +119,9 @@ async fn the_mint_on_postgresql_issues_exactly_and_two_instances_share_one_spent
         let left = ys_of(wallet.cdk().get_unspent_proofs().await?)?;
         let ys: Vec<String> = held.difference(&left).cloned().collect();
         assert!(!ys.is_empty());
-        let states = |url: String, ys: Vec<String>| async move {
-            let answer: serde_json::Value = reqwest::Client::new()
-                .post(format!("{url}/v1/checkstate"))
-                .json(&serde_json::json!({ "Ys": ys }))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
-            let states: Vec<String> = answer["states"]
-                .as_array()
-                .map(|s| {
-                    s.iter()
-                        .filter_map(|s| s["state"].as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
-            anyhow::Ok(states)
-        };
         // The token's proofs are not spent yet, at either instance.
         if !pending.is_empty() {
-            let unspent = states(second.url(), pending.clone()).await?;
+            let unspent = second.proof_states(&pending).await?;
             assert!(
                 unspent.len() == pending.len() && unspent.iter().all(|s| s == "UNSPENT"),
                 "{unspent:?}"
@@ -155,7 +129,7 @@ async fn the_mint_on_postgresql_issues_exactly_and_two_instances_share_one_spent
         }
         let again = open_wallet(&dir.path().join("again"), &mint.url()).await?;
         assert_eq!(again.receive(&token).await?, 1);
-        let at_second = states(second.url(), ys.clone()).await?;
+        let at_second = second.proof_states(&ys).await?;
         assert!(
             at_second.len() == ys.len() && at_second.iter().all(|s| s == "SPENT"),
             "spent at the first instance, spent at the second: {at_second:?}"
