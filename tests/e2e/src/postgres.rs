@@ -45,6 +45,17 @@ impl TestDatabase {
         Ok(Self { admin, name, url })
     }
 
+    /// Sessions open on it now, and how many of them are encrypted (TLS).
+    pub async fn sessions(&self) -> anyhow::Result<(i64, i64)> {
+        Ok(sqlx::query_as(
+            "SELECT COUNT(*), COUNT(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a \
+             JOIN pg_stat_ssl s ON s.pid = a.pid WHERE a.datname = $1",
+        )
+        .bind(&self.name)
+        .fetch_one(&self.admin)
+        .await?)
+    }
+
     /// Drops it, ending the sessions still on it.
     pub async fn drop(self) -> anyhow::Result<()> {
         sqlx::query(&format!(

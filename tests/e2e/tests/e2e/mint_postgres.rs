@@ -31,7 +31,8 @@ async fn the_mint_on_postgresql_issues_exactly_and_two_instances_share_one_spent
     };
     init_tracing();
     let database = TestDatabase::create(&server, "mint").await?;
-    let url = database.url.clone();
+    // Over TLS (Debian's server has it on, with its snakeoil certificate).
+    let url = format!("{}?sslmode=require", database.url);
 
     let dir = tempfile::tempdir()?;
     let result = async {
@@ -59,6 +60,11 @@ async fn the_mint_on_postgresql_issues_exactly_and_two_instances_share_one_spent
         let mut config = mint_run_config(&mint_dir, pool.running.mint_link_address, http);
         config.database_url = Some(url.clone());
         let mint = TestMint::start_with(config.clone()).await?;
+        let (sessions, encrypted) = database.sessions().await?;
+        assert!(
+            sessions > 0 && encrypted == sessions,
+            "the mint's sessions are encrypted: {encrypted} of {sessions}"
+        );
         let wallet = open_wallet(&dir.path().join("wallet"), &mint.url()).await?;
         let key = wallet.sv2_locking_key();
 
