@@ -279,7 +279,7 @@ async fn copy_table(
         })?;
         kinds.push(ty.clone());
     }
-    let placeholders: Vec<String> = kinds
+    let params: Vec<String> = kinds
         .iter()
         .enumerate()
         .map(|(i, ty)| match ty.as_str() {
@@ -294,7 +294,7 @@ async fn copy_table(
             .map(|n| format!("\"{n}\""))
             .collect::<Vec<_>>()
             .join(", "),
-        placeholders.join(", ")
+        params.join(", ")
     );
     for row in &rows {
         let mut args = PgArguments::default();

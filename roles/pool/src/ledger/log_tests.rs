@@ -3,14 +3,12 @@
 
 use std::collections::HashMap;
 
-use super::{log, store::work_bytes, test_db::backends, *};
-
-fn key(n: u8) -> LockingKey {
-    let secp = bitcoin::secp256k1::Secp256k1::signing_only();
-    let sk = bitcoin::secp256k1::SecretKey::from_slice(&[n; 32]).unwrap();
-    LockingKey::from_slice(&bitcoin::secp256k1::PublicKey::from_secret_key(&secp, &sk).serialize())
-        .unwrap()
-}
+use super::{
+    log,
+    store::work_bytes,
+    test_db::{backends, key, unit},
+    *,
+};
 
 fn hash(n: u32) -> [u8; 32] {
     let mut h = [0u8; 32];
@@ -29,11 +27,6 @@ fn share(n: u32, k: u8, work: u128, tip: i64) -> AcceptedShare {
         block: None,
         tip,
     }
-}
-
-/// 1,000 hashes per ehash.
-fn unit() -> UnitWork {
-    UnitWork::from_work(Work::from_hashes(1_000)).unwrap()
 }
 
 async fn open(location: impl Into<LedgerLocation>) -> AccrualLedger {

@@ -382,19 +382,12 @@ mod tests {
     use super::*;
     use crate::{
         accepted_share::{AcceptedShare, BlockFacts},
-        ledger::{test_db::TestDb, AccrualLedger},
+        ledger::{
+            test_db::{key, unit, TestDb},
+            AccrualLedger,
+        },
     };
-    use ext_mint_quote::LockingKey;
-    use hashpool_ehash::{UnitWork, Work};
-
-    fn key(n: u8) -> LockingKey {
-        let secp = bitcoin::secp256k1::Secp256k1::signing_only();
-        let sk = bitcoin::secp256k1::SecretKey::from_slice(&[n; 32]).unwrap();
-        LockingKey::from_slice(
-            &bitcoin::secp256k1::PublicKey::from_secret_key(&secp, &sk).serialize(),
-        )
-        .unwrap()
-    }
+    use hashpool_ehash::Work;
 
     fn share(n: u32, k: u8, work: u128, block: bool) -> AcceptedShare {
         let mut hash = [0u8; 32];
@@ -412,10 +405,6 @@ mod tests {
             }),
             tip: 3,
         }
-    }
-
-    fn unit() -> UnitWork {
-        UnitWork::from_work(Work::from_hashes(1_000)).unwrap()
     }
 
     #[tokio::test]

@@ -1,4 +1,5 @@
-//! The ledger's backends for its tests: each conformance test runs against a SQLite file and,
+//! What the ledger's tests share: their keys, their unit and the backends. Each conformance
+//! test runs against a SQLite file and,
 //! when `HASHPOOL_TEST_POSTGRES_URL` names a server (a role that may create databases;
 //! `.ci/run` starts Debian's PostgreSQL), against a PostgreSQL database of its own, dropped
 //! afterwards.
@@ -7,7 +8,23 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use sqlx::{any::AnyPoolOptions, Executor as _};
 
+use ext_mint_quote::LockingKey;
+use hashpool_ehash::{UnitWork, Work};
+
 use super::LedgerLocation;
+
+/// The key of secret `[n; 32]`.
+pub(super) fn key(n: u8) -> LockingKey {
+    let secp = bitcoin::secp256k1::Secp256k1::signing_only();
+    let sk = bitcoin::secp256k1::SecretKey::from_slice(&[n; 32]).expect("a valid secret");
+    LockingKey::from_slice(&bitcoin::secp256k1::PublicKey::from_secret_key(&secp, &sk).serialize())
+        .expect("a compressed key")
+}
+
+/// 1,000 hashes per ehash.
+pub(super) fn unit() -> UnitWork {
+    UnitWork::from_work(Work::from_hashes(1_000)).expect("a unit work")
+}
 
 pub(super) enum TestDb {
     Sqlite(tempfile::TempDir),

@@ -2,14 +2,11 @@ use std::{path::Path, str::FromStr};
 
 use sqlx::{sqlite::SqliteConnectOptions, SqlitePool};
 
-use super::{store::work_bytes, test_db::backends, *};
-
-fn key(n: u8) -> LockingKey {
-    let secp = bitcoin::secp256k1::Secp256k1::signing_only();
-    let sk = bitcoin::secp256k1::SecretKey::from_slice(&[n; 32]).unwrap();
-    LockingKey::from_slice(&bitcoin::secp256k1::PublicKey::from_secret_key(&secp, &sk).serialize())
-        .unwrap()
-}
+use super::{
+    store::work_bytes,
+    test_db::{backends, key, unit},
+    *,
+};
 
 fn share(n: u32, k: u8, work: u128) -> AcceptedShare {
     let mut hash = [0u8; 32];
@@ -23,11 +20,6 @@ fn share(n: u32, k: u8, work: u128) -> AcceptedShare {
         block: None,
         tip: 1,
     }
-}
-
-/// 1,000 hashes per ehash.
-fn unit() -> UnitWork {
-    UnitWork::from_work(Work::from_hashes(1_000)).unwrap()
 }
 
 pub(super) async fn open(location: impl Into<LedgerLocation>) -> AccrualLedger {

@@ -2,17 +2,10 @@ use super::*;
 use crate::{
     accepted_share::AcceptedShare,
     ledger::{
-        test_db::{backends, TestDb},
+        test_db::{backends, key, unit, TestDb},
         AccrualLedger,
     },
 };
-
-fn key(n: u8) -> LockingKey {
-    let secp = bitcoin::secp256k1::Secp256k1::signing_only();
-    let sk = bitcoin::secp256k1::SecretKey::from_slice(&[n; 32]).unwrap();
-    LockingKey::from_slice(&bitcoin::secp256k1::PublicKey::from_secret_key(&secp, &sk).serialize())
-        .unwrap()
-}
 
 fn share(n: u32, k: u8, work: u128, block: bool) -> AcceptedShare {
     let mut hash = [0u8; 32];
@@ -26,11 +19,6 @@ fn share(n: u32, k: u8, work: u128, block: bool) -> AcceptedShare {
         block: None,
         tip: 1,
     }
-}
-
-/// 1,000 hashes per ehash.
-fn unit() -> UnitWork {
-    UnitWork::from_work(Work::from_hashes(1_000)).unwrap()
 }
 
 async fn record(ledger: &AccrualLedger, shares: impl IntoIterator<Item = AcceptedShare>) {
